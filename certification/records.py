@@ -1,0 +1,91 @@
+"""Reading and writing the JSON records of a run, with explicit non-finite numbers.
+
+JSON has no NaN or Infinity. A loss that became NaN must still reach the
+verdict engine, so records write non-finite floats as the strings "NaN",
+"Infinity" and "-Infinity", and `decode_float` turns them back into floats.
+Bare NaN tokens (what Python's json module writes by default) are invalid.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+NON_FINITE_NAMES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+class NonFiniteNumberError(ValueError):
+    """A bare NaN or Infinity token in JSON text, which records must not contain."""
+
+
+def encode_float(value: float | None) -> float | str | None:
+    """Return `value` as a JSON-safe number, or as its name when it is non-finite."""
+    if value is None:
+        return None
+    value = float(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return value
+
+
+def decode_float(value: float | int | str | None) -> float | None:
+    """Return the float that `encode_float` encoded; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value not in NON_FINITE_NAMES:
+            raise ValueError(f"invalid number {value!r}: expected a number, 'NaN', 'Infinity' or '-Infinity'")
+        return NON_FINITE_NAMES[value]
+    return float(value)
+
+
+def _reject_constant(name: str) -> Any:
+    raise NonFiniteNumberError(f"bare {name} in JSON; write non-finite numbers as the string \"{name}\"")
+
+
+def loads(text: str | bytes) -> Any:
+    """Parse strict JSON: bare NaN, Infinity and -Infinity raise NonFiniteNumberError."""
+    return json.loads(text, parse_constant=_reject_constant)
+
+
+def dumps(value: Any) -> str:
+    """Serialise to compact JSON; non-finite floats raise ValueError."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def write_json(path: Path, value: Any) -> None:
+    """Write `value` as indented UTF-8 JSON, refusing non-finite floats."""
+    text = json.dumps(value, ensure_ascii=False, allow_nan=False, indent=2, sort_keys=True)
+    Path(path).write_text(text + "\n", encoding="utf-8")
+
+
+def read_json(path: Path) -> Any:
+    return loads(Path(path).read_text(encoding="utf-8"))
+
+
+def append_jsonl(path: Path, records: Iterable[dict]) -> None:
+    """Append one line per record; the file is flushed so a crash loses at most one line."""
+    with open(path, "a", encoding="utf-8") as stream:
+        for record in records:
+            stream.write(dumps(record) + "\n")
+        stream.flush()
+
+
+def iter_jsonl_lines(lines: Iterable[str | bytes]) -> Iterator[dict]:
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            yield loads(line)
+        except ValueError as error:
+            raise ValueError(f"line {number}: {error}") from error
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as stream:
+        return list(iter_jsonl_lines(stream))
