@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Install everything, then run the test suite twice: on the embedded default
+# (SQLite, Celery run eagerly) and on the production components (PostgreSQL,
+# Redis as the Celery broker). Extra arguments go to both pytest runs.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+scripts/setup.sh
+. .venv/bin/activate
+
+echo "== tests on the embedded default: SQLite, eager Celery"
+env -u DATABASE_URL -u CELERY_BROKER_URL python -m pytest "$@"
+
+echo "== portal tests on PostgreSQL and Redis"
+scripts/services.sh
+DATABASE_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/accel_cert} \
+CELERY_BROKER_URL=${TEST_CELERY_BROKER_URL:-redis://127.0.0.1:6379/0} \
+    python -m pytest tests/portal -m "not slow" "$@"
