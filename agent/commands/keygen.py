@@ -1,11 +1,30 @@
-"""Placeholder until this command lands; replaced by its real module."""
+"""`python -m agent keygen`: create the Ed25519 key that signs result bundles."""
 
-HELP = "(not built yet)"
+from __future__ import annotations
+
+from pathlib import Path
+
+from agent.errors import EXIT_OK, AgentError
+from certification.signing import SigningError, generate_key, save_private_key, save_public_key
+
+HELP = "Create an Ed25519 signing key: PATH (private, mode 0600) and PATH.pub; print the key id."
 
 
 def add_arguments(parser):
-    pass
+    parser.add_argument("--out", required=True, type=Path, metavar="PATH", help="private key file to create; the public key goes to PATH.pub")
 
 
-def run(args):
-    raise NotImplementedError("agent command 'keygen' is not built yet")
+def run(args) -> int:
+    public_path = Path(f"{args.out}.pub")
+    if public_path.exists():
+        raise AgentError("key_file_exists", f"public key file {public_path} already exists", "choose another --out path")
+    key = generate_key()
+    try:
+        save_private_key(key, args.out)
+    except SigningError as error:
+        raise AgentError(error.code, str(error), error.hint) from None
+    except OSError as error:
+        raise AgentError("key_file_unwritable", f"cannot write {args.out}: {error.strerror}", "check that the folder exists and is writable") from None
+    save_public_key(key, public_path)
+    print(key.key_id)
+    return EXIT_OK
