@@ -1,0 +1,32 @@
+"""Errors of issuing and revoking certificates."""
+
+from django.utils.translation import gettext_lazy as _
+
+from portal.errors import ErrorSpec, PortalError
+
+CERTIFICATE_ERRORS = {
+    "track_unknown": ErrorSpec(400, _("The track %(track)s is unknown. Use one of: %(tracks)s.")),
+    "level_invalid": ErrorSpec(400, _("The level %(level)s is invalid. Use 1, 2 or 3.")),
+    "submission_not_judged": ErrorSpec(
+        409, _("Submission %(submission)s is in state %(state)s, not judged. Wait for its validation to finish.")
+    ),
+    "verdict_not_passing": ErrorSpec(
+        409,
+        _("The verdict of submission %(submission)s grants %(track)s level %(granted)s, not level %(level)s. A certificate can only be issued for a level the verdict grants."),
+    ),
+    "no_passing_submission": ErrorSpec(
+        409,
+        _("No judged submission of card %(card)s grants %(track)s level %(level)s. Upload a bundle that passes, then issue the certificate."),
+    ),
+    "already_certified": ErrorSpec(
+        409,
+        _("Card %(card)s already holds certificate %(number)s for %(track)s level %(level)s under rule pack %(rule_pack)s. Revoke it first to issue a new one."),
+    ),
+    "card_not_found": ErrorSpec(404, _("No card matches %(card)s. Give the card id, or the vendor and model as VENDOR/MODEL.")),
+    "not_staff": ErrorSpec(403, _("Only certification staff can issue certificates; %(user)s is not staff.")),
+    "already_revoked": ErrorSpec(409, _("Certificate %(number)s was already revoked on %(revoked_at)s.")),
+}
+
+
+class CertificateError(PortalError):
+    table = CERTIFICATE_ERRORS

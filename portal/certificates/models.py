@@ -1,0 +1,70 @@
+"""Certificates and the counter their numbers come from."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from portal.registry.models import Card
+from portal.submissions.models import RulePack, Submission
+
+LEVEL_NUMERALS = {1: "I", 2: "II", 3: "III"}
+
+
+class Track(models.TextChoices):
+    FINETUNING = "finetuning", _("fine-tuning")
+    PRETRAINING = "pretraining", _("pretraining")
+    INFERENCE = "inference", _("inference")
+    DPO = "dpo", _("DPO")
+
+
+class CertificateSequence(models.Model):
+    """The last certificate number issued in a year; its row is locked while a number is taken."""
+
+    year = models.PositiveIntegerField(primary_key=True)
+    last = models.PositiveIntegerField(default=0)
+
+
+class CertificateQuerySet(models.QuerySet):
+    def active(self):
+        return self.filter(revoked_at__isnull=True)
+
+
+class Certificate(models.Model):
+    number = models.CharField(_("number"), max_length=32, unique=True)
+    card = models.ForeignKey(Card, on_delete=models.PROTECT, related_name="certificates")
+    track = models.CharField(_("track"), max_length=16, choices=Track.choices)
+    level = models.PositiveSmallIntegerField(_("level"))
+    rule_pack = models.ForeignKey(RulePack, on_delete=models.PROTECT, related_name="certificates")
+    submission = models.ForeignKey(Submission, on_delete=models.PROTECT, related_name="certificates")
+    key_figures = models.JSONField(_("key figures"), default=list, blank=True)
+    issued_at = models.DateTimeField(_("issued at"))
+    issued_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
+    revoked_reason = models.TextField(_("revocation reason"), blank=True)
+
+    objects = CertificateQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-issued_at", "-id"]
+        verbose_name = _("certificate")
+        verbose_name_plural = _("certificates")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["card", "track", "level", "rule_pack"],
+                condition=models.Q(revoked_at__isnull=True),
+                name="certificate_one_active_per_scope",
+            )
+        ]
+
+    def __str__(self):
+        return self.number
+
+    @property
+    def level_numeral(self) -> str:
+        return LEVEL_NUMERALS.get(self.level, str(self.level))
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None

@@ -1,0 +1,74 @@
+"""Certificate PDFs rendered with WeasyPrint from a Django template.
+
+The renderer may load only the project's own static files and data URIs,
+so neither vendor text nor a template change can make it reach the network
+or read other files of the server.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import mimetypes
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import qrcode
+from django.conf import settings
+from django.template.loader import render_to_string
+from django.urls import reverse
+from weasyprint import HTML
+from weasyprint.urls import URLFetcher, URLFetcherResponse
+
+from portal.certificates.models import Certificate
+
+
+def static_dir() -> Path:
+    return (settings.BASE_DIR / "static").resolve()
+
+
+class StaticFilesOnlyFetcher(URLFetcher):
+    """Fetch data URIs and file URLs inside the project's static folder; reject everything else."""
+
+    def fetch(self, url, headers=None):
+        if url.startswith("data:"):
+            return super().fetch(url, headers)
+        path = self.static_path(url)
+        if path is None:
+            raise ValueError(f"certificate PDFs load only the project's static files and data URIs, not {url}")
+        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        return URLFetcherResponse(url, path.read_bytes(), {"Content-Type": content_type})
+
+    @staticmethod
+    def static_path(url: str) -> Path | None:
+        parsed = urlparse(url)
+        if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):
+            return None
+        path = Path(unquote(parsed.path)).resolve()
+        root = static_dir()
+        if not path.is_relative_to(root) or not path.is_file():
+            return None
+        return path
+
+
+def verification_url(certificate: Certificate) -> str:
+    return settings.PORTAL_BASE_URL + reverse("certificate-detail", args=[certificate.number])
+
+
+def qr_data_uri(text: str) -> str:
+    image = qrcode.make(text, box_size=6, border=2)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def render_certificate_pdf(certificate: Certificate) -> bytes:
+    url = verification_url(certificate)
+    html = render_to_string("certificates/pdf.html", {
+        "certificate": certificate,
+        "verification_url": url,
+        "qr_code": qr_data_uri(url),
+        "reference_kind": certificate.rule_pack.reference_kind,
+    })
+    document = HTML(string=html, base_url=static_dir().as_uri() + "/", url_fetcher=StaticFilesOnlyFetcher())
+    return document.write_pdf()

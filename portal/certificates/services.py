@@ -1,0 +1,126 @@
+"""Issuing and revoking certificates; the staff page and the management command both call these."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from portal.audit.services import record
+from portal.certificates.errors import CertificateError
+from portal.certificates.models import Certificate, CertificateSequence, Track
+from portal.registry.models import Card
+from portal.submissions.models import Submission
+
+logger = logging.getLogger(__name__)
+
+
+def check_scope(track: str, level: int) -> None:
+    if track not in Track.values:
+        raise CertificateError("track_unknown", track=track, tracks=", ".join(Track.values))
+    if level not in (1, 2, 3):
+        raise CertificateError("level_invalid", level=level)
+
+
+def granted_level(submission: Submission, track: str) -> int:
+    report = getattr(submission, "report", None)
+    return report.track_level(track) if report is not None else 0
+
+
+def check_passing(submission: Submission, track: str, level: int) -> None:
+    """Raise unless the submission's verdict grants `track` at `level` or higher."""
+    if submission.state != Submission.State.JUDGED:
+        raise CertificateError("submission_not_judged", submission=submission.pk, state=submission.state)
+    granted = granted_level(submission, track)
+    if granted < level:
+        raise CertificateError("verdict_not_passing", submission=submission.pk, track=track, granted=granted, level=level)
+
+
+def passing_submission(card: Card, track: str, level: int) -> Submission:
+    """Return the newest judged submission of the card whose verdict grants (track, level)."""
+    judged = card.submissions.filter(state=Submission.State.JUDGED).select_related("report").order_by("-created_at")
+    for submission in judged:
+        if granted_level(submission, track) >= level:
+            return submission
+    raise CertificateError("no_passing_submission", card=str(card), track=track, level=level)
+
+
+def issue_certificate(*, submission: Submission, track: str, level: int, issued_by) -> Certificate:
+    """Issue a certificate for (card, track, level) when the submission's verdict grants it."""
+    if not (issued_by.is_authenticated and issued_by.is_staff):
+        raise CertificateError("not_staff", user=issued_by.get_username() or "anonymous")
+    check_scope(track, level)
+    try:
+        with transaction.atomic():
+            certificate = _issue_locked(submission.pk, track, level, issued_by)
+    except IntegrityError:
+        # The unique constraint caught a certificate issued concurrently for the same scope.
+        raise _already_certified(submission, track, level) from None
+    logger.info("certificate %s issued for card %s, %s level %s", certificate.number, certificate.card_id, track, level)
+    return certificate
+
+
+def _issue_locked(submission_id: int, track: str, level: int, issued_by) -> Certificate:
+    submission = Submission.objects.select_for_update().select_related("report", "card", "rule_pack").get(pk=submission_id)
+    check_passing(submission, track, level)
+    if _active_for(submission, track, level) is not None:
+        raise _already_certified(submission, track, level)
+
+    now = timezone.now()
+    certificate = Certificate.objects.create(
+        number=allocate_number(now.year), card=submission.card, track=track, level=level,
+        rule_pack=submission.rule_pack, submission=submission, key_figures=key_figures(submission, track, level),
+        issued_at=now, issued_by=issued_by,
+    )
+    record("certificate.issued", certificate, actor=issued_by, data={
+        "number": certificate.number, "card": submission.card_id, "track": track, "level": level,
+        "rule_pack": submission.rule_pack.name, "submission": submission.pk,
+    })
+    return certificate
+
+
+def _active_for(submission: Submission, track: str, level: int) -> Certificate | None:
+    return Certificate.objects.active().filter(
+        card=submission.card, track=track, level=level, rule_pack=submission.rule_pack
+    ).first()
+
+
+def _already_certified(submission: Submission, track: str, level: int) -> CertificateError:
+    existing = _active_for(submission, track, level)
+    return CertificateError(
+        "already_certified", card=str(submission.card), number=existing.number if existing else "-",
+        track=track, level=level, rule_pack=submission.rule_pack.name,
+    )
+
+
+def allocate_number(year: int) -> str:
+    """Take the next number of the year; the caller's transaction holds the counter row's lock."""
+    CertificateSequence.objects.get_or_create(year=year)
+    sequence = CertificateSequence.objects.select_for_update().get(year=year)
+    sequence.last += 1
+    sequence.save(update_fields=["last"])
+    return f"PPLM-{year}-{sequence.last:05d}"
+
+
+def key_figures(submission: Submission, track: str, level: int) -> list[dict]:
+    """Return the passing criteria of the workloads the track requires up to `level`, for the certificate."""
+    levels = submission.rule_pack.parsed().data.get("tracks", {}).get(track, {}).get("levels", {})
+    workloads = {name for number, entry in levels.items() if int(number) <= level for name in entry.get("workloads", [])}
+    return [
+        {"id": item.get("id"), "measured": item.get("measured"), "reference": item.get("reference"), "bound": item.get("bound")}
+        for item in submission.report.criteria
+        if item.get("status") == "pass" and item.get("workload") in workloads
+    ]
+
+
+@transaction.atomic
+def revoke_certificate(certificate: Certificate, *, reason: str, revoked_by) -> Certificate:
+    certificate = Certificate.objects.select_for_update().get(pk=certificate.pk)
+    if certificate.revoked_at is not None:
+        raise CertificateError("already_revoked", number=certificate.number, revoked_at=certificate.revoked_at.isoformat())
+    certificate.revoked_at = timezone.now()
+    certificate.revoked_reason = reason
+    certificate.save(update_fields=["revoked_at", "revoked_reason"])
+    record("certificate.revoked", certificate, actor=revoked_by, data={"number": certificate.number, "reason": reason})
+    return certificate

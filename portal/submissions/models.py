@@ -1,0 +1,145 @@
+"""Rule packs, reference bundles, vendor submissions and their validation reports."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from portal.registry.models import Card, Vendor
+
+REFERENCE_KIND_LABELS = {
+    "cpu-demo": _("CPU demo reference"),
+    "a800": _("A800 reference"),
+}
+
+
+def reference_kind_label(kind: str) -> str:
+    return REFERENCE_KIND_LABELS.get(kind, kind)
+
+
+class RulePack(models.Model):
+    """A published rule pack, stored with its exact YAML text and hash."""
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    sha256 = models.CharField(_("sha256"), max_length=64)
+    text = models.TextField(_("YAML text"))
+    reference_kind = models.CharField(_("reference kind"), max_length=32)
+    loaded_at = models.DateTimeField(_("loaded"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("rule pack")
+        verbose_name_plural = _("rule packs")
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def reference_label(self) -> str:
+        return reference_kind_label(self.reference_kind)
+
+    def parsed(self):
+        from certification.rulepack import parse_rule_pack
+
+        return parse_rule_pack(self.text.encode("utf-8"))
+
+
+def bundle_upload_path(instance, filename: str) -> str:
+    return f"bundles/{instance.vendor.slug}/{instance.sha256}.tar"
+
+
+def reference_upload_path(instance, filename: str) -> str:
+    return f"references/{instance.rule_pack.name}/{instance.sha256}.tar"
+
+
+class ReferenceBundle(models.Model):
+    """A reference run of a rule pack (A800, or a CPU run for the demo pack) that vendors are compared with."""
+
+    rule_pack = models.ForeignKey(RulePack, on_delete=models.PROTECT, related_name="references")
+    bundle = models.FileField(_("bundle"), upload_to=reference_upload_path)
+    sha256 = models.CharField(_("sha256"), max_length=64)
+    peak_tflops = models.JSONField(_("reference card peak dense TFLOPS"), default=dict)
+    label = models.CharField(_("label"), max_length=200)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+")
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["rule_pack", "created_at"]
+        verbose_name = _("reference bundle")
+        verbose_name_plural = _("reference bundles")
+        constraints = [models.UniqueConstraint(fields=["rule_pack", "sha256"], name="reference_unique_digest")]
+
+    def __str__(self):
+        return f"{self.rule_pack} {self.label} {self.sha256[:12]}"
+
+
+class Submission(models.Model):
+    """One uploaded bundle. States: received -> validating -> judged | rejected."""
+
+    class State(models.TextChoices):
+        RECEIVED = "received", _("received")
+        VALIDATING = "validating", _("validating")
+        JUDGED = "judged", _("judged")
+        REJECTED = "rejected", _("rejected")
+
+    vendor = models.ForeignKey(Vendor, on_delete=models.PROTECT, related_name="submissions")
+    card = models.ForeignKey(Card, on_delete=models.PROTECT, null=True, blank=True, related_name="submissions")
+    rule_pack = models.ForeignKey(RulePack, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    bundle = models.FileField(_("bundle"), upload_to=bundle_upload_path)
+    original_name = models.CharField(_("file name"), max_length=255, blank=True)
+    sha256 = models.CharField(_("sha256"), max_length=64)
+    size = models.BigIntegerField(_("size in bytes"))
+    state = models.CharField(_("state"), max_length=16, choices=State.choices, default=State.RECEIVED)
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+")
+    created_at = models.DateTimeField(_("created"), auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("submission")
+        verbose_name_plural = _("submissions")
+        constraints = [models.UniqueConstraint(fields=["vendor", "sha256"], name="submission_unique_digest")]
+
+    def __str__(self):
+        return f"#{self.pk} {self.vendor} {self.sha256[:12]} ({self.state})"
+
+    def is_visible_to(self, user) -> bool:
+        return user.is_authenticated and (user.is_staff or self.vendor.has_member(user))
+
+
+class ValidationReport(models.Model):
+    """The outcome of validating one submission: the verdict, or why the bundle was rejected."""
+
+    submission = models.OneToOneField(Submission, on_delete=models.PROTECT, related_name="report")
+    verdict = models.JSONField(_("verdict"), null=True, blank=True)
+    error_code = models.CharField(_("error code"), max_length=64, blank=True)
+    error_params = models.JSONField(_("error parameters"), default=dict, blank=True)
+    error_message = models.TextField(_("error message"), blank=True)
+    error_hint = models.TextField(_("hint"), blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("validation report")
+        verbose_name_plural = _("validation reports")
+
+    def __str__(self):
+        return f"report of {self.submission_id}"
+
+    @property
+    def criteria(self) -> list[dict]:
+        return (self.verdict or {}).get("criteria", [])
+
+    @property
+    def error_detail(self) -> str:
+        """Return the rejection reason in the active language when the portal's table has the code."""
+        from portal.submissions.errors import SUBMISSION_ERRORS
+
+        spec = SUBMISSION_ERRORS.get(self.error_code)
+        if spec is not None:
+            return str(spec.message) % self.error_params
+        return self.error_message
+
+    def track_level(self, track: str) -> int:
+        """Return the level the verdict grants for `track`, 0 when none."""
+        return int(((self.verdict or {}).get("tracks", {}).get(track) or {}).get("level", 0))

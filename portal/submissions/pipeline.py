@@ -1,0 +1,191 @@
+"""Validation of a stored submission: verify the bundle, match vendor and card, judge, store the report.
+
+The work runs in three steps so that a crash never loses what is stored:
+a short transaction moves the submission to `validating`; the bundle is
+verified and judged outside any transaction; a second short transaction
+stores the one ValidationReport and the final state. Running it again on a
+finished submission does nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+from django.db import transaction
+
+from portal.audit.services import record
+from portal.registry.models import Card
+from portal.registry.services import keyring_for_vendor, reference_keyring
+from portal.submissions.errors import SubmissionError
+from portal.submissions.models import ReferenceBundle, RulePack, Submission, ValidationReport
+
+logger = logging.getLogger(__name__)
+
+FINISHED_STATES = {Submission.State.JUDGED, Submission.State.REJECTED}
+
+
+class Rejection(Exception):
+    """A bundle that fails validation: a stable code, parameters or an English message, and a hint."""
+
+    def __init__(self, code: str, *, params: dict | None = None, message: str = "", hint: str = ""):
+        super().__init__(code)
+        self.code = code
+        self.params = params or {}
+        self.message = message
+        self.hint = hint
+
+    @classmethod
+    def from_portal_error(cls, error: SubmissionError) -> Rejection:
+        return cls(error.code, params=error.params)
+
+    @classmethod
+    def from_bundle_error(cls, error) -> Rejection:
+        return cls(error.code, message=str(error), hint=getattr(error, "hint", "") or "")
+
+
+def validate_submission(submission_id: int) -> Submission:
+    submission = _start(submission_id)
+    if submission.state in FINISHED_STATES:
+        return submission
+
+    try:
+        card, rule_pack, verdict = _verify_and_judge(submission)
+    except Rejection as rejection:
+        return _finish_rejected(submission_id, rejection)
+    return _finish_judged(submission_id, card, rule_pack, verdict)
+
+
+def _start(submission_id: int) -> Submission:
+    with transaction.atomic():
+        submission = Submission.objects.select_for_update().get(pk=submission_id)
+        if submission.state == Submission.State.RECEIVED:
+            submission.state = Submission.State.VALIDATING
+            submission.save(update_fields=["state", "updated_at"])
+            record("submission.validating", submission)
+    return submission
+
+
+def _verify_and_judge(submission: Submission) -> tuple[Card, RulePack, dict]:
+    from certification.bundle import BundleError, open_bundle
+
+    try:
+        with local_path(submission.bundle) as path:
+            bundle = open_bundle(path, keyring_for_vendor(submission.vendor))
+            card = match_card(submission, bundle.manifest)
+            rule_pack = match_rule_pack(bundle.manifest)
+            verdict = judge_against_references(bundle, rule_pack, card)
+    except BundleError as error:
+        raise Rejection.from_bundle_error(error) from None
+    except SubmissionError as error:
+        raise Rejection.from_portal_error(error) from None
+    return card, rule_pack, verdict
+
+
+@contextlib.contextmanager
+def local_path(field):
+    """Yield a local file path for a stored file, copying it out of non-local storage."""
+    try:
+        yield Path(field.path)
+        return
+    except NotImplementedError:
+        pass
+    with tempfile.NamedTemporaryFile(suffix=".tar") as copy:
+        with field.open("rb") as stream:
+            shutil.copyfileobj(stream, copy)
+        copy.flush()
+        yield Path(copy.name)
+
+
+def manifest_vendor(manifest: dict) -> str:
+    vendor = manifest.get("vendor")
+    if isinstance(vendor, dict):
+        return str(vendor.get("slug") or vendor.get("id") or vendor.get("name") or "")
+    return str(vendor or "")
+
+
+def match_card(submission: Submission, manifest: dict) -> Card:
+    """Check the bundle's vendor is the uploader's and its card is registered and approved."""
+    vendor = submission.vendor
+    named = manifest_vendor(manifest)
+    if named not in {vendor.slug, vendor.name}:
+        raise SubmissionError("vendor_mismatch", bundle_vendor=named or "-", vendor=vendor.slug)
+
+    card_info = manifest.get("card") or {}
+    model, serial = str(card_info.get("model", "")), str(card_info.get("serial", ""))
+    card = Card.objects.filter(vendor=vendor, model=model, serial=serial).first()
+    if card is None:
+        raise SubmissionError("card_not_registered", model=model or "-", serial=serial or "-", vendor=vendor.slug)
+    if not card.approved:
+        raise SubmissionError("card_not_approved", model=model, serial=serial)
+    return card
+
+
+def match_rule_pack(manifest: dict) -> RulePack:
+    info = manifest.get("rule_pack") or {}
+    name, sha256 = str(info.get("name", "")), str(info.get("sha256", ""))
+    rule_pack = RulePack.objects.filter(name=name, sha256=sha256).first()
+    if rule_pack is None:
+        raise SubmissionError("rule_pack_unknown", name=name or "-", sha256=sha256 or "-")
+    return rule_pack
+
+
+def open_reference(path: Path, rule_pack: RulePack, sha256: str):
+    """Open a reference bundle with the reference lab's keys; a failure is `reference_invalid`."""
+    from certification.bundle import BundleError, open_bundle
+
+    try:
+        return open_bundle(path, reference_keyring())
+    except BundleError as error:
+        raise SubmissionError("reference_invalid", sha256=sha256, name=rule_pack.name, code=error.code) from None
+
+
+def judge_against_references(bundle, rule_pack: RulePack, card: Card) -> dict:
+    from certification.verdict import judge
+
+    references = list(ReferenceBundle.objects.filter(rule_pack=rule_pack))
+    if not references:
+        raise SubmissionError("reference_missing", name=rule_pack.name)
+
+    with contextlib.ExitStack() as stack:
+        opened = [
+            open_reference(stack.enter_context(local_path(reference.bundle)), rule_pack, reference.sha256)
+            for reference in references
+        ]
+        # TODO: pass the reference cards' peaks (ReferenceBundle.peak_tflops) once judge() accepts them.
+        verdict = judge(bundle, opened, rule_pack.parsed(), card.peaks())
+    return verdict.to_dict()
+
+
+def _finish_rejected(submission_id: int, rejection: Rejection) -> Submission:
+    with transaction.atomic():
+        submission = Submission.objects.select_for_update().get(pk=submission_id)
+        if submission.state in FINISHED_STATES:
+            return submission
+        ValidationReport.objects.create(
+            submission=submission, error_code=rejection.code, error_params=rejection.params,
+            error_message=rejection.message, error_hint=rejection.hint,
+        )
+        submission.state = Submission.State.REJECTED
+        submission.save(update_fields=["state", "updated_at"])
+        record("submission.rejected", submission, data={"code": rejection.code, "params": rejection.params})
+    logger.info("submission %s rejected: %s", submission_id, rejection.code)
+    return submission
+
+
+def _finish_judged(submission_id: int, card: Card, rule_pack: RulePack, verdict: dict) -> Submission:
+    with transaction.atomic():
+        submission = Submission.objects.select_for_update().get(pk=submission_id)
+        if submission.state in FINISHED_STATES:
+            return submission
+        ValidationReport.objects.create(submission=submission, verdict=verdict)
+        submission.card, submission.rule_pack = card, rule_pack
+        submission.state = Submission.State.JUDGED
+        submission.save(update_fields=["card", "rule_pack", "state", "updated_at"])
+        levels = {track: info.get("level", 0) for track, info in verdict.get("tracks", {}).items()}
+        record("submission.judged", submission, data={"card": card.pk, "rule_pack": rule_pack.name, "levels": levels})
+    logger.info("submission %s judged: %s", submission_id, levels)
+    return submission

@@ -1,0 +1,155 @@
+"""Receiving bundles, loading rule packs and marking reference bundles."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tarfile
+from pathlib import Path
+
+from django.core.files import File
+from django.db import IntegrityError, transaction
+
+from certification.rulepack import available_rule_packs, load_rule_pack
+from portal.audit.services import record
+from portal.registry.models import Vendor
+from portal.registry.services import vendors_of
+from portal.submissions.errors import SubmissionError
+from portal.submissions.models import ReferenceBundle, RulePack, Submission, reference_kind_label
+
+logger = logging.getLogger(__name__)
+
+HASH_CHUNK_BYTES = 1024 * 1024
+
+
+def file_sha256(stream) -> str:
+    """Hash a file object from its start; the position is left at the start."""
+    stream.seek(0)
+    digest = hashlib.sha256()
+    for chunk in iter(lambda: stream.read(HASH_CHUNK_BYTES), b""):
+        digest.update(chunk)
+    stream.seek(0)
+    return digest.hexdigest()
+
+
+def ensure_tar(upload) -> None:
+    """Reject an upload that is not a tar archive; the pipeline does the full verification."""
+    upload.seek(0)
+    is_tar = tarfile.is_tarfile(upload)
+    upload.seek(0)
+    if not is_tar:
+        raise SubmissionError("bundle_not_archive", name=upload.name)
+
+
+def uploader_vendor(user, slug: str | None = None) -> Vendor:
+    """Return the vendor the user uploads for: the named one, or their only one."""
+    vendors = vendors_of(user)
+    names = ", ".join(vendor.slug for vendor in vendors)
+    if not vendors:
+        raise SubmissionError("vendor_membership_missing", user=user.get_username())
+    if slug:
+        for vendor in vendors:
+            if vendor.slug == slug:
+                return vendor
+        raise SubmissionError("vendor_not_member", vendor=slug, vendors=names)
+    if len(vendors) > 1:
+        raise SubmissionError("vendor_ambiguous", user=user.get_username(), vendors=names)
+    return vendors[0]
+
+
+def receive_bundle(*, vendor: Vendor, upload, actor, remote_addr: str | None = None) -> tuple[Submission, bool]:
+    """Store an uploaded bundle as a new submission and enqueue its validation.
+
+    Returns (submission, created). The same bytes uploaded again for the same
+    vendor return the stored submission with created False.
+    """
+    sha256 = getattr(upload, "sha256", None) or file_sha256(upload)
+    existing = Submission.objects.filter(vendor=vendor, sha256=sha256).first()
+    if existing is not None:
+        return existing, False
+
+    ensure_tar(upload)
+    try:
+        submission = _store_submission(vendor, upload, sha256, actor, remote_addr)
+    except IntegrityError:
+        # A concurrent upload of the same bytes committed first.
+        return Submission.objects.get(vendor=vendor, sha256=sha256), False
+    return submission, True
+
+
+def _store_submission(vendor, upload, sha256, actor, remote_addr) -> Submission:
+    with transaction.atomic():
+        submission = Submission(
+            vendor=vendor, sha256=sha256, size=upload.size, original_name=(upload.name or "")[-255:], uploaded_by=actor
+        )
+        submission.bundle.save(f"{sha256}.tar", upload, save=False)
+        submission.save()
+        record(
+            "submission.received",
+            submission,
+            actor=actor,
+            data={"sha256": sha256, "size": upload.size, "name": submission.original_name, "vendor": vendor.slug},
+            remote_addr=remote_addr,
+        )
+        transaction.on_commit(lambda: enqueue_validation(submission.pk))
+    logger.info("submission %s received from vendor %s (%s bytes)", submission.pk, vendor.slug, upload.size)
+    return submission
+
+
+def enqueue_validation(submission_id: int) -> None:
+    from portal.submissions.tasks import validate_submission
+
+    validate_submission.delay(submission_id)
+
+
+def load_rule_packs(*, actor=None) -> list[RulePack]:
+    """Load every shipped rule pack; a published pack never changes, so a changed file is skipped with a warning."""
+    return [pack for pack in (_load_rule_pack(name, actor) for name in available_rule_packs()) if pack]
+
+
+@transaction.atomic
+def _load_rule_pack(name: str, actor) -> RulePack | None:
+    pack = load_rule_pack(name)
+    stored = RulePack.objects.filter(name=pack.name).first()
+    if stored is not None:
+        if stored.sha256 != pack.sha256:
+            logger.warning(
+                "rule pack %s on disk (sha256 %s) differs from the published one (sha256 %s); keeping the published one",
+                pack.name, pack.sha256, stored.sha256,
+            )
+        return stored
+    stored = RulePack.objects.create(
+        name=pack.name, sha256=pack.sha256, text=pack.text, reference_kind=pack.reference_kind
+    )
+    record("rule_pack.loaded", stored, actor=actor, data={"sha256": pack.sha256})
+    return stored
+
+
+def reference_label(kind: str) -> str:
+    """Return the stored English label of a reference; a CPU demo reference is never called A800."""
+    return {"cpu-demo": "CPU demo reference", "a800": "A800 reference"}.get(kind, f"{kind} reference")
+
+
+def add_reference(bundle_path: Path, *, rule_pack: RulePack, peak_tflops: dict[str, float], actor=None) -> tuple[ReferenceBundle, bool]:
+    """Verify a reference bundle against the reference lab's keys and mark it as a reference of `rule_pack`."""
+    from portal.submissions.pipeline import open_reference
+
+    with open(bundle_path, "rb") as stream:
+        sha256 = file_sha256(stream)
+    existing = ReferenceBundle.objects.filter(rule_pack=rule_pack, sha256=sha256).first()
+    if existing is not None:
+        return existing, False
+
+    open_reference(bundle_path, rule_pack, sha256)
+    with transaction.atomic(), open(bundle_path, "rb") as stream:
+        reference = ReferenceBundle(
+            rule_pack=rule_pack, sha256=sha256, peak_tflops=peak_tflops,
+            label=reference_label(rule_pack.reference_kind), created_by=actor,
+        )
+        reference.bundle.save(f"{sha256}.tar", File(stream), save=False)
+        reference.save()
+        record("reference.added", reference, actor=actor, data={
+            "rule_pack": rule_pack.name, "sha256": sha256, "peak_tflops": peak_tflops, "label": reference.label,
+        })
+    logger.info("reference bundle %s added to rule pack %s (%s)", sha256, rule_pack.name, reference_kind_label(rule_pack.reference_kind))
+    return reference, True

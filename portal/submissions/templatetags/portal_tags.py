@@ -1,0 +1,72 @@
+"""Template filters for verdict reports and certificates."""
+
+from django import template
+from django.utils.translation import gettext_lazy as _
+
+from portal.certificates.models import LEVEL_NUMERALS, Track
+
+register = template.Library()
+
+STATUS_LABELS = {
+    "pass": _("pass"),
+    "fail": _("fail"),
+    "pending": _("pending"),
+    "not_applicable": _("not applicable"),
+    "refused": _("refused"),
+}
+
+
+@register.filter
+def track_label(track: str) -> str:
+    return Track(track).label if track in Track.values else track
+
+
+@register.filter
+def level_numeral(level) -> str:
+    return LEVEL_NUMERALS.get(int(level or 0), "—")
+
+
+@register.filter
+def status_label(status: str) -> str:
+    return STATUS_LABELS.get(status, status)
+
+
+@register.filter
+def localized(text, language_code: str) -> str:
+    """Pick the Chinese or English side of a {"zh", "en"} text from the verdict."""
+    if not isinstance(text, dict):
+        return "" if text is None else str(text)
+    key = "zh" if str(language_code).startswith("zh") else "en"
+    return text.get(key) or text.get("en") or text.get("zh") or ""
+
+
+@register.filter
+def figure(value) -> str:
+    """Format a number from the verdict with four significant digits; other values as text."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, (int, float)):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{key}: {figure(item)}" for key, item in value.items())
+    return str(value)
+
+
+TRACK_NAMES = {
+    "finetuning": ("调优", "Fine-tuning"),
+    "pretraining": ("预训练", "Pretraining"),
+    "inference": ("推理", "Inference"),
+    "dpo": ("DPO", "DPO"),
+}
+
+
+@register.filter
+def track_zh(track: str) -> str:
+    return TRACK_NAMES.get(track, (track, track))[0]
+
+
+@register.filter
+def track_en(track: str) -> str:
+    return TRACK_NAMES.get(track, (track, track))[1]
