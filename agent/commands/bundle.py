@@ -1,11 +1,38 @@
-"""Placeholder until this command lands; replaced by its real module."""
+"""`python -m agent bundle`: pack a run folder into one signed result bundle."""
 
-HELP = "(not built yet)"
+from __future__ import annotations
+
+from pathlib import Path
+
+from agent.commands._verification import agent_error
+from agent.errors import EXIT_OK
+from certification.bundle import write_bundle
+from certification.errors import BundleError
+from certification.signing import SigningError, load_private_key
+
+HELP = "Pack a run folder into a signed result bundle (an uncompressed tar with a manifest and a DSSE envelope)."
 
 
 def add_arguments(parser):
-    pass
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="run folder written by `python -m agent run`")
+    parser.add_argument("--key", required=True, type=Path, help="Ed25519 private key file from `python -m agent keygen`")
+    parser.add_argument("--out", type=Path, help="bundle file to write (default: RUN_DIR.bundle.tar beside the run folder)")
 
 
-def run(args):
-    raise NotImplementedError("agent command 'bundle' is not built yet")
+def default_out_path(run_dir: Path) -> Path:
+    run_dir = run_dir.resolve()
+    return run_dir.with_name(f"{run_dir.name}.bundle.tar")
+
+
+def run(args) -> int:
+    try:
+        key = load_private_key(args.key)
+        info = write_bundle(args.run_dir, args.out or default_out_path(args.run_dir), key)
+    except (BundleError, SigningError) as error:
+        raise agent_error(error) from None
+    print(f"bundle:    {info.path}")
+    print(f"bundle id: {info.bundle_id}")
+    print(f"key id:    {info.key_id}")
+    print(f"sha256:    {info.sha256}")
+    print(f"files:     {info.file_count}")
+    return EXIT_OK

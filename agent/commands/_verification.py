@@ -1,0 +1,33 @@
+"""Key loading and bundle opening shared by `verify` and `check`, with errors mapped to exit codes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agent.errors import EXIT_REJECTED, EXIT_USAGE, AgentError
+from certification.bundle import VerifiedBundle, open_bundle
+from certification.errors import BundleError
+from certification.signing import Keyring, SigningError, load_public_key_file
+
+# Refusals that come from the command line rather than from the bundle's contents.
+USAGE_CODES = frozenset({"archive_unreadable", "key_file_unreadable", "run_dir_missing"})
+
+
+def agent_error(error: BundleError | SigningError) -> AgentError:
+    message = error.message if isinstance(error, BundleError) else str(error)
+    exit_code = EXIT_USAGE if error.code in USAGE_CODES else EXIT_REJECTED
+    return AgentError(error.code, message, error.hint, exit_code)
+
+
+def load_keyring(paths: list[Path]) -> Keyring:
+    try:
+        return Keyring(load_public_key_file(path) for path in paths)
+    except SigningError as error:
+        raise agent_error(error) from None
+
+
+def open_verified(path: Path, keyring: Keyring) -> VerifiedBundle:
+    try:
+        return open_bundle(path, keyring)
+    except BundleError as error:
+        raise agent_error(error) from None

@@ -1,0 +1,396 @@
+"""Result bundles: a run folder packed into one signed, verifiable tar archive.
+
+The archive contains every file of the run folder, `manifest.json` (the sha256
+and size of every file) and `envelope.dsse.json`: a DSSE envelope over an
+in-toto v1 statement whose only subject is `manifest.json`. Verification
+checks the signature over the payload bytes as stored, the subject digest over
+the manifest bytes as stored, and every file against the manifest, so nothing
+is parsed and re-serialised before its digest is checked. docs/bundle-format.md
+describes every key.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import stat
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import jsonschema
+from securesystemslib.dsse import Envelope
+from securesystemslib.exceptions import FormatError, VerificationError
+
+from certification import records
+from certification.archive import ArchiveContents, ArchiveWriter, Limits, check_member_path, path_key, read_archive
+from certification.errors import BundleError
+from certification.signing import Keyring, PrivateKey
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+ENVELOPE_NAME = "envelope.dsse.json"
+RESERVED_NAMES = frozenset({MANIFEST_NAME, ENVELOPE_NAME})
+PAYLOAD_TYPE = "application/vnd.in-toto+json"
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+# The host is under the reserved .invalid domain (RFC 2606) because the
+# predicate is our own and has no public page. The name only has to be unique.
+PREDICATE_TYPE = "https://accel-cert.invalid/result-bundle/v1"
+MANIFEST_SCHEMA_PATH = Path(__file__).parent / "schema" / "manifest.schema.json"
+
+
+@dataclass(frozen=True)
+class BundleInfo:
+    """Summary of a written bundle: the archive path, ids and the archive's sha256."""
+
+    path: Path
+    bundle_id: str
+    key_id: str
+    sha256: str
+    size: int
+    file_count: int
+
+
+@dataclass(frozen=True)
+class VerifiedBundle:
+    """A bundle whose signature, manifest and every file have been verified; files are held in memory."""
+
+    manifest: dict[str, Any]
+    key_id: str
+    statement: dict[str, Any]
+    files: Mapping[str, bytes] = field(repr=False)
+
+    @property
+    def bundle_id(self) -> str:
+        return self.manifest["bundle_id"]
+
+    @property
+    def rule_pack(self) -> dict[str, str]:
+        return self.manifest["rule_pack"]
+
+    def paths(self) -> list[str]:
+        return sorted(self.files)
+
+    def has(self, path: str) -> bool:
+        return path in self.files
+
+    def read_bytes(self, path: str) -> bytes:
+        if path not in self.files:
+            raise BundleError("file_not_in_bundle", path)
+        return self.files[path]
+
+    def read_json(self, path: str) -> Any:
+        try:
+            return records.loads(self.read_bytes(path))
+        except ValueError:
+            raise BundleError("json_invalid", path) from None
+
+    def iter_jsonl(self, path: str) -> Iterator[dict]:
+        lines = self.read_bytes(path).splitlines()
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield records.loads(line)
+            except ValueError:
+                raise BundleError("json_invalid", f"{path} line {number}") from None
+
+    def workloads(self) -> list[str]:
+        """Return the workload ids, the folder names under `workloads/`, sorted."""
+        names = {path.split("/")[1] for path in self.files if path.startswith("workloads/") and path.count("/") >= 2}
+        return sorted(names)
+
+
+# Packing -------------------------------------------------------------------
+
+
+def write_bundle(run_dir: Path, out_path: Path, signer: PrivateKey) -> BundleInfo:
+    """Pack `run_dir` into a signed archive at `out_path`, written atomically."""
+    run_dir, out_path = Path(run_dir), Path(out_path)
+    run = _read_run_json(run_dir)
+    paths = list_run_files(run_dir)
+    partial = out_path.with_name(out_path.name + ".partial")
+    try:
+        manifest = _write_archive(run_dir, paths, run, partial, signer)
+        os.replace(partial, out_path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    data = out_path.read_bytes()
+    return BundleInfo(out_path, manifest["bundle_id"], signer.key_id, hashlib.sha256(data).hexdigest(), len(data), len(paths))
+
+
+def _write_archive(run_dir: Path, paths: list[str], run: dict, out_path: Path, signer: PrivateKey) -> dict:
+    with open(out_path, "wb") as stream:
+        writer = ArchiveWriter(stream)
+        entries = [_add_run_file(writer, run_dir, path) for path in paths]
+        manifest = build_manifest(run, entries)
+        manifest_bytes = encode_manifest(manifest)
+        writer.add(MANIFEST_NAME, manifest_bytes)
+        writer.add(ENVELOPE_NAME, sign_manifest(manifest, manifest_bytes, signer))
+        writer.close()
+    return manifest
+
+
+def _read_run_json(run_dir: Path) -> dict:
+    if not run_dir.is_dir():
+        raise BundleError("run_dir_missing", str(run_dir))
+    path = run_dir / "run.json"
+    if not path.is_file():
+        raise BundleError("run_json_missing", str(run_dir))
+    try:
+        run = records.read_json(path)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BundleError("run_json_invalid", str(error)) from None
+    _check_run_keys(run)
+    return run
+
+
+def _check_run_keys(run: Any) -> None:
+    if not isinstance(run, dict):
+        raise BundleError("run_json_invalid", "the top level is not an object")
+    for key in ("run_id", "started_at", "rule_pack"):
+        if not run.get(key):
+            raise BundleError("run_json_invalid", f"missing key {key!r}")
+    rule_pack = run["rule_pack"]
+    if not isinstance(rule_pack, dict) or not all(isinstance(rule_pack.get(key), str) for key in ("name", "sha256")):
+        raise BundleError("run_json_invalid", "'rule_pack' must have the strings 'name' and 'sha256'")
+
+
+def list_run_files(run_dir: Path) -> list[str]:
+    """Return the relative paths of all regular files under `run_dir`, rejecting links and special files."""
+    paths: list[str] = []
+    seen: dict[str, str] = {}
+    for folder, folder_names, file_names in os.walk(run_dir, followlinks=False):
+        for name in folder_names + file_names:
+            _check_run_entry(Path(folder) / name, name in file_names)
+        for name in file_names:
+            relative = (Path(folder) / name).relative_to(run_dir).as_posix()
+            _check_run_path(relative, seen)
+            paths.append(relative)
+    return sorted(paths)
+
+
+def _check_run_entry(path: Path, expect_file: bool) -> None:
+    mode = path.lstat().st_mode
+    regular = stat.S_ISREG(mode) if expect_file else stat.S_ISDIR(mode)
+    if not regular:
+        raise BundleError("run_file_link", str(path))
+
+
+def _check_run_path(relative: str, seen: dict[str, str]) -> None:
+    if relative in RESERVED_NAMES:
+        raise BundleError("run_file_reserved", relative)
+    check_member_path(relative)
+    key = path_key(relative)
+    if key in seen:
+        raise BundleError("path_duplicate", f"{seen[key]!r} and {relative!r}")
+    seen[key] = relative
+
+
+def _add_run_file(writer: ArchiveWriter, run_dir: Path, relative: str) -> dict:
+    data = (run_dir / relative).read_bytes()
+    check_json_member(relative, data)
+    writer.add(relative, data)
+    return {"path": relative, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def check_json_member(relative: str, data: bytes) -> None:
+    """Reject invalid JSON and bare NaN or Infinity tokens in `.json` and `.jsonl` files."""
+    if relative.endswith(".json"):
+        _check_json_text(relative, data)
+    elif relative.endswith(".jsonl"):
+        for number, line in enumerate(data.splitlines(), start=1):
+            if line.strip():
+                _check_json_text(f"{relative} line {number}", line)
+
+
+def _check_json_text(where: str, data: bytes) -> None:
+    try:
+        records.loads(data.decode("utf-8"))
+    except records.NonFiniteNumberError:
+        raise BundleError("json_non_finite", where) from None
+    except ValueError:  # UnicodeDecodeError and json.JSONDecodeError are ValueErrors
+        raise BundleError("json_invalid", where) from None
+
+
+def build_manifest(run: dict, files: list[dict]) -> dict:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "bundle_id": str(uuid.uuid4()),
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "vendor": run.get("vendor"),
+        "card": run.get("card"),
+        "rule_pack": {"name": run["rule_pack"]["name"], "sha256": run["rule_pack"]["sha256"]},
+        "agent_version": run.get("agent_version"),
+        "ticket": run.get("ticket"),
+        "run": {key: run.get(key) for key in ("run_id", "profile", "tracks", "level", "started_at", "finished_at")},
+        "files": files,
+    }
+
+
+def encode_manifest(manifest: dict) -> bytes:
+    return (json.dumps(manifest, ensure_ascii=False, allow_nan=False, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+def build_statement(manifest: dict, manifest_bytes: bytes) -> dict:
+    return {
+        "_type": STATEMENT_TYPE,
+        "subject": [{"name": MANIFEST_NAME, "digest": {"sha256": hashlib.sha256(manifest_bytes).hexdigest()}}],
+        "predicateType": PREDICATE_TYPE,
+        "predicate": {"bundle_id": manifest["bundle_id"], "rule_pack": manifest["rule_pack"]},
+    }
+
+
+def sign_manifest(manifest: dict, manifest_bytes: bytes, signer: PrivateKey) -> bytes:
+    """Return the envelope.dsse.json bytes: a DSSE envelope over the statement, signed by `signer`."""
+    payload = records.dumps(build_statement(manifest, manifest_bytes)).encode("utf-8")
+    envelope = Envelope(payload, PAYLOAD_TYPE, {})
+    envelope.sign(signer.signer)
+    return encode_envelope(envelope.to_dict())
+
+
+def encode_envelope(envelope: dict) -> bytes:
+    return (json.dumps(envelope, ensure_ascii=True, indent=2, sort_keys=True) + "\n").encode("ascii")
+
+
+# Verifying -----------------------------------------------------------------
+
+
+def open_bundle(path: Path, keyring: Keyring, limits: Limits = Limits()) -> VerifiedBundle:
+    """Read and verify a bundle; raise BundleError with the first problem found."""
+    contents = read_archive(Path(path), limits)
+    manifest_bytes = _required_member(contents, MANIFEST_NAME, "manifest_missing")
+    envelope = _parse_envelope(_required_member(contents, ENVELOPE_NAME, "envelope_missing"))
+    key_id = _verify_signature(envelope, keyring)
+    statement = _parse_statement(envelope.payload)
+    _check_subject(statement, manifest_bytes)
+    manifest = _parse_manifest(manifest_bytes)
+    _check_predicate(statement, manifest)
+    files = _check_files(manifest, contents)
+    return VerifiedBundle(manifest, key_id, statement, MappingProxyType(files))
+
+
+def _required_member(contents: ArchiveContents, name: str, code: str) -> bytes:
+    if name not in contents.files:
+        raise BundleError(code)
+    return contents.files[name]
+
+
+def _parse_envelope(raw: bytes) -> Envelope:
+    try:
+        data = records.loads(raw)
+        envelope = Envelope.from_dict(copy.deepcopy(data))
+    except (KeyError, TypeError, ValueError, AttributeError, FormatError) as error:
+        raise BundleError("envelope_invalid", f"{type(error).__name__}: {error}") from None
+    if encode_envelope(envelope.to_dict()) != raw:
+        raise BundleError("envelope_not_canonical")
+    if envelope.payload_type != PAYLOAD_TYPE:
+        raise BundleError("payload_type_invalid", envelope.payload_type)
+    return envelope
+
+
+def _verify_signature(envelope: Envelope, keyring: Keyring) -> str:
+    if not envelope.signatures:
+        raise BundleError("envelope_invalid", "no signatures")
+    known = [keyring.get(key_id) for key_id in envelope.signatures if key_id in keyring]
+    if not known:
+        raise BundleError("signature_key_unknown", ", ".join(envelope.signatures))
+    try:
+        accepted = envelope.verify([key.sslib_key for key in known], 1)
+    except VerificationError:
+        raise BundleError("signature_invalid", ", ".join(key.key_id for key in known)) from None
+    return next(iter(accepted))
+
+
+def _parse_statement(payload: bytes) -> dict:
+    try:
+        statement = records.loads(payload)
+    except ValueError as error:
+        raise BundleError("statement_invalid", str(error)) from None
+    if not isinstance(statement, dict) or statement.get("_type") != STATEMENT_TYPE:
+        raise BundleError("statement_invalid", f"_type is not {STATEMENT_TYPE}")
+    if statement.get("predicateType") != PREDICATE_TYPE:
+        raise BundleError("statement_invalid", f"predicateType {statement.get('predicateType')!r}")
+    subject = statement.get("subject")
+    if not isinstance(subject, list) or len(subject) != 1 or not isinstance(subject[0], dict) or subject[0].get("name") != MANIFEST_NAME:
+        raise BundleError("statement_invalid", "the subject must be manifest.json alone")
+    if not isinstance(statement.get("predicate"), dict):
+        raise BundleError("statement_invalid", "the predicate is not an object")
+    return statement
+
+
+def _check_subject(statement: dict, manifest_bytes: bytes) -> None:
+    digest = statement["subject"][0].get("digest")
+    signed = digest.get("sha256") if isinstance(digest, dict) else None
+    actual = hashlib.sha256(manifest_bytes).hexdigest()
+    if signed != actual:
+        raise BundleError("subject_digest_mismatch", f"signed {signed}, actual {actual}")
+
+
+def _parse_manifest(manifest_bytes: bytes) -> dict:
+    try:
+        manifest = records.loads(manifest_bytes)
+    except ValueError as error:
+        raise BundleError("manifest_invalid", str(error)) from None
+    error = jsonschema.exceptions.best_match(_manifest_validator().iter_errors(manifest))
+    if error is not None:
+        where = "/".join(str(part) for part in error.absolute_path) or "(top level)"
+        raise BundleError("manifest_invalid", f"{where}: {error.message}")
+    _check_manifest_paths(manifest["files"])
+    return manifest
+
+
+def _check_manifest_paths(entries: list[dict]) -> None:
+    seen: dict[str, str] = {}
+    for entry in entries:
+        try:
+            _check_run_path(entry["path"], seen)
+        except BundleError as error:
+            raise BundleError("manifest_invalid", f"files: {error.message}") from None
+
+
+_VALIDATOR: list[jsonschema.protocols.Validator] = []
+
+
+def _manifest_validator() -> jsonschema.protocols.Validator:
+    if not _VALIDATOR:
+        schema = json.loads(MANIFEST_SCHEMA_PATH.read_text(encoding="utf-8"))
+        _VALIDATOR.append(jsonschema.Draft202012Validator(schema))
+    return _VALIDATOR[0]
+
+
+def _check_predicate(statement: dict, manifest: dict) -> None:
+    predicate = statement["predicate"]
+    if predicate.get("bundle_id") != manifest["bundle_id"] or predicate.get("rule_pack") != manifest["rule_pack"]:
+        raise BundleError("statement_invalid", "the predicate's bundle id or rule pack differs from manifest.json")
+
+
+def _check_files(manifest: dict, contents: ArchiveContents) -> dict[str, bytes]:
+    listed = {entry["path"]: entry for entry in manifest["files"]}
+    files = {name: data for name, data in contents.files.items() if name not in RESERVED_NAMES}
+    unlisted = sorted(set(files) - set(listed))
+    if unlisted:
+        raise BundleError("member_not_in_manifest", unlisted[0])
+    for folder in sorted(contents.folders):
+        if not any(path.startswith(folder + "/") for path in listed):
+            raise BundleError("member_not_in_manifest", folder + "/")
+    for path, entry in listed.items():
+        _check_file(path, entry, files.get(path))
+    return files
+
+
+def _check_file(path: str, entry: dict, data: bytes | None) -> None:
+    if data is None:
+        raise BundleError("member_missing", path)
+    if len(data) != entry["size"]:
+        raise BundleError("file_size_mismatch", f"{path}: {len(data)} bytes, expected {entry['size']} from manifest.json")
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != entry["sha256"]:
+        raise BundleError("file_digest_mismatch", f"{path}: {actual}, expected {entry['sha256']} from manifest.json")

@@ -1,0 +1,91 @@
+from agent.cli import main
+from agent.errors import EXIT_OK, EXIT_REJECTED, EXIT_USAGE
+from tests.certification.runfolder import build_run
+
+
+def make_key(tmp_path, name="vendor.key"):
+    path = tmp_path / name
+    assert main(["keygen", "--out", str(path)]) == EXIT_OK
+    return path
+
+
+def test_bundle_then_verify(tmp_path, capsys):
+    key = make_key(tmp_path)
+    run_dir = build_run(tmp_path / "run", workloads=("sft-llama",))
+
+    assert main(["bundle", str(run_dir), "--key", str(key)]) == EXIT_OK
+    bundle = tmp_path / "run.bundle.tar"
+    assert bundle.is_file()
+
+    code = main(["verify", str(bundle), "--public-key", str(key) + ".pub"])
+
+    output = capsys.readouterr().out
+    assert code == EXIT_OK
+    assert "sft-llama" in output
+
+
+def test_verify_accepts_several_keys(tmp_path):
+    key = make_key(tmp_path)
+    other = make_key(tmp_path, "other.key")
+    run_dir = build_run(tmp_path / "run", workloads=())
+    out = tmp_path / "out.tar"
+    assert main(["bundle", str(run_dir), "--key", str(key), "--out", str(out)]) == EXIT_OK
+
+    code = main(["verify", str(out), "--public-key", f"{other}.pub", "--public-key", f"{key}.pub"])
+
+    assert code == EXIT_OK
+
+
+def test_verify_rejects_unknown_key(tmp_path, capsys):
+    key = make_key(tmp_path)
+    other = make_key(tmp_path, "other.key")
+    run_dir = build_run(tmp_path / "run", workloads=())
+    out = tmp_path / "out.tar"
+    main(["bundle", str(run_dir), "--key", str(key), "--out", str(out)])
+
+    code = main(["verify", str(out), "--public-key", f"{other}.pub"])
+
+    assert code == EXIT_REJECTED
+    assert "signature_key_unknown" in capsys.readouterr().err
+
+
+def test_verify_rejects_changed_byte(tmp_path, capsys):
+    key = make_key(tmp_path)
+    out = tmp_path / "out.tar"
+    main(["bundle", str(build_run(tmp_path / "run", workloads=())), "--key", str(key), "--out", str(out)])
+    data = bytearray(out.read_bytes())
+    data[600] ^= 0x20
+    out.write_bytes(bytes(data))
+
+    code = main(["verify", str(out), "--public-key", f"{key}.pub"])
+
+    assert code == EXIT_REJECTED
+
+
+def test_verify_missing_bundle_is_usage_error(tmp_path, capsys):
+    key = make_key(tmp_path)
+
+    code = main(["verify", str(tmp_path / "absent.tar"), "--public-key", f"{key}.pub"])
+
+    assert code == EXIT_USAGE
+    assert "archive_unreadable" in capsys.readouterr().err
+
+
+def test_bundle_rejects_bare_nan(tmp_path, capsys):
+    key = make_key(tmp_path)
+    run_dir = build_run(tmp_path / "run", workloads=())
+    (run_dir / "environment.json").write_text('{"x": NaN}')
+
+    code = main(["bundle", str(run_dir), "--key", str(key)])
+
+    assert code == EXIT_REJECTED
+    assert "json_non_finite" in capsys.readouterr().err
+
+
+def test_bundle_missing_key_is_usage_error(tmp_path, capsys):
+    run_dir = build_run(tmp_path / "run", workloads=())
+
+    code = main(["bundle", str(run_dir), "--key", str(tmp_path / "absent.key")])
+
+    assert code == EXIT_USAGE
+    assert "key_file_unreadable" in capsys.readouterr().err

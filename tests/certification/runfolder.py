@@ -1,0 +1,119 @@
+"""Hand-built run folders in the layout that `python -m agent run` writes.
+
+The numbers are synthetic: a loss curve that decays smoothly, constant
+throughput, a fixed LAMBADA answer pattern and short bilingual predictions.
+Tests change one thing at a time through the keyword arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from certification.records import encode_float
+from certification.rulepack import RulePack, load_rule_pack
+
+PACK = load_rule_pack("demo-2026.1")
+PREDICTIONS = [
+    ("sft_zh_dev", "今天天气很好，我们去公园散步。", "今天天气很好，我们去公园散步吧。"),
+    ("sft_zh_dev", "学习机器学习需要数学基础。", "学习机器学习需要一定的数学基础。"),
+    ("sft_en_dev", "The cat sat on the mat in 2024.", "The cat sat on the mat in 2024."),
+    ("sft_en_dev", "Paris is the capital of France.", "The capital of France is Paris."),
+]
+
+
+def write_json(path: Path, value: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value, ensure_ascii=False, allow_nan=False, indent=2) + "\n", encoding="utf-8")
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps(row, ensure_ascii=False, allow_nan=False) for row in rows]
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+
+
+def loss_curve(steps: int, scale: float = 1.0, nan_at: int | None = None) -> list[float]:
+    losses = [scale * (2.0 + 8.0 * math.exp(-step / 60.0)) for step in range(1, steps + 1)]
+    if nan_at is not None:
+        losses[nan_at - 1] = math.nan
+    return losses
+
+
+def step_rows(losses: list[float], tokens_per_second: float = 1000.0) -> list[dict]:
+    rows = []
+    for step, loss in enumerate(losses, start=1):
+        rows.append({
+            "step": step, "loss": encode_float(loss), "learning_rate": 1e-3, "grad_norm": 1.0,
+            "consumed_samples": 8 * step, "effective_tokens": 1024, "padded_tokens": 0,
+            "step_seconds": 1024 / tokens_per_second, "tokens_per_second_per_card": tokens_per_second, "cards": 1,
+        })
+    return rows
+
+
+def workload_config(pack: RulePack, workload_id: str, fixed_overrides: dict | None = None) -> dict:
+    spec = pack.workload(workload_id)
+    model = pack.data["models"][spec["model"]]
+    tokenizer = pack.data["tokenizers"][model["tokenizer"]]
+    datasets = {}
+    for role, names in spec["datasets"].items():
+        records = [{"name": name, **pack.data["datasets"][name]} for name in ([names] if isinstance(names, str) else names)]
+        datasets[role] = records if isinstance(names, list) else records[0]
+    return {
+        "workload": workload_id,
+        "kind": spec["kind"],
+        "model": {"name": spec["model"], "architecture": model["architecture"], "config": model["config"]},
+        "hyperparameters": {"fixed": {**spec["hyperparameters"]["fixed"], **(fixed_overrides or {})}, "free": spec["hyperparameters"]["free"]},
+        "datasets": datasets,
+        "tokenizer": {"name": model["tokenizer"], **tokenizer},
+    }
+
+
+def write_pretrain(folder: Path, pack: RulePack, options: dict) -> None:
+    steps = options.get("steps", 200)
+    losses = loss_curve(steps, options.get("loss_scale", 1.0), options.get("nan_at"))
+    write_jsonl(folder / "steps.jsonl", step_rows(losses, options.get("tokens_per_second", 1000.0)))
+    write_json(folder / "validation.json", {"loss": options.get("validation_loss", 3.0), "tokens": 8192, "batches": 64})
+    correct_every = options.get("lambada_correct_every", 4)
+    items = [{"index": index, "correct": index % correct_every == 0, "target_tokens": 2} for index in range(options.get("lambada_items", 5153))]
+    write_jsonl(folder / "lambada.jsonl", items)
+
+
+def write_finetune(folder: Path, pack: RulePack, options: dict) -> None:
+    steps = pack.workload(folder.name)["hyperparameters"]["fixed"]["max_steps"]
+    write_jsonl(folder / "steps.jsonl", step_rows(loss_curve(steps)))
+    predictions = options.get("predictions", PREDICTIONS)
+    rows = [
+        {"dataset": dataset, "index": index, "prompt": f"prompt {index}", "prediction": prediction, "reference": reference, "prediction_tokens": len(prediction)}
+        for index, (dataset, prediction, reference) in enumerate(predictions)
+    ]
+    write_jsonl(folder / "predictions.jsonl", rows)
+
+
+def build_run(root: Path, pack: RulePack = PACK, workloads: tuple[str, ...] = ("pretrain-llama", "sft-llama", "lora-llama"), **options: Any) -> Path:
+    """Write a run folder under `root`; `options` apply to every workload unless keyed by workload id."""
+    root.mkdir(parents=True, exist_ok=True)
+    write_json(root / "run.json", {
+        "run_id": "run-0001", "profile": "cpu-demo", "rule_pack": {"name": pack.name, "sha256": pack.sha256},
+        "vendor": "Example Vendor", "card": {"model": "X100", "serial": "SN-1"}, "tracks": ["finetuning", "pretraining"],
+        "level": 1, "ticket": None, "agent_version": "0.1.0",
+        "started_at": "2026-01-01T00:00:00+00:00", "finished_at": "2026-01-01T01:00:00+00:00",
+    })
+    write_json(root / "environment.json", {"python": "3.11.7", "paddle": "3.3.1", "device": "cpu", "device_count": 1, "nodes": 1})
+    write_jsonl(root / "events.jsonl", [{"time": "2026-01-01T00:00:00Z", "event": "start"}, {"time": "2026-01-01T01:00:00Z", "event": "stop"}])
+    for workload_id in workloads:
+        workload_options = {**options, **options.get(workload_id, {})}
+        _write_workload(root / "workloads" / workload_id, pack, workload_id, workload_options)
+    return root
+
+
+def _write_workload(folder: Path, pack: RulePack, workload_id: str, options: dict) -> None:
+    kind = pack.workload(workload_id)["kind"]
+    write_json(folder / "config.json", workload_config(pack, workload_id, options.get("fixed_overrides")))
+    write_json(folder / "result.json", {"workload": workload_id, "kind": kind, "status": options.get("status", "completed"), "summary": {}})
+    if kind == "pretrain":
+        write_pretrain(folder, pack, options)
+    else:
+        write_finetune(folder, pack, options)
