@@ -50,7 +50,7 @@ SUBMISSION_ERRORS = {
     ),
     "reference_invalid": ErrorSpec(
         422,
-        _("The reference bundle %(sha256)s of rule pack %(name)s failed verification (%(code)s). The staff must replace it."),
+        _("The reference bundle %(sha256)s of rule pack %(name)s failed verification (%(reason)s). The staff must replace it."),
     ),
 }
 

@@ -44,7 +44,7 @@ class Rejection(Exception):
 
     @classmethod
     def from_bundle_error(cls, error) -> Rejection:
-        return cls(error.code, message=str(error), hint=getattr(error, "hint", "") or "")
+        return cls(error.code, message=getattr(error, "message", str(error)), hint=getattr(error, "hint", "") or "")
 
 
 def validate_submission(submission_id: int) -> Submission:
@@ -140,12 +140,18 @@ def open_reference(path: Path, rule_pack: RulePack, sha256: str):
     try:
         return open_bundle(path, reference_keyring())
     except BundleError as error:
-        raise SubmissionError("reference_invalid", sha256=sha256, name=rule_pack.name, code=error.code) from None
+        raise SubmissionError("reference_invalid", sha256=sha256, name=rule_pack.name, reason=error.code) from None
+
+
+def load_judge():
+    """Import the verdict engine when it is first needed, so the portal starts without it."""
+    from certification.verdict import judge
+
+    return judge
 
 
 def judge_against_references(bundle, rule_pack: RulePack, card: Card) -> dict:
-    from certification.verdict import judge
-
+    judge = load_judge()
     references = list(ReferenceBundle.objects.filter(rule_pack=rule_pack))
     if not references:
         raise SubmissionError("reference_missing", name=rule_pack.name)

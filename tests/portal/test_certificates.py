@@ -1,0 +1,109 @@
+"""Issuing certificates: only staff, only when the verdict grants the level, one number each."""
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.urls import reverse
+
+from portal.audit.models import AuditEntry
+from portal.certificates.errors import CertificateError
+from portal.certificates.models import Certificate
+from portal.certificates.services import issue_certificate, revoke_certificate
+
+from .conftest import login
+from .helpers_verdict import judged_submission, verdict
+
+
+@pytest.fixture
+def passing(vendor, card, rule_pack):
+    return judged_submission(vendor, card, rule_pack, verdict(pretraining_level=1, finetuning_level=0))
+
+
+def test_issue_when_verdict_grants(passing, staff):
+    certificate = issue_certificate(submission=passing, track="pretraining", level=1, issued_by=staff)
+    assert certificate.number.startswith("PPLM-")
+    assert certificate.card == passing.card
+    assert certificate.key_figures[0]["id"] == "pretrain.throughput"
+    assert AuditEntry.objects.filter(action="certificate.issued", object_id=str(certificate.pk)).exists()
+
+
+@pytest.mark.parametrize("track, level, code", [
+    ("finetuning", 1, "verdict_not_passing"),
+    ("pretraining", 2, "verdict_not_passing"),
+    ("cooking", 1, "track_unknown"),
+    ("pretraining", 4, "level_invalid"),
+])
+def test_issue_refused(passing, staff, track, level, code):
+    with pytest.raises(CertificateError) as raised:
+        issue_certificate(submission=passing, track=track, level=level, issued_by=staff)
+    assert raised.value.code == code
+    assert Certificate.objects.count() == 0
+
+
+def test_issue_refused_for_non_staff(passing, owner):
+    with pytest.raises(CertificateError) as raised:
+        issue_certificate(submission=passing, track="pretraining", level=1, issued_by=owner)
+    assert raised.value.code == "not_staff"
+
+
+def test_issue_refused_for_unjudged(passing, staff):
+    passing.state = "rejected"
+    passing.save()
+    with pytest.raises(CertificateError) as raised:
+        issue_certificate(submission=passing, track="pretraining", level=1, issued_by=staff)
+    assert raised.value.code == "submission_not_judged"
+
+
+def test_issue_twice_refused_until_revoked(passing, staff):
+    first = issue_certificate(submission=passing, track="pretraining", level=1, issued_by=staff)
+    with pytest.raises(CertificateError) as raised:
+        issue_certificate(submission=passing, track="pretraining", level=1, issued_by=staff)
+    assert raised.value.code == "already_certified"
+    revoke_certificate(first, reason="test", revoked_by=staff)
+    second = issue_certificate(submission=passing, track="pretraining", level=1, issued_by=staff)
+    assert second.number != first.number
+
+
+def test_numbers_are_sequential(vendor, card, rule_pack, staff):
+    numbers = []
+    for index, track in enumerate(["pretraining", "finetuning"]):
+        submission = judged_submission(vendor, card, rule_pack, verdict(1, 1), label=str(index))
+        numbers.append(issue_certificate(submission=submission, track=track, level=1, issued_by=staff).number)
+    assert numbers[0] != numbers[1]
+    assert int(numbers[1][-5:]) == int(numbers[0][-5:]) + 1
+
+
+def test_staff_page_issues(client, passing, staff):
+    response = login(client, staff).post(reverse("certificate-issue", args=[passing.pk]), {"track": "pretraining", "level": 1})
+    certificate = Certificate.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == reverse("certificate-detail", args=[certificate.number])
+
+
+def test_staff_page_refuses_failing_level(client, passing, staff):
+    response = login(client, staff).post(reverse("certificate-issue", args=[passing.pk]), {"track": "finetuning", "level": 1}, follow=True)
+    assert Certificate.objects.count() == 0
+    assert "verdict_not_passing" in response.content.decode()
+
+
+@pytest.mark.parametrize("persona, status", [("owner", 403), ("outsider", 403)])
+def test_issue_page_needs_staff(client, request, passing, outsider, persona, status):
+    response = login(client, request.getfixturevalue(persona)).post(reverse("certificate-issue", args=[passing.pk]), {"track": "pretraining", "level": 1})
+    assert response.status_code == status
+    assert Certificate.objects.count() == 0
+
+
+def test_issue_page_anonymous_redirects(client, passing):
+    response = client.post(reverse("certificate-issue", args=[passing.pk]), {"track": "pretraining", "level": 1})
+    assert response.status_code == 302
+    assert Certificate.objects.count() == 0
+
+
+def test_command_issues(passing, staff, card):
+    call_command("issue_certificate", "--card", f"{card.vendor.slug}/{card.model}", "--track", "pretraining", "--level", "1")
+    assert Certificate.objects.get().track == "pretraining"
+
+
+def test_command_refuses_failing(passing, staff, card):
+    with pytest.raises(CommandError, match="no_passing_submission"):
+        call_command("issue_certificate", "--card", str(card.pk), "--track", "finetuning", "--level", "1")

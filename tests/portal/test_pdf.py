@@ -1,0 +1,63 @@
+"""Certificate PDFs: Chinese text renders with the embedded font; the fetcher loads only static files."""
+
+import shutil
+import subprocess
+
+import pytest
+from django.urls import reverse
+
+from portal.certificates.pdf import StaticFilesOnlyFetcher, static_dir
+from portal.certificates.services import issue_certificate
+
+from .helpers_verdict import judged_submission, verdict
+
+pytestmark = pytest.mark.skipif(shutil.which("pdftotext") is None, reason="needs poppler-utils (pdftotext, pdffonts)")
+
+
+@pytest.fixture
+def pdf_path(client, vendor, card, rule_pack, staff, tmp_path):
+    submission = judged_submission(vendor, card, rule_pack, verdict())
+    certificate = issue_certificate(submission=submission, track="pretraining", level=1, issued_by=staff)
+    response = client.get(reverse("certificate-pdf", args=[certificate.number]))
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/pdf"
+    path = tmp_path / "certificate.pdf"
+    path.write_bytes(response.content)
+    path.with_suffix(".number").write_text(certificate.number)
+    return path
+
+
+def pdf_text(path) -> str:
+    return subprocess.run(["pdftotext", "-layout", str(path), "-"], check=True, capture_output=True, text=True).stdout
+
+
+def test_pdf_contains_chinese_and_english(pdf_path):
+    text = pdf_text(pdf_path)
+    for expected in ["飞桨大模型工具链适配认证证书", "预训练", "CPU 演示基线", "CPU demo reference", "demo-2026.1", "X100", "Acme <b>芯片</b>", pdf_path.with_suffix(".number").read_text()]:
+        assert expected in text
+
+
+def test_pdf_embeds_cjk_font(pdf_path):
+    fonts = subprocess.run(["pdffonts", str(pdf_path)], check=True, capture_output=True, text=True).stdout
+    rows = [line for line in fonts.splitlines() if "WenQuanYi" in line]
+    assert rows
+    assert all(" yes " in row for row in rows)
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:9/x.css",
+    "https://example.invalid/font.ttf",
+    "file:///etc/passwd",
+    "file:///work/../etc/hostname",
+    "ftp://127.0.0.1/x",
+])
+def test_fetcher_rejects_outside_urls(url):
+    with pytest.raises(ValueError):
+        StaticFilesOnlyFetcher().fetch(url)
+
+
+def test_fetcher_serves_static_font_and_data_uri():
+    font = StaticFilesOnlyFetcher().fetch((static_dir() / "fonts" / "wqy-microhei.ttf").as_uri())
+    assert font.read(4) == b"\x00\x01\x00\x00"
+    data = StaticFilesOnlyFetcher().fetch("data:text/plain;base64,aGk=")
+    assert data.read() == b"hi"

@@ -1,0 +1,187 @@
+"""The validation pipeline in eager mode, with real signed bundles."""
+
+import importlib.util
+
+import pytest
+from django.core.files.base import ContentFile
+from django.db import transaction
+
+from portal.audit.models import AuditEntry
+from portal.submissions import pipeline
+from portal.submissions.models import ReferenceBundle, Submission
+from portal.submissions.services import add_reference, receive_bundle
+
+from .conftest import build_bundle, upload_file
+
+pytest.importorskip("certification.bundle")
+
+HAS_VERDICT_ENGINE = importlib.util.find_spec("certification.verdict") is not None
+
+
+class FakeVerdict:
+    def __init__(self, payload):
+        self.payload = payload
+
+    def to_dict(self):
+        return self.payload
+
+
+@pytest.fixture
+def reference(tmp_path, rule_pack, lab_key):
+    path = build_bundle(tmp_path, lab_key, name="reference.tar", vendor="reference-lab", model="CPU", serial="ref-0")
+    reference, _created = add_reference(path, rule_pack=rule_pack, peak_tflops={"fp32": 1.5})
+    return reference
+
+
+@pytest.fixture
+def recorded_judge(monkeypatch):
+    """Replace the verdict engine with one that records its inputs and grants pretraining level 1."""
+    calls = []
+
+    def judge(bundle, references, pack, card_peaks, human=None):
+        calls.append({"bundle": bundle, "references": references, "pack": pack, "card_peaks": card_peaks})
+        return FakeVerdict({
+            "rule_pack": {"name": pack.name, "sha256": pack.sha256}, "reference_kind": pack.reference_kind,
+            "criteria": [], "tracks": {"pretraining": {"level": 1, "gap": []}},
+        })
+
+    monkeypatch.setattr(pipeline, "load_judge", lambda: judge)
+    return calls
+
+
+def submit(path, vendor, owner, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        submission, created = receive_bundle(vendor=vendor, upload=upload_file(path.read_bytes()), actor=owner)
+    assert created
+    submission.refresh_from_db()
+    return submission
+
+
+def actions_of(submission):
+    entries = AuditEntry.objects.filter(object_type="submissions.submission", object_id=str(submission.pk))
+    return sorted(entries.values_list("action", flat=True))
+
+
+def test_good_bundle_is_judged(tmp_path, vendor, owner, card, vendor_key, reference, recorded_judge, django_capture_on_commit_callbacks):
+    path = build_bundle(tmp_path, vendor_key)
+    submission = submit(path, vendor, owner, django_capture_on_commit_callbacks)
+
+    assert submission.state == "judged"
+    assert submission.card == card
+    assert submission.rule_pack.name == "demo-2026.1"
+    assert submission.report.track_level("pretraining") == 1
+    assert recorded_judge[0]["card_peaks"] == {"fp32": 2.0}
+    assert len(recorded_judge[0]["references"]) == 1
+    assert actions_of(submission) == ["submission.judged", "submission.received", "submission.validating"]
+
+
+@pytest.mark.skipif(not HAS_VERDICT_ENGINE, reason="certification.verdict has not landed yet")
+def test_good_bundle_with_real_engine(tmp_path, vendor, owner, card, vendor_key, reference, django_capture_on_commit_callbacks):
+    path = build_bundle(tmp_path, vendor_key)
+    submission = submit(path, vendor, owner, django_capture_on_commit_callbacks)
+    assert submission.state == "judged"
+    assert submission.report.verdict["rule_pack"]["name"] == "demo-2026.1"
+    assert submission.report.verdict["reference_kind"] == "cpu-demo"
+
+
+def tampered(path):
+    data = bytearray(path.read_bytes())
+    position = data.index(b"pretrain-llama", 2048)
+    data[position] = ord("P")
+    return bytes(data)
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("tampered", {"file_digest_mismatch", "archive_not_canonical", "member_not_in_manifest", "member_missing"}),
+    ("not_tar", {"archive_invalid"}),
+    ("unknown_key", {"signature_key_unknown"}),
+])
+def test_refused_bundle_is_rejected(tmp_path, vendor, owner, card, vendor_key, reference, recorded_judge, case, expected):
+    from certification.signing import generate_key
+
+    path = build_bundle(tmp_path, generate_key() if case == "unknown_key" else vendor_key)
+    data = {"tampered": tampered(path), "not_tar": b"plain text, not a tar archive", "unknown_key": path.read_bytes()}[case]
+    submission = stored_submission(vendor, data)
+
+    pipeline.validate_submission(submission.pk)
+
+    submission.refresh_from_db()
+    assert submission.state == "rejected"
+    assert submission.report.error_code in expected
+    assert submission.report.error_message
+    assert submission.bundle.read() == data
+    assert recorded_judge == []
+
+
+def stored_submission(vendor, data: bytes) -> Submission:
+    """Store bytes as a received submission, bypassing the upload's quick archive check."""
+    import hashlib
+
+    with transaction.atomic():
+        submission = Submission(vendor=vendor, sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+        submission.bundle.save("upload.tar", ContentFile(data), save=False)
+        submission.save()
+    return submission
+
+
+@pytest.mark.parametrize("run_fields, code", [
+    ({"vendor": "somebody-else"}, "vendor_mismatch"),
+    ({"model": "Y200"}, "card_not_registered"),
+])
+def test_bundle_for_wrong_vendor_or_card_is_rejected(tmp_path, vendor, card, vendor_key, reference, recorded_judge, run_fields, code):
+    path = build_bundle(tmp_path, vendor_key, **run_fields)
+    submission = stored_submission(vendor, path.read_bytes())
+    pipeline.validate_submission(submission.pk)
+    submission.refresh_from_db()
+    assert submission.state == "rejected"
+    assert submission.report.error_code == code
+    assert submission.report.error_detail
+
+
+def test_unapproved_card_is_rejected(tmp_path, vendor, card, vendor_key, reference, recorded_judge):
+    card.approved = False
+    card.save()
+    submission = stored_submission(vendor, build_bundle(tmp_path, vendor_key).read_bytes())
+    pipeline.validate_submission(submission.pk)
+    submission.refresh_from_db()
+    assert submission.report.error_code == "card_not_approved"
+
+
+def test_missing_reference_is_rejected(tmp_path, vendor, card, vendor_key, rule_pack, recorded_judge):
+    submission = stored_submission(vendor, build_bundle(tmp_path, vendor_key).read_bytes())
+    pipeline.validate_submission(submission.pk)
+    submission.refresh_from_db()
+    assert submission.report.error_code == "reference_missing"
+
+
+def test_revoked_key_is_not_trusted(tmp_path, vendor, card, vendor_key, reference, recorded_judge):
+    from django.utils import timezone
+
+    vendor.signing_keys.update(revoked_at=timezone.now())
+    submission = stored_submission(vendor, build_bundle(tmp_path, vendor_key).read_bytes())
+    pipeline.validate_submission(submission.pk)
+    submission.refresh_from_db()
+    assert submission.report.error_code == "signature_key_unknown"
+
+
+def test_validation_runs_once(tmp_path, vendor, card, vendor_key, reference, recorded_judge):
+    submission = stored_submission(vendor, build_bundle(tmp_path, vendor_key).read_bytes())
+    pipeline.validate_submission(submission.pk)
+    pipeline.validate_submission(submission.pk)
+    assert len(recorded_judge) == 1
+    assert AuditEntry.objects.filter(action="submission.judged").count() == 1
+
+
+def test_reference_needs_lab_key(tmp_path, rule_pack, vendor_key, reference_lab):
+    from portal.submissions.errors import SubmissionError
+
+    path = build_bundle(tmp_path, vendor_key, name="not-a-reference.tar")
+    with pytest.raises(SubmissionError) as raised:
+        add_reference(path, rule_pack=rule_pack, peak_tflops={"fp32": 1.0})
+    assert raised.value.code == "reference_invalid"
+    assert ReferenceBundle.objects.count() == 0
+
+
+def test_cpu_demo_reference_label(reference):
+    assert reference.label == "CPU demo reference"
+    assert "A800" not in reference.label

@@ -1,0 +1,77 @@
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from portal import checks
+from portal.env import read_bool, read_database_url, read_int, read_list, read_path, read_str
+
+
+def test_readers_use_defaults_without_environment(monkeypatch):
+    for name in ("X_STR", "X_BOOL", "X_INT", "X_LIST"):
+        monkeypatch.delenv(name, raising=False)
+    assert read_str("X_STR", "fallback") == "fallback"
+    assert read_bool("X_BOOL", True) is True
+    assert read_int("X_INT", 7) == 7
+    assert read_list("X_LIST", ["a"]) == ["a"]
+
+
+@pytest.mark.parametrize("text, expected", [("1", True), ("yes", True), ("ON", True), ("0", False), ("off", False)])
+def test_read_bool_accepts_words(monkeypatch, text, expected):
+    monkeypatch.setenv("X_BOOL", text)
+    assert read_bool("X_BOOL", not expected) is expected
+
+
+@pytest.mark.parametrize("reader, value", [
+    (lambda: read_bool("X_VAR", False), "maybe"),
+    (lambda: read_int("X_VAR", 1), "ten"),
+    (lambda: read_int("X_VAR", 1, minimum=1024), "10"),
+    (lambda: read_path("X_VAR", None), "relative/dir"),
+    (lambda: read_database_url("X_VAR", "sqlite:///x"), "mysql://root@localhost/db"),
+])
+def test_invalid_values_name_variable_and_value(monkeypatch, reader, value):
+    monkeypatch.setenv("X_VAR", value)
+    with pytest.raises(ImproperlyConfigured) as raised:
+        reader()
+    assert "X_VAR" in str(raised.value)
+    assert repr(value) in str(raised.value)
+
+
+def test_read_list_splits_commas(monkeypatch):
+    monkeypatch.setenv("X_LIST", "a.example, b.example,,")
+    assert read_list("X_LIST", []) == ["a.example", "b.example"]
+
+
+def test_database_url_postgres(monkeypatch):
+    monkeypatch.setenv("X_DB", "postgres://postgres@127.0.0.1:5432/cert")
+    config = read_database_url("X_DB", "sqlite:///unused")
+    assert config["ENGINE"] == "django.db.backends.postgresql"
+    assert config["NAME"] == "cert"
+
+
+def test_defaults_are_the_embedded_setup(settings):
+    assert settings.TIME_ZONE == "Asia/Shanghai"
+    assert settings.LANGUAGE_CODE == "zh-hans"
+    assert "django.middleware.locale.LocaleMiddleware" in settings.MIDDLEWARE
+    assert str(settings.MEDIA_ROOT).endswith("media")
+
+
+def test_check_broker_missing_when_not_eager(settings):
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    settings.CELERY_BROKER_URL = ""
+    assert [error.id for error in checks.check_celery_broker(None)] == ["portal.E001"]
+
+
+def test_check_broker_passes_with_broker(settings):
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:6379/0"
+    assert checks.check_celery_broker(None) == []
+
+
+def test_check_font_missing(settings, tmp_path):
+    settings.CERTIFICATE_FONT_PATH = tmp_path / "missing.ttf"
+    errors = checks.check_certificate_font(None)
+    assert [error.id for error in errors] == ["portal.E002"]
+    assert errors[0].hint
+
+
+def test_check_font_present(settings):
+    assert checks.check_certificate_font(None) == []
