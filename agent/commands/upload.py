@@ -1,11 +1,138 @@
-"""Placeholder until this command lands; replaced by its real module."""
+"""`python -m agent upload`: send a bundle to the portal and print the submission's address.
 
-HELP = "(not built yet)"
+The body is streamed from the file, so a bundle of any size uses little
+memory. The portal keys submissions by the bundle's sha256, so sending the
+same file again is safe and returns the stored submission.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+from pathlib import Path
+
+import requests
+
+from agent import __version__
+from agent.errors import EXIT_OK, EXIT_REMOTE, EXIT_USAGE, AgentError
+
+HELP = "Upload a signed bundle to the certification portal and print the submission's address."
+UPLOAD_PATH = "/api/v1/bundles/"
+READ_BLOCK_BYTES = 1024 * 1024
+
+logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser):
-    pass
+    parser.add_argument("bundle", type=Path, metavar="BUNDLE", help="bundle file written by `python -m agent bundle`")
+    parser.add_argument("--portal", default=os.environ.get("AGENT_PORTAL_URL"), help="portal base URL, for example https://cert.example.com (default: $AGENT_PORTAL_URL)")
+    parser.add_argument("--token", default=os.environ.get("AGENT_PORTAL_TOKEN"), help="API token of a member of your vendor (default: $AGENT_PORTAL_TOKEN)")
+    parser.add_argument("--vendor", help="vendor identifier; needed only when your account belongs to several vendors")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the portal's reply (default: 600)")
 
 
-def run(args):
-    raise NotImplementedError("agent command 'upload' is not built yet")
+class MultipartStream:
+    """A multipart/form-data body read from the bundle file in blocks; `len()` gives the Content-Length."""
+
+    def __init__(self, path: Path, fields: dict[str, str]):
+        self.boundary = uuid.uuid4().hex
+        head = b"".join(self._field(name, value) for name, value in fields.items())
+        head += (
+            f'--{self.boundary}\r\nContent-Disposition: form-data; name="bundle"; filename="{path.name}"\r\n'
+            "Content-Type: application/x-tar\r\n\r\n"
+        ).encode("utf-8")
+        self._parts = [head, path, f"\r\n--{self.boundary}--\r\n".encode("ascii")]
+        self._length = len(head) + path.stat().st_size + len(self._parts[2])
+        self._current = None
+
+    def _field(self, name: str, value: str) -> bytes:
+        return f'--{self.boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode("utf-8")
+
+    @property
+    def content_type(self) -> str:
+        return f"multipart/form-data; boundary={self.boundary}"
+
+    def __len__(self) -> int:
+        return self._length
+
+    def read(self, size: int = -1) -> bytes:
+        size = READ_BLOCK_BYTES if size is None or size < 0 else size
+        while self._current is not None or self._parts:
+            if self._current is None:
+                part = self._parts.pop(0)
+                self._current = open(part, "rb") if isinstance(part, Path) else _BytesReader(part)
+            data = self._current.read(size)
+            if data:
+                return data
+            self._current.close()
+            self._current = None
+        return b""
+
+
+class _BytesReader:
+    def __init__(self, data: bytes):
+        self._data = memoryview(data)
+
+    def read(self, size: int) -> bytes:
+        chunk, self._data = bytes(self._data[:size]), self._data[size:]
+        return chunk
+
+    def close(self) -> None:
+        pass
+
+
+def check_arguments(args) -> str:
+    """Return the upload URL, or raise for a missing portal, token or bundle."""
+    if not args.portal:
+        raise AgentError("portal_url_missing", "no portal URL given", "pass --portal URL or set AGENT_PORTAL_URL", EXIT_USAGE)
+    if not args.token:
+        raise AgentError("portal_token_missing", "no API token given", "pass --token TOKEN or set AGENT_PORTAL_TOKEN; the portal's staff give you one", EXIT_USAGE)
+    if not args.bundle.is_file():
+        raise AgentError("bundle_not_found", f"bundle file not found: {args.bundle}", "pass the .tar file that `python -m agent bundle` wrote", EXIT_USAGE)
+    return args.portal.rstrip("/") + UPLOAD_PATH
+
+
+def send(url: str, args) -> requests.Response:
+    fields = {"vendor": args.vendor} if args.vendor else {}
+    body = MultipartStream(args.bundle, fields)
+    headers = {
+        "Authorization": f"Token {args.token}",
+        "Content-Type": body.content_type,
+        "User-Agent": f"accel-cert-agent/{__version__}",
+        "Accept": "application/json",
+    }
+    logger.debug("uploading %s (%d bytes) to %s", args.bundle, len(body), url)
+    try:
+        return requests.post(url, data=body, headers=headers, timeout=args.timeout)
+    except requests.Timeout:
+        raise AgentError("portal_timeout", f"the portal at {url} did not reply within {args.timeout:g} s", "try again later or raise --timeout; a repeated upload is safe", EXIT_REMOTE) from None
+    except requests.RequestException as error:
+        raise AgentError("portal_unreachable", f"cannot reach the portal at {url}: {type(error).__name__}", "check --portal and the network; a repeated upload is safe", EXIT_REMOTE) from None
+
+
+def parse_reply(response: requests.Response) -> dict:
+    try:
+        body = response.json()
+    except (ValueError, json.JSONDecodeError):
+        body = None
+    if response.status_code in (200, 201) and isinstance(body, dict) and "url" in body:
+        return body
+    if isinstance(body, dict) and "code" in body:
+        raise AgentError(
+            "upload_rejected", f"the portal rejected the upload with HTTP {response.status_code} [{body['code']}]: {body.get('detail', '')}",
+            "fix what the message names and upload again", EXIT_REMOTE,
+        )
+    raise AgentError("portal_reply_invalid", f"the portal replied with HTTP {response.status_code} and no usable body", "check that --portal is the portal's base URL", EXIT_REMOTE)
+
+
+def run(args) -> int:
+    url = check_arguments(args)
+    response = send(url, args)
+    body = parse_reply(response)
+    if response.status_code == 200:
+        print("the portal already had this bundle; it returned the stored submission")
+    print(f"submission: {body['id']} ({body.get('state', 'unknown')})")
+    print(f"url:        {body['url']}")
+    return EXIT_OK

@@ -1,0 +1,87 @@
+"""`python -m agent upload` against a live portal on the loopback interface."""
+
+import pytest
+from rest_framework.authtoken.models import Token
+
+from agent.cli import main
+from agent.errors import EXIT_OK, EXIT_REMOTE, EXIT_USAGE
+from portal.submissions.models import Submission
+
+from .conftest import tar_bytes
+
+
+@pytest.fixture
+def token(owner):
+    return Token.objects.create(user=owner).key
+
+
+@pytest.fixture
+def bundle_file(tmp_path):
+    path = tmp_path / "run.bundle.tar"
+    path.write_bytes(tar_bytes())
+    return path
+
+
+@pytest.fixture(autouse=True)
+def no_pipeline(monkeypatch):
+    monkeypatch.setattr("portal.submissions.services.enqueue_validation", lambda submission_id: None)
+
+
+def test_upload_prints_submission_url(live_server, token, bundle_file, capsys):
+    assert main(["upload", str(bundle_file), "--portal", live_server.url, "--token", token]) == EXIT_OK
+    submission = Submission.objects.get()
+    output = capsys.readouterr()
+    assert f"{live_server.url}/submissions/{submission.pk}/" in output.out
+    assert token not in output.out + output.err
+
+
+def test_upload_twice_returns_same_submission(live_server, token, bundle_file, capsys):
+    main(["upload", str(bundle_file), "--portal", live_server.url, "--token", token])
+    assert main(["upload", str(bundle_file), "--portal", live_server.url, "--token", token]) == EXIT_OK
+    assert "already had this bundle" in capsys.readouterr().out
+    assert Submission.objects.count() == 1
+
+
+def test_upload_reads_environment(live_server, token, bundle_file, monkeypatch, capsys):
+    monkeypatch.setenv("AGENT_PORTAL_URL", live_server.url)
+    monkeypatch.setenv("AGENT_PORTAL_TOKEN", token)
+    assert main(["upload", str(bundle_file)]) == EXIT_OK
+    assert Submission.objects.count() == 1
+
+
+def test_upload_bad_token(live_server, owner, bundle_file, capsys):
+    secret = "f" * 40
+    assert main(["upload", str(bundle_file), "--portal", live_server.url, "--token", secret]) == EXIT_REMOTE
+    output = capsys.readouterr()
+    assert "error[upload_rejected]" in output.err
+    assert "authentication_failed" in output.err
+    assert secret not in output.out + output.err
+
+
+def test_upload_portal_unreachable(bundle_file, capsys):
+    assert main(["upload", str(bundle_file), "--portal", "http://127.0.0.1:9", "--token", "t"]) == EXIT_REMOTE
+    assert "error[portal_unreachable]" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arguments, code", [
+    (["--token", "t"], "portal_url_missing"),
+    (["--portal", "http://127.0.0.1:9"], "portal_token_missing"),
+])
+def test_upload_missing_settings(bundle_file, monkeypatch, capsys, arguments, code):
+    monkeypatch.delenv("AGENT_PORTAL_URL", raising=False)
+    monkeypatch.delenv("AGENT_PORTAL_TOKEN", raising=False)
+    assert main(["upload", str(bundle_file), *arguments]) == EXIT_USAGE
+    assert f"error[{code}]" in capsys.readouterr().err
+
+
+def test_upload_missing_file(tmp_path, capsys):
+    assert main(["upload", str(tmp_path / "none.tar"), "--portal", "http://127.0.0.1:9", "--token", "t"]) == EXIT_USAGE
+    assert "error[bundle_not_found]" in capsys.readouterr().err
+
+
+def test_upload_streams_large_bundle(live_server, token, tmp_path, capsys):
+    data = tar_bytes({"workloads/a/steps.jsonl": bytes(range(256)) * 12_000})
+    path = tmp_path / "large.tar"
+    path.write_bytes(data)
+    assert main(["upload", str(path), "--portal", live_server.url, "--token", token]) == EXIT_OK
+    assert Submission.objects.get().bundle.read() == data
