@@ -1,11 +1,43 @@
-"""Placeholder until this command lands; replaced by its real module."""
+"""`python -m agent run`: run the certification workloads of a profile into a run folder."""
 
-HELP = "(not built yet)"
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from agent.runner import RunRequest, start_run
+
+HELP = "Run the workloads that a profile's tracks and level require, and write the run folder."
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+logger = logging.getLogger(__name__)
 
 
-def add_arguments(parser):
-    pass
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", required=True, help="run profile name, a file in agent/profiles (e.g. demo, smoke)")
+    parser.add_argument("--out", type=Path, help="run folder to create (default: runs/<profile>-<time>)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out, skipping workloads whose result.json says completed")
+    parser.add_argument("--data-root", type=Path, default=REPO_ROOT,
+                        help="folder that the rule pack's data paths are relative to (default: the repository)")
+    parser.add_argument("--vendor", help="vendor name recorded in run.json (default: the profile's)")
+    parser.add_argument("--card-model", help="card model recorded in run.json (default: the profile's)")
+    parser.add_argument("--card-serial", help="card serial number recorded in run.json (default: the profile's)")
 
 
-def run(args):
-    raise NotImplementedError("agent command 'run' is not built yet")
+def run(args: argparse.Namespace) -> int:
+    request = RunRequest(
+        profile=args.profile,
+        out=args.out,
+        resume=args.resume,
+        data_root=args.data_root,
+        vendor=args.vendor,
+        card_model=args.card_model,
+        card_serial=args.card_serial,
+    )
+    run_dir, exit_code = start_run(request)
+    logger.info("run folder: %s", run_dir)
+    print(run_dir)
+    return exit_code

@@ -1,0 +1,126 @@
+"""The run folder: run.json, environment.json and events.jsonl (layout in docs/internals.md)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import sys
+import uuid
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from certification.records import append_jsonl, read_json, write_json
+from certification.rulepack import RulePack
+
+from agent import __version__
+from agent.errors import AgentError
+from agent.runner.profiles import Profile
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class RunFolder:
+    """One run's folder; `create` starts a new run and `resume` reopens an unfinished one."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    @property
+    def run_json(self) -> Path:
+        return self.path / "run.json"
+
+    def workload_dir(self, workload_id: str) -> Path:
+        return self.path / "workloads" / workload_id
+
+    def event(self, name: str, **data: Any) -> None:
+        append_jsonl(self.path / "events.jsonl", [{"time": utc_now(), "event": name, **data}])
+
+    def read_run(self) -> dict[str, Any]:
+        return read_json(self.run_json)
+
+    def update_run(self, **fields: Any) -> None:
+        write_json(self.run_json, {**self.read_run(), **fields})
+
+    def completed(self, workload_id: str) -> bool:
+        result = self.workload_dir(workload_id) / "result.json"
+        return result.is_file() and read_json(result).get("status") == "completed"
+
+    @classmethod
+    def create(cls, path: Path, profile: Profile, pack: RulePack, labels: dict[str, str],
+               workloads: list[str]) -> "RunFolder":
+        """Start a new run in `path`, which must be missing or empty."""
+        if path.exists() and any(path.iterdir()):
+            what = "another run" if (path / "run.json").exists() else "other files"
+            raise AgentError("run_folder_not_empty", f"output folder {path} already contains {what}",
+                             "pass --resume to continue that run, or choose a new --out folder")
+        path.mkdir(parents=True, exist_ok=True)
+        folder = cls(path)
+        write_json(folder.run_json, {
+            "run_id": f"{profile.name}-{uuid.uuid4().hex[:12]}",
+            "profile": profile.name,
+            "rule_pack": {"name": pack.name, "sha256": pack.sha256},
+            "vendor": labels["vendor"],
+            "card": {"model": labels["card_model"], "serial": labels["card_serial"]},
+            "tracks": profile.tracks,
+            "level": profile.level,
+            "workloads": workloads,
+            "ticket": None,
+            "agent_version": __version__,
+            "started_at": utc_now(),
+            "finished_at": None,
+        })
+        write_json(path / "environment.json", environment(profile.device))
+        return folder
+
+    @classmethod
+    def resume(cls, path: Path, profile: Profile, pack: RulePack) -> "RunFolder":
+        """Reopen the run in `path`; it must be a run of the same profile and rule pack bytes."""
+        folder = cls(path)
+        if not folder.run_json.is_file():
+            raise AgentError("run_not_found", f"no run to resume in {path}: run.json is missing",
+                             "drop --resume to start a new run there, or pass the folder of an earlier run")
+        run = folder.read_run()
+        if run["profile"] != profile.name or run["rule_pack"]["sha256"] != pack.sha256:
+            raise AgentError(
+                "run_mismatch",
+                f"the run in {path} used profile {run['profile']!r} and rule pack {run['rule_pack']['name']} "
+                f"({run['rule_pack']['sha256'][:12]}), not profile {profile.name!r} with {pack.name} ({pack.sha256[:12]})",
+                "resume with the profile and rule pack the run started with, or start a new run",
+            )
+        return folder
+
+
+def environment(device: str) -> dict[str, Any]:
+    """Describe the software and machine that ran the workloads."""
+    return {
+        "python": sys.version.split()[0],
+        "paddle": _version("paddlepaddle"),
+        "paddlenlp": _version("paddlenlp"),
+        "ppdiffusers": _version("ppdiffusers"),
+        "device": {"type": device, "count": 1},
+        "nodes": 1,
+        "cpu": {"model": _cpu_model(), "logical_cores": os.cpu_count(), "machine": platform.machine()},
+        "os": platform.platform(),
+        "hostname": socket.gethostname(),
+    }
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor()

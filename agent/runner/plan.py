@@ -1,0 +1,102 @@
+"""Planning: which workloads a set of tracks and a level need, in an order that respects init_from."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from certification.rulepack import RulePack
+
+from agent.errors import AgentError
+
+
+def plan_workloads(pack: RulePack, tracks: list[str], level: int) -> list[str]:
+    """Return the workload ids that `tracks` at `level` require, each after the workload it starts from.
+
+    Levels are cumulative (level N needs levels 1..N), a track's
+    `requires_track` adds that track at the same level, and a workload's
+    `init_from` is planned even when no track names it.
+    """
+    wanted: list[str] = []
+    for track in _with_required_tracks(pack, tracks):
+        for number in range(1, level + 1):
+            for workload_id in _level_entry(pack, track, number).get("workloads", []):
+                _append_with_parents(pack, workload_id, wanted, [])
+    return wanted
+
+
+def _with_required_tracks(pack: RulePack, tracks: list[str]) -> list[str]:
+    ordered: list[str] = []
+    pending = list(tracks)
+    while pending:
+        track = pending.pop(0)
+        if track in ordered:
+            continue
+        entry = pack.data["tracks"].get(track)
+        if entry is None:
+            raise AgentError("track_not_found", f"track {track!r} is not in rule pack {pack.name}",
+                             f"use one of: {', '.join(pack.data['tracks'])}")
+        ordered.append(track)
+        if entry.get("requires_track"):
+            pending.append(entry["requires_track"])
+    return ordered
+
+
+def _level_entry(pack: RulePack, track: str, number: int) -> dict:
+    levels = pack.data["tracks"][track].get("levels") or {}
+    if number not in levels:
+        raise AgentError("level_not_defined", f"track {track!r} has no level {number} in rule pack {pack.name}",
+                         f"choose a level the pack defines for {track}: {sorted(levels) or 'none'}")
+    return levels[number]
+
+
+def _append_with_parents(pack: RulePack, workload_id: str, wanted: list[str], chain: list[str]) -> None:
+    if workload_id in wanted:
+        return
+    if workload_id in chain:
+        raise AgentError("rule_pack_invalid", f"workload {workload_id!r} starts from itself through init_from",
+                         "fix the init_from entries of the rule pack")
+    spec = pack.data["workloads"].get(workload_id)
+    if spec is None:
+        raise AgentError("rule_pack_invalid", f"workload {workload_id!r} is named by a track but not defined",
+                         f"add it to the 'workloads' section of {pack.name}")
+    if spec.get("init_from"):
+        _append_with_parents(pack, spec["init_from"], wanted, [*chain, workload_id])
+    wanted.append(workload_id)
+
+
+def input_files(pack: RulePack, workload_ids: list[str]) -> dict[str, dict]:
+    """Return the pack entries of every dataset and tokenizer the planned workloads read."""
+    files: dict[str, dict] = {}
+    for workload_id in workload_ids:
+        spec = pack.data["workloads"][workload_id]
+        for names in spec.get("datasets", {}).values():
+            for name in [names] if isinstance(names, str) else names:
+                files[f"dataset {name}"] = pack.data["datasets"][name]
+        tokenizer = pack.data["models"][spec["model"]]["tokenizer"]
+        files[f"tokenizer {tokenizer}"] = pack.data["tokenizers"][tokenizer]
+    return files
+
+
+def verify_input_files(pack: RulePack, workload_ids: list[str], data_root: Path) -> None:
+    """Check each input file's sha256 against the pack before anything trains."""
+    for label, entry in input_files(pack, workload_ids).items():
+        path = data_root / entry["path"]
+        if not path.is_file():
+            raise AgentError("data_missing", f"{label} is missing: no file at {path}",
+                             "restore the data folder from the release, or pass --data-root")
+        digest = sha256_file(path)
+        if digest != entry["sha256"]:
+            raise AgentError(
+                "data_checksum_mismatch",
+                f"{label} at {path} has sha256 {digest}, but rule pack {pack.name} expects {entry['sha256']}",
+                "restore the original file; certification runs only on the data the pack names",
+            )
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

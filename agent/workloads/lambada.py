@@ -1,0 +1,115 @@
+"""LAMBADA accuracy: every token of the last word must be the greedy prediction.
+
+Target ids are taken so that context ids + target ids == ids of the full
+passage. SentencePiece encodes "context" and "context word" the same way up to
+the last word in nearly every case; where it does not, the split falls back to
+the longest common prefix, so the target also holds the context tokens that
+merged with the word, and the item is flagged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paddle
+
+from certification.records import append_jsonl
+
+from agent.workloads.common import encode
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE = 64
+
+RECIPE = (
+    "passage split at its last space: context = text before it, target = ' ' + last word; ids = BOS + "
+    "SentencePiece ids; target ids = ids(full passage)[len(ids(context)):]; if ids(context) is not a prefix of "
+    "ids(full passage), the split is at their longest common prefix and the item has prefix_mismatch true; "
+    "correct = every target token is the argmax of the LM head at the position before it"
+)
+
+
+@dataclass(frozen=True)
+class LambadaItem:
+    index: int
+    ids: list[int]
+    context_length: int
+    prefix_mismatch: bool
+
+    @property
+    def target(self) -> list[int]:
+        return self.ids[self.context_length:]
+
+
+def split_passage(tokenizer, index: int, text: str) -> LambadaItem:
+    """Tokenize a passage and find where the ids of its last word begin."""
+    context, word = text.rsplit(" ", 1)
+    full_ids = [tokenizer.bos_token_id, *encode(tokenizer, f"{context} {word}")]
+    context_ids = [tokenizer.bos_token_id, *encode(tokenizer, context)]
+    common = 0
+    while common < min(len(full_ids), len(context_ids)) and full_ids[common] == context_ids[common]:
+        common += 1
+    mismatch = common != len(context_ids)
+    return LambadaItem(index=index, ids=full_ids, context_length=common, prefix_mismatch=mismatch)
+
+
+def read_items(tokenizer, path: Path, limit: int | None) -> list[LambadaItem]:
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if limit is not None:
+        lines = lines[:limit]
+    return [split_passage(tokenizer, index, json.loads(line)["text"]) for index, line in enumerate(lines)]
+
+
+def score_batch(model, items: list[LambadaItem]) -> list[bool]:
+    """Run the decoder once on right-padded passages, then the LM head only where targets are predicted."""
+    width = max(len(item.ids) for item in items)
+    input_ids = paddle.to_tensor([item.ids + [0] * (width - len(item.ids)) for item in items], dtype="int64")
+    attention_mask = paddle.to_tensor([[1] * len(item.ids) + [0] * (width - len(item.ids)) for item in items], dtype="int64")
+    hidden = model.llama(input_ids=input_ids, attention_mask=attention_mask, return_dict=True).last_hidden_state
+
+    # Position p predicts token p + 1, so target tokens start one position earlier.
+    rows, columns, targets = [], [], []
+    for row, item in enumerate(items):
+        for position in range(item.context_length - 1, len(item.ids) - 1):
+            rows.append(row)
+            columns.append(position)
+            targets.append(item.ids[position + 1])
+    picked = hidden[paddle.to_tensor(rows), paddle.to_tensor(columns)]
+    predictions = model.lm_head(picked.unsqueeze(0)).squeeze(0).argmax(axis=-1).numpy().tolist()
+
+    hits = [prediction == target for prediction, target in zip(predictions, targets)]
+    correct, offset = [], 0
+    for item in items:
+        correct.append(all(hits[offset:offset + len(item.target)]))
+        offset += len(item.target)
+    return correct
+
+
+def evaluate(model, tokenizer, path: Path, out_path: Path, limit: int | None) -> dict[str, Any]:
+    """Score passages in batches of similar length; write one record per passage in index order."""
+    items = read_items(tokenizer, path, limit)
+    by_length = sorted(items, key=lambda item: len(item.ids))
+    model.eval()
+    correct: dict[int, bool] = {}
+    with paddle.no_grad():
+        for start in range(0, len(by_length), BATCH_SIZE):
+            batch = by_length[start:start + BATCH_SIZE]
+            correct.update(zip((item.index for item in batch), score_batch(model, batch)))
+
+    append_jsonl(out_path, (lambada_record(item, correct[item.index]) for item in items))
+    accuracy = sum(correct.values()) / len(items)
+    mismatches = sum(item.prefix_mismatch for item in items)
+    logger.info("LAMBADA: %d of %d correct (accuracy %.4f), %d prefix mismatches",
+                sum(correct.values()), len(items), accuracy, mismatches)
+    return {"lambada_accuracy": accuracy, "lambada_items": len(items), "lambada_prefix_mismatches": mismatches}
+
+
+def lambada_record(item: LambadaItem, correct: bool) -> dict[str, Any]:
+    record = {"index": item.index, "correct": correct, "target_tokens": item.target}
+    if item.prefix_mismatch:
+        record["prefix_mismatch"] = True
+    return record
