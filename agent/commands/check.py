@@ -1,11 +1,103 @@
-"""Placeholder until this command lands; replaced by its real module."""
+"""`python -m agent check`: verify a bundle and print the portal's verdict, minus human evaluation."""
 
-HELP = "(not built yet)"
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from agent.commands._verification import load_keyring, open_verified
+from agent.errors import EXIT_OK, EXIT_USAGE, EXIT_VERDICT_FAILED, AgentError
+from certification.rulepack import RulePack, RulePackError, load_rule_pack, parse_rule_pack
+from certification.verdict import Reference, Verdict, judge
+
+HELP = "Verify a bundle, judge it against reference bundles and print each criterion; exit 4 when one fails."
+
+STATUS_LABELS = {
+    "zh": {"pass": "通过", "fail": "未通过", "pending": "待定", "not_applicable": "不适用", "refused": "无法比较"},
+    "en": {"pass": "PASS", "fail": "FAIL", "pending": "PENDING", "not_applicable": "N/A", "refused": "REFUSED"},
+}
+FIELD_LABELS = {
+    "zh": {"measured": "实测", "reference": "参考", "bound": "界限", "hint": "建议", "level": "级别", "gap": "差距", "pack": "规则包"},
+    "en": {"measured": "measured", "reference": "reference", "bound": "bound", "hint": "hint", "level": "level", "gap": "gap", "pack": "rule pack"},
+}
 
 
 def add_arguments(parser):
-    pass
+    parser.add_argument("bundle", type=Path, metavar="BUNDLE", help="vendor bundle to judge")
+    parser.add_argument("--reference", dest="references", action="append", required=True, type=Path, metavar="REF_BUNDLE", help="reference bundle; repeat for several")
+    parser.add_argument("--public-key", dest="public_keys", action="append", required=True, type=Path, metavar="PUB", help="trusted public key file for the bundle and the references; repeat for several")
+    parser.add_argument("--peak", action="append", default=[], metavar="TYPE=TFLOPS", help="vendor card peak dense TFLOPS for a data type, such as bf16=312")
+    parser.add_argument("--reference-peak", action="append", default=[], metavar="TYPE=TFLOPS", help="reference card peak dense TFLOPS for a data type, such as bf16=312")
+    parser.add_argument("--rule-pack", type=Path, metavar="FILE", help="rule pack YAML file (default: the shipped pack that the bundle names)")
+    parser.add_argument("--lang", choices=("zh", "en"), help="language of the report (default: from LANG, Chinese for zh_*)")
+    parser.add_argument("--json", action="store_true", help="print the verdict as JSON instead of text")
 
 
-def run(args):
-    raise NotImplementedError("agent command 'check' is not built yet")
+def parse_peaks(values: list[str], option: str) -> dict[str, float]:
+    peaks = {}
+    for value in values:
+        data_type, _, number = value.partition("=")
+        try:
+            peaks[data_type.strip().lower()] = float(number)
+        except ValueError:
+            raise AgentError("peak_invalid", f"invalid {option} value {value!r}", f"write {option} TYPE=TFLOPS, such as {option} bf16=312") from None
+        if not peaks[data_type.strip().lower()] > 0:
+            raise AgentError("peak_invalid", f"{option} {value!r} is not a positive number", "pass the card's registered peak dense TFLOPS")
+    return peaks
+
+
+def choose_language(flag: str | None) -> str:
+    if flag:
+        return flag
+    locale = os.environ.get("LC_ALL") or os.environ.get("LC_MESSAGES") or os.environ.get("LANG") or ""
+    return "zh" if locale.lower().startswith("zh") else "en"
+
+
+def load_pack(path: Path | None, name: str) -> RulePack:
+    try:
+        return parse_rule_pack(path.read_bytes()) if path else load_rule_pack(name)
+    except OSError as error:
+        raise AgentError("rule_pack_unreadable", f"cannot read {path}: {error.strerror}", "check the --rule-pack path") from None
+    except RulePackError as error:
+        raise AgentError(error.code, str(error), error.hint, EXIT_USAGE) from None
+
+
+def run(args) -> int:
+    keyring = load_keyring(args.public_keys)
+    bundle = open_verified(args.bundle, keyring)
+    reference_peaks = parse_peaks(args.reference_peak, "--reference-peak")
+    references = [Reference(open_verified(path, keyring), reference_peaks) for path in args.references]
+    pack = load_pack(args.rule_pack, bundle.rule_pack["name"])
+    verdict = judge(bundle, references, pack, parse_peaks(args.peak, "--peak"))
+    if args.json:
+        print(json.dumps(verdict.to_dict(), ensure_ascii=False, indent=2, allow_nan=False))
+    else:
+        print(format_verdict(verdict, choose_language(args.lang)))
+    return EXIT_VERDICT_FAILED if verdict.failed else EXIT_OK
+
+
+def format_verdict(verdict: Verdict, language: str) -> str:
+    labels, statuses = FIELD_LABELS[language], STATUS_LABELS[language]
+    lines = [f"{labels['pack']}: {verdict.rule_pack['name']} (sha256 {verdict.rule_pack['sha256']}), reference: {verdict.reference_kind}", ""]
+    for result in verdict.criteria:
+        lines.append(f"[{statuses[result.status]}] {result.id} ({result.workload})")
+        lines.append(f"    {labels['measured']}: {_show(result.measured)}  {labels['reference']}: {_show(result.reference)}  {labels['bound']}: {_show(result.bound)}")
+        lines.append(f"    {result.explanation[language]}")
+        if result.status != "pass":
+            lines.append(f"    {labels['hint']}: {result.hint[language]}")
+    lines.append("")
+    for track, outcome in verdict.tracks.items():
+        gap = ", ".join(f"{item.get('criterion') or item.get('requires_track')} ({item.get('status', 'level ' + str(item.get('reached')))})" for item in outcome["gap"])
+        lines.append(f"{track}: {labels['level']} {outcome['level']}/{outcome['max_level']}" + (f"  {labels['gap']}: {gap}" if gap else ""))
+    return "\n".join(lines)
+
+
+def _show(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{key}: {_show(item)}" for key, item in value.items()) + "}"
+    return str(value)

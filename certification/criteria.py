@@ -1,0 +1,354 @@
+"""Criterion evaluators: each turns the raw records of one workload into a status.
+
+A rule pack names a criterion's `metric`; CRITERIA maps that name to the
+function here that evaluates it. Every figure is recomputed from steps.jsonl,
+validation.json, lambada.jsonl and predictions.jsonl; result.json summaries
+are never read for a number.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from certification import metrics
+from certification.bundle import VerifiedBundle
+from certification.errors import BundleError
+from certification.records import decode_float
+from certification.verdict_messages import render
+
+PASS, FAIL, PENDING, NOT_APPLICABLE, REFUSED = "pass", "fail", "pending", "not_applicable", "refused"
+CRITERIA: dict[str, Callable[[CriterionContext], Outcome]] = {}
+
+
+class RecordsInvalid(ValueError):
+    """A workload record that is missing or malformed; the criterion fails and names the problem."""
+
+
+@dataclass
+class Outcome:
+    """The result of one criterion before it is labelled with its id and workload."""
+
+    status: str
+    code: str
+    measured: Any = None
+    reference: Any = None
+    bound: Any = None
+    fields: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def messages(self) -> tuple[dict[str, str], dict[str, str]]:
+        return render(self.code, **self.fields)
+
+
+class WorkloadRecords:
+    """The raw records of one workload in a verified bundle, parsed on first use."""
+
+    def __init__(self, bundle: VerifiedBundle, workload_id: str):
+        self.bundle = bundle
+        self.workload_id = workload_id
+        self.prefix = f"workloads/{workload_id}/"
+
+    def exists(self) -> bool:
+        return workload_id_in(self.bundle, self.workload_id)
+
+    def _json(self, name: str) -> Any:
+        if not self.bundle.has(self.prefix + name):
+            raise RecordsInvalid(f"{self.prefix}{name} is missing")
+        return self.bundle.read_json(self.prefix + name)
+
+    def _jsonl(self, name: str) -> list[dict]:
+        if not self.bundle.has(self.prefix + name):
+            raise RecordsInvalid(f"{self.prefix}{name} is missing")
+        return list(self.bundle.iter_jsonl(self.prefix + name))
+
+    @cached_property
+    def config(self) -> dict:
+        return self._json("config.json")
+
+    @cached_property
+    def result(self) -> dict:
+        return self._json("result.json")
+
+    @cached_property
+    def steps(self) -> list[dict]:
+        rows = self._jsonl("steps.jsonl")
+        numbers = [row.get("step") for row in rows]
+        if any(not isinstance(number, int) for number in numbers) or len(set(numbers)) != len(numbers):
+            raise RecordsInvalid(f"{self.prefix}steps.jsonl has missing, non-integer or repeated step numbers")
+        return sorted(rows, key=lambda row: row["step"])
+
+    @cached_property
+    def losses(self) -> dict[int, float]:
+        return {row["step"]: decode_float(row.get("loss")) for row in self.steps}
+
+    @cached_property
+    def validation(self) -> dict:
+        return self._json("validation.json")
+
+    @cached_property
+    def lambada(self) -> list[dict]:
+        return self._jsonl("lambada.jsonl")
+
+    @cached_property
+    def predictions(self) -> list[dict]:
+        return self._jsonl("predictions.jsonl")
+
+
+def workload_id_in(bundle: VerifiedBundle, workload_id: str) -> bool:
+    return workload_id in bundle.workloads()
+
+
+@dataclass
+class CriterionContext:
+    """Everything an evaluator may read: the pack's settings, both sides' records and the peaks."""
+
+    criterion: dict
+    workload_id: str
+    settings: dict
+    vendor: WorkloadRecords
+    reference: WorkloadRecords
+    vendor_peaks: dict[str, float]
+    reference_peaks: dict[str, float]
+    throughput_bound: float | None
+    human: dict | None
+
+
+def criterion(metric_name: str) -> Callable:
+    """Register the decorated evaluator under the rule pack metric name `metric_name`."""
+
+    def decorate(function: Callable) -> Callable:
+        CRITERIA[metric_name] = function
+        return function
+
+    return decorate
+
+
+# Evaluators ----------------------------------------------------------------
+
+
+@criterion("loss_window_alignment")
+def loss_window_alignment(context: CriterionContext) -> Outcome:
+    settings = context.settings["loss_alignment"]
+    steps, window = settings["steps"], settings["window"]
+    bound = {"mean_relative_error_max": settings["mean_relative_error_max"], "max_relative_error_max": settings["max_relative_error_max"]}
+    vendor = metrics.loss_windows(context.vendor.losses, steps, window)
+    reference = metrics.loss_windows(_reference_value(lambda: context.reference.losses), steps, window)
+    if reference.missing_steps or reference.non_finite_steps:
+        return _reference_unusable(f"reference loss curve is incomplete or not finite over steps 1-{steps}")
+    if vendor.non_finite_steps:
+        return Outcome(FAIL, "loss_non_finite", bound=bound, fields={"steps": _step_list(vendor.non_finite_steps)}, details={"non_finite_steps": vendor.non_finite_steps})
+    if vendor.missing_steps:
+        return run_too_short(steps, vendor.missing_steps, bound)
+    errors = metrics.relative_errors(vendor.means, reference.means)
+    passed = errors.mean <= bound["mean_relative_error_max"] and errors.max <= bound["max_relative_error_max"]
+    fields = {"steps": steps, "window": window, "mean": errors.mean, "max": errors.max, "mean_bound": bound["mean_relative_error_max"], "max_bound": bound["max_relative_error_max"], "worst_window": int(np.argmax(errors.values)) + 1}
+    details = {"vendor_window_means": vendor.means, "reference_window_means": reference.means, "relative_errors": errors.values}
+    measured = {"mean_relative_error": errors.mean, "max_relative_error": errors.max}
+    return Outcome(PASS if passed else FAIL, "loss_alignment_pass" if passed else "loss_alignment_fail", measured, {"window_means": len(reference.means)}, bound, fields, details)
+
+
+def run_too_short(required: int, missing: list[int], bound: Any) -> Outcome:
+    fields = {"required": required, "missing_count": len(missing), "first_missing": missing[0]}
+    return Outcome(FAIL, "run_too_short", bound=bound, fields=fields, details={"missing_steps": missing[:50]})
+
+
+@criterion("validation_loss_difference")
+def validation_loss_difference(context: CriterionContext) -> Outcome:
+    bound = context.settings["validation_loss"]["absolute_error_max"]
+    measured = metrics.validation_loss(context.vendor.validation)
+    reference = _reference_value(lambda: metrics.validation_loss(context.reference.validation))
+    if not math.isfinite(reference):
+        return _reference_unusable("the reference validation loss is missing or not finite")
+    difference = abs(measured - reference) if math.isfinite(measured) else math.inf
+    passed = difference <= bound
+    fields = {"measured": measured, "reference": reference, "difference": difference, "bound": bound}
+    return Outcome(PASS if passed else FAIL, "validation_loss_pass" if passed else "validation_loss_fail", measured, reference, bound, fields, {"absolute_error": difference})
+
+
+@criterion("lambada_accuracy_difference")
+def lambada_accuracy_difference(context: CriterionContext) -> Outcome:
+    settings = context.settings["lambada"]
+    bound, items = settings["difference_max_points"], settings["items"]
+    vendor = metrics.lambada_accuracy(context.vendor.lambada, items)
+    if vendor.duplicate_indices:
+        raise RecordsInvalid(f"lambada.jsonl repeats item indices {vendor.duplicate_indices[:5]}")
+    reference = _reference_value(lambda: metrics.lambada_accuracy(context.reference.lambada, items))
+    difference = vendor.accuracy - reference.accuracy
+    passed = abs(difference) <= bound
+    details = _lambada_details(context, vendor, reference, items)
+    fields = {"measured": vendor.accuracy, "reference": reference.accuracy, "difference": difference, "bound": bound, "items": items}
+    return Outcome(PASS if passed else FAIL, "lambada_pass" if passed else "lambada_fail", vendor.accuracy, reference.accuracy, bound, fields, details)
+
+
+def _lambada_details(context: CriterionContext, vendor: metrics.LambadaResult, reference: metrics.LambadaResult, items: int) -> dict:
+    vendor_vector = metrics.correctness_vector(context.vendor.lambada, items)
+    reference_vector = metrics.correctness_vector(context.reference.lambada, items)
+    low, high = metrics.paired_bootstrap(vendor_vector * 100.0, reference_vector * 100.0)
+    return {
+        "vendor_correct": vendor.correct, "vendor_recorded": vendor.recorded,
+        "reference_correct": reference.correct, "expected_items": items,
+        "relative_difference": _relative(vendor.accuracy, reference.accuracy),
+        "difference_ci95": [low, high],
+        **metrics.discordant_pairs(vendor_vector, reference_vector),
+    }
+
+
+@criterion("rouge_difference")
+def rouge_difference(context: CriterionContext) -> Outcome:
+    bound = context.settings["rouge"]["difference_max_points"]
+    variants = context.settings["rouge"].get("variants", list(metrics.ROUGE_VARIANTS))
+    vendor_pairs, reference_pairs = _paired_predictions(context)
+    vendor_scores = metrics.rouge_per_sample(vendor_pairs)
+    reference_scores = metrics.rouge_per_sample(reference_pairs)
+    measured = {variant: float(vendor_scores[variant].mean()) for variant in variants}
+    reference = {variant: float(reference_scores[variant].mean()) for variant in variants}
+    differences = {variant: measured[variant] - reference[variant] for variant in variants}
+    passed = all(abs(value) <= bound for value in differences.values())
+    summary = ", ".join(f"{variant} {measured[variant]:.2f} vs {reference[variant]:.2f} ({differences[variant]:+.2f})" for variant in variants)
+    details = {
+        "samples": len(vendor_pairs),
+        "empty_predictions": sum(1 for prediction, _ in vendor_pairs if not prediction),
+        "differences": differences,
+        "relative_differences": {variant: _relative(measured[variant], reference[variant]) for variant in variants},
+        "difference_ci95": {variant: list(metrics.paired_bootstrap(vendor_scores[variant], reference_scores[variant])) for variant in variants},
+        "tokenizer": metrics.CjkWordTokenizer.name, "implementation": "rouge-score 0.1.2",
+    }
+    return Outcome(PASS if passed else FAIL, "rouge_pass" if passed else "rouge_fail", measured, reference, bound, {"bound": bound, "summary": summary}, details)
+
+
+def _paired_predictions(context: CriterionContext) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Pair both sides by (dataset, index) over the reference's samples; a sample the vendor lacks scores 0."""
+    vendor = {(row.get("dataset"), row.get("index")): row for row in context.vendor.predictions}
+    reference = {(row.get("dataset"), row.get("index")): row for row in _reference_value(lambda: context.reference.predictions)}
+    if not reference:
+        raise _ReferenceProblem("the reference has no predictions")
+    vendor_pairs, reference_pairs = [], []
+    for key in sorted(reference, key=str):
+        answer = reference[key].get("reference") or ""
+        vendor_pairs.append((vendor.get(key, {}).get("prediction") or "", answer))
+        reference_pairs.append((reference[key].get("prediction") or "", answer))
+    return vendor_pairs, reference_pairs
+
+
+@criterion("throughput_ratio")
+def throughput_ratio(context: CriterionContext) -> Outcome:
+    settings = context.settings["throughput"]
+    first, last = settings["mean_steps"]
+    data_type = settings["data_type"]
+    bound = context.throughput_bound
+    if bound is None:
+        return Outcome(NOT_APPLICABLE, "throughput_not_required")
+    for side, peaks in (("vendor", context.vendor_peaks), ("reference", context.reference_peaks)):
+        if not (peaks or {}).get(data_type, 0) > 0:
+            return Outcome(REFUSED, "peak_missing", bound=bound, fields={"side": side, "data_type": data_type})
+    missing = [step for step in range(first, last + 1) if step not in context.vendor.losses]
+    if missing:
+        return run_too_short(last, missing, bound)
+    return _throughput_outcome(context, first, last, data_type, bound)
+
+
+def _throughput_outcome(context: CriterionContext, first: int, last: int, data_type: str, bound: float) -> Outcome:
+    vendor = metrics.throughput(context.vendor.steps, first, last)
+    reference = metrics.throughput(_reference_value(lambda: context.reference.steps), first, last)
+    if reference.steps != last - first + 1 or not reference.mean > 0:
+        return _reference_unusable(f"the reference lacks throughput for steps {first}-{last}")
+    vendor_per_tflops = metrics.per_tflops(vendor.mean, context.vendor_peaks[data_type])
+    reference_per_tflops = metrics.per_tflops(reference.mean, context.reference_peaks[data_type])
+    ratio = vendor_per_tflops / reference_per_tflops
+    passed = ratio >= bound
+    details = {
+        "ratio": ratio, "data_type": data_type, "steps": [first, last],
+        "vendor": {"tokens_per_second_per_card": vendor.__dict__, "peak_tflops": context.vendor_peaks[data_type], "per_tflops": vendor_per_tflops},
+        "reference": {"tokens_per_second_per_card": reference.__dict__, "peak_tflops": context.reference_peaks[data_type], "per_tflops": reference_per_tflops},
+    }
+    return Outcome(PASS if passed else FAIL, "throughput_pass" if passed else "throughput_fail", vendor_per_tflops, reference_per_tflops, bound, {"ratio": ratio, "bound": bound}, details)
+
+
+@criterion("human_gsb")
+def human_gsb(context: CriterionContext) -> Outcome:
+    settings = context.settings.get("human_evaluation", {})
+    if not settings.get("enabled", False):
+        return Outcome(NOT_APPLICABLE, "human_disabled")
+    result = (context.human or {}).get(context.criterion["id"])
+    if not result:
+        return Outcome(PENDING, "human_pending")
+    return _human_outcome(result, settings)
+
+
+def _human_outcome(result: dict, settings: dict) -> Outcome:
+    good, same, bad = (int(result.get(key, 0)) for key in ("good", "same", "bad"))
+    total = good + same + bad
+    gsb = (good - bad) / total if total else math.nan
+    p_value = sign_test_p_value(good, bad)
+    bound = {"gsb_min": settings.get("gsb_min", -0.05), "min_pairs": settings.get("min_pairs", 200), "alpha": settings.get("alpha", 0.05)}
+    reason = _human_failure(total, gsb, p_value, result.get("signed_off_by"), bound)
+    fields = {"good": good, "same": same, "bad": bad, "gsb": gsb, "p_value": p_value, "signed_off_by": result.get("signed_off_by"), "reason": reason}
+    details = {"pairs": total, "p_value": p_value}
+    return Outcome(FAIL if reason else PASS, "human_fail" if reason else "human_pass", gsb, None, bound, fields, details)
+
+
+def _human_failure(total: int, gsb: float, p_value: float, signer: str | None, bound: dict) -> str:
+    if total < bound["min_pairs"]:
+        return f"{total} pairs, at least {bound['min_pairs']} required"
+    if gsb < bound["gsb_min"]:
+        return f"GSB {gsb:+.1%} is below {bound['gsb_min']:+.0%}"
+    if p_value < bound["alpha"]:
+        return f"the sign test shows the vendor worse (p = {p_value:.3f})"
+    if not signer:
+        return "no staff member signed off"
+    return ""
+
+
+def sign_test_p_value(good: int, bad: int) -> float:
+    """Return P(B >= bad) for B ~ Binomial(good + bad, 1/2): the one-sided sign test that the vendor is worse."""
+    trials = good + bad
+    if trials == 0:
+        return 1.0
+    return math.fsum(math.comb(trials, count) for count in range(bad, trials + 1)) / 2.0**trials
+
+
+# Shared helpers ------------------------------------------------------------
+
+
+class _ReferenceProblem(Exception):
+    """The reference records cannot support the comparison."""
+
+
+def _reference_value(read: Callable[[], Any]) -> Any:
+    try:
+        return read()
+    except (RecordsInvalid, BundleError, ValueError, KeyError, TypeError) as error:
+        raise _ReferenceProblem(str(error)) from None
+
+
+def _reference_unusable(problem: str) -> Outcome:
+    return Outcome(REFUSED, "reference_unusable", fields={"problem": problem})
+
+
+def _relative(measured: float, reference: float) -> float:
+    return (measured - reference) / abs(reference) if reference else math.nan
+
+
+def _step_list(steps: list[int]) -> str:
+    shown = ", ".join(str(step) for step in steps[:10])
+    return shown + (f" (+{len(steps) - 10} more)" if len(steps) > 10 else "")
+
+
+def evaluate(context: CriterionContext) -> Outcome:
+    """Run the evaluator that the criterion's metric names, turning bad records into a failing outcome."""
+    metric = context.criterion.get("metric")
+    if metric not in CRITERIA:
+        return Outcome(FAIL, "metric_unknown", fields={"metric": metric})
+    try:
+        return CRITERIA[metric](context)
+    except _ReferenceProblem as error:
+        return _reference_unusable(str(error))
+    except (RecordsInvalid, BundleError, ValueError, KeyError, TypeError) as error:
+        problem = str(error) if isinstance(error, (RecordsInvalid, BundleError)) else f"{type(error).__name__}: {error}"
+        return Outcome(FAIL, "records_invalid", fields={"workload": context.workload_id, "problem": problem})

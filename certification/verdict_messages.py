@@ -1,0 +1,188 @@
+"""The verdict engine's bilingual messages: one explanation and one hint per code.
+
+Templates use `str.format` fields filled by the criterion evaluators. Tests
+assert the code in `details["code"]`, never the wording.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# code: (explanation zh, explanation en, hint zh, hint en)
+MESSAGES: dict[str, tuple[str, str, str, str]] = {
+    "loss_alignment_pass": (
+        "前 {steps} 步每 {window} 步平均损失的相对误差：均值 {mean:.2%}，最大 {max:.2%}，均在界限内。",
+        "Relative error of the {window}-step mean loss over steps 1-{steps}: mean {mean:.2%}, max {max:.2%}, within the bounds.",
+        "无需操作。", "Nothing to do.",
+    ),
+    "loss_alignment_fail": (
+        "前 {steps} 步每 {window} 步平均损失的相对误差：均值 {mean:.2%}（上限 {mean_bound:.2%}），最大 {max:.2%}（上限 {max_bound:.2%}，第 {worst_window} 个窗口）。",
+        "Relative error of the {window}-step mean loss over steps 1-{steps}: mean {mean:.2%} (bound {mean_bound:.2%}), max {max:.2%} (bound {max_bound:.2%}, window {worst_window}).",
+        "检查确定性设置（随机种子、dropout、数据顺序）和算子精度，与参考运行逐步比较损失。",
+        "Check the determinism settings (seed, dropout, data order) and kernel precision; compare the loss step by step with the reference run.",
+    ),
+    "loss_non_finite": (
+        "训练损失在第 {steps} 步出现 NaN 或 Inf。",
+        "The training loss is NaN or Inf at step(s) {steps}.",
+        "检查数值稳定性（混合精度、梯度裁剪、学习率），修复后重新运行。",
+        "Check numerical stability (mixed precision, gradient clipping, learning rate) and run again.",
+    ),
+    "run_too_short": (
+        "steps.jsonl 缺少规则包要求的步数：需要第 1-{required} 步，缺少 {missing_count} 步（首个缺失：第 {first_missing} 步）。",
+        "steps.jsonl lacks steps the rule pack requires: steps 1-{required} are needed, {missing_count} are missing (first missing: step {first_missing}).",
+        "完整运行该工作负载，直到规则包规定的步数。",
+        "Run the workload to the number of steps the rule pack sets.",
+    ),
+    "validation_loss_pass": (
+        "验证集损失 {measured:.4f}，参考 {reference:.4f}，绝对误差 {difference:.4f}，上限 {bound}。",
+        "Validation loss {measured:.4f}, reference {reference:.4f}, absolute error {difference:.4f}, bound {bound}.",
+        "无需操作。", "Nothing to do.",
+    ),
+    "validation_loss_fail": (
+        "验证集损失 {measured:.4f}，参考 {reference:.4f}，绝对误差 {difference:.4f} 超过上限 {bound}。",
+        "Validation loss {measured:.4f}, reference {reference:.4f}: absolute error {difference:.4f} exceeds the bound {bound}.",
+        "检查训练是否收敛到规定步数，以及验证集是否完整评估（按 token 求平均）。",
+        "Check that training reached the prescribed step and that the whole validation set was evaluated (token-level mean).",
+    ),
+    "lambada_pass": (
+        "LAMBADA 准确率 {measured:.2f}%，参考 {reference:.2f}%，差 {difference:+.2f} 个百分点，上限 ±{bound}。",
+        "LAMBADA accuracy {measured:.2f}%, reference {reference:.2f}%, difference {difference:+.2f} points, bound ±{bound}.",
+        "无需操作。", "Nothing to do.",
+    ),
+    "lambada_fail": (
+        "LAMBADA 准确率 {measured:.2f}%，参考 {reference:.2f}%，差 {difference:+.2f} 个百分点，超过 ±{bound}。",
+        "LAMBADA accuracy {measured:.2f}%, reference {reference:.2f}%: difference {difference:+.2f} points exceeds ±{bound}.",
+        "确认评估了全部 {items} 条样本，且以完整末词（含前导空格、贪心解码）判定正确。",
+        "Check that all {items} passages were evaluated and that an item counts only when every token of the last word (with its leading space) is the greedy prediction.",
+    ),
+    "rouge_pass": (
+        "ROUGE F1（0-100）各项与参考之差均在 ±{bound} 内：{summary}。",
+        "Every ROUGE F1 (0-100) is within ±{bound} of the reference: {summary}.",
+        "无需操作。", "Nothing to do.",
+    ),
+    "rouge_fail": (
+        "ROUGE F1（0-100）与参考之差超过 ±{bound}：{summary}。",
+        "ROUGE F1 (0-100) differs from the reference by more than ±{bound}: {summary}.",
+        "确认使用贪心解码、相同的 max_new_tokens，并在解码时去掉特殊符号。",
+        "Check greedy decoding, the same max_new_tokens, and that special tokens are removed when decoding.",
+    ),
+    "throughput_pass": (
+        "每卡 tokens/s/TFLOPS 为参考的 {ratio:.1%}，要求至少 {bound:.0%}。",
+        "Tokens/s per card per TFLOPS is {ratio:.1%} of the reference; at least {bound:.0%} is required.",
+        "无需操作。", "Nothing to do.",
+    ),
+    "throughput_fail": (
+        "每卡 tokens/s/TFLOPS 为参考的 {ratio:.1%}，低于要求的 {bound:.0%}。",
+        "Tokens/s per card per TFLOPS is {ratio:.1%} of the reference, below the required {bound:.0%}.",
+        "检查并行配置、micro batch、重计算和算子性能；峰值 TFLOPS 以登记的数据手册值为准。",
+        "Check the parallel layout, micro-batch size, recomputation and kernel speed; the peak TFLOPS is the registered datasheet value.",
+    ),
+    "throughput_not_required": (
+        "该赛道的级别未规定性能要求。",
+        "The track's levels set no performance requirement.",
+        "无需操作。", "Nothing to do.",
+    ),
+    "peak_missing": (
+        "缺少 {side} 的 {data_type} 峰值 TFLOPS。",
+        "The {side} card's peak {data_type} TFLOPS is missing.",
+        "用 --peak {data_type}=值 和 --reference-peak {data_type}=值 传入登记的峰值。",
+        "Pass the registered peaks with --peak {data_type}=VALUE and --reference-peak {data_type}=VALUE.",
+    ),
+    "human_pass": (
+        "人工 GSB 评估：G {good}，S {same}，B {bad}，GSB {gsb:+.1%}，符号检验 p = {p_value:.3f}，由 {signed_off_by} 签署。",
+        "Human GSB evaluation: G {good}, S {same}, B {bad}, GSB {gsb:+.1%}, sign test p = {p_value:.3f}, signed off by {signed_off_by}.",
+        "无需操作。", "Nothing to do.",
+    ),
+    "human_fail": (
+        "人工 GSB 评估未通过：{reason}（G {good}，S {same}，B {bad}）。",
+        "Human GSB evaluation failed: {reason} (G {good}, S {same}, B {bad}).",
+        "检查生成质量后重新运行，或请认证人员复核评估。",
+        "Check the generation quality and run again, or ask certification staff to review the judgements.",
+    ),
+    "human_pending": (
+        "人工评估尚未完成。",
+        "Human evaluation has not been completed yet.",
+        "上传结果包后，认证人员会在门户上完成盲评与签署。",
+        "After the upload, certification staff judge the blind pairs and sign off on the portal.",
+    ),
+    "human_disabled": (
+        "该规则包未启用人工评估。",
+        "This rule pack does not enable human evaluation.",
+        "无需操作。", "Nothing to do.",
+    ),
+    "fixed_hyperparameters_pass": (
+        "固定超参数与规则包一致。",
+        "The fixed hyperparameters match the rule pack.",
+        "无需操作。", "Nothing to do.",
+    ),
+    "fixed_hyperparameters_fail": (
+        "固定超参数与规则包不一致：{keys}。",
+        "Fixed hyperparameters differ from the rule pack: {keys}.",
+        "只能修改规则包列为可调的超参数（如并行方式、micro batch）；恢复这些值后重新运行。",
+        "Only the hyperparameters the rule pack lists as free (such as parallel layout and micro-batch) may change; restore these values and run again.",
+    ),
+    "workload_missing": (
+        "结果包中没有工作负载 {workload}。",
+        "The bundle has no workload {workload}.",
+        "运行该级别要求的全部工作负载后重新打包。",
+        "Run every workload the level requires, then pack the run again.",
+    ),
+    "workload_not_completed": (
+        "工作负载 {workload} 的状态为 {status}。",
+        "Workload {workload} has status {status}.",
+        "查看 events.jsonl 与日志，修复后重新运行（运行可续跑）。",
+        "Read events.jsonl and the log, fix the cause and run again (runs resume).",
+    ),
+    "records_invalid": (
+        "工作负载 {workload} 的记录无效：{problem}。",
+        "The records of workload {workload} are invalid: {problem}.",
+        "用本版本的 agent 重新运行该工作负载。",
+        "Run the workload again with this agent version.",
+    ),
+    "reference_missing": (
+        "没有包含工作负载 {workload} 的参考结果包。",
+        "No reference bundle contains workload {workload}.",
+        "使用认证人员为该规则包发布的参考结果包。",
+        "Use the reference bundles that certification staff published for this rule pack.",
+    ),
+    "reference_unusable": (
+        "参考结果无法使用：{problem}。",
+        "The reference result cannot be used: {problem}.",
+        "使用认证人员为该规则包发布的参考结果包。",
+        "Use the reference bundles that certification staff published for this rule pack.",
+    ),
+    "reference_mismatch": (
+        "与参考结果的运行条件不同，无法比较：{differences}。",
+        "The run conditions differ from the reference, so the results cannot be compared: {differences}.",
+        "使用同一规则包的数据集、分词器、序列长度和全局 batch 重新运行，或使用匹配的参考结果包。",
+        "Run again with the rule pack's datasets, tokenizer, sequence length and global batch, or use the matching reference bundle.",
+    ),
+    "rule_pack_mismatch": (
+        "结果包使用的规则包 {found} 与评判所用的 {expected} 不同。",
+        "The bundle was made with rule pack {found}, not {expected}, the pack used for judging.",
+        "用同一个规则包运行、打包并评判。",
+        "Run, pack and judge with the same rule pack.",
+    ),
+    "metric_unknown": (
+        "规则包引用了未知的指标 {metric}。",
+        "The rule pack names an unknown metric {metric}.",
+        "修正规则包，或升级到支持该指标的 agent 版本。",
+        "Fix the rule pack or upgrade to an agent version that has this metric.",
+    ),
+}
+
+
+class _Blank(dict):
+    """Format mapping that leaves unknown fields visible instead of raising."""
+
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def render(code: str, **fields: Any) -> tuple[dict[str, str], dict[str, str]]:
+    """Return the (explanation, hint) pair for `code`, each as {"zh", "en"}."""
+    explanation_zh, explanation_en, hint_zh, hint_en = MESSAGES[code]
+    values = _Blank(fields)
+    explanation = {"zh": explanation_zh.format_map(values), "en": explanation_en.format_map(values)}
+    hint = {"zh": hint_zh.format_map(values), "en": hint_en.format_map(values)}
+    return explanation, hint
