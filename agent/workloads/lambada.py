@@ -50,11 +50,22 @@ def split_passage(tokenizer, index: int, text: str) -> LambadaItem:
     context, word = text.rsplit(" ", 1)
     full_ids = [tokenizer.bos_token_id, *encode(tokenizer, f"{context} {word}")]
     context_ids = [tokenizer.bos_token_id, *encode(tokenizer, context)]
-    common = 0
-    while common < min(len(full_ids), len(context_ids)) and full_ids[common] == context_ids[common]:
-        common += 1
+    common = common_prefix_length(full_ids, context_ids)
     mismatch = common != len(context_ids)
     return LambadaItem(index=index, ids=full_ids, context_length=common, prefix_mismatch=mismatch)
+
+
+def common_prefix_length(full_ids: list[int], context_ids: list[int]) -> int:
+    """Return how many leading ids the two lists share, never the whole of `full_ids`.
+
+    The target keeps at least one id, so a context that encodes to all of the
+    passage's ids still leaves the last id to predict.
+    """
+    limit = min(len(full_ids) - 1, len(context_ids))
+    length = 0
+    while length < limit and full_ids[length] == context_ids[length]:
+        length += 1
+    return length
 
 
 def read_items(tokenizer, path: Path, limit: int | None) -> list[LambadaItem]:

@@ -1,0 +1,95 @@
+"""Inputs that `python -m agent run` rejects before anything trains."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from agent.cli import main
+from agent.errors import EXIT_USAGE, AgentError
+from agent.runner import RunRequest, start_run
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def data_copy(tmp_path):
+    shutil.copytree(REPO / "data", tmp_path / "data")
+    return tmp_path
+
+
+def request(tmp_path, **overrides):
+    values = {"profile": "smoke", "out": tmp_path / "run", "resume": False, "data_root": REPO}
+    return RunRequest(**{**values, **overrides})
+
+
+def rejection_code(run_request) -> str:
+    with pytest.raises(AgentError) as error:
+        start_run(run_request)
+    assert error.value.hint
+    return error.value.code
+
+
+def test_unknown_profile(tmp_path):
+    assert rejection_code(request(tmp_path, profile="nosuch")) == "profile_not_found"
+
+
+def test_unknown_profile_exit_code(tmp_path, capsys):
+    exit_code = main(["run", "--profile", "nosuch", "--out", str(tmp_path / "run")])
+
+    assert exit_code == EXIT_USAGE
+    assert "error[profile_not_found]" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_data_file(data_copy):
+    (data_copy / "data" / "sft" / "alpaca_en_demo_dev.json").unlink()
+
+    assert rejection_code(request(data_copy, data_root=data_copy)) == "data_missing"
+    assert not (data_copy / "run").exists()
+
+
+def test_altered_data_file(data_copy):
+    with open(data_copy / "data" / "pretrain" / "tinyshakespeare.txt", "a", encoding="utf-8") as stream:
+        stream.write("One more line.\n")
+
+    assert rejection_code(request(data_copy, data_root=data_copy)) == "data_checksum_mismatch"
+
+
+def test_altered_tokenizer(data_copy):
+    tokenizer = data_copy / "data" / "tokenizers" / "llama2_tokenizer.model"
+    tokenizer.write_bytes(tokenizer.read_bytes()[:-1])
+
+    assert rejection_code(request(data_copy, data_root=data_copy)) == "data_checksum_mismatch"
+
+
+def test_out_folder_with_another_run(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text(json.dumps({"run_id": "other", "profile": "demo"}), encoding="utf-8")
+
+    assert rejection_code(request(tmp_path)) == "run_folder_not_empty"
+    assert json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["run_id"] == "other"
+
+
+def test_out_folder_with_other_files(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("keep me", encoding="utf-8")
+
+    assert rejection_code(request(tmp_path)) == "run_folder_not_empty"
+
+
+def test_resume_without_run(tmp_path):
+    (tmp_path / "run").mkdir()
+
+    assert rejection_code(request(tmp_path, resume=True)) == "run_not_found"
+
+
+def test_resume_of_other_profile(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    run = {"profile": "demo", "rule_pack": {"name": "demo-2026.1", "sha256": "0" * 64}}
+    (run_dir / "run.json").write_text(json.dumps(run), encoding="utf-8")
+
+    assert rejection_code(request(tmp_path, resume=True)) == "run_mismatch"
