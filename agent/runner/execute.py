@@ -39,7 +39,7 @@ def load_pack(name: str) -> RulePack:
 
 
 def start_run(request: RunRequest) -> tuple[Path, int]:
-    """Plan, verify the data, and run every workload; return the run folder and the exit code."""
+    """Plan the run, verify the data and run every workload. Return the run folder and the exit code."""
     profile = load_profile(request.profile)
     pack = load_pack(profile.rule_pack)
     workloads = plan_workloads(pack, profile.tracks, profile.level)
@@ -80,7 +80,7 @@ def open_folder(request: RunRequest, profile: Profile, pack: RulePack, workloads
 
 
 def execute(folder: RunFolder, profile: Profile, pack: RulePack, workloads: list[str], data_root: Path) -> list[str]:
-    """Run the workloads in plan order; return the ids that did not complete."""
+    """Run the workloads in plan order and return the ids that did not complete."""
     from agent.workloads import RUNNERS
     from agent.workloads.common import WorkloadContext
 
@@ -108,7 +108,7 @@ def execute(folder: RunFolder, profile: Profile, pack: RulePack, workloads: list
 
 
 def run_one(folder: RunFolder, context, runner) -> bool:
-    """Run one workload in a clean folder; record its result and events; return True on success."""
+    """Run one workload in a clean folder and record its result and events. Return True on success."""
     workload_id, kind = context.workload_id, context.spec["kind"]
     out_dir = folder.workload_dir(workload_id)
     _clear(out_dir)

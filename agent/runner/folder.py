@@ -25,7 +25,7 @@ def utc_now() -> str:
 
 
 class RunFolder:
-    """One run's folder; `create` starts a new run and `resume` reopens an unfinished one."""
+    """One run's folder. `create` starts a new run and `resume` reopens an unfinished one."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -55,8 +55,8 @@ class RunFolder:
                workloads: list[str]) -> "RunFolder":
         """Start a new run in `path`, which must be missing or empty."""
         if path.exists() and any(path.iterdir()):
-            what = "another run" if (path / "run.json").exists() else "other files"
-            raise AgentError("run_folder_not_empty", f"output folder {path} already contains {what}",
+            contents = "another run" if (path / "run.json").exists() else "other files"
+            raise AgentError("run_folder_not_empty", f"output folder {path} already contains {contents}",
                              "pass --resume to continue that run, or choose a new --out folder")
         path.mkdir(parents=True, exist_ok=True)
         folder = cls(path)
@@ -79,7 +79,7 @@ class RunFolder:
 
     @classmethod
     def resume(cls, path: Path, profile: Profile, pack: RulePack) -> "RunFolder":
-        """Reopen the run in `path`; it must be a run of the same profile and rule pack bytes."""
+        """Reopen the run in `path`, which must be a run of the same profile and rule pack bytes."""
         folder = cls(path)
         if not folder.run_json.is_file():
             raise AgentError("run_not_found", f"no run to resume in {path}: run.json is missing",

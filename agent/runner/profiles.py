@@ -30,7 +30,7 @@ def available_profiles() -> list[str]:
 
 
 def load_profile(name: str) -> Profile:
-    """Load `agent/profiles/<name>.yaml`; raises AgentError for an unknown name or an invalid file."""
+    """Load `agent/profiles/<name>.yaml`, raising AgentError for an unknown name or an invalid file."""
     path = PROFILE_DIR / f"{name}.yaml"
     if not path.is_file():
         raise AgentError(

@@ -2,7 +2,7 @@
 
 import warnings
 
-# Noise that says nothing about the run: Paddle 3.3 warns about a missing
+# Warnings unrelated to the run: Paddle 3.3 warns about a missing
 # ccache and setuptools on import, and PaddleNLP 3.0.0b4's LLaMA calls a
 # swiglu that Paddle 3.3 marks deprecated.
 warnings.filterwarnings("ignore", message="No ccache found")

@@ -21,8 +21,8 @@ logger = logging.getLogger(__name__)
 IGNORE_INDEX = -100
 
 # Flags that make Paddle kernels pick deterministic algorithms. The cuDNN and
-# embedding flags matter on GPUs; on the CPU the kernels are deterministic for
-# a fixed thread count, which `apply_determinism` also fixes.
+# embedding flags matter on GPUs. On the CPU, two runs on the same machine and
+# thread count gave identical losses (tests/agent/test_run_smoke.py checks it).
 DETERMINISM_FLAGS = {
     "FLAGS_cudnn_deterministic": True,
     "FLAGS_embedding_deterministic": 1,
@@ -78,7 +78,7 @@ class WorkloadContext:
 
 
 def apply_determinism(seed: int, device: str) -> dict[str, Any]:
-    """Seed every generator and set Paddle's deterministic flags; return the recipe."""
+    """Seed every generator and set Paddle's deterministic flags. Return the recipe for config.json."""
     import paddle
 
     paddle.set_device(device)
@@ -134,13 +134,13 @@ def build_model(context: WorkloadContext):
 
     preset = context.model_preset
     if preset["architecture"] != "LlamaForCausalLM":
-        raise ValueError(f"model architecture {preset['architecture']!r} is not supported; use LlamaForCausalLM")
+        raise ValueError(f"model architecture {preset['architecture']!r} is not supported: use LlamaForCausalLM")
     config = LlamaConfig(**model_config(context))
     return LlamaForCausalLM(config)
 
 
 def model_config(context: WorkloadContext) -> dict[str, Any]:
-    """Return the model config from the pack; PaddleNLP's LLaMA has no dropout layers."""
+    """Return the model config from the pack. PaddleNLP's LLaMA has no dropout layers, so dropout must be 0."""
     dropout = context.fixed.get("dropout", 0.0)
     if dropout != 0.0:
         raise ValueError(f"dropout {dropout} is not supported: PaddleNLP's LlamaForCausalLM has no dropout layers")

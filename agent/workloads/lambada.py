@@ -3,7 +3,7 @@
 Target ids are taken so that context ids + target ids == ids of the full
 passage. SentencePiece encodes "context" and "context word" the same way up to
 the last word in nearly every case; where it does not, the split falls back to
-the longest common prefix, so the target also holds the context tokens that
+the longest common prefix, so the target also contains the context tokens that
 merged with the word, and the item is flagged.
 """
 
@@ -101,7 +101,7 @@ def score_batch(model, items: list[LambadaItem]) -> list[bool]:
 
 
 def evaluate(model, tokenizer, path: Path, out_path: Path, limit: int | None) -> dict[str, Any]:
-    """Score passages in batches of similar length; write one record per passage in index order."""
+    """Score passages in batches of similar length, then write one record per passage in index order."""
     items = read_items(tokenizer, path, limit)
     by_length = sorted(items, key=lambda item: len(item.ids))
     model.eval()

@@ -29,7 +29,7 @@ VALIDATION_BATCH_SIZE = 16
 
 
 class PackedSequences(paddle.io.Dataset):
-    """Fixed-length training sequences; labels are the inputs shifted by one token."""
+    """Fixed-length training sequences whose labels are the inputs shifted by one token."""
 
     def __init__(self, blocks: np.ndarray):
         self.blocks = blocks

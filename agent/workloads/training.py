@@ -1,6 +1,6 @@
 """Training through PaddleNLP's Trainer, with one record per optimizer step.
 
-`StepRecorder` is a TrainerCallback that writes `steps.jsonl` as the run goes;
+`StepRecorder` is a TrainerCallback that writes `steps.jsonl` as the run goes.
 `RecordingTrainer` hands it the loss of each step before the Trainer averages
 or rounds anything.
 """
@@ -47,7 +47,7 @@ def warmup_cosine_schedule(fixed: dict[str, Any]):
 
 
 def training_arguments(context: WorkloadContext, output_dir: str):
-    """Build TrainingArguments from the pack; every value that shapes the run comes from it."""
+    """Build TrainingArguments from the pack, which sets every value that shapes the run."""
     fixed, free = context.fixed, context.free
     micro_batch = int(free.get("per_device_train_batch_size", fixed["global_batch_size"]))
     accumulation = int(fixed["global_batch_size"]) // (micro_batch * context.cards)
@@ -71,8 +71,8 @@ def training_arguments(context: WorkloadContext, output_dir: str):
 
 
 def train(context: WorkloadContext, model, dataset, collator) -> dict[str, Any]:
-    """Train `model` on `dataset` with the Trainer; return the run's hyperparameters."""
-    # The Trainer prints every argument and a line per step; StepRecorder reports progress instead.
+    """Train `model` on `dataset` with the Trainer and return the hyperparameters it used."""
+    # The Trainer prints every argument and a line per step, so StepRecorder reports progress instead.
     paddlenlp_logger.set_level("WARNING")
     with tempfile.TemporaryDirectory(prefix="trainer-") as output_dir:
         args = training_arguments(context, output_dir)
@@ -104,7 +104,7 @@ class RecordingTrainer(Trainer):
         self.recorder = recorder
 
     def _get_train_sampler(self):
-        # Batches in dataset order; the workloads fix that order when they build the data.
+        # Batches come in dataset order, and the workloads fix that order when they build the data.
         return paddle.io.BatchSampler(
             dataset=self.train_dataset, shuffle=False, batch_size=self.args.per_device_train_batch_size
         )
@@ -117,7 +117,7 @@ class RecordingTrainer(Trainer):
     def _check_loss_valid(self, loss):
         # NOTE: the stock check raises on a NaN or infinite loss. The
         # certification keeps training and records the value, so that the
-        # verdict engine sees the NaN in steps.jsonl.
+        # verdict engine reads the NaN in steps.jsonl.
         return None
 
 

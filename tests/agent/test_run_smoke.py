@@ -123,7 +123,8 @@ def test_predictions(run_dir, pack, workload):
     for record in records:
         assert set(record) == {"dataset", "index", "prompt", "prediction", "reference", "prediction_tokens"}
         assert 0 <= record["prediction_tokens"] <= spec["hyperparameters"]["fixed"]["max_new_tokens"]
-        assert "<s>" not in record["prediction"] and "</s>" not in record["prediction"]
+        assert "<s>" not in record["prediction"]
+        assert "</s>" not in record["prediction"]
 
 
 @pytest.mark.parametrize("workload", WORKLOADS)
