@@ -72,12 +72,12 @@ def workload_config(pack: RulePack, workload_id: str, fixed_overrides: dict | No
 
 
 def write_pretrain(folder: Path, pack: RulePack, options: dict) -> None:
-    steps = options.get("steps", 200)
+    steps = options.get("steps", pack.workload(folder.name)["hyperparameters"]["fixed"]["max_steps"])
     losses = loss_curve(steps, options.get("loss_scale", 1.0), options.get("nan_at"))
     write_jsonl(folder / "steps.jsonl", step_rows(losses, options.get("tokens_per_second", 1000.0)))
     write_json(folder / "validation.json", {"loss": options.get("validation_loss", 3.0), "tokens": 8192, "batches": 64})
-    correct_every = options.get("lambada_correct_every", 4)
-    items = [{"index": index, "correct": index % correct_every == 0, "target_tokens": 2} for index in range(options.get("lambada_items", 5153))]
+    correct_count = options.get("lambada_correct", 1000)
+    items = [{"index": index, "correct": index < correct_count, "target_tokens": 2} for index in range(options.get("lambada_items", 5153))]
     write_jsonl(folder / "lambada.jsonl", items)
 
 

@@ -1,0 +1,52 @@
+"""Property test: the archive reader accepts or rejects any input with a BundleError, never another exception."""
+
+import io
+import tarfile
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from certification.archive import Limits
+from certification.bundle import open_bundle
+from certification.errors import BundleError
+from certification.signing import Keyring, generate_key
+
+KEYRING = Keyring([generate_key().public_key])
+NAMES = st.text(alphabet=st.sampled_from("abAB./\\é\u0301-_ \n"), min_size=0, max_size=12)
+TYPES = st.sampled_from([tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.CHRTYPE, tarfile.FIFOTYPE, tarfile.CONTTYPE])
+MEMBERS = st.lists(st.tuples(NAMES, TYPES, st.binary(max_size=64)), max_size=6)
+
+
+def build_tar(members, mutations):
+    stream = io.BytesIO()
+    with tarfile.open(fileobj=stream, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, kind, data in members:
+            info = tarfile.TarInfo(name or "x")
+            info.type = kind
+            info.size = len(data) if kind in (tarfile.REGTYPE, tarfile.AREGTYPE) else 0
+            info.linkname = "target" if kind in (tarfile.SYMTYPE, tarfile.LNKTYPE) else ""
+            tar.addfile(info, io.BytesIO(data) if info.size else None)
+    raw = bytearray(stream.getvalue())
+    for offset, value in mutations:
+        if raw:
+            raw[offset % len(raw)] = value
+    return bytes(raw)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(MEMBERS, st.lists(st.tuples(st.integers(min_value=0), st.integers(0, 255)), max_size=4), st.booleans())
+def test_reader_only_raises_bundle_errors(members, mutations, truncate):
+    data = build_tar(members, mutations)
+    if truncate:
+        data = data[: len(data) // 3]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "generated.tar"
+        path.write_bytes(data)
+        try:
+            open_bundle(path, KEYRING, Limits(max_members=5))
+        except BundleError as error:
+            assert error.code
+        else:
+            raise AssertionError("an unsigned generated archive was accepted")

@@ -1,0 +1,64 @@
+import pytest
+import yaml
+
+from certification.rulepack import available_rule_packs, load_rule_pack, validate_rule_pack
+
+
+def pack_data():
+    return yaml.safe_load(load_rule_pack("demo-2026.1").text)
+
+
+@pytest.mark.parametrize("name", available_rule_packs())
+def test_shipped_packs_are_valid(name):
+    assert validate_rule_pack(yaml.safe_load(load_rule_pack(name).text)) == []
+
+
+def set_path(data, path, value):
+    *parents, last = path
+    for part in parents:
+        data = data[part]
+    if value is DELETE:
+        del data[last]
+    else:
+        data[last] = value
+
+
+DELETE = object()
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "reported"),
+    [
+        (("schema",), 2, "schema"),
+        (("reference_kind",), "gpu", "reference_kind"),
+        (("settings", "lambada", "items"), 0, "settings/lambada/items"),
+        (("settings", "rouge", "variants"), ["rouge9"], "settings/rouge/variants/0"),
+        (("settings", "loss_alignment", "window"), DELETE, "settings/loss_alignment"),
+        (("datasets", "lambada", "sha256"), "abc", "datasets/lambada/sha256"),
+        (("workloads", "sft-llama", "criteria", 0, "metric"), "bleu", "workloads/sft-llama/criteria/0/metric"),
+        (("workloads", "sft-llama", "kind"), "dpo", "workloads/sft-llama/kind"),
+        (("tracks", "pretraining", "levels", 1, "throughput_ratio_min"), -1, "tracks/pretraining/levels/1/throughput_ratio_min"),
+        (("workloads", "sft-llama", "model"), "gpt-5", "workloads/sft-llama/model"),
+        (("tracks", "finetuning", "levels", 1, "workloads"), ["absent"], "tracks/finetuning/levels/1/workloads"),
+        (("settings", "loss_alignment", "steps"), 210, "settings/loss_alignment/steps"),
+        (("workloads", "lora-llama", "criteria", 0, "id"), "sft.rouge", "workloads/lora-llama/criteria/0/id"),
+    ],
+)
+def test_invalid_pack_reports_path(path, value, reported):
+    data = pack_data()
+    set_path(data, path, value)
+
+    issues = validate_rule_pack(data)
+
+    assert reported in [issue.path for issue in issues]
+
+
+def test_every_error_is_reported():
+    data = pack_data()
+    data["schema"] = 2
+    data["reference_kind"] = "gpu"
+
+    paths = [issue.path for issue in validate_rule_pack(data)]
+
+    assert "schema" in paths
+    assert "reference_kind" in paths

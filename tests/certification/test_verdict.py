@@ -1,0 +1,222 @@
+import json
+
+import pytest
+import yaml
+
+from certification.bundle import open_bundle, write_bundle
+from certification.rulepack import parse_rule_pack
+from certification.signing import Keyring, generate_key
+from certification.verdict import Reference, judge
+from tests.certification.runfolder import PACK, PREDICTIONS, build_run
+
+KEY = generate_key()
+KEYRING = Keyring([KEY.public_key])
+PEAKS = {"fp32": 1.0}
+
+
+def make_bundle(folder, pack=PACK, **options):
+    run_dir = build_run(folder / "run", pack=pack, **options)
+    return open_bundle(write_bundle(run_dir, folder / "run.tar", KEY).path, KEYRING)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    return make_bundle(tmp_path_factory.mktemp("reference"))
+
+
+def judged(tmp_path, reference, pack=PACK, peaks=PEAKS, human=None, **options):
+    vendor = make_bundle(tmp_path, pack=pack, **options)
+    return judge(vendor, [Reference(reference, PEAKS)], pack, peaks, human)
+
+
+def status_and_code(verdict, criterion_id):
+    result = verdict.criterion(criterion_id)
+    return result.status, result.details["code"]
+
+
+@pytest.mark.parametrize(
+    ("options", "criterion_id", "status", "code"),
+    [
+        ({"loss_scale": 1.015}, "pretrain.loss_alignment", "pass", "loss_alignment_pass"),
+        ({"loss_scale": 1.025}, "pretrain.loss_alignment", "fail", "loss_alignment_fail"),
+        ({"nan_at": 150}, "pretrain.loss_alignment", "fail", "loss_non_finite"),
+        ({"steps": 150}, "pretrain.loss_alignment", "fail", "run_too_short"),
+        ({"steps": 150}, "pretrain.throughput", "fail", "run_too_short"),
+        ({"validation_loss": 3.0099}, "pretrain.validation_loss", "pass", "validation_loss_pass"),
+        ({"validation_loss": 3.0101}, "pretrain.validation_loss", "fail", "validation_loss_fail"),
+        ({"validation_loss": "NaN"}, "pretrain.validation_loss", "fail", "validation_loss_fail"),
+        ({"lambada_correct": 1051}, "pretrain.lambada", "pass", "lambada_pass"),
+        ({"lambada_correct": 1052}, "pretrain.lambada", "fail", "lambada_fail"),
+        ({"lambada_correct": 949}, "pretrain.lambada", "pass", "lambada_pass"),
+        ({"lambada_correct": 948}, "pretrain.lambada", "fail", "lambada_fail"),
+        ({"lambada_items": 4000}, "pretrain.lambada", "pass", "lambada_pass"),
+        ({"lambada_correct": 1000, "lambada_items": 900}, "pretrain.lambada", "fail", "lambada_fail"),
+        ({"tokens_per_second": 201.0}, "pretrain.throughput", "pass", "throughput_pass"),
+        ({"tokens_per_second": 199.0}, "pretrain.throughput", "fail", "throughput_fail"),
+        ({}, "sft.rouge", "pass", "rouge_pass"),
+        ({"sft-llama": {"predictions": PREDICTIONS[:3]}}, "sft.rouge", "fail", "rouge_fail"),
+        ({"lora-llama": {"predictions": [(d, p + " 额外", r) for d, p, r in PREDICTIONS]}}, "lora.rouge", "fail", "rouge_fail"),
+        ({"fixed_overrides": {"learning_rate": 0.5}}, "pretrain-llama.fixed_hyperparameters", "fail", "fixed_hyperparameters_fail"),
+        ({"fixed_overrides": {"max_seq_length": 128}}, "pretrain.lambada", "refused", "reference_mismatch"),
+        ({"status": "failed"}, "pretrain.lambada", "fail", "workload_not_completed"),
+    ],
+)
+def test_criterion_bounds(tmp_path, reference, options, criterion_id, status, code):
+    verdict = judged(tmp_path, reference, **options)
+
+    assert status_and_code(verdict, criterion_id) == (status, code)
+
+
+def test_rouge_small_change_within_bound(tmp_path, reference):
+    # One extra English word in one of four samples moves ROUGE by under a point.
+    predictions = list(PREDICTIONS)
+    predictions[3] = (predictions[3][0], "Paris is the capital of France indeed.", predictions[3][2])
+    many = [(dataset, prediction, reference_text) for dataset, prediction, reference_text in PREDICTIONS * 10]
+    many[-1] = predictions[3]
+    base = make_bundle(tmp_path / "base", **{"sft-llama": {"predictions": PREDICTIONS * 10}})
+
+    vendor = make_bundle(tmp_path / "vendor", **{"sft-llama": {"predictions": many}})
+    verdict = judge(vendor, [Reference(base, PEAKS)], PACK, PEAKS)
+
+    assert verdict.criterion("sft.rouge").status == "pass"
+    assert verdict.criterion("sft.rouge").details["differences"]["rouge1"] < 0
+
+
+def test_fixed_hyperparameter_key_named(tmp_path, reference):
+    verdict = judged(tmp_path, reference, fixed_overrides={"learning_rate": 0.5})
+
+    result = verdict.criterion("pretrain-llama.fixed_hyperparameters")
+
+    assert "learning_rate" in result.explanation["en"]
+    assert "learning_rate" in result.explanation["zh"]
+
+
+def test_dataset_digest_mismatch_refused(tmp_path, reference):
+    run_dir = build_run(tmp_path / "run")
+    config_path = run_dir / "workloads/pretrain-llama/config.json"
+    config = json.loads(config_path.read_text())
+    config["datasets"]["validation"]["sha256"] = "f" * 64
+    config_path.write_text(json.dumps(config))
+    vendor = open_bundle(write_bundle(run_dir, tmp_path / "run.tar", KEY).path, KEYRING)
+
+    verdict = judge(vendor, [Reference(reference, PEAKS)], PACK, PEAKS)
+
+    result = verdict.criterion("pretrain.validation_loss")
+    assert result.status == "refused"
+    assert "validation_wiki" in result.explanation["en"]
+
+
+def test_missing_workload_reported(tmp_path, reference):
+    verdict = judged(tmp_path, reference, workloads=("sft-llama", "lora-llama"))
+
+    assert status_and_code(verdict, "pretrain.loss_alignment") == ("fail", "workload_missing")
+    assert verdict.tracks["finetuning"]["level"] == 1
+    assert verdict.tracks["pretraining"]["level"] == 0
+    assert verdict.failed
+
+
+def test_pretraining_needs_finetuning_level(tmp_path, reference):
+    verdict = judged(tmp_path, reference, **{"sft-llama": {"predictions": PREDICTIONS[:1]}})
+
+    gap = verdict.tracks["pretraining"]["gap"]
+
+    assert verdict.tracks["finetuning"]["level"] == 0
+    assert verdict.tracks["pretraining"]["level"] == 0
+    assert {"requires_track": "finetuning", "level": 1, "reached": 0} in gap
+
+
+def test_all_passing_reaches_level_one(tmp_path, reference):
+    verdict = judged(tmp_path, reference)
+
+    assert not verdict.failed
+    assert verdict.tracks["pretraining"] == {"level": 1, "max_level": 1, "gap": []}
+    assert verdict.rule_pack == {"name": PACK.name, "sha256": PACK.sha256}
+    assert verdict.reference_kind == "cpu-demo"
+
+
+def test_missing_reference_workload_refused(tmp_path, reference):
+    partial_reference = make_bundle(tmp_path / "reference", workloads=("sft-llama", "lora-llama"))
+    vendor = make_bundle(tmp_path / "vendor")
+
+    verdict = judge(vendor, [Reference(partial_reference, PEAKS)], PACK, PEAKS)
+
+    assert status_and_code(verdict, "pretrain.lambada") == ("refused", "reference_missing")
+
+
+def test_missing_peak_refused(tmp_path, reference):
+    verdict = judged(tmp_path, reference, peaks={"bf16": 312.0})
+
+    assert status_and_code(verdict, "pretrain.throughput") == ("refused", "peak_missing")
+
+
+def test_peaks_scale_ratio(tmp_path, reference):
+    verdict = judged(tmp_path, reference, peaks={"fp32": 4.0}, tokens_per_second=1000.0)
+
+    result = verdict.criterion("pretrain.throughput")
+
+    assert result.details["ratio"] == pytest.approx(0.25)
+    assert result.status == "pass"
+
+
+def test_other_rule_pack_refused(tmp_path, reference):
+    other = edited_pack(lambda data: data["settings"]["validation_loss"].update(absolute_error_max=0.02))
+
+    verdict = judge(make_bundle(tmp_path), [Reference(reference, PEAKS)], other, PEAKS)
+
+    assert {result.status for result in verdict.criteria} == {"refused"}
+    assert verdict.criteria[0].details["code"] == "rule_pack_mismatch"
+
+
+def edited_pack(edit):
+    data = yaml.safe_load(PACK.text)
+    edit(data)
+    return parse_rule_pack(yaml.safe_dump(data, allow_unicode=True).encode("utf-8"))
+
+
+def human_pack(enabled):
+    def edit(data):
+        data["settings"]["human_evaluation"]["enabled"] = enabled
+        data["workloads"]["sft-llama"]["criteria"].append({"id": "sft.human", "metric": "human_gsb"})
+
+    return edited_pack(edit)
+
+
+@pytest.mark.parametrize(
+    ("enabled", "human", "status", "code"),
+    [
+        (False, None, "not_applicable", "human_disabled"),
+        (True, None, "pending", "human_pending"),
+        (True, {"sft.human": {"good": 60, "same": 100, "bad": 50, "signed_off_by": "Li Lei"}}, "pass", "human_pass"),
+        (True, {"sft.human": {"good": 50, "same": 100, "bad": 70, "signed_off_by": "Li Lei"}}, "fail", "human_fail"),
+        (True, {"sft.human": {"good": 10, "same": 100, "bad": 10, "signed_off_by": "Li Lei"}}, "fail", "human_fail"),
+        (True, {"sft.human": {"good": 60, "same": 100, "bad": 50}}, "fail", "human_fail"),
+    ],
+)
+def test_human_gsb(tmp_path_factory, enabled, human, status, code):
+    pack = human_pack(enabled)
+    folder = tmp_path_factory.mktemp("human")
+    reference = make_bundle(folder / "reference", pack=pack, workloads=("sft-llama",))
+    vendor = make_bundle(folder / "vendor", pack=pack, workloads=("sft-llama",))
+
+    verdict = judge(vendor, [Reference(reference, PEAKS)], pack, PEAKS, human)
+
+    assert status_and_code(verdict, "sft.human") == (status, code)
+
+
+def test_verdict_is_deterministic_json(tmp_path, reference):
+    vendor = make_bundle(tmp_path, loss_scale=1.01, nan_at=None)
+
+    first = judge(vendor, [Reference(reference, PEAKS)], PACK, PEAKS).to_dict()
+    second = judge(vendor, [(reference, PEAKS)], PACK, PEAKS).to_dict()
+
+    assert first == second
+    assert json.loads(json.dumps(first, allow_nan=False)) == first
+
+
+def test_every_result_has_both_languages(tmp_path, reference):
+    verdict = judged(tmp_path, reference, nan_at=3, workloads=("pretrain-llama",))
+
+    for result in verdict.criteria:
+        assert result.explanation["zh"] and result.explanation["en"]
+        assert result.hint["zh"] and result.hint["en"]
+        assert "{" not in result.explanation["en"]
