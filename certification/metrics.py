@@ -152,9 +152,9 @@ def _relative_error(value: float, base: float) -> float:
 def validation_loss(record: dict) -> float:
     """Return the token-level mean cross-entropy of a validation.json record.
 
-    With `loss_sum` present the loss is recomputed as loss_sum / tokens
-    (summed token losses divided by the number of target tokens over the whole
-    validation set); otherwise the recorded token-level mean `loss` is used.
+    With `loss_sum` present the loss is recomputed as loss_sum / tokens, the
+    summed token losses divided by the target tokens of the whole validation
+    set. Without it the recorded token-level mean `loss` is used.
     """
     tokens = record.get("tokens")
     if not isinstance(tokens, int) or tokens <= 0:

@@ -1,7 +1,7 @@
 """Hand-built run folders in the layout that `python -m agent run` writes.
 
 The numbers are synthetic: a loss curve that decays smoothly, constant
-throughput, a fixed LAMBADA answer pattern and short bilingual predictions.
+throughput, a fixed pattern of correct LAMBADA items and short bilingual predictions.
 Tests change one thing at a time through the keyword arguments.
 """
 
