@@ -62,7 +62,7 @@ def issue_certificate(*, submission: Submission, track: str, level: int, issued_
 
 
 def _issue_locked(submission_id: int, track: str, level: int, issued_by) -> Certificate:
-    submission = Submission.objects.select_for_update().select_related("report", "card", "rule_pack").get(pk=submission_id)
+    submission = Submission.objects.select_for_update(of=("self",)).select_related("report", "card", "rule_pack").get(pk=submission_id)
     check_passing(submission, track, level)
     if _active_for(submission, track, level) is not None:
         raise _already_certified(submission, track, level)

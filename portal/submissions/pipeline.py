@@ -71,6 +71,7 @@ def _start(submission_id: int) -> Submission:
 
 def _verify_and_judge(submission: Submission) -> tuple[Card, RulePack, dict]:
     from certification.bundle import BundleError, open_bundle
+    from certification.criteria import RecordsInvalid
 
     try:
         with local_path(submission.bundle) as path:
@@ -82,6 +83,8 @@ def _verify_and_judge(submission: Submission) -> tuple[Card, RulePack, dict]:
         raise Rejection.from_bundle_error(error) from None
     except SubmissionError as error:
         raise Rejection.from_portal_error(error) from None
+    except RecordsInvalid as error:
+        raise Rejection("records_invalid", message=str(error), hint="pack a complete run folder written by `python -m agent run`") from None
     return card, rule_pack, verdict
 
 
@@ -151,18 +154,22 @@ def load_judge():
 
 
 def judge_against_references(bundle, rule_pack: RulePack, card: Card) -> dict:
-    judge = load_judge()
+    """Judge the bundle against every reference of the rule pack, each with its reference card's peaks."""
+    from certification.verdict import Reference
+
     references = list(ReferenceBundle.objects.filter(rule_pack=rule_pack))
     if not references:
         raise SubmissionError("reference_missing", name=rule_pack.name)
 
     with contextlib.ExitStack() as stack:
         opened = [
-            open_reference(stack.enter_context(local_path(reference.bundle)), rule_pack, reference.sha256)
+            Reference(
+                open_reference(stack.enter_context(local_path(reference.bundle)), rule_pack, reference.sha256),
+                {dtype: float(value) for dtype, value in reference.peak_tflops.items()},
+            )
             for reference in references
         ]
-        # TODO: pass the reference cards' peaks (ReferenceBundle.peak_tflops) once judge() accepts them.
-        verdict = judge(bundle, opened, rule_pack.parsed(), card.peaks())
+        verdict = load_judge()(bundle, opened, rule_pack.parsed(), card.peaks())
     return verdict.to_dict()
 
 

@@ -11,7 +11,7 @@ from portal.submissions import pipeline
 from portal.submissions.models import ReferenceBundle, Submission
 from portal.submissions.services import add_reference, receive_bundle
 
-from .conftest import build_bundle, upload_file
+from .conftest import build_bundle, make_user, upload_file
 
 pytest.importorskip("certification.bundle")
 
@@ -71,17 +71,49 @@ def test_good_bundle_is_judged(tmp_path, vendor, owner, card, vendor_key, refere
     assert submission.rule_pack.name == "demo-2026.1"
     assert submission.report.track_level("pretraining") == 1
     assert recorded_judge[0]["card_peaks"] == {"fp32": 2.0}
-    assert len(recorded_judge[0]["references"]) == 1
+    assert [reference.peaks for reference in recorded_judge[0]["references"]] == [{"fp32": 1.5}]
     assert actions_of(submission) == ["submission.judged", "submission.received", "submission.validating"]
 
 
 @pytest.mark.skipif(not HAS_VERDICT_ENGINE, reason="certification.verdict has not landed yet")
-def test_good_bundle_with_real_engine(tmp_path, vendor, owner, card, vendor_key, reference, django_capture_on_commit_callbacks):
-    path = build_bundle(tmp_path, vendor_key)
-    submission = submit(path, vendor, owner, django_capture_on_commit_callbacks)
+def test_real_engine_verdict_allows_certificate(tmp_path, rule_pack, lab_key, staff, django_capture_on_commit_callbacks):
+    from certification.bundle import write_bundle
+    from certification.signing import generate_key
+    from portal.certificates.services import issue_certificate
+    from portal.registry.models import Card, Membership, Vendor
+    from portal.registry.services import register_signing_key
+    from tests.certification.runfolder import build_run
+
+    vendor = Vendor.objects.create(slug="example-vendor", name="Example Vendor")
+    Card.objects.create(vendor=vendor, model="X100", serial="SN-1", peak_tflops={"fp32": 1.5}, approved=True)
+    member = make_user("example-member")
+    Membership.objects.create(vendor=vendor, user=member)
+    vendor_key = generate_key()
+    with transaction.atomic():
+        register_signing_key(vendor, vendor_key.public_pem())
+    reference_path = write_bundle(build_run(tmp_path / "reference"), tmp_path / "reference.tar", lab_key).path
+    add_reference(reference_path, rule_pack=rule_pack, peak_tflops={"fp32": 1.5})
+
+    vendor_path = write_bundle(build_run(tmp_path / "vendor"), tmp_path / "vendor.tar", vendor_key).path
+    submission = submit(vendor_path, vendor, member, django_capture_on_commit_callbacks)
+
     assert submission.state == "judged"
-    assert submission.report.verdict["rule_pack"]["name"] == "demo-2026.1"
     assert submission.report.verdict["reference_kind"] == "cpu-demo"
+    assert submission.report.track_level("pretraining") == 1
+    certificate = issue_certificate(submission=submission, track="pretraining", level=1, issued_by=staff)
+    assert certificate.key_figures
+
+
+def test_incomplete_records_never_pass(tmp_path, vendor, owner, card, vendor_key, reference, django_capture_on_commit_callbacks):
+    if not HAS_VERDICT_ENGINE:
+        pytest.skip("certification.verdict has not landed yet")
+    submission = submit(build_bundle(tmp_path, vendor_key), vendor, owner, django_capture_on_commit_callbacks)
+    # The engine either refuses the missing records inside the verdict or raises RecordsInvalid.
+    assert submission.state in ("judged", "rejected")
+    if submission.state == "rejected":
+        assert submission.report.error_code == "records_invalid"
+    else:
+        assert submission.report.track_level("pretraining") == 0
 
 
 def tampered(path):
