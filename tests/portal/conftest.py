@@ -85,7 +85,7 @@ def card(vendor):
 
 @pytest.fixture
 def rule_pack(db):
-    return load_rule_packs()[0]
+    return next(pack for pack in load_rule_packs() if pack.name == "demo-2026.1")
 
 
 @pytest.fixture
