@@ -148,6 +148,7 @@ def wrap_lora(model, fixed: dict[str, Any]):
         lora_alpha=int(fixed["lora_alpha"]),
         lora_dropout=0.0,
         merge_weights=False,
+        tensor_parallel_degree=1,
         dtype="float32",
     )
     lora_model = LoRAModel(model, lora_config)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import paddle
 
-from certification.records import write_json
+from certification.records import encode_float, write_json
 
 from agent.workloads import lambada
 from agent.workloads.common import (
@@ -121,7 +121,7 @@ def run(context: WorkloadContext) -> dict[str, Any]:
     # Validation loss over the whole validation set.
     validation = validation_loss(context, model, tokenizer, block_length)
     write_json(context.out_dir / "validation.json", validation)
-    logger.info("%s: validation loss %.4f over %d tokens", context.workload_id, validation["loss"], validation["tokens"])
+    logger.info("%s: validation loss %s over %d tokens", context.workload_id, validation["loss"], validation["tokens"])
 
     # LAMBADA.
     items = context.pack.data["settings"]["lambada"].get("items")
@@ -145,4 +145,5 @@ def validation_loss(context: WorkloadContext, model, tokenizer, block_length: in
             total += float(losses.astype("float64").sum().item())
             tokens += batch.shape[0] * (block_length - 1)
             batches += 1
-    return {"loss": total / tokens, "tokens": tokens, "batches": batches, "sequences": count}
+    return {"loss": encode_float(total / tokens), "loss_sum": encode_float(total), "tokens": tokens,
+            "batches": batches, "sequences": count}

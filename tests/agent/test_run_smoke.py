@@ -108,6 +108,7 @@ def test_validation_and_lambada(run_dir, pack):
 
     assert validation["tokens"] == fixed["validation_sequences"] * fixed["max_seq_length"]
     assert math.isfinite(validation["loss"])
+    assert validation["loss"] == pytest.approx(validation["loss_sum"] / validation["tokens"])
     assert [item["index"] for item in items] == list(range(pack.data["settings"]["lambada"]["items"]))
     assert all(item["target_tokens"] for item in items)
     assert summary["lambada_accuracy"] == sum(item["correct"] for item in items) / len(items)
