@@ -1,7 +1,9 @@
 """Public certificate pages and the staff action that issues a certificate."""
 
+import logging
+
 from django.contrib import messages
-from django.http import Http404, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -12,6 +14,8 @@ from portal.certificates.services import issue_certificate
 from portal.permissions import staff_required
 from portal.submissions.models import Submission
 from portal.submissions.views import IssueForm
+
+logger = logging.getLogger(__name__)
 
 
 def certificate_list(request):
@@ -51,6 +55,7 @@ def certificate_issue(request, submission_pk):
     try:
         certificate = issue_certificate(submission=submission, track=form.cleaned_data["track"], level=form.cleaned_data["level"], issued_by=request.user)
     except CertificateError as error:
+        logger.info("certificate for submission %s not issued by %s: %s", submission.pk, request.user.get_username(), error.code)
         messages.error(request, f"{error.detail} [{error.code}]")
         return redirect("submission-detail", pk=submission.pk)
     return redirect("certificate-detail", number=certificate.number)

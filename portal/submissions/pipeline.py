@@ -1,10 +1,10 @@
 """Validation of a stored submission: verify the bundle, match vendor and card, judge, store the report.
 
-The work runs in three steps so that a crash never loses what is stored:
-a short transaction moves the submission to `validating`; the bundle is
-verified and judged outside any transaction; a second short transaction
-stores the one ValidationReport and the final state. Running it again on a
-finished submission does nothing.
+The work runs in three steps, so a crash never loses what is stored. A short
+transaction moves the submission to `validating`. The bundle is then verified
+and judged outside any transaction. A second short transaction stores the one
+ValidationReport and the final state. Running it again on a finished
+submission does nothing.
 """
 
 from __future__ import annotations

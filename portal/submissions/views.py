@@ -1,8 +1,9 @@
 """Vendor and staff pages for submissions."""
 
+import logging
+
 from django import forms
 from django.conf import settings
-from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
@@ -16,6 +17,8 @@ from portal.submissions.errors import SubmissionError
 from portal.submissions.models import Submission
 from portal.submissions.services import receive_bundle
 from portal.submissions.uploads import TOO_LARGE_FLAG
+
+logger = logging.getLogger(__name__)
 
 
 class UploadForm(forms.Form):
@@ -57,6 +60,7 @@ def submission_upload(request):
         try:
             submission = _receive_from_form(request, form, vendors)
         except SubmissionError as error:
+            logger.info("browser upload by %s rejected: %s", request.user.get_username(), error.code)
             form.add_error(None, f"{error.detail} [{error.code}]")
         else:
             return redirect("submission-detail", pk=submission.pk)

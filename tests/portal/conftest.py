@@ -1,7 +1,7 @@
 """Shared personas and helpers for the portal tests.
 
-Personas: `owner` is a member of `vendor`; `outsider` is a member of
-another vendor; `staff` is certification staff; `client` is anonymous.
+Personas: `owner` is a member of `vendor`, `outsider` is a member of
+another vendor, `staff` is certification staff and `client` is anonymous.
 """
 
 from __future__ import annotations
