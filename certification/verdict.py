@@ -223,7 +223,10 @@ def _reference_problem(reference: Reference, pack: RulePack, workload_id: str) -
     status = _result_status(WorkloadRecords(reference.bundle, workload_id))
     if status != "completed":
         return f"reference workload {workload_id} has status {status}"
-    mismatched = fixed_differences(WorkloadRecords(reference.bundle, workload_id), pack.workload(workload_id))
+    try:
+        mismatched = fixed_differences(WorkloadRecords(reference.bundle, workload_id), pack.workload(workload_id))
+    except (RecordsInvalid, BundleError) as error:
+        return f"reference workload {workload_id} has unreadable records: {error}"
     if mismatched:
         return f"reference fixed hyperparameters differ from the pack: {', '.join(mismatched)}"
     return ""

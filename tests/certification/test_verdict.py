@@ -220,3 +220,14 @@ def test_every_result_has_both_languages(tmp_path, reference):
         assert result.explanation["zh"] and result.explanation["en"]
         assert result.hint["zh"] and result.hint["en"]
         assert "{" not in result.explanation["en"]
+
+
+def test_reference_without_config_refused(tmp_path, reference):
+    run_dir = build_run(tmp_path / "reference")
+    (run_dir / "workloads" / "pretrain-llama" / "config.json").unlink()
+    broken_reference = open_bundle(write_bundle(run_dir, tmp_path / "reference.tar", KEY).path, KEYRING)
+    vendor = make_bundle(tmp_path / "vendor")
+
+    verdict = judge(vendor, [Reference(broken_reference, PEAKS)], PACK, PEAKS)
+
+    assert status_and_code(verdict, "pretrain.lambada") == ("refused", "reference_unusable")
