@@ -37,6 +37,10 @@ SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 ENVELOPE_NAME = "envelope.dsse.json"
 RESERVED_NAMES = frozenset({MANIFEST_NAME, ENVELOPE_NAME})
+# Top-level folders of a run that hold model weights and checkpoints. They
+# are gigabytes on real clusters and nothing in a verdict reads them, so the
+# bundle leaves them out.
+UNPACKED_FOLDERS = frozenset({"models", "checkpoints"})
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 # The host is under the reserved .invalid domain (RFC 2606) because the
@@ -168,6 +172,8 @@ def list_run_files(run_dir: Path) -> list[str]:
     paths: list[str] = []
     seen: dict[str, str] = {}
     for folder, folder_names, file_names in os.walk(run_dir, followlinks=False):
+        if Path(folder) == run_dir:
+            folder_names[:] = [name for name in folder_names if name not in UNPACKED_FOLDERS]
         for name in folder_names + file_names:
             _check_run_entry(Path(folder) / name, name in file_names)
         for name in file_names:

@@ -389,3 +389,17 @@ def test_read_unknown_file_raises(packed):
         bundle.read_bytes("workloads/absent/steps.jsonl")
 
     assert caught.value.code == "file_not_in_bundle"
+
+
+def test_model_folders_left_out(tmp_path):
+    run_dir = build_run(tmp_path / "run", workloads=("pretrain-llama",))
+    for folder in ("models/pretrain-llama", "checkpoints/checkpoint-10"):
+        (run_dir / folder).mkdir(parents=True)
+        (run_dir / folder / "model_state.pdparams").write_bytes(b"weights")
+    (run_dir / "workloads" / "pretrain-llama" / "models").mkdir()
+    (run_dir / "workloads" / "pretrain-llama" / "models" / "note.txt").write_text("kept")
+
+    bundle = open_bundle(write_bundle(run_dir, tmp_path / "run.tar", KEY).path, KEYRING)
+
+    assert not any(path.startswith(("models/", "checkpoints/")) for path in bundle.paths())
+    assert bundle.has("workloads/pretrain-llama/models/note.txt")
