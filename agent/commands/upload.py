@@ -31,6 +31,7 @@ def add_arguments(parser):
     parser.add_argument("--token", default=os.environ.get("AGENT_PORTAL_TOKEN"), help="API token of a member of your vendor (default: $AGENT_PORTAL_TOKEN)")
     parser.add_argument("--vendor", help="vendor identifier; needed only when your account belongs to several vendors")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the portal's reply (default: 600)")
+    parser.add_argument("--json", action="store_true", help="print the portal's reply as one JSON line instead of text")
 
 
 class MultipartStream:
@@ -131,6 +132,9 @@ def run(args) -> int:
     url = check_arguments(args)
     response = send(url, args)
     body = parse_reply(response)
+    if args.json:
+        print(json.dumps({**body, "already_stored": response.status_code == 200}, ensure_ascii=False))
+        return EXIT_OK
     if response.status_code == 200:
         print("the portal already had this bundle; it returned the stored submission")
     print(f"submission: {body['id']} ({body.get('state', 'unknown')})")

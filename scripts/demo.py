@@ -1,0 +1,212 @@
+"""Run one certification end to end on this machine, as staff and a vendor would.
+
+The portal runs on SQLite with Celery run eagerly. The agent runs the CPU
+demo profile twice: once as the reference lab (staff mark that bundle as the
+reference of the demo rule pack) and once as the demo vendor, whose bundle is
+uploaded over HTTP, verified and judged. Staff then issue a certificate for
+every (card, track, level) the verdict passes. Every step calls the same
+commands a person would type; state lives in var/demo/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE = ROOT / "var" / "demo"
+PROFILE = "demo"
+RULE_PACK = "demo-2026.1"
+# Peak dense FP32 TFLOPS registered for the demo CPU "cards". The ratio
+# criterion divides both sides by the same kind of figure, so on one machine
+# only the ratio matters; 1.0 keeps tokens/s/TFLOPS readable.
+CPU_PEAK_TFLOPS = "fp32=1.0"
+# demo_setup's default password for the demo staff and vendor accounts.
+DEMO_PASSWORD = "demo-password"
+
+
+def step(title: str) -> None:
+    print(f"\n== {title}", flush=True)
+
+
+def command(*args: str | Path, capture: bool = False) -> str:
+    """Run one command of the product from the project root; stop the demo if it fails."""
+    argv = [str(arg) for arg in args]
+    print("$ " + " ".join(argv), flush=True)
+    result = subprocess.run(argv, cwd=ROOT, text=True, stdout=subprocess.PIPE if capture else None)
+    if result.returncode != 0:
+        sys.exit(f"demo: the command above failed with exit code {result.returncode}")
+    return result.stdout if capture else ""
+
+
+def agent(*args: str | Path, capture: bool = False) -> str:
+    return command(sys.executable, "-m", "agent", *args, capture=capture)
+
+
+def manage(*args: str | Path, capture: bool = False) -> str:
+    return command(sys.executable, "manage.py", *args, capture=capture)
+
+
+def last_json_line(output: str) -> dict:
+    for line in reversed(output.strip().splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    sys.exit(f"demo: expected a JSON line in the command output, got:\n{output}")
+
+
+def make_key(name: str) -> Path:
+    key = STATE / "keys" / f"{name}.key"
+    if not key.exists():
+        key.parent.mkdir(parents=True, exist_ok=True)
+        agent("keygen", "--out", key)
+    return key
+
+
+def run_and_pack(label: str, key: Path, vendor: str, card_model: str, card_serial: str) -> Path:
+    """Run the demo profile into var/demo/runs/LABEL and pack it, reusing a finished bundle."""
+    run_dir = STATE / "runs" / label
+    bundle = STATE / f"{label}.bundle.tar"
+    if bundle.exists():
+        print(f"reusing {bundle.relative_to(ROOT)} (delete var/demo to run it again)")
+        return bundle
+    agent("run", "--profile", PROFILE, "--out", run_dir,
+          "--vendor", vendor, "--card-model", card_model, "--card-serial", card_serial)
+    agent("bundle", run_dir, "--key", key, "--out", bundle)
+    return bundle
+
+
+def free_port(preferred: int) -> int:
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", preferred)) != 0:
+            return preferred
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def portal_server(port: int):
+    """Serve the portal on 127.0.0.1:PORT with Django's development server."""
+    log = open(STATE / "portal.log", "a")
+    server = subprocess.Popen(
+        # --insecure serves the CSS although DEBUG is off, as it is by default.
+        [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload", "--insecure"],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for_port(port, server)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        log.close()
+
+
+def wait_for_port(port: int, server: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            sys.exit(f"demo: the portal exited early; see {STATE / 'portal.log'}")
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    sys.exit(f"demo: the portal did not listen on port {port} within {timeout:.0f} s")
+
+
+def parse_arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8000, help="port for the portal on 127.0.0.1 (default 8000)")
+    parser.add_argument("--serve", choices=["auto", "yes", "no"], default="auto",
+                        help="keep serving the portal after the job until Ctrl-C; auto: only on a terminal")
+    return parser.parse_args()
+
+
+def main() -> int:
+    options = parse_arguments()
+    started = time.monotonic()
+    STATE.mkdir(parents=True, exist_ok=True)
+
+    step("1/6 portal database and demo records")
+    manage("migrate", "--no-input", "-v", "0")
+    reference_key = make_key("reference-lab")
+    vendor_key = make_key("vendor")
+    setup = json.loads(manage(
+        "demo_setup", "--vendor-key", f"{vendor_key}.pub",
+        "--reference-key", f"{reference_key}.pub", capture=True,
+    ))
+    card = setup["card"]
+
+    step("2/6 reference run: the demo profile as the reference lab (CPU demo, not A800)")
+    reference = run_and_pack("reference", reference_key, setup["reference_lab"]["slug"], card["model"], "reference-cpu-0")
+    manage("add_reference", reference, "--rule-pack", RULE_PACK, "--peak", CPU_PEAK_TFLOPS, "--staff-user", setup["staff_user"])
+
+    step("3/6 vendor run: the demo profile as the demo vendor")
+    vendor = run_and_pack("vendor", vendor_key, setup["vendor"]["slug"], card["model"], card["serial"])
+
+    port = free_port(options.port)
+    with portal_server(port) as url:
+        step(f"4/6 upload to the portal at {url}")
+        upload = last_json_line(agent("upload", vendor, "--portal", url, "--token", setup["token"], "--json", capture=True))
+
+        step("5/6 verdict")
+        manage("show_submission", str(upload["id"]))
+        report = last_json_line(manage("show_submission", str(upload["id"]), "--json", capture=True))
+
+        step("6/6 certificates for every passing track and level")
+        certificates = [download_pdf(url, item) for item in issue_certificates(report, setup)]
+        print_summary(url, upload, certificates, setup, time.monotonic() - started)
+        if options.serve == "yes" or (options.serve == "auto" and sys.stdin.isatty()):
+            print("\nThe portal keeps running; press Ctrl-C to stop it.", flush=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                while True:
+                    time.sleep(3600)
+    return 0
+
+
+def issue_certificates(report: dict, setup: dict) -> list[dict]:
+    if report["state"] != "judged":
+        sys.exit(f"demo: submission {report['id']} was {report['state']}: {report['error_message']}")
+    issued = []
+    for track, outcome in report["verdict"]["tracks"].items():
+        if outcome.get("level", 0) < 1:
+            continue
+        output = manage("issue_certificate", "--card", str(report["card_id"]), "--track", track,
+                        "--level", str(outcome["level"]), "--staff-user", setup["staff_user"],
+                        "--existing-ok", "--json", capture=True)
+        issued.append(last_json_line(output))
+    if not issued:
+        sys.exit("demo: no track passed, so no certificate was issued; the verdict above says why")
+    return issued
+
+
+def download_pdf(url: str, certificate: dict) -> dict:
+    """Fetch the certificate PDF from the running portal, as a visitor would, into var/demo."""
+    path = STATE / "certificates" / f"{certificate['number']}.pdf"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with urllib.request.urlopen(url + certificate["pdf_url"], timeout=60) as response:
+        path.write_bytes(response.read())
+    return {**certificate, "pdf_path": path.relative_to(ROOT)}
+
+
+def print_summary(url: str, upload: dict, certificates: list[dict], setup: dict, seconds: float) -> None:
+    print(f"\nDone in {seconds / 60:.1f} minutes. The reference is a CPU demo run, not an A800 result.")
+    print(f"  verdict:        {upload['url']}  (log in as {setup['member_user']} / {DEMO_PASSWORD})")
+    print(f"  public listing: {url}/")
+    for certificate in certificates:
+        print(f"  certificate {certificate['number']} ({certificate['track']} level {certificate['level']}):")
+        print(f"      page: {url}{certificate['verify_url']}")
+        print(f"      PDF:  {url}{certificate['pdf_url']}  (saved as {certificate['pdf_path']})")
+    print(f"  staff queue:    {url}/staff/queue/  (log in as {setup['staff_user']} / {DEMO_PASSWORD})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
