@@ -29,7 +29,7 @@ from securesystemslib.dsse import Envelope
 from securesystemslib.exceptions import FormatError, VerificationError
 
 from certification import records
-from certification.archive import ArchiveContents, ArchiveWriter, Limits, check_member_path, path_key, read_archive
+from certification.archive import ArchiveIndex, ArchiveWriter, Limits, Member, check_member_path, path_key, read_archive, read_member
 from certification.errors import BundleError
 from certification.signing import Keyring, PrivateKey
 
@@ -63,12 +63,18 @@ class BundleInfo:
 
 @dataclass(frozen=True)
 class VerifiedBundle:
-    """A bundle whose signature, manifest and every file have been verified; files are held in memory."""
+    """A bundle whose signature, manifest and every file have been verified.
+
+    File contents are not held in memory: each read goes back to the archive
+    at the offset found during verification and checks the bytes against the
+    sha256 of that pass, so memory stays bounded whatever the bundle's size.
+    """
 
     manifest: dict[str, Any]
     key_id: str
     statement: dict[str, Any]
-    files: Mapping[str, bytes] = field(repr=False)
+    archive_path: Path
+    members: Mapping[str, Member] = field(repr=False)
 
     @property
     def bundle_id(self) -> str:
@@ -78,16 +84,20 @@ class VerifiedBundle:
     def rule_pack(self) -> dict[str, str]:
         return self.manifest["rule_pack"]
 
+    @property
+    def ticket(self) -> Any:
+        return self.manifest.get("ticket")
+
     def paths(self) -> list[str]:
-        return sorted(self.files)
+        return sorted(self.members)
 
     def has(self, path: str) -> bool:
-        return path in self.files
+        return path in self.members
 
     def read_bytes(self, path: str) -> bytes:
-        if path not in self.files:
+        if path not in self.members:
             raise BundleError("file_not_in_bundle", path)
-        return self.files[path]
+        return read_member(self.archive_path, self.members[path])
 
     def read_json(self, path: str) -> Any:
         try:
@@ -107,7 +117,7 @@ class VerifiedBundle:
 
     def workloads(self) -> list[str]:
         """Return the workload ids, the folder names under `workloads/`, sorted."""
-        names = {path.split("/")[1] for path in self.files if path.startswith("workloads/") and path.count("/") >= 2}
+        names = {path.split("/")[1] for path in self.members if path.startswith("workloads/") and path.count("/") >= 2}
         return sorted(names)
 
 
@@ -126,8 +136,18 @@ def write_bundle(run_dir: Path, out_path: Path, signer: PrivateKey) -> BundleInf
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    data = out_path.read_bytes()
-    return BundleInfo(out_path, manifest["bundle_id"], signer.key_id, hashlib.sha256(data).hexdigest(), len(data), len(paths))
+    sha256, size = file_sha256(out_path)
+    return BundleInfo(out_path, manifest["bundle_id"], signer.key_id, sha256, size, len(paths))
+
+
+def file_sha256(path: Path) -> tuple[str, int]:
+    """Return the hex sha256 and size of a file, read in blocks."""
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as stream:
+        while block := stream.read(1024 * 1024):
+            digest.update(block)
+            size += len(block)
+    return digest.hexdigest(), size
 
 
 def _write_archive(run_dir: Path, paths: list[str], run: dict, out_path: Path, signer: PrivateKey) -> dict:
@@ -201,10 +221,30 @@ def _check_run_path(relative: str, seen: dict[str, str]) -> None:
 
 
 def _add_run_file(writer: ArchiveWriter, run_dir: Path, relative: str) -> dict:
-    data = (run_dir / relative).read_bytes()
-    check_json_member(relative, data)
-    writer.add(relative, data)
-    return {"path": relative, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    """Add one file, streaming it; JSON records are read whole because they are parsed first."""
+    if relative.endswith((".json", ".jsonl")):
+        data = (run_dir / relative).read_bytes()
+        check_json_member(relative, data)
+        writer.add(relative, data)
+        return {"path": relative, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    with open(run_dir / relative, "rb") as stream:
+        size = os.fstat(stream.fileno()).st_size
+        hashing = _HashingReader(stream)
+        writer.add_stream(relative, size, hashing)
+    return {"path": relative, "size": size, "sha256": hashing.digest.hexdigest()}
+
+
+class _HashingReader:
+    """Passes reads through and hashes the bytes that went by."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self.digest = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self.digest.update(data)
+        return data
 
 
 def check_json_member(relative: str, data: bytes) -> None:
@@ -271,22 +311,46 @@ def encode_envelope(envelope: dict) -> bytes:
 
 def open_bundle(path: Path, keyring: Keyring, limits: Limits = Limits()) -> VerifiedBundle:
     """Read and verify a bundle; raise BundleError with the first problem found."""
-    contents = read_archive(Path(path), limits)
-    manifest_bytes = _required_member(contents, MANIFEST_NAME, "manifest_missing")
-    envelope = _parse_envelope(_required_member(contents, ENVELOPE_NAME, "envelope_missing"))
+    index = read_archive(Path(path), limits)
+    manifest_bytes = _required_member(index, MANIFEST_NAME, "manifest_missing")
+    envelope = _parse_envelope(_required_member(index, ENVELOPE_NAME, "envelope_missing"))
     key_id = _verify_signature(envelope, keyring)
     statement = _parse_statement(envelope.payload)
     _check_subject(statement, manifest_bytes)
     manifest = _parse_manifest(manifest_bytes)
     _check_predicate(statement, manifest)
-    files = _check_files(manifest, contents)
-    return VerifiedBundle(manifest, key_id, statement, MappingProxyType(files))
+    _check_key_window(keyring, key_id, manifest)
+    members = _check_files(manifest, index)
+    return VerifiedBundle(manifest, key_id, statement, Path(path), MappingProxyType(members))
 
 
-def _required_member(contents: ArchiveContents, name: str, code: str) -> bytes:
-    if name not in contents.files:
+def _required_member(index: ArchiveIndex, name: str, code: str) -> bytes:
+    if name not in index.kept:
         raise BundleError(code)
-    return contents.files[name]
+    return index.kept[name]
+
+
+def signing_time(manifest: dict) -> datetime:
+    """Return the manifest's `created_at`, the time the vendor's key signed the bundle."""
+    try:
+        moment = datetime.fromisoformat(manifest["created_at"])
+    except (TypeError, ValueError):
+        raise BundleError("signing_time_invalid", manifest.get("created_at")) from None
+    if moment.tzinfo is None:
+        raise BundleError("signing_time_invalid", manifest["created_at"])
+    return moment
+
+
+def _check_key_window(keyring: Keyring, key_id: str, manifest: dict) -> None:
+    """Refuse a bundle signed while its key was revoked or outside the key's validity window."""
+    window = keyring.window(key_id)
+    if window is None:
+        return
+    moment = signing_time(manifest)
+    if window.revoked_at is not None and moment >= window.revoked_at:
+        raise BundleError("signature_key_revoked", manifest["created_at"])
+    if not window.contains(moment):
+        raise BundleError("signature_key_outside_window", manifest["created_at"])
 
 
 def _parse_envelope(raw: bytes) -> Envelope:
@@ -378,25 +442,24 @@ def _check_predicate(statement: dict, manifest: dict) -> None:
         raise BundleError("statement_invalid", "the predicate's bundle id or rule pack differs from manifest.json")
 
 
-def _check_files(manifest: dict, contents: ArchiveContents) -> dict[str, bytes]:
+def _check_files(manifest: dict, index: ArchiveIndex) -> dict[str, Member]:
     listed = {entry["path"]: entry for entry in manifest["files"]}
-    files = {name: data for name, data in contents.files.items() if name not in RESERVED_NAMES}
-    unlisted = sorted(set(files) - set(listed))
+    members = {name: member for name, member in index.members.items() if name not in RESERVED_NAMES}
+    unlisted = sorted(set(members) - set(listed))
     if unlisted:
         raise BundleError("member_not_in_manifest", unlisted[0])
-    for folder in sorted(contents.folders):
+    for folder in sorted(index.folders):
         if not any(path.startswith(folder + "/") for path in listed):
             raise BundleError("member_not_in_manifest", folder + "/")
     for path, entry in listed.items():
-        _check_file(path, entry, files.get(path))
-    return files
+        _check_file(path, entry, members.get(path))
+    return members
 
 
-def _check_file(path: str, entry: dict, data: bytes | None) -> None:
-    if data is None:
+def _check_file(path: str, entry: dict, member: Member | None) -> None:
+    if member is None:
         raise BundleError("member_missing", path)
-    if len(data) != entry["size"]:
-        raise BundleError("file_size_mismatch", f"{path}: {len(data)} bytes, expected {entry['size']} from manifest.json")
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != entry["sha256"]:
-        raise BundleError("file_digest_mismatch", f"{path}: {actual}, expected {entry['sha256']} from manifest.json")
+    if member.size != entry["size"]:
+        raise BundleError("file_size_mismatch", f"{path}: {member.size} bytes, expected {entry['size']} from manifest.json")
+    if member.sha256 != entry["sha256"]:
+        raise BundleError("file_digest_mismatch", f"{path}: {member.sha256}, expected {entry['sha256']} from manifest.json")

@@ -20,6 +20,7 @@ BUNDLE_ERRORS: dict[str, tuple[str, str]] = {
     # Reading the archive.
     "archive_unreadable": ("cannot read bundle file {value}", "check the path and that it is a regular file"),
     "archive_invalid": ("the bundle is not a valid uncompressed tar archive: {value}", "pack the run again with `python -m agent bundle`"),
+    "archive_compressed": ("the bundle is a {value} file, not a plain tar archive", "upload the .tar file that `python -m agent bundle` wrote, without compressing it"),
     "archive_not_canonical": ("the archive bytes differ from what the bundler writes, at offset {value}", "the file was changed after packing; pack the run again"),
     "archive_too_large": ("the archive exceeds the size limit: {value} bytes read", "bundles hold logs and evaluation records only; remove large files from the run folder"),
     "member_count_exceeded": ("the archive has more members than the limit: {value}", "bundles hold one folder per workload with a few records each"),
@@ -28,6 +29,9 @@ BUNDLE_ERRORS: dict[str, tuple[str, str]] = {
     "member_special": ("archive member is a device, FIFO or other special file: {value}", "bundles contain regular files only"),
     "member_type_unsupported": ("archive member has an unsupported type: {value}", "bundles contain regular files and folders only"),
     "member_truncated": ("archive member is shorter than its header says: {value}", "the file was cut off; copy or download it again"),
+    "member_nested_archive": ("archive member is itself an archive or compressed file: {value}", "bundles hold plain records; nothing inside is expanded, so leave such files out of the run folder"),
+    "folder_has_content": ("a folder entry of the archive carries data: {value}", "the archive was not written by the bundler; pack the run again"),
+    "path_not_utf8": ("archive member name is not valid UTF-8: {value}", "rename the file in the run folder with a UTF-8 name and pack it again"),
     "path_absolute": ("archive member has an absolute path: {value}", "member paths are relative to the run folder"),
     "path_parent": ("archive member path contains '..': {value}", "member paths must stay inside the run folder"),
     "path_backslash": ("archive member path contains a backslash: {value}", "use '/' as the path separator"),
@@ -40,6 +44,9 @@ BUNDLE_ERRORS: dict[str, tuple[str, str]] = {
     "envelope_not_canonical": ("envelope.dsse.json is not in the form the bundler writes", "the envelope was edited after signing; pack the run again"),
     "payload_type_invalid": ("unexpected DSSE payload type: {value}", "the payload type must be application/vnd.in-toto+json"),
     "signature_key_unknown": ("the bundle is signed by an unknown key id: {value}", "register the vendor's public key, or pass its .pub file with --public-key"),
+    "signature_key_revoked": ("the bundle was signed at {value}, after its key was revoked", "sign with a current key registered at the portal and pack the run again"),
+    "signature_key_outside_window": ("the bundle was signed at {value}, outside its key's validity window", "sign with the key that was valid when the bundle was packed, or register a current key"),
+    "signing_time_invalid": ("the manifest's created_at is not an ISO 8601 time with a time zone: {value}", "pack the run again with this agent version"),
     "signature_invalid": ("the signature does not verify with key {value}", "the bundle was changed after signing or signed with another key; pack it again"),
     "statement_invalid": ("the in-toto statement is invalid: {value}", "pack the run again with this agent version"),
     "subject_digest_mismatch": ("manifest.json does not match the signed digest: {value}", "manifest.json was changed after signing; pack the run again"),
@@ -47,15 +54,32 @@ BUNDLE_ERRORS: dict[str, tuple[str, str]] = {
     "member_missing": ("manifest.json lists a file that the archive does not contain: {value}", "the archive was changed after packing; pack the run again"),
     "file_size_mismatch": ("file size differs from manifest.json: {value}", "the file was changed after packing; pack the run again"),
     "file_digest_mismatch": ("file sha256 differs from manifest.json: {value}", "the file was changed after packing; pack the run again"),
+    "file_changed_after_verification": ("the bundle file changed after it was verified: {value}", "do not modify a bundle while it is being read; verify it again"),
     "file_not_in_bundle": ("the bundle has no file {value}", "check the workload id and file name"),
 }
 
+TICKET_ERRORS: dict[str, tuple[str, str]] = {
+    "ticket_unreadable": ("cannot read ticket file {value}", "pass the ticket file downloaded from the portal's run ticket page"),
+    "ticket_invalid": ("the run ticket is not a valid signed ticket: {value}", "download the ticket from the portal again; do not edit it"),
+    "ticket_signature_invalid": ("the run ticket's signature does not verify with the portal key {value}", "the ticket was changed or not issued by this portal; request a new one"),
+    "ticket_missing": ("the rule pack {value} requires a run ticket, and the bundle has none", "request a run ticket on the portal and run `python -m agent run --ticket FILE`"),
+    "ticket_expired": ("the run ticket expired at {value}", "request a new run ticket and run the workloads again"),
+    "ticket_not_yet_valid": ("the bundle claims a time before its run ticket was issued: {value}", "run the workloads after the ticket is issued; check the lab's clock"),
+    "ticket_vendor_mismatch": ("the run ticket is for another vendor: {value}", "use a ticket issued to your vendor"),
+    "ticket_card_mismatch": ("the run ticket is for another card: {value}", "run on the card the ticket names, or request a ticket for this card"),
+    "ticket_scope_mismatch": ("the run does not match its ticket's rule pack, track or level: {value}", "run the profile whose rule pack, track and level the ticket names"),
+    "ticket_reused": ("the run ticket {value} was already used by another submission", "each ticket is accepted once; request a new ticket for a new run"),
+    "ticket_unknown": ("the portal has no record of run ticket {value}", "request a ticket on this portal; tickets of other portals are not accepted"),
+}
 
-class BundleError(Exception):
-    """A bundle that cannot be packed, read or trusted: a stable `code`, the `value` and a `hint`."""
+
+class CertificationError(Exception):
+    """An error with a stable `code`, the offending `value`, a sentence and a `hint`, from one table."""
+
+    table: dict[str, tuple[str, str]] = {}
 
     def __init__(self, code: str, value: Any = None):
-        template, hint = BUNDLE_ERRORS[code]
+        template, hint = self.table[code]
         self.code = code
         self.value = value
         self.message = template.format(value=value)
@@ -64,3 +88,15 @@ class BundleError(Exception):
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
+
+
+class BundleError(CertificationError):
+    """A bundle that cannot be packed, read or trusted."""
+
+    table = BUNDLE_ERRORS
+
+
+class TicketError(CertificationError):
+    """A run ticket that cannot be read, is not genuine, or does not fit the bundle that carries it."""
+
+    table = TICKET_ERRORS

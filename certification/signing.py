@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -85,19 +86,49 @@ class PrivateKey:
         return f"PrivateKey(key_id={self.key_id!r})"
 
 
+@dataclass(frozen=True)
+class KeyWindow:
+    """When a key may sign: from `valid_from` up to (not including) `valid_until`, and never at or after `revoked_at`.
+
+    Times are timezone-aware; None means open-ended.
+    """
+
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+    revoked_at: datetime | None = None
+
+    def contains(self, moment: datetime) -> bool:
+        if self.valid_from is not None and moment < self.valid_from:
+            return False
+        if self.valid_until is not None and moment >= self.valid_until:
+            return False
+        return self.revoked_at is None or moment < self.revoked_at
+
+
 class Keyring:
-    """Trusted public keys by key id; the portal builds one from its records."""
+    """Trusted public keys by key id, each with an optional validity window; the portal builds one from its records.
+
+    A key added without a window is trusted at any time (a key file passed on
+    the command line). The portal adds every key a vendor ever registered with
+    its window, so a bundle verifies with the key that was valid when it was signed.
+    """
 
     def __init__(self, keys: Iterable[PublicKey] = ()):
         self._keys: dict[str, PublicKey] = {}
+        self._windows: dict[str, KeyWindow] = {}
         for key in keys:
             self.add(key)
 
-    def add(self, key: PublicKey) -> None:
+    def add(self, key: PublicKey, window: KeyWindow | None = None) -> None:
         self._keys[key.key_id] = key
+        if window is not None:
+            self._windows[key.key_id] = window
 
     def get(self, key_id: str) -> PublicKey | None:
         return self._keys.get(key_id)
+
+    def window(self, key_id: str) -> KeyWindow | None:
+        return self._windows.get(key_id)
 
     def __contains__(self, key_id: object) -> bool:
         return key_id in self._keys

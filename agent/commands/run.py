@@ -25,9 +25,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vendor", help="vendor name recorded in run.json (default: the profile's)")
     parser.add_argument("--card-model", help="card model recorded in run.json (default: the profile's)")
     parser.add_argument("--card-serial", help="card serial number recorded in run.json (default: the profile's)")
+    parser.add_argument("--ticket", type=Path, metavar="FILE",
+                        help="run ticket file from the portal; its vendor and card become the run's, and it is embedded in run.json")
+
+
+def apply_ticket(args: argparse.Namespace) -> dict | None:
+    """Read --ticket, fill the vendor and card from it, and refuse a run that does not fit it."""
+    from agent.errors import AgentError
+    from agent.runner.execute import load_pack
+    from agent.runner.profiles import load_profile
+    from certification.errors import TicketError
+    from certification.tickets import check_run_fits, read_ticket_file
+
+    if args.ticket is None:
+        return None
+    try:
+        ticket = read_ticket_file(args.ticket)
+        profile = load_profile(args.profile)
+        args.vendor = args.vendor or ticket.claims["vendor"]
+        args.card_model = args.card_model or ticket.claims["card"]["model"]
+        args.card_serial = args.card_serial or ticket.claims["card"]["serial"]
+        pack = load_pack(profile.rule_pack)
+        check_run_fits(ticket, vendor=args.vendor, card_model=args.card_model, card_serial=args.card_serial,
+                       rule_pack={"name": pack.name, "sha256": pack.sha256}, tracks=profile.tracks, level=profile.level)
+    except TicketError as error:
+        raise AgentError(error.code, error.message, error.hint) from None
+    return ticket.envelope
 
 
 def run(args: argparse.Namespace) -> int:
+    ticket = apply_ticket(args)
     request = RunRequest(
         profile=args.profile,
         out=args.out,
@@ -36,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         vendor=args.vendor,
         card_model=args.card_model,
         card_serial=args.card_serial,
+        ticket=ticket,
     )
     run_dir, exit_code = start_run(request)
     logger.info("run folder: %s", run_dir)

@@ -29,6 +29,7 @@ class RunRequest:
     vendor: str | None = None
     card_model: str | None = None
     card_serial: str | None = None
+    ticket: dict | None = None  # the run ticket's envelope, copied into run.json
 
 
 def load_pack(name: str) -> RulePack:
@@ -75,6 +76,8 @@ def open_folder(request: RunRequest, profile: Profile, pack: RulePack, workloads
     }
     out = request.out or Path("runs") / f"{profile.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     folder = RunFolder.create(out, profile, pack, labels, workloads)
+    if request.ticket is not None:
+        folder.update_run(ticket=request.ticket)
     folder.event("start", workloads=workloads)
     return folder
 

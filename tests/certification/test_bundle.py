@@ -216,7 +216,7 @@ def test_compressed_archive_rejected(tmp_path):
         info, data = regular("run.json", b"{}")
         tar.addfile(info, io.BytesIO(data))
 
-    assert_rejected(path, "archive_invalid")
+    assert_rejected(path, "archive_compressed")
 
 
 def test_not_a_tar_rejected(tmp_path):
