@@ -24,6 +24,7 @@ class Vendor(models.Model):
         ordering = ["name"]
         verbose_name = _("vendor")
         verbose_name_plural = _("vendors")
+        permissions = [("administer_portal", "Can manage rule packs, references, vendors and staff")]
 
     def __str__(self):
         return self.name
@@ -56,13 +57,18 @@ class Card(models.Model):
         _("peak dense TFLOPS"), default=dict, help_text=_('per data type, for example {"bf16": 312, "fp32": 19.5}')
     )
     peak_source = models.CharField(_("datasheet source"), max_length=500, blank=True)
+    memory_gib = models.PositiveIntegerField(_("memory (GiB)"), null=True, blank=True)
+    interconnect = models.CharField(_("interconnect"), max_length=200, blank=True, help_text=_("for example: 8 cards, 400 GB/s per card"))
     approved = models.BooleanField(_("approved"), default=False, help_text=_("staff checked the peaks"))
+    approved_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    approved_at = models.DateTimeField(_("approved at"), null=True, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
     class Meta:
         ordering = ["vendor__name", "model"]
         verbose_name = _("card")
         verbose_name_plural = _("cards")
+        permissions = [("approve_card", "Can approve the peak TFLOPS of a card")]
         constraints = [models.UniqueConstraint(fields=["vendor", "model", "serial"], name="card_unique_serial")]
 
     def __str__(self):

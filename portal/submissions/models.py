@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
@@ -99,13 +101,16 @@ class Submission(models.Model):
         ordering = ["-created_at", "-id"]
         verbose_name = _("submission")
         verbose_name_plural = _("submissions")
+        permissions = [("review_submission", "Can see every submission, the queue and the audit log")]
         constraints = [models.UniqueConstraint(fields=["vendor", "sha256"], name="submission_unique_digest")]
 
     def __str__(self):
         return f"#{self.pk} {self.vendor} {self.sha256[:12]} ({self.state})"
 
     def is_visible_to(self, user) -> bool:
-        return user.is_authenticated and (user.is_staff or self.vendor.has_member(user))
+        from portal.permissions import is_reviewer
+
+        return user.is_authenticated and (is_reviewer(user) or self.vendor.has_member(user))
 
 
 class ValidationReport(models.Model):
@@ -117,6 +122,9 @@ class ValidationReport(models.Model):
     error_params = models.JSONField(_("error parameters"), default=dict, blank=True)
     error_message = models.TextField(_("error message"), blank=True)
     error_hint = models.TextField(_("hint"), blank=True)
+    series = models.JSONField(
+        _("plot series"), default=dict, blank=True, help_text=_("per workload: loss and throughput by step, read from the bundles")
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
     class Meta:
@@ -143,3 +151,45 @@ class ValidationReport(models.Model):
     def track_level(self, track: str) -> int:
         """Return the level the verdict grants for `track`, 0 when none."""
         return int(((self.verdict or {}).get("tracks", {}).get(track) or {}).get("level", 0))
+
+
+def upload_session_path(session) -> str:
+    return f"partial/{session.pk}.part"
+
+
+class UploadSession(models.Model):
+    """A resumable upload: the agent declares size and digest, sends byte ranges, then completes it."""
+
+    class State(models.TextChoices):
+        OPEN = "open", _("open")
+        COMPLETED = "completed", _("completed")
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    vendor = models.ForeignKey(Vendor, on_delete=models.CASCADE, related_name="upload_sessions")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(_("file name"), max_length=255, blank=True)
+    size = models.BigIntegerField(_("size in bytes"))
+    sha256 = models.CharField(_("sha256"), max_length=64)
+    received = models.BigIntegerField(_("bytes received"), default=0)
+    state = models.CharField(_("state"), max_length=16, choices=State.choices, default=State.OPEN)
+    submission = models.ForeignKey(Submission, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("upload session")
+        verbose_name_plural = _("upload sessions")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["vendor", "sha256"], condition=models.Q(state="open"), name="upload_session_one_open_per_digest"
+            )
+        ]
+
+    def __str__(self):
+        return f"upload {self.pk} {self.received}/{self.size}"
+
+    @property
+    def partial_path(self):
+        from pathlib import Path
+
+        return Path(settings.MEDIA_ROOT) / upload_session_path(self)

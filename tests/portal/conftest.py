@@ -1,7 +1,8 @@
 """Shared personas and helpers for the portal tests.
 
 Personas: `owner` is a member of `vendor`, `outsider` is a member of
-another vendor, `staff` is certification staff and `client` is anonymous.
+another vendor, `staff` is certification staff (a reviewer),
+`administrator` is a staff administrator and `client` is anonymous.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from rest_framework.test import APIClient
 from certification.rulepack import load_rule_pack
 from portal.celery import app as celery_app
 from portal.registry.models import Card, Membership, Vendor
+from portal.registry.roles import ADMINISTRATORS, REVIEWERS, grant
 from portal.submissions.services import load_rule_packs
 
 PASSWORD = "correct-horse-battery"
@@ -75,7 +77,19 @@ def outsider(other_vendor):
 
 @pytest.fixture
 def staff(db):
-    return make_user("staff", is_staff=True)
+    """Certification staff: a reviewer who sees every submission and decides on certificates."""
+    user = make_user("staff", is_staff=True)
+    grant(user, REVIEWERS)
+    return user
+
+
+@pytest.fixture
+def administrator(db):
+    """A staff administrator: approves cards, manages references, vendors and staff."""
+    user = make_user("administrator", is_staff=True)
+    grant(user, REVIEWERS)
+    grant(user, ADMINISTRATORS)
+    return user
 
 
 @pytest.fixture

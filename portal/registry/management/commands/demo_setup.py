@@ -11,6 +11,7 @@ from rest_framework.authtoken.models import Token
 from certification.signing import SigningError
 from portal.audit.services import record
 from portal.registry.models import Card, Membership, Vendor
+from portal.registry.roles import ADMINISTRATORS, REVIEWERS, grant
 from portal.registry.services import register_signing_key
 from portal.submissions.services import load_rule_packs
 
@@ -42,6 +43,8 @@ class Command(BaseCommand):
     @transaction.atomic
     def set_up(self, options) -> dict:
         staff = self.user(options["staff_user"], options["password"], is_staff=True)
+        for role in (REVIEWERS, ADMINISTRATORS):
+            grant(staff, role)
         member = self.user(options["member_user"], options["password"], is_staff=False)
         vendor, _ = Vendor.objects.get_or_create(slug=options["vendor"], defaults={"name": options["vendor_name"]})
         Membership.objects.get_or_create(vendor=vendor, user=member)
