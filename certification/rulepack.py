@@ -12,6 +12,9 @@ import jsonschema
 import yaml
 
 RULEPACK_DIR = Path(__file__).parent / "rulepacks"
+# Pack name -> sha256 of every published pack's bytes. A published pack never
+# changes: tests and validation fail when its bytes no longer match this pin.
+PUBLISHED_PINS_PATH = RULEPACK_DIR / "published.json"
 
 
 class RulePackError(ValueError):
@@ -36,6 +39,17 @@ class RulePack:
 
     def workload(self, workload_id: str) -> dict[str, Any]:
         return self.data["workloads"][workload_id]
+
+    def interpretation(self, name: str) -> Any:
+        """Return the value of the named interpretation setting (`settings.interpretations.<name>.value`)."""
+        return self.data["settings"]["interpretations"][name]["value"]
+
+    def model_name(self, workload_id: str) -> str:
+        """Return the model key of a workload; a `model_setting` resolves through the named interpretation."""
+        spec = self.workload(workload_id)
+        if "model_setting" in spec:
+            return self.interpretation(spec["model_setting"])
+        return spec["model"]
 
 
 def available_rule_packs() -> list[str]:
@@ -84,6 +98,45 @@ class RulePackIssue:
         return f"{self.path}: {self.message}"
 
 
+def published_pins() -> dict[str, str]:
+    """Return the pinned sha256 of every published pack, by pack name."""
+    if not PUBLISHED_PINS_PATH.is_file():
+        return {}
+    return json.loads(PUBLISHED_PINS_PATH.read_text(encoding="utf-8"))["packs"]
+
+
+def validate_rule_pack_file(path: Path) -> list[RulePackIssue]:
+    """Validate a rule pack file: YAML syntax, schema, cross-references, file name and the published pin.
+
+    `python -m agent validate-pack` and the portal's `validate_pack` command
+    both call this. Raises RulePackError when the file cannot be read.
+    """
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as error:
+        raise RulePackError("rule_pack_unreadable", f"cannot read {path}: {error.strerror}", "check the path") from None
+    try:
+        data = yaml.safe_load(raw.decode("utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        return [RulePackIssue("(file)", f"not valid UTF-8 YAML: {error}")]
+    issues = validate_rule_pack(data)
+    if isinstance(data, dict) and "id" in data and "version" in data:
+        issues.extend(_file_issues(Path(path).name, f"{data['id']}-{data['version']}", data.get("status"), hashlib.sha256(raw).hexdigest()))
+    return issues
+
+
+def _file_issues(file_name: str, name: str, status: Any, sha256: str) -> list[RulePackIssue]:
+    issues = []
+    if file_name != f"{name}.yaml":
+        issues.append(RulePackIssue("(file name)", f"the file must be named {name}.yaml, after its id and version"))
+    pinned = published_pins().get(name)
+    if pinned is not None and pinned != sha256:
+        issues.append(RulePackIssue("(file)", f"published pack {name} is pinned at sha256 {pinned}, but these bytes hash to {sha256}; a published pack never changes, so publish the change as a new version"))
+    if status == "published" and pinned is None:
+        issues.append(RulePackIssue("status", f"pack {name} is published but has no pin in {PUBLISHED_PINS_PATH.name}; add its sha256 there when publishing"))
+    return issues
+
+
 def validate_rule_pack(data: Any) -> list[RulePackIssue]:
     """Return every schema and cross-reference problem in parsed rule pack data; an empty list means valid."""
     normalized = _string_keys(data)
@@ -115,6 +168,8 @@ def _reference_issues(data: dict) -> list[RulePackIssue]:
     for track_name, track in data["tracks"].items():
         issues.extend(_track_issues(data, track_name, track))
     issues.extend(_settings_issues(data["settings"]))
+    issues.extend(_unset_digest_issues(data))
+    issues.extend(_sft_only_issues(data))
     issues.extend(_duplicate_criterion_issues(data["workloads"]))
     return issues
 
@@ -122,8 +177,10 @@ def _reference_issues(data: dict) -> list[RulePackIssue]:
 def _workload_issues(data: dict, workload_id: str, workload: dict) -> list[RulePackIssue]:
     where = f"workloads/{workload_id}"
     issues = []
-    if workload["model"] not in data["models"]:
+    if "model" in workload and workload["model"] not in data["models"]:
         issues.append(RulePackIssue(f"{where}/model", f"unknown model {workload['model']!r}"))
+    if "model_setting" in workload:
+        issues.extend(_model_setting_issues(data, where, workload["model_setting"]))
     if "init_from" in workload and workload["init_from"] not in data["workloads"]:
         issues.append(RulePackIssue(f"{where}/init_from", f"unknown workload {workload['init_from']!r}"))
     for role, names in workload["datasets"].items():
@@ -133,6 +190,44 @@ def _workload_issues(data: dict, workload_id: str, workload: dict) -> list[RuleP
     overlap = set(workload["hyperparameters"]["fixed"]) & set(workload["hyperparameters"].get("free", {}))
     if overlap:
         issues.append(RulePackIssue(f"{where}/hyperparameters", f"both fixed and free: {', '.join(sorted(overlap))}"))
+    return issues
+
+
+def _model_setting_issues(data: dict, where: str, setting: str) -> list[RulePackIssue]:
+    interpretation = data["settings"].get("interpretations", {}).get(setting)
+    if interpretation is None:
+        return [RulePackIssue(f"{where}/model_setting", f"unknown interpretation setting {setting!r}")]
+    choices = [interpretation["value"], *interpretation.get("options", [])]
+    unknown = [choice for choice in choices if choice not in data["models"]]
+    if unknown:
+        return [RulePackIssue(f"settings/interpretations/{setting}", f"names models that the pack does not define: {', '.join(map(str, unknown))}")]
+    if interpretation.get("options") and interpretation["value"] not in interpretation["options"]:
+        return [RulePackIssue(f"settings/interpretations/{setting}/value", f"{interpretation['value']!r} is not one of the options")]
+    return []
+
+
+def _unset_digest_issues(data: dict) -> list[RulePackIssue]:
+    """A digest may stay unset (null) only while the pack is a draft: staff fix it before publishing."""
+    if data["status"] == "draft":
+        return []
+    issues = []
+    for section in ("datasets", "tokenizers"):
+        for name, record in (data.get(section) or {}).items():
+            if record.get("sha256") is None:
+                issues.append(RulePackIssue(f"{section}/{name}/sha256", f"unset digest in a {data['status']} pack; set the file's sha256 or keep the pack a draft"))
+    return issues
+
+
+def _sft_only_issues(data: dict) -> list[RulePackIssue]:
+    """Models named by the `sft_only_models` interpretation may appear only in sft, sd_sft and inference workloads."""
+    interpretation = data["settings"].get("interpretations", {}).get("sft_only_models")
+    if interpretation is None:
+        return []
+    sft_only = set(interpretation["value"])
+    issues = []
+    for workload_id, workload in data["workloads"].items():
+        if workload.get("model") in sft_only and workload["kind"] in ("pretrain", "lora"):
+            issues.append(RulePackIssue(f"workloads/{workload_id}/kind", f"model {workload['model']!r} is SFT only (settings/interpretations/sft_only_models), so it cannot have a {workload['kind']} workload"))
     return issues
 
 
