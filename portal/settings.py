@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "portal.registry",
     "portal.submissions",
     "portal.certificates",
+    "portal.tickets",
 ]
 
 MIDDLEWARE = [
@@ -99,6 +100,10 @@ MEDIA_ROOT = read_path("DJANGO_MEDIA_ROOT", VAR_DIR / "media")
 
 # The CJK font embedded in certificate PDFs; a system check reports it when missing.
 CERTIFICATE_FONT_PATH = BASE_DIR / "static" / "fonts" / "wqy-microhei.ttf"
+# The portal's Ed25519 key that signs run tickets; created on first use when missing.
+PORTAL_TICKET_KEY_PATH = read_path("PORTAL_TICKET_KEY_PATH", VAR_DIR / "keys" / "portal-ticket.key")
+# How long a run ticket stays valid: the run and the upload must both happen within it.
+PORTAL_TICKET_LIFETIME_DAYS = read_int("PORTAL_TICKET_LIFETIME_DAYS", 14, minimum=1)
 
 # Uploads always stream to a temporary file; the handler stops at the size limit.
 BUNDLE_UPLOAD_MAX_BYTES = read_int("BUNDLE_UPLOAD_MAX_BYTES", 2 * 1024**3, minimum=1024)

@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView
 from portal.certificates import views as certificates
 from portal.submissions import views as submissions
 from portal.submissions.api import BundleUploadView
+from portal.tickets import views as tickets
 
 urlpatterns = [
     path("", certificates.certificate_list, name="certificate-list"),
@@ -15,6 +16,8 @@ urlpatterns = [
     path("submissions/", submissions.submission_list, name="submission-list"),
     path("submissions/upload/", submissions.submission_upload, name="submission-upload"),
     path("submissions/<int:pk>/", submissions.submission_detail, name="submission-detail"),
+    path("tickets/", tickets.ticket_list, name="ticket-list"),
+    path("tickets/<str:ticket_id>/download/", tickets.ticket_download, name="ticket-download"),
     path("staff/queue/", submissions.staff_queue, name="staff-queue"),
     path("staff/submissions/<int:submission_pk>/issue/", certificates.certificate_issue, name="certificate-issue"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),

@@ -72,14 +72,17 @@ def _start(submission_id: int) -> Submission:
 def _verify_and_judge(submission: Submission) -> tuple[Card, RulePack, dict]:
     from certification.bundle import BundleError, open_bundle
     from certification.criteria import RecordsInvalid
+    from certification.errors import TicketError
+    from portal.tickets.services import accept_ticket
 
     try:
         with local_path(submission.bundle) as path:
             bundle = open_bundle(path, keyring_for_vendor(submission.vendor))
             card = match_card(submission, bundle.manifest)
             rule_pack = match_rule_pack(bundle.manifest)
+            accept_ticket(submission, bundle.manifest, rule_pack)
             verdict = judge_against_references(bundle, rule_pack, card)
-    except BundleError as error:
+    except (BundleError, TicketError) as error:
         raise Rejection.from_bundle_error(error) from None
     except SubmissionError as error:
         raise Rejection.from_portal_error(error) from None
