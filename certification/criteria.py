@@ -19,6 +19,7 @@ import numpy as np
 from certification import metrics
 from certification.bundle import VerifiedBundle
 from certification.errors import BundleError
+from certification import records
 from certification.records import decode_float
 from certification.verdict_messages import render
 
@@ -75,9 +76,26 @@ class WorkloadRecords:
     def result(self) -> dict:
         return self._json("result.json")
 
+    def _jsonl_fast(self, name: str) -> list[dict]:
+        """Parse a JSON-lines record in one call, so 100,000-line step logs take milliseconds, not seconds.
+
+        The lines are joined into one JSON array; when that fails, the
+        line-by-line reader runs to name the first invalid line.
+        """
+        if not self.bundle.has(self.prefix + name):
+            raise RecordsInvalid(f"{self.prefix}{name} is missing")
+        lines = [line for line in self.bundle.read_bytes(self.prefix + name).splitlines() if line.strip()]
+        try:
+            rows = records.loads(b"[" + b",".join(lines) + b"]")
+        except ValueError:
+            return list(self.bundle.iter_jsonl(self.prefix + name))
+        if not all(isinstance(row, dict) for row in rows):
+            raise RecordsInvalid(f"{self.prefix}{name} has a line that is not a JSON object")
+        return rows
+
     @cached_property
     def steps(self) -> list[dict]:
-        rows = self._jsonl("steps.jsonl")
+        rows = self._jsonl_fast("steps.jsonl")
         numbers = [row.get("step") for row in rows]
         if any(not isinstance(number, int) for number in numbers) or len(set(numbers)) != len(numbers):
             raise RecordsInvalid(f"{self.prefix}steps.jsonl has missing, non-integer or repeated step numbers")
@@ -93,7 +111,7 @@ class WorkloadRecords:
 
     @cached_property
     def lambada(self) -> list[dict]:
-        return self._jsonl("lambada.jsonl")
+        return self._jsonl_fast("lambada.jsonl")
 
     @cached_property
     def predictions(self) -> list[dict]:

@@ -18,15 +18,26 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from certification import criteria_sd  # noqa: F401  (registers the SD criteria)
 from certification.bundle import VerifiedBundle
-from certification.criteria import FAIL, NOT_APPLICABLE, PASS, REFUSED, CriterionContext, Outcome, RecordsInvalid, WorkloadRecords, evaluate
+from certification.criteria import FAIL, NOT_APPLICABLE, PASS, REFUSED, CriterionContext, Outcome, RecordsInvalid, WorkloadRecords, evaluate, run_too_short
 from certification.errors import BundleError
 from certification.records import encode_float
 from certification.rulepack import RulePack
+from certification.verdict_messages import render
 
 # Run conditions that must be equal on both sides for a comparison to mean anything.
 COMPARED_HYPERPARAMETERS = ("max_seq_length", "global_batch_size")
 PASSING = (PASS, NOT_APPLICABLE)
+
+
+class VerdictInputError(ValueError):
+    """Inputs that `judge` cannot combine, such as bundles of two different cards; `code` is stable."""
+
+    def __init__(self, code: str, message: str, hint: str):
+        super().__init__(message)
+        self.code = code
+        self.hint = hint
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,9 @@ class Verdict:
     reference_bundle_ids: list[str]
     criteria: list[CriterionResult]
     tracks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    bundle_ids: list[str] = field(default_factory=list)
+    card: dict[str, Any] = field(default_factory=dict)
+    flags: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
@@ -84,39 +98,156 @@ class Verdict:
             "reference_kind": self.reference_kind,
             "bundle_id": self.bundle_id,
             "reference_bundle_ids": list(self.reference_bundle_ids),
+            "bundle_ids": list(self.bundle_ids),
+            "card": dict(self.card),
             "criteria": [result.to_dict() for result in self.criteria],
             "tracks": _json_ready(self.tracks),
+            "flags": _json_ready(self.flags),
         }
 
 
 def judge(
-    bundle: VerifiedBundle,
+    bundles: VerifiedBundle | Sequence[VerifiedBundle],
     references: Sequence[Reference | tuple[VerifiedBundle, dict[str, float]]],
     pack: RulePack,
     card_peaks: dict[str, float],
     human: dict[str, dict] | None = None,
+    carried: Sequence[dict] = (),
 ) -> Verdict:
-    """Judge `bundle` against `references` under `pack`.
+    """Judge the vendor bundles of one card against `references` under `pack`.
 
-    `card_peaks` are the vendor card's peak dense TFLOPS by data type (such as
-    {"bf16": 312.0}); each reference carries its own card's peaks. `human`
-    maps a human_gsb criterion id to {"good", "same", "bad", "signed_off_by"}.
+    `bundles` is one bundle or several bundles of the same vendor and card
+    model, oldest first: each workload is judged from the newest bundle that
+    contains it, so a vendor adds missing workloads later without running the
+    others again. `carried` holds earlier verdicts (`Verdict.to_dict()`) of
+    the same card and pack; a workload that no bundle contains keeps its
+    criteria from the newest of those verdicts in which all of them passed.
+
+    `card_peaks` are the card's registered peak dense TFLOPS by data type
+    (such as {"bf16": 312.0}); a peak stated in a bundle never replaces them
+    and is only flagged when it differs. Each reference carries its own
+    card's peaks. `human` maps a human_gsb criterion id to {"good", "same",
+    "bad", "signed_off_by"}.
     """
+    bundle_list = [bundles] if isinstance(bundles, VerifiedBundle) else list(bundles)
+    card = _common_card(bundle_list)
     reference_list = [item if isinstance(item, Reference) else Reference(*item) for item in references]
-    target_level = _target_level(bundle)
-    placements = workload_placements(pack)
+    target_level = max(_target_level(bundle) for bundle in bundle_list)
+    earlier = _usable_verdicts(carried, pack, card)
     results = []
-    for workload_id, (track, _level) in placements.items():
+    for workload_id, (track, _level) in workload_placements(pack).items():
         bound = throughput_bound(pack, track, target_level)
-        results.extend(_judge_workload(bundle, reference_list, pack, workload_id, card_peaks, human, bound))
+        bundle = _newest_with(bundle_list, workload_id)
+        judged = _judge_workload(bundle, reference_list, pack, workload_id, card_peaks, human, bound)
+        results.extend(_carry_if_missing(judged, workload_id, earlier))
     return Verdict(
         rule_pack={"name": pack.name, "sha256": pack.sha256},
         reference_kind=pack.reference_kind,
-        bundle_id=bundle.bundle_id,
+        bundle_id=bundle_list[-1].bundle_id,
         reference_bundle_ids=[reference.bundle.bundle_id for reference in reference_list],
         criteria=results,
         tracks=derive_levels(pack, results),
+        bundle_ids=[bundle.bundle_id for bundle in bundle_list],
+        card=card,
+        flags=peak_flags(bundle_list, card_peaks),
     )
+
+
+# Several bundles and earlier verdicts of one card ---------------------------
+
+
+def _common_card(bundles: list[VerifiedBundle]) -> dict[str, Any]:
+    """Return the vendor and card model that every bundle names; raise VerdictInputError when they differ."""
+    if not bundles:
+        raise VerdictInputError("bundles_missing", "no vendor bundle to judge", "pass at least one verified bundle")
+    cards = [{"vendor": bundle.manifest.get("vendor"), "model": (bundle.manifest.get("card") or {}).get("model")} for bundle in bundles]
+    for bundle, card in zip(bundles[1:], cards[1:]):
+        if card != cards[0]:
+            raise VerdictInputError(
+                "bundles_of_different_cards",
+                f"bundle {bundle.bundle_id} is for {card['vendor']} {card['model']}, not {cards[0]['vendor']} {cards[0]['model']}",
+                "judge together only bundles of one vendor's card model",
+            )
+    return cards[0]
+
+
+def _newest_with(bundles: list[VerifiedBundle], workload_id: str) -> VerifiedBundle:
+    """Return the last bundle that contains the workload, or the last bundle when none does."""
+    for bundle in reversed(bundles):
+        if WorkloadRecords(bundle, workload_id).exists():
+            return bundle
+    return bundles[-1]
+
+
+def _usable_verdicts(carried: Sequence[dict], pack: RulePack, card: dict[str, Any]) -> list[dict]:
+    """Return earlier verdicts of the same pack bytes and card, newest first; other cards raise VerdictInputError."""
+    usable = []
+    for verdict in carried:
+        if verdict.get("rule_pack") != {"name": pack.name, "sha256": pack.sha256}:
+            continue
+        if verdict.get("card") != card:
+            raise VerdictInputError(
+                "carried_verdict_other_card",
+                f"earlier verdict of bundle {verdict.get('bundle_id')} is for card {verdict.get('card')}, not {card}",
+                "carry only verdicts of the card being judged",
+            )
+        usable.append(verdict)
+    return list(reversed(usable))
+
+
+def _carry_if_missing(judged: list[CriterionResult], workload_id: str, earlier: list[dict]) -> list[CriterionResult]:
+    """Replace a missing workload's results with the newest earlier verdict's results when all of them passed."""
+    if not earlier or judged[0].details.get("code") != "workload_missing":
+        return judged
+    for verdict in earlier:
+        previous = [item for item in verdict.get("criteria", []) if item.get("workload") == workload_id]
+        if previous and all(item.get("status") in PASSING for item in previous):
+            return [_carried_result(item, verdict) for item in previous]
+    return judged
+
+
+def _carried_result(item: dict, verdict: dict) -> CriterionResult:
+    details = {**item.get("details", {}), "carried_from": {"bundle_id": verdict.get("bundle_id"), "bundle_ids": verdict.get("bundle_ids", [])}}
+    return CriterionResult(
+        item["id"], item["workload"], item.get("metric", ""), item["status"], item.get("measured"), item.get("reference"),
+        item.get("bound"), dict(item["explanation"]), dict(item["hint"]), details,
+    )
+
+
+def peak_flags(bundles: list[VerifiedBundle], card_peaks: dict[str, float]) -> list[dict[str, Any]]:
+    """Flag every peak TFLOPS that a bundle's environment.json states and the card registry does not confirm.
+
+    The registry's value is always the one divided by; a flag only makes the
+    disagreement visible so that staff or the vendor correct one of them.
+    """
+    flags = []
+    for bundle in bundles:
+        stated = _stated_peaks(bundle)
+        for data_type in sorted(stated):
+            registered = card_peaks.get(data_type)
+            if registered is not None and math.isclose(stated[data_type], registered, rel_tol=1e-9):
+                continue
+            flags.append(_peak_flag(bundle.bundle_id, data_type, stated[data_type], registered))
+    return flags
+
+
+def _stated_peaks(bundle: VerifiedBundle) -> dict[str, float]:
+    if not bundle.has("environment.json"):
+        return {}
+    try:
+        stated = bundle.read_json("environment.json").get("peak_tflops") or {}
+    except (BundleError, AttributeError):
+        return {}
+    return {str(key).lower(): float(value) for key, value in stated.items() if isinstance(value, (int, float)) and not isinstance(value, bool)}
+
+
+def _peak_flag(bundle_id: str, data_type: str, stated: float, registered: float | None) -> dict[str, Any]:
+    shown = "none" if registered is None else f"{registered:g}"
+    explanation, hint = render("peak_tflops_mismatch", bundle=bundle_id, data_type=data_type, stated=f"{stated:g}", registered=shown)
+    return {
+        "code": "peak_tflops_mismatch", "bundle_id": bundle_id, "data_type": data_type,
+        "stated": stated, "registered": registered, "explanation": explanation, "hint": hint,
+    }
 
 
 # Where workloads sit in the pack -------------------------------------------
@@ -157,14 +288,19 @@ def _target_level(bundle: VerifiedBundle) -> int:
 
 def _judge_workload(bundle, references, pack, workload_id, card_peaks, human, bound) -> list[CriterionResult]:
     spec = pack.workload(workload_id)
-    criteria = [{"id": f"{workload_id}.fixed_hyperparameters", "metric": "fixed_hyperparameters"}, *spec.get("criteria", [])]
+    built_in = [{"id": f"{workload_id}.fixed_hyperparameters", "metric": "fixed_hyperparameters"}]
+    if "max_steps" in spec["hyperparameters"]["fixed"]:
+        built_in.append({"id": f"{workload_id}.run_length", "metric": "run_length"})
+    criteria = [*built_in, *spec.get("criteria", [])]
     blocker = _vendor_blocker(bundle, pack, workload_id)
     if blocker is not None:
         return [_label(item, workload_id, blocker) for item in criteria]
     vendor = WorkloadRecords(bundle, workload_id)
-    results = [_label(criteria[0], workload_id, check_fixed_hyperparameters(vendor, spec))]
+    results = [_label(built_in[0], workload_id, check_fixed_hyperparameters(vendor, spec))]
+    if len(built_in) > 1:
+        results.append(_label(built_in[1], workload_id, check_run_length(vendor, spec)))
     reference, blocker = _pick_reference(references, pack, workload_id, vendor)
-    for item in criteria[1:]:
+    for item in criteria[len(built_in):]:
         outcome = blocker or _evaluate(item, workload_id, pack, vendor, reference, card_peaks, human, bound)
         results.append(_label(item, workload_id, outcome))
     return results
@@ -253,6 +389,19 @@ def check_fixed_hyperparameters(vendor: WorkloadRecords, spec: dict) -> Outcome:
     return Outcome(PASS, "fixed_hyperparameters_pass", bound=fixed)
 
 
+def check_run_length(vendor: WorkloadRecords, spec: dict) -> Outcome:
+    """Fail when steps.jsonl does not hold every step from 1 to the pack's fixed max_steps."""
+    required = int(spec["hyperparameters"]["fixed"]["max_steps"])
+    try:
+        logged = set(vendor.losses)
+    except (RecordsInvalid, BundleError) as error:
+        return Outcome(FAIL, "records_invalid", fields={"workload": vendor.workload_id, "problem": str(error)})
+    missing = [step for step in range(1, required + 1) if step not in logged]
+    if missing:
+        return run_too_short(required, missing, required)
+    return Outcome(PASS, "run_length_pass", measured=max(logged), bound=required, fields={"required": required})
+
+
 def fixed_differences(records: WorkloadRecords, spec: dict) -> list[str]:
     """Return 'key: found X, pack Y' for each fixed hyperparameter that differs or is missing."""
     fixed = spec.get("hyperparameters", {}).get("fixed", {})
@@ -298,7 +447,18 @@ def compare_conditions(vendor: WorkloadRecords, reference: WorkloadRecords) -> l
     for key in COMPARED_HYPERPARAMETERS:
         if not _same_value(vendor_hyper.get(key), reference_hyper.get(key)):
             differences.append(f"{key} {vendor_hyper.get(key)!r} vs reference {reference_hyper.get(key)!r}")
+    differences.extend(_protocol_differences(vendor_config.get("protocol"), reference_config.get("protocol")))
     return differences
+
+
+def _protocol_differences(vendor: Any, reference: Any) -> list[str]:
+    """Name each measurement-protocol key (such as the inference load model) that differs between the sides."""
+    if vendor == reference:
+        return []
+    if not isinstance(vendor, dict) or not isinstance(reference, dict):
+        return [f"protocol {vendor!r} vs reference {reference!r}"]
+    keys = sorted(set(vendor) | set(reference))
+    return [f"protocol {key} {vendor.get(key, '(missing)')!r} vs reference {reference.get(key, '(missing)')!r}" for key in keys if vendor.get(key) != reference.get(key)]
 
 
 def _dataset_digests(config: dict) -> dict[str, str]:
@@ -378,7 +538,10 @@ def _level_gap(pack: RulePack, track_name: str, level: int, by_workload: dict[st
         for workload_id in _level_spec(track, candidate).get("workloads", []):
             for result in by_workload.get(workload_id, []):
                 if not _passes_at(result, bound):
-                    gap.append({"level": level, "criterion": result.id, "workload": workload_id, "status": result.status})
+                    gap.append({
+                        "level": level, "criterion": result.id, "workload": workload_id, "status": result.status,
+                        "code": result.details.get("code"), "data_type": pack.workload(workload_id).get("data_type"),
+                    })
     return gap
 
 

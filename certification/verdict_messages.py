@@ -77,6 +77,17 @@ MESSAGES: dict[str, tuple[str, str, str, str]] = {
         "检查并行配置、micro batch、重计算和算子性能；峰值 TFLOPS 以登记的数据手册值为准。",
         "Check the parallel layout, micro-batch size, recomputation and kernel speed; the peak TFLOPS is the registered datasheet value.",
     ),
+    "images_throughput_pass": (
+        "每卡每秒生成图片数/TFLOPS 为参考的 {ratio:.1%}，要求至少 {bound:.0%}。",
+        "Images per second per card per TFLOPS is {ratio:.1%} of the reference; at least {bound:.0%} is required.",
+        "无需操作。", "Nothing to do.",
+    ),
+    "images_throughput_fail": (
+        "每卡每秒生成图片数/TFLOPS 为参考的 {ratio:.1%}，低于要求的 {bound:.0%}。",
+        "Images per second per card per TFLOPS is {ratio:.1%} of the reference, below the required {bound:.0%}.",
+        "检查推理数据类型、注意力算子和调度器步数；分辨率、步数和调度器由规则包固定，峰值 TFLOPS 以登记的数据手册值为准。",
+        "Check the inference data type and the attention kernels; resolution, steps and scheduler are fixed by the rule pack, and the peak TFLOPS is the registered datasheet value.",
+    ),
     "throughput_not_required": (
         "该赛道的级别未规定性能要求。",
         "The track's levels set no performance requirement.",
@@ -162,6 +173,17 @@ MESSAGES: dict[str, tuple[str, str, str, str]] = {
         "The bundle was made with rule pack {found}, not {expected}, the pack used for judging.",
         "用同一个规则包运行、打包并评判。",
         "Run, pack and judge with the same rule pack.",
+    ),
+    "run_length_pass": (
+        "steps.jsonl 包含规则包要求的第 1-{required} 步。",
+        "steps.jsonl holds steps 1-{required}, as the rule pack requires.",
+        "无需操作。", "Nothing to do.",
+    ),
+    "peak_tflops_mismatch": (
+        "结果包 {bundle} 声明的 {data_type} 峰值为 {stated} TFLOPS，与卡登记值 {registered} 不符；评判使用登记值。",
+        "Bundle {bundle} states a peak of {stated} {data_type} TFLOPS, but the card registry has {registered}; the verdict uses the registry value.",
+        "若数据手册值有误，请联系认证人员更正卡登记；否则修正 agent 配置中的峰值。",
+        "If the datasheet value is wrong, ask certification staff to correct the card registry; otherwise fix the peak in the agent's configuration.",
     ),
     "metric_unknown": (
         "规则包引用了未知的指标 {metric}。",
