@@ -187,13 +187,15 @@ def test_missing_reference_is_rejected(tmp_path, vendor, card, vendor_key, rule_
 
 
 def test_revoked_key_is_not_trusted(tmp_path, vendor, card, vendor_key, reference, recorded_judge):
+    from datetime import timedelta
+
     from django.utils import timezone
 
-    vendor.signing_keys.update(revoked_at=timezone.now())
+    vendor.signing_keys.update(revoked_at=timezone.now() - timedelta(minutes=1))
     submission = stored_submission(vendor, build_bundle(tmp_path, vendor_key).read_bytes())
     pipeline.validate_submission(submission.pk)
     submission.refresh_from_db()
-    assert submission.report.error_code == "signature_key_unknown"
+    assert submission.report.error_code == "signature_key_revoked"
 
 
 def test_validation_runs_once(tmp_path, vendor, card, vendor_key, reference, recorded_judge):
