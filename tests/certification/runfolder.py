@@ -97,11 +97,11 @@ def build_run(root: Path, pack: RulePack = PACK, workloads: tuple[str, ...] = ("
     root.mkdir(parents=True, exist_ok=True)
     write_json(root / "run.json", {
         "run_id": "run-0001", "profile": "cpu-demo", "rule_pack": {"name": pack.name, "sha256": pack.sha256},
-        "vendor": "Example Vendor", "card": {"model": "X100", "serial": "SN-1"}, "tracks": ["finetuning", "pretraining"],
+        "vendor": "Example Vendor", "card": {"model": options.get("card_model", "X100"), "serial": "SN-1"}, "tracks": ["finetuning", "pretraining"],
         "level": 1, "ticket": None, "agent_version": "0.1.0",
         "started_at": "2026-01-01T00:00:00+00:00", "finished_at": "2026-01-01T01:00:00+00:00",
     })
-    write_json(root / "environment.json", {"python": "3.11.7", "paddle": "3.3.1", "device": "cpu", "device_count": 1, "nodes": 1})
+    write_json(root / "environment.json", {"python": "3.11.7", "paddle": "3.3.1", "device": "cpu", "device_count": 1, "nodes": 1, **options.get("environment", {})})
     write_jsonl(root / "events.jsonl", [{"time": "2026-01-01T00:00:00Z", "event": "start"}, {"time": "2026-01-01T01:00:00Z", "event": "stop"}])
     for workload_id in workloads:
         workload_options = {**options, **options.get(workload_id, {})}
@@ -111,7 +111,7 @@ def build_run(root: Path, pack: RulePack = PACK, workloads: tuple[str, ...] = ("
 
 def _write_workload(folder: Path, pack: RulePack, workload_id: str, options: dict) -> None:
     kind = pack.workload(workload_id)["kind"]
-    write_json(folder / "config.json", workload_config(pack, workload_id, options.get("fixed_overrides")))
+    write_json(folder / "config.json", {**workload_config(pack, workload_id, options.get("fixed_overrides")), **options.get("config_extra", {})})
     write_json(folder / "result.json", {"workload": workload_id, "kind": kind, "status": options.get("status", "completed"), "summary": {}})
     if kind == "pretrain":
         write_pretrain(folder, pack, options)
