@@ -43,7 +43,7 @@ def start_run(request: RunRequest) -> tuple[Path, int]:
     """Plan the run, verify the data and run every workload. Return the run folder and the exit code."""
     profile = load_profile(request.profile)
     pack = load_pack(profile.rule_pack)
-    workloads = plan_workloads(pack, profile.tracks, profile.level)
+    workloads = plan_workloads(pack, profile.tracks, profile.level, profile.workloads)
     logger.info("profile %s: rule pack %s, tracks %s, level %d, workloads %s",
                 profile.name, pack.name, ", ".join(profile.tracks), profile.level, ", ".join(workloads))
     verify_input_files(pack, workloads, request.data_root)

@@ -10,19 +10,34 @@ from certification.rulepack import RulePack
 from agent.errors import AgentError
 
 
-def plan_workloads(pack: RulePack, tracks: list[str], level: int) -> list[str]:
+def plan_workloads(pack: RulePack, tracks: list[str], level: int, only: list[str] | None = None) -> list[str]:
     """Return the workload ids that `tracks` at `level` require, each after the workload it starts from.
 
     Levels are cumulative (level N needs levels 1..N), a track's
     `requires_track` adds that track at the same level, and a workload's
-    `init_from` is planned even when no track names it.
+    `init_from` is planned even when no track names it. A level below `level`
+    that the pack does not define adds nothing. `only` keeps the named
+    workloads of that plan (with what they start from) and drops the rest.
     """
     wanted: list[str] = []
     for track in _with_required_tracks(pack, tracks):
         for number in range(1, level + 1):
+            if number < level and number not in (pack.data["tracks"][track].get("levels") or {}):
+                continue
             for workload_id in _level_entry(pack, track, number).get("workloads", []):
                 _append_with_parents(pack, workload_id, wanted, [])
-    return wanted
+    return wanted if only is None else _keep_only(pack, wanted, only)
+
+
+def _keep_only(pack: RulePack, planned: list[str], only: list[str]) -> list[str]:
+    unknown = [workload_id for workload_id in only if workload_id not in planned]
+    if unknown:
+        raise AgentError("workload_not_planned", f"workloads {', '.join(unknown)} are not part of this plan of rule pack {pack.name}",
+                         f"name workloads of the profile's tracks and level: {', '.join(planned)}")
+    kept: list[str] = []
+    for workload_id in only:
+        _append_with_parents(pack, workload_id, kept, [])
+    return [workload_id for workload_id in planned if workload_id in kept]
 
 
 def _with_required_tracks(pack: RulePack, tracks: list[str]) -> list[str]:

@@ -11,6 +11,7 @@ from agent.errors import AgentError
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
 PROFILE_KEYS = {"rule_pack", "tracks", "level", "device", "vendor", "card"}
+OPTIONAL_PROFILE_KEYS = {"workloads"}
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class Profile:
     vendor: str
     card_model: str
     card_serial: str
+    workloads: list[str] | None = None  # run only these workloads of the plan (with what they start from)
 
 
 def available_profiles() -> list[str]:
@@ -52,6 +54,7 @@ def load_profile(name: str) -> Profile:
         vendor=data["vendor"],
         card_model=data["card"]["model"],
         card_serial=data["card"]["serial"],
+        workloads=list(data["workloads"]) if "workloads" in data else None,
     )
 
 
@@ -59,11 +62,13 @@ def _profile_problems(data) -> str:
     if not isinstance(data, dict):
         return "the file is not a mapping"
     missing = PROFILE_KEYS - data.keys()
-    unknown = data.keys() - PROFILE_KEYS
+    unknown = data.keys() - PROFILE_KEYS - OPTIONAL_PROFILE_KEYS
     if missing:
         return f"missing keys {sorted(missing)}"
     if unknown:
         return f"unknown keys {sorted(unknown)}"
     if not isinstance(data["card"], dict) or {"model", "serial"} - data["card"].keys():
         return "'card' needs 'model' and 'serial'"
+    if "workloads" in data and (not isinstance(data["workloads"], list) or not all(isinstance(item, str) for item in data["workloads"])):
+        return "'workloads' must be a list of workload ids"
     return ""

@@ -9,10 +9,12 @@ warnings.filterwarnings("ignore", message="No ccache found")
 warnings.filterwarnings("ignore", message="Setuptools is replacing distutils")
 warnings.filterwarnings("ignore", message=r"(?s).*swiglu")
 
-from agent.workloads import finetune, pretrain  # noqa: E402
+from agent.workloads import finetune, pretrain, sd  # noqa: E402
 
 RUNNERS = {
     "pretrain": pretrain.run,
     "sft": finetune.run_sft,
     "lora": finetune.run_lora,
+    "sd_sft": sd.run_sft,
+    "sd_infer": sd.run_infer,
 }
