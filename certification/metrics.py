@@ -271,12 +271,39 @@ def paired_bootstrap(measured: np.ndarray, reference: np.ndarray, resamples: int
     if len(measured) != len(reference) or len(measured) == 0:
         raise ValueError(f"paired bootstrap needs equal, non-zero lengths, got {len(measured)} and {len(reference)}")
     generator = np.random.default_rng(seed)
-    differences = measured - reference
+    differences = np.asarray(measured, dtype=float) - np.asarray(reference, dtype=float)
+    values, counts = np.unique(differences, return_counts=True)
+    if len(values) <= FEW_DISTINCT_VALUES:
+        means = _resample_means_by_counts(generator, values, counts, resamples)
+    else:
+        means = _resample_means_by_index(generator, differences, resamples)
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    low, high = np.percentile(means, [tail, 100.0 - tail])
+    return float(low), float(high)
+
+
+# Paired differences of right/wrong items (LAMBADA) take only the values -1, 0
+# and 1 (times 100), so their resamples are drawn as counts per value.
+FEW_DISTINCT_VALUES = 16
+
+
+def _resample_means_by_counts(generator: np.random.Generator, values: np.ndarray, counts: np.ndarray, resamples: int) -> np.ndarray:
+    """Draw resample means as multinomial counts over the distinct values.
+
+    Drawing n items with replacement is the same as drawing how many times
+    each distinct value is picked, Multinomial(n, counts / n), so this gives
+    the bootstrap distribution of the mean in O(resamples) instead of
+    O(resamples x n).
+    """
+    total = int(counts.sum())
+    draws = generator.multinomial(total, counts / total, size=resamples)
+    return draws @ values / total
+
+
+def _resample_means_by_index(generator: np.random.Generator, differences: np.ndarray, resamples: int) -> np.ndarray:
     means = []
     for start in range(0, resamples, 250):
         count = min(250, resamples - start)
         indices = generator.integers(0, len(differences), size=(count, len(differences)))
         means.append(differences[indices].mean(axis=1))
-    tail = (1.0 - confidence) / 2.0 * 100.0
-    low, high = np.percentile(np.concatenate(means), [tail, 100.0 - tail])
-    return float(low), float(high)
+    return np.concatenate(means)

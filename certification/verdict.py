@@ -393,13 +393,13 @@ def check_run_length(vendor: WorkloadRecords, spec: dict) -> Outcome:
     """Fail when steps.jsonl does not hold every step from 1 to the pack's fixed max_steps."""
     required = int(spec["hyperparameters"]["fixed"]["max_steps"])
     try:
-        logged = set(vendor.losses)
+        logged = vendor.losses_through(required)
     except (RecordsInvalid, BundleError) as error:
         return Outcome(FAIL, "records_invalid", fields={"workload": vendor.workload_id, "problem": str(error)})
     missing = [step for step in range(1, required + 1) if step not in logged]
     if missing:
         return run_too_short(required, missing, required)
-    return Outcome(PASS, "run_length_pass", measured=max(logged), bound=required, fields={"required": required})
+    return Outcome(PASS, "run_length_pass", measured=required, bound=required, fields={"required": required})
 
 
 def fixed_differences(records: WorkloadRecords, spec: dict) -> list[str]:

@@ -273,3 +273,36 @@ def test_stability_metric_without_module_fails(tmp_path):
     verdict = judge(vendor, [Reference(vendor, PEAKS)], pack, PEAKS)
 
     assert status_and_code(verdict, "pretrain.stability") == ("fail", "metric_unknown")
+
+
+# Step logs read by prefix --------------------------------------------------
+
+
+def test_nan_after_compared_steps_fails(tmp_path, reference):
+    verdict = judged(tmp_path, reference, steps=300, nan_at=280)
+
+    assert status_and_code(verdict, "pretrain.loss_alignment") == ("fail", "loss_non_finite")
+    assert verdict.criterion("pretrain.loss_alignment").details["non_finite_steps"] == [280]
+
+
+def test_unordered_log_judged_alike(tmp_path, reference):
+    run_dir = build_run(tmp_path / "run")
+    rows = step_rows(loss_curve(200))
+    write_jsonl(run_dir / "workloads/pretrain-llama/steps.jsonl", rows[::-1])
+    vendor = open_bundle(write_bundle(run_dir, tmp_path / "run.tar", KEY).path, KEYRING)
+
+    verdict = judge(vendor, [Reference(reference, PEAKS)], PACK, PEAKS)
+
+    for criterion_id in ("pretrain.loss_alignment", "pretrain.throughput", "pretrain-llama.run_length"):
+        assert verdict.criterion(criterion_id).status == "pass", criterion_id
+
+
+def test_repeated_step_invalid(tmp_path, reference):
+    run_dir = build_run(tmp_path / "run")
+    rows = step_rows(loss_curve(200))
+    write_jsonl(run_dir / "workloads/pretrain-llama/steps.jsonl", [rows[1], *rows])
+    vendor = open_bundle(write_bundle(run_dir, tmp_path / "run.tar", KEY).path, KEYRING)
+
+    verdict = judge(vendor, [Reference(reference, PEAKS)], PACK, PEAKS)
+
+    assert status_and_code(verdict, "pretrain-llama.run_length") == ("fail", "records_invalid")
