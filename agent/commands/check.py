@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 from agent.commands._verification import load_keyring, open_verified
@@ -32,6 +33,7 @@ def add_arguments(parser):
     parser.add_argument("--rule-pack", type=Path, metavar="FILE", help="rule pack YAML file (default: the shipped pack that the bundle names)")
     parser.add_argument("--lang", choices=("zh", "en"), help="language of the report (default: from LANG, Chinese for zh_*)")
     parser.add_argument("--json", action="store_true", help="print the verdict as JSON instead of text")
+    parser.add_argument("--html", type=Path, metavar="DIR", help="also write the report with its plots as a static page, DIR/index.html, for labs without the portal")
 
 
 def parse_peaks(values: list[str], option: str) -> dict[str, float]:
@@ -69,12 +71,27 @@ def run(args) -> int:
     reference_peaks = parse_peaks(args.reference_peak, "--reference-peak")
     references = [Reference(open_verified(path, keyring), reference_peaks) for path in args.references]
     pack = load_pack(args.rule_pack, bundle.rule_pack["name"])
+    # The portal calls this same function with the same inputs (portal.submissions.pipeline).
     verdict = judge(bundle, references, pack, parse_peaks(args.peak, "--peak"))
+
+    language = choose_language(args.lang)
     if args.json:
         print(json.dumps(verdict.to_dict(), ensure_ascii=False, indent=2, allow_nan=False))
     else:
-        print(format_verdict(verdict, choose_language(args.lang)))
+        print(format_verdict(verdict, language))
+    if args.html:
+        write_html(args.html, verdict, bundle, references, language)
     return EXIT_VERDICT_FAILED if verdict.failed else EXIT_OK
+
+
+def write_html(out_dir: Path, verdict: Verdict, bundle, references, language: str) -> None:
+    from agent.report_html import write_report
+
+    try:
+        path = write_report(out_dir, verdict, bundle, references, language, STATUS_LABELS[language])
+    except OSError as error:
+        raise AgentError("report_unwritable", f"cannot write the report into {out_dir}: {error.strerror}", "check that the folder is writable") from None
+    print(f"report: {path}", file=sys.stderr)
 
 
 def format_verdict(verdict: Verdict, language: str) -> str:
@@ -82,7 +99,7 @@ def format_verdict(verdict: Verdict, language: str) -> str:
     lines = [f"{labels['pack']}: {verdict.rule_pack['name']} (sha256 {verdict.rule_pack['sha256']}), reference: {verdict.reference_kind}", ""]
     for result in verdict.criteria:
         lines.append(f"[{statuses[result.status]}] {result.id} ({result.workload})")
-        lines.append(f"    {labels['measured']}: {_show(result.measured)}  {labels['reference']}: {_show(result.reference)}  {labels['bound']}: {_show(result.bound)}")
+        lines.append(f"    {labels['measured']}: {show_value(result.measured)}  {labels['reference']}: {show_value(result.reference)}  {labels['bound']}: {show_value(result.bound)}")
         lines.append(f"    {result.explanation[language]}")
         if result.status != "pass":
             lines.append(f"    {labels['hint']}: {result.hint[language]}")
@@ -93,11 +110,12 @@ def format_verdict(verdict: Verdict, language: str) -> str:
     return "\n".join(lines)
 
 
-def _show(value: object) -> str:
+def show_value(value: object) -> str:
+    """Format a measured value, reference or bound for people: 4 significant digits, '-' for none."""
     if value is None:
         return "-"
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{key}: {_show(item)}" for key, item in value.items()) + "}"
+        return "{" + ", ".join(f"{key}: {show_value(item)}" for key, item in value.items()) + "}"
     return str(value)

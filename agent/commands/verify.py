@@ -1,11 +1,14 @@
-"""`python -m agent verify`: check a bundle's signature, manifest and every file."""
+"""`python -m agent verify`: check a bundle's signature, manifest and every file, and its run ticket."""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 
 from agent.commands._verification import load_keyring, open_verified
-from agent.errors import EXIT_OK
+from agent.errors import EXIT_OK, EXIT_REJECTED, AgentError
+from certification.errors import TicketError
+from certification.tickets import check_fits, parse_ticket, verify_ticket
 
 HELP = "Verify a result bundle against one or more trusted public keys; exit 3 when it does not verify."
 
@@ -16,6 +19,10 @@ def add_arguments(parser):
         "--public-key", dest="public_keys", action="append", required=True, type=Path, metavar="PUB",
         help="trusted Ed25519 public key (.pub) file; repeat the option for several keys",
     )
+    parser.add_argument(
+        "--portal-key", dest="portal_keys", action="append", default=[], type=Path, metavar="PUB",
+        help="the portal's ticket public key; with it the run ticket's signature, fit and expiry are checked too",
+    )
 
 
 def run(args) -> int:
@@ -24,7 +31,29 @@ def run(args) -> int:
     print(f"verified:  {args.bundle}")
     print(f"bundle id: {bundle.bundle_id}")
     print(f"key id:    {bundle.key_id}")
+    print(f"signed at: {manifest['created_at']}")
     print(f"rule pack: {manifest['rule_pack']['name']} (sha256 {manifest['rule_pack']['sha256']})")
     print(f"files:     {len(manifest['files'])}")
     print(f"workloads: {', '.join(bundle.workloads()) or 'none'}")
+    print(f"ticket:    {describe_ticket(manifest, args.portal_keys)}")
     return EXIT_OK
+
+
+def describe_ticket(manifest: dict, portal_keys: list[Path]) -> str:
+    """Describe the bundle's run ticket; with portal keys, check it as the portal would, except for reuse."""
+    envelope = manifest.get("ticket")
+    if envelope is None:
+        return "none"
+    try:
+        if not portal_keys:
+            ticket = parse_ticket(envelope)
+        else:
+            ticket = verify_ticket(envelope, load_keyring(portal_keys))
+            check_fits(ticket, manifest, datetime.now(timezone.utc))
+    except TicketError as error:
+        raise AgentError(error.code, error.message, error.hint, EXIT_REJECTED) from None
+    claims = ticket.claims
+    text = f"{claims['ticket_id']} ({claims['track']} level {claims['level']}, card {claims['card']['serial']}, expires {claims['expires_at']})"
+    if not portal_keys:
+        return text + "; signature not checked, pass --portal-key to check it"
+    return text + "; signed by the portal and fits the bundle (the portal also checks it is used once)"

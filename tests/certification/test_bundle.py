@@ -403,3 +403,117 @@ def test_model_folders_left_out(tmp_path):
 
     assert not any(path.startswith(("models/", "checkpoints/")) for path in bundle.paths())
     assert bundle.has("workloads/pretrain-llama/models/note.txt")
+
+
+# Refusals added with the streaming reader ----------------------------------
+
+
+def non_utf8_tar(path):
+    with tarfile.open(path, "w", format=tarfile.GNU_FORMAT, encoding="latin-1") as tar:
+        info, data = regular("caf\u00e9.json", b"{}")
+        tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def folder_with_content(path):
+    info = tarfile.TarInfo("workloads")
+    info.type = tarfile.DIRTYPE
+    info.size = 5
+    return write_hostile(path, [(info, b"hello")])
+
+
+def nested_archive(path):
+    gzip_bytes = b"\x1f\x8b\x08\x00" + bytes(20)
+    return write_canonical(path, [("workloads/w/inner.bin", gzip_bytes)])
+
+
+def nested_tar(path):
+    inner = io.BytesIO()
+    with tarfile.open(fileobj=inner, mode="w") as tar:
+        info, data = regular("x.json", b"{}")
+        tar.addfile(info, io.BytesIO(data))
+    return write_canonical(path, [("workloads/w/inner.dat", inner.getvalue())])
+
+
+@pytest.mark.parametrize(
+    ("build", "code"),
+    [
+        (non_utf8_tar, "path_not_utf8"),
+        (folder_with_content, "folder_has_content"),
+        (nested_archive, "member_nested_archive"),
+        (nested_tar, "member_nested_archive"),
+        (lambda path: write_hostile(path, [regular("C:/windows/x.json")]), "path_absolute"),
+    ],
+)
+def test_streaming_reader_refusals(tmp_path, build, code):
+    assert_rejected(build(tmp_path / "hostile.tar"), code)
+
+
+def test_refusal_happens_before_anything_is_read_back(tmp_path, packed):
+    """A refused bundle yields no VerifiedBundle, so no caller ever reads a member of it."""
+    _, info = packed
+    data = bytearray(info.path.read_bytes())
+    data[-1] = 1
+    path = tmp_path / "tail.tar"
+    path.write_bytes(bytes(data))
+
+    assert_rejected(path, "archive_not_canonical")
+
+
+def test_change_after_verification_is_detected(tmp_path, packed):
+    run_dir, info = packed
+    path = tmp_path / "copy.tar"
+    path.write_bytes(info.path.read_bytes())
+    bundle = open_bundle(path, KEYRING)
+    member = bundle.members["run.json"]
+    with open(path, "r+b") as stream:
+        stream.seek(member.offset)
+        stream.write(b"[")
+
+    with pytest.raises(BundleError) as caught:
+        bundle.read_json("run.json")
+    assert caught.value.code == "file_changed_after_verification"
+
+
+def test_large_member_is_streamed_not_held(tmp_path):
+    """A 3 MiB binary member verifies and is read back only when asked for."""
+    run_dir = build_run(tmp_path / "run", workloads=("pretrain-llama",), steps=40, lambada_items=50)
+    blob = os.urandom(3 * 1024 * 1024)
+    (run_dir / "workloads" / "pretrain-llama" / "samples.bin").write_bytes(blob)
+    info = write_bundle(run_dir, tmp_path / "big.tar", KEY)
+
+    bundle = open_bundle(info.path, KEYRING)
+
+    assert bundle.read_bytes("workloads/pretrain-llama/samples.bin") == blob
+
+
+def windowed_keyring(**window):
+    from certification.signing import KeyWindow
+
+    keyring = Keyring()
+    keyring.add(KEY.public_key, KeyWindow(**window))
+    return keyring
+
+
+@pytest.mark.parametrize(
+    ("window", "code"),
+    [
+        ({"revoked_at": "past"}, "signature_key_revoked"),
+        ({"valid_from": "future"}, "signature_key_outside_window"),
+        ({"valid_until": "past"}, "signature_key_outside_window"),
+        ({"revoked_at": "future"}, None),
+        ({"valid_from": "past", "valid_until": "future"}, None),
+    ],
+)
+def test_key_window_at_signing_time(packed, window, code):
+    from datetime import datetime, timedelta, timezone
+
+    _, info = packed
+    created = datetime.fromisoformat(open_bundle(info.path, KEYRING).manifest["created_at"])
+    moments = {"past": created - timedelta(days=1), "future": created + timedelta(days=1)}
+    keyring = windowed_keyring(**{key: moments[value] for key, value in window.items()})
+
+    if code is None:
+        assert open_bundle(info.path, keyring).key_id == KEY.key_id
+    else:
+        assert_rejected(info.path, code, keyring=keyring)
