@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from agent.runner import RunRequest, start_run
+from agent.runner.overrides import parse_assignments
 
 HELP = "Run the workloads that a profile's tracks and level require, and write the run folder."
 
@@ -25,6 +26,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vendor", help="vendor name recorded in run.json (default: the profile's)")
     parser.add_argument("--card-model", help="card model recorded in run.json (default: the profile's)")
     parser.add_argument("--card-serial", help="card serial number recorded in run.json (default: the profile's)")
+    parser.add_argument("--device", metavar="TYPE",
+                        help="Paddle device type: cpu, gpu, xpu, or a PaddleCustomDevice type such as npu "
+                             "(default: the profile's); recorded in run.json and environment.json")
+    parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
+                        help="set a hyperparameter that the rule pack marks free, such as per_device_train_batch_size=2; "
+                             "repeatable; any other key is rejected")
+    parser.add_argument("--workloads", metavar="ID[,ID...]",
+                        help="run only these workloads of the plan, with the workloads they start from")
     parser.add_argument("--ticket", type=Path, metavar="FILE",
                         help="run ticket file from the portal; its vendor and card become the run's, and it is embedded in run.json")
 
@@ -63,6 +72,9 @@ def run(args: argparse.Namespace) -> int:
         vendor=args.vendor,
         card_model=args.card_model,
         card_serial=args.card_serial,
+        device=args.device,
+        overrides=parse_assignments(args.assignments),
+        workloads=args.workloads.split(",") if args.workloads else None,
         ticket=ticket,
     )
     run_dir, exit_code = start_run(request)

@@ -3,21 +3,62 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from certification.records import write_json
+from certification.records import append_jsonl, read_jsonl, write_json
 from certification.rulepack import RulePack, RulePackError, load_rule_pack
 
-from agent.errors import EXIT_FAILED, EXIT_OK, AgentError
-from agent.runner.folder import RunFolder, utc_now
+from agent.errors import EXIT_FAILED, EXIT_OK, AgentError, WorkloadNotSupported
+from agent.runner.devices import check_device, device_record
+from agent.runner.folder import RunFolder, environment, utc_now
+from agent.runner.overrides import check_micro_batch, check_overrides
 from agent.runner.plan import plan_workloads, verify_input_files
 from agent.runner.profiles import Profile, load_profile
 
 logger = logging.getLogger(__name__)
 
-HEARTBEAT_SECONDS = 60.0
+
+
+def _heartbeat_seconds() -> float:
+    """Read AGENT_HEARTBEAT_SECONDS (default 60), the least time between two heartbeat events."""
+    text = os.environ.get("AGENT_HEARTBEAT_SECONDS", "60")
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise AgentError("setting_invalid", f"AGENT_HEARTBEAT_SECONDS={text!r} is not a positive number of seconds",
+                         "set it to, for example, 60, or unset it")
+    return value
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: the run stops like on Ctrl-C and records why."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+@dataclass(frozen=True)
+class Launch:
+    """This process's place in a `paddle.distributed.launch` job (rank 0 of 1 without one)."""
+
+    rank: int
+    world_size: int
+    nodes: int
+
+    @classmethod
+    def from_environment(cls) -> "Launch":
+        # paddle.distributed.launch sets these for every process it starts.
+        world_size = int(os.environ.get("PADDLE_TRAINERS_NUM", "1"))
+        nodes = len(set(os.environ.get("PADDLE_TRAINERS", "").split(","))) if os.environ.get("PADDLE_TRAINERS") else 1
+        return cls(rank=int(os.environ.get("PADDLE_TRAINER_ID", "0")), world_size=world_size, nodes=nodes)
 
 
 @dataclass
@@ -30,6 +71,9 @@ class RunRequest:
     card_model: str | None = None
     card_serial: str | None = None
     ticket: dict | None = None  # the run ticket's envelope, copied into run.json
+    device: str | None = None  # overrides the profile's device type
+    overrides: dict[str, Any] = field(default_factory=dict)  # free hyperparameters set with --set
+    workloads: list[str] | None = None  # run only these workloads of the plan (overrides the profile's list)
 
 
 def load_pack(name: str) -> RulePack:
@@ -43,29 +87,55 @@ def start_run(request: RunRequest) -> tuple[Path, int]:
     """Plan the run, verify the data and run every workload. Return the run folder and the exit code."""
     profile = load_profile(request.profile)
     pack = load_pack(profile.rule_pack)
-    workloads = plan_workloads(pack, profile.tracks, profile.level, profile.workloads)
+    workloads = plan_workloads(pack, profile.tracks, profile.level, request.workloads or profile.workloads)
     logger.info("profile %s: rule pack %s, tracks %s, level %d, workloads %s",
                 profile.name, pack.name, ", ".join(profile.tracks), profile.level, ", ".join(workloads))
+    launch = Launch.from_environment()
+    device = request.device or profile.device
+    check_device(device)
+    check_overrides(pack, workloads, request.overrides)
+    check_micro_batch(pack, workloads, request.overrides, launch.world_size)
     verify_input_files(pack, workloads, request.data_root)
     logger.info("verified the sha256 of every input file")
 
-    folder = open_folder(request, profile, pack, workloads)
+    folder = open_folder(request, profile, pack, workloads, launch, device)
+    overrides = folder.read_run().get("overrides", {})
+    previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        failed = execute(folder, profile, pack, workloads, request.data_root)
-    except KeyboardInterrupt:
-        folder.event("stop", reason="interrupted")
+        failed = execute(folder, pack, workloads, request, RunSettings(device, overrides, launch))
+    except KeyboardInterrupt as interrupt:
+        folder.event("stop", reason="terminated" if isinstance(interrupt, Terminated) else "interrupted")
         raise
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
     folder.update_run(finished_at=utc_now())
     folder.event("stop", failed=failed)
     return folder.path, EXIT_FAILED if failed else EXIT_OK
 
 
-def open_folder(request: RunRequest, profile: Profile, pack: RulePack, workloads: list[str]) -> RunFolder:
-    if request.resume:
+@dataclass(frozen=True)
+class RunSettings:
+    device: str
+    overrides: dict[str, Any]
+    launch: Launch
+
+
+def open_folder(request: RunRequest, profile: Profile, pack: RulePack, workloads: list[str], launch: Launch,
+                device: str) -> RunFolder:
+    """Create the run folder, or reopen it for --resume, and write the start or resume events (rank 0 only)."""
+    if request.resume or launch.rank != 0:
         if request.out is None:
-            raise AgentError("resume_needs_out", "--resume needs the run folder to continue",
-                             "pass --out with the folder of the earlier run")
+            code, what = ("resume_needs_out", "--resume") if request.resume else ("launch_needs_out", "a launched run")
+            raise AgentError(code, f"{what} needs the run folder to continue", "pass --out with the run folder")
+    if launch.rank != 0:
+        return RunFolder.follow(request.out)
+    if request.resume:
         folder = RunFolder.resume(request.out, profile, pack)
+        _check_same_overrides(folder, request.overrides)
+        unclean = folder.unclean_end()
+        if unclean is not None:
+            # A killed process writes nothing, so its crash is recorded when the run resumes.
+            folder.event("crash", detected="on resume", last_event=unclean)
         folder.event("resume")
         return folder
 
@@ -76,13 +146,23 @@ def open_folder(request: RunRequest, profile: Profile, pack: RulePack, workloads
     }
     out = request.out or Path("runs") / f"{profile.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     folder = RunFolder.create(out, profile, pack, labels, workloads)
+    folder.update_run(overrides=request.overrides, device=device)
+    write_json(folder.path / "environment.json", environment(device_record(device, launch.world_size), launch.nodes))
     if request.ticket is not None:
         folder.update_run(ticket=request.ticket)
     folder.event("start", workloads=workloads)
     return folder
 
 
-def execute(folder: RunFolder, profile: Profile, pack: RulePack, workloads: list[str], data_root: Path) -> list[str]:
+def _check_same_overrides(folder: RunFolder, overrides: dict[str, Any]) -> None:
+    recorded = folder.read_run().get("overrides", {})
+    if overrides and overrides != recorded:
+        raise AgentError("run_mismatch", f"the run in {folder.path} was started with --set values {recorded}, not {overrides}",
+                         "resume without --set (the run keeps its own values), or start a new run")
+
+
+def execute(folder: RunFolder, pack: RulePack, workloads: list[str], request: RunRequest,
+            settings: RunSettings) -> list[str]:
     """Run the workloads in plan order and return the ids that did not complete."""
     from agent.workloads import RUNNERS
     from agent.workloads.common import WorkloadContext
@@ -100,27 +180,42 @@ def execute(folder: RunFolder, profile: Profile, pack: RulePack, workloads: list
             write_result(folder, workload_id, spec["kind"], "failed", {"error": f"init_from {parent} did not complete"})
             continue
 
+        checkpoint = folder.last_checkpoint(workload_id) if request.resume else None
         context = WorkloadContext(
-            workload_id=workload_id, spec=spec, pack=pack, data_root=data_root, run_dir=folder.path,
-            device=profile.device, init_from=folder.path / "models" / parent if parent else None,
-            heartbeat=heartbeat,
+            workload_id=workload_id, spec=spec, pack=pack, data_root=request.data_root, run_dir=folder.path,
+            device=settings.device, cards=settings.launch.world_size, rank=settings.launch.rank,
+            init_from=folder.path / "models" / parent if parent else None,
+            resume_from=checkpoint[1] if checkpoint else None,
+            heartbeat=heartbeat, events=folder.event, overrides=settings.overrides,
         )
-        if not run_one(folder, context, RUNNERS[spec["kind"]]):
+        if not run_one(folder, context, RUNNERS[spec["kind"]], checkpoint[0] if checkpoint else None):
             failed.append(workload_id)
     return failed
 
 
-def run_one(folder: RunFolder, context, runner) -> bool:
-    """Run one workload in a clean folder and record its result and events. Return True on success."""
+def run_one(folder: RunFolder, context, runner, resumed_from_step: int | None = None) -> bool:
+    """Run one workload and record its result and events. Return True on success.
+
+    The workload starts in a clean folder, or, when it resumes from the
+    checkpoint of step k, keeps the steps.jsonl records of steps 1..k only.
+    """
     workload_id, kind = context.workload_id, context.spec["kind"]
     out_dir = folder.workload_dir(workload_id)
-    _clear(out_dir)
-    out_dir.mkdir(parents=True)
-    folder.event("workload_start", workload=workload_id)
+    if folder.writer:
+        _prepare_folder(out_dir, resumed_from_step)
+    if resumed_from_step is None:
+        folder.event("workload_start", workload=workload_id)
+    else:
+        folder.event("workload_start", workload=workload_id, resumed_from_step=resumed_from_step)
     logger.info("%s: starting the %s workload", workload_id, kind)
     started = time.monotonic()
     try:
         summary = runner(context)
+    except WorkloadNotSupported as error:
+        logger.warning("%s: not supported on this device: %s", workload_id, error)
+        folder.event("workload_end", workload=workload_id, status="not_supported")
+        write_result(folder, workload_id, kind, "not_supported", {"reason": str(error), **error.details})
+        return True
     except Exception as error:
         logger.exception("%s: the workload failed", workload_id)
         folder.event("crash", workload=workload_id, error=f"{type(error).__name__}: {error}")
@@ -135,28 +230,36 @@ def run_one(folder: RunFolder, context, runner) -> bool:
 
 
 def write_result(folder: RunFolder, workload_id: str, kind: str, status: str, summary: dict) -> None:
+    if not folder.writer:
+        return
     folder.workload_dir(workload_id).mkdir(parents=True, exist_ok=True)
     write_json(folder.workload_dir(workload_id) / "result.json",
                {"workload": workload_id, "kind": kind, "status": status, "summary": summary})
 
 
-def _clear(path: Path) -> None:
-    # A workload that did not complete restarts from scratch, so its partial records go.
+def _prepare_folder(path: Path, resumed_from_step: int | None) -> None:
+    # A workload that did not complete restarts from scratch or from its checkpoint, so its partial records go.
+    steps = read_jsonl(path / "steps.jsonl") if resumed_from_step is not None and (path / "steps.jsonl").is_file() else []
     if path.exists():
         for child in sorted(path.rglob("*"), reverse=True):
             child.rmdir() if child.is_dir() else child.unlink()
         path.rmdir()
+    path.mkdir(parents=True)
+    kept = [record for record in steps if record["step"] <= (resumed_from_step or 0)]
+    if kept:
+        append_jsonl(path / "steps.jsonl", kept)
 
 
 class Heartbeat:
-    """Write a heartbeat event at most once per HEARTBEAT_SECONDS while a workload trains."""
+    """Write a heartbeat event at most once per AGENT_HEARTBEAT_SECONDS while a workload trains."""
 
     def __init__(self, folder: RunFolder):
         self.folder = folder
+        self.interval = _heartbeat_seconds()
         self.last = time.monotonic()
 
     def __call__(self, workload_id: str, step: int) -> None:
         now = time.monotonic()
-        if now - self.last >= HEARTBEAT_SECONDS:
+        if now - self.last >= self.interval:
             self.folder.event("heartbeat", workload=workload_id, step=step)
             self.last = now

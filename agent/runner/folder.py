@@ -6,13 +6,14 @@ import os
 import platform
 import socket
 import sys
+import time
 import uuid
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from certification.records import append_jsonl, read_json, write_json
+from certification.records import append_jsonl, read_json, read_jsonl, write_json
 from certification.rulepack import RulePack
 
 from agent import __version__
@@ -27,8 +28,10 @@ def utc_now() -> str:
 class RunFolder:
     """One run's folder. `create` starts a new run and `resume` reopens an unfinished one."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, writer: bool = True):
         self.path = path
+        # Only global rank 0 writes; other ranks of a `paddle.distributed.launch` run read the folder.
+        self.writer = writer
 
     @property
     def run_json(self) -> Path:
@@ -38,17 +41,56 @@ class RunFolder:
         return self.path / "workloads" / workload_id
 
     def event(self, name: str, **data: Any) -> None:
+        if not self.writer:
+            return
         append_jsonl(self.path / "events.jsonl", [{"time": utc_now(), "event": name, **data}])
 
     def read_run(self) -> dict[str, Any]:
         return read_json(self.run_json)
 
     def update_run(self, **fields: Any) -> None:
+        if not self.writer:
+            return
         write_json(self.run_json, {**self.read_run(), **fields})
 
     def completed(self, workload_id: str) -> bool:
         result = self.workload_dir(workload_id) / "result.json"
         return result.is_file() and read_json(result).get("status") == "completed"
+
+    def events(self) -> list[dict[str, Any]]:
+        path = self.path / "events.jsonl"
+        return read_jsonl(path) if path.is_file() else []
+
+    def last_checkpoint(self, workload_id: str) -> tuple[int, Path] | None:
+        """Return the step and folder of the workload's latest complete checkpoint, or None.
+
+        A checkpoint is complete when its `checkpoint` event exists, because the
+        event is written only after the Trainer has saved every file of it.
+        """
+        for record in reversed(self.events()):
+            if record["event"] == "checkpoint" and record.get("workload") == workload_id:
+                folder = self.path / record["path"]
+                if folder.is_dir():
+                    return int(record["step"]), folder
+        return None
+
+    def unclean_end(self) -> dict[str, Any] | None:
+        """Return the last event of an attempt that ended without a stop event (a crash or a kill), else None."""
+        events = self.events()
+        if events and events[-1]["event"] != "stop":
+            return events[-1]
+        return None
+
+    @classmethod
+    def follow(cls, path: Path, timeout: float = 300.0) -> "RunFolder":
+        """Open the run that global rank 0 creates in `path`, for a rank that only reads it."""
+        deadline = time.monotonic() + timeout
+        while not (path / "run.json").is_file():
+            if time.monotonic() > deadline:
+                raise AgentError("run_folder_missing", f"rank 0 did not create run.json in {path} within {timeout:.0f} s",
+                                 "check rank 0's log (workerlog.0) and that --out is on a file system every node shares")
+            time.sleep(0.5)
+        return cls(path, writer=False)
 
     @classmethod
     def create(cls, path: Path, profile: Profile, pack: RulePack, labels: dict[str, str],
@@ -74,7 +116,6 @@ class RunFolder:
             "started_at": utc_now(),
             "finished_at": None,
         })
-        write_json(path / "environment.json", environment(profile.device))
         return folder
 
     @classmethod
@@ -95,15 +136,15 @@ class RunFolder:
         return folder
 
 
-def environment(device: str) -> dict[str, Any]:
-    """Describe the software and machine that ran the workloads."""
+def environment(device: dict[str, Any], nodes: int = 1) -> dict[str, Any]:
+    """Describe the software and machine that ran the workloads; `device` comes from devices.device_record."""
     return {
         "python": sys.version.split()[0],
         "paddle": _version("paddlepaddle"),
         "paddlenlp": _version("paddlenlp"),
         "ppdiffusers": _version("ppdiffusers"),
-        "device": {"type": device, "count": 1},
-        "nodes": 1,
+        "device": device,
+        "nodes": nodes,
         "cpu": {"model": _cpu_model(), "logical_cores": os.cpu_count(), "machine": platform.machine()},
         "os": platform.platform(),
         "hostname": socket.gethostname(),

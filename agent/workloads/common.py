@@ -40,9 +40,18 @@ class WorkloadContext:
     run_dir: Path
     device: str
     cards: int = 1
+    rank: int = 0
     init_from: Path | None = None
+    resume_from: Path | None = None
     heartbeat: Any = None
+    events: Any = None
+    overrides: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_writer(self) -> bool:
+        """True on global rank 0, the only process that writes the run folder."""
+        return self.rank == 0
 
     @property
     def out_dir(self) -> Path:
@@ -53,16 +62,34 @@ class WorkloadContext:
         return self.run_dir / "models" / self.workload_id
 
     @property
+    def checkpoint_dir(self) -> Path:
+        return self.run_dir / "checkpoints" / self.workload_id
+
+    @property
     def fixed(self) -> dict[str, Any]:
         return self.spec["hyperparameters"]["fixed"]
 
     @property
     def free(self) -> dict[str, Any]:
-        return self.spec["hyperparameters"].get("free", {})
+        """The pack's free hyperparameters with the vendor's `--set` values applied."""
+        free = dict(self.spec["hyperparameters"].get("free", {}))
+        free.update({key: value for key, value in self.overrides.items() if key in free})
+        return free
+
+    @property
+    def model_name(self) -> str:
+        """The pack's model key; a `model_setting` resolves through the pack's interpretation settings."""
+        if "model_setting" in self.spec:
+            return self.pack.model_name(self.workload_id)
+        return self.spec["model"]
 
     @property
     def model_preset(self) -> dict[str, Any]:
-        return self.pack.data["models"][self.spec["model"]]
+        return self.pack.data["models"][self.model_name]
+
+    def measures(self, metric: str) -> bool:
+        """True when a criterion of this workload uses `metric`, so the workload records what it reads."""
+        return any(criterion["metric"] == metric for criterion in self.spec.get("criteria", []))
 
     def dataset_path(self, name: str) -> Path:
         return self.data_root / self.pack.data["datasets"][name]["path"]
@@ -70,6 +97,16 @@ class WorkloadContext:
     def dataset_record(self, name: str) -> dict[str, str]:
         entry = self.pack.data["datasets"][name]
         return {"name": name, "path": entry["path"], "sha256": entry["sha256"]}
+
+    @property
+    def model_config(self) -> dict[str, Any]:
+        from agent.workloads.models import model_config
+
+        return model_config(self.model_preset, {**self.fixed, **self.free}, self.device)
+
+    def load_tokenizer(self):
+        record = self.tokenizer_record()
+        return load_tokenizer(self.data_root / record["path"], record["kind"])
 
     def tokenizer_record(self) -> dict[str, str]:
         name = self.model_preset["tokenizer"]
@@ -102,6 +139,14 @@ def apply_determinism(seed: int, device: str) -> dict[str, Any]:
     }
 
 
+def barrier(context: WorkloadContext) -> None:
+    """Wait until every rank reaches this point, so that files rank 0 just wrote are there for all."""
+    if context.cards > 1:
+        import paddle.distributed
+
+        paddle.distributed.barrier()
+
+
 def synchronize(device: str) -> None:
     """Wait for queued device work to finish before a clock is read.
 
@@ -114,39 +159,16 @@ def synchronize(device: str) -> None:
         paddle.device.synchronize()
 
 
-def load_tokenizer(path: Path):
-    """Load PaddleNLP's LlamaTokenizer straight from a local SentencePiece file."""
-    from paddlenlp.transformers import LlamaTokenizer
+def load_tokenizer(path: Path, kind: str = "sentencepiece"):
+    """Load a tokenizer file of the given kind (see agent.workloads.tokenization)."""
+    from agent.workloads.tokenization import load_tokenizer as load
 
-    tokenizer = LlamaTokenizer(vocab_file=str(path))
-    tokenizer.pad_token = tokenizer.unk_token
-    return tokenizer
+    return load(path, kind)
 
 
 def encode(tokenizer, text: str) -> list[int]:
-    """Return the SentencePiece ids of `text`, without BOS or EOS."""
-    return tokenizer.sp_model.encode(text)
-
-
-def build_model(context: WorkloadContext):
-    """Build the pack's model from its config, seeded, with dropout 0."""
-    from paddlenlp.transformers import LlamaConfig, LlamaForCausalLM
-
-    preset = context.model_preset
-    if preset["architecture"] != "LlamaForCausalLM":
-        raise ValueError(f"model architecture {preset['architecture']!r} is not supported: use LlamaForCausalLM")
-    config = LlamaConfig(**model_config(context))
-    return LlamaForCausalLM(config)
-
-
-def model_config(context: WorkloadContext) -> dict[str, Any]:
-    """Return the model config from the pack. PaddleNLP's LLaMA has no dropout layers, so dropout must be 0."""
-    dropout = context.fixed.get("dropout", 0.0)
-    if dropout != 0.0:
-        raise ValueError(f"dropout {dropout} is not supported: PaddleNLP's LlamaForCausalLM has no dropout layers")
-    config = dict(context.model_preset["config"])
-    config["use_flash_attention"] = False
-    return config
+    """Return the ids of `text`, without BOS or EOS."""
+    return tokenizer.encode(text)
 
 
 def read_text_documents(path: Path) -> list[str]:

@@ -1,8 +1,9 @@
-"""Fine-tuning workloads (SFT and LoRA) from the pretrained tiny model, then greedy decoding of the dev sets."""
+"""Fine-tuning workloads (SFT and LoRA) from the pretrained model, then greedy decoding of the dev sets."""
 
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -16,11 +17,10 @@ from agent.workloads.common import (
     apply_determinism,
     encode,
     interleave,
-    load_tokenizer,
-    model_config,
     read_pairs,
 )
-from agent.workloads.training import train
+from agent.workloads.models import load_pretrained
+from agent.workloads.training import parallel_model_settings, train, training_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,8 @@ def resolve_config(context: WorkloadContext, kind: str) -> dict[str, Any]:
         "workload": context.workload_id,
         "kind": kind,
         "init_from": context.spec["init_from"],
-        "model": {"name": context.spec["model"], "architecture": "LlamaForCausalLM", "config": model_config(context)},
+        "model": {"name": context.spec["model"], "architecture": context.model_preset["architecture"],
+                  "config": context.model_config},
         "hyperparameters": {"fixed": dict(fixed), "free": dict(context.free)},
         "datasets": {
             "train": [context.dataset_record(name) for name in datasets["train"]],
@@ -113,13 +114,11 @@ def run_lora(context: WorkloadContext) -> dict[str, Any]:
 
 
 def _run(context: WorkloadContext, kind: str) -> dict[str, Any]:
-    from paddlenlp.transformers import LlamaForCausalLM
-
     fixed = context.fixed
     config = resolve_config(context, kind)
     config["determinism"] = apply_determinism(int(fixed["seed"]), context.device)
     logger.info("%s: resolved config: %s", context.workload_id, config["hyperparameters"])
-    tokenizer = load_tokenizer(context.data_root / config["tokenizer"]["path"])
+    tokenizer = context.load_tokenizer()
 
     # Data: instruction pairs in a fixed order.
     train_sets = [read_pairs(context.dataset_path(name)) for name in context.spec["datasets"]["train"]]
@@ -127,19 +126,22 @@ def _run(context: WorkloadContext, kind: str) -> dict[str, Any]:
     dataset = InstructionPairs(tokenizer, pairs, int(fixed["max_seq_length"]))
 
     # Model: the pretrained weights, with LoRA adapters for the lora kind.
-    model = LlamaForCausalLM.from_pretrained(str(context.init_from), dtype="float32")
-    trained = wrap_lora(model, fixed) if kind == "lora" else model
+    args = training_arguments(context)
+    model = load_pretrained(context.model_preset, context.init_from, parallel_model_settings(args))
+    trained = wrap_lora(model, fixed, args.tensor_parallel_degree) if kind == "lora" else model
 
     # Training.
-    config["trainer"] = train(context, trained, dataset, collate_right_padded)
-    write_json(context.out_dir / "config.json", config)
+    collator = partial(collate_right_padded, pad_id=tokenizer.pad_token_id)
+    _, config["trainer"] = train(context, args, trained, dataset, collator)
+    if context.is_writer:
+        write_json(context.out_dir / "config.json", config)
 
     # Greedy decoding of the dev sets.
     counts = generate_predictions(context, model, tokenizer)
     return {"predictions": sum(counts.values()), "predictions_per_dataset": counts}
 
 
-def wrap_lora(model, fixed: dict[str, Any]):
+def wrap_lora(model, fixed: dict[str, Any], tensor_parallel_degree: int = 1):
     from paddlenlp.peft import LoRAConfig, LoRAModel
 
     lora_config = LoRAConfig(
@@ -148,7 +150,7 @@ def wrap_lora(model, fixed: dict[str, Any]):
         lora_alpha=int(fixed["lora_alpha"]),
         lora_dropout=0.0,
         merge_weights=False,
-        tensor_parallel_degree=1,
+        tensor_parallel_degree=tensor_parallel_degree,
         dtype="float32",
     )
     lora_model = LoRAModel(model, lora_config)
@@ -170,9 +172,10 @@ def generate_predictions(context: WorkloadContext, model, tokenizer) -> dict[str
             batch = pairs[start:start + batch_size]
             prompts = [[tokenizer.bos_token_id, *encode(tokenizer, pair["src"])][-prompt_budget:] for pair in batch]
             outputs = greedy_generate(model, tokenizer, prompts, int(fixed["max_new_tokens"]))
-            append_jsonl(context.out_dir / "predictions.jsonl",
-                         (prediction_record(tokenizer, name, start + offset, pair, output)
-                          for offset, (pair, output) in enumerate(zip(batch, outputs))))
+            if context.is_writer:
+                append_jsonl(context.out_dir / "predictions.jsonl",
+                             (prediction_record(tokenizer, name, start + offset, pair, output)
+                              for offset, (pair, output) in enumerate(zip(batch, outputs))))
         counts[name] = len(pairs)
         logger.info("%s: decoded %d prompts of %s", context.workload_id, len(pairs), name)
     return counts

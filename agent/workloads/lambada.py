@@ -1,10 +1,12 @@
 """LAMBADA accuracy: every token of the last word must be the greedy prediction.
 
 Target ids are taken so that context ids + target ids == ids of the full
-passage. SentencePiece encodes "context" and "context word" the same way up to
-the last word in nearly every case; where it does not, the split falls back to
-the longest common prefix, so the target also contains the context tokens that
-merged with the word, and the item is flagged.
+passage, with the model's own tokenizer. SentencePiece (LLaMA) and byte-level
+BPE (GPT-2 style, whose pre-tokenizer keeps a space with the word after it)
+both encode "context" and "context word" the same way up to the last word in
+nearly every case. Where they do not, the split falls back to the longest
+common prefix, so the target also contains the context tokens that merged with
+the word, and the item is flagged.
 """
 
 from __future__ import annotations
@@ -20,15 +22,20 @@ import paddle
 from certification.records import append_jsonl
 
 from agent.workloads.common import encode
+from agent.workloads.models import decoder_and_head
 
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 64
+# PaddleNLP's MoE gate without token dropping sizes each expert's buffer by
+# the tokens of the whole batch, so its memory grows with the square of the
+# batch; smaller batches keep it small.
+MOE_BATCH_SIZE = 8
 
 RECIPE = (
     "passage split at its last space: context = text before it, target = ' ' + last word; ids = BOS + "
-    "SentencePiece ids; target ids = ids(full passage)[len(ids(context)):]; if ids(context) is not a prefix of "
-    "ids(full passage), the split is at their longest common prefix and the item has prefix_mismatch true; "
+    "ids of the model's own tokenizer (SentencePiece or byte-level BPE, no other special tokens); "
+    "target ids = ids(full passage)[len(ids(context)):]; if ids(context) is not a prefix of ids(full passage), the split is at their longest common prefix and the item has prefix_mismatch true; "
     "correct = every target token is the argmax of the LM head at the position before it"
 )
 
@@ -80,7 +87,8 @@ def score_batch(model, items: list[LambadaItem]) -> list[bool]:
     width = max(len(item.ids) for item in items)
     input_ids = paddle.to_tensor([item.ids + [0] * (width - len(item.ids)) for item in items], dtype="int64")
     attention_mask = paddle.to_tensor([[1] * len(item.ids) + [0] * (width - len(item.ids)) for item in items], dtype="int64")
-    hidden = model.llama(input_ids=input_ids, attention_mask=attention_mask, return_dict=True).last_hidden_state
+    decoder, lm_head = decoder_and_head(model)
+    hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, return_dict=True).last_hidden_state
 
     # Position p predicts token p + 1, so target tokens start one position earlier.
     rows, columns, targets = [], [], []
@@ -90,7 +98,7 @@ def score_batch(model, items: list[LambadaItem]) -> list[bool]:
             columns.append(position)
             targets.append(item.ids[position + 1])
     picked = hidden[paddle.to_tensor(rows), paddle.to_tensor(columns)]
-    predictions = model.lm_head(picked.unsqueeze(0)).squeeze(0).argmax(axis=-1).numpy().tolist()
+    predictions = lm_head(picked.unsqueeze(0)).squeeze(0).argmax(axis=-1).numpy().tolist()
 
     hits = [prediction == target for prediction, target in zip(predictions, targets)]
     correct, offset = [], 0
@@ -100,18 +108,23 @@ def score_batch(model, items: list[LambadaItem]) -> list[bool]:
     return correct
 
 
-def evaluate(model, tokenizer, path: Path, out_path: Path, limit: int | None) -> dict[str, Any]:
-    """Score passages in batches of similar length, then write one record per passage in index order."""
+def evaluate(model, tokenizer, path: Path, out_path: Path | None, limit: int | None) -> dict[str, Any]:
+    """Score passages in batches of similar length, then write one record per passage in index order.
+
+    `out_path` None scores without writing, as ranks other than 0 do.
+    """
     items = read_items(tokenizer, path, limit)
     by_length = sorted(items, key=lambda item: len(item.ids))
+    batch_size = MOE_BATCH_SIZE if "Moe" in type(model).__name__ else BATCH_SIZE
     model.eval()
     correct: dict[int, bool] = {}
     with paddle.no_grad():
-        for start in range(0, len(by_length), BATCH_SIZE):
-            batch = by_length[start:start + BATCH_SIZE]
+        for start in range(0, len(by_length), batch_size):
+            batch = by_length[start:start + batch_size]
             correct.update(zip((item.index for item in batch), score_batch(model, batch)))
 
-    append_jsonl(out_path, (lambada_record(item, correct[item.index]) for item in items))
+    if out_path is not None:
+        append_jsonl(out_path, (lambada_record(item, correct[item.index]) for item in items))
     accuracy = sum(correct.values()) / len(items)
     mismatches = sum(item.prefix_mismatch for item in items)
     logger.info("LAMBADA: %d of %d correct (accuracy %.4f), %d prefix mismatches",

@@ -1,4 +1,4 @@
-"""Pretraining workload: a tiny LLaMA trained from scratch, then validation loss and LAMBADA."""
+"""Pretraining workload: a model trained from scratch on the pack's corpus, then validation loss and LAMBADA."""
 
 from __future__ import annotations
 
@@ -14,14 +14,13 @@ from agent.workloads import lambada
 from agent.workloads.common import (
     WorkloadContext,
     apply_determinism,
-    build_model,
+    barrier,
     encode,
     interleave,
-    load_tokenizer,
-    model_config,
     read_text_documents,
 )
-from agent.workloads.training import train
+from agent.workloads.models import build_model
+from agent.workloads.training import parallel_model_settings, train, training_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +68,8 @@ def resolve_config(context: WorkloadContext) -> dict[str, Any]:
     return {
         "workload": context.workload_id,
         "kind": "pretrain",
-        "model": {"name": context.spec["model"], "architecture": "LlamaForCausalLM", "config": model_config(context)},
+        "model": {"name": context.spec["model"], "architecture": context.model_preset["architecture"],
+                  "config": context.model_config},
         "hyperparameters": {"fixed": dict(fixed), "free": dict(context.free)},
         "datasets": {
             "train": [context.dataset_record(name) for name in datasets["train"]],
@@ -105,29 +105,38 @@ def run(context: WorkloadContext) -> dict[str, Any]:
     config = resolve_config(context)
     config["determinism"] = apply_determinism(int(fixed["seed"]), context.device)
     logger.info("%s: resolved config: %s", context.workload_id, config["hyperparameters"])
-    tokenizer = load_tokenizer(context.data_root / config["tokenizer"]["path"])
+    tokenizer = context.load_tokenizer()
     block_length = int(fixed["max_seq_length"]) + 1
 
     # Data: one packed block per sample, in a fixed order.
     documents = interleave([read_text_documents(context.dataset_path(name)) for name in context.spec["datasets"]["train"]])
     blocks = pack_documents(tokenizer, documents, block_length, int(fixed["max_steps"]) * int(fixed["global_batch_size"]))
 
-    # Training.
-    model = build_model(context)
-    config["trainer"] = train(context, model, PackedSequences(blocks), collate_packed)
-    write_json(context.out_dir / "config.json", config)
-    model.save_pretrained(str(context.model_dir))
+    # Training: the arguments first, because they set up the parallel groups the model is split over.
+    args = training_arguments(context)
+    model = build_model(context.model_preset, context.model_config, parallel_model_settings(args))
+    trainer, config["trainer"] = train(context, args, model, PackedSequences(blocks), collate_packed)
+    if context.is_writer:
+        write_json(context.out_dir / "config.json", config)
+    trainer.save_model(str(context.model_dir))
+    barrier(context)
 
-    # Validation loss over the whole validation set.
-    validation = validation_loss(context, model, tokenizer, block_length)
-    write_json(context.out_dir / "validation.json", validation)
-    logger.info("%s: validation loss %s over %d tokens", context.workload_id, validation["loss"], validation["tokens"])
+    # Validation loss over the whole validation set, when a criterion of the workload reads it.
+    summary: dict[str, Any] = {}
+    if context.measures("validation_loss_difference"):
+        validation = validation_loss(context, model, tokenizer, block_length)
+        if context.is_writer:
+            write_json(context.out_dir / "validation.json", validation)
+        logger.info("%s: validation loss %s over %d tokens", context.workload_id, validation["loss"], validation["tokens"])
+        summary["validation_loss"] = validation["loss"]
 
-    # LAMBADA.
-    items = context.pack.data["settings"]["lambada"].get("items")
-    accuracy = lambada.evaluate(model, tokenizer, context.dataset_path(context.spec["datasets"]["lambada"]),
-                                context.out_dir / "lambada.jsonl", items)
-    return {"validation_loss": validation["loss"], **accuracy}
+    # LAMBADA, when a criterion of the workload reads it.
+    if context.measures("lambada_accuracy_difference"):
+        items = context.pack.data["settings"]["lambada"].get("items")
+        out_path = context.out_dir / "lambada.jsonl" if context.is_writer else None
+        summary.update(lambada.evaluate(model, tokenizer, context.dataset_path(context.spec["datasets"]["lambada"]),
+                                        out_path, items))
+    return summary
 
 
 def validation_loss(context: WorkloadContext, model, tokenizer, block_length: int) -> dict[str, Any]:

@@ -1,20 +1,23 @@
 """Training through PaddleNLP's Trainer, with one record per optimizer step.
 
 `StepRecorder` is a TrainerCallback that writes `steps.jsonl` as the run goes.
-`RecordingTrainer` hands it the loss of each step before the Trainer averages
-or rounds anything.
+`RecordingTrainer` hands it the loss and token counts of each micro-batch
+before the Trainer averages or rounds anything. Checkpoints go to
+`RUN/checkpoints/<workload>/checkpoint-<step>` on the pack's
+`checkpoint_steps` schedule, and a workload resumes from the one that
+`WorkloadContext.resume_from` names.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import tempfile
 import time
 from typing import Any
 
 import paddle
 from paddlenlp.trainer import Trainer, TrainerCallback, TrainingArguments
+from paddlenlp.utils.batch_sampler import DistributedBatchSampler
 from paddlenlp.utils.log import logger as paddlenlp_logger
 
 from certification.records import append_jsonl, encode_float
@@ -24,6 +27,7 @@ from agent.workloads.common import IGNORE_INDEX, WorkloadContext, synchronize
 logger = logging.getLogger(__name__)
 
 PROGRESS_EVERY_STEPS = 20
+SHARDING_STAGES = {0: "", 1: "stage1", 2: "stage2", 3: "stage3"}
 
 
 def warmup_cosine_schedule(fixed: dict[str, Any]):
@@ -46,70 +50,127 @@ def warmup_cosine_schedule(fixed: dict[str, Any]):
     return paddle.optimizer.lr.LambdaDecay(learning_rate=peak, lr_lambda=factor)
 
 
-def training_arguments(context: WorkloadContext, output_dir: str):
-    """Build TrainingArguments from the pack, which sets every value that shapes the run."""
+def parallel_arguments(free: dict[str, Any]) -> dict[str, Any]:
+    """Map the pack's free parallel keys to PaddleNLP TrainingArguments fields."""
+    stage = int(free.get("sharding_stage", 0))
+    if stage not in SHARDING_STAGES:
+        raise ValueError(f"sharding_stage {stage} is not supported: use 0, 1, 2 or 3")
+    return {
+        "tensor_parallel_degree": int(free.get("tensor_parallel_degree", 1)),
+        "pipeline_parallel_degree": int(free.get("pipeline_parallel_degree", 1)),
+        "sharding": SHARDING_STAGES[stage],
+        "recompute": bool(free.get("recompute", False)),
+    }
+
+
+def training_arguments(context: WorkloadContext, output_dir: str | None = None) -> TrainingArguments:
+    """Build TrainingArguments from the pack, which sets every value that shapes the run.
+
+    Build them before the model: under `paddle.distributed.launch` this sets
+    up the hybrid-parallel groups that the model's layers are split over.
+    Checkpoints go to `output_dir`, by default the workload's checkpoint folder.
+    """
     fixed, free = context.fixed, context.free
     micro_batch = int(free.get("per_device_train_batch_size", fixed["global_batch_size"]))
-    accumulation = int(fixed["global_batch_size"]) // (micro_batch * context.cards)
+    checkpoint_steps = fixed.get("checkpoint_steps")
+    parallel = parallel_arguments(free)
+    model_ranks = parallel["tensor_parallel_degree"] * parallel["pipeline_parallel_degree"]
     return TrainingArguments(
-        output_dir=output_dir,
+        output_dir=output_dir or str(context.checkpoint_dir),
         device=context.device,
         max_steps=int(fixed["max_steps"]),
         per_device_train_batch_size=micro_batch,
-        gradient_accumulation_steps=max(1, accumulation),
+        gradient_accumulation_steps=accumulation_steps(fixed, micro_batch, max(1, context.cards // model_ranks)),
         learning_rate=float(fixed["learning_rate"]),
         weight_decay=float(fixed.get("weight_decay", 0.0)),
         max_grad_norm=float(fixed.get("max_grad_norm", 1.0)),
         seed=int(fixed["seed"]),
         logging_steps=1,
-        save_strategy="no",
+        save_strategy="steps" if checkpoint_steps else "no",
+        save_steps=int(checkpoint_steps or 1),
+        save_total_limit=free.get("checkpoint_keep"),
         report_to=["none"],
         disable_tqdm=True,
         dataloader_num_workers=0,
         remove_unused_columns=False,
+        **parallel,
     )
 
 
-def train(context: WorkloadContext, model, dataset, collator) -> dict[str, Any]:
-    """Train `model` on `dataset` with the Trainer and return the hyperparameters it used."""
+def accumulation_steps(fixed: dict[str, Any], micro_batch: int, data_ranks: int) -> int:
+    """Return the micro-batches per optimizer step that make up the pack's global batch."""
+    global_batch = int(fixed["global_batch_size"])
+    if global_batch % (micro_batch * data_ranks):
+        raise ValueError(
+            f"global_batch_size {global_batch} is not a multiple of per_device_train_batch_size {micro_batch} x "
+            f"{data_ranks} data-parallel ranks: choose a micro-batch that divides it"
+        )
+    return global_batch // (micro_batch * data_ranks)
+
+
+def parallel_model_settings(args: TrainingArguments) -> dict[str, Any]:
+    """Return the model config fields that PaddleNLP's tensor parallelism and recompute need."""
+    return {
+        "tensor_parallel_degree": args.tensor_parallel_degree,
+        "tensor_parallel_rank": args.tensor_parallel_rank,
+        "recompute": args.recompute,
+    }
+
+
+def train(context: WorkloadContext, args: TrainingArguments, model, dataset, collator) -> tuple[Trainer, dict[str, Any]]:
+    """Train `model` on `dataset` with the Trainer. Return the trainer and the settings it used."""
     # The Trainer prints every argument and a line per step, so StepRecorder reports progress instead.
     paddlenlp_logger.set_level("WARNING")
-    with tempfile.TemporaryDirectory(prefix="trainer-") as output_dir:
-        args = training_arguments(context, output_dir)
-        recorder = StepRecorder(context, args)
-        trainer = RecordingTrainer(
-            model=model,
-            args=args,
-            train_dataset=dataset,
-            data_collator=collator,
-            optimizers=(None, warmup_cosine_schedule(context.fixed)),
-            callbacks=[recorder],
-            recorder=recorder,
-        )
-        trainer.train()
-    return {
+    recorder = StepRecorder(context, args)
+    trainer = RecordingTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=collator,
+        optimizers=(None, warmup_cosine_schedule(context.fixed)),
+        callbacks=[recorder],
+        recorder=recorder,
+    )
+    resume = str(context.resume_from) if context.resume_from else None
+    if resume:
+        logger.info("%s: resuming from %s", context.workload_id, resume)
+    trainer.train(resume_from_checkpoint=resume)
+    return trainer, {
         "per_device_train_batch_size": args.per_device_train_batch_size,
         "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "data_parallel_ranks": args.dataset_world_size,
+        "world_size": args.world_size,
+        **parallel_arguments(context.free),
         "max_grad_norm": args.max_grad_norm,
+        "checkpoint_steps": context.fixed.get("checkpoint_steps"),
         "optimizer": "AdamW (PaddleNLP Trainer default)",
         "learning_rate_schedule": "LambdaDecay: linear warmup, then decay to min_learning_rate",
     }
 
 
 class RecordingTrainer(Trainer):
-    """PaddleNLP's Trainer with the step loss handed to a StepRecorder and a fixed data order."""
+    """PaddleNLP's Trainer with each micro-batch handed to a StepRecorder and a fixed data order."""
 
     def __init__(self, *args, recorder: "StepRecorder", **kwargs):
         super().__init__(*args, **kwargs)
         self.recorder = recorder
 
     def _get_train_sampler(self):
-        # Batches come in dataset order, and the workloads fix that order when they build the data.
-        return paddle.io.BatchSampler(
-            dataset=self.train_dataset, shuffle=False, batch_size=self.args.per_device_train_batch_size
+        # Batches come in dataset order, split over the data-parallel ranks. The
+        # workloads fix that order when they build the data. On resume the
+        # Trainer moves this sampler past the samples already consumed.
+        return DistributedBatchSampler(
+            self.train_dataset,
+            batch_size=self.args.per_device_train_batch_size,
+            num_replicas=self.args.dataset_world_size,
+            rank=self.args.dataset_rank,
+            shuffle=False,
+            drop_last=self.args.dataloader_drop_last,
         )
 
     def training_step(self, model, inputs, **kwargs):
+        # Counted here and not in on_load_data_end, which also sees the batches a resume skips.
+        self.recorder.add_micro_batch(inputs)
         loss = super().training_step(model, inputs, **kwargs)
         self.recorder.add_micro_batch_loss(loss.item())
         return loss
@@ -122,20 +183,21 @@ class RecordingTrainer(Trainer):
 
 
 class StepRecorder(TrainerCallback):
-    """Trainer callback that appends one `steps.jsonl` record per optimizer step.
+    """Trainer callback that appends one `steps.jsonl` record per optimizer step (global rank 0 only).
 
     step_seconds spans on_step_begin to on_step_end (forward, backward and the
     optimizer update of the step), with a device synchronisation before each
-    clock reading. effective_tokens counts label positions that enter the loss;
-    padded_tokens counts every position of the padded batch.
+    clock reading. effective_tokens counts label positions that enter the loss
+    and padded_tokens every position of the padded batch, summed over the
+    data-parallel ranks, as is the loss before it is divided by their number.
     """
 
-    def __init__(self, context: WorkloadContext, args):
+    def __init__(self, context: WorkloadContext, args: TrainingArguments):
         self.context = context
         self.path = context.out_dir / "steps.jsonl"
-        self.cards = context.cards
+        self.cards = args.world_size
+        self.data_ranks = args.dataset_world_size
         self.max_steps = args.max_steps
-        self.accumulation = args.gradient_accumulation_steps
         self._reset()
 
     def _reset(self):
@@ -146,18 +208,20 @@ class StepRecorder(TrainerCallback):
         self.learning_rate = None
         self.started = None
 
+    def add_micro_batch(self, inputs) -> None:
+        if "labels" not in inputs:
+            return
+        labels = inputs["labels"]
+        self.effective_tokens += int((labels != IGNORE_INDEX).sum().item())
+        self.padded_tokens += int(labels.shape[0] * labels.shape[1])
+
     def add_micro_batch_loss(self, value: float) -> None:
-        # training_step already divides by the accumulation steps, so the sum is the step mean.
+        # training_step already divides by the accumulation steps, so the sum is the rank's step mean.
         self.loss_sum += value
 
     def on_step_begin(self, args, state, control, **kwargs):
         synchronize(self.context.device)
         self.started = time.monotonic()
-
-    def on_load_data_end(self, args, state, control, inputs=None, **kwargs):
-        labels = inputs["labels"]
-        self.effective_tokens += int((labels != IGNORE_INDEX).sum().item())
-        self.padded_tokens += int(labels.shape[0] * labels.shape[1])
 
     def on_optimizer_begin(self, args, state, control, optimizer=None, model=None, **kwargs):
         self.learning_rate = float(optimizer.get_lr())
@@ -166,10 +230,27 @@ class StepRecorder(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         synchronize(self.context.device)
         seconds = time.monotonic() - self.started
-        record = self._record(state.global_step, seconds, state.consumed_samples * self.cards)
-        append_jsonl(self.path, [record])
-        self._report(record)
+        self.loss_sum, self.effective_tokens, self.padded_tokens = self._sum_over_data_ranks(args)
+        if self.context.is_writer:
+            record = self._record(state.global_step, seconds, state.consumed_samples)
+            append_jsonl(self.path, [record])
+            self._report(record)
         self._reset()
+
+    def on_save(self, args, state, control, **kwargs):
+        # The Trainer calls this after the checkpoint's files are written, so the event marks a complete checkpoint.
+        if self.context.is_writer and self.context.events is not None:
+            self.context.events("checkpoint", workload=self.context.workload_id, step=state.global_step,
+                                path=f"checkpoints/{self.context.workload_id}/checkpoint-{state.global_step}")
+
+    def _sum_over_data_ranks(self, args) -> tuple[float, int, int]:
+        values = [self.loss_sum, float(self.effective_tokens), float(self.padded_tokens)]
+        if self.data_ranks > 1:
+            totals = paddle.to_tensor(values, dtype="float64")
+            for group in data_groups(args):
+                paddle.distributed.all_reduce(totals, group=group)
+            values = totals.numpy().tolist()
+        return values[0] / self.data_ranks, int(values[1]), int(values[2])
 
     def _record(self, step: int, seconds: float, consumed_samples: int) -> dict[str, Any]:
         return {
@@ -197,8 +278,28 @@ class StepRecorder(TrainerCallback):
             self.context.heartbeat(self.context.workload_id, step)
 
 
+def data_groups(args: TrainingArguments) -> list:
+    """Return the communication groups whose ranks read different data: data-parallel, then sharding."""
+    if not args.use_hybrid_parallel:
+        return [None]
+    from paddle.distributed import fleet
+
+    hcg = fleet.get_hybrid_communicate_group()
+    groups = []
+    if hcg.get_data_parallel_world_size() > 1:
+        groups.append(hcg.get_data_parallel_group())
+    if hcg.get_sharding_parallel_world_size() > 1:
+        groups.append(hcg.get_sharding_parallel_group())
+    return groups
+
+
 def global_grad_norm(model) -> float | None:
-    """Return the L2 norm of all gradients before clipping, or None when no parameter has one."""
+    """Return the L2 norm of this rank's gradients before clipping, or None when no parameter has one.
+
+    NOTE: with tensor or pipeline parallelism each rank holds part of the
+    gradients, so this is the norm of rank 0's part, not of the whole model.
+    Under data parallelism the gradients are already averaged, so it is exact.
+    """
     squares = [paddle.sum(paddle.square(p.grad.astype("float32"))) for p in model.parameters() if p.grad is not None]
     if not squares:
         return None

@@ -1,0 +1,88 @@
+"""The causal language models a rule pack may name, built through PaddleNLP from the pack's config.
+
+A pack's `models.<name>.architecture` is a PaddleNLP class name from
+ARCHITECTURES. The pack's fixed `dropout` goes to every dropout setting the
+architecture has; an architecture without dropout layers (PaddleNLP's LLaMA)
+accepts only dropout 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.workloads import patches
+
+
+@dataclass(frozen=True)
+class Architecture:
+    config_class: str
+    model_class: str
+    dropout_keys: tuple[str, ...]
+
+
+ARCHITECTURES = {
+    "LlamaForCausalLM": Architecture("LlamaConfig", "LlamaForCausalLM", ()),
+    "Qwen2ForCausalLM": Architecture("Qwen2Config", "Qwen2ForCausalLM", ("attention_dropout",)),
+    "Qwen2MoeForCausalLM": Architecture("Qwen2MoeConfig", "Qwen2MoeForCausalLM", ("attention_dropout",)),
+    "GPTForCausalLM": Architecture("GPTConfig", "GPTForCausalLM", ("hidden_dropout_prob", "attention_probs_dropout_prob")),
+}
+
+
+def architecture(name: str) -> Architecture:
+    if name not in ARCHITECTURES:
+        raise ValueError(f"model architecture {name!r} is not supported: use one of {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[name]
+
+
+# Hyperparameters that PaddleNLP reads from the model config rather than from TrainingArguments.
+MODEL_CONFIG_KEYS = ("use_flash_attention", "use_fused_rms_norm", "use_fused_rope", "recompute_granularity",
+                     "sequence_parallel", "fuse_attention_qkv", "fuse_attention_ffn")
+
+
+def model_config(preset: dict[str, Any], hyperparameters: dict[str, Any], device: str) -> dict[str, Any]:
+    """Return the PaddleNLP config of a pack model preset, with the workload's dropout and kernel choices applied.
+
+    `hyperparameters` holds the workload's fixed and free values together.
+    """
+    fixed = hyperparameters
+    spec = architecture(preset["architecture"])
+    dropout = float(fixed.get("dropout", 0.0))
+    if dropout != 0.0 and not spec.dropout_keys:
+        raise ValueError(f"dropout {dropout} is not supported: PaddleNLP's {preset['architecture']} has no dropout layers")
+
+    config = dict(preset["config"])
+    for key in spec.dropout_keys:
+        config[key] = dropout
+    config.update({key: hyperparameters[key] for key in MODEL_CONFIG_KEYS if key in hyperparameters})
+    # PaddleNLP's flash attention kernels exist only for GPUs and some custom devices.
+    if device == "cpu" or "use_flash_attention" not in config:
+        config["use_flash_attention"] = False
+    return config
+
+
+def _classes(name: str):
+    import paddlenlp.transformers as transformers
+
+    patches.apply()
+    spec = architecture(name)
+    return getattr(transformers, spec.config_class), getattr(transformers, spec.model_class)
+
+
+def build_model(preset: dict[str, Any], config: dict[str, Any], parallel: dict[str, Any] | None = None):
+    """Build a freshly initialised model; `parallel` adds PaddleNLP's tensor-parallel and recompute settings."""
+    config_class, model_class = _classes(preset["architecture"])
+    return model_class(config_class(**config, **(parallel or {})))
+
+
+def load_pretrained(preset: dict[str, Any], path: Path, parallel: dict[str, Any] | None = None):
+    """Load a model that an earlier workload of this run saved with `save_pretrained`."""
+    _, model_class = _classes(preset["architecture"])
+    return model_class.from_pretrained(str(path), dtype="float32", **(parallel or {}))
+
+
+def decoder_and_head(model):
+    """Return the decoder stack and the LM head of a causal LM, or of the model a LoRA wrapper holds."""
+    inner = getattr(model, "model", model) if not hasattr(model, "base_model_prefix") else model
+    return getattr(inner, inner.base_model_prefix), inner.lm_head

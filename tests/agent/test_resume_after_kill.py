@@ -1,0 +1,120 @@
+"""A tiny pretraining run killed with SIGKILL after a checkpoint, resumed with --resume, against an uninterrupted run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from certification.records import decode_float, read_json, read_jsonl
+
+REPO = Path(__file__).resolve().parents[2]
+WORKLOAD = "pretrain-llama"
+KILL_AFTER_CHECKPOINT = 20  # of 40 steps, checkpoints every 10
+
+pytestmark = pytest.mark.slow
+
+
+def agent_command(out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "agent", "run", "--profile", "tiny", "--workloads", WORKLOAD, "--out", str(out), *extra]
+
+
+def environment() -> dict[str, str]:
+    return {**os.environ, "AGENT_HEARTBEAT_SECONDS": "1"}
+
+
+def wait_for_checkpoint(process: subprocess.Popen, events: Path, step: int, timeout: float = 240.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the run ended before the checkpoint it was to be killed after"
+        if events.is_file():
+            for line in events.read_text(encoding="utf-8").splitlines():
+                record = json.loads(line)
+                if record["event"] == "checkpoint" and record["step"] == step:
+                    return
+        time.sleep(0.05)
+    raise AssertionError(f"no checkpoint of step {step} within {timeout} s")
+
+
+def losses(run: Path) -> dict[int, float]:
+    return {record["step"]: decode_float(record["loss"])
+            for record in read_jsonl(run / "workloads" / WORKLOAD / "steps.jsonl")}
+
+
+@pytest.fixture(scope="module")
+def killed_and_resumed(tmp_path_factory):
+    out = tmp_path_factory.mktemp("killed") / "run"
+    process = subprocess.Popen(agent_command(out), cwd=REPO, env=environment(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_checkpoint(process, out / "events.jsonl", KILL_AFTER_CHECKPOINT)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait(timeout=60)
+    steps_at_kill = len(read_jsonl(out / "workloads" / WORKLOAD / "steps.jsonl"))
+
+    resumed = subprocess.run(agent_command(out, "--resume"), cwd=REPO, env=environment(),
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    return out, steps_at_kill
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("whole") / "run"
+    completed = subprocess.run(agent_command(out), cwd=REPO, env=environment(), capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return out
+
+
+def test_killed_run_was_mid_training(killed_and_resumed):
+    _, steps_at_kill = killed_and_resumed
+
+    assert KILL_AFTER_CHECKPOINT <= steps_at_kill < 40
+
+
+def test_resumed_loss_curve_reproduces(killed_and_resumed, uninterrupted):
+    run, _ = killed_and_resumed
+
+    resumed, whole = losses(run), losses(uninterrupted)
+
+    assert sorted(resumed) == list(range(1, 41))
+    assert resumed == whole
+
+
+def test_resumed_step_records(killed_and_resumed):
+    run, _ = killed_and_resumed
+    records = read_jsonl(run / "workloads" / WORKLOAD / "steps.jsonl")
+
+    assert [record["step"] for record in records] == list(range(1, 41))
+    assert records[-1]["consumed_samples"] == 40 * 4
+    assert all(record["effective_tokens"] == 4 * 64 for record in records)
+
+
+def test_resume_events(killed_and_resumed):
+    run, _ = killed_and_resumed
+    events = read_jsonl(run / "events.jsonl")
+    names = [event["event"] for event in events]
+
+    assert names[0] == "start"
+    assert "heartbeat" in names
+    crash = names.index("crash")
+    assert events[crash]["detected"] == "on resume"
+    assert names[crash + 1] == "resume"
+    restart = events[crash + 2]
+    assert restart["event"] == "workload_start"
+    assert restart["resumed_from_step"] == KILL_AFTER_CHECKPOINT
+    assert names[-2:] == ["workload_end", "stop"]
+    times = [event["time"] for event in events]
+    assert times == sorted(times)
+
+
+def test_resumed_result_completed(killed_and_resumed):
+    run, _ = killed_and_resumed
+
+    assert read_json(run / "workloads" / WORKLOAD / "result.json")["status"] == "completed"
+    assert (run / "workloads" / WORKLOAD / "validation.json").is_file()
