@@ -31,7 +31,15 @@ def whole_second_now() -> datetime:
 
 
 def key_window(key: SigningKey) -> KeyWindow:
-    return KeyWindow(valid_from=key.valid_from, valid_until=key.valid_until, revoked_at=key.revoked_at)
+    """Return the window the pipeline enforces: the key's end (rotation) and its revocation.
+
+    `valid_from` is not enforced: a vendor may sign with a new key before
+    registering it, and that proves nothing false. The ends are what matter,
+    because a retired or revoked key must not sign new bundles; a bundle that
+    claims an earlier time than its run ticket's issue time is refused by the
+    ticket check, which bounds backdating where tickets are used.
+    """
+    return KeyWindow(valid_until=key.valid_until, revoked_at=key.revoked_at)
 
 
 def keyring_of(keys) -> Keyring:
@@ -46,6 +54,10 @@ def keyring_of(keys) -> Keyring:
 def rotate_signing_key(vendor: Vendor, new_key: SigningKey, *, at: datetime | None = None, actor=None) -> list[SigningKey]:
     """Close the window of the vendor's other open keys at `at` (default now), leaving `new_key` as the current one."""
     at = at or whole_second_now()
+    if new_key.vendor_id != vendor.pk:
+        raise ValueError(f"key {new_key.key_id} belongs to vendor {new_key.vendor.slug}, not {vendor.slug}")
+    new_key.valid_from = at
+    new_key.save(update_fields=["valid_from"])
     closed = list(
         SigningKey.objects.select_for_update()
         .filter(vendor=vendor, valid_until__isnull=True, revoked_at__isnull=True)
