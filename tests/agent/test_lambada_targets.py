@@ -80,3 +80,68 @@ def test_every_passage_splits_as_prefix(tokenizer):
 )
 def test_common_prefix_length(full_ids, context_ids, expected):
     assert common_prefix_length(full_ids, context_ids) == expected
+
+
+# The same construction with a byte-level BPE tokenizer (GPT-NeoX-20B's, as the Qwen2 and GPT presets use).
+# "Ġ" is the byte-level symbol of a space and "Ċ" of a newline.
+
+
+@pytest.fixture(scope="module")
+def bpe_tokenizer():
+    return load_tokenizer(REPO / "data" / "tokenizers" / "gpt-neox-20b" / "tokenizer.json", "byte-level-bpe")
+
+
+def bpe_pieces(tokenizer, ids):
+    return [tokenizer.piece(token) for token in ids]
+
+
+BPE_REAL_PASSAGES = [
+    (0, ["Ġsigns"]),
+    (1, ["ĠShane"]),
+    (70, ["Ġ\"", "N", "ad", "ia"]),
+    (90, ["ĠR", "ack", "en", "f", "au", "z"]),
+    (426, ["Ġof", "Ċ", "Ċ", "Power"]),
+    (1198, ["ĠâĢĺ", "paid"]),  # the bytes of an opening quote, then the word
+]
+
+
+@pytest.mark.parametrize(("index", "expected"), BPE_REAL_PASSAGES)
+def test_bpe_real_passage_target(bpe_tokenizer, index, expected):
+    text = json.loads(LAMBADA.read_text(encoding="utf-8").splitlines()[index])["text"]
+
+    item = split_passage(bpe_tokenizer, index, text)
+
+    assert bpe_pieces(bpe_tokenizer, item.target) == expected
+    assert item.ids == [bpe_tokenizer.bos_token_id, *bpe_tokenizer.encode(text)]
+    assert item.ids[: item.context_length] == [bpe_tokenizer.bos_token_id, *bpe_tokenizer.encode(text.rsplit(" ", 1)[0])]
+    assert not item.prefix_mismatch
+
+
+BPE_CONSTRUCTED = [
+    ('He paid with a credit card, not with "cash', ["Ġ\"", "cash"], False),
+    ("The answer, of course, was 1984", ["Ġ1984"], False),
+    ("Dinner was at the café", ["ĠcafÃ©"], False),
+    ("她说 你好", ["Ġ", "ä½ł", "å¥½"], False),
+    # The tokenizer has one token for a run of three spaces, so the context's
+    # two trailing spaces merge with the word's space: the target takes them
+    # and the item is flagged.
+    ("He said   goodbye", ["   ", "good", "bye"], True),
+]
+
+
+@pytest.mark.parametrize(("text", "expected", "mismatch"), BPE_CONSTRUCTED)
+def test_bpe_constructed_passage_target(bpe_tokenizer, text, expected, mismatch):
+    item = split_passage(bpe_tokenizer, 0, text)
+
+    assert bpe_pieces(bpe_tokenizer, item.target) == expected
+    assert item.ids[: item.context_length] + item.target == item.ids
+    assert item.prefix_mismatch is mismatch
+    assert bpe_tokenizer.decode(item.target) == text[len(bpe_tokenizer.decode(item.ids[1:item.context_length])):]
+
+
+def test_bpe_every_passage_splits_as_prefix(bpe_tokenizer):
+    items = read_items(bpe_tokenizer, LAMBADA, None)
+
+    assert len(items) == 5153
+    assert sum(item.prefix_mismatch for item in items) == 0
+    assert all(item.target[0] != bpe_tokenizer.bos_token_id for item in items)

@@ -63,7 +63,8 @@ def test_environment_json(run_dir):
 
     assert environment["paddle"].startswith("3.")
     assert environment["paddlenlp"]
-    assert environment["device"] == {"type": "cpu", "count": 1}
+    assert environment["device"] == {"type": "cpu", "count": 1, "processes": 1, "plugins": {}}
+    assert environment["nodes"] == 1
 
 
 def test_events_in_order(run_dir):

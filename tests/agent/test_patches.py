@@ -1,0 +1,59 @@
+"""The MoE routing fix: the same slots as a plain loop over choices and tokens, in int64 throughout."""
+
+import numpy as np
+import pytest
+
+paddle = pytest.importorskip("paddle")
+
+from agent.workloads import patches  # noqa: E402
+
+
+class Gate:
+    def __init__(self, top_k: int, num_experts: int):
+        self.top_k = top_k
+        self.num_experts = num_experts
+
+
+def slots_by_loop(topk_idx: np.ndarray, num_experts: int, capacity: int) -> np.ndarray:
+    """Give each (token, expert) pair the next free slot of the expert, first choices of all tokens first."""
+    tokens, top_k = topk_idx.shape
+    out = np.zeros((tokens, num_experts, capacity), dtype="int32")
+    used = [0] * num_experts
+    for choice in range(top_k):
+        for token in range(tokens):
+            expert = topk_idx[token, choice]
+            if used[expert] < capacity:
+                out[token, expert, used[expert]] = 1
+            used[expert] += 1
+    return out
+
+
+@pytest.mark.parametrize(("tokens", "top_k", "experts", "capacity", "seed"),
+                         [(6, 2, 4, 3, 0), (16, 2, 4, 2, 1), (9, 1, 3, 9, 2), (12, 3, 5, 4, 3)])
+def test_moe_slots_match_loop(tokens, top_k, experts, capacity, seed):
+    rng = np.random.default_rng(seed)
+    topk_idx = np.stack([rng.choice(experts, size=top_k, replace=False) for _ in range(tokens)]).astype("int64")
+
+    slots = patches.moe_priority_same_dtype(Gate(top_k, experts), paddle.to_tensor(topk_idx), capacity)
+
+    assert slots.dtype == paddle.int32
+    assert np.array_equal(slots.numpy(), slots_by_loop(topk_idx, experts, capacity))
+
+
+def test_fix_applied_where_fault_shows():
+    from paddlenlp.transformers.moe_gate import PretrainedMoEGate
+
+    applied = patches.apply()
+
+    if "moe_priority_same_dtype" in applied:
+        assert PretrainedMoEGate._priority is patches.moe_priority_same_dtype
+    assert not patches._moe_priority_fails()
+
+
+def test_cause_int32_cumsum_promotes():
+    # The fault the fix works around: Paddle's cumsum turns int32 into int64, and int64 x int32 is refused.
+    mask = paddle.to_tensor([[1, 0], [0, 1]], dtype="int32")
+
+    assert paddle.cumsum(mask, axis=0).dtype == paddle.int64
+    with pytest.raises(TypeError, match="int64"):
+        paddle.cumsum(mask, axis=0) * mask
