@@ -31,3 +31,14 @@ class AgentError(Exception):
         if self.hint:
             text += f"\n  hint: {self.hint}"
         return text
+
+
+class WorkloadNotSupported(Exception):
+    """A workload that the device cannot run, such as a data type without kernels.
+
+    The runner records it with status "not_supported" and `details`, not as a crash.
+    """
+
+    def __init__(self, message: str, details: dict | None = None):
+        super().__init__(message)
+        self.details = details or {}

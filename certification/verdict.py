@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from certification import criteria_sd  # noqa: F401  (registers the SD criteria)
+from certification import criteria_inference  # noqa: F401  (registers the inference criteria)
 from certification.bundle import VerifiedBundle
 from certification.criteria import FAIL, NOT_APPLICABLE, PASS, REFUSED, CriterionContext, Outcome, RecordsInvalid, WorkloadRecords, evaluate, run_too_short
 from certification.errors import BundleError
@@ -325,6 +326,8 @@ def _vendor_blocker(bundle: VerifiedBundle, pack: RulePack, workload_id: str) ->
     if not records.exists():
         return Outcome(FAIL, "workload_missing", fields={"workload": workload_id}, details={"missing_workload": workload_id})
     status = _result_status(records)
+    if status == "not_supported":
+        return criteria_inference.not_supported_outcome(records)
     if status != "completed":
         return Outcome(FAIL, "workload_not_completed", fields={"workload": workload_id, "status": status})
     return None
@@ -546,7 +549,7 @@ def _level_gap(pack: RulePack, track_name: str, level: int, by_workload: dict[st
 
 
 def _passes_at(result: CriterionResult, bound: float | None) -> bool:
-    if result.metric == "throughput_ratio" and "ratio" in result.details and bound is not None:
+    if result.metric in ("throughput_ratio", "qps_per_tflops_ratio") and "ratio" in result.details and bound is not None:
         return result.details["ratio"] >= bound
     return result.status in PASSING
 

@@ -12,4 +12,5 @@ COMMANDS = {
     "upload": "agent.commands.upload",
     "keygen": "agent.commands.keygen",
     "validate-pack": "agent.commands.validate_pack",
+    "loadgen": "agent.commands.loadgen",
 }

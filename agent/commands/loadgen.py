@@ -1,0 +1,69 @@
+"""`python -m agent loadgen`: measure QPS under a time-to-first-token limit against any completions server."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from agent.errors import EXIT_FAILED, EXIT_OK, EXIT_REMOTE, AgentError
+from agent.inference.loadgen import Endpoint, EndpointError
+from agent.inference.search import SearchError, SearchSettings, run_search
+
+HELP = "Search the highest load whose percentile TTFT meets the limit, against an OpenAI-compatible streaming endpoint."
+
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--endpoint", required=True,
+                        help="completions URL of the server, such as http://127.0.0.1:8000/v1/completions")
+    parser.add_argument("--model", required=True, help="model name sent in each request")
+    parser.add_argument("--prompts", type=Path, required=True,
+                        help="prompt file: JSON lines with a 'prompt' string each, used round-robin")
+    parser.add_argument("--settings", default="{}",
+                        help="search settings as a JSON object (the rule pack's settings.inference), or @FILE")
+    parser.add_argument("--out", type=Path, required=True, help="folder for requests.jsonl and search.json")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        endpoint = Endpoint.parse(args.endpoint)
+    except EndpointError as error:
+        raise AgentError("endpoint_invalid", str(error), "pass the full URL, such as http://HOST:PORT/v1/completions")
+    settings = _settings(args.settings)
+    prompts = _prompts(args.prompts)
+    try:
+        record = run_search(endpoint, args.model, prompts, settings, args.out)
+    except SearchError as error:
+        raise AgentError(error.code, str(error), f"{error.hint}; the trials so far are in {args.out / 'search.json'}",
+                         exit_code=EXIT_REMOTE)
+    result = record["result"]
+    if result["level"] is None:
+        print(f"no load level met the TTFT limit; see {args.out / 'search.json'}")
+        return EXIT_FAILED
+    print(f"QPS {result['qps']:.3f} at level {result['level']:g} ({settings.load_model}), "
+          f"p{settings.percentile:g} TTFT {result['worst_ttft_percentile']:.3f} s; records in {args.out}")
+    return EXIT_OK
+
+
+def _settings(text: str) -> SearchSettings:
+    try:
+        data = json.loads(Path(text[1:]).read_text(encoding="utf-8") if text.startswith("@") else text)
+        return SearchSettings.from_pack(data)
+    except (OSError, json.JSONDecodeError, TypeError, ValueError) as error:
+        raise AgentError("loadgen_settings_invalid", f"search settings {text[:80]!r} are invalid: {error}",
+                         "pass a JSON object with the keys of the rule pack's settings.inference")
+
+
+def _prompts(path: Path) -> list[str]:
+    try:
+        prompts = [json.loads(line)["prompt"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
+        raise AgentError("prompts_invalid", f"prompt file {path} cannot be read: {error}",
+                         "pass a file of JSON lines, each with a 'prompt' string")
+    if not prompts or not all(isinstance(prompt, str) and prompt for prompt in prompts):
+        raise AgentError("prompts_invalid", f"prompt file {path} has no prompts or an empty one",
+                         "give every line a non-empty 'prompt' string")
+    return prompts

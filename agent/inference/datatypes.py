@@ -1,0 +1,188 @@
+"""Inference data types: load the model in each one with Paddle's own kernels, or say the device has none.
+
+| name | weights | activations | Paddle kernels used |
+|---|---|---|---|
+| fp32 | float32 | float32 | the model's ordinary kernels (the CPU demo's stand-in for 16-bit) |
+| fp16, bf16 | float16 / bfloat16 | same | the model's ordinary kernels in that dtype |
+| int8_weight_only, int4_weight_only | int8 / int4 per output channel | bf16 (else fp16) | `paddle.nn.quant.weight_quantize` and `weight_only_linear` |
+| a8w8 | int8 per output channel | int8 per tensor, scales from PTQ calibration (abs max) | int8 x int8 `paddle.matmul` |
+
+Every data type is first probed on the device: a forward pass of the model
+in that dtype, or the quantized kernel on a small tensor. When Paddle has no
+kernel for it there (a `NotFound` "kernel ... is not registered" error), the
+data type raises DataTypeNotSupported and the workload records "not
+supported on this device". Nothing is emulated in another dtype.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import paddle
+
+logger = logging.getLogger(__name__)
+
+DATA_TYPES = ("fp32", "fp16", "bf16", "int8_weight_only", "int4_weight_only", "a8w8")
+PADDLE_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+WEIGHT_ONLY = {"int8_weight_only": ("weight_only_int8", "int8"), "int4_weight_only": ("weight_only_int4", "int4")}
+
+
+class DataTypeNotSupported(Exception):
+    """The device has no Paddle kernel for a data type; `reason` quotes what Paddle reported."""
+
+    def __init__(self, data_type: str, reason: str):
+        super().__init__(f"{data_type} is not supported on this device: {reason}")
+        self.data_type = data_type
+        self.reason = reason
+
+
+def _missing_kernel(error: Exception) -> bool:
+    text = str(error)
+    return "is not registered" in text or "(NotFound)" in text or "(Unimplemented)" in text
+
+
+def _probe(data_type: str, action) -> Any:
+    """Run `action`; turn Paddle's missing-kernel errors into DataTypeNotSupported, let other errors through."""
+    try:
+        return action()
+    except (RuntimeError, NotImplementedError, ValueError) as error:
+        if _missing_kernel(error):
+            raise DataTypeNotSupported(data_type, str(error).strip().splitlines()[0][:300]) from error
+        raise
+
+
+def load_model(model_dir: Path, data_type: str, tokenizer, calibration_texts: list[str] | None = None):
+    """Load the model from `model_dir` in `data_type` and return (model, record for config.json)."""
+    if data_type not in DATA_TYPES:
+        raise ValueError(f"data type {data_type!r} is not known: use one of {', '.join(DATA_TYPES)}")
+    if data_type in PADDLE_DTYPES:
+        model = _load_in(model_dir, data_type, PADDLE_DTYPES[data_type], tokenizer)
+        return model, {"data_type": data_type, "weights": PADDLE_DTYPES[data_type], "activations": PADDLE_DTYPES[data_type]}
+    activations = _sixteen_bit(model_dir, data_type, tokenizer)
+    model = _load_in(model_dir, data_type, activations, tokenizer)
+    if data_type in WEIGHT_ONLY:
+        return _weight_only(model, data_type, activations)
+    return _a8w8(model, activations, tokenizer, calibration_texts or [])
+
+
+def _load_in(model_dir: Path, data_type: str, dtype: str, tokenizer):
+    from paddlenlp.transformers import LlamaForCausalLM
+
+    model = LlamaForCausalLM.from_pretrained(str(model_dir), dtype=dtype)
+    model.eval()
+    probe = paddle.to_tensor([[tokenizer.bos_token_id, 100, 200]], dtype="int64")
+    with paddle.no_grad():
+        _probe(data_type, lambda: model(input_ids=probe, return_dict=True).logits.numpy())
+    return model
+
+
+def _sixteen_bit(model_dir: Path, data_type: str, tokenizer) -> str:
+    """Return the 16-bit activation dtype (bf16, else fp16) that the quantized kernels run with."""
+    reasons = []
+    for name in ("bf16", "fp16"):
+        try:
+            _load_in(model_dir, data_type, PADDLE_DTYPES[name], tokenizer)
+            return PADDLE_DTYPES[name]
+        except DataTypeNotSupported as error:
+            reasons.append(f"{name}: {error.reason}")
+    raise DataTypeNotSupported(data_type, "its activations need bf16 or fp16 kernels, and neither runs here (" + "; ".join(reasons) + ")")
+
+
+def quantized_linears(model) -> list[tuple[Any, str, Any]]:
+    """Return (parent, attribute, layer) for every nn.Linear inside the decoder layers (the LM head stays as is)."""
+    found = []
+    for parent in model.llama.layers.sublayers(include_self=True):
+        for name, child in parent.named_children():
+            if isinstance(child, paddle.nn.Linear):
+                found.append((parent, name, child))
+    return found
+
+
+def _weight_only(model, data_type: str, activations: str):
+    algo, weight_dtype = WEIGHT_ONLY[data_type]
+    sample = paddle.ones([64, 64], dtype=activations)
+    quantized, scale = _probe(data_type, lambda: paddle.nn.quant.weight_quantize(sample, algo=algo))
+    _probe(data_type, lambda: paddle.nn.quant.weight_only_linear(
+        paddle.ones([2, 64], dtype=activations), quantized, weight_scale=scale, weight_dtype=weight_dtype).numpy())
+
+    # NOTE: this path runs only on devices with weight-only kernels; the CPU
+    # that the tests run on has none, so it is not exercised there.
+    layers = quantized_linears(model)
+    for parent, name, linear in layers:
+        setattr(parent, name, WeightOnlyLinear(linear, algo, weight_dtype))
+    return model, {"data_type": data_type, "weights": weight_dtype, "activations": activations,
+                   "quantization": f"paddle.nn.quant.weight_quantize(algo={algo!r}), per output channel",
+                   "quantized_layers": len(layers)}
+
+
+def _a8w8(model, activations: str, tokenizer, calibration_texts: list[str]):
+    _probe("a8w8", lambda: paddle.matmul(paddle.ones([2, 8], dtype="int8"), paddle.ones([8, 4], dtype="int8")).numpy())
+    if not calibration_texts:
+        raise ValueError("a8w8 needs a calibration set: name one under the workload's datasets.calibration")
+
+    # NOTE: like the weight-only path, this runs only where an int8 GEMM kernel exists.
+    layers = quantized_linears(model)
+    absmax = calibrate(model, tokenizer, calibration_texts, [linear for _, _, linear in layers])
+    for parent, name, linear in layers:
+        setattr(parent, name, A8W8Linear(linear, absmax[id(linear)]))
+    return model, {"data_type": "a8w8", "weights": "int8", "activations": "int8",
+                   "quantization": "PTQ: per-tensor activation scale = abs max over the calibration set / 127, "
+                                   "per-output-channel weight scale = abs max / 127",
+                   "calibration_samples": len(calibration_texts), "quantized_layers": len(layers)}
+
+
+def calibrate(model, tokenizer, texts: list[str], linears: list) -> dict[int, float]:
+    """Run the calibration texts through the model and return each linear layer's input abs max, by id."""
+    absmax = {id(linear): 0.0 for linear in linears}
+
+    def observe(layer, inputs):
+        absmax[id(layer)] = max(absmax[id(layer)], float(inputs[0].abs().max().astype("float32").item()))
+
+    hooks = [linear.register_forward_pre_hook(observe) for linear in linears]
+    try:
+        with paddle.no_grad():
+            for text in texts:
+                ids = [tokenizer.bos_token_id, *tokenizer.encode(text)][:256]
+                model(input_ids=paddle.to_tensor([ids], dtype="int64"))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return absmax
+
+
+class WeightOnlyLinear(paddle.nn.Layer):
+    """A linear layer whose weight is stored quantized and multiplied by Paddle's weight-only kernel."""
+
+    def __init__(self, linear, algo: str, weight_dtype: str):
+        super().__init__()
+        quantized, scale = paddle.nn.quant.weight_quantize(linear.weight, algo=algo)
+        self.register_buffer("quant_weight", quantized)
+        self.register_buffer("weight_scale", scale)
+        self.bias = linear.bias
+        self.weight_dtype = weight_dtype
+
+    def forward(self, x):
+        return paddle.nn.quant.weight_only_linear(x, self.quant_weight, bias=self.bias, weight_scale=self.weight_scale,
+                                                  weight_dtype=self.weight_dtype)
+
+
+class A8W8Linear(paddle.nn.Layer):
+    """A linear layer that quantizes its input to int8 with a calibrated scale and multiplies int8 by int8."""
+
+    def __init__(self, linear, input_absmax: float):
+        super().__init__()
+        weight = linear.weight.astype("float32")
+        weight_scale = paddle.clip(weight.abs().max(axis=0), min=1e-8) / 127.0
+        self.register_buffer("quant_weight", paddle.clip(paddle.round(weight / weight_scale), -127, 127).astype("int8"))
+        self.input_scale = max(input_absmax, 1e-8) / 127.0
+        self.register_buffer("output_scale", weight_scale * self.input_scale)
+        self.bias = linear.bias
+
+    def forward(self, x):
+        quantized = paddle.clip(paddle.round(x.astype("float32") / self.input_scale), -127, 127).astype("int8")
+        output = paddle.matmul(quantized, self.quant_weight).astype("float32") * self.output_scale
+        if self.bias is not None:
+            output = output + self.bias.astype("float32")
+        return output.astype(x.dtype)

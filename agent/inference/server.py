@@ -1,0 +1,345 @@
+"""A small OpenAI-compatible completions server around a PaddleNLP causal LM, for the demo and the tests.
+
+`POST /v1/completions` takes `prompt`, `max_tokens`, `stream`, `temperature`
+(0 or absent: decoding is greedy), `ignore_eos` and `stream_options`.
+Streaming replies are server-sent events in chunked transfer coding, ending
+with a usage chunk (when `stream_options.include_usage` is true) and
+`data: [DONE]`. `GET /v1/models` lists the one model and `GET /health`
+returns 200.
+
+Batching: one engine thread takes the first waiting request, then every
+request that arrives within `batch_wait_seconds`, up to `max_batch_size`,
+and decodes them as one left-padded batch with PaddleNLP's `generate`,
+streaming each new token to its request. Requests that arrive during a batch
+wait for the next one (static batching, no continuous batching).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1 << 20
+MAX_HELD_TOKENS = 3
+
+
+class BadRequest(ValueError):
+    """A request the server rejects with 400; `code` is the OpenAI-style error code."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Completion:
+    """One request in the engine: its prompt ids, limits, and the queue its tokens stream into."""
+
+    prompt_ids: list[int]
+    max_tokens: int
+    ignore_eos: bool
+    events: queue.Queue = field(default_factory=queue.Queue)
+    generated: list[int] = field(default_factory=list)
+    sent_text: str = ""
+    held: int = 0
+    done: bool = False
+
+
+class BatchStreamer:
+    """PaddleNLP streamer: receives each step's next token for the whole batch and forwards text deltas."""
+
+    def __init__(self, batch: list[Completion], tokenizer, eos_token_id: int):
+        self.batch = batch
+        self.tokenizer = tokenizer
+        self.eos_token_id = eos_token_id
+
+    def put(self, value) -> None:
+        for completion, token in zip(self.batch, value.numpy().reshape(-1).tolist()):
+            if completion.done:
+                continue
+            if token == self.eos_token_id and not completion.ignore_eos:
+                self._finish(completion, "stop")
+                continue
+            completion.generated.append(int(token))
+            self._send_delta(completion)
+            if len(completion.generated) >= completion.max_tokens:
+                self._finish(completion, "length")
+
+    def end(self) -> None:
+        for completion in self.batch:
+            if not completion.done:
+                self._finish(completion, "length")
+
+    def _send_delta(self, completion: Completion) -> None:
+        # A token may hold part of a UTF-8 character (SentencePiece byte
+        # fallback): text ending in U+FFFD is held back for up to
+        # MAX_HELD_TOKENS tokens, the most a character can still need.
+        text = self.tokenizer.decode(completion.generated, skip_special_tokens=True)
+        if text.endswith("\ufffd") and completion.held < MAX_HELD_TOKENS:
+            completion.held += 1
+            return
+        completion.held = 0
+        delta = text[len(completion.sent_text):]
+        completion.sent_text = text
+        if delta:
+            completion.events.put(("text", delta))
+
+    def _finish(self, completion: Completion, reason: str) -> None:
+        text = self.tokenizer.decode(completion.generated, skip_special_tokens=True)
+        if text.startswith(completion.sent_text) and len(text) > len(completion.sent_text):
+            completion.events.put(("text", text[len(completion.sent_text):]))
+            completion.sent_text = text
+        completion.done = True
+        completion.events.put(("end", reason))
+
+
+class BatchingEngine:
+    """Run greedy generation for batches of requests on one thread."""
+
+    def __init__(self, model, tokenizer, model_name: str, max_batch_size: int = 16, batch_wait_seconds: float = 0.005,
+                 max_prompt_tokens: int = 256, max_new_tokens: int = 256):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.model_name = model_name
+        self.max_batch_size = max_batch_size
+        self.batch_wait_seconds = batch_wait_seconds
+        self.max_prompt_tokens = max_prompt_tokens
+        self.max_new_tokens = max_new_tokens
+        self.pending: queue.Queue[Completion | None] = queue.Queue()
+        self.batches = 0
+        self.thread = threading.Thread(target=self._loop, name="inference-engine", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def warm_up(self) -> None:
+        """Decode one short prompt before serving, so the first measured request does not pay for first-call set-up."""
+        completion = Completion([self.tokenizer.bos_token_id], 2, ignore_eos=True)
+        self._run_batch([completion])
+
+    def stop(self) -> None:
+        self.pending.put(None)
+        self.thread.join(timeout=30)
+
+    def submit(self, prompt: str, max_tokens: int, ignore_eos: bool) -> Completion:
+        ids = [self.tokenizer.bos_token_id, *self.tokenizer.encode(prompt)][-self.max_prompt_tokens:]
+        completion = Completion(ids, max_tokens, ignore_eos)
+        self.pending.put(completion)
+        return completion
+
+    def _loop(self) -> None:
+        while True:
+            first = self.pending.get()
+            if first is None:
+                return
+            batch = [first]
+            deadline = time.monotonic() + self.batch_wait_seconds
+            while len(batch) < self.max_batch_size:
+                try:
+                    item = self.pending.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if item is None:
+                    self.pending.put(None)
+                    break
+                batch.append(item)
+            self._run_batch(batch)
+
+    def _run_batch(self, batch: list[Completion]) -> None:
+        import paddle
+
+        width = max(len(item.prompt_ids) for item in batch)
+        pad = self.tokenizer.pad_token_id
+        input_ids = [[pad] * (width - len(item.prompt_ids)) + item.prompt_ids for item in batch]
+        mask = [[0] * (width - len(item.prompt_ids)) + [1] * len(item.prompt_ids) for item in batch]
+        streamer = BatchStreamer(batch, self.tokenizer, self.tokenizer.eos_token_id)
+        self.batches += 1
+        try:
+            with paddle.no_grad():
+                self.model.generate(
+                    input_ids=paddle.to_tensor(input_ids, dtype="int64"),
+                    attention_mask=paddle.to_tensor(mask, dtype="int64"),
+                    max_new_tokens=max(item.max_tokens for item in batch), decode_strategy="greedy_search",
+                    eos_token_id=None, pad_token_id=pad, bos_token_id=self.tokenizer.bos_token_id,
+                    use_cache=True, streamer=streamer,
+                )
+        except Exception as error:
+            logger.exception("generation failed for a batch of %d requests", len(batch))
+            for item in batch:
+                if not item.done:
+                    item.done = True
+                    item.events.put(("error", f"generation failed: {type(error).__name__}: {error}"))
+
+
+def parse_request(body: bytes, engine: BatchingEngine) -> dict[str, Any]:
+    """Validate a completions request body; raise BadRequest naming the field and the accepted values."""
+    try:
+        request = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadRequest("invalid_json", "the request body is not valid JSON")
+    if not isinstance(request, dict):
+        raise BadRequest("invalid_request", "the request body must be a JSON object")
+    prompt = request.get("prompt")
+    if isinstance(prompt, list) and len(prompt) == 1:
+        prompt = prompt[0]
+    if not isinstance(prompt, str):
+        raise BadRequest("invalid_prompt", "'prompt' must be a string (or a list of exactly one string)")
+    max_tokens = request.get("max_tokens", 16)
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or not 1 <= max_tokens <= engine.max_new_tokens:
+        raise BadRequest("invalid_max_tokens", f"'max_tokens' must be an integer from 1 to {engine.max_new_tokens}, got {max_tokens!r}")
+    temperature = request.get("temperature", 0)
+    if temperature not in (0, 0.0, None):
+        raise BadRequest("unsupported_temperature", f"only greedy decoding is served: 'temperature' must be 0, got {temperature!r}")
+    options = request.get("stream_options") or {}
+    return {"prompt": prompt, "max_tokens": max_tokens, "stream": bool(request.get("stream", False)),
+            "ignore_eos": bool(request.get("ignore_eos", False)),
+            "include_usage": bool(options.get("include_usage", False)) if isinstance(options, dict) else False}
+
+
+class CompletionsHandler(BaseHTTPRequestHandler):
+    """HTTP handler; `server.engine` is the BatchingEngine."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("%s %s", self.address_string(), format % args)
+
+    def do_GET(self) -> None:
+        if self.path == "/health":
+            self._json(HTTPStatus.OK, {"status": "ok"})
+        elif self.path == "/v1/models":
+            self._json(HTTPStatus.OK, {"object": "list", "data": [{"id": self.server.engine.model_name, "object": "model"}]})
+        else:
+            self._error(HTTPStatus.NOT_FOUND, "not_found", f"no route {self.path}: use POST /v1/completions")
+
+    def do_POST(self) -> None:
+        if self.path != "/v1/completions":
+            self._error(HTTPStatus.NOT_FOUND, "not_found", f"no route {self.path}: use POST /v1/completions")
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        if not 0 < length <= MAX_BODY_BYTES:
+            self._error(HTTPStatus.BAD_REQUEST, "invalid_length", f"Content-Length must be 1 to {MAX_BODY_BYTES} bytes, got {length}")
+            return
+        try:
+            request = parse_request(self.rfile.read(length), self.server.engine)
+        except BadRequest as error:
+            self._error(HTTPStatus.BAD_REQUEST, error.code, str(error))
+            return
+        completion = self.server.engine.submit(request["prompt"], request["max_tokens"], request["ignore_eos"])
+        try:
+            if request["stream"]:
+                self._stream(completion, request)
+            else:
+                self._whole(completion)
+        except (BrokenPipeError, ConnectionResetError) as error:
+            # The client went away (a load-generator trial that stopped early, for example).
+            logger.debug("client %s disconnected: %s", self.address_string(), error)
+            self.close_connection = True
+
+    def _stream(self, completion: Completion, request: dict[str, Any]) -> None:
+        identity = f"cmpl-{uuid.uuid4().hex[:16]}"
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        while True:
+            kind, value = completion.events.get()
+            if kind == "text":
+                self._event(self._chunk(identity, value, None))
+            elif kind == "end":
+                self._event(self._chunk(identity, "", value))
+                break
+            else:
+                self._event({"error": {"message": value, "type": "server_error", "code": "generation_failed"}})
+                break
+        if request["include_usage"]:
+            self._event({"id": identity, "object": "text_completion", "model": self.server.engine.model_name, "choices": [],
+                         "usage": _usage(completion)})
+        self._frame(b"data: [DONE]\n\n")
+        self.wfile.write(b"0\r\n\r\n")
+
+    def _whole(self, completion: Completion) -> None:
+        text, reason = "", None
+        while reason is None:
+            kind, value = completion.events.get()
+            if kind == "text":
+                text += value
+            elif kind == "end":
+                reason = value
+            else:
+                self._error(HTTPStatus.INTERNAL_SERVER_ERROR, "generation_failed", value)
+                return
+        self._json(HTTPStatus.OK, {"id": f"cmpl-{uuid.uuid4().hex[:16]}", "object": "text_completion",
+                                   "model": self.server.engine.model_name,
+                                   "choices": [{"index": 0, "text": text, "finish_reason": reason}], "usage": _usage(completion)})
+
+    def _chunk(self, identity: str, text: str, reason: str | None) -> dict[str, Any]:
+        return {"id": identity, "object": "text_completion", "created": int(time.time()), "model": self.server.engine.model_name,
+                "choices": [{"index": 0, "text": text, "finish_reason": reason}]}
+
+    def _event(self, event: dict[str, Any]) -> None:
+        self._frame(b"data: " + json.dumps(event, ensure_ascii=False).encode("utf-8") + b"\n\n")
+
+    def _frame(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode("ascii") + data + b"\r\n")
+        self.wfile.flush()
+
+    def _json(self, status: HTTPStatus, body: dict[str, Any]) -> None:
+        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _error(self, status: HTTPStatus, code: str, message: str) -> None:
+        self._json(status, {"error": {"message": message, "type": "invalid_request_error", "code": code}})
+
+
+def _usage(completion: Completion) -> dict[str, int]:
+    tokens = len(completion.generated)
+    return {"prompt_tokens": len(completion.prompt_ids), "completion_tokens": tokens,
+            "total_tokens": len(completion.prompt_ids) + tokens}
+
+
+class CompletionsServer(ThreadingHTTPServer):
+    """The HTTP server with its engine; `url` is the completions endpoint."""
+
+    daemon_threads = True
+    request_queue_size = 1024
+
+    def __init__(self, engine: BatchingEngine, host: str = "127.0.0.1", port: int = 0):
+        super().__init__((host, port), CompletionsHandler)
+        self.engine = engine
+        self.thread = threading.Thread(target=self.serve_forever, name="completions-server", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}/v1/completions"
+
+    def __enter__(self) -> CompletionsServer:
+        self.engine.start()
+        self.thread.start()
+        logger.info("serving %s at %s (batches of up to %d, wait %.1f ms)", self.engine.model_name, self.url,
+                    self.engine.max_batch_size, 1e3 * self.engine.batch_wait_seconds)
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.shutdown()
+        self.server_close()
+        self.engine.stop()
+        logger.info("stopped the server at %s after %d batches", self.url, self.engine.batches)

@@ -1,0 +1,170 @@
+"""Inference workload: one data type of the pretrained model, with LAMBADA, greedy outputs and the QPS search.
+
+Records in the workload folder:
+- config.json: the data type (or why the device does not support it), the server, the search settings;
+- lambada.jsonl: one line per passage, as for pretraining;
+- generations.jsonl: one line per prompt of the pack's prompt set, for human evaluation;
+- requests.jsonl and search.json: every request of every load trial, and the trials.
+
+The QPS search runs in a child process (`python -m agent loadgen`), so its
+clock readings do not wait on the Python threads that serve the model here.
+With the environment variable AGENT_INFERENCE_ENDPOINT set to a completions
+URL, the search measures that server instead of starting the agent's own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import paddle
+
+from certification.records import append_jsonl, read_json, write_json
+
+from agent.errors import WorkloadNotSupported
+from agent.inference import datatypes
+from agent.inference.search import SearchSettings
+from agent.inference.server import BatchingEngine, CompletionsServer
+from agent.workloads import lambada
+from agent.workloads.common import WorkloadContext, apply_determinism, encode
+
+logger = logging.getLogger(__name__)
+
+ENDPOINT_VARIABLE = "AGENT_INFERENCE_ENDPOINT"
+
+
+def read_prompts(path: Path) -> list[dict[str, Any]]:
+    """Read the prompt set: one JSON object per line with "id", "language" and "prompt"."""
+    prompts = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            row = json.loads(line)
+            if not isinstance(row.get("prompt"), str) or not row["prompt"]:
+                raise ValueError(f"{path} line {number}: 'prompt' must be a non-empty string")
+            prompts.append(row)
+    return prompts
+
+
+def resolve_config(context: WorkloadContext) -> dict[str, Any]:
+    datasets = context.spec["datasets"]
+    return {
+        "workload": context.workload_id,
+        "kind": "infer",
+        "init_from": context.spec.get("init_from"),
+        "model": {"name": context.spec["model"], "architecture": context.model_preset["architecture"]},
+        "hyperparameters": {"fixed": dict(context.fixed), "free": dict(context.free)},
+        "datasets": {role: [context.dataset_record(name) for name in ([names] if isinstance(names, str) else names)]
+                     for role, names in datasets.items()},
+        "tokenizer": context.tokenizer_record(),
+        "device": context.device,
+        "cards": context.cards,
+        "search": SearchSettings.from_pack(context.pack.data["settings"]["inference"]).__dict__,
+        "generation": {"decode_strategy": "greedy_search", "max_new_tokens": int(context.fixed["max_new_tokens"]),
+                       "prompt": "BOS + prompt ids", "prediction": "generated ids up to the first EOS, special tokens removed"},
+        "lambada_recipe": lambada.RECIPE,
+    }
+
+
+def run(context: WorkloadContext) -> dict[str, Any]:
+    fixed = context.fixed
+    config = resolve_config(context)
+    config["determinism"] = apply_determinism(int(fixed["seed"]), context.device)
+    tokenizer = context.load_tokenizer()
+
+    # Model: the pack's data type, if this device has kernels for it.
+    data_type = context.spec.get("data_type", "fp32")
+    try:
+        model, config["data_type"] = datatypes.load_model(context.init_from, data_type, tokenizer, _calibration_texts(context))
+    except datatypes.DataTypeNotSupported as error:
+        config["data_type"] = {"data_type": data_type, "supported": False, "reason": error.reason}
+        write_json(context.out_dir / "config.json", config)
+        raise WorkloadNotSupported(str(error), {"data_type": data_type, "not_supported_reason": error.reason}) from error
+    write_json(context.out_dir / "config.json", config)
+    logger.info("%s: running in %s", context.workload_id, config["data_type"]["data_type"])
+
+    # LAMBADA.
+    items = context.pack.data["settings"]["lambada"].get("items")
+    accuracy = lambada.evaluate(model, tokenizer, context.dataset_path(context.spec["datasets"]["lambada"]),
+                                context.out_dir / "lambada.jsonl", items)
+
+    # Greedy outputs of the prompt set, for human evaluation.
+    prompts = read_prompts(context.dataset_path(context.spec["datasets"]["prompts"]))
+    write_generations(context, model, tokenizer, prompts)
+
+    # QPS under the TTFT limit.
+    search = measure_qps(context, model, tokenizer, prompts, config)
+    return {"data_type": config["data_type"]["data_type"], **accuracy, "generations": len(prompts),
+            "qps": search["result"]["qps"], "qps_level": search["result"]["level"], "trials": len(search["trials"])}
+
+
+def _calibration_texts(context: WorkloadContext) -> list[str]:
+    names = context.spec["datasets"].get("calibration") or []
+    texts = []
+    for name in [names] if isinstance(names, str) else names:
+        for line in context.dataset_path(name).read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                row = json.loads(line)
+                texts.append(row.get("src") or row.get("prompt") or row.get("text") or "")
+    limit = context.fixed.get("calibration_samples")
+    return texts[:limit] if limit else texts
+
+
+def write_generations(context: WorkloadContext, model, tokenizer, prompts: list[dict[str, Any]]) -> None:
+    """Decode every prompt greedily, one at a time, and write generations.jsonl."""
+    max_new_tokens = int(context.fixed["max_new_tokens"])
+    model.eval()
+    rows = []
+    for index, prompt in enumerate(prompts):
+        ids = [tokenizer.bos_token_id, *encode(tokenizer, prompt["prompt"])]
+        with paddle.no_grad():
+            generated, _ = model.generate(
+                input_ids=paddle.to_tensor([ids], dtype="int64"), attention_mask=paddle.ones([1, len(ids)], dtype="int64"),
+                max_new_tokens=max_new_tokens, decode_strategy="greedy_search", eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, use_cache=True,
+            )
+        output = generated.numpy().tolist()[0]
+        output = output[: output.index(tokenizer.eos_token_id)] if tokenizer.eos_token_id in output else output
+        rows.append({"index": index, "id": prompt.get("id", str(index)), "language": prompt.get("language"),
+                     "prompt": prompt["prompt"], "prediction": tokenizer.decode(output, skip_special_tokens=True),
+                     "prompt_tokens": len(ids), "prediction_tokens": len(output)})
+    append_jsonl(context.out_dir / "generations.jsonl", rows)
+    logger.info("%s: wrote greedy outputs for %d prompts", context.workload_id, len(rows))
+
+
+def measure_qps(context: WorkloadContext, model, tokenizer, prompts: list[dict[str, Any]], config: dict) -> dict:
+    """Serve the model (or use the external endpoint) and run the QPS search in a child process."""
+    external = os.environ.get(ENDPOINT_VARIABLE)
+    model_name = context.spec["model"]
+    if external:
+        config["server"] = {"kind": "external", "endpoint": external}
+        write_json(context.out_dir / "config.json", config)
+        return _run_loadgen(context, external, model_name, prompts)
+
+    free = context.free
+    engine = BatchingEngine(model, tokenizer, model_name, max_batch_size=int(free.get("max_batch_size", 16)),
+                            batch_wait_seconds=float(free.get("batch_wait_ms", 5)) / 1e3)
+    engine.warm_up()
+    with CompletionsServer(engine) as server:
+        config["server"] = {"kind": "agent", "endpoint": server.url, "max_batch_size": engine.max_batch_size,
+                            "batch_wait_seconds": engine.batch_wait_seconds, "batching": "static, requests that arrive together"}
+        write_json(context.out_dir / "config.json", config)
+        return _run_loadgen(context, server.url, model_name, prompts)
+
+
+def _run_loadgen(context: WorkloadContext, endpoint: str, model_name: str, prompts: list[dict[str, Any]]) -> dict:
+    prompt_file = context.out_dir / "load_prompts.jsonl"
+    append_jsonl(prompt_file, ({"prompt": row["prompt"]} for row in prompts))
+    command = [sys.executable, "-m", "agent", "loadgen", "--endpoint", endpoint, "--model", model_name,
+               "--prompts", str(prompt_file), "--settings", json.dumps(context.pack.data["settings"]["inference"]),
+               "--out", str(context.out_dir)]
+    completed = subprocess.run(command, capture_output=True, text=True)
+    search_path = context.out_dir / "search.json"
+    if completed.returncode != 0:
+        detail = (completed.stderr.strip().splitlines() or ["(no output)"])[-2:]
+        raise RuntimeError(f"the QPS search against {endpoint} failed: {' '.join(detail)}")
+    return read_json(search_path)

@@ -1,0 +1,185 @@
+"""Inference criteria: QPS per TFLOPS under the time-to-first-token limit, and data types a device lacks.
+
+LAMBADA accuracy per data type uses the `lambada_accuracy_difference`
+criterion on the workload's lambada.jsonl, and the prompt set's greedy
+outputs (generations.jsonl) go to human evaluation through `human_gsb`.
+
+The QPS figure is recomputed here from requests.jsonl, with the rule pack's
+percentile, TTFT limit and failure allowance, never taken from search.json's
+own summaries: search.json only declares which trials ran at which level.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from certification import metrics
+from certification.criteria import (
+    FAIL,
+    NOT_APPLICABLE,
+    PASS,
+    REFUSED,
+    CriterionContext,
+    Outcome,
+    RecordsInvalid,
+    WorkloadRecords,
+    _reference_unusable,
+    _reference_value,
+    criterion,
+)
+from certification.latency import TrialSummary, summarize_trial
+from certification.verdict_messages import MESSAGES
+
+LOAD_MODELS = {"open_loop_poisson": "poisson", "closed_loop_concurrency": "concurrency"}
+
+# Messages of this module's codes, kept next to the code that uses them.
+MESSAGES.update({
+    "qps_pass": (
+        "QPS/TFLOPS 为参考的 {ratio:.1%}（下限 {bound:.0%}）：QPS {vendor_qps:.3f}，负载 {vendor_level}，p{percentile} 首字延迟 ≤ {limit} 秒。",
+        "QPS/TFLOPS is {ratio:.1%} of the reference (bound {bound:.0%}): QPS {vendor_qps:.3f} at load {vendor_level}, p{percentile} TTFT ≤ {limit} s.",
+        "无需操作。", "Nothing to do.",
+    ),
+    "qps_fail": (
+        "QPS/TFLOPS 为参考的 {ratio:.1%}，低于下限 {bound:.0%}：QPS {vendor_qps:.3f}（负载 {vendor_level}），参考 {reference_qps:.3f}（负载 {reference_level}）。",
+        "QPS/TFLOPS is {ratio:.1%} of the reference, below the bound {bound:.0%}: QPS {vendor_qps:.3f} at load {vendor_level}, reference {reference_qps:.3f} at load {reference_level}.",
+        "检查推理服务的批处理与并发设置，在首字延迟上限内提高吞吐后重新运行。",
+        "Check the server's batching and concurrency settings, raise throughput within the TTFT limit and run again.",
+    ),
+    "qps_no_level": (
+        "没有任何负载水平在 {confirmations} 次确认中都满足 p{percentile} 首字延迟 ≤ {limit} 秒：{reason}。",
+        "No load level met p{percentile} TTFT ≤ {limit} s in every trial with {confirmations} confirmations: {reason}.",
+        "查看 requests.jsonl 中失败或超时的请求；失败的请求按未满足延迟上限计。",
+        "Read the failed and timed-out requests in requests.jsonl; a failed request counts as missing the limit.",
+    ),
+    "data_type_not_supported": (
+        "工作负载 {workload} 的数据类型 {data_type} 在该设备上不受支持：{reason}。",
+        "Workload {workload}: data type {data_type} is not supported on this device: {reason}.",
+        "该级别需要此数据类型的内核；在提供这些内核的设备或软件版本上重新运行。",
+        "This level needs kernels for the data type; run again on a device or software version that has them.",
+    ),
+})
+
+
+@dataclass(frozen=True)
+class QpsResult:
+    """The highest confirmed load level of one side, its QPS (lowest over its trials) and every trial's summary."""
+
+    level: float | None
+    qps: float | None
+    trials: dict[int, TrialSummary]
+    reason: str
+
+
+def not_supported_outcome(records: WorkloadRecords) -> Outcome:
+    """Return the failing outcome for a workload that recorded status not_supported, naming the data type."""
+    summary = records.result.get("summary") or {}
+    data_type = summary.get("data_type") or "(unknown)"
+    reason = summary.get("not_supported_reason") or summary.get("reason") or "no reason recorded"
+    fields = {"workload": records.workload_id, "data_type": data_type, "reason": reason}
+    return Outcome(FAIL, "data_type_not_supported", fields=fields, details={"not_supported": True, "data_type": data_type})
+
+
+def qps_from_records(records: WorkloadRecords, settings: dict[str, Any]) -> QpsResult:
+    """Recompute every trial from requests.jsonl and return the highest level whose trials all passed.
+
+    A level counts when it has at least 1 + `confirmations` trials, each as
+    long as `min_duration_seconds` under the pack's load model, and every
+    trial at it passed: the nearest-rank TTFT percentile within the limit
+    and no more failed requests than `failed_requests_max`.
+    """
+    search = records._json("search.json")
+    by_trial: dict[int, list[dict]] = defaultdict(list)
+    for row in records._jsonl("requests.jsonl"):
+        by_trial[int(row["trial"])].append(row)
+
+    limit, percentile = float(settings["time_to_first_token_max_seconds"]), float(settings["time_to_first_token_percentile"])
+    failed_max = int(settings.get("failed_requests_max", 0))
+    load_model = LOAD_MODELS.get(settings.get("load_model", "open_loop_poisson"), settings.get("load_model"))
+    levels: dict[float, list[int]] = defaultdict(list)
+    summaries: dict[int, TrialSummary] = {}
+    problems = []
+    for trial in _trial_list(search):
+        number = int(trial["trial"])
+        summaries[number] = summarize_trial(by_trial.get(number, []), limit, percentile, failed_max)
+        problem = _trial_problem(trial, settings, load_model)
+        if problem:
+            problems.append(f"trial {number}: {problem}")
+            summaries[number] = TrialSummary(**{**summaries[number].__dict__, "passed": False, "reason": problem})
+        levels[float(trial["level"])].append(number)
+    return _best_level(levels, summaries, int(settings.get("confirmations", 2)), problems)
+
+
+def _trial_list(search: Any) -> list[dict]:
+    trials = search.get("trials") if isinstance(search, dict) else None
+    if not isinstance(trials, list) or not all(isinstance(trial, dict) and "trial" in trial and "level" in trial for trial in trials):
+        raise RecordsInvalid("search.json has no list of trials with 'trial' and 'level'")
+    return trials
+
+
+def _trial_problem(trial: dict, settings: dict[str, Any], load_model: str) -> str:
+    if trial.get("load_model") != load_model:
+        return f"load model {trial.get('load_model')!r}, the pack requires {load_model!r}"
+    if float(trial.get("duration_seconds", 0)) < float(settings["min_duration_seconds"]):
+        return f"measured for {trial.get('duration_seconds')} s, the pack requires at least {settings['min_duration_seconds']} s"
+    return ""
+
+
+def _best_level(levels: dict[float, list[int]], summaries: dict[int, TrialSummary], confirmations: int,
+                problems: list[str]) -> QpsResult:
+    qualifying = [level for level, numbers in levels.items()
+                  if len(numbers) >= 1 + confirmations and all(summaries[number].passed for number in numbers)]
+    if not qualifying:
+        reason = "; ".join(problems[:3]) or f"{len(summaries)} trials, none at a level where all of at least {1 + confirmations} passed"
+        return QpsResult(None, None, summaries, reason)
+    best = max(qualifying)
+    return QpsResult(best, min(summaries[number].qps for number in levels[best]), summaries, "")
+
+
+@criterion("qps_per_tflops_ratio")
+def qps_per_tflops_ratio(context: CriterionContext) -> Outcome:
+    """Compare (vendor QPS / vendor peak) with (reference QPS / reference peak) against the level's bound.
+
+    Both peaks are the cards' dense TFLOPS for `settings.inference.peak_data_type`
+    (FP16/BF16 in the standard's pack) for every data type, INT8 and INT4
+    included, so that gains from quantisation count.
+    """
+    settings = context.settings["inference"]
+    data_type, bound = settings["peak_data_type"], context.throughput_bound
+    if bound is None:
+        return Outcome(NOT_APPLICABLE, "throughput_not_required")
+    for side, peaks in (("vendor", context.vendor_peaks), ("reference", context.reference_peaks)):
+        if not (peaks or {}).get(data_type, 0) > 0:
+            return Outcome(REFUSED, "peak_missing", bound=bound, fields={"side": side, "data_type": data_type})
+
+    vendor = qps_from_records(context.vendor, settings)
+    common = {"percentile": f"{float(settings['time_to_first_token_percentile']):g}", "limit": settings["time_to_first_token_max_seconds"],
+              "confirmations": settings.get("confirmations", 2)}
+    if vendor.level is None:
+        return Outcome(FAIL, "qps_no_level", bound=bound, fields={**common, "reason": vendor.reason}, details=_trial_details(vendor))
+    reference = _reference_value(lambda: qps_from_records(context.reference, settings))
+    if reference.level is None:
+        return _reference_unusable(f"the reference has no confirmed load level ({reference.reason})")
+    return _ratio_outcome(context, vendor, reference, data_type, bound, common)
+
+
+def _ratio_outcome(context: CriterionContext, vendor: QpsResult, reference: QpsResult, data_type: str, bound: float,
+                   common: dict[str, Any]) -> Outcome:
+    vendor_per_tflops = metrics.per_tflops(vendor.qps, context.vendor_peaks[data_type])
+    reference_per_tflops = metrics.per_tflops(reference.qps, context.reference_peaks[data_type])
+    ratio = vendor_per_tflops / reference_per_tflops
+    passed = ratio >= bound
+    fields = {**common, "ratio": ratio, "bound": bound, "vendor_qps": vendor.qps, "vendor_level": f"{vendor.level:g}",
+              "reference_qps": reference.qps, "reference_level": f"{reference.level:g}"}
+    details = {
+        "ratio": ratio, "peak_data_type": data_type,
+        "vendor": {"qps": vendor.qps, "level": vendor.level, "peak_tflops": context.vendor_peaks[data_type], "per_tflops": vendor_per_tflops},
+        "reference": {"qps": reference.qps, "level": reference.level, "peak_tflops": context.reference_peaks[data_type], "per_tflops": reference_per_tflops},
+        **_trial_details(vendor),
+    }
+    return Outcome(PASS if passed else FAIL, "qps_pass" if passed else "qps_fail", vendor_per_tflops, reference_per_tflops, bound, fields, details)
+
+
+def _trial_details(result: QpsResult) -> dict[str, Any]:
+    return {"vendor_trials": {str(number): summary.to_dict() for number, summary in sorted(result.trials.items())}}
