@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "portal.registry",
     "portal.submissions",
     "portal.certificates",
+    "portal.evaluation",
     "portal.tickets",
 ]
 
@@ -100,6 +101,8 @@ MEDIA_ROOT = read_path("DJANGO_MEDIA_ROOT", VAR_DIR / "media")
 
 # The CJK font embedded in certificate PDFs; a system check reports it when missing.
 CERTIFICATE_FONT_PATH = BASE_DIR / "static" / "fonts" / "wqy-microhei.ttf"
+# The portal's own Ed25519 key that signs certificate credentials; created on first use when missing.
+PORTAL_CREDENTIAL_KEY_PATH = read_path("PORTAL_CREDENTIAL_KEY_PATH", VAR_DIR / "keys" / "portal-credential.key")
 # The portal's Ed25519 key that signs run tickets; created on first use when missing.
 PORTAL_TICKET_KEY_PATH = read_path("PORTAL_TICKET_KEY_PATH", VAR_DIR / "keys" / "portal-ticket.key")
 # How long a run ticket stays valid: the run and the upload must both happen within it.

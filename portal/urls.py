@@ -4,6 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from portal.certificates import views as certificates
+from portal.evaluation import views as evaluation
 from portal.submissions import views as submissions
 from portal.submissions.api import BundleUploadView
 from portal.tickets import views as tickets
@@ -11,8 +12,17 @@ from portal.tickets import views as tickets
 urlpatterns = [
     path("", certificates.certificate_list, name="certificate-list"),
     path("certificates/verify/", certificates.certificate_verify, name="certificate-verify"),
+    path("certificates/revoked/", certificates.revocation_list, name="revocation-list"),
+    path("certificates/revoked.json", certificates.revocation_list_json, name="revocation-list-json"),
+    path("certificates/credential/verify/", certificates.credential_verify, name="credential-verify"),
+    path("certificates/credential/key.pem", certificates.credential_public_key, name="credential-key"),
     path("certificates/<str:number>/", certificates.certificate_detail, name="certificate-detail"),
     path("certificates/<str:number>/pdf/", certificates.certificate_pdf, name="certificate-pdf"),
+    path("certificates/<str:number>/credential.json", certificates.certificate_credential, name="certificate-credential"),
+    path("feeds/certificates.json", certificates.certificate_feed_json, name="feed-json"),
+    path("feeds/certificates.csv", certificates.certificate_feed_csv, name="feed-csv"),
+    path("feeds/levels.svg", certificates.certificate_plot, name="feed-plot"),
+    path("cards/<int:card_id>/", certificates.card_detail, name="card-detail"),
     path("submissions/", submissions.submission_list, name="submission-list"),
     path("submissions/upload/", submissions.submission_upload, name="submission-upload"),
     path("submissions/<int:pk>/", submissions.submission_detail, name="submission-detail"),
@@ -20,6 +30,14 @@ urlpatterns = [
     path("tickets/<str:ticket_id>/download/", tickets.ticket_download, name="ticket-download"),
     path("staff/queue/", submissions.staff_queue, name="staff-queue"),
     path("staff/submissions/<int:submission_pk>/issue/", certificates.certificate_issue, name="certificate-issue"),
+    path("staff/certificates/<str:number>/revoke/", certificates.certificate_revoke, name="certificate-revoke"),
+    path("staff/evaluation/", evaluation.evaluation_index, name="evaluation-index"),
+    path("staff/evaluation/submissions/<int:submission_pk>/build/", evaluation.build_pairs, name="evaluation-build"),
+    path("staff/evaluation/sets/<int:set_pk>/", evaluation.set_detail, name="evaluation-set"),
+    path("staff/evaluation/sets/<int:set_pk>/review/", evaluation.review, name="evaluation-review"),
+    path("staff/evaluation/sets/<int:set_pk>/pairs/<int:position>/judge/", evaluation.judge_pair, name="evaluation-judge"),
+    path("staff/evaluation/sets/<int:set_pk>/pairs/<int:position>/adjudicate/", evaluation.adjudicate_pair, name="evaluation-adjudicate"),
+    path("staff/evaluation/sets/<int:set_pk>/sign-off/", evaluation.sign_off_set, name="evaluation-sign-off"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("i18n/", include("django.conf.urls.i18n")),

@@ -156,8 +156,11 @@ def load_judge():
     return judge
 
 
-def judge_against_references(bundle, rule_pack: RulePack, card: Card) -> dict:
-    """Judge the bundle against every reference of the rule pack, each with its reference card's peaks."""
+def judge_against_references(bundle, rule_pack: RulePack, card: Card, human: dict | None = None) -> dict:
+    """Judge the bundle against every reference of the rule pack, each with its reference card's peaks.
+
+    `human` holds signed-off human evaluation results by criterion id; see portal.evaluation.
+    """
     from certification.verdict import Reference
 
     references = list(ReferenceBundle.objects.filter(rule_pack=rule_pack))
@@ -172,7 +175,7 @@ def judge_against_references(bundle, rule_pack: RulePack, card: Card) -> dict:
             )
             for reference in references
         ]
-        verdict = load_judge()(bundle, opened, rule_pack.parsed(), card.peaks())
+        verdict = load_judge()(bundle, opened, rule_pack.parsed(), card.peaks(), human)
     return verdict.to_dict()
 
 
