@@ -24,6 +24,9 @@ CERTIFICATE_ERRORS = {
     ),
     "card_not_found": ErrorSpec(404, _("No card matches %(card)s. Give the card id, or the vendor and model as VENDOR/MODEL.")),
     "not_staff": ErrorSpec(403, _("Only certification staff can issue certificates; %(user)s is not staff.")),
+    "reason_missing": ErrorSpec(400, _("The revocation reason is empty. Write why certificate %(number)s is revoked; the reason is public.")),
+    "not_staff_revoke": ErrorSpec(403, _("Only certification staff can revoke certificates; %(user)s is not staff.")),
+    "credential_invalid": ErrorSpec(400, _("The credential could not be verified: %(reason)s. Upload the JSON file downloaded from the certificate page.")),
     "already_revoked": ErrorSpec(409, _("Certificate %(number)s was already revoked on %(revoked_at)s.")),
 }
 

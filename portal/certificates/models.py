@@ -43,6 +43,8 @@ class Certificate(models.Model):
     issued_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
     revoked_reason = models.TextField(_("revocation reason"), blank=True)
+    revoked_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    credential = models.JSONField(_("signed credential"), null=True, blank=True, help_text=_("DSSE envelope signed by the portal's credential key"))
 
     objects = CertificateQuerySet.as_manager()
 

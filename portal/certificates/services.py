@@ -9,7 +9,11 @@ from django.utils import timezone
 
 from portal.audit.services import record
 from portal.certificates.errors import CertificateError
+from portal.certificates.credentials import sign_certificate
+from portal.certificates.figures import format_figure
 from portal.certificates.models import Certificate, CertificateSequence, Track
+from portal.evaluation.services import effective_verdict
+from portal.permissions import is_reviewer
 from portal.registry.models import Card
 from portal.submissions.models import Submission
 
@@ -24,8 +28,8 @@ def check_scope(track: str, level: int) -> None:
 
 
 def granted_level(submission: Submission, track: str) -> int:
-    report = getattr(submission, "report", None)
-    return report.track_level(track) if report is not None else 0
+    """Return the level the verdict grants, judged with signed-off human evaluation when there is one."""
+    return int((effective_verdict(submission).get("tracks", {}).get(track) or {}).get("level", 0))
 
 
 def check_passing(submission: Submission, track: str, level: int) -> None:
@@ -48,7 +52,7 @@ def passing_submission(card: Card, track: str, level: int) -> Submission:
 
 def issue_certificate(*, submission: Submission, track: str, level: int, issued_by) -> Certificate:
     """Issue a certificate for (card, track, level) when the submission's verdict grants it."""
-    if not (issued_by.is_authenticated and issued_by.is_staff):
+    if not is_reviewer(issued_by):
         raise CertificateError("not_staff", user=issued_by.get_username() or "anonymous")
     check_scope(track, level)
     try:
@@ -73,6 +77,8 @@ def _issue_locked(submission_id: int, track: str, level: int, issued_by) -> Cert
         rule_pack=submission.rule_pack, submission=submission, key_figures=key_figures(submission, track, level),
         issued_at=now, issued_by=issued_by,
     )
+    certificate.credential = sign_certificate(certificate)
+    certificate.save(update_fields=["credential"])
     record("certificate.issued", certificate, actor=issued_by, data={
         "number": certificate.number, "card": submission.card_id, "track": track, "level": level,
         "rule_pack": submission.rule_pack.name, "submission": submission.pk,
@@ -107,20 +113,24 @@ def key_figures(submission: Submission, track: str, level: int) -> list[dict]:
     """Return the passing criteria of the workloads the track requires up to `level`, for the certificate."""
     levels = submission.rule_pack.parsed().data.get("tracks", {}).get(track, {}).get("levels", {})
     workloads = {name for number, entry in levels.items() if int(number) <= level for name in entry.get("workloads", [])}
-    return [
-        {"id": item.get("id"), "measured": item.get("measured"), "reference": item.get("reference"), "bound": item.get("bound")}
-        for item in submission.report.criteria
-        if item.get("status") == "pass" and item.get("workload") in workloads
-    ]
+    criteria = effective_verdict(submission).get("criteria", [])
+    return [format_figure(item) for item in criteria if item.get("status") == "pass" and item.get("workload") in workloads]
 
 
 @transaction.atomic
 def revoke_certificate(certificate: Certificate, *, reason: str, revoked_by) -> Certificate:
+    """Revoke a certificate with a public reason; staff only, and only once."""
+    if revoked_by is None or not is_reviewer(revoked_by):
+        raise CertificateError("not_staff_revoke", user=getattr(revoked_by, "get_username", lambda: "anonymous")() or "anonymous")
+    reason = reason.strip()
+    if not reason:
+        raise CertificateError("reason_missing", number=certificate.number)
     certificate = Certificate.objects.select_for_update().get(pk=certificate.pk)
     if certificate.revoked_at is not None:
         raise CertificateError("already_revoked", number=certificate.number, revoked_at=certificate.revoked_at.isoformat())
     certificate.revoked_at = timezone.now()
     certificate.revoked_reason = reason
-    certificate.save(update_fields=["revoked_at", "revoked_reason"])
+    certificate.revoked_by = revoked_by
+    certificate.save(update_fields=["revoked_at", "revoked_reason", "revoked_by"])
     record("certificate.revoked", certificate, actor=revoked_by, data={"number": certificate.number, "reason": reason})
     return certificate

@@ -1,26 +1,71 @@
-"""Public certificate pages and the staff action that issues a certificate."""
+"""Public certificate pages, feeds and verification, and the staff actions that issue and revoke."""
 
+import json
 import logging
 
+from django.conf import settings
 from django.contrib import messages
-from django.http import HttpResponse
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from certification.credentials import CredentialError
+from portal.certificates.credentials import check_credential, portal_key
 from portal.certificates.errors import CertificateError
+from portal.certificates.listing import ListingFilters, card_history, certificate_record, facets, listed_certificates, records_csv
 from portal.certificates.models import Certificate
 from portal.certificates.pdf import render_certificate_pdf, verification_url
-from portal.certificates.services import issue_certificate
+from portal.certificates.plots import level_history_svg, levels_by_track_svg
+from portal.certificates.services import issue_certificate, revoke_certificate
 from portal.permissions import staff_required
+from portal.registry.models import Card
 from portal.submissions.models import Submission
 from portal.submissions.views import IssueForm
 
 logger = logging.getLogger(__name__)
 
+CREDENTIAL_MAX_BYTES = 256 * 1024
+
 
 def certificate_list(request):
-    certificates = Certificate.objects.active().select_related("card__vendor", "rule_pack")
-    return render(request, "certificates/list.html", {"certificates": certificates})
+    filters = ListingFilters.from_params(request.GET)
+    certificates = list(listed_certificates(filters))
+    context = {"certificates": certificates, "filters": filters, "facets": facets(), "query_string": request.GET.urlencode()}
+    return render(request, "certificates/list.html", context)
+
+
+def certificate_feed_json(request):
+    records = [certificate_record(item, settings.PORTAL_BASE_URL) for item in listed_certificates(ListingFilters.from_params(request.GET))]
+    return JsonResponse({"certificates": records, "count": len(records)}, json_dumps_params={"ensure_ascii": False})
+
+
+def certificate_feed_csv(request):
+    records = [certificate_record(item, settings.PORTAL_BASE_URL) for item in listed_certificates(ListingFilters.from_params(request.GET))]
+    response = HttpResponse(records_csv(records), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="certificates.csv"'
+    return response
+
+
+def certificate_plot(request):
+    return HttpResponse(levels_by_track_svg(Certificate.objects.all()), content_type="image/svg+xml")
+
+
+def card_detail(request, card_id):
+    card = get_object_or_404(Card.objects.select_related("vendor"), pk=card_id)
+    events = card_history(card)
+    return render(request, "certificates/card.html", {"card": card, "events": events, "plot": level_history_svg(events)})
+
+
+def revocation_list(request):
+    revoked = Certificate.objects.filter(revoked_at__isnull=False).select_related("card__vendor", "rule_pack").order_by("-revoked_at")
+    return render(request, "certificates/revoked.html", {"certificates": revoked})
+
+
+def revocation_list_json(request):
+    revoked = Certificate.objects.filter(revoked_at__isnull=False).select_related("card__vendor", "rule_pack").order_by("-revoked_at")
+    records = [certificate_record(item, settings.PORTAL_BASE_URL) for item in revoked]
+    return JsonResponse({"revoked": records, "count": len(records)}, json_dumps_params={"ensure_ascii": False})
 
 
 def certificate_verify(request):
@@ -44,6 +89,50 @@ def certificate_pdf(request, number):
     return response
 
 
+def certificate_credential(request, number):
+    certificate = get_object_or_404(Certificate, number=number, credential__isnull=False)
+    response = JsonResponse(certificate.credential)
+    response["Content-Disposition"] = f'attachment; filename="{certificate.number}.credential.json"'
+    return response
+
+
+@require_GET
+def credential_public_key(request):
+    return HttpResponse(portal_key().public_key.public_pem(), content_type="application/x-pem-file")
+
+
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
+def credential_verify(request):
+    """Check a credential's signature and the certificate's current state; JSON in, JSON out, or the form page."""
+    wants_json = request.content_type == "application/json"
+    if request.method == "GET":
+        return render(request, "certificates/credential_verify.html")
+    raw = request.body if wants_json else request.POST.get("credential", "").encode("utf-8")
+    result, status = _verify_credential_bytes(raw)
+    if wants_json:
+        return JsonResponse(result, status=status, json_dumps_params={"ensure_ascii": False})
+    return render(request, "certificates/credential_verify.html", {"result": result}, status=status)
+
+
+def _verify_credential_bytes(raw: bytes) -> tuple[dict, int]:
+    try:
+        if len(raw) > CREDENTIAL_MAX_BYTES:
+            raise CredentialError("credential_too_large", f"the credential is over {CREDENTIAL_MAX_BYTES} bytes")
+        envelope = json.loads(raw.decode("utf-8"))
+        claims = check_credential(envelope)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        return {"valid": False, "code": "credential_invalid", "detail": str(CertificateError("credential_invalid", reason=f"not JSON ({error})").detail)}, 400
+    except CredentialError as error:
+        return {"valid": False, "code": error.code, "detail": str(CertificateError("credential_invalid", reason=str(error)).detail)}, 400
+    certificate = Certificate.objects.filter(number=claims.get("number")).first()
+    state = "unknown" if certificate is None else ("revoked" if certificate.is_revoked else "valid")
+    result = {"valid": state == "valid", "signature": "valid", "status": state, "claims": claims}
+    if certificate is not None and certificate.is_revoked:
+        result.update(revoked_at=certificate.revoked_at.isoformat(), revoked_reason=certificate.revoked_reason)
+    return result, 200
+
+
 @staff_required
 @require_POST
 def certificate_issue(request, submission_pk):
@@ -59,3 +148,15 @@ def certificate_issue(request, submission_pk):
         messages.error(request, f"{error.detail} [{error.code}]")
         return redirect("submission-detail", pk=submission.pk)
     return redirect("certificate-detail", number=certificate.number)
+
+
+@staff_required
+@require_POST
+def certificate_revoke(request, number):
+    certificate = get_object_or_404(Certificate, number=number)
+    try:
+        revoke_certificate(certificate, reason=request.POST.get("reason", ""), revoked_by=request.user)
+    except CertificateError as error:
+        logger.info("certificate %s not revoked by %s: %s", number, request.user.get_username(), error.code)
+        messages.error(request, f"{error.detail} [{error.code}]")
+    return redirect("certificate-detail", number=number)

@@ -1,0 +1,60 @@
+"""Signed certificate credentials: a DSSE envelope over the certificate's claims as JSON.
+
+The portal signs with its own Ed25519 key (certification.signing); anyone
+with the portal's public key can check a credential offline. The claims
+never carry the revocation state, because that changes after signing: ask
+the portal's verification page or revocation list for it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from securesystemslib.dsse import Envelope
+from securesystemslib.exceptions import VerificationError
+
+from certification.signing import Keyring, PrivateKey
+
+PAYLOAD_TYPE = "application/vnd.paddle-accelerator-certificate+json"
+CREDENTIAL_VERSION = 1
+
+
+class CredentialError(ValueError):
+    """A credential that cannot be read or whose signature does not verify, with a stable `code`."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def encode_claims(claims: dict[str, Any]) -> bytes:
+    return json.dumps({"version": CREDENTIAL_VERSION, **claims}, ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def sign_credential(claims: dict[str, Any], key: PrivateKey) -> dict:
+    """Return a DSSE envelope (as a dict) over the JSON claims, signed by `key`."""
+    envelope = Envelope(encode_claims(claims), PAYLOAD_TYPE, {})
+    envelope.sign(key.signer)
+    return envelope.to_dict()
+
+
+def verify_credential(envelope: Any, keyring: Keyring) -> dict[str, Any]:
+    """Return the claims of a credential signed by a key of `keyring`; raise CredentialError otherwise."""
+    try:
+        parsed = Envelope.from_dict(envelope)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise CredentialError("credential_invalid", f"the credential is not a DSSE envelope: {error}") from None
+    if parsed.payload_type != PAYLOAD_TYPE:
+        raise CredentialError("credential_invalid", f"payload type {parsed.payload_type!r} is not {PAYLOAD_TYPE!r}")
+    try:
+        parsed.verify([key.sslib_key for key in keyring], 1)
+    except VerificationError:
+        raise CredentialError("signature_invalid", "no signature of the credential verifies with the portal's keys") from None
+    return json.loads(parsed.payload.decode("utf-8"))
+
+
+def payload_of(envelope: dict) -> dict[str, Any]:
+    """Return the unverified claims of an envelope, for display next to the verification result."""
+    return json.loads(base64.b64decode(envelope["payload"]).decode("utf-8"))

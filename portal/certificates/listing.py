@@ -1,0 +1,122 @@
+"""The public listing: filtered certificate rows, card histories, and the same data as JSON and CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+
+from django.db.models import Q
+from django.urls import reverse
+
+from portal.certificates.models import Certificate, Track
+from portal.evaluation.services import effective_verdict
+from portal.registry.models import Card
+
+FEED_COLUMNS = ["number", "status", "vendor", "card", "track", "level", "rule_pack", "reference_kind", "issued_at", "revoked_at", "revoked_reason", "card_id", "url"]
+STATUS_FILTERS = ("all", "valid", "revoked")
+
+
+@dataclass(frozen=True)
+class ListingFilters:
+    query: str = ""
+    vendor: str = ""
+    track: str = ""
+    level: int | None = None
+    rule_pack: str = ""
+    status: str = "all"
+
+    @classmethod
+    def from_params(cls, params) -> ListingFilters:
+        """Read filters from query parameters; unknown values are ignored, so any link keeps working."""
+        level = params.get("level", "")
+        status = params.get("status", "all")
+        track = params.get("track", "")
+        return cls(
+            query=params.get("q", "").strip()[:200],
+            vendor=params.get("vendor", "").strip()[:200],
+            track=track if track in Track.values else "",
+            level=int(level) if level in ("1", "2", "3") else None,
+            rule_pack=params.get("rule_pack", "").strip()[:100],
+            status=status if status in STATUS_FILTERS else "all",
+        )
+
+
+def listed_certificates(filters: ListingFilters = ListingFilters()):
+    certificates = Certificate.objects.select_related("card__vendor", "rule_pack").order_by("-issued_at", "-id")
+    if filters.query:
+        text = filters.query
+        certificates = certificates.filter(
+            Q(number__icontains=text) | Q(card__model__icontains=text) | Q(card__vendor__name__icontains=text) | Q(card__vendor__slug__icontains=text)
+        )
+    if filters.vendor:
+        certificates = certificates.filter(card__vendor__slug=filters.vendor)
+    if filters.track:
+        certificates = certificates.filter(track=filters.track)
+    if filters.level:
+        certificates = certificates.filter(level=filters.level)
+    if filters.rule_pack:
+        certificates = certificates.filter(rule_pack__name=filters.rule_pack)
+    if filters.status == "valid":
+        certificates = certificates.filter(revoked_at__isnull=True)
+    elif filters.status == "revoked":
+        certificates = certificates.filter(revoked_at__isnull=False)
+    return certificates
+
+
+def certificate_record(certificate: Certificate, base_url: str = "") -> dict:
+    return {
+        "number": certificate.number,
+        "status": "revoked" if certificate.is_revoked else "valid",
+        "vendor": certificate.card.vendor.name,
+        "card": certificate.card.model,
+        "track": certificate.track,
+        "level": certificate.level,
+        "rule_pack": certificate.rule_pack.name,
+        "reference_kind": certificate.rule_pack.reference_kind,
+        "issued_at": certificate.issued_at.isoformat(),
+        "revoked_at": certificate.revoked_at.isoformat() if certificate.revoked_at else None,
+        "revoked_reason": certificate.revoked_reason or None,
+        "card_id": certificate.card_id,
+        "url": base_url + reverse("certificate-detail", args=[certificate.number]),
+    }
+
+
+def records_csv(records: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=FEED_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in records:
+        writer.writerow({key: _csv_safe(value) for key, value in row.items()})
+    return buffer.getvalue()
+
+
+def _csv_safe(value):
+    """Prefix text that a spreadsheet would run as a formula, because vendor names end up in this file."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return "" if value is None else value
+
+
+def facets() -> dict:
+    """Return the values the listing's filters offer."""
+    certificates = Certificate.objects.all()
+    return {
+        "vendors": list(certificates.values_list("card__vendor__slug", "card__vendor__name").distinct().order_by("card__vendor__name")),
+        "rule_packs": list(certificates.values_list("rule_pack__name", flat=True).distinct().order_by("rule_pack__name")),
+        "tracks": Track.choices,
+    }
+
+
+def card_history(card: Card) -> list[dict]:
+    """Return every submission and certificate event of the card, oldest first."""
+    events = []
+    for submission in card.submissions.select_related("rule_pack", "report").order_by("created_at", "id"):
+        tracks = effective_verdict(submission).get("tracks", {})
+        levels = {track: info.get("level", 0) for track, info in tracks.items()}
+        events.append({"time": submission.created_at, "kind": "submission", "submission": submission, "levels": levels})
+    for certificate in card.certificates.select_related("rule_pack").order_by("issued_at", "id"):
+        events.append({"time": certificate.issued_at, "kind": "certificate", "certificate": certificate})
+        if certificate.revoked_at:
+            events.append({"time": certificate.revoked_at, "kind": "revocation", "certificate": certificate})
+    return sorted(events, key=lambda event: event["time"])
