@@ -67,7 +67,7 @@ def test_gpt3_is_performance_only():
     assert not any(spec["model"] == "gpt3-175b" for spec in STANDARD.data["workloads"].values() if spec["kind"] != "infer" and "model" in spec)
 
 
-@pytest.mark.parametrize("model", ["sd-1.5", "qwen2-57b-a14b"])
+@pytest.mark.parametrize("model", ["sd-1.4", "qwen2-57b-a14b"])
 def test_sft_only_models_have_no_lora_or_pretraining(model):
     kinds = {spec["kind"] for spec in STANDARD.data["workloads"].values() if spec.get("model") == model}
 
