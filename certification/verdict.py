@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from certification import criteria_sd  # noqa: F401  (registers the SD criteria)
+from certification import criteria_stability  # noqa: F401  (registers warm_start_stability)
 from certification import criteria_inference  # noqa: F401  (registers the inference criteria)
 from certification.bundle import VerifiedBundle
 from certification.criteria import FAIL, NOT_APPLICABLE, PASS, REFUSED, CriterionContext, Outcome, RecordsInvalid, WorkloadRecords, evaluate, run_too_short
