@@ -9,6 +9,7 @@ are never read for a number.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -25,6 +26,8 @@ from certification.verdict_messages import render
 
 PASS, FAIL, PENDING, NOT_APPLICABLE, REFUSED = "pass", "fail", "pending", "not_applicable", "refused"
 CRITERIA: dict[str, Callable[[CriterionContext], Outcome]] = {}
+# The "step" key of one steps.jsonl line and its integer value.
+STEP_KEY = re.compile(rb'"step"\s*:\s*(-?\d+)')
 
 
 class RecordsInvalid(ValueError):
@@ -54,6 +57,7 @@ class WorkloadRecords:
         self.bundle = bundle
         self.workload_id = workload_id
         self.prefix = f"workloads/{workload_id}/"
+        self._prefix_rows: dict[int, list[dict]] = {}
 
     def exists(self) -> bool:
         return workload_id_in(self.bundle, self.workload_id)
@@ -116,17 +120,37 @@ class WorkloadRecords:
             raise RecordsInvalid(f"{self.prefix}steps.jsonl is missing")
         return self.bundle.read_bytes(self.prefix + "steps.jsonl")
 
+    def _first_lines(self, count: int) -> list[bytes]:
+        """Return the first `count` lines of the step log without copying the rest of it."""
+        raw, end = self._steps_raw, 0
+        for _ in range(count):
+            end = raw.find(b"\n", end) + 1
+            if end == 0:
+                end = len(raw)
+                break
+        return raw[:end].splitlines()
+
     def rows_through(self, last: int) -> list[dict]:
         """Return the step rows with step <= `last`, in step order, parsing only the first `last` lines when possible."""
-        pieces = self._steps_raw.split(b"\n", last)
-        lines = [piece for piece in pieces[:last] if piece.strip()]
+        cached = self._prefix_rows.get(last)
+        if cached is not None:
+            return cached
         try:
-            rows = records.loads(b"[" + b",".join(lines) + b"]")
+            rows = records.loads(b"[" + b",".join(self._first_lines(last)) + b"]")
         except ValueError:
             rows = None
-        if rows is not None and all(isinstance(row, dict) and row.get("step") == number for number, row in enumerate(rows, start=1)):
-            return rows
-        return [row for row in self.steps if row["step"] <= last]
+        if rows is None or not all(isinstance(row, dict) and row.get("step") == number for number, row in enumerate(rows, start=1)):
+            rows = [row for row in self.steps if row["step"] <= last]
+        self._prefix_rows[last] = rows
+        return rows
+
+    def step_numbers_through(self, last: int) -> set[int]:
+        """Return the step numbers <= `last` that the log holds, reading only the step key of the first `last` lines when possible."""
+        lines = self._first_lines(last)
+        numbers = [int(match) for match in STEP_KEY.findall(b"\n".join(lines))]
+        if len(numbers) == len(lines) and numbers == list(range(1, len(lines) + 1)):
+            return set(numbers)
+        return {row["step"] for row in self.steps if row["step"] <= last}
 
     def losses_through(self, last: int) -> dict[int, float]:
         """Return {step: loss} for steps 1..`last` that the log holds."""
@@ -262,8 +286,7 @@ def rouge_difference(context: CriterionContext) -> Outcome:
     bound = context.settings["rouge"]["difference_max_points"]
     variants = context.settings["rouge"].get("variants", list(metrics.ROUGE_VARIANTS))
     vendor_pairs, reference_pairs = _paired_predictions(context)
-    vendor_scores = metrics.rouge_per_sample(vendor_pairs)
-    reference_scores = metrics.rouge_per_sample(reference_pairs)
+    vendor_scores, reference_scores = metrics.rouge_per_sample_pair(vendor_pairs, reference_pairs)
     measured = {variant: float(vendor_scores[variant].mean()) for variant in variants}
     reference = {variant: float(reference_scores[variant].mean()) for variant in variants}
     differences = {variant: measured[variant] - reference[variant] for variant in variants}

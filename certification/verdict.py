@@ -302,16 +302,18 @@ def _judge_workload(bundle, references, pack, workload_id, card_peaks, human, bo
     if len(built_in) > 1:
         results.append(_label(built_in[1], workload_id, check_run_length(vendor, spec)))
     reference, blocker = _pick_reference(references, pack, workload_id, vendor)
+    # One records object per side, so each record file is read and parsed once for all criteria.
+    reference_records = WorkloadRecords(reference.bundle, workload_id) if reference is not None else None
     for item in criteria[len(built_in):]:
-        outcome = blocker or _evaluate(item, workload_id, pack, vendor, reference, card_peaks, human, bound)
+        outcome = blocker or _evaluate(item, workload_id, pack, vendor, reference, reference_records, card_peaks, human, bound)
         results.append(_label(item, workload_id, outcome))
     return results
 
 
-def _evaluate(item, workload_id, pack, vendor, reference, card_peaks, human, bound) -> Outcome:
+def _evaluate(item, workload_id, pack, vendor, reference, reference_records, card_peaks, human, bound) -> Outcome:
     context = CriterionContext(
         criterion=item, workload_id=workload_id, settings=pack.data.get("settings", {}),
-        vendor=vendor, reference=WorkloadRecords(reference.bundle, workload_id),
+        vendor=vendor, reference=reference_records,
         vendor_peaks=card_peaks, reference_peaks=reference.peaks, throughput_bound=bound, human=human,
     )
     return evaluate(context)
@@ -397,7 +399,7 @@ def check_run_length(vendor: WorkloadRecords, spec: dict) -> Outcome:
     """Fail when steps.jsonl does not hold every step from 1 to the pack's fixed max_steps."""
     required = int(spec["hyperparameters"]["fixed"]["max_steps"])
     try:
-        logged = vendor.losses_through(required)
+        logged = vendor.step_numbers_through(required)
     except (RecordsInvalid, BundleError) as error:
         return Outcome(FAIL, "records_invalid", fields={"workload": vendor.workload_id, "problem": str(error)})
     missing = [step for step in range(1, required + 1) if step not in logged]
