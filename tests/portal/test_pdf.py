@@ -61,3 +61,60 @@ def test_fetcher_serves_static_font_and_data_uri():
     assert font.read(4) == b"\x00\x01\x00\x00"
     data = StaticFilesOnlyFetcher().fetch("data:text/plain;base64,aGk=")
     assert data.read() == b"hi"
+
+
+HOSTILE_NAME = '<img src="file:///etc/passwd"><link rel="stylesheet" href="http://127.0.0.1:{port}/x.css"><style>body {{ background: url(file:///etc/hostname) }}</style>芯片'
+
+
+@pytest.fixture
+def listening_server():
+    """A loopback HTTP server that records every request, to prove the renderer sends none."""
+    import http.server
+    import threading
+
+    requests = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            requests.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1], requests
+    server.shutdown()
+
+
+def test_hostile_vendor_text_fetches_nothing(client, vendor, card, rule_pack, staff, tmp_path, monkeypatch, listening_server):
+    port, requests = listening_server
+    vendor.name = HOSTILE_NAME.format(port=port)
+    vendor.save()
+    fetched = []
+    original = StaticFilesOnlyFetcher.fetch
+
+    def recording_fetch(self, url, headers=None):
+        fetched.append(url)
+        return original(self, url, headers)
+
+    monkeypatch.setattr(StaticFilesOnlyFetcher, "fetch", recording_fetch)
+    submission = judged_submission(vendor, card, rule_pack, verdict())
+    certificate = issue_certificate(submission=submission, track="pretraining", level=1, issued_by=staff)
+    path = tmp_path / "hostile.pdf"
+    path.write_bytes(client.get(reverse("certificate-pdf", args=[certificate.number])).content)
+
+    assert requests == []
+    assert all(url.startswith("data:") or url.startswith(static_dir().as_uri()) for url in fetched), fetched
+    text = pdf_text(path)
+    assert "file:///etc/passwd" in text
+    assert "url(file:///etc/hostname)" in text
+
+
+def test_pdf_key_figures_have_units(pdf_path):
+    text = pdf_text(pdf_path)
+    assert "tokens/s/TFLOPS" in text
+    assert "签发日期" in text

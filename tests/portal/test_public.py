@@ -23,9 +23,13 @@ def test_listing_without_login(client, certificate):
     assert "CPU demo reference" in page
 
 
-def test_listing_hides_revoked(client, certificate, staff):
+def test_listing_marks_revoked(client, certificate, staff):
     revoke_certificate(certificate, reason="withdrawn", revoked_by=staff)
-    assert certificate.number not in client.get(reverse("certificate-list")).content.decode()
+    page = client.get(reverse("certificate-list"), {"status": "valid"}).content.decode()
+    assert certificate.number not in page
+    page = client.get(reverse("certificate-list")).content.decode()
+    assert certificate.number in page
+    assert 'class="revoked"' in page
 
 
 def test_verify_by_number(client, certificate):

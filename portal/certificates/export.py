@@ -1,0 +1,105 @@
+"""Export the public pages as a self-contained static site: HTML, JSON, CSV and SVG that work offline.
+
+Every page is rendered by the same view that serves it, with
+`request.static_export` set so templates leave out forms and links that
+need the live portal. Links to other exported pages and static files are
+then rewritten to relative paths, so the folder can be opened from disk or
+published on any static host.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
+from django.test import RequestFactory
+from django.urls import resolve, reverse
+from django.utils import translation
+
+from portal.certificates.models import Certificate
+
+logger = logging.getLogger(__name__)
+
+LINK_PATTERN = re.compile(r'(?P<attribute>\b(?:href|src))="(?P<url>/[^"]*)"')
+STATIC_FILES = ["css/portal.css"]
+
+
+@dataclass
+class ExportReport:
+    pages: int = 0
+    files: list[str] = field(default_factory=list)
+
+
+def site_paths() -> list[str]:
+    """Return the URL path of every page and data file the static site contains."""
+    paths = [reverse("certificate-list"), reverse("revocation-list"), reverse("revocation-list-json"),
+             reverse("feed-json"), reverse("feed-csv"), reverse("feed-plot")]
+    certificates = Certificate.objects.order_by("id").values_list("number", "card_id", "credential")
+    card_ids = set()
+    for number, card_id, credential in certificates:
+        paths.append(reverse("certificate-detail", args=[number]))
+        if credential:
+            paths.append(reverse("certificate-credential", args=[number]))
+        card_ids.add(card_id)
+    paths.extend(reverse("card-detail", args=[card_id]) for card_id in sorted(card_ids))
+    return paths
+
+
+def output_name(path: str) -> str:
+    """Map a URL path to a file path inside the site: folders get an index.html."""
+    relative = path.lstrip("/")
+    return relative + "index.html" if relative == "" or relative.endswith("/") else relative
+
+
+def export_site(target: Path, language: str = settings.LANGUAGE_CODE) -> ExportReport:
+    """Write the static site into `target`, which must be empty or absent."""
+    target.mkdir(parents=True, exist_ok=True)
+    report = ExportReport()
+    factory = RequestFactory()
+    with translation.override(language):
+        for path in site_paths():
+            _write(target / output_name(path), _render(factory, path), path)
+            report.pages += 1
+    for name in STATIC_FILES:
+        destination = target / "static" / name
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(settings.BASE_DIR / "static" / name, destination)
+    logger.info("exported %s pages to %s", report.pages, target)
+    return report
+
+
+def _render(factory: RequestFactory, path: str) -> bytes:
+    request = factory.get(path)
+    request.user = AnonymousUser()
+    request.static_export = True
+    match = resolve(path)
+    response = match.func(request, *match.args, **match.kwargs)
+    if response.status_code != 200:
+        raise RuntimeError(f"exporting {path} failed with HTTP {response.status_code}")
+    return response.content
+
+
+def _write(destination: Path, content: bytes, path: str) -> None:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    if destination.suffix == ".html":
+        content = relative_links(content.decode("utf-8"), output_name(path)).encode("utf-8")
+    destination.write_bytes(content)
+
+
+def relative_links(html: str, page: str) -> str:
+    """Rewrite root-relative href and src values into paths relative to `page` inside the site."""
+    page_folder = posixpath.dirname(page) or "."
+
+    def replace(match: re.Match) -> str:
+        url = match.group("url").split("?", 1)[0].split("#", 1)[0]
+        target = output_name(url)
+        relative = posixpath.relpath(target, page_folder)
+        return f'{match.group("attribute")}="{relative}"'
+
+    return LINK_PATTERN.sub(replace, html)

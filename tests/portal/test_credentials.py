@@ -1,0 +1,98 @@
+"""Signed JSON credentials: the portal signs each certificate; the public endpoint checks signature and state."""
+
+import base64
+import json
+
+import pytest
+from django.urls import reverse
+
+from certification.credentials import CredentialError, verify_credential
+from certification.signing import Keyring, generate_key
+from portal.certificates.credentials import portal_keyring
+from portal.certificates.errors import CertificateError
+from portal.certificates.services import issue_certificate, revoke_certificate
+
+from .conftest import login
+from .helpers_verdict import judged_submission, verdict
+
+
+@pytest.fixture(autouse=True)
+def key_in_tmp(settings, tmp_path):
+    settings.PORTAL_CREDENTIAL_KEY_PATH = tmp_path / "keys" / "portal.key"
+
+
+@pytest.fixture
+def certificate(vendor, card, rule_pack, staff):
+    return issue_certificate(submission=judged_submission(vendor, card, rule_pack, verdict()), track="pretraining", level=1, issued_by=staff)
+
+
+def post_json(client, envelope):
+    return client.post(reverse("credential-verify"), data=json.dumps(envelope), content_type="application/json")
+
+
+def test_credential_verifies_offline(certificate):
+    claims = verify_credential(certificate.credential, portal_keyring())
+    assert claims["number"] == certificate.number
+    assert claims["vendor"] == "Acme <b>芯片</b>"
+    assert claims["track"] == "pretraining"
+
+
+def test_credential_rejects_other_key(certificate):
+    with pytest.raises(CredentialError) as raised:
+        verify_credential(certificate.credential, Keyring([generate_key().public_key]))
+    assert raised.value.code == "signature_invalid"
+
+
+def test_endpoint_accepts_downloaded_credential(client, certificate):
+    downloaded = client.get(reverse("certificate-credential", args=[certificate.number])).json()
+    result = post_json(client, downloaded).json()
+    assert result["valid"] is True
+    assert result["status"] == "valid"
+
+
+def test_endpoint_rejects_tampered_claims(client, certificate):
+    envelope = dict(certificate.credential)
+    claims = json.loads(base64.b64decode(envelope["payload"]))
+    claims["level"] = 3
+    envelope["payload"] = base64.b64encode(json.dumps(claims).encode()).decode()
+    response = post_json(client, envelope)
+    assert response.status_code == 400
+    assert response.json()["code"] == "signature_invalid"
+
+
+@pytest.mark.parametrize("body, code", [(b"not json", "credential_invalid"), (b'{"payload": 1}', "credential_invalid")])
+def test_endpoint_rejects_garbage(client, db, body, code):
+    response = client.post(reverse("credential-verify"), data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["code"] == code
+
+
+def test_revocation_shows_at_once(client, certificate, staff):
+    login(client, staff).post(reverse("certificate-revoke", args=[certificate.number]), {"reason": "peak misreported"})
+    client.logout()
+    result = post_json(client, certificate.credential).json()
+    assert result["status"] == "revoked"
+    assert result["valid"] is False
+    assert result["revoked_reason"] == "peak misreported"
+    page = client.get(reverse("certificate-detail", args=[certificate.number])).content.decode()
+    assert "peak misreported" in page
+
+
+def test_revoke_needs_reason_and_staff(certificate, owner, staff):
+    with pytest.raises(CertificateError) as raised:
+        revoke_certificate(certificate, reason="  ", revoked_by=staff)
+    assert raised.value.code == "reason_missing"
+    with pytest.raises(CertificateError) as raised:
+        revoke_certificate(certificate, reason="because", revoked_by=owner)
+    assert raised.value.code == "not_staff_revoke"
+
+
+def test_revoke_page_refuses_vendor(client, certificate, owner):
+    response = login(client, owner).post(reverse("certificate-revoke", args=[certificate.number]), {"reason": "mine"})
+    assert response.status_code == 403
+    certificate.refresh_from_db()
+    assert not certificate.is_revoked
+
+
+def test_public_key_served(client, db):
+    assert client.get(reverse("credential-key")).content.startswith(b"-----BEGIN PUBLIC KEY-----")

@@ -1,0 +1,83 @@
+"""The static site export: every page and data file is written and every link inside it resolves."""
+
+import csv
+import json
+import re
+from pathlib import Path
+from xml.etree import ElementTree
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from portal.certificates.services import issue_certificate, revoke_certificate
+
+from .helpers_verdict import judged_submission, verdict
+
+LINK = re.compile(r'\b(?:href|src)="([^"]*)"')
+
+
+@pytest.fixture
+def certificates(vendor, card, rule_pack, staff):
+    first = issue_certificate(submission=judged_submission(vendor, card, rule_pack, verdict(1, 1), label="a"), track="pretraining", level=1, issued_by=staff)
+    second = issue_certificate(submission=judged_submission(vendor, card, rule_pack, verdict(1, 1), label="b"), track="finetuning", level=1, issued_by=staff)
+    revoke_certificate(second, reason="测试撤销 <script>", revoked_by=staff)
+    return [first, second]
+
+
+@pytest.fixture
+def site(tmp_path, certificates):
+    target = tmp_path / "site"
+    call_command("export_site", str(target))
+    return target
+
+
+def test_export_writes_pages_and_feeds(site, certificates, card):
+    expected = ["index.html", "feeds/certificates.json", "feeds/certificates.csv", "feeds/levels.svg",
+                "certificates/revoked/index.html", "certificates/revoked.json", f"cards/{card.pk}/index.html"]
+    for certificate in certificates:
+        expected += [f"certificates/{certificate.number}/index.html", f"certificates/{certificate.number}/credential.json"]
+    for name in expected:
+        assert (site / name).is_file(), name
+
+
+def test_every_link_resolves(site):
+    pages = list(site.rglob("*.html"))
+    assert len(pages) >= 5
+    for page in pages:
+        for link in LINK.findall(page.read_text(encoding="utf-8")):
+            assert not link.startswith(("/", "http:", "https:", "file:")), f"{page}: {link}"
+            assert (page.parent / link).resolve().is_file(), f"{page.relative_to(site)} links to missing {link}"
+
+
+def test_static_pages_have_no_server_forms(site, certificates):
+    for page in site.rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        assert "<form" not in text, page
+        assert "/pdf/" not in text, page
+    detail = (site / f"certificates/{certificates[1].number}/index.html").read_text(encoding="utf-8")
+    assert "测试撤销 &lt;script&gt;" in detail
+
+
+def test_data_files_parse(site, certificates):
+    records = json.loads((site / "feeds/certificates.json").read_text(encoding="utf-8"))["certificates"]
+    assert {row["number"] for row in records} == {item.number for item in certificates}
+    rows = list(csv.DictReader((site / "feeds/certificates.csv").open(encoding="utf-8")))
+    assert {row["status"] for row in rows} == {"valid", "revoked"}
+    assert json.loads((site / "certificates/revoked.json").read_text(encoding="utf-8"))["count"] == 1
+    assert ElementTree.parse(site / "feeds/levels.svg").getroot().tag.endswith("svg")
+
+
+def test_export_refuses_non_empty_folder(tmp_path, certificates):
+    target = tmp_path / "used"
+    target.mkdir()
+    (target / "keep.txt").write_text("mine")
+    with pytest.raises(CommandError, match="not an empty folder"):
+        call_command("export_site", str(target))
+    assert (target / "keep.txt").read_text() == "mine"
+
+
+def test_export_in_english(tmp_path, certificates):
+    target = tmp_path / "en"
+    call_command("export_site", str(target), "--language", "en")
+    assert "Certified cards" in (target / "index.html").read_text(encoding="utf-8")

@@ -1,0 +1,93 @@
+"""The public listing without login: filters, search, feeds, card history and the revocation list."""
+
+import csv
+import io
+
+import pytest
+from django.urls import reverse
+
+from portal.certificates.services import issue_certificate, revoke_certificate
+from portal.registry.models import Card, Vendor
+
+from .helpers_verdict import judged_submission, verdict
+
+
+@pytest.fixture
+def listed(vendor, card, rule_pack, staff):
+    other_vendor = Vendor.objects.create(slug="initech", name="=HYPERLINK(\"http://x\")")
+    other_card = Card.objects.create(vendor=other_vendor, model="Z9", serial="z", peak_tflops={"fp32": 1.0}, approved=True)
+    first = issue_certificate(submission=judged_submission(vendor, card, rule_pack, verdict(1, 1), label="a"), track="pretraining", level=1, issued_by=staff)
+    second = issue_certificate(submission=judged_submission(other_vendor, other_card, rule_pack, verdict(1, 1), label="b"), track="finetuning", level=1, issued_by=staff)
+    revoke_certificate(second, reason="datasheet peak was wrong", revoked_by=staff)
+    return first, second
+
+
+def rows_of(client, **params):
+    return client.get(reverse("feed-json"), params).json()["certificates"]
+
+
+def test_listing_shows_revoked_marked(client, listed):
+    page = client.get(reverse("certificate-list")).content.decode()
+    assert listed[0].number in page
+    assert listed[1].number in page
+    assert 'class="revoked"' in page
+
+
+@pytest.mark.parametrize("params, expected", [
+    ({"track": "pretraining"}, [0]),
+    ({"track": "finetuning"}, [1]),
+    ({"status": "valid"}, [0]),
+    ({"status": "revoked"}, [1]),
+    ({"q": "x100"}, [0]),
+    ({"q": "HYPERLINK"}, [1]),
+    ({"vendor": "acme"}, [0]),
+    ({"level": "2"}, []),
+    ({"level": "nine", "track": "cooking"}, [0, 1]),
+])
+def test_feed_filters(client, listed, params, expected):
+    numbers = {row["number"] for row in rows_of(client, **params)}
+    assert numbers == {listed[index].number for index in expected}
+
+
+def test_listing_page_filters_by_search(client, listed):
+    page = client.get(reverse("certificate-list"), {"q": "X100"}).content.decode()
+    assert listed[0].number in page
+    assert listed[1].number not in page
+
+
+def test_csv_feed_neutralises_formulas(client, listed):
+    response = client.get(reverse("feed-csv"))
+    assert response["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    vendors = {row["vendor"] for row in rows}
+    assert "'=HYPERLINK(\"http://x\")" in vendors
+    assert {row["status"] for row in rows} == {"valid", "revoked"}
+
+
+def test_card_page_history_in_time_order(client, listed, card, vendor, rule_pack):
+    judged_submission(vendor, card, rule_pack, verdict(0, 0), label="later")
+    page = client.get(reverse("card-detail", args=[card.pk])).content.decode()
+    first_submission = page.index("event-submission")
+    certificate = page.index("event-certificate")
+    assert first_submission < certificate
+    assert page.count("event-submission") == 2
+    assert "<svg" in page
+
+
+def test_revocation_list_page_and_json(client, listed):
+    page = client.get(reverse("revocation-list")).content.decode()
+    assert listed[1].number in page
+    assert "datasheet peak was wrong" in page
+    data = client.get(reverse("revocation-list-json")).json()
+    assert [row["number"] for row in data["revoked"]] == [listed[1].number]
+    assert data["revoked"][0]["revoked_reason"] == "datasheet peak was wrong"
+
+
+def test_plot_is_svg(client, listed):
+    response = client.get(reverse("feed-plot"))
+    assert response["Content-Type"] == "image/svg+xml"
+    assert response.content.startswith(b"<svg")
+
+
+def test_unknown_card_is_404(client, db):
+    assert client.get(reverse("card-detail", args=[999])).status_code == 404
