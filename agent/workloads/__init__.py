@@ -9,7 +9,7 @@ warnings.filterwarnings("ignore", message="No ccache found")
 warnings.filterwarnings("ignore", message="Setuptools is replacing distutils")
 warnings.filterwarnings("ignore", message=r"(?s).*swiglu")
 
-from agent.workloads import finetune, pretrain, sd  # noqa: E402
+from agent.workloads import finetune, inference, pretrain, sd  # noqa: E402
 
 RUNNERS = {
     "pretrain": pretrain.run,
@@ -17,4 +17,5 @@ RUNNERS = {
     "lora": finetune.run_lora,
     "sd_sft": sd.run_sft,
     "sd_infer": sd.run_infer,
+    "infer": inference.run,
 }

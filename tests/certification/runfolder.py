@@ -92,7 +92,34 @@ def write_finetune(folder: Path, pack: RulePack, options: dict) -> None:
     write_jsonl(folder / "predictions.jsonl", rows)
 
 
-def build_run(root: Path, pack: RulePack = PACK, workloads: tuple[str, ...] = ("pretrain-llama", "sft-llama", "lora-llama"), **options: Any) -> Path:
+def write_inference(folder: Path, pack: RulePack, options: dict) -> None:
+    """Write LAMBADA items, greedy outputs and a QPS search: levels 4 and 8 pass, 16 fails, 8 is confirmed twice.
+
+    `request_spacing` scales the gaps between sends (2.0 halves the QPS) and
+    `slow_confirmation` gives the last trial a 2 s time to first token.
+    """
+    correct_count = options.get("lambada_correct", 1000)
+    write_jsonl(folder / "lambada.jsonl", [{"index": index, "correct": index < correct_count, "target_tokens": 2} for index in range(options.get("lambada_items", 5153))])
+    write_jsonl(folder / "generations.jsonl", [
+        {"index": index, "id": f"p{index}", "language": "en", "prompt": f"prompt {index}", "prediction": "text", "prompt_tokens": 3, "prediction_tokens": 1}
+        for index in range(4)
+    ])
+    settings = pack.data["settings"]["inference"]
+    plans = [(4.0, "search", 0.2), (8.0, "search", 0.2), (16.0, "search", 2.0), (8.0, "confirm", 0.2), (8.0, "confirm", 2.0 if options.get("slow_confirmation") else 0.2)]
+    rows, trials = [], []
+    for number, (level, role, ttft) in enumerate(plans):
+        trials.append({"trial": number, "level": level, "role": role, "load_model": "poisson", "duration_seconds": settings["min_duration_seconds"],
+                       "warmup_seconds": 0.0})
+        spacing = options.get("request_spacing", 1.0) / level
+        for index in range(int(level * settings["min_duration_seconds"])):
+            sent = index * spacing
+            rows.append({"trial": number, "index": index, "warmup": False, "scheduled": sent, "sent": sent, "first_token": sent + ttft,
+                         "end": sent + ttft + 0.1, "status": "ok", "output_tokens": settings["output_tokens"]})
+    write_jsonl(folder / "requests.jsonl", rows)
+    write_json(folder / "search.json", {"status": "completed", "trials": trials})
+
+
+def build_run(root: Path, pack: RulePack = PACK, workloads: tuple[str, ...] = ("pretrain-llama", "sft-llama", "lora-llama", "infer-llama"), **options: Any) -> Path:
     """Write a run folder under `root`; `options` apply to every workload unless keyed by workload id."""
     root.mkdir(parents=True, exist_ok=True)
     write_json(root / "run.json", {
@@ -115,5 +142,7 @@ def _write_workload(folder: Path, pack: RulePack, workload_id: str, options: dic
     write_json(folder / "result.json", {"workload": workload_id, "kind": kind, "status": options.get("status", "completed"), "summary": {}})
     if kind == "pretrain":
         write_pretrain(folder, pack, options)
+    elif kind == "infer":
+        write_inference(folder, pack, options)
     else:
         write_finetune(folder, pack, options)

@@ -1,0 +1,102 @@
+"""The inference verdict: QPS per TFLOPS recomputed from request records, and data types a device lacks."""
+
+from __future__ import annotations
+
+import pytest
+
+from certification.bundle import open_bundle, write_bundle
+from certification.criteria import RecordsInvalid, WorkloadRecords
+from certification.criteria_inference import qps_from_records
+from certification.rulepack import load_rule_pack
+from certification.signing import Keyring, generate_key
+from certification.verdict import Reference, judge
+from tests.certification.runfolder import PACK, build_run
+
+KEY = generate_key()
+KEYRING = Keyring([KEY.public_key])
+PEAKS = {"fp32": 1.0}
+SETTINGS = PACK.data["settings"]["inference"]
+
+
+def make_bundle(folder, pack=PACK, **options):
+    run_dir = build_run(folder / "run", pack=pack, **options)
+    return open_bundle(write_bundle(run_dir, folder / "run.tar", KEY).path, KEYRING)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    return make_bundle(tmp_path_factory.mktemp("reference"))
+
+
+def criterion(tmp_path, reference, criterion_id="infer.qps", peaks=PEAKS, **options):
+    vendor = make_bundle(tmp_path, **options)
+    return judge(vendor, [Reference(reference, PEAKS)], PACK, peaks).criterion(criterion_id)
+
+
+def test_qps_matching_runs_pass(tmp_path, reference):
+    result = criterion(tmp_path, reference)
+    assert result.status == "pass"
+    assert result.details["code"] == "qps_pass"
+    assert result.details["ratio"] == pytest.approx(1.0)
+    assert result.details["vendor"]["level"] == 8.0
+
+
+def test_qps_ratio_uses_peak(tmp_path, reference):
+    result = criterion(tmp_path, reference, peaks={"fp32": 10.0})
+    assert result.status == "fail"
+    assert result.details["code"] == "qps_fail"
+    assert result.details["ratio"] == pytest.approx(0.1)
+
+
+def test_qps_slower_requests_lower_ratio(tmp_path, reference):
+    result = criterion(tmp_path, reference, request_spacing=2.0)
+    assert result.details["ratio"] == pytest.approx(0.52, abs=0.03)
+
+
+def test_failed_confirmation_drops_level(tmp_path, reference):
+    result = criterion(tmp_path, reference, slow_confirmation=True)
+    assert result.details["code"] == "qps_no_level"
+    assert result.status == "fail"
+
+
+def test_qps_peak_missing_refused(tmp_path, reference):
+    result = criterion(tmp_path, reference, peaks={"bf16": 312.0})
+    assert result.status == "refused"
+    assert result.details["code"] == "peak_missing"
+
+
+def test_not_supported_names_data_type(tmp_path, reference):
+    run_dir = build_run(tmp_path / "run", **{"infer-llama": {"status": "not_supported"}})
+    result_path = run_dir / "workloads" / "infer-llama" / "result.json"
+    result_path.write_text(result_path.read_text().replace('"summary": {}', '"summary": {"data_type": "fp32", "not_supported_reason": "no kernel"}'))
+    vendor = open_bundle(write_bundle(run_dir, tmp_path / "run.tar", KEY).path, KEYRING)
+    verdict = judge(vendor, [Reference(reference, PEAKS)], PACK, PEAKS)
+    for criterion_id in ("infer.lambada", "infer.qps"):
+        assert verdict.criterion(criterion_id).details["code"] == "data_type_not_supported"
+        assert verdict.criterion(criterion_id).status == "fail"
+    assert verdict.to_dict()["tracks"]["inference"]["level"] == 0
+    assert "no kernel" in verdict.criterion("infer.qps").explanation["en"]
+
+
+def test_inference_level_one_reached(tmp_path, reference):
+    vendor = make_bundle(tmp_path)
+    verdict = judge(vendor, [Reference(reference, PEAKS)], PACK, PEAKS)
+    assert verdict.to_dict()["tracks"]["inference"]["level"] == 1
+    assert verdict.criterion("infer.lambada").status == "pass"
+
+
+def test_short_trial_does_not_count(tmp_path):
+    pack = load_rule_pack("demo-2026.1")
+    bundle = make_bundle(tmp_path)
+    settings = {**pack.data["settings"]["inference"], "min_duration_seconds": 10}
+    result = qps_from_records(WorkloadRecords(bundle, "infer-llama"), settings)
+    assert result.level is None
+    assert "at least 10 s" in result.reason
+
+
+def test_search_without_trials_is_invalid(tmp_path):
+    run_dir = build_run(tmp_path / "run")
+    (run_dir / "workloads" / "infer-llama" / "search.json").write_text('{"status": "completed"}\n')
+    bundle = open_bundle(write_bundle(run_dir, tmp_path / "run.tar", KEY).path, KEYRING)
+    with pytest.raises(RecordsInvalid):
+        qps_from_records(WorkloadRecords(bundle, "infer-llama"), SETTINGS)

@@ -1,0 +1,189 @@
+"""The load generator, the trial statistics and the QPS search against real local HTTP servers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from agent.inference.loadgen import Endpoint, EndpointError, RequestRecord, RequestSpec, TrialPlan, poisson_arrivals, run_trial, stream_completion
+from agent.inference.search import SearchError, SearchSettings, run_search
+from certification.latency import allowed_misses, nearest_rank, summarize_trial
+from tests.agent.inference_servers import StreamingServer
+
+SETTINGS = {
+    "load_model": "open_loop_poisson", "time_to_first_token_percentile": 99, "time_to_first_token_max_seconds": 1.0,
+    "min_duration_seconds": 0.3, "warmup_seconds": 0.1, "output_tokens": 3, "start_level": 20, "growth_factor": 2.0,
+    "max_level": 40, "refine_steps": 0, "confirmations": 2, "request_timeout_seconds": 5, "peak_data_type": "fp32",
+}
+
+
+def one_request(url: str, timeout: float = 5.0) -> RequestRecord:
+    record = RequestRecord(trial=0, index=0, scheduled=0.0, warmup=False)
+    spec = RequestSpec("hello", 3, "tiny")
+    asyncio.run(stream_completion(Endpoint.parse(url), spec, record, 0.0, timeout))
+    return record
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_ttft_skips_chunks_without_text():
+    with StreamingServer(delay=0.2) as server:
+        record = one_request(server.url)
+    assert record.status == "ok"
+    assert record.ttft >= 0.2
+    assert record.text_chunks == 3
+    assert record.output_tokens == 3
+    assert server.requests[0]["stream"] is True
+    assert server.requests[0]["max_tokens"] == 3
+
+
+@pytest.mark.parametrize(
+    ("mode", "status"),
+    [("http_error", "http_error"), ("malformed", "malformed"), ("error_event", "server_error"), ("no_done", "incomplete")],
+)
+def test_bad_stream_gets_status(mode, status):
+    with StreamingServer(mode=mode, delay=0.0) as server:
+        record = one_request(server.url)
+    assert record.status == status
+    assert record.error
+    assert math.isinf(record.ttft)
+
+
+def test_down_endpoint_is_connect_error():
+    record = one_request(f"http://127.0.0.1:{free_port()}/v1/completions")
+    assert record.status == "connect_error"
+    assert "Refused" in record.error
+
+
+def test_slow_server_times_out():
+    with StreamingServer(delay=1.0) as server:
+        record = one_request(server.url, timeout=0.3)
+    assert record.status == "timeout"
+
+
+def test_endpoint_rejects_other_schemes():
+    with pytest.raises(EndpointError):
+        Endpoint.parse("ftp://127.0.0.1/v1/completions")
+    assert Endpoint.parse("http://localhost:8000").path == "/v1/completions"
+
+
+def test_poisson_arrivals_fixed_count():
+    arrivals = poisson_arrivals(50.0, 4.0, seed=3)
+    assert len(arrivals) == 200
+    assert arrivals == sorted(arrivals)
+    assert 0.0 <= arrivals[0] and arrivals[-1] < 4.0
+    assert poisson_arrivals(50.0, 4.0, seed=3) == arrivals
+
+
+@pytest.mark.parametrize(("count", "percentile", "allowed"), [(100, 99, 1), (150, 99, 1), (99, 99, 0), (200, 99, 2), (10, 50, 5), (1, 99, 0)])
+def test_allowed_misses_nearest_rank(count, percentile, allowed):
+    assert allowed_misses(count, percentile) == allowed
+    values = [0.0] * (count - allowed) + [2.0] * allowed
+    assert nearest_rank(values, percentile) <= 1.0
+    if allowed < count:
+        assert nearest_rank([0.0] * (count - allowed - 1) + [2.0] * (allowed + 1), percentile) > 1.0
+
+
+def request_row(index, ttft=0.1, status="ok", warmup=False):
+    return {"trial": 0, "index": index, "warmup": warmup, "scheduled": index * 0.01, "sent": index * 0.01,
+            "first_token": index * 0.01 + ttft if status == "ok" else None, "end": index * 0.01 + 0.5, "status": status}
+
+
+def test_failed_requests_count_as_misses():
+    rows = [request_row(index) for index in range(199)] + [request_row(199, status="timeout")]
+    summary = summarize_trial(rows, 1.0, 99, failed_max=1)
+    assert summary.requests == 200
+    assert summary.misses == 1
+    assert summary.passed
+    assert not summarize_trial(rows, 1.0, 99, failed_max=0).passed
+
+
+def test_warmup_excluded_from_statistics():
+    rows = [request_row(0, ttft=5.0, warmup=True)] + [request_row(index) for index in range(1, 11)]
+    summary = summarize_trial(rows, 1.0, 99)
+    assert summary.requests == 10
+    assert summary.passed
+
+
+def test_trial_stops_early_when_overloaded():
+    plan = TrialPlan(trial=0, load_model="poisson", level=30.0, warmup_seconds=0.0, duration_seconds=2.0, max_tokens=2,
+                     ttft_limit=0.1, percentile=99.0, request_timeout=5.0, seed=1)
+    with StreamingServer(delay=0.3) as server:
+        state = asyncio.run(run_trial(Endpoint.parse(server.url), ["p"], "tiny", plan))
+    assert state.stopped
+    statuses = {record.status for record in state.records}
+    assert "not_sent" in statuses
+    assert len(state.records) == 60
+    assert not summarize_trial([record.to_dict() for record in state.records], 0.1, 99).passed
+
+
+def test_closed_loop_trial():
+    plan = TrialPlan(trial=0, load_model="concurrency", level=3, warmup_seconds=0.1, duration_seconds=0.4, max_tokens=2,
+                     ttft_limit=1.0, percentile=99.0, request_timeout=5.0, seed=1)
+    with StreamingServer(delay=0.05) as server:
+        state = asyncio.run(run_trial(Endpoint.parse(server.url), ["p"], "tiny", plan))
+    assert all(record.status == "ok" for record in state.records)
+    summary = summarize_trial([record.to_dict() for record in state.records], 1.0, 99)
+    assert summary.passed
+    assert 10 < summary.qps < 70
+
+
+def test_search_confirms_level_twice(tmp_path):
+    with StreamingServer(delay=0.01) as server:
+        record = run_search(Endpoint.parse(server.url), "tiny", ["a", "b"], SearchSettings.from_pack(SETTINGS), tmp_path)
+    roles = [(trial["level"], trial["role"]) for trial in record["trials"]]
+    assert roles == [(20, "search"), (40.0, "search"), (40.0, "confirm"), (40.0, "confirm")]
+    assert record["result"]["level"] == 40.0
+    rows = [json.loads(line) for line in (tmp_path / "requests.jsonl").read_text().splitlines()]
+    assert {row["trial"] for row in rows} == {0, 1, 2, 3}
+    assert json.loads((tmp_path / "search.json").read_text())["status"] == "completed"
+
+
+def test_search_down_endpoint_records_failure(tmp_path):
+    url = f"http://127.0.0.1:{free_port()}/v1/completions"
+    with pytest.raises(SearchError) as raised:
+        run_search(Endpoint.parse(url), "tiny", ["a"], SearchSettings.from_pack(SETTINGS), tmp_path)
+    assert raised.value.code == "endpoint_unreachable"
+    record = json.loads((tmp_path / "search.json").read_text())
+    assert record["status"] == "failed"
+    assert record["error"]["code"] == "endpoint_unreachable"
+    statuses = record["trials"][0]["summary"]["statuses"]
+    assert statuses["connect_error"] >= 1
+    assert set(statuses) <= {"connect_error", "not_sent"}
+
+
+def test_search_malformed_stream_never_reports_qps(tmp_path):
+    with StreamingServer(mode="malformed", delay=0.0) as server, pytest.raises(SearchError) as raised:
+        run_search(Endpoint.parse(server.url), "tiny", ["a"], SearchSettings.from_pack(SETTINGS), tmp_path)
+    assert raised.value.code == "endpoint_malformed"
+    assert "result" not in json.loads((tmp_path / "search.json").read_text())
+
+
+@pytest.mark.parametrize("change", [{"load_model": "bursty"}, {"surprise": 1}, {"growth_factor": 1.0}])
+def test_settings_rejects_bad_values(change):
+    with pytest.raises(ValueError):
+        SearchSettings.from_pack({**SETTINGS, **change})
+
+
+def test_loadgen_command_down_endpoint(tmp_path):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "hello"}\n')
+    url = f"http://127.0.0.1:{free_port()}/v1/completions"
+    completed = subprocess.run(
+        [sys.executable, "-m", "agent", "loadgen", "--endpoint", url, "--model", "tiny", "--prompts", str(prompts),
+         "--settings", json.dumps(SETTINGS), "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert completed.returncode == 5
+    assert "error[endpoint_unreachable]" in completed.stderr
+    assert (tmp_path / "out" / "search.json").is_file()
