@@ -36,7 +36,8 @@ def test_digit_captions_follow_labels():
     rows = read_digits(DATA / "digits_captions.jsonl")
 
     assert len(rows) == 1797
-    assert rows[0]["label"] == 0 and rows[0]["caption_zh"] == "黑底白字的手写数字零"
+    assert rows[0]["label"] == 0
+    assert rows[0]["caption_zh"] == "黑底白字的手写数字零"
     assert all(str(row["label"]) in row["caption_en"] for row in rows)
     assert caption(rows[5], 0) == rows[5]["caption_en"]
     assert caption(rows[5], 1) == rows[5]["caption_zh"]
@@ -49,7 +50,8 @@ def test_upscale_repeats_pixels():
 
     assert image.shape == (3, 32, 32)
     assert image.dtype == np.float32
-    assert image[0, 0, 0] == -1.0 and image[0, 0, 4] == 1.0
+    assert image[0, 0, 0] == -1.0
+    assert image[0, 0, 4] == 1.0
     assert np.array_equal(image[:, :4, :4], np.full((3, 4, 4), -1.0, dtype=np.float32))
     assert np.array_equal(image[0], image[2])
 

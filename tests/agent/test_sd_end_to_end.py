@@ -120,3 +120,4 @@ def test_pairs_for_blind_evaluation(bundles):
         assert pairs[0].prompt_id == "en-0"
         assert pairs[0].vendor_path == f"workloads/{workload_id}/images/en-0.png"
         assert all(bundles["vendor"].has(pair.vendor_path) and bundles["reference"].has(pair.reference_path) for pair in pairs)
+        assert all(pair.identical for pair in pairs)  # two runs on one machine: same seeds, same bytes
