@@ -45,6 +45,8 @@ class Certificate(models.Model):
     revoked_reason = models.TextField(_("revocation reason"), blank=True)
     revoked_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     credential = models.JSONField(_("signed credential"), null=True, blank=True, help_text=_("DSSE envelope signed by the portal's credential key"))
+    needs_review = models.BooleanField(_("needs review"), default=False, help_text=_("set when the key that signed its bundle was revoked after a compromise"))
+    review_reason = models.TextField(_("review reason"), blank=True)
 
     objects = CertificateQuerySet.as_manager()
 
@@ -70,3 +72,9 @@ class Certificate(models.Model):
     @property
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
+
+    def flag_for_review(self, reason: str) -> None:
+        """Mark the certificate for staff review, keeping the first reason when it is flagged again."""
+        self.needs_review = True
+        self.review_reason = self.review_reason or reason
+        self.save(update_fields=["needs_review", "review_reason"])

@@ -1,0 +1,109 @@
+"""The agent's Paddle completions server and the data type probes, on a tiny LLaMA built from its config."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+
+paddle = pytest.importorskip("paddle")
+
+from agent.inference import datatypes  # noqa: E402
+from agent.inference.loadgen import Endpoint, RequestRecord, RequestSpec, stream_completion  # noqa: E402
+from agent.inference.server import BatchingEngine, CompletionsServer  # noqa: E402
+from agent.workloads.common import load_tokenizer  # noqa: E402
+from certification.rulepack import load_rule_pack  # noqa: E402
+from tests.agent.test_lambada_targets import REPO  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer(REPO / "data" / "tokenizers" / "llama2_tokenizer.model")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    from paddlenlp.transformers import LlamaConfig, LlamaForCausalLM
+
+    paddle.seed(7)
+    config = dict(load_rule_pack("smoke-2026.1").data["models"]["llama-tiny"]["config"], use_flash_attention=False)
+    folder = tmp_path_factory.mktemp("model")
+    LlamaForCausalLM(LlamaConfig(**config)).save_pretrained(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(model_dir, tokenizer):
+    model, _ = datatypes.load_model(model_dir, "fp32", tokenizer)
+    engine = BatchingEngine(model, tokenizer, "llama-tiny", max_batch_size=8, batch_wait_seconds=0.05)
+    engine.warm_up()
+    with CompletionsServer(engine) as running:
+        yield running
+
+
+def stream(url: str, count: int, max_tokens: int = 5) -> list[RequestRecord]:
+    async def send_all():
+        records = [RequestRecord(trial=0, index=index, scheduled=0.0, warmup=False) for index in range(count)]
+        await asyncio.gather(*(stream_completion(Endpoint.parse(url), RequestSpec(f"你好 hello {index}", max_tokens, "llama-tiny"), record, 0.0, 60.0)
+                               for index, record in enumerate(records)))
+        return records
+
+    return asyncio.run(send_all())
+
+
+def test_server_streams_fixed_length(server):
+    [record] = stream(server.url, 1, max_tokens=6)
+    assert record.status == "ok", record.error
+    assert record.output_tokens == 6
+    assert record.prompt_tokens > 1
+    assert record.sent < record.first_token <= record.end
+
+
+def test_server_batches_requests_together(server):
+    before = server.engine.batches
+    records = stream(server.url, 6)
+    assert all(record.status == "ok" for record in records)
+    assert server.engine.batches - before < 6
+
+
+def test_server_matches_greedy_generate(server, tokenizer):
+    body = json.dumps({"prompt": "hello", "max_tokens": 4, "stream": False, "ignore_eos": True}).encode()
+    request = urllib.request.Request(server.url, data=body, headers={"Content-Type": "application/json"})
+    reply = json.loads(urllib.request.urlopen(request, timeout=60).read())
+    ids = [tokenizer.bos_token_id, *tokenizer.encode("hello")]
+    with paddle.no_grad():
+        generated, _ = server.engine.model.generate(input_ids=paddle.to_tensor([ids]), attention_mask=paddle.ones([1, len(ids)], dtype="int64"),
+                                                    max_new_tokens=4, decode_strategy="greedy_search", eos_token_id=None, pad_token_id=0)
+    assert reply["choices"][0]["text"] == tokenizer.decode(generated.numpy().tolist()[0], skip_special_tokens=True)
+    assert reply["usage"]["completion_tokens"] == 4
+
+
+@pytest.mark.parametrize(("body", "code"), [
+    ({"prompt": "x", "temperature": 0.7}, "unsupported_temperature"),
+    ({"prompt": "x", "max_tokens": 0}, "invalid_max_tokens"),
+    ({"max_tokens": 3}, "invalid_prompt"),
+])
+def test_server_rejects_bad_request(server, body, code):
+    request = urllib.request.Request(server.url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as raised:
+        urllib.request.urlopen(request, timeout=30)
+    assert raised.value.code == 400
+    assert json.loads(raised.value.read())["error"]["code"] == code
+
+
+@pytest.mark.skipif(paddle.is_compiled_with_cuda(), reason="checks the CPU build, which has no 16-bit or int8 GEMM kernels")
+@pytest.mark.parametrize("data_type", ["fp16", "bf16", "int8_weight_only", "int4_weight_only", "a8w8"])
+def test_cpu_data_types_not_supported(model_dir, tokenizer, data_type):
+    with pytest.raises(datatypes.DataTypeNotSupported) as raised:
+        datatypes.load_model(model_dir, data_type, tokenizer, ["calibration text"])
+    assert "not registered" in raised.value.reason or "neither runs here" in raised.value.reason
+
+
+def test_unknown_data_type_rejected(model_dir, tokenizer):
+    with pytest.raises(ValueError):
+        datatypes.load_model(model_dir, "fp8", tokenizer)
