@@ -29,3 +29,42 @@ def check_certificate_font(app_configs, **kwargs):
             id="portal.E002",
         )
     ]
+
+
+DEVELOPMENT_KEY_PREFIX = "insecure-development-key"
+
+
+def embedded_setup() -> bool:
+    """True for the fresh-checkout setup: SQLite and tasks run in-process."""
+    engine = settings.DATABASES["default"]["ENGINE"]
+    return engine.endswith("sqlite3") and settings.CELERY_TASK_ALWAYS_EAGER and not settings.CELERY_BROKER_URL
+
+
+@register()
+def check_secret_key(app_configs, **kwargs):
+    """The development key is fine on the embedded setup only; with PostgreSQL or a broker it is an error."""
+    if not settings.SECRET_KEY.startswith(DEVELOPMENT_KEY_PREFIX) or embedded_setup():
+        return []
+    return [
+        Error(
+            "DJANGO_SECRET_KEY is not set, so the portal signs sessions with a key published in its source.",
+            hint="Set DJANGO_SECRET_KEY to a long random value, for example from: python -c 'import secrets; print(secrets.token_urlsafe(50))'.",
+            id="portal.E003",
+        )
+    ]
+
+
+@register()
+def check_task_time_limits(app_configs, **kwargs):
+    """A task must end before the broker hands its unacknowledged message to another worker."""
+    hard, soft = settings.CELERY_TASK_TIME_LIMIT, settings.CELERY_TASK_SOFT_TIME_LIMIT
+    visibility = settings.PORTAL_BROKER_VISIBILITY_TIMEOUT
+    if soft < hard < visibility:
+        return []
+    return [
+        Error(
+            f"Task time limits (soft {soft} s, hard {hard} s) are not below the broker's visibility timeout ({visibility} s) in that order.",
+            hint="Keep CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT < CELERY_BROKER_VISIBILITY_TIMEOUT, or a slow validation runs twice.",
+            id="portal.E004",
+        )
+    ]

@@ -41,8 +41,8 @@ INSTALLED_APPS = [
     "portal.registry",
     "portal.submissions",
     "portal.certificates",
-    "portal.evaluation",
     "portal.tickets",
+    "portal.evaluation",
 ]
 
 MIDDLEWARE = [
@@ -50,6 +50,7 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "portal.submissions.uploads.UploadSizeLimitMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -101,17 +102,19 @@ MEDIA_ROOT = read_path("DJANGO_MEDIA_ROOT", VAR_DIR / "media")
 
 # The CJK font embedded in certificate PDFs; a system check reports it when missing.
 CERTIFICATE_FONT_PATH = BASE_DIR / "static" / "fonts" / "wqy-microhei.ttf"
-# The portal's own Ed25519 key that signs certificate credentials; created on first use when missing.
-PORTAL_CREDENTIAL_KEY_PATH = read_path("PORTAL_CREDENTIAL_KEY_PATH", VAR_DIR / "keys" / "portal-credential.key")
 # The portal's Ed25519 key that signs run tickets; created on first use when missing.
 PORTAL_TICKET_KEY_PATH = read_path("PORTAL_TICKET_KEY_PATH", VAR_DIR / "keys" / "portal-ticket.key")
 # How long a run ticket stays valid: the run and the upload must both happen within it.
 PORTAL_TICKET_LIFETIME_DAYS = read_int("PORTAL_TICKET_LIFETIME_DAYS", 14, minimum=1)
+# The portal's own Ed25519 key that signs certificate credentials; created on first use when missing.
+PORTAL_CREDENTIAL_KEY_PATH = read_path("PORTAL_CREDENTIAL_KEY_PATH", VAR_DIR / "keys" / "portal-credential.key")
 
 # Uploads always stream to a temporary file; the handler stops at the size limit.
 BUNDLE_UPLOAD_MAX_BYTES = read_int("BUNDLE_UPLOAD_MAX_BYTES", 2 * 1024**3, minimum=1024)
 FILE_UPLOAD_HANDLERS = ["portal.submissions.uploads.LimitedTemporaryFileUploadHandler"]
 FILE_UPLOAD_TEMP_DIR = read_str("DJANGO_FILE_UPLOAD_TEMP_DIR", "") or None
+# Resumable uploads (/api/v1/uploads/) take the bundle in byte ranges of at most this size.
+BUNDLE_UPLOAD_CHUNK_MAX_BYTES = read_int("BUNDLE_UPLOAD_CHUNK_MAX_BYTES", 64 * 1024**2, minimum=1024)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.TokenAuthentication"],
@@ -133,6 +136,14 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = TIME_ZONE
+# A task unacknowledged for longer than the visibility timeout is handed to another worker
+# (Redis, SQS), so every time limit stays below it; a system check and a test hold this.
+PORTAL_BROKER_VISIBILITY_TIMEOUT = read_int("CELERY_BROKER_VISIBILITY_TIMEOUT", 3600, minimum=10)
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": PORTAL_BROKER_VISIBILITY_TIMEOUT}
+CELERY_TASK_TIME_LIMIT = read_int("CELERY_TASK_TIME_LIMIT", 1800, minimum=5)
+CELERY_TASK_SOFT_TIME_LIMIT = read_int("CELERY_TASK_SOFT_TIME_LIMIT", CELERY_TASK_TIME_LIMIT - CELERY_TASK_TIME_LIMIT // 10, minimum=1)
+# A worker killed in the middle of a task leaves its message unacknowledged, so it is delivered again.
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 
@@ -147,5 +158,14 @@ LOGGING = {
 }
 
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SECURE = read_bool("DJANGO_SECURE_COOKIES", False)
+# Production behind HTTPS: DJANGO_HTTPS=true turns on the redirect, HSTS and secure cookies
+# that `manage.py check --deploy` asks for. DJANGO_BEHIND_PROXY=true trusts X-Forwarded-Proto.
+HTTPS = read_bool("DJANGO_HTTPS", False)
+SESSION_COOKIE_SECURE = read_bool("DJANGO_SECURE_COOKIES", HTTPS)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_SSL_REDIRECT = HTTPS
+SECURE_HSTS_SECONDS = read_int("DJANGO_HSTS_SECONDS", 31536000 if HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = read_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", HTTPS)
+SECURE_HSTS_PRELOAD = read_bool("DJANGO_HSTS_PRELOAD", HTTPS)
+if read_bool("DJANGO_BEHIND_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -43,5 +43,8 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("api/v1/bundles/", BundleUploadView.as_view(), name="api-bundle-upload"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("", include("portal.registry.urls")),
+    path("", include("portal.audit.urls")),
+    path("", include("portal.submissions.urls")),
     path("admin/", admin.site.urls),
 ]

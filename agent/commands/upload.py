@@ -1,15 +1,22 @@
 """`python -m agent upload`: send a bundle to the portal and print the submission's address.
 
-The body is streamed from the file, so a bundle of any size uses little
-memory. The portal keys submissions by the bundle's sha256, so sending the
-same file again is safe and returns the stored submission.
+The upload is resumable: the agent declares the bundle's size and sha256
+(POST /api/v1/uploads/), sends byte ranges (PUT with Content-Range), and
+completes it. When the connection breaks, it asks the portal how many bytes
+arrived and continues from there, a bounded number of times; running the
+command again later also continues the open upload. The portal keys
+submissions by the bundle's sha256, so sending the same file again is safe
+and returns the stored submission. `--single-request` uses the older
+one-request endpoint (POST /api/v1/bundles/), streamed from the file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import time
 import uuid
 from pathlib import Path
 
@@ -20,6 +27,7 @@ from agent.errors import EXIT_OK, EXIT_REMOTE, EXIT_USAGE, AgentError
 
 HELP = "Upload a signed bundle to the certification portal and print the submission's address."
 UPLOAD_PATH = "/api/v1/bundles/"
+SESSIONS_PATH = "/api/v1/uploads/"
 READ_BLOCK_BYTES = 1024 * 1024
 
 logger = logging.getLogger(__name__)
@@ -32,6 +40,9 @@ def add_arguments(parser):
     parser.add_argument("--vendor", help="vendor identifier; needed only when your account belongs to several vendors")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the portal's reply (default: 600)")
     parser.add_argument("--json", action="store_true", help="print the portal's reply as one JSON line instead of text")
+    parser.add_argument("--chunk-mib", type=int, default=16, help="size of each byte range in MiB (default: 16)")
+    parser.add_argument("--retries", type=int, default=5, help="times to resume after a broken connection before giving up (default: 5)")
+    parser.add_argument("--single-request", action="store_true", help="send the whole bundle in one request, without resuming")
 
 
 class MultipartStream:
@@ -130,13 +141,116 @@ def parse_reply(response: requests.Response) -> dict:
 
 def run(args) -> int:
     url = check_arguments(args)
-    response = send(url, args)
-    body = parse_reply(response)
+    if args.single_request:
+        response = send(url, args)
+        return report(parse_reply(response), response.status_code == 200, args)
+    body, already_stored = ResumableUpload(args).run()
+    return report(body, already_stored, args)
+
+
+def report(body: dict, already_stored: bool, args) -> int:
     if args.json:
-        print(json.dumps({**body, "already_stored": response.status_code == 200}, ensure_ascii=False))
+        print(json.dumps({**body, "already_stored": already_stored}, ensure_ascii=False))
         return EXIT_OK
-    if response.status_code == 200:
+    if already_stored:
         print("the portal already had this bundle; it returned the stored submission")
     print(f"submission: {body['id']} ({body.get('state', 'unknown')})")
     print(f"url:        {body['url']}")
     return EXIT_OK
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(READ_BLOCK_BYTES), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class ResumableUpload:
+    """Declare, send the missing byte ranges, complete; after a broken connection, ask where to continue."""
+
+    def __init__(self, args):
+        self.args = args
+        self.base = args.portal.rstrip("/")
+        self.size = args.bundle.stat().st_size
+        self.chunk = max(1, args.chunk_mib) * 1024 * 1024
+        self.breaks = 0
+        self.contacted = False  # retries start after the first reply: a wrong --portal fails at once
+        self.headers = {"Authorization": f"Token {args.token}", "User-Agent": f"accel-cert-agent/{__version__}", "Accept": "application/json"}
+
+    def run(self) -> tuple[dict, bool]:
+        session = self.declare()
+        if session.get("submission"):
+            return session["submission"], True
+        while session["received"] < self.size:
+            session = self.send_range(session)
+        reply = self.call("post", session["complete_url"])
+        return parse_reply(reply), reply.status_code == 200
+
+    def declare(self) -> dict:
+        fields = {"size": self.size, "sha256": file_sha256(self.args.bundle), "name": self.args.bundle.name}
+        if self.args.vendor:
+            fields["vendor"] = self.args.vendor
+        session = session_reply(self.call("post", self.base + SESSIONS_PATH, json=fields))
+        if session["received"]:
+            logger.info("resuming the open upload %s at byte %d of %d", session["id"], session["received"], self.size)
+        return session
+
+    def send_range(self, session: dict) -> dict:
+        start = session["received"]
+        end = min(start + self.chunk, self.size) - 1
+        with open(self.args.bundle, "rb") as stream:
+            stream.seek(start)
+            data = stream.read(end - start + 1)
+        headers = {"Content-Range": f"bytes {start}-{end}/{self.size}", "Content-Type": "application/octet-stream"}
+        try:
+            reply = self.call("put", session["upload_url"], data=data, headers=headers, resumable=True)
+        except _Broken:
+            return session_reply(self.call("get", session["upload_url"]))
+        if reply.status_code == 409:
+            return session_reply(self.call("get", session["upload_url"]))
+        logger.debug("sent bytes %d-%d of %d", start, end, self.size)
+        return session_reply(reply)
+
+    def call(self, method: str, url: str, *, resumable: bool = False, **kwargs) -> requests.Response:
+        """Send one request; a broken connection is retried after a pause until --retries breaks in total."""
+        headers = {**self.headers, **kwargs.pop("headers", {})}
+        while True:
+            try:
+                reply = requests.request(method, url, headers=headers, timeout=self.args.timeout, **kwargs)
+            except (requests.ConnectionError, requests.Timeout) as error:
+                if not self.contacted:
+                    raise AgentError("portal_unreachable", f"cannot reach the portal at {url}: {type(error).__name__}", "check --portal and the network; a repeated upload is safe", EXIT_REMOTE) from None
+                self.count_break(url, error)
+                if resumable:
+                    raise _Broken() from None
+            except requests.RequestException as error:
+                raise AgentError("portal_unreachable", f"cannot reach the portal at {url}: {type(error).__name__}", "check --portal and the network; a repeated upload is safe", EXIT_REMOTE) from None
+            else:
+                self.contacted = True
+                return reply
+
+    def count_break(self, url: str, error: Exception) -> None:
+        self.breaks += 1
+        if self.breaks > self.args.retries:
+            raise AgentError(
+                "portal_unreachable", f"cannot reach the portal at {url} after {self.args.retries} retries: {type(error).__name__}",
+                "check --portal and the network, then run the same command again: it continues the upload", EXIT_REMOTE,
+            )
+        logger.warning("connection to the portal broke (%s); retry %d of %d", type(error).__name__, self.breaks, self.args.retries)
+        time.sleep(min(30.0, 0.5 * 2 ** (self.breaks - 1)))
+
+
+class _Broken(Exception):
+    """A range request whose connection broke; the caller asks the portal where to continue."""
+
+
+def session_reply(response: requests.Response) -> dict:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.status_code in (200, 201) and isinstance(body, dict) and "upload_url" in body:
+        return body
+    return parse_reply(response)

@@ -1,17 +1,19 @@
-"""The agent's upload endpoint: POST /api/v1/bundles/."""
+"""The agent's upload endpoints: one request (POST /api/v1/bundles/) or resumable (/api/v1/uploads/)."""
 
 from django.conf import settings
 from django.urls import reverse
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.parsers import MultiPartParser
+from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from portal.registry.services import vendors_of
 from portal.submissions.errors import SubmissionError
 from portal.submissions.services import receive_bundle, uploader_vendor
-from portal.submissions.uploads import TOO_LARGE_FLAG
+from portal.submissions.resumable import complete_session, open_session, session_for, write_range
+from portal.submissions.uploads import TOO_LARGE_FLAG, declared_length
 
 
 class SubmissionSerializer(serializers.Serializer):
@@ -56,5 +58,91 @@ class BundleUploadView(APIView):
         submission, created = receive_bundle(
             vendor=vendor, upload=upload, actor=request.user, remote_addr=request.META.get("REMOTE_ADDR")
         )
+        body = SubmissionSerializer(submission, context={"request": request}).data
+        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class UploadSessionSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    size = serializers.IntegerField()
+    sha256 = serializers.CharField()
+    received = serializers.IntegerField()
+    state = serializers.CharField()
+    upload_url = serializers.SerializerMethodField()
+    complete_url = serializers.SerializerMethodField()
+    submission = serializers.SerializerMethodField()
+
+    def get_upload_url(self, session) -> str:
+        return self.context["request"].build_absolute_uri(reverse("api-upload-session", args=[session.pk]))
+
+    def get_complete_url(self, session) -> str:
+        return self.context["request"].build_absolute_uri(reverse("api-upload-complete", args=[session.pk]))
+
+    @extend_schema_field(SubmissionSerializer(allow_null=True))
+    def get_submission(self, session):
+        if session.submission is None:
+            return None
+        return SubmissionSerializer(session.submission, context=self.context).data
+
+
+def session_body(session, request) -> dict:
+    return UploadSessionSerializer(session, context={"request": request}).data
+
+
+class UploadSessionCreateView(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(
+        operation_id="create_upload",
+        request=inline_serializer("UploadDeclaration", {
+            "size": serializers.IntegerField(help_text="bundle size in bytes"),
+            "sha256": serializers.CharField(help_text="sha256 of the whole bundle, 64 hexadecimal characters"),
+            "name": serializers.CharField(required=False, help_text="file name, shown on the submission page"),
+            "vendor": serializers.CharField(required=False, help_text="vendor identifier; needed only for members of several vendors"),
+        }),
+        responses={201: UploadSessionSerializer, 200: UploadSessionSerializer, 400: ERROR_SCHEMA, 401: ERROR_SCHEMA, 403: ERROR_SCHEMA, 409: ERROR_SCHEMA, 413: ERROR_SCHEMA},
+        description=(
+            "Start a resumable upload, or find the open one of the same bundle (200, with `received` bytes to resume from). "
+            "When the bundle is already a submission the reply is a completed upload naming it."
+        ),
+    )
+    def post(self, request):
+        vendor = uploader_vendor(request.user, request.data.get("vendor"))
+        size, sha256 = request.data.get("size"), str(request.data.get("sha256", ""))
+        session, created = open_session(vendor=vendor, actor=request.user, size=size, sha256=sha256, name=str(request.data.get("name", "")))
+        return Response(session_body(session, request), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class UploadSessionView(APIView):
+    parser_classes = []
+
+    @extend_schema(operation_id="get_upload", responses={200: UploadSessionSerializer, 404: ERROR_SCHEMA},
+                   description="How many bytes the portal holds: the next range starts there.")
+    def get(self, request, pk):
+        return Response(session_body(session_for(request.user, pk), request))
+
+    @extend_schema(
+        operation_id="put_upload_range",
+        request={"application/octet-stream": OpenApiTypes.BINARY},
+        parameters=[OpenApiParameter("Content-Range", OpenApiTypes.STR, OpenApiParameter.HEADER, required=True,
+                                     description="bytes START-END/TOTAL; START must equal `received`")],
+        responses={200: UploadSessionSerializer, 400: ERROR_SCHEMA, 404: ERROR_SCHEMA, 409: ERROR_SCHEMA, 413: ERROR_SCHEMA},
+        description="Append one byte range. After a broken connection, GET the upload and continue from `received`.",
+    )
+    def put(self, request, pk):
+        session = session_for(request.user, pk)
+        session = write_range(
+            session.pk, range_header=request.META.get("HTTP_CONTENT_RANGE"), length=declared_length(request), stream=request._request,
+        )
+        return Response(session_body(session, request))
+
+
+class UploadSessionCompleteView(APIView):
+    @extend_schema(operation_id="complete_upload", request=None,
+                   responses={201: SubmissionSerializer, 200: SubmissionSerializer, 400: ERROR_SCHEMA, 404: ERROR_SCHEMA, 409: ERROR_SCHEMA},
+                   description="Check size and sha256 and store the bundle as a submission; the same bundle again returns the stored one with 200.")
+    def post(self, request, pk):
+        session = session_for(request.user, pk)
+        submission, created = complete_session(session.pk, actor=request.user, remote_addr=request.META.get("REMOTE_ADDR"))
         body = SubmissionSerializer(submission, context={"request": request}).data
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)

@@ -27,6 +27,42 @@ SUBMISSION_ERRORS = {
     "vendor_not_member": ErrorSpec(
         403, _("You are not a member of the vendor %(vendor)s. Choose one of your vendors: %(vendors)s.")
     ),
+    "upload_digest_invalid": ErrorSpec(
+        400, _("The sha256 %(sha256)s is not 64 hexadecimal characters. Send the sha256 of the whole bundle file.")
+    ),
+    "upload_size_invalid": ErrorSpec(
+        400, _("The size %(size)s is not a positive number of bytes. Send the size of the bundle file.")
+    ),
+    "upload_size_mismatch": ErrorSpec(
+        409, _("An open upload of this bundle declared %(stored)s bytes, not %(size)s. Check that you are sending the same file; its sha256 names the upload.")
+    ),
+    "upload_session_not_found": ErrorSpec(
+        404, _("No upload %(session)s exists for your vendors. Start a new upload.")
+    ),
+    "upload_session_completed": ErrorSpec(
+        409, _("The upload %(session)s is already complete. Open its submission instead of sending more bytes.")
+    ),
+    "upload_range_missing": ErrorSpec(
+        400, _("The header Content-Range is missing or not of the form 'bytes START-END/TOTAL'. Send it with every byte range.")
+    ),
+    "upload_range_invalid": ErrorSpec(
+        400, _("The range %(range)s does not fit the upload of %(size)s bytes, or does not match the body length. Send bytes inside the declared size.")
+    ),
+    "upload_offset_mismatch": ErrorSpec(
+        409, _("The range starts at byte %(start)s but the portal has %(received)s bytes. Resume from byte %(received)s.")
+    ),
+    "upload_chunk_too_large": ErrorSpec(
+        413, _("A range of %(length)s bytes is larger than the limit of %(limit)s bytes per request. Send smaller ranges.")
+    ),
+    "upload_incomplete": ErrorSpec(
+        409, _("The portal has %(received)s of %(size)s bytes of this upload. Send the remaining bytes, then complete it.")
+    ),
+    "upload_digest_mismatch": ErrorSpec(
+        400, _("The bytes received have the sha256 %(actual)s, not the declared %(sha256)s. The received bytes were discarded; upload the file again.")
+    ),
+    "reference_peaks_missing": ErrorSpec(
+        400, _("No peak dense TFLOPS of the reference card were given. Enter the datasheet figure for at least one data type.")
+    ),
     # Reasons a stored bundle is rejected during validation, besides the codes of certification.bundle.
     "vendor_mismatch": ErrorSpec(
         422,

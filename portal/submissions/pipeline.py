@@ -53,10 +53,10 @@ def validate_submission(submission_id: int) -> Submission:
         return submission
 
     try:
-        card, rule_pack, verdict = _verify_and_judge(submission)
+        card, rule_pack, verdict, series = _verify_and_judge(submission)
     except Rejection as rejection:
         return _finish_rejected(submission_id, rejection)
-    return _finish_judged(submission_id, card, rule_pack, verdict)
+    return _finish_judged(submission_id, card, rule_pack, verdict, series)
 
 
 def _start(submission_id: int) -> Submission:
@@ -69,7 +69,7 @@ def _start(submission_id: int) -> Submission:
     return submission
 
 
-def _verify_and_judge(submission: Submission) -> tuple[Card, RulePack, dict]:
+def _verify_and_judge(submission: Submission) -> tuple[Card, RulePack, dict, dict]:
     from certification.bundle import BundleError, open_bundle
     from certification.criteria import RecordsInvalid
     from certification.errors import TicketError
@@ -82,13 +82,31 @@ def _verify_and_judge(submission: Submission) -> tuple[Card, RulePack, dict]:
             rule_pack = match_rule_pack(bundle.manifest)
             accept_ticket(submission, bundle.manifest, rule_pack)
             verdict = judge_against_references(bundle, rule_pack, card)
+            series = plot_series(bundle, rule_pack)
     except (BundleError, TicketError) as error:
         raise Rejection.from_bundle_error(error) from None
     except SubmissionError as error:
         raise Rejection.from_portal_error(error) from None
     except RecordsInvalid as error:
         raise Rejection("records_invalid", message=str(error), hint="pack a complete run folder written by `python -m agent run`") from None
-    return card, rule_pack, verdict
+    return card, rule_pack, verdict, series
+
+
+def plot_series(bundle, rule_pack: RulePack) -> dict:
+    """Read the loss and throughput series for the report's plots; a problem here costs the plots, not the verdict."""
+    from certification.bundle import BundleError
+    from portal.submissions.plots import extract_series
+
+    try:
+        with contextlib.ExitStack() as stack:
+            references = [
+                open_reference(stack.enter_context(local_path(reference.bundle)), rule_pack, reference.sha256)
+                for reference in ReferenceBundle.objects.filter(rule_pack=rule_pack)
+            ]
+            return extract_series(bundle, references)
+    except (BundleError, SubmissionError, ValueError, KeyError, TypeError) as error:
+        logger.warning("no plot series for the submission's report: %s", error)
+        return {}
 
 
 @contextlib.contextmanager
@@ -195,12 +213,12 @@ def _finish_rejected(submission_id: int, rejection: Rejection) -> Submission:
     return submission
 
 
-def _finish_judged(submission_id: int, card: Card, rule_pack: RulePack, verdict: dict) -> Submission:
+def _finish_judged(submission_id: int, card: Card, rule_pack: RulePack, verdict: dict, series: dict) -> Submission:
     with transaction.atomic():
         submission = Submission.objects.select_for_update().get(pk=submission_id)
         if submission.state in FINISHED_STATES:
             return submission
-        ValidationReport.objects.create(submission=submission, verdict=verdict)
+        ValidationReport.objects.create(submission=submission, verdict=verdict, series=series)
         submission.card, submission.rule_pack = card, rule_pack
         submission.state = Submission.State.JUDGED
         submission.save(update_fields=["card", "rule_pack", "state", "updated_at"])

@@ -130,7 +130,9 @@ def reference_label(kind: str) -> str:
     return {"cpu-demo": "CPU demo reference", "a800": "A800 reference"}.get(kind, f"{kind} reference")
 
 
-def add_reference(bundle_path: Path, *, rule_pack: RulePack, peak_tflops: dict[str, float], actor=None) -> tuple[ReferenceBundle, bool]:
+def add_reference(
+    bundle_path: Path, *, rule_pack: RulePack, peak_tflops: dict[str, float], actor=None, remote_addr: str | None = None
+) -> tuple[ReferenceBundle, bool]:
     """Verify a reference bundle against the reference lab's keys and mark it as a reference of `rule_pack`."""
     from portal.submissions.pipeline import open_reference
 
@@ -148,7 +150,7 @@ def add_reference(bundle_path: Path, *, rule_pack: RulePack, peak_tflops: dict[s
         )
         reference.bundle.save(f"{sha256}.tar", File(stream), save=False)
         reference.save()
-        record("reference.added", reference, actor=actor, data={
+        record("reference.added", reference, actor=actor, remote_addr=remote_addr, data={
             "rule_pack": rule_pack.name, "sha256": sha256, "peak_tflops": peak_tflops, "label": reference.label,
         })
     logger.info("reference bundle %s added to rule pack %s (%s)", sha256, rule_pack.name, reference_kind_label(rule_pack.reference_kind))

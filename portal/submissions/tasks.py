@@ -1,14 +1,30 @@
 """Celery tasks of the submission pipeline: thin wrappers that take ids."""
 
+import logging
+
 from celery import shared_task
-from django.db import InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError, close_old_connections
 
 from portal.submissions import pipeline
 
+logger = logging.getLogger(__name__)
+
 # Database connection failures pass; anything else is a bug or a bad bundle and must not be retried.
 TRANSIENT_ERRORS = (OperationalError, InterfaceError)
+MAX_RETRIES = 3
 
 
-@shared_task(autoretry_for=TRANSIENT_ERRORS, max_retries=3, retry_backoff=True, acks_late=True)
-def validate_submission(submission_id: int) -> str:
-    return pipeline.validate_submission(submission_id).state
+def retry_delay(retries: int) -> int:
+    """Seconds before the next attempt: 5, 10, 20."""
+    return 5 * 2**retries
+
+
+@shared_task(bind=True, max_retries=MAX_RETRIES, acks_late=True)
+def validate_submission(self, submission_id: int) -> str:
+    try:
+        return pipeline.validate_submission(submission_id).state
+    except TRANSIENT_ERRORS as error:
+        # Drop the broken connection so the next attempt opens a new one.
+        close_old_connections()
+        logger.warning("submission %s: transient database error, retry %s of %s: %s", submission_id, self.request.retries + 1, MAX_RETRIES, error)
+        raise self.retry(exc=error, countdown=retry_delay(self.request.retries)) from None

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 
 from django.conf import settings
 from django.core.files.uploadhandler import SkipFile, TemporaryFileUploadHandler
 
 TOO_LARGE_FLAG = "bundle_upload_too_large"
+
+logger = logging.getLogger(__name__)
 
 
 class LimitedTemporaryFileUploadHandler(TemporaryFileUploadHandler):
@@ -36,3 +39,47 @@ class LimitedTemporaryFileUploadHandler(TemporaryFileUploadHandler):
         uploaded = super().file_complete(file_size)
         uploaded.sha256 = self.digest.hexdigest()
         return uploaded
+
+
+# Room for the multipart boundaries and the small form fields around the file.
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+
+
+def declared_length(request) -> int | None:
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or "")
+    except ValueError:
+        return None
+
+
+def request_limit() -> int:
+    return settings.BUNDLE_UPLOAD_MAX_BYTES + MULTIPART_OVERHEAD_BYTES
+
+
+class UploadSizeLimitMiddleware:
+    """Refuse a request whose Content-Length passes the upload limit before any byte of its body is read.
+
+    It sits before the CSRF middleware, which would otherwise parse (and
+    stream to disk) the whole multipart body to find the CSRF token.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        length = declared_length(request)
+        if length is not None and length > request_limit():
+            return self.refuse(request, length)
+        return self.get_response(request)
+
+    def refuse(self, request, length: int):
+        from django.http import JsonResponse
+        from django.shortcuts import render
+
+        from portal.submissions.errors import SubmissionError
+
+        error = SubmissionError("bundle_too_large", limit=settings.BUNDLE_UPLOAD_MAX_BYTES)
+        logger.info("request of %s bytes to %s refused before reading: %s", length, request.path, error.code)
+        if request.path.startswith("/api/"):
+            return JsonResponse({"code": error.code, "detail": error.detail}, status=error.status)
+        return render(request, "submissions/too_large.html", {"error": error}, status=error.status)

@@ -4,6 +4,7 @@ import logging
 
 from django import forms
 from django.conf import settings
+from django.db.models import Count, Q
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
@@ -11,8 +12,10 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_http_methods
 
 from portal.certificates.models import Track
-from portal.permissions import staff_required
+from portal.permissions import is_reviewer, reviewer_required
+from portal.registry.models import Vendor
 from portal.registry.services import vendors_of
+from portal.submissions import plots
 from portal.submissions.errors import SubmissionError
 from portal.submissions.models import Submission
 from portal.submissions.services import receive_bundle
@@ -47,7 +50,11 @@ def submission_detail(request, pk):
     if not submission.is_visible_to(request.user):
         raise Http404
     report = getattr(submission, "report", None)
-    context = {"submission": submission, "report": report, "issue_form": IssueForm()}
+    plot_indexes = [index for index, criterion in enumerate(report.criteria) if plots.plottable(criterion)] if report else []
+    context = {
+        "submission": submission, "report": report, "issue_form": IssueForm(),
+        "can_review": is_reviewer(request.user), "plot_indexes": plot_indexes,
+    }
     return render(request, "submissions/detail.html", context)
 
 
@@ -82,8 +89,21 @@ def _form_status(request, form) -> int:
     return 400 if request.method == "POST" and form.errors else 200
 
 
-@staff_required
+@reviewer_required
 def staff_queue(request):
+    """Submissions by state, newest first; filter by state, vendor and a search on id, digest or file name."""
     states = request.GET.getlist("state") or [Submission.State.RECEIVED, Submission.State.VALIDATING, Submission.State.JUDGED]
+    vendor = request.GET.get("vendor", "")
+    query = request.GET.get("q", "").strip()
     submissions = Submission.objects.filter(state__in=states).select_related("vendor", "card", "rule_pack")
-    return render(request, "submissions/queue.html", {"submissions": submissions, "states": states})
+    if vendor:
+        submissions = submissions.filter(vendor__slug=vendor)
+    if query:
+        match = Q(sha256__startswith=query.lower()) | Q(original_name__icontains=query)
+        submissions = submissions.filter(match | Q(pk=int(query)) if query.isdigit() else match)
+    counts = dict(Submission.objects.values_list("state").annotate(count=Count("pk")))
+    context = {
+        "submissions": submissions[:500], "states": states, "vendor": vendor, "query": query,
+        "vendors": Vendor.objects.filter(is_reference_lab=False), "state_choices": Submission.State.choices, "counts": counts,
+    }
+    return render(request, "submissions/queue.html", context)

@@ -34,6 +34,12 @@ def media_in_tmp(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """The test personas need no slow password hash; each PBKDF2 hash costs about half a second of CPU."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def eager_celery():
     """Run tasks in-process even when CELERY_BROKER_URL points at a broker (the PostgreSQL run sets one)."""
     previous = celery_app.conf.task_always_eager

@@ -70,3 +70,9 @@ def track_zh(track: str) -> str:
 @register.filter
 def track_en(track: str) -> str:
     return TRACK_NAMES.get(track, (track, track))[1]
+
+
+@register.filter
+def get_item(mapping, key):
+    """Look a key up in a dict from a template: {{ counts|get_item:state }}."""
+    return mapping.get(key) if isinstance(mapping, dict) else None

@@ -10,6 +10,7 @@ from rest_framework.authtoken.models import Token
 
 from certification.signing import SigningError
 from portal.audit.services import record
+from portal.registry.errors import RegistryError
 from portal.registry.models import Card, Membership, Vendor
 from portal.registry.roles import ADMINISTRATORS, REVIEWERS, grant
 from portal.registry.services import register_signing_key
@@ -36,7 +37,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         try:
             result = self.set_up(options)
-        except (SigningError, ValueError) as error:
+        except (SigningError, RegistryError, ValueError) as error:
             raise CommandError(f"{error}; pass the .pub file that `python -m agent keygen` wrote") from error
         self.stdout.write(json.dumps(result, ensure_ascii=False, indent=2))
 

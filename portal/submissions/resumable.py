@@ -1,0 +1,179 @@
+"""Resumable uploads: declare size and digest, send byte ranges in any number of requests, then complete.
+
+The bytes go to MEDIA_ROOT/partial/<session>.part. `received` only grows
+after the bytes are on disk, so a connection that breaks in the middle of a
+range loses nothing already counted: the next range starts at `received`.
+Completing checks size and sha256 and hands the file to `receive_bundle`,
+which makes the same bundle one submission however often it is sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+
+from django.conf import settings
+from django.core.files import File
+from django.db import IntegrityError, transaction
+from django.http import UnreadablePostError
+
+from portal.submissions.errors import SubmissionError
+from portal.submissions.models import Submission, UploadSession
+from portal.submissions.services import HASH_CHUNK_BYTES, receive_bundle
+
+logger = logging.getLogger(__name__)
+
+SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+RANGE_PATTERN = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
+
+
+def open_session(*, vendor, actor, size, sha256: str, name: str = "") -> tuple[UploadSession, bool]:
+    """Return (upload, created): the open upload of this bundle for `vendor`, a completed one when it is already stored, or a new one."""
+    sha256 = str(sha256).lower()
+    _check_declaration(size, sha256)
+    existing = Submission.objects.filter(vendor=vendor, sha256=sha256).first()
+    if existing is not None:
+        return UploadSession.objects.create(
+            vendor=vendor, created_by=actor, name=name[-255:], size=existing.size, sha256=sha256,
+            received=existing.size, state=UploadSession.State.COMPLETED, submission=existing,
+        ), False
+    try:
+        with transaction.atomic():
+            session, created = UploadSession.objects.get_or_create(
+                vendor=vendor, sha256=sha256, state=UploadSession.State.OPEN,
+                defaults={"created_by": actor, "name": name[-255:], "size": size},
+            )
+    except IntegrityError:
+        session, created = UploadSession.objects.get(vendor=vendor, sha256=sha256, state=UploadSession.State.OPEN), False
+    if session.size != size:
+        raise SubmissionError("upload_size_mismatch", stored=session.size, size=size)
+    return session, created
+
+
+def _check_declaration(size, sha256: str) -> None:
+    if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+        raise SubmissionError("upload_size_invalid", size=size)
+    if size > settings.BUNDLE_UPLOAD_MAX_BYTES:
+        raise SubmissionError("bundle_too_large", limit=settings.BUNDLE_UPLOAD_MAX_BYTES)
+    if not SHA256_PATTERN.match(sha256):
+        raise SubmissionError("upload_digest_invalid", sha256=sha256)
+
+
+def session_for(user, session_id) -> UploadSession:
+    """Return the upload if the user is a member of its vendor; otherwise it does not exist for them."""
+    session = UploadSession.objects.select_related("vendor").filter(pk=session_id).first()
+    if session is None or not session.vendor.has_member(user):
+        raise SubmissionError("upload_session_not_found", session=session_id)
+    return session
+
+
+def parse_range(header: str | None, length: int | None) -> tuple[int, int]:
+    """Return (start, number of bytes) from 'bytes START-END/TOTAL'; END is inclusive, as in HTTP."""
+    match = RANGE_PATTERN.match((header or "").strip())
+    if match is None:
+        raise SubmissionError("upload_range_missing")
+    start, end, total = (int(group) for group in match.groups())
+    if end < start or (length is not None and length != end - start + 1):
+        raise SubmissionError("upload_range_invalid", range=header, size=total)
+    return start, end - start + 1
+
+
+def write_range(session_id, *, range_header: str | None, length: int | None, stream) -> UploadSession:
+    """Append one byte range read from `stream`; bytes that arrived before a broken connection are kept."""
+    start, count = parse_range(range_header, length)
+    if count > settings.BUNDLE_UPLOAD_CHUNK_MAX_BYTES:
+        raise SubmissionError("upload_chunk_too_large", length=count, limit=settings.BUNDLE_UPLOAD_CHUNK_MAX_BYTES)
+    with transaction.atomic():
+        session = UploadSession.objects.select_for_update().get(pk=session_id)
+        _check_range(session, start, count, range_header)
+        session.received = start + _copy_at(session, start, count, stream)
+        session.save(update_fields=["received", "updated_at"])
+    return session
+
+
+def _check_range(session: UploadSession, start: int, count: int, header: str) -> None:
+    if session.state != UploadSession.State.OPEN:
+        raise SubmissionError("upload_session_completed", session=session.pk)
+    if start + count > session.size:
+        raise SubmissionError("upload_range_invalid", range=header, size=session.size)
+    if start != session.received:
+        raise SubmissionError("upload_offset_mismatch", start=start, received=session.received)
+
+
+def _copy_at(session: UploadSession, start: int, count: int, stream) -> int:
+    """Write up to `count` bytes at `start`, drop anything after it, sync to disk; return the bytes written."""
+    path = session.partial_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    with open(path, "ab") as _create, open(path, "r+b") as target:
+        target.truncate(start)
+        target.seek(start)
+        try:
+            while written < count:
+                block = stream.read(min(HASH_CHUNK_BYTES, count - written))
+                if not block:
+                    break
+                target.write(block)
+                written += len(block)
+        except (OSError, UnreadablePostError) as error:
+            logger.info("upload %s: connection broke after %s of %s bytes (%s)", session.pk, written, count, error)
+        target.flush()
+        os.fsync(target.fileno())
+    return written
+
+
+# Completing with these errors discards the received bytes: sending them again cannot help.
+DISCARDING_ERRORS = {"upload_digest_mismatch", "bundle_not_archive"}
+
+
+def complete_session(session_id, *, actor, remote_addr: str | None = None) -> tuple[Submission, bool]:
+    """Check the received file against the declared size and digest, then store it as a submission."""
+    try:
+        return _complete(session_id, actor, remote_addr)
+    except SubmissionError as error:
+        if error.code in DISCARDING_ERRORS:
+            _discard(session_id)
+        raise
+
+
+def _complete(session_id, actor, remote_addr) -> tuple[Submission, bool]:
+    with transaction.atomic():
+        session = UploadSession.objects.select_for_update().select_related("vendor").get(pk=session_id)
+        if session.state == UploadSession.State.COMPLETED:
+            return session.submission, False
+        if session.received != session.size:
+            raise SubmissionError("upload_incomplete", received=session.received, size=session.size)
+        submission, created = _store(session, actor, remote_addr)
+        session.state, session.submission = UploadSession.State.COMPLETED, submission
+        session.save(update_fields=["state", "submission", "updated_at"])
+    session.partial_path.unlink(missing_ok=True)
+    return submission, created
+
+
+def _store(session: UploadSession, actor, remote_addr) -> tuple[Submission, bool]:
+    path = session.partial_path
+    with open(path, "rb") as stream:
+        actual = _digest(stream)
+        if actual != session.sha256:
+            raise SubmissionError("upload_digest_mismatch", actual=actual, sha256=session.sha256)
+        upload = File(stream, name=session.name or f"{session.sha256}.tar")
+        upload.sha256 = actual
+        return receive_bundle(vendor=session.vendor, upload=upload, actor=actor, remote_addr=remote_addr)
+
+
+def _digest(stream) -> str:
+    digest = hashlib.sha256()
+    for block in iter(lambda: stream.read(HASH_CHUNK_BYTES), b""):
+        digest.update(block)
+    stream.seek(0)
+    return digest.hexdigest()
+
+
+def _discard(session_id) -> None:
+    """Forget the received bytes of a failed upload, after its transaction rolled back."""
+    session = UploadSession.objects.get(pk=session_id)
+    session.partial_path.unlink(missing_ok=True)
+    UploadSession.objects.filter(pk=session_id).update(received=0)
+    logger.info("upload %s: received bytes discarded", session_id)
