@@ -89,3 +89,56 @@ def test_every_registered_key_stays_on_record(vendor):
     revoke_signing_key(keys[2], at=T0)
 
     assert len(keyring_for_vendor(vendor)) == 3
+
+
+def certificate_for(submission, number: str, staff, track: str = "pretraining"):
+    from django.utils import timezone
+
+    from portal.certificates.models import Certificate
+
+    return Certificate.objects.create(
+        number=number, card=submission.card, track=track, level=1, rule_pack=submission.rule_pack,
+        submission=submission, issued_at=timezone.now(), issued_by=staff,
+    )
+
+
+def stored_submission(vendor, card, rule_pack, path):
+    from django.core.files.base import ContentFile
+
+    from portal.submissions.models import Submission
+
+    submission = Submission(vendor=vendor, card=card, rule_pack=rule_pack, sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+                            size=path.stat().st_size, state=Submission.State.JUDGED)
+    submission.bundle.save(path.name, ContentFile(path.read_bytes()), save=False)
+    submission.save()
+    return submission
+
+
+def test_compromise_flags_certificates_of_that_key(tmp_path, vendor, card, rule_pack, staff):
+    from portal.audit.models import AuditEntry
+
+    stolen, safe = generate_key(), generate_key()
+    stolen_record = register(vendor, stolen)
+    register(vendor, safe)
+    flagged = certificate_for(stored_submission(vendor, card, rule_pack, signed_at(tmp_path, stolen, T0, "stolen")), "PPLM-1", staff)
+    kept = certificate_for(stored_submission(vendor, card, rule_pack, signed_at(tmp_path, safe, T0, "safe")), "PPLM-2", staff, "finetuning")
+
+    result = revoke_signing_key(stolen_record, compromised=True, reason="key left the lab")
+
+    flagged.refresh_from_db()
+    kept.refresh_from_db()
+    assert result == [flagged]
+    assert flagged.needs_review
+    assert flagged.review_reason == "key left the lab"
+    assert not kept.needs_review
+    assert AuditEntry.objects.filter(action="certificate.flagged_for_review", object_id=str(flagged.pk)).exists()
+
+
+def test_plain_revocation_flags_nothing(tmp_path, vendor, card, rule_pack, staff):
+    key = generate_key()
+    record = register(vendor, key)
+    certificate = certificate_for(stored_submission(vendor, card, rule_pack, signed_at(tmp_path, key, T0, "old")), "PPLM-3", staff)
+
+    assert revoke_signing_key(record, at=T0 + timedelta(days=1)) == []
+    certificate.refresh_from_db()
+    assert not certificate.needs_review
