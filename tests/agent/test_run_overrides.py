@@ -1,0 +1,114 @@
+"""`--set` for free hyperparameters, `--device` and `--workloads`: what `python -m agent run` accepts and rejects."""
+
+from pathlib import Path
+
+import pytest
+
+from agent.cli import main
+from agent.errors import EXIT_USAGE, AgentError
+from agent.runner import RunRequest, start_run
+from agent.runner.overrides import check_micro_batch, check_overrides, parse_assignments
+from certification.rulepack import load_rule_pack
+
+REPO = Path(__file__).resolve().parents[2]
+PLANNED = ["pretrain-llama", "sft-llama", "lora-llama"]
+
+
+@pytest.fixture(scope="module")
+def pack():
+    return load_rule_pack("tiny-2026.1")
+
+
+def test_parse_assignments_reads_yaml_values():
+    values = parse_assignments(["per_device_train_batch_size=2", "recompute=true", "sharding_stage=1", "note=a=b"])
+
+    assert values == {"per_device_train_batch_size": 2, "recompute": True, "sharding_stage": 1, "note": "a=b"}
+
+
+@pytest.mark.parametrize("assignment", ["per_device_train_batch_size", "=2", ""])
+def test_parse_assignments_rejects_malformed(assignment):
+    with pytest.raises(AgentError) as error:
+        parse_assignments([assignment])
+
+    assert error.value.code == "set_invalid"
+
+
+def test_free_key_accepted(pack):
+    check_overrides(pack, PLANNED, {"per_device_train_batch_size": 2, "recompute": True, "eval_batch_size": 2})
+
+
+REJECTED = [
+    ({"learning_rate": 0.1}, "hyperparameter_fixed", "learning_rate"),
+    ({"max_steps": 5}, "hyperparameter_fixed", "max_steps"),
+    ({"global_batch_size": 8}, "hyperparameter_fixed", "global_batch_size"),
+    ({"seed": 1}, "hyperparameter_fixed", "seed"),
+    ({"per_device_batch_size": 2}, "hyperparameter_unknown", "per_device_batch_size"),
+    ({"per_device_train_batch_size": "two"}, "hyperparameter_invalid", "per_device_train_batch_size"),
+    ({"recompute": 1}, "hyperparameter_invalid", "recompute"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "code", "key"), REJECTED)
+def test_rejected_key_named(pack, overrides, code, key):
+    with pytest.raises(AgentError) as error:
+        check_overrides(pack, PLANNED, overrides)
+
+    assert error.value.code == code
+    assert key in error.value.message
+    assert error.value.hint
+
+
+def test_unknown_key_suggests_closest(pack):
+    with pytest.raises(AgentError) as error:
+        check_overrides(pack, PLANNED, {"per_device_batch_size": 2})
+
+    assert "per_device_train_batch_size" in error.value.hint
+
+
+@pytest.mark.parametrize(("micro", "cards", "valid"), [(2, 1, True), (1, 4, True), (3, 1, False), (4, 2, False)])
+def test_micro_batch_divides_global_batch(pack, micro, cards, valid):
+    overrides = {"per_device_train_batch_size": micro}
+
+    if valid:
+        check_micro_batch(pack, PLANNED, overrides, cards)
+    else:
+        with pytest.raises(AgentError) as error:
+            check_micro_batch(pack, PLANNED, overrides, cards)
+        assert error.value.code == "micro_batch_invalid"
+
+
+def test_command_rejects_fixed_key(tmp_path, capsys):
+    exit_code = main(["run", "--profile", "tiny", "--out", str(tmp_path / "run"), "--set", "learning_rate=0.5"])
+
+    assert exit_code == EXIT_USAGE
+    error = capsys.readouterr().err
+    assert "error[hyperparameter_fixed]" in error
+    assert "learning_rate" in error
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_device_rejected(tmp_path):
+    request = RunRequest(profile="tiny", out=tmp_path / "run", resume=False, data_root=REPO, device="quantum")
+
+    with pytest.raises(AgentError) as error:
+        start_run(request)
+
+    assert error.value.code == "device_not_available"
+    assert "cpu" in error.value.hint
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_with_other_overrides_rejected(tmp_path):
+    out = tmp_path / "run"
+    (out / "workloads").mkdir(parents=True)
+    pack = load_rule_pack("tiny-2026.1")
+    (out / "run.json").write_text(
+        '{"profile": "tiny", "rule_pack": {"name": "tiny-2026.1", "sha256": "%s"}, "overrides": {}}' % pack.sha256,
+        encoding="utf-8")
+    request = RunRequest(profile="tiny", out=out, resume=True, data_root=REPO,
+                         overrides={"per_device_train_batch_size": 2})
+
+    with pytest.raises(AgentError) as error:
+        start_run(request)
+
+    assert error.value.code == "run_mismatch"
