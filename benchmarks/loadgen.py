@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from collections import Counter
 import os
 import platform
 import subprocess
@@ -107,6 +108,7 @@ def measure(rate: float, seconds: float, port: int, log_file: Path, trial: int) 
             errors.append(abs(record.ttft - (row["first_token"] - row["accepted"])))
     return {
         "target_rate": rate, "requests": len(records), "failed": len(failed),
+        "failed_statuses": dict(Counter(record.status for record in failed)),
         "achieved_rate": achieved, "rate_error": achieved / rate - 1.0,
         "lag_p50_ms": 1e3 * percentile(lags, 50), "lag_p99_ms": 1e3 * percentile(lags, 99), "lag_max_ms": 1e3 * max(lags),
         "ttft_error_p50_ms": 1e3 * percentile(errors, 50), "ttft_error_p99_ms": 1e3 * percentile(errors, 99),
@@ -148,7 +150,8 @@ def main() -> int:
         print(f"{row['target_rate']:>12g} | {row['achieved_rate']:8.1f} | {row['rate_error']:+.2%} | "
               f"{row['lag_p50_ms']:.3f}/{row['lag_p99_ms']:.3f}/{row['lag_max_ms']:.3f} | "
               f"{row['ttft_error_p50_ms']:.3f}/{row['ttft_error_p99_ms']:.3f}/{row['ttft_error_max_ms']:.3f} | "
-              f"{row['failed']} | {'yes' if passed(row) else 'NO'}")
+              f"{row['failed']} {row['failed_statuses'] or ''} | {'yes' if passed(row) else 'NO'}")
+    print(f"load average during the run: {os.getloadavg()[0]:.2f} (1 min)")
     return 0 if all(passed(row) for row in rows) else 1
 
 
