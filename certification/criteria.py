@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -106,8 +106,9 @@ class WorkloadRecords:
         return sorted(rows, key=lambda row: row["step"])
 
     @cached_property
-    def losses(self) -> dict[int, float]:
-        return {row["step"]: decode_float(row.get("loss")) for row in self.steps}
+    def losses(self) -> Mapping[int, float]:
+        """Loss by step; looking up single steps reads single lines (see StepLosses)."""
+        return StepLosses(self._steps_raw, lambda: {row["step"]: decode_float(row.get("loss")) for row in self.steps})
 
     # Step-log prefixes. A step log of 100,000 lines takes about half a second
     # to parse in full on one core, so the built-in criteria read only the
@@ -179,6 +180,66 @@ class WorkloadRecords:
     @cached_property
     def predictions(self) -> list[dict]:
         return self._jsonl("predictions.jsonl")
+
+
+class StepLosses(Mapping):
+    """Loss by step number over a steps.jsonl log, read one line at a time while the log is in step order.
+
+    The agent writes line i for step i. A lookup of step n parses line n only
+    and checks that it holds step n; the first line that does not, and any
+    iteration or len(), switch to a full parse of the log (which also rejects
+    repeated steps). NOTE: a repeated step that lies past every line looked up
+    is only found by a full parse, that is by iterating.
+    """
+
+    def __init__(self, raw: bytes, parse_all: Callable[[], dict[int, float]]):
+        self._raw = raw
+        self._parse_all = parse_all
+        self._all: dict[int, float] | None = None
+        self._line_ends: np.ndarray | None = None
+
+    def _full(self) -> dict[int, float]:
+        if self._all is None:
+            self._all = self._parse_all()
+        return self._all
+
+    def _line(self, index: int) -> bytes | None:
+        if self._line_ends is None:
+            ends = np.flatnonzero(np.frombuffer(self._raw, dtype=np.uint8) == 0x0A)
+            if len(self._raw) and not self._raw.endswith(b"\n"):
+                ends = np.append(ends, len(self._raw))
+            self._line_ends = ends
+        if not 0 <= index < len(self._line_ends):
+            return None
+        start = int(self._line_ends[index - 1]) + 1 if index else 0
+        return self._raw[start:int(self._line_ends[index])]
+
+    def __getitem__(self, step: int) -> float:
+        if self._all is None and isinstance(step, int) and step >= 1:
+            line = self._line(step - 1)
+            if line is None and self._line_ends is not None and self._last_line_step() == len(self._line_ends):
+                raise KeyError(step)
+            try:
+                row = records.loads(line) if line is not None else None
+            except ValueError:
+                row = None
+            if isinstance(row, dict) and row.get("step") == step:
+                return decode_float(row.get("loss"))
+        return self._full()[step]
+
+    def _last_line_step(self) -> Any:
+        """Return the step of the last line, so a lookup past the end can answer 'missing' without a full parse."""
+        try:
+            row = records.loads(self._line(len(self._line_ends) - 1))
+        except (ValueError, TypeError):
+            return None
+        return row.get("step") if isinstance(row, dict) else None
+
+    def __iter__(self):
+        return iter(self._full())
+
+    def __len__(self) -> int:
+        return len(self._full())
 
 
 def workload_id_in(bundle: VerifiedBundle, workload_id: str) -> bool:
