@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
 
 from portal.registry.models import Card, Membership, SigningKey, Vendor
 
@@ -25,3 +26,20 @@ class CardAdmin(admin.ModelAdmin):
 class SigningKeyAdmin(admin.ModelAdmin):
     list_display = ["vendor", "key_id", "valid_from", "valid_until", "revoked_at"]
     list_filter = ["vendor"]
+    actions = ["revoke", "revoke_compromised"]
+
+    @admin.action(description=_("Revoke the selected keys from now"))
+    def revoke(self, request, queryset):
+        from portal.registry.keys import revoke_signing_key
+
+        for key in queryset.filter(revoked_at__isnull=True):
+            revoke_signing_key(key, actor=request.user)
+
+    @admin.action(description=_("Revoke the selected keys after a compromise and flag their certificates for review"))
+    def revoke_compromised(self, request, queryset):
+        from portal.registry.keys import revoke_signing_key
+
+        flagged = []
+        for key in queryset.filter(revoked_at__isnull=True):
+            flagged += revoke_signing_key(key, compromised=True, actor=request.user)
+        self.message_user(request, _("%(count)d certificate(s) flagged for review.") % {"count": len(flagged)})
