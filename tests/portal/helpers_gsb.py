@@ -93,13 +93,17 @@ def build_human_bundles(root: Path, vendor_slug: str = "acme") -> HumanBundles:
     return HumanBundles(lab_key, vendor_key, reference, vendor, keys_valid_from)
 
 
-def judged_human_submission(bundles: HumanBundles, *, vendor, reference_lab, owner) -> Submission:
-    """Register the keys, store the pack and its reference, upload the vendor's bundle and validate it."""
+def register_bundle_keys(bundles: HumanBundles, *, vendor, reference_lab) -> None:
     with transaction.atomic():
         for key_vendor, key in ((reference_lab, bundles.lab_key), (vendor, bundles.vendor_key)):
             register_signing_key(key_vendor, key.public_pem())
             # The bundles were signed before this test registered the keys, with keys that existed then.
             SigningKey.objects.filter(key_id=key.key_id).update(valid_from=bundles.keys_valid_from)
+
+
+def judged_human_submission(bundles: HumanBundles, *, vendor, reference_lab, owner) -> Submission:
+    """Register the keys, store the pack and its reference, upload the vendor's bundle and validate it."""
+    register_bundle_keys(bundles, vendor=vendor, reference_lab=reference_lab)
     rule_pack = store_human_pack()
     add_reference(bundles.reference, rule_pack=rule_pack, peak_tflops={"fp32": 2.0})
     upload = SimpleUploadedFile("run.tar", bundles.vendor.read_bytes(), content_type="application/x-tar")
