@@ -142,3 +142,21 @@ def test_plain_revocation_flags_nothing(tmp_path, vendor, card, rule_pack, staff
     assert revoke_signing_key(record, at=T0 + timedelta(days=1)) == []
     certificate.refresh_from_db()
     assert not certificate.needs_review
+
+
+def test_admin_action_revokes_after_compromise(client, tmp_path, vendor, card, rule_pack, staff):
+    from django.contrib.auth import get_user_model
+    from django.urls import reverse
+
+    key = generate_key()
+    record = register(vendor, key)
+    certificate = certificate_for(stored_submission(vendor, card, rule_pack, signed_at(tmp_path, key, T0, "admin")), "PPLM-4", staff)
+    client.force_login(get_user_model().objects.create_superuser("root", password="x"))
+
+    response = client.post(reverse("admin:registry_signingkey_changelist"), {"action": "revoke_compromised", "_selected_action": [record.pk]})
+
+    assert response.status_code == 302
+    record.refresh_from_db()
+    certificate.refresh_from_db()
+    assert record.revoked_at is not None
+    assert certificate.needs_review
