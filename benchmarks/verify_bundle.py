@@ -3,7 +3,7 @@
     python benchmarks/verify_bundle.py [--size-mib 1100] [--repeat 3] [--keep DIR]
 
 It packs a synthetic run folder (run.json plus large binary files) with the
-real bundle writer and a fresh key, then, with the file in the page cache,
+real bundle writer and a fresh key. With the file in the page cache, it then
 times `sha256sum BUNDLE` and `open_bundle(BUNDLE)` (archive pass, signature,
 manifest and every digest) in alternation and keeps the best of each. Peak
 memory is the maximum resident set size of a child process that only

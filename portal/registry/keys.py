@@ -3,9 +3,10 @@
 Every key a vendor ever registered stays on record with its window. A bundle
 verifies with the key that was valid at its signing time (the manifest's
 `created_at`), so bundles signed before a rotation still verify, and a
-revoked key's later bundles do not. A vendor's own clock sets `created_at`;
-revoking after a compromise therefore also flags for review the certificates
-resting on bundles that key signed, because a thief can backdate.
+revoked key's later bundles do not. A vendor's own clock sets `created_at`,
+so a thief holding a key can backdate a bundle. Revoking a key after a
+compromise therefore also flags for review the certificates that rest on
+bundles the key signed.
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ def key_window(key: SigningKey) -> KeyWindow:
 
     `valid_from` is not enforced: a vendor may sign with a new key before
     registering it, and that proves nothing false. The ends are what matter,
-    because a retired or revoked key must not sign new bundles; a bundle that
-    claims an earlier time than its run ticket's issue time is refused by the
-    ticket check, which bounds backdating where tickets are used.
+    because a retired or revoked key must not sign new bundles. Where tickets
+    are used, the ticket check bounds backdating: it rejects a bundle that
+    claims a time before its ticket was issued.
     """
     return KeyWindow(valid_until=key.valid_until, revoked_at=key.revoked_at)
 
