@@ -25,7 +25,7 @@ from agent.workloads.sd_models import PromptEncoder
 
 logger = logging.getLogger(__name__)
 
-# Inference schedulers the packs may name; each is built from the training noise schedule's betas.
+# Inference schedulers the packs may name; each takes the training noise schedule's config (betas, steps offset).
 SCHEDULERS = ("DDIMScheduler", "EulerDiscreteScheduler", "PNDMScheduler", "DPMSolverMultistepScheduler")
 RECIPE = (
     "one image per prompt (batch size 1) through ppdiffusers' StableDiffusionPipeline with classifier-free "
@@ -42,7 +42,7 @@ def build_pipeline(parts: dict[str, Any], scheduler_config: dict[str, Any], name
 
     if name not in SCHEDULERS:
         raise ValueError(f"inference scheduler {name!r} is not supported: use one of {', '.join(SCHEDULERS)}")
-    scheduler = getattr(ppdiffusers, name)(**scheduler_config)
+    scheduler = getattr(ppdiffusers, name).from_config(scheduler_config)
     for part in parts.values():
         part.eval()
     pipeline = StableDiffusionPipeline(
