@@ -2,8 +2,8 @@
 
 SD fine-tuning is judged by loss alignment (windows of the per-step noise
 prediction loss in steps.jsonl) and by human evaluation of the images of the
-pack's prompt set; SD inference by human evaluation and by images per second
-per card divided by the card's peak TFLOPS. `settings.sd` of the rule pack may
+pack's prompt set. SD inference is judged by human evaluation and by images
+per second per card divided by the card's peak TFLOPS. `settings.sd` of the rule pack may
 override keys of `settings.loss_alignment` and `settings.human_evaluation` for
 SD alone and names the peak's data type in `settings.sd.throughput`.
 

@@ -1,6 +1,6 @@
 """Stable Diffusion parts for the SD workloads: models from the pack's config, prompts, images and seeded noise.
 
-The pack's model entry (architecture `StableDiffusionPipeline`) holds one config per
+The pack's model entry (architecture `StableDiffusionPipeline`) contains one config per
 part: `unet` (ppdiffusers UNet2DConditionModel), `vae` (AutoencoderKL),
 `text_encoder` (CLIPTextConfig of ppdiffusers' CLIPTextModel) and
 `noise_scheduler` (DDPMScheduler for training). Every random draw that shapes
@@ -94,7 +94,7 @@ def read_digits(path: Path) -> list[dict[str, Any]]:
     """Read the digit images: one JSON line each with 8x8 `pixels` (0-16), `label`, `caption_en` and `caption_zh`."""
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not rows:
-        raise ValueError(f"{path} holds no images")
+        raise ValueError(f"{path} contains no images: restore the data file that the rule pack names")
     return rows
 
 
