@@ -1,4 +1,9 @@
-"""A tiny pretraining run killed with SIGKILL after a checkpoint, resumed with --resume, against an uninterrupted run."""
+"""Tiny pretraining runs in real processes, against one uninterrupted run.
+
+A run killed with SIGKILL after a checkpoint and resumed with --resume, and
+a run of two CPU processes under `paddle.distributed.launch`, both give the
+uninterrupted run's loss curve.
+"""
 
 import json
 import os
@@ -118,3 +123,36 @@ def test_resumed_result_completed(killed_and_resumed):
 
     assert read_json(run / "workloads" / WORKLOAD / "result.json")["status"] == "completed"
     assert (run / "workloads" / WORKLOAD / "validation.json").is_file()
+
+
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("launch")
+    out = folder / "run"
+    command = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir", str(folder / "logs"),
+               "agent/__main__.py", "run", "--profile", "tiny", "--workloads", WORKLOAD, "--out", str(out),
+               "--set", "per_device_train_batch_size=2"]
+    completed = subprocess.run(command, cwd=REPO, env=environment(), capture_output=True, text=True, timeout=600)
+    logs = "".join(path.read_text(errors="replace")[-2000:] for path in sorted((folder / "logs").glob("workerlog.*")))
+    assert completed.returncode == 0, logs
+    return out
+
+
+def test_two_processes_match_one(two_processes, uninterrupted):
+    two, one = losses(two_processes), losses(uninterrupted)
+
+    assert sorted(two) == list(range(1, 41))
+    assert two == pytest.approx(one, rel=1e-5)
+
+
+def test_two_processes_records(two_processes):
+    records = read_jsonl(two_processes / "workloads" / WORKLOAD / "steps.jsonl")
+    environment_record = read_json(two_processes / "environment.json")
+    trainer = read_json(two_processes / "workloads" / WORKLOAD / "config.json")["trainer"]
+
+    assert all(record["cards"] == 2 for record in records)
+    assert all(record["effective_tokens"] == 4 * 64 for record in records)
+    assert records[-1]["consumed_samples"] == 40 * 4
+    assert environment_record["device"]["processes"] == 2
+    assert (trainer["data_parallel_ranks"], trainer["gradient_accumulation_steps"]) == (2, 1)
+    assert read_json(two_processes / "run.json")["overrides"] == {"per_device_train_batch_size": 2}
