@@ -50,3 +50,33 @@ def test_reader_only_raises_bundle_errors(members, mutations, truncate):
             assert error.code
         else:
             raise AssertionError("an unsigned generated archive was accepted")
+
+
+SAFE_NAMES = st.text(alphabet=st.sampled_from("abcXYZ09-_é中"), min_size=1, max_size=8)
+CONTENTS = st.binary(max_size=3000).filter(lambda data: not data.startswith((b"\x1f\x8b", b"BZh", b"PK", b"7z", b"\xfd7zXZ", b"\x28\xb5\x2f\xfd", b"Rar!")))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.dictionaries(st.lists(SAFE_NAMES, min_size=1, max_size=3).map("/".join), CONTENTS, min_size=1, max_size=5), st.data())
+def test_signed_bundles_round_trip_and_reject_any_byte_change(files, data):
+    from tests.certification.test_bundle import KEYRING, signed_members, write_canonical
+
+    keys = {}
+    for name in files:
+        keys.setdefault(name.casefold(), name)
+    files = {name: content for name, content in files.items() if keys[name.casefold()] == name and not any(other.startswith(name + "/") for other in files)}
+    with tempfile.TemporaryDirectory() as folder:
+        path = write_canonical(Path(folder) / "bundle.tar", signed_members(files))
+        bundle = open_bundle(path, KEYRING)
+        assert {name: bundle.read_bytes(name) for name in files} == files
+
+        raw = bytearray(path.read_bytes())
+        offset = data.draw(st.integers(0, len(raw) - 1))
+        raw[offset] ^= data.draw(st.integers(1, 255))
+        path.write_bytes(bytes(raw))
+        try:
+            open_bundle(path, KEYRING)
+        except BundleError as error:
+            assert error.code
+        else:
+            raise AssertionError(f"a bundle changed at byte {offset} was accepted")
