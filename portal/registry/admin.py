@@ -26,7 +26,14 @@ class CardAdmin(admin.ModelAdmin):
 class SigningKeyAdmin(admin.ModelAdmin):
     list_display = ["vendor", "key_id", "valid_from", "valid_until", "revoked_at"]
     list_filter = ["vendor"]
-    actions = ["revoke", "revoke_compromised"]
+    actions = ["make_current", "revoke", "revoke_compromised"]
+
+    @admin.action(description=_("Make the selected key its vendor's current key, ending the others' validity now"))
+    def make_current(self, request, queryset):
+        from portal.registry.keys import rotate_signing_key
+
+        for key in queryset.filter(revoked_at__isnull=True):
+            rotate_signing_key(key.vendor, key, actor=request.user)
 
     @admin.action(description=_("Revoke the selected keys from now"))
     def revoke(self, request, queryset):
