@@ -43,7 +43,7 @@ class EndpointError(ValueError):
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where completions requests go: scheme, host, port and path of the completions URL."""
+    """The completions URL, split into host, port, path and whether it uses TLS."""
 
     url: str
     host: str
@@ -65,7 +65,7 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class RequestSpec:
-    """What one request asks for: the prompt, the fixed output length and the model name."""
+    """The content of one request: the prompt, the fixed output length and the model name."""
 
     prompt: str
     max_tokens: int
@@ -126,7 +126,11 @@ class StreamFailure(Exception):
 
 async def stream_completion(endpoint: Endpoint, spec: RequestSpec, record: RequestRecord, origin: float,
                             timeout: float) -> None:
-    """Send one streaming request and fill `record`; never raises for a failure of the server."""
+    """Send one streaming request and fill `record`.
+
+    Server and connection failures, timeouts included, are recorded in
+    `record.status` and not raised. Cancellation is recorded and re-raised.
+    """
     record.requested_tokens = spec.max_tokens
     record.status = "in_flight"
     record.sent = clock() - origin
@@ -357,7 +361,7 @@ async def run_trial(endpoint: Endpoint, prompts: list[str], model: str, plan: Tr
         raise ValueError(f"load model {plan.load_model!r} is not known: use poisson or concurrency")
     watcher = asyncio.create_task(_watch(state, origin))
     # A garbage collection pass can stall the loop for milliseconds, which
-    # would show up as send lag and TTFT error; records are freed after the trial.
+    # would show up as send lag and TTFT error. Collection resumes after the trial.
     collecting = gc.isenabled()
     gc.disable()
     try:
@@ -429,9 +433,10 @@ async def _finish(tasks: list[asyncio.Task], state: TrialState, plan: TrialPlan)
 async def _watch(state: TrialState, origin: float) -> None:
     """Stop the trial once more requests missed the TTFT limit than the percentile allows.
 
-    Counting requests still waiting past the limit lets an overloaded trial
-    end early; its records and verdict are the same as if it had run out.
-    For the closed-loop model the planned count is unknown, so it never stops early.
+    Requests still waiting past the limit count as misses, so an overloaded
+    trial ends early with the verdict it would have had at its end. Its
+    unsent requests are recorded as not_sent. The closed-loop model has no
+    planned count, so it never stops early.
     Finished requests are counted once and dropped from the scan, so each
     check costs time in proportion to the requests in flight.
     """
