@@ -1,4 +1,4 @@
-"""Inference data types: load the model in each one with Paddle's own kernels, or say the device has none.
+"""Inference data types: load the model in each one with Paddle's own kernels, or report that the device has none.
 
 | name | weights | activations | Paddle kernels used |
 |---|---|---|---|

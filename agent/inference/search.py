@@ -239,7 +239,7 @@ def run_search(endpoint: Endpoint, model: str, prompts: list[str], settings: Sea
     """Run the whole search, write requests.jsonl and search.json to `out_dir`, and return the search record.
 
     search.json is written when the search stops with an error too, with the
-    error's code and message, so a run record always says what happened.
+    error's code and message, so the run record always names what went wrong.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     run = SearchRun(endpoint, model, prompts, settings, out_dir)

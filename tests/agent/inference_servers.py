@@ -3,7 +3,7 @@
 It speaks the same wire format as the agent's Paddle server (chunked
 server-sent events) without a model: every reply streams a role-only chunk
 and a keep-alive comment, waits `delay` seconds, then streams text chunks,
-a usage chunk and data: [DONE]. `mode` makes it answer with an HTTP error,
+a usage chunk and data: [DONE]. `mode` makes it reply with an HTTP error,
 a chunk that is not JSON, an error event, or a stream cut before [DONE].
 """
 

@@ -81,7 +81,8 @@ def test_poisson_arrivals_fixed_count():
     arrivals = poisson_arrivals(50.0, 4.0, seed=3)
     assert len(arrivals) == 200
     assert arrivals == sorted(arrivals)
-    assert 0.0 <= arrivals[0] and arrivals[-1] < 4.0
+    assert arrivals[0] >= 0.0
+    assert arrivals[-1] < 4.0
     assert poisson_arrivals(50.0, 4.0, seed=3) == arrivals
 
 
