@@ -160,3 +160,18 @@ def test_admin_action_revokes_after_compromise(client, tmp_path, vendor, card, r
     certificate.refresh_from_db()
     assert record.revoked_at is not None
     assert certificate.needs_review
+
+
+def test_admin_action_rotates_to_selected_key(client, vendor):
+    from django.contrib.auth import get_user_model
+    from django.urls import reverse
+
+    old, new = register(vendor, generate_key()), register(vendor, generate_key())
+    client.force_login(get_user_model().objects.create_superuser("root", password="x"))
+
+    client.post(reverse("admin:registry_signingkey_changelist"), {"action": "make_current", "_selected_action": [new.pk]})
+
+    old.refresh_from_db()
+    new.refresh_from_db()
+    assert old.valid_until is not None
+    assert new.valid_until is None
