@@ -174,7 +174,7 @@ async def search(run: SearchRun) -> float | None:
             low = middle
         else:
             high = middle
-    return await _confirm(run, low, high)
+    return await _confirm(run, low)
 
 
 async def _bracket(run: SearchRun) -> tuple[float | None, float | None]:
@@ -198,11 +198,12 @@ async def _bracket(run: SearchRun) -> tuple[float | None, float | None]:
     return low, high
 
 
-async def _confirm(run: SearchRun, level: float, high: float | None) -> float | None:
+async def _confirm(run: SearchRun, level: float) -> float | None:
+    """Confirm `level`, stepping down after a failure to a level where no trial has failed yet."""
     settings = run.settings
     for attempt in range(settings.confirm_attempts):
         if attempt > 0 and not await run.attempt(level, "search"):
-            level = _step(level, 1.0 / settings.growth_factor ** 0.5, settings.load_model)
+            level = _lower_untried(run, level)
             continue
         confirmed = True
         for _ in range(settings.confirmations):
@@ -211,10 +212,20 @@ async def _confirm(run: SearchRun, level: float, high: float | None) -> float | 
                 break
         if confirmed:
             return level
-        level = _step(level, 1.0 / settings.growth_factor ** 0.5, settings.load_model)
+        level = _lower_untried(run, level)
         if level < settings.min_level:
             break
     return None
+
+
+def _lower_untried(run: SearchRun, level: float) -> float:
+    """Step below `level` past every level with a failed trial, because such a level can never count."""
+    failed = {trial.plan.level for trial in run.trials if not trial.summary.passed}
+    factor = 1.0 / run.settings.growth_factor ** 0.5
+    level = _step(level, factor, run.settings.load_model)
+    while level in failed and level >= run.settings.min_level:
+        level = _step(level, factor, run.settings.load_model)
+    return level
 
 
 def _step(level: float, factor: float, load_model: str) -> float:
