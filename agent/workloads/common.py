@@ -21,8 +21,9 @@ logger = logging.getLogger(__name__)
 IGNORE_INDEX = -100
 
 # Flags that make Paddle kernels pick deterministic algorithms. The cuDNN and
-# embedding flags matter on GPUs. On the CPU, two runs on the same machine and
-# thread count gave identical losses (tests/agent/test_run_smoke.py checks it).
+# embedding flags matter on GPUs; the CPU build of Paddle 3.3 knows neither.
+# On the CPU, two runs on the same machine and thread count gave identical
+# losses (tests/agent/test_run_smoke.py and test_pretrain_processes.py check it).
 DETERMINISM_FLAGS = {
     "FLAGS_cudnn_deterministic": True,
     "FLAGS_embedding_deterministic": 1,
@@ -114,17 +115,25 @@ class WorkloadContext:
         return {"name": name, "kind": entry["kind"], "path": entry["path"], "sha256": entry["sha256"]}
 
 
-def apply_determinism(seed: int, device: str) -> dict[str, Any]:
-    """Seed every generator and set Paddle's deterministic flags. Return the recipe for config.json."""
+def apply_determinism(seed: int, device: str, dropout: float = 0.0) -> dict[str, Any]:
+    """Seed every generator and set Paddle's deterministic flags. Return the recipe for config.json.
+
+    The recipe: one seed for Python, NumPy and Paddle (and the Trainer's own
+    seeding); dropout as the pack fixes it (0 for alignment runs); the flags
+    of DETERMINISM_FLAGS where this Paddle build knows them; and the data in
+    the order the workload builds it, split over data-parallel ranks without
+    shuffling. FLAGS_* environment variables in effect are recorded too.
+    """
     import paddle
 
     paddle.set_device(device)
-    flags_applied = {}
+    applied, unknown = {}, []
     for name, value in DETERMINISM_FLAGS.items():
         try:
             paddle.set_flags({name: value})
-            flags_applied[name] = value
+            applied[name] = value
         except ValueError:
+            unknown.append(name)
             logger.debug("Paddle flag %s is not known to this build", name)
 
     random.seed(seed)
@@ -132,9 +141,11 @@ def apply_determinism(seed: int, device: str) -> dict[str, Any]:
     paddle.seed(seed)
     return {
         "seed": seed,
-        "paddle_flags": flags_applied,
-        "dropout": 0.0,
-        "data_order": "fixed, no shuffling (sequential batch sampler)",
+        "paddle_flags": applied,
+        "paddle_flags_not_in_build": unknown,
+        "flag_environment": {name: value for name, value in sorted(os.environ.items()) if name.startswith("FLAGS_")},
+        "dropout": dropout,
+        "data_order": "fixed: dataset order, split over data-parallel ranks without shuffling (DistributedBatchSampler)",
         "cpu_threads": os.environ.get("OMP_NUM_THREADS", "paddle default"),
     }
 

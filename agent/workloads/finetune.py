@@ -116,7 +116,7 @@ def run_lora(context: WorkloadContext) -> dict[str, Any]:
 def _run(context: WorkloadContext, kind: str) -> dict[str, Any]:
     fixed = context.fixed
     config = resolve_config(context, kind)
-    config["determinism"] = apply_determinism(int(fixed["seed"]), context.device)
+    config["determinism"] = apply_determinism(int(fixed["seed"]), context.device, float(fixed.get("dropout", 0.0)))
     logger.info("%s: resolved config: %s", context.workload_id, config["hyperparameters"])
     tokenizer = context.load_tokenizer()
 

@@ -103,7 +103,7 @@ def resolve_config(context: WorkloadContext) -> dict[str, Any]:
 def run(context: WorkloadContext) -> dict[str, Any]:
     fixed = context.fixed
     config = resolve_config(context)
-    config["determinism"] = apply_determinism(int(fixed["seed"]), context.device)
+    config["determinism"] = apply_determinism(int(fixed["seed"]), context.device, float(fixed.get("dropout", 0.0)))
     logger.info("%s: resolved config: %s", context.workload_id, config["hyperparameters"])
     tokenizer = context.load_tokenizer()
     block_length = int(fixed["max_seq_length"]) + 1

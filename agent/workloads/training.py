@@ -10,6 +10,7 @@ before the Trainer averages or rounds anything. Checkpoints go to
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -50,17 +51,39 @@ def warmup_cosine_schedule(fixed: dict[str, Any]):
     return paddle.optimizer.lr.LambdaDecay(learning_rate=peak, lr_lambda=factor)
 
 
+# TrainingArguments that the agent sets itself from the pack; every other pack key
+# that names a TrainingArguments field (bf16, fp16_opt_level, sharding_parallel_degree,
+# virtual_pp_degree, ...) is passed to PaddleNLP as it is.
+SET_BY_AGENT = {
+    "output_dir", "device", "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps",
+    "learning_rate", "lr_scheduler_type", "warmup_steps", "min_learning_rate", "weight_decay", "max_grad_norm",
+    "seed", "logging_steps", "save_strategy", "save_steps", "save_total_limit", "report_to", "disable_tqdm",
+    "dataloader_num_workers", "remove_unused_columns", "tensor_parallel_degree", "pipeline_parallel_degree",
+    "sharding", "recompute",
+}
+
+
 def parallel_arguments(free: dict[str, Any]) -> dict[str, Any]:
-    """Map the pack's free parallel keys to PaddleNLP TrainingArguments fields."""
+    """Map the pack's free parallel keys to PaddleNLP TrainingArguments fields.
+
+    The sharding stage is either `sharding_stage` (0-3) or PaddleNLP's own
+    `sharding` string (such as "stage2"), which wins when both are present.
+    """
     stage = int(free.get("sharding_stage", 0))
     if stage not in SHARDING_STAGES:
         raise ValueError(f"sharding_stage {stage} is not supported: use 0, 1, 2 or 3")
     return {
         "tensor_parallel_degree": int(free.get("tensor_parallel_degree", 1)),
         "pipeline_parallel_degree": int(free.get("pipeline_parallel_degree", 1)),
-        "sharding": SHARDING_STAGES[stage],
+        "sharding": str(free.get("sharding", SHARDING_STAGES[stage])),
         "recompute": bool(free.get("recompute", False)),
     }
+
+
+def passed_through(fixed: dict[str, Any], free: dict[str, Any]) -> dict[str, Any]:
+    """Return the pack keys, fixed and free, that name other TrainingArguments fields."""
+    fields = {item.name for item in dataclasses.fields(TrainingArguments)}
+    return {key: value for key, value in {**fixed, **free}.items() if key in fields and key not in SET_BY_AGENT}
 
 
 def training_arguments(context: WorkloadContext, output_dir: str | None = None) -> TrainingArguments:
@@ -94,6 +117,7 @@ def training_arguments(context: WorkloadContext, output_dir: str | None = None) 
         dataloader_num_workers=0,
         remove_unused_columns=False,
         **parallel,
+        **passed_through(fixed, free),
     )
 
 
@@ -143,6 +167,7 @@ def train(context: WorkloadContext, args: TrainingArguments, model, dataset, col
         **parallel_arguments(context.free),
         "max_grad_norm": args.max_grad_norm,
         "checkpoint_steps": context.fixed.get("checkpoint_steps"),
+        "passed_through": passed_through(context.fixed, context.free),
         "optimizer": "AdamW (PaddleNLP Trainer default)",
         "learning_rate_schedule": "LambdaDecay: linear warmup, then decay to min_learning_rate",
     }
