@@ -123,13 +123,10 @@ class WorkloadRecords:
 
     def _first_lines(self, count: int) -> list[bytes]:
         """Return the first `count` lines of the step log without copying the rest of it."""
-        raw, end = self._steps_raw, 0
-        for _ in range(count):
-            end = raw.find(b"\n", end) + 1
-            if end == 0:
-                end = len(raw)
-                break
-        return raw[:end].splitlines()
+        if count <= 0:
+            return []
+        end = self.losses.line_end(count - 1)
+        return self._steps_raw[:end if end is not None else len(self._steps_raw)].splitlines()
 
     def rows_through(self, last: int) -> list[dict]:
         """Return the step rows with step <= `last`, in step order, parsing only the first `last` lines when possible."""
@@ -196,28 +193,41 @@ class StepLosses(Mapping):
         self._raw = raw
         self._parse_all = parse_all
         self._all: dict[int, float] | None = None
-        self._line_ends: np.ndarray | None = None
+        self._line_ends: list[int] = []
 
     def _full(self) -> dict[int, float]:
         if self._all is None:
             self._all = self._parse_all()
         return self._all
 
+    def line_end(self, index: int) -> int | None:
+        """Return the offset of line `index`'s newline (or of the file's end), finding newlines only as far as needed."""
+        ends = self._line_ends
+        while len(ends) <= index:
+            start = ends[-1] + 1 if ends else 0
+            if start >= len(self._raw):
+                return None
+            found = self._raw.find(b"\n", start)
+            ends.append(found if found >= 0 else len(self._raw))
+        return ends[index]
+
+    def line_count(self) -> int:
+        """Return the number of lines, counting newlines in C rather than locating each one."""
+        return self._raw.count(b"\n") + (0 if not self._raw or self._raw.endswith(b"\n") else 1)
+
     def _line(self, index: int) -> bytes | None:
-        if self._line_ends is None:
-            ends = np.flatnonzero(np.frombuffer(self._raw, dtype=np.uint8) == 0x0A)
-            if len(self._raw) and not self._raw.endswith(b"\n"):
-                ends = np.append(ends, len(self._raw))
-            self._line_ends = ends
-        if not 0 <= index < len(self._line_ends):
+        if index < 0:
             return None
-        start = int(self._line_ends[index - 1]) + 1 if index else 0
-        return self._raw[start:int(self._line_ends[index])]
+        end = self.line_end(index)
+        if end is None:
+            return None
+        start = self._line_ends[index - 1] + 1 if index else 0
+        return self._raw[start:end]
 
     def __getitem__(self, step: int) -> float:
         if self._all is None and isinstance(step, int) and step >= 1:
             line = self._line(step - 1)
-            if line is None and self._line_ends is not None and self._last_line_step() == len(self._line_ends):
+            if line is None and self._last_line_step() == self.line_count():
                 raise KeyError(step)
             try:
                 row = records.loads(line) if line is not None else None
@@ -230,8 +240,9 @@ class StepLosses(Mapping):
     def _last_line_step(self) -> Any:
         """Return the step of the last line, so a lookup past the end can answer 'missing' without a full parse."""
         try:
-            row = records.loads(self._line(len(self._line_ends) - 1))
-        except (ValueError, TypeError):
+            end = len(self._raw) - 1 if self._raw.endswith(b"\n") else len(self._raw)
+            row = records.loads(self._raw[self._raw.rfind(b"\n", 0, end) + 1:end])
+        except ValueError:
             return None
         return row.get("step") if isinstance(row, dict) else None
 

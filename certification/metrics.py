@@ -215,10 +215,9 @@ def lambada_accuracy(items: Iterable[dict], expected_items: int) -> LambadaResul
 def correctness_vector(items: Iterable[dict], expected_items: int) -> np.ndarray:
     """Return 1.0 for each correct item index in 0..expected_items-1 and 0.0 otherwise."""
     vector = np.zeros(expected_items)
-    for item in items:
-        index = int(item["index"])
-        if 0 <= index < expected_items and item.get("correct") is True:
-            vector[index] = 1.0
+    correct = [int(item["index"]) for item in items if item.get("correct") is True]
+    indices = np.array([index for index in correct if 0 <= index < expected_items], dtype=np.int64)
+    vector[indices] = 1.0
     return vector
 
 
