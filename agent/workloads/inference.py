@@ -9,7 +9,9 @@ Records in the workload folder:
 The QPS search runs in a child process (`python -m agent loadgen`), so its
 clock readings do not wait on the Python threads that serve the model here.
 With the environment variable AGENT_INFERENCE_ENDPOINT set to a completions
-URL, the search measures that server instead of starting the agent's own.
+URL, the search measures that server instead of starting the agent's own,
+and AGENT_INFERENCE_MODEL sets the model name sent to it (default: the
+pack's model key).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from agent.workloads.common import WorkloadContext, apply_determinism, encode
 logger = logging.getLogger(__name__)
 
 ENDPOINT_VARIABLE = "AGENT_INFERENCE_ENDPOINT"
+MODEL_VARIABLE = "AGENT_INFERENCE_MODEL"
 
 
 def read_prompts(path: Path) -> list[dict[str, Any]]:
@@ -141,7 +144,8 @@ def measure_qps(context: WorkloadContext, model, tokenizer, prompts: list[dict[s
     external = os.environ.get(ENDPOINT_VARIABLE)
     model_name = context.spec["model"]
     if external:
-        config["server"] = {"kind": "external", "endpoint": external}
+        model_name = os.environ.get(MODEL_VARIABLE, model_name)
+        config["server"] = {"kind": "external", "endpoint": external, "model": model_name}
         write_json(context.out_dir / "config.json", config)
         return _run_loadgen(context, external, model_name, prompts)
 
@@ -163,6 +167,9 @@ def _run_loadgen(context: WorkloadContext, endpoint: str, model_name: str, promp
                "--prompts", str(prompt_file), "--settings", json.dumps(context.pack.data["settings"]["inference"]),
                "--out", str(context.out_dir)]
     completed = subprocess.run(command, capture_output=True, text=True)
+    for line in completed.stderr.splitlines():
+        if " agent.inference." in line:
+            logger.info("loadgen: %s", line.split(": ", 1)[-1])
     search_path = context.out_dir / "search.json"
     if completed.returncode != 0:
         detail = (completed.stderr.strip().splitlines() or ["(no output)"])[-2:]
