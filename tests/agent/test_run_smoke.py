@@ -149,3 +149,29 @@ def test_resume_skips_completed(second_run_dir):
     assert steps.read_text(encoding="utf-8") == before
     events = [record["event"] for record in read_jsonl(second_run_dir / "events.jsonl")]
     assert events[-2:] == ["resume", "stop"]
+
+
+def test_inference_records(run_dir, pack):
+    folder = run_dir / "workloads" / "infer-llama"
+    result = read_json(folder / "result.json")
+    config = read_json(folder / "config.json")
+    generations = read_jsonl(folder / "generations.jsonl")
+    requests = read_jsonl(folder / "requests.jsonl")
+    search = read_json(folder / "search.json")
+
+    assert result["status"] == "completed"
+    assert config["data_type"]["data_type"] == "fp32"
+    assert config["server"]["kind"] == "agent"
+    assert len(read_jsonl(folder / "lambada.jsonl")) == pack.data["settings"]["lambada"]["items"]
+    assert {row["language"] for row in generations} == {"zh", "en"}
+    assert all(row["prompt_tokens"] > 1 and row["prediction_tokens"] >= 0 for row in generations)
+    assert search["status"] == "completed"
+    assert {row["trial"] for row in requests} == {trial["trial"] for trial in search["trials"]}
+    assert [trial["role"] for trial in search["trials"]].count("confirm") >= 2
+    assert search["result"]["qps"] is None or search["result"]["qps"] > 0
+
+
+def test_inference_outputs_deterministic(run_dir, second_run_dir):
+    for name in ("generations.jsonl", "lambada.jsonl"):
+        first = (run_dir / "workloads" / "infer-llama" / name).read_text(encoding="utf-8")
+        assert first == (second_run_dir / "workloads" / "infer-llama" / name).read_text(encoding="utf-8"), name
