@@ -1,14 +1,12 @@
 """Pretraining stability: no crash, or a warm start from a checkpoint without a loss spike.
 
-The rule, from the standard's stability requirement as the rule pack's
-`settings.stability` states it (interpretation 11 of the standard's
-restatement): after a warm start from the checkpoint of step k, the first
-logged step is k+1; no loss in steps k+1..k+W is above
-mu + max(s * sigma, m * mu), where mu and sigma are the mean and population
-standard deviation of the H losses of steps k-H+1..k; and the mean of the
-last T steps of that window is below the mean of its first T steps. W is
-`window_after_resume`, H `history_before_resume`, s `sigma_multiple`, m
-`relative_margin` and T `tail_window`.
+The rule reads its numbers from the rule pack's `settings.stability`. After
+a warm start from the checkpoint of step k, the first logged step is k+1. No
+loss in steps k+1..k+W is above mu + max(s * sigma, m * mu), where mu and
+sigma are the mean and population standard deviation of the H losses of
+steps k-H+1..k. The mean of the last T steps of that window is below the mean
+of its first T steps. W is `window_after_resume`, H `history_before_resume`,
+s `sigma_multiple`, m `relative_margin` and T `tail_window`.
 
 The records are the workload's steps.jsonl and the run's events.jsonl. The
 agent writes a `workload_start` event with `resumed_from_step` k for each warm

@@ -44,11 +44,10 @@ MODEL_CONFIG_KEYS = ("use_flash_attention", "use_fused_rms_norm", "use_fused_rop
 def model_config(preset: dict[str, Any], hyperparameters: dict[str, Any], device: str) -> dict[str, Any]:
     """Return the PaddleNLP config of a pack model preset, with the workload's dropout and kernel choices applied.
 
-    `hyperparameters` holds the workload's fixed and free values together.
+    `hyperparameters` contains the workload's fixed and free values together.
     """
-    fixed = hyperparameters
     spec = architecture(preset["architecture"])
-    dropout = float(fixed.get("dropout", 0.0))
+    dropout = float(hyperparameters.get("dropout", 0.0))
     if dropout != 0.0 and not spec.dropout_keys:
         raise ValueError(f"dropout {dropout} is not supported: PaddleNLP's {preset['architecture']} has no dropout layers")
 
