@@ -107,3 +107,21 @@ def test_cpu_data_types_not_supported(model_dir, tokenizer, data_type):
 def test_unknown_data_type_rejected(model_dir, tokenizer):
     with pytest.raises(ValueError):
         datatypes.load_model(model_dir, "fp8", tokenizer)
+
+
+@pytest.mark.skipif(paddle.is_compiled_with_cuda(), reason="checks the CPU build, which has no weight-only kernels")
+def test_workload_records_not_supported(model_dir, tmp_path):
+    from agent.errors import WorkloadNotSupported
+    from agent.workloads import inference
+    from agent.workloads.common import WorkloadContext
+    from certification.records import read_json
+
+    pack = load_rule_pack("smoke-2026.1")
+    context = WorkloadContext(workload_id="infer-llama-int8wo", spec=pack.workload("infer-llama-int8wo"), pack=pack,
+                              data_root=REPO, run_dir=tmp_path, device="cpu", init_from=model_dir)
+    context.out_dir.mkdir(parents=True)
+    with pytest.raises(WorkloadNotSupported) as raised:
+        inference.run(context)
+    assert raised.value.details["data_type"] == "int8_weight_only"
+    assert read_json(context.out_dir / "config.json")["data_type"]["supported"] is False
+    assert not (context.out_dir / "lambada.jsonl").exists()
