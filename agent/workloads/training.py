@@ -51,9 +51,9 @@ def warmup_cosine_schedule(fixed: dict[str, Any]):
     return paddle.optimizer.lr.LambdaDecay(learning_rate=peak, lr_lambda=factor)
 
 
-# TrainingArguments that the agent sets itself from the pack; every other pack key
-# that names a TrainingArguments field (bf16, fp16_opt_level, sharding_parallel_degree,
-# virtual_pp_degree, ...) is passed to PaddleNLP as it is.
+# TrainingArguments that the agent sets itself from the pack. Every other pack key
+# that names a TrainingArguments field (bf16, fp16_opt_level, sharding_parallel_degree
+# and so on) is passed to PaddleNLP as it is.
 SET_BY_AGENT = {
     "output_dir", "device", "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps",
     "learning_rate", "lr_scheduler_type", "warmup_steps", "min_learning_rate", "weight_decay", "max_grad_norm",
@@ -194,7 +194,7 @@ class RecordingTrainer(Trainer):
         )
 
     def training_step(self, model, inputs, **kwargs):
-        # Counted here and not in on_load_data_end, which also sees the batches a resume skips.
+        # Counted here and not in on_load_data_end, which the Trainer also calls for the batches a resume skips.
         self.recorder.add_micro_batch(inputs)
         loss = super().training_step(model, inputs, **kwargs)
         self.recorder.add_micro_batch_loss(loss.item())
@@ -321,7 +321,7 @@ def data_groups(args: TrainingArguments) -> list:
 def global_grad_norm(model) -> float | None:
     """Return the L2 norm of this rank's gradients before clipping, or None when no parameter has one.
 
-    NOTE: with tensor or pipeline parallelism each rank holds part of the
+    NOTE: with tensor or pipeline parallelism each rank has only part of the
     gradients, so this is the norm of rank 0's part, not of the whole model.
     Under data parallelism the gradients are already averaged, so it is exact.
     """
