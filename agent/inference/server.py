@@ -226,9 +226,10 @@ class CompletionsHandler(BaseHTTPRequestHandler):
         if self.path != "/v1/completions":
             self._error(HTTPStatus.NOT_FOUND, "not_found", f"no route {self.path}: use POST /v1/completions")
             return
-        length = int(self.headers.get("Content-Length") or 0)
+        length_header = self.headers.get("Content-Length") or "0"
+        length = int(length_header) if length_header.isdigit() else -1
         if not 0 < length <= MAX_BODY_BYTES:
-            self._error(HTTPStatus.BAD_REQUEST, "invalid_length", f"Content-Length must be 1 to {MAX_BODY_BYTES} bytes, got {length}")
+            self._error(HTTPStatus.BAD_REQUEST, "invalid_length", f"Content-Length must be 1 to {MAX_BODY_BYTES} bytes, got {length_header!r}")
             return
         try:
             request = parse_request(self.rfile.read(length), self.server.engine)
@@ -306,6 +307,7 @@ class CompletionsHandler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _error(self, status: HTTPStatus, code: str, message: str) -> None:
+        logger.warning("%s %s from %s: %d %s: %s", self.command, self.path, self.address_string(), status, code, message)
         self._json(status, {"error": {"message": message, "type": "invalid_request_error", "code": code}})
 
 
