@@ -183,9 +183,9 @@ class StepLosses(Mapping):
     """Loss by step number over a steps.jsonl log, read one line at a time while the log is in step order.
 
     The agent writes line i for step i. A lookup of step n parses line n only
-    and checks that it holds step n; the first line that does not, and any
-    iteration or len(), switch to a full parse of the log (which also rejects
-    repeated steps). NOTE: a repeated step that lies past every line looked up
+    and checks that it contains step n. The first line that does not, and any
+    iteration or len(), switch to a full parse of the log, which also rejects
+    repeated steps. NOTE: a repeated step that lies past every line looked up
     is only found by a full parse, that is by iterating.
     """
 
@@ -238,7 +238,7 @@ class StepLosses(Mapping):
         return self._full()[step]
 
     def _last_line_step(self) -> Any:
-        """Return the step of the last line, so a lookup past the end can answer 'missing' without a full parse."""
+        """Return the step of the last line, so a lookup past the end raises KeyError without a full parse."""
         try:
             end = len(self._raw) - 1 if self._raw.endswith(b"\n") else len(self._raw)
             row = records.loads(self._raw[self._raw.rfind(b"\n", 0, end) + 1:end])
