@@ -68,9 +68,9 @@ def load_model(model_dir: Path, data_type: str, tokenizer, calibration_texts: li
 
 
 def _load_in(model_dir: Path, data_type: str, dtype: str, tokenizer):
-    from paddlenlp.transformers import LlamaForCausalLM
+    from paddlenlp.transformers import AutoModelForCausalLM
 
-    model = LlamaForCausalLM.from_pretrained(str(model_dir), dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype)
     model.eval()
     probe = paddle.to_tensor([[tokenizer.bos_token_id, 100, 200]], dtype="int64")
     with paddle.no_grad():
@@ -91,11 +91,11 @@ def _sixteen_bit(model_dir: Path, data_type: str, tokenizer) -> str:
 
 
 def quantized_linears(model) -> list[tuple[Any, str, Any]]:
-    """Return (parent, attribute, layer) for every nn.Linear inside the decoder layers (the LM head stays as is)."""
+    """Return (parent, attribute, layer) for every nn.Linear of the model except the LM head."""
     found = []
-    for parent in model.llama.layers.sublayers(include_self=True):
+    for parent in model.sublayers(include_self=True):
         for name, child in parent.named_children():
-            if isinstance(child, paddle.nn.Linear):
+            if isinstance(child, paddle.nn.Linear) and name != "lm_head":
                 found.append((parent, name, child))
     return found
 

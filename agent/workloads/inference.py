@@ -59,7 +59,7 @@ def resolve_config(context: WorkloadContext) -> dict[str, Any]:
         "workload": context.workload_id,
         "kind": "infer",
         "init_from": context.spec.get("init_from"),
-        "model": {"name": context.spec["model"], "architecture": context.model_preset["architecture"]},
+        "model": {"name": context.model_name, "architecture": context.model_preset["architecture"]},
         "hyperparameters": {"fixed": dict(context.fixed), "free": dict(context.free)},
         "datasets": {role: [context.dataset_record(name) for name in ([names] if isinstance(names, str) else names)]
                      for role, names in datasets.items()},
@@ -142,7 +142,7 @@ def write_generations(context: WorkloadContext, model, tokenizer, prompts: list[
 def measure_qps(context: WorkloadContext, model, tokenizer, prompts: list[dict[str, Any]], config: dict) -> dict:
     """Serve the model (or use the external endpoint) and run the QPS search in a child process."""
     external = os.environ.get(ENDPOINT_VARIABLE)
-    model_name = context.spec["model"]
+    model_name = context.model_name
     if external:
         model_name = os.environ.get(MODEL_VARIABLE, model_name)
         config["server"] = {"kind": "external", "endpoint": external, "model": model_name}
