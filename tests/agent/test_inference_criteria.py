@@ -100,3 +100,15 @@ def test_search_without_trials_is_invalid(tmp_path):
     bundle = open_bundle(write_bundle(run_dir, tmp_path / "run.tar", KEY).path, KEYRING)
     with pytest.raises(RecordsInvalid):
         qps_from_records(WorkloadRecords(bundle, "infer-llama"), SETTINGS)
+
+
+@pytest.mark.parametrize(("key", "value"), [("load_model", "bursty"), ("time_to_first_token_percentile", 120), ("surprise", 1)])
+def test_pack_rejects_bad_inference_settings(key, value):
+    import copy
+
+    from certification.rulepack import validate_rule_pack
+
+    data = copy.deepcopy(PACK.data)
+    data["settings"]["inference"][key] = value
+    paths = [issue.path for issue in validate_rule_pack(data)]
+    assert any(path.startswith("settings/inference") for path in paths), paths
