@@ -5,6 +5,7 @@ import logging
 
 from django.conf import settings
 from django.contrib import messages
+from django.core.paginator import Paginator
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt
@@ -26,12 +27,20 @@ from portal.submissions.views import IssueForm
 logger = logging.getLogger(__name__)
 
 CREDENTIAL_MAX_BYTES = 256 * 1024
+LISTING_PAGE_SIZE = 100
 
 
 def certificate_list(request):
+    """The public listing; the static site export shows every row on one page instead of pages of LISTING_PAGE_SIZE."""
     filters = ListingFilters.from_params(request.GET)
-    certificates = list(listed_certificates(filters))
-    context = {"certificates": certificates, "filters": filters, "facets": facets(), "query_string": request.GET.urlencode()}
+    certificates = listed_certificates(filters)
+    page = None
+    if not getattr(request, "static_export", False):
+        page = Paginator(certificates, LISTING_PAGE_SIZE).get_page(request.GET.get("page"))
+        certificates = page.object_list
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {"certificates": certificates, "page": page, "filters": filters, "facets": facets(), "query_string": query.urlencode()}
     return render(request, "certificates/list.html", context)
 
 
