@@ -27,4 +27,6 @@ def validate_submission(self, submission_id: int) -> str:
         # Drop the broken connection so the next attempt opens a new one.
         close_old_connections()
         logger.warning("submission %s: transient database error, retry %s of %s: %s", submission_id, self.request.retries + 1, MAX_RETRIES, error)
-        raise self.retry(exc=error, countdown=retry_delay(self.request.retries)) from None
+        # On a worker retry() raises Retry and the broker delivers the task again. Run eagerly (the
+        # embedded setup) it must not raise: apply() then runs the returned retry in-process.
+        return self.retry(exc=error, countdown=retry_delay(self.request.retries), throw=not self.request.is_eager)
