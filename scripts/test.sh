@@ -12,7 +12,9 @@ scripts/setup.sh
 echo "== tests on the embedded default: SQLite, eager Celery"
 env -u DATABASE_URL -u CELERY_BROKER_URL python -m pytest "$@"
 
-echo "== portal tests on PostgreSQL and Redis"
+# tests/portal/test_worker.py runs here: real `celery worker` processes on Redis and
+# RabbitMQ (skipped when RabbitMQ is not listening), one of them killed with SIGKILL.
+echo "== portal tests on PostgreSQL and Redis, with real Celery workers"
 scripts/services.sh
 DATABASE_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/accel_cert} \
 CELERY_BROKER_URL=${TEST_CELERY_BROKER_URL:-redis://127.0.0.1:6379/0} \
