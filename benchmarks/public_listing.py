@@ -45,7 +45,7 @@ def fetch(port: int, path: str) -> float:
     response.read()
     connection.close()
     if response.status != 200:
-        raise RuntimeError(f"GET {path} answered HTTP {response.status}")
+        raise RuntimeError(f"GET {path} returned HTTP {response.status}, expected 200")
     return time.perf_counter() - started
 
 
@@ -67,7 +67,7 @@ def wait_for(port: int, deadline_s: float = 60) -> None:
             return
         except (OSError, RuntimeError):
             time.sleep(0.3)
-    raise RuntimeError(f"gunicorn did not answer on port {port} within {deadline_s} s")
+    raise RuntimeError(f"gunicorn did not respond on port {port} within {deadline_s} s; run it by hand to see its error")
 
 
 def main() -> None:

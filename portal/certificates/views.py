@@ -31,7 +31,7 @@ LISTING_PAGE_SIZE = 100
 
 
 def certificate_list(request):
-    """The public listing; the static site export shows every row on one page instead of pages of LISTING_PAGE_SIZE."""
+    """Render the public listing in pages of LISTING_PAGE_SIZE rows; the static site export gets every row on one page."""
     filters = ListingFilters.from_params(request.GET)
     certificates = listed_certificates(filters)
     page = None
@@ -135,7 +135,12 @@ def _verify_credential_bytes(raw: bytes) -> tuple[dict, int]:
     except CredentialError as error:
         return {"valid": False, "code": error.code, "detail": str(CertificateError("credential_invalid", reason=str(error)).detail)}, 400
     certificate = Certificate.objects.filter(number=claims.get("number")).first()
-    state = "unknown" if certificate is None else ("revoked" if certificate.is_revoked else "valid")
+    if certificate is None:
+        state = "unknown"
+    elif certificate.is_revoked:
+        state = "revoked"
+    else:
+        state = "valid"
     result = {"valid": state == "valid", "signature": "valid", "status": state, "claims": claims}
     if certificate is not None and certificate.is_revoked:
         result.update(revoked_at=certificate.revoked_at.isoformat(), revoked_reason=certificate.revoked_reason)

@@ -53,7 +53,8 @@ def human_pack_text() -> str:
     text = text.replace("id: demo\n", "id: demo-human\n", 1)
     text = text.replace("  human_evaluation:\n    enabled: false\n", "  human_evaluation:\n    enabled: true\n    min_pairs: 6\n    gsb_min: -0.05\n    alpha: 0.05\n", 1)
     text = text.replace("      - {id: sft.rouge, metric: rouge_difference}\n", f"      - {{id: sft.rouge, metric: rouge_difference}}\n      - {{id: {HUMAN_CRITERION}, metric: human_gsb}}\n", 1)
-    assert "enabled: true" in text and HUMAN_CRITERION in text
+    assert "enabled: true" in text
+    assert HUMAN_CRITERION in text
     return text
 
 
