@@ -107,6 +107,8 @@ def format_verdict(verdict: Verdict, language: str) -> str:
     for track, outcome in verdict.tracks.items():
         gap = ", ".join(f"{item.get('criterion') or item.get('requires_track')} ({item.get('status', 'level ' + str(item.get('reached')))})" for item in outcome["gap"])
         lines.append(f"{track}: {labels['level']} {outcome['level']}/{outcome['max_level']}" + (f"  {labels['gap']}: {gap}" if gap else ""))
+    for flag in verdict.flags:
+        lines.append(f"! {flag['explanation'][language]} {labels['hint']}: {flag['hint'][language]}")
     return "\n".join(lines)
 
 

@@ -1,0 +1,18 @@
+"""`python -m agent check` shows the peak TFLOPS flags of a verdict in both languages."""
+
+from agent.commands.check import format_verdict
+from certification.verdict import Reference, judge
+from tests.certification.test_verdict import PEAKS, make_bundle
+from tests.certification.runfolder import PACK
+
+
+def test_check_prints_peak_flag(tmp_path):
+    reference = make_bundle(tmp_path / "reference", workloads=("sft-llama",))
+    vendor = make_bundle(tmp_path / "vendor", workloads=("sft-llama",), environment={"peak_tflops": {"fp32": 9.0}})
+    verdict = judge(vendor, [Reference(reference, PEAKS)], PACK, PEAKS)
+
+    english = format_verdict(verdict, "en")
+    chinese = format_verdict(verdict, "zh")
+
+    assert "states a peak of 9 fp32 TFLOPS" in english
+    assert "登记值 1" in chinese
