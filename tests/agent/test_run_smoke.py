@@ -52,7 +52,7 @@ def test_run_json(run_dir, pack):
     assert run["rule_pack"] == {"name": "smoke-2026.1", "sha256": pack.sha256}
     assert run["vendor"] == "Test Vendor"
     assert run["card"]["model"]
-    assert run["tracks"] == ["pretraining", "finetuning"]
+    assert run["tracks"] == ["pretraining", "finetuning", "inference"]
     assert run["level"] == 1
     assert run["ticket"] is None
     assert run["finished_at"] >= run["started_at"]
@@ -70,7 +70,7 @@ def test_environment_json(run_dir):
 def test_events_in_order(run_dir):
     events = [record["event"] for record in read_jsonl(run_dir / "events.jsonl")]
 
-    assert events == ["start"] + ["workload_start", "workload_end"] * 3 + ["stop"]
+    assert events == ["start"] + ["workload_start", "workload_end"] * 4 + ["stop"]
 
 
 @pytest.mark.parametrize("workload", WORKLOADS)
