@@ -325,7 +325,12 @@ def global_grad_norm(model) -> float | None:
     gradients, so this is the norm of rank 0's part, not of the whole model.
     Under data parallelism the gradients are already averaged, so it is exact.
     """
-    squares = [paddle.sum(paddle.square(p.grad.astype("float32"))) for p in model.parameters() if p.grad is not None]
-    if not squares:
+    grads = [p.grad if p.grad.dtype == paddle.float32 else p.grad.astype("float32")
+             for p in model.parameters() if p.grad is not None]
+    if not grads:
         return None
-    return float(paddle.sqrt(paddle.add_n(squares)).item())
+    # squared_l2_norm is the kernel Paddle's ClipGradByGlobalNorm uses; it is about 4 times faster on the
+    # CPU than square and sum, because it makes no full-size temporary.
+    squared = getattr(paddle._C_ops, "squared_l2_norm", None)
+    squares = [squared(grad) if squared else paddle.sum(paddle.square(grad)) for grad in grads]
+    return float(paddle.sqrt(paddle.add_n([square.reshape([]) for square in squares])).item())
