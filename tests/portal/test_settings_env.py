@@ -75,3 +75,67 @@ def test_check_font_missing(settings, tmp_path):
 
 def test_check_font_present(settings):
     assert checks.check_certificate_font(None) == []
+
+
+def test_task_time_limits_are_below_the_visibility_timeout(settings):
+    """A task still running when the broker's visibility timeout passes would be handed to a second worker."""
+    from portal.celery import app
+
+    assert settings.CELERY_TASK_SOFT_TIME_LIMIT < settings.CELERY_TASK_TIME_LIMIT < settings.PORTAL_BROKER_VISIBILITY_TIMEOUT
+    assert app.conf.task_time_limit == settings.CELERY_TASK_TIME_LIMIT
+    assert app.conf.broker_transport_options["visibility_timeout"] == settings.PORTAL_BROKER_VISIBILITY_TIMEOUT
+    assert app.conf.task_acks_late and app.conf.task_reject_on_worker_lost
+    assert checks.check_task_time_limits(None) == []
+
+
+def test_check_time_limit_past_visibility_timeout(settings):
+    settings.CELERY_TASK_TIME_LIMIT = settings.PORTAL_BROKER_VISIBILITY_TIMEOUT + 60
+    assert [error.id for error in checks.check_task_time_limits(None)] == ["portal.E004"]
+
+
+def test_check_secret_key_missing_outside_the_embedded_setup(settings):
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:6379/0"
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    settings.SECRET_KEY = checks.DEVELOPMENT_KEY_PREFIX + "-set-DJANGO_SECRET_KEY"
+    errors = checks.check_secret_key(None)
+    assert [error.id for error in errors] == ["portal.E003"]
+    assert "DJANGO_SECRET_KEY" in errors[0].hint
+
+
+def test_check_secret_key_quiet_on_the_embedded_setup(settings):
+    settings.SECRET_KEY = checks.DEVELOPMENT_KEY_PREFIX + "-set-DJANGO_SECRET_KEY"
+    settings.CELERY_TASK_ALWAYS_EAGER, settings.CELERY_BROKER_URL = True, ""
+    if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+        assert checks.check_secret_key(None) == []
+
+
+PRODUCTION_ENVIRONMENT = {
+    "DJANGO_SECRET_KEY": "k" * 20 + "production-test-secret-value-with-enough-length-0123456789",
+    "DJANGO_HTTPS": "true", "DJANGO_BEHIND_PROXY": "true", "DJANGO_ALLOWED_HOSTS": "cert.example.com",
+    "DATABASE_URL": "postgres://portal@db.example.com:5432/portal", "CELERY_BROKER_URL": "redis://broker.example.com:6379/0",
+}
+
+
+def run_check(extra_env: dict, *arguments: str):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "DATABASE_URL", "CELERY_"))}
+    env.update(extra_env)
+    return subprocess.run([sys.executable, "manage.py", "check", *arguments], cwd=root, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_check_deploy_is_clean_under_production_settings():
+    result = run_check(PRODUCTION_ENVIRONMENT, "--deploy", "--fail-level", "WARNING")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_check_reports_missing_secret_key_in_production():
+    environment = {key: value for key, value in PRODUCTION_ENVIRONMENT.items() if key != "DJANGO_SECRET_KEY"}
+    result = run_check(environment)
+    assert result.returncode != 0
+    assert "portal.E003" in result.stderr
