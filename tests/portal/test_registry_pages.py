@@ -130,6 +130,6 @@ def test_dates_are_shown_in_shanghai_time(client, staff, vendor, card, rule_pack
 
 def test_pages_switch_to_english(client, owner):
     login(client, owner)
-    assert "注册" in client.get(reverse("card-list")).content.decode()
+    assert "登记加速卡" in client.get(reverse("card-list")).content.decode()
     client.post(reverse("set_language"), {"language": "en", "next": "/"})
     assert "Register a card" in client.get(reverse("card-list")).content.decode()
