@@ -197,6 +197,15 @@ def judge_against_references(bundle, rule_pack: RulePack, card: Card, human: dic
     return verdict.to_dict()
 
 
+def reject_after_time_limit(submission_id: int, seconds: int) -> Submission:
+    """Store the rejection of a validation that ran past the task's time limit."""
+    rejection = Rejection(
+        "validation_timed_out", message=f"validation took longer than the limit of {seconds} s",
+        hint="ask the staff to raise CELERY_TASK_SOFT_TIME_LIMIT, then upload the bundle again",
+    )
+    return _finish_rejected(submission_id, rejection)
+
+
 def _finish_rejected(submission_id: int, rejection: Rejection) -> Submission:
     with transaction.atomic():
         submission = Submission.objects.select_for_update().get(pk=submission_id)

@@ -1,6 +1,7 @@
 """Resumable uploads: declare size and digest, send byte ranges in any number of requests, then complete.
 
-The bytes go to MEDIA_ROOT/partial/<session>.part. `received` only grows
+The bytes go to MEDIA_ROOT/partial/<session>.part. TODO: abandoned open
+uploads keep their partial file; a periodic task should delete old ones. `received` only grows
 after the bytes are on disk, so a connection that breaks in the middle of a
 range loses nothing already counted: the next range starts at `received`.
 Completing checks size and sha256 and hands the file to `receive_bundle`,

@@ -3,6 +3,8 @@
 import logging
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
 
 from portal.submissions import pipeline
@@ -23,6 +25,10 @@ def retry_delay(retries: int) -> int:
 def validate_submission(self, submission_id: int) -> str:
     try:
         return pipeline.validate_submission(submission_id).state
+    except SoftTimeLimitExceeded:
+        # Without this the submission would stay `validating` for ever once the hard limit kills the task.
+        logger.error("submission %s: validation passed the soft time limit of %s s", submission_id, settings.CELERY_TASK_SOFT_TIME_LIMIT)
+        return pipeline.reject_after_time_limit(submission_id, settings.CELERY_TASK_SOFT_TIME_LIMIT).state
     except TRANSIENT_ERRORS as error:
         # Drop the broken connection so the next attempt opens a new one.
         close_old_connections()
