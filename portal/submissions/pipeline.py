@@ -201,7 +201,7 @@ def reject_after_time_limit(submission_id: int, seconds: int) -> Submission:
     """Store the rejection of a validation that ran past the task's time limit."""
     rejection = Rejection(
         "validation_timed_out", message=f"validation took longer than the limit of {seconds} s",
-        hint="ask the staff to raise CELERY_TASK_SOFT_TIME_LIMIT, then upload the bundle again",
+        hint="ask the certification staff to raise CELERY_TASK_SOFT_TIME_LIMIT; the stored bundle is kept",
     )
     return _finish_rejected(submission_id, rejection)
 
