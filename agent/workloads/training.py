@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import signal
 import time
 from typing import Any
 
@@ -98,7 +99,7 @@ def training_arguments(context: WorkloadContext, output_dir: str | None = None) 
     checkpoint_steps = fixed.get("checkpoint_steps")
     parallel = parallel_arguments(free)
     model_ranks = parallel["tensor_parallel_degree"] * parallel["pipeline_parallel_degree"]
-    return TrainingArguments(
+    args = TrainingArguments(
         output_dir=output_dir or str(context.checkpoint_dir),
         device=context.device,
         max_steps=int(fixed["max_steps"]),
@@ -119,6 +120,22 @@ def training_arguments(context: WorkloadContext, output_dir: str | None = None) 
         **parallel,
         **passed_through(fixed, free),
     )
+    reinstall_signal_handlers()
+    return args
+
+
+def reinstall_signal_handlers() -> None:
+    """Give SIGTERM and SIGINT back to Python's handlers.
+
+    Building TrainingArguments starts Paddle's native runtime, which installs
+    its own C-level SIGTERM handler that ends the process at once. Setting
+    the same Python handlers again restores them, so that a SIGTERM stops the
+    run through the runner, which writes the stop event.
+    """
+    for number in (signal.SIGTERM, signal.SIGINT):
+        handler = signal.getsignal(number)
+        if handler is not None:
+            signal.signal(number, handler)
 
 
 def accumulation_steps(fixed: dict[str, Any], micro_batch: int, data_ranks: int) -> int:

@@ -156,3 +156,19 @@ def test_two_processes_records(two_processes):
     assert environment_record["device"]["processes"] == 2
     assert (trainer["data_parallel_ranks"], trainer["gradient_accumulation_steps"]) == (2, 1)
     assert read_json(two_processes / "run.json")["overrides"] == {"per_device_train_batch_size": 2}
+
+
+def test_sigterm_records_stop(tmp_path):
+    out = tmp_path / "run"
+    process = subprocess.Popen(agent_command(out), cwd=REPO, env=environment(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_checkpoint(process, out / "events.jsonl", 10)
+        process.send_signal(signal.SIGTERM)
+        exit_code = process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+    assert exit_code == 130
+    assert read_jsonl(out / "events.jsonl")[-1] == {**read_jsonl(out / "events.jsonl")[-1], "event": "stop", "reason": "terminated"}
