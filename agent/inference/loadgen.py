@@ -15,6 +15,7 @@ comparable with another process's `perf_counter` on the same machine.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import gc
 import json
 import logging
@@ -119,6 +120,16 @@ class StreamFailure(Exception):
         super().__init__(message)
         self.status = status
         self.http_status = http_status
+
+
+def run_sync(coroutine):
+    """Run `coroutine` to completion on a new event loop, in a worker thread if this thread already runs a loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 # One streaming request ------------------------------------------------------

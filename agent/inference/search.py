@@ -10,7 +10,6 @@ confirmed again. A level counts only when every trial at it passed.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from typing import Any
 from certification.latency import TrialSummary, summarize_trial
 from certification.records import append_jsonl, write_json
 
-from agent.inference.loadgen import Endpoint, TrialPlan, TrialState, run_trial
+from agent.inference.loadgen import Endpoint, TrialPlan, TrialState, run_sync, run_trial
 
 logger = logging.getLogger(__name__)
 
@@ -257,7 +256,7 @@ def run_search(endpoint: Endpoint, model: str, prompts: list[str], settings: Sea
     record: dict[str, Any] = {"endpoint": endpoint.url, "model": model, "settings": settings.__dict__,
                               "prompts": len(prompts), "clock": "time.perf_counter (CLOCK_MONOTONIC), seconds"}
     try:
-        level = asyncio.run(search(run))
+        level = run_sync(search(run))
     except SearchError as error:
         record.update(status="failed", error={"code": error.code, "message": str(error), "hint": error.hint},
                       trials=[trial.to_dict() for trial in run.trials])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import socket
@@ -11,7 +10,7 @@ import sys
 
 import pytest
 
-from agent.inference.loadgen import Endpoint, EndpointError, RequestRecord, RequestSpec, TrialPlan, poisson_arrivals, run_trial, stream_completion
+from agent.inference.loadgen import Endpoint, run_sync, EndpointError, RequestRecord, RequestSpec, TrialPlan, poisson_arrivals, run_trial, stream_completion
 from agent.inference.search import SearchError, SearchSettings, run_search
 from certification.latency import allowed_misses, nearest_rank, summarize_trial
 from tests.agent.inference_servers import StreamingServer
@@ -26,7 +25,7 @@ SETTINGS = {
 def one_request(url: str, timeout: float = 5.0) -> RequestRecord:
     record = RequestRecord(trial=0, index=0, scheduled=0.0, warmup=False)
     spec = RequestSpec("hello", 3, "tiny")
-    asyncio.run(stream_completion(Endpoint.parse(url), spec, record, 0.0, timeout))
+    run_sync(stream_completion(Endpoint.parse(url), spec, record, 0.0, timeout))
     return record
 
 
@@ -120,7 +119,7 @@ def test_trial_stops_early_when_overloaded():
     plan = TrialPlan(trial=0, load_model="poisson", level=30.0, warmup_seconds=0.0, duration_seconds=2.0, max_tokens=2,
                      ttft_limit=0.1, percentile=99.0, request_timeout=5.0, seed=1)
     with StreamingServer(delay=0.3) as server:
-        state = asyncio.run(run_trial(Endpoint.parse(server.url), ["p"], "tiny", plan))
+        state = run_sync(run_trial(Endpoint.parse(server.url), ["p"], "tiny", plan))
     assert state.stopped
     statuses = {record.status for record in state.records}
     assert "not_sent" in statuses
@@ -132,7 +131,7 @@ def test_closed_loop_trial():
     plan = TrialPlan(trial=0, load_model="concurrency", level=3, warmup_seconds=0.1, duration_seconds=0.4, max_tokens=2,
                      ttft_limit=1.0, percentile=99.0, request_timeout=5.0, seed=1)
     with StreamingServer(delay=0.05) as server:
-        state = asyncio.run(run_trial(Endpoint.parse(server.url), ["p"], "tiny", plan))
+        state = run_sync(run_trial(Endpoint.parse(server.url), ["p"], "tiny", plan))
     assert all(record.status == "ok" for record in state.records)
     summary = summarize_trial([record.to_dict() for record in state.records], 1.0, 99)
     assert summary.passed

@@ -12,7 +12,7 @@ import pytest
 paddle = pytest.importorskip("paddle")
 
 from agent.inference import datatypes  # noqa: E402
-from agent.inference.loadgen import Endpoint, RequestRecord, RequestSpec, stream_completion  # noqa: E402
+from agent.inference.loadgen import Endpoint, run_sync, RequestRecord, RequestSpec, stream_completion  # noqa: E402
 from agent.inference.server import BatchingEngine, CompletionsServer  # noqa: E402
 from agent.workloads.common import load_tokenizer  # noqa: E402
 from certification.rulepack import load_rule_pack  # noqa: E402
@@ -53,7 +53,7 @@ def stream(url: str, count: int, max_tokens: int = 5) -> list[RequestRecord]:
                                for index, record in enumerate(records)))
         return records
 
-    return asyncio.run(send_all())
+    return run_sync(send_all())
 
 
 def test_server_streams_fixed_length(server):
