@@ -18,8 +18,9 @@ CHROMIUM_ARGS = [
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Launch Chromium for one test module; Playwright's event loop must not outlive it, or later asyncio tests fail."""
     if not CHROMIUM.is_file():
         pytest.fail(f"{CHROMIUM} is missing; install it with `apt-get install -y chromium` (scripts/setup.sh does this)")
     from playwright.sync_api import sync_playwright

@@ -41,8 +41,9 @@ def world(db):
 
 def press(page, key: str) -> None:
     """Press a shortcut key and wait for the navigation it starts."""
-    with page.expect_navigation():
+    with page.expect_navigation(wait_until="commit"):
         page.keyboard.press(key)
+    page.wait_for_load_state()
 
 
 def test_vendor_uploads_through_page(page, world, bundles):
