@@ -22,7 +22,7 @@ from certification import criteria_sd  # noqa: F401  (registers the SD criteria)
 from certification import criteria_stability  # noqa: F401  (registers warm_start_stability)
 from certification import criteria_inference  # noqa: F401  (registers the inference criteria)
 from certification.bundle import VerifiedBundle
-from certification.criteria import FAIL, NOT_APPLICABLE, PASS, REFUSED, CriterionContext, Outcome, RecordsInvalid, WorkloadRecords, evaluate, run_too_short
+from certification.criteria import FAIL, NOT_APPLICABLE, PASS, PENDING, REFUSED, CriterionContext, Outcome, RecordsInvalid, WorkloadRecords, evaluate, run_too_short
 from certification.errors import BundleError
 from certification.records import encode_float
 from certification.rulepack import RulePack
@@ -199,7 +199,7 @@ def _usable_verdicts(carried: Sequence[dict], pack: RulePack, card: dict[str, An
 
 def _carry_if_missing(judged: list[CriterionResult], workload_id: str, earlier: list[dict]) -> list[CriterionResult]:
     """Replace a missing workload's results with the newest earlier verdict's results when all of them passed."""
-    if not earlier or judged[0].details.get("code") != "workload_missing":
+    if not earlier or judged[0].details.get("code") not in ("workload_missing", "workload_not_run"):
         return judged
     for verdict in earlier:
         previous = [item for item in verdict.get("criteria", []) if item.get("workload") == workload_id]
@@ -326,6 +326,8 @@ def _vendor_blocker(bundle: VerifiedBundle, pack: RulePack, workload_id: str) ->
         found = f"{bundle.rule_pack.get('name')} ({bundle.rule_pack.get('sha256', '')[:12]})"
         return Outcome(REFUSED, "rule_pack_mismatch", fields={"found": found, "expected": f"{pack.name} ({pack.sha256[:12]})"})
     records = WorkloadRecords(bundle, workload_id)
+    if not records.exists() and not _planned_by_run(bundle, workload_id):
+        return Outcome(PENDING, "workload_not_run", fields={"workload": workload_id}, details={"missing_workload": workload_id})
     if not records.exists():
         return Outcome(FAIL, "workload_missing", fields={"workload": workload_id}, details={"missing_workload": workload_id})
     status = _result_status(records)
@@ -334,6 +336,15 @@ def _vendor_blocker(bundle: VerifiedBundle, pack: RulePack, workload_id: str) ->
     if status != "completed":
         return Outcome(FAIL, "workload_not_completed", fields={"workload": workload_id, "status": status})
     return None
+
+
+def _planned_by_run(bundle: VerifiedBundle, workload_id: str) -> bool:
+    """Return whether the run's own plan (run.json `workloads`) names the workload; True when the run has no plan."""
+    try:
+        planned = bundle.read_json("run.json").get("workloads")
+    except (BundleError, ValueError, AttributeError):
+        return True
+    return not isinstance(planned, list) or workload_id in planned
 
 
 def _result_status(records: WorkloadRecords) -> str:

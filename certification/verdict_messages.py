@@ -132,6 +132,12 @@ MESSAGES: dict[str, tuple[str, str, str, str]] = {
         "只能修改规则包列为可调的超参数（如并行方式、micro batch）；恢复这些值后重新运行。",
         "Only the hyperparameters the rule pack lists as free (such as parallel layout and micro-batch) may change; restore these values and run again.",
     ),
+    "workload_not_run": (
+        "本次运行没有计划工作负载 {workload}（它属于其他方向或更高级别），暂不评判。",
+        "This run did not plan workload {workload} (another track or a higher level), so it is not judged yet.",
+        "要取得需要它的级别，请运行该方向和级别的配置并上传结果包；已通过的工作负载无需重跑。",
+        "To reach the level that needs it, run that track and level and upload the bundle; passed workloads need no rerun.",
+    ),
     "workload_missing": (
         "结果包中没有工作负载 {workload}。",
         "The bundle has no workload {workload}.",

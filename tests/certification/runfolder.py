@@ -119,10 +119,18 @@ def write_inference(folder: Path, pack: RulePack, options: dict) -> None:
     write_json(folder / "search.json", {"status": "completed", "trials": trials})
 
 
-def build_run(root: Path, pack: RulePack = PACK, workloads: tuple[str, ...] = ("pretrain-llama", "sft-llama", "lora-llama", "infer-llama"), **options: Any) -> Path:
-    """Write a run folder under `root`; `options` apply to every workload unless keyed by workload id."""
+LEVEL_ONE_WORKLOADS = ("pretrain-llama", "sft-llama", "lora-llama", "infer-llama")
+
+
+def build_run(root: Path, pack: RulePack = PACK, workloads: tuple[str, ...] = LEVEL_ONE_WORKLOADS, planned: tuple[str, ...] = LEVEL_ONE_WORKLOADS, **options: Any) -> Path:
+    """Write a run folder under `root`; `options` apply to every workload unless keyed by workload id.
+
+    `planned` is the run's own plan in run.json: a planned workload that is
+    not written is missing, and an unplanned one is simply not run.
+    """
     root.mkdir(parents=True, exist_ok=True)
     write_json(root / "run.json", {
+        "workloads": list(planned),
         "run_id": "run-0001", "profile": "cpu-demo", "rule_pack": {"name": pack.name, "sha256": pack.sha256},
         "vendor": "Example Vendor", "card": {"model": options.get("card_model", "X100"), "serial": "SN-1"}, "tracks": ["finetuning", "pretraining"],
         "level": 1, "ticket": None, "agent_version": "0.1.0",

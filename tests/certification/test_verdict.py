@@ -232,3 +232,11 @@ def test_reference_without_config_refused(tmp_path, reference):
     verdict = judge(vendor, [Reference(broken_reference, PEAKS)], PACK, PEAKS)
 
     assert status_and_code(verdict, "pretrain.lambada") == ("refused", "reference_unusable")
+
+
+def test_unplanned_workload_pending(tmp_path, reference):
+    verdict = judged(tmp_path, reference)
+
+    assert status_and_code(verdict, "sd-sft-digits.fixed_hyperparameters") == ("pending", "workload_not_run")
+    assert verdict.tracks["finetuning"]["level"] == 1
+    assert not verdict.failed
