@@ -44,11 +44,11 @@ def log_in(page, username: str, password: str) -> None:
     page.goto("/accounts/login/")
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", password)
-    page.click("main form button[type=submit]")
-    page.wait_for_load_state()
+    with page.expect_navigation():
+        page.click("main form button[type=submit]")
 
 
 def switch_language(page, code: str) -> None:
     page.select_option("form.language select[name=language]", code)
-    page.click("form.language button[type=submit]")
-    page.wait_for_load_state()
+    with page.expect_navigation():
+        page.click("form.language button[type=submit]")

@@ -39,6 +39,16 @@ def world(db):
     return {"vendor": vendor, "reference_lab": reference_lab, "owner": owner, "staff": staff}
 
 
+def submit_and_wait(page, selector: str) -> None:
+    """Click a submit button and wait until the reply page has loaded.
+
+    A bare wait_for_load_state() returns at once while the old page is still
+    shown, so the test would read the database before the request finished.
+    """
+    with page.expect_navigation():
+        page.click(selector)
+
+
 def press(page, key: str) -> None:
     """Press a shortcut key and wait for the navigation it starts."""
     with page.expect_navigation(wait_until="commit"):
@@ -99,14 +109,12 @@ def test_reviewer_judges_with_keyboard_and_signs_off(page, world, bundles):
     # Sign off with a wrong password first, then the right one.
     page.fill("#sign-off-form textarea[name=statement]", "已核对全部 6 对样本。")
     page.fill("#sign-off-form input[name=password]", "wrong-password")
-    page.click("#sign-off-form button[type=submit]")
-    page.wait_for_load_state()
+    submit_and_wait(page, "#sign-off-form button[type=submit]")
     assert "password_invalid" in page.content()
     assert SignOff.objects.count() == 0
     page.fill("#sign-off-form textarea[name=statement]", "已核对全部 6 对样本。")
     page.fill("#sign-off-form input[name=password]", PASSWORD)
-    page.click("#sign-off-form button[type=submit]")
-    page.wait_for_load_state()
+    submit_and_wait(page, "#sign-off-form button[type=submit]")
     assert SignOff.objects.get().signer_name == "Li Wei"
     assert "已核对全部 6 对样本。" in page.content()
 
@@ -136,8 +144,8 @@ def test_public_listing_and_verification_in_both_languages(page, world, bundles)
     assert "认证的加速卡" in page.inner_text("h1") or "加速卡" in page.inner_text("h1")
     assert certificate.number in page.inner_text("#listing")
     page.fill("#filters input[name=q]", "no-such-card")
-    page.click("#filters button[type=submit]")
-    page.wait_for_load_state()
+    with page.expect_navigation():
+        page.click("#filters button[type=submit]")
     assert certificate.number not in page.inner_text("#listing")
 
     page.goto("/certificates/verify/")
@@ -155,8 +163,8 @@ def test_public_listing_and_verification_in_both_languages(page, world, bundles)
     log_in(page, "reviewer", PASSWORD)
     page.goto(f"/certificates/{certificate.number}/")
     page.fill("#revoke-form input[name=reason]", "peak TFLOPS misreported")
-    page.click("#revoke-form button[type=submit]")
-    page.wait_for_load_state()
+    with page.expect_navigation():
+        page.click("#revoke-form button[type=submit]")
     assert "peak TFLOPS misreported" in page.inner_text("#status")
     page.goto("/certificates/revoked/")
     assert certificate.number in page.inner_text("#revoked")
