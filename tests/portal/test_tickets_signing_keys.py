@@ -175,3 +175,17 @@ def test_admin_action_rotates_to_selected_key(client, vendor):
     new.refresh_from_db()
     assert old.valid_until is not None
     assert new.valid_until is None
+
+
+def test_flagged_certificate_page_says_under_review(client, tmp_path, vendor, card, rule_pack, staff):
+    stolen = generate_key()
+    record = register(vendor, stolen)
+    certificate = certificate_for(stored_submission(vendor, card, rule_pack, signed_at(tmp_path, stolen, T0, "stolen")), "PPLM-9", staff)
+    page_before = client.get(f"/certificates/{certificate.number}/").content.decode()
+
+    revoke_signing_key(record, compromised=True, reason="key left the lab")
+
+    page_after = client.get(f"/certificates/{certificate.number}/").content.decode()
+    assert 'id="review-flag"' not in page_before
+    assert 'id="review-flag"' in page_after
+    assert "key left the lab" in page_after
