@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import math
+from pathlib import Path
 from collections.abc import Callable
 
 from django.utils.translation import gettext as _
@@ -87,12 +88,23 @@ def plottable(criterion: dict) -> bool:
     return criterion.get("metric") in RENDERERS and criterion.get("status") not in ("not_applicable",)
 
 
+def plot_font_families() -> list[str]:
+    """Register the shipped CJK font with matplotlib once, so Chinese labels are measured with real glyphs."""
+    from django.conf import settings
+    from matplotlib import font_manager
+
+    path = Path(settings.BASE_DIR) / "static" / "fonts" / "wqy-microhei.ttf"
+    if path.is_file() and not any(entry.fname == str(path) for entry in font_manager.fontManager.ttflist):
+        font_manager.fontManager.addfont(str(path))
+    return ["DejaVu Sans", "WenQuanYi Micro Hei"]
+
+
 def render_svg(criterion: dict, series: dict, settings: dict) -> bytes:
     """Draw one criterion as an SVG document; text stays text so the browser's CJK fonts render it."""
     import matplotlib
     from matplotlib.figure import Figure
 
-    with matplotlib.rc_context({"svg.fonttype": "none", "font.size": 9}):
+    with matplotlib.rc_context({"svg.fonttype": "none", "font.size": 9, "font.family": plot_font_families()}):
         figure = Figure(figsize=(7.5, 4.2), layout="constrained")
         RENDERERS[criterion["metric"]](criterion, series.get(criterion.get("workload"), {}), settings, figure)
         buffer = io.BytesIO()
