@@ -169,6 +169,9 @@ def main() -> int:
             with contextlib.suppress(KeyboardInterrupt):
                 while True:
                     time.sleep(3600)
+            return 0
+    print("\nThe portal has stopped, so the addresses above work again once you start it with:")
+    print(f"  .venv/bin/python manage.py runserver 127.0.0.1:{port} --insecure")
     return 0
 
 
@@ -198,7 +201,7 @@ def download_pdf(url: str, certificate: dict) -> dict:
 
 
 def print_summary(url: str, upload: dict, certificates: list[dict], setup: dict, seconds: float) -> None:
-    print(f"\nDone in {seconds / 60:.1f} minutes. The reference is a CPU demo run, not an A800 result.")
+    print(f"\nDone in {seconds / 60:.1f} minutes after set-up. The reference is a CPU demo run, not an A800 result.")
     print(f"  verdict:        {upload['url']}  (log in as {setup['member_user']} / {DEMO_PASSWORD})")
     print(f"  public listing: {url}/")
     for certificate in certificates:

@@ -71,13 +71,15 @@ def portal(settings, tmp_path, bundles, capsys) -> dict:
     return setup
 
 
-def upload(live_server, bundle: Path, token: str) -> dict:
-    output = checked_agent("upload", bundle, "--portal", live_server.url, "--token", token, "--json")
-    return json.loads(output.strip().splitlines()[-1])
+def upload(live_server, bundle: Path, token: str, expected_exit: int = 0) -> dict:
+    result = agent("upload", bundle, "--portal", live_server.url, "--token", token, "--json")
+    assert result.returncode == expected_exit, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def test_demo_path_reaches_certificate_pdf(live_server, portal, bundles, tmp_path):
     reply = upload(live_server, bundles["vendor"], portal["token"])
+    assert reply["state"] == "judged"
 
     submission = Submission.objects.select_related("report").get(pk=reply["id"])
     assert submission.state == Submission.State.JUDGED, submission.report.error_message
@@ -114,7 +116,10 @@ def test_tampered_bundle_rejected_and_kept(live_server, portal, bundles, tmp_pat
     data[offset] = ord("9") if data[offset] != ord("9") else ord("8")
     tampered.write_bytes(bytes(data))
 
-    reply = upload(live_server, tampered, portal["token"])
+    reply = upload(live_server, tampered, portal["token"], expected_exit=3)
+
+    assert reply["state"] == "rejected"
+    assert reply["error_code"] == "file_digest_mismatch"
 
     submission = Submission.objects.select_related("report").get(pk=reply["id"])
     assert submission.state == Submission.State.REJECTED
@@ -129,7 +134,9 @@ def test_bundle_from_unknown_key_rejected(live_server, portal, bundles, tmp_path
     shutil.copytree(bundles["vendor"].parent / "run", run_dir)
     checked_agent("bundle", run_dir, "--key", stranger, "--out", tmp_path / "stranger.bundle.tar")
 
-    reply = upload(live_server, tmp_path / "stranger.bundle.tar", portal["token"])
+    reply = upload(live_server, tmp_path / "stranger.bundle.tar", portal["token"], expected_exit=3)
+
+    assert reply["error_code"] == "signature_key_unknown"
 
     submission = Submission.objects.select_related("report").get(pk=reply["id"])
     assert submission.state == Submission.State.REJECTED

@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -23,7 +24,7 @@ from pathlib import Path
 import requests
 
 from agent import __version__
-from agent.errors import EXIT_OK, EXIT_REMOTE, EXIT_USAGE, AgentError
+from agent.errors import EXIT_OK, EXIT_REJECTED, EXIT_REMOTE, EXIT_USAGE, AgentError
 
 HELP = "Upload a signed bundle to the certification portal and print the submission's address."
 UPLOAD_PATH = "/api/v1/bundles/"
@@ -149,14 +150,21 @@ def run(args) -> int:
 
 
 def report(body: dict, already_stored: bool, args) -> int:
+    """Print the submission; exit with EXIT_REJECTED when the portal has already rejected the bundle."""
+    state = body.get("state", "unknown")
+    exit_code = EXIT_REJECTED if state == "rejected" else EXIT_OK
     if args.json:
         print(json.dumps({**body, "already_stored": already_stored}, ensure_ascii=False))
-        return EXIT_OK
+        return exit_code
     if already_stored:
         print("the portal already had this bundle; it returned the stored submission")
-    print(f"submission: {body['id']} ({body.get('state', 'unknown')})")
+    print(f"submission: {body['id']} ({state})")
     print(f"url:        {body['url']}")
-    return EXIT_OK
+    if state == "rejected":
+        print(f"error[{body.get('error_code') or 'rejected'}]: the portal rejected the bundle: {body.get('error_detail', '')}", file=sys.stderr)
+    elif state in ("received", "validating"):
+        print("the portal is validating the bundle; open the url to see the verdict")
+    return exit_code
 
 
 def file_sha256(path: Path) -> str:

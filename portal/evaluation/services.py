@@ -292,4 +292,7 @@ def rejudge(submission: Submission, *, actor=None) -> HumanVerdict:
         levels = {track: info.get("level", 0) for track, info in verdict.get("tracks", {}).items()}
         record("submission.rejudged", submission, actor=actor, data={"human": human, "levels": levels})
     logger.info("submission %s judged again with human results: %s", submission.pk, levels)
+    not_passing = [(item["id"], item["status"], item["details"].get("code")) for item in verdict.get("criteria", []) if item.get("status") in ("fail", "refused")]
+    if not_passing:
+        logger.info("submission %s: criteria not passing after judging again: %s", submission.pk, not_passing)
     return stored

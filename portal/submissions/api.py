@@ -20,6 +20,16 @@ class SubmissionSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     state = serializers.CharField()
     url = serializers.SerializerMethodField()
+    error_code = serializers.SerializerMethodField()
+    error_detail = serializers.SerializerMethodField()
+
+    def get_error_code(self, submission) -> str:
+        report = getattr(submission, "report", None)
+        return report.error_code if report is not None else ""
+
+    def get_error_detail(self, submission) -> str:
+        report = getattr(submission, "report", None)
+        return report.error_detail if report is not None else ""
 
     def get_url(self, submission) -> str:
         return self.context["request"].build_absolute_uri(reverse("submission-detail", args=[submission.pk]))
@@ -58,6 +68,8 @@ class BundleUploadView(APIView):
         submission, created = receive_bundle(
             vendor=vendor, upload=upload, actor=request.user, remote_addr=request.META.get("REMOTE_ADDR")
         )
+        # With tasks run in-process the validation has already finished here, so reply with its outcome.
+        submission.refresh_from_db()
         body = SubmissionSerializer(submission, context={"request": request}).data
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
@@ -144,5 +156,7 @@ class UploadSessionCompleteView(APIView):
     def post(self, request, pk):
         session = session_for(request.user, pk)
         submission, created = complete_session(session.pk, actor=request.user, remote_addr=request.META.get("REMOTE_ADDR"))
+        # With tasks run in-process the validation has already finished here, so reply with its outcome.
+        submission.refresh_from_db()
         body = SubmissionSerializer(submission, context={"request": request}).data
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
