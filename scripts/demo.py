@@ -100,6 +100,8 @@ def portal_server(port: int):
         # --insecure serves the CSS although DEBUG is off, as it is by default.
         [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload", "--insecure"],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        # The certificate's QR code and link point at this server.
+        env={**os.environ, "PORTAL_BASE_URL": f"http://127.0.0.1:{port}"},
     )
     try:
         wait_for_port(port, server)
