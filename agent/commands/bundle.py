@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.commands._verification import agent_error
-from agent.errors import EXIT_OK
+from agent.errors import EXIT_OK, EXIT_USAGE, AgentError
 from certification.bundle import write_bundle
 from certification.errors import BundleError
 from certification.signing import SigningError, load_private_key
@@ -17,6 +17,7 @@ def add_arguments(parser):
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="run folder written by `python -m agent run`")
     parser.add_argument("--key", required=True, type=Path, help="Ed25519 private key file from `python -m agent keygen`")
     parser.add_argument("--out", type=Path, help="bundle file to write (default: RUN_DIR.bundle.tar beside the run folder)")
+    parser.add_argument("--force", action="store_true", help="replace the bundle file when it already exists")
 
 
 def default_out_path(run_dir: Path) -> Path:
@@ -25,9 +26,13 @@ def default_out_path(run_dir: Path) -> Path:
 
 
 def run(args) -> int:
+    out = args.out or default_out_path(args.run_dir)
+    if out.exists() and not args.force:
+        # A bundle that was already uploaded must not vanish under a new bundle id.
+        raise AgentError("bundle_file_exists", f"bundle file {out} already exists", "pass another --out, or --force to replace it", EXIT_USAGE)
     try:
         key = load_private_key(args.key)
-        info = write_bundle(args.run_dir, args.out or default_out_path(args.run_dir), key)
+        info = write_bundle(args.run_dir, out, key)
     except (BundleError, SigningError) as error:
         raise agent_error(error) from None
     print(f"bundle:    {info.path}")

@@ -89,3 +89,19 @@ def test_bundle_missing_key_is_usage_error(tmp_path, capsys):
 
     assert code == EXIT_USAGE
     assert "key_file_unreadable" in capsys.readouterr().err
+
+
+def test_bundle_keeps_existing_file(tmp_path, capsys):
+    key = make_key(tmp_path)
+    run_dir = build_run(tmp_path / "run")
+    out = tmp_path / "run.tar"
+    assert main(["bundle", str(run_dir), "--key", str(key), "--out", str(out)]) == EXIT_OK
+    first = out.read_bytes()
+
+    code = main(["bundle", str(run_dir), "--key", str(key), "--out", str(out)])
+
+    assert code == EXIT_USAGE
+    assert "error[bundle_file_exists]" in capsys.readouterr().err
+    assert out.read_bytes() == first
+    assert main(["bundle", str(run_dir), "--key", str(key), "--out", str(out), "--force"]) == EXIT_OK
+    assert out.read_bytes() != first
