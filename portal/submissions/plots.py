@@ -3,15 +3,14 @@
 Two halves:
 
 - `extract_series` runs in the pipeline on the verified bundles and keeps,
-  per workload, the vendor's and the reference's loss by step and the
-  vendor's throughput by step (stored in ValidationReport.series);
+  per workload, the vendor's and the reference's loss by step, the vendor's
+  throughput by step, and for inference workloads the per-request times to
+  first token by load level, from requests.jsonl (stored in
+  ValidationReport.series);
 - renderers, registered by metric name with `@plot("<metric>")`, draw one
   criterion from its verdict entry and those series.
 
-Adding a plot for another metric is one registered function here. The TTFT
-distribution at the chosen rate is such a hook: once the inference workload
-records per-request first-token latencies, `extract_series` keeps them and a
-`@plot("<its metric name>")` function draws the histogram with the limit.
+Adding a plot for another metric is one registered function here.
 """
 
 from __future__ import annotations
@@ -42,9 +41,12 @@ def plot(metric_name: str) -> Callable:
 # Series from the records ----------------------------------------------------
 
 def extract_series(bundle, references) -> dict:
-    """Return {workload: {"loss": [[step, loss]], "reference_loss": [...], "throughput": [[step, tokens/s/card]]}}."""
+    """Return {workload: {"loss": [[step, loss]], "reference_loss": [...], "throughput": [[step, tokens/s/card]]}}.
+
+    Inference workloads get {"ttft": {level: {"seconds": [...], "failed": n}}, "reference_ttft": {...}} as well.
+    """
     series = {}
-    for workload_id in _workload_ids(bundle):
+    for workload_id in _workload_ids(bundle, "steps.jsonl"):
         rows = _step_rows(bundle, workload_id)
         if not rows:
             continue
@@ -54,11 +56,52 @@ def extract_series(bundle, references) -> dict:
             "reference_loss": _thin([[row["step"], row.get("loss")] for row in reference_rows]),
             "throughput": _thin([[row["step"], row.get("tokens_per_second_per_card")] for row in rows]),
         }
+    for workload_id in _workload_ids(bundle, "requests.jsonl"):
+        reference_levels = next((found for found in (_ttft_by_level(ref, workload_id) for ref in references) if found), {})
+        series.setdefault(workload_id, {}).update({"ttft": _ttft_by_level(bundle, workload_id), "reference_ttft": reference_levels})
     return series
 
 
-def _workload_ids(bundle) -> list[str]:
-    return sorted({path.split("/")[1] for path in bundle.paths() if path.startswith("workloads/") and path.endswith("/steps.jsonl")})
+def _workload_ids(bundle, record_name: str) -> list[str]:
+    return sorted({path.split("/")[1] for path in bundle.paths() if path.startswith("workloads/") and path.endswith(f"/{record_name}")})
+
+
+def _ttft_by_level(bundle, workload_id: str) -> dict[str, dict]:
+    """Return {level: {"seconds": sorted finite TTFTs, "failed": requests without a first token}} of the measured requests.
+
+    The level of a request is its trial's level in search.json; warm-up
+    requests are left out, as `certification.latency.summarize_trial` does.
+    """
+    from certification.latency import time_to_first_token
+
+    requests_path, search_path = f"workloads/{workload_id}/requests.jsonl", f"workloads/{workload_id}/search.json"
+    if not (bundle.has(requests_path) and bundle.has(search_path)):
+        return {}
+    trials = (bundle.read_json(search_path) or {}).get("trials") or []
+    level_of = {int(trial["trial"]): f"{float(trial['level']):g}" for trial in trials if isinstance(trial, dict) and "trial" in trial and "level" in trial}
+    levels: dict[str, dict] = {}
+    for row in bundle.iter_jsonl(requests_path):
+        level = level_of.get(int(row.get("trial", -1)))
+        if level is None or row.get("warmup"):
+            continue
+        entry = levels.setdefault(level, {"seconds": [], "failed": 0})
+        seconds = time_to_first_token(row)
+        if math.isfinite(seconds):
+            entry["seconds"].append(round(seconds, 6))
+        else:
+            entry["failed"] += 1
+    for entry in levels.values():
+        entry["seconds"] = _thin_sorted(sorted(entry["seconds"]))
+    return levels
+
+
+def _thin_sorted(values: list[float]) -> list[float]:
+    """Keep at most MAX_POINTS evenly spaced values of a sorted list, always with its maximum, so the tail stays visible."""
+    stride = max(1, math.ceil(len(values) / MAX_POINTS))
+    thinned = values[::stride]
+    if values and thinned[-1] != values[-1]:
+        thinned.append(values[-1])
+    return thinned
 
 
 def _step_rows(bundle, workload_id: str) -> list[dict]:
@@ -201,3 +244,64 @@ def rouge(criterion: dict, series: dict, settings: dict, figure) -> None:
     rows = [(variant, value, intervals.get(variant)) for variant, value in (details.get("differences") or {}).items()]
     _differences(axes, rows, criterion.get("bound"), _("ROUGE points"))
     axes.set_title(_("%(id)s: ROUGE differences") % {"id": criterion.get("id")})
+
+
+@plot("qps_per_tflops_ratio")
+def time_to_first_token(criterion: dict, series: dict, settings: dict, figure) -> None:
+    """Histogram of the per-request time to first token at the vendor's chosen load, the reference's beside it, with the limit and the percentile."""
+    axes = figure.subplots()
+    inference = settings.get("inference", {})
+    limit, percentile = inference.get("time_to_first_token_max_seconds"), float(inference.get("time_to_first_token_percentile", 99))
+    details = criterion.get("details") or {}
+    sides = [
+        (_("vendor"), VENDOR_COLOUR, series.get("ttft") or {}, _chosen_level(details.get("vendor"), series.get("ttft") or {})),
+        (_("reference"), REFERENCE_COLOUR, series.get("reference_ttft") or {}, (details.get("reference") or {}).get("level")),
+    ]
+    drawn = []
+    for label, colour, levels, level in sides:
+        entry = levels.get(f"{float(level):g}") if level is not None else None
+        if entry and (entry["seconds"] or entry["failed"]):
+            drawn.append((label, colour, level, entry))
+    if not drawn:
+        axes.text(0.5, 0.5, _("No per-request time to first token was recorded at the chosen load."), ha="center", va="center", transform=axes.transAxes)
+    _ttft_histograms(axes, drawn, percentile)
+    if isinstance(limit, (int, float)):
+        axes.axvline(limit, color=BOUND_COLOUR, linestyle="--", label=_("limit %(limit)s s") % {"limit": f"{limit:g}"})
+    axes.set_xlabel(_("time to first token (s)"))
+    axes.set_ylabel(_("requests"))
+    axes.set_title(_("%(id)s: time to first token at the chosen load") % {"id": criterion.get("id")})
+    if drawn or isinstance(limit, (int, float)):
+        axes.legend(loc="upper right")
+
+
+def _chosen_level(vendor_details: dict | None, levels: dict) -> float | None:
+    """Return the vendor's confirmed load level; without one, the lowest level tried."""
+    level = (vendor_details or {}).get("level")
+    if level is not None:
+        return level
+    return min((float(key) for key in levels), default=None)
+
+
+def _ttft_histograms(axes, drawn: list, percentile: float) -> None:
+    from certification.latency import nearest_rank
+
+    values = [value for _label, _colour, _level, entry in drawn for value in entry["seconds"]]
+    bins = _shared_bins(values)
+    for label, colour, level, entry in drawn:
+        name = _("%(side)s at load %(level)s, %(count)s requests") % {"side": label, "level": f"{float(level):g}", "count": len(entry["seconds"]) + entry["failed"]}
+        if entry["seconds"]:
+            axes.hist(entry["seconds"], bins=bins, color=colour, alpha=0.45, label=name)
+        rank_value = nearest_rank(entry["seconds"] + [math.inf] * entry["failed"], percentile)
+        if math.isfinite(rank_value):
+            axes.axvline(rank_value, color=colour, linestyle=":", label=_("%(side)s p%(percentile)s %(seconds)s s") % {
+                "side": label, "percentile": f"{percentile:g}", "seconds": f"{rank_value:.3f}"})
+        if entry["failed"]:
+            axes.plot([], [], " ", label=_("%(side)s: %(count)s requests without a first token") % {"side": label, "count": entry["failed"]})
+
+
+def _shared_bins(values: list[float]) -> list[float]:
+    if not values:
+        return [0.0, 1.0]
+    low, high = min(values), max(values)
+    width = (high - low) / 40 or max(high, 1e-3) / 40
+    return [low + index * width for index in range(41)]
