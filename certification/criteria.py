@@ -26,6 +26,9 @@ from certification.verdict_messages import render
 
 PASS, FAIL, PENDING, NOT_APPLICABLE, REFUSED = "pass", "fail", "pending", "not_applicable", "refused"
 CRITERIA: dict[str, Callable[[CriterionContext], Outcome]] = {}
+# Metric names whose criteria are judged by people on blind pairs of outputs, each mapped to the
+# settings section (such as "sd") whose own human_evaluation keys override the pack's, or None.
+HUMAN_METRICS: dict[str, str | None] = {}
 # The "step" key of one steps.jsonl line and its integer value.
 STEP_KEY = re.compile(rb'"step"\s*:\s*(-?\d+)')
 
@@ -272,14 +275,40 @@ class CriterionContext:
     human: dict | None
 
 
-def criterion(metric_name: str) -> Callable:
-    """Register the decorated evaluator under the rule pack metric name `metric_name`."""
+def criterion(metric_name: str, *, human: bool = False, settings_section: str | None = None) -> Callable:
+    """Register the decorated evaluator under the rule pack metric name `metric_name`.
+
+    `human=True` marks a metric whose result comes from people judging blind
+    pairs; the portal builds those pairs for every criterion with such a
+    metric. `settings_section` names the section of the pack's settings whose
+    `human_evaluation` keys override the pack-wide ones for this metric.
+    """
 
     def decorate(function: Callable) -> Callable:
         CRITERIA[metric_name] = function
+        if human:
+            HUMAN_METRICS[metric_name] = settings_section
         return function
 
     return decorate
+
+
+def needs_human_evaluation(metric_name: str) -> bool:
+    """Return True when criteria of `metric_name` wait for a signed-off human judgement."""
+    return metric_name in HUMAN_METRICS
+
+
+def human_pass_rule(pack_settings: dict, metric_name: str) -> dict:
+    """Return the pass rule of a human metric: gsb_min, min_pairs and alpha, with the standard's defaults.
+
+    The defaults are the standard's: GSB of at least -5 %, at least 200 pairs
+    and a one-sided sign test at alpha = 0.05.
+    """
+    settings = dict(pack_settings.get("human_evaluation", {}))
+    section = HUMAN_METRICS.get(metric_name)
+    if section:
+        settings.update(pack_settings.get(section, {}).get("human_evaluation") or {})
+    return {"gsb_min": settings.get("gsb_min", -0.05), "min_pairs": settings.get("min_pairs", 200), "alpha": settings.get("alpha", 0.05)}
 
 
 # Evaluators ----------------------------------------------------------------
@@ -424,7 +453,7 @@ def _throughput_outcome(context: CriterionContext, first: int, last: int, data_t
     return Outcome(PASS if passed else FAIL, "throughput_pass" if passed else "throughput_fail", vendor_per_tflops, reference_per_tflops, bound, {"ratio": ratio, "bound": bound}, details)
 
 
-@criterion("human_gsb")
+@criterion("human_gsb", human=True)
 def human_gsb(context: CriterionContext) -> Outcome:
     settings = context.settings.get("human_evaluation", {})
     if not settings.get("enabled", False):

@@ -107,7 +107,7 @@ def sd_loss_alignment(context: CriterionContext) -> Outcome:
     return loss_window_alignment(replace(context, settings=settings))
 
 
-@criterion("sd_image_gsb")
+@criterion("sd_image_gsb", human=True, settings_section="sd")
 def sd_image_gsb(context: CriterionContext) -> Outcome:
     """Human GSB judgement of the prompt set's images; pending until staff record a result.
 

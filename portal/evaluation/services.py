@@ -7,9 +7,10 @@ import logging
 import secrets
 from dataclasses import dataclass, field
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
-from certification.criteria import sign_test_p_value
+import certification.verdict  # noqa: F401  (registers every metric, the SD ones included)
+from certification.criteria import human_pass_rule, needs_human_evaluation, sign_test_p_value
 from portal.audit.services import record
 from portal.permissions import is_reviewer
 from portal.evaluation.errors import EvaluationError
@@ -37,14 +38,23 @@ def effective_verdict(submission: Submission) -> dict:
 
 
 def human_criteria(submission: Submission) -> list[dict]:
-    return [item for item in (getattr(submission, "report", None) and submission.report.criteria or []) if item.get("metric") == "human_gsb" and item.get("status") != "not_applicable"]
+    """Return the verdict items of the submission's criteria that people judge, unless they are not applicable."""
+    report = getattr(submission, "report", None)
+    items = (report.criteria if report is not None else None) or []
+    return [item for item in items if needs_human_evaluation(item.get("metric", "")) and item.get("status") != "not_applicable"]
+
+
+def missing_sets(submission: Submission) -> list[str]:
+    """Return the ids of the human criteria of a judged submission that have no evaluation set yet."""
+    built = set(submission.evaluation_sets.values_list("criterion_id", flat=True))
+    return [item["id"] for item in human_criteria(submission) if item["id"] not in built]
 
 
 # Building pairs --------------------------------------------------------------
 
 
 def build_sets(submission: Submission, *, actor) -> list[EvaluationSet]:
-    """Create the blind pairs of every human_gsb criterion of a judged submission; existing sets are kept."""
+    """Create the blind pairs of every human criterion of a judged submission; existing sets are kept."""
     _require_staff(actor)
     if submission.state != Submission.State.JUDGED:
         raise EvaluationError("submission_not_judged", submission=submission.pk, state=submission.state)
@@ -59,6 +69,30 @@ def build_sets(submission: Submission, *, actor) -> list[EvaluationSet]:
     if not sets:
         raise EvaluationError("no_human_criteria", submission=submission.pk)
     return sets
+
+
+def build_sets_after_verdict(submission_id: int) -> list[EvaluationSet]:
+    """Build the missing pairs of a newly judged submission, without an actor; safe to run more than once.
+
+    A criterion whose pairs cannot be built (no reference outputs yet, say) is
+    logged and skipped, so staff can build it later with the button.
+    """
+    submission = Submission.objects.select_related("report", "rule_pack", "vendor").get(pk=submission_id)
+    missing = missing_sets(submission) if submission.state == Submission.State.JUDGED else []
+    if not missing:
+        return []
+    criteria = [item for item in human_criteria(submission) if item["id"] in missing]
+    built = []
+    with _opened_bundles(submission) as (vendor_bundle, reference_bundles):
+        present = set(vendor_bundle.workloads())
+        for item in criteria:
+            if item["workload"] not in present:
+                continue
+            try:
+                built.append(_build_set(submission, item, vendor_bundle, reference_bundles, None))
+            except EvaluationError as error:
+                logger.warning("submission %s: no pairs built for %s: %s %s", submission_id, item["id"], error.code, error.params)
+    return built
 
 
 @contextlib.contextmanager
@@ -86,7 +120,11 @@ def _build_set(submission, criterion: dict, vendor_bundle, reference_bundles, ac
     prompt_pairs = next((pairs for pairs in (list(source(vendor_bundle, reference, workload)) for reference in reference_bundles) if pairs), [])
     if not prompt_pairs:
         raise EvaluationError("pairs_missing", workload=workload)
-    return _store_set(submission, criterion, workload, media, prompt_pairs, actor)
+    try:
+        return _store_set(submission, criterion, workload, media, prompt_pairs, actor)
+    except IntegrityError:
+        # Another build (the automatic one, or a second click) stored this set first.
+        return EvaluationSet.objects.get(submission=submission, criterion_id=criterion["id"])
 
 
 @transaction.atomic
@@ -198,9 +236,11 @@ class Tally:
 
 
 def pass_rule(evaluation_set: EvaluationSet) -> dict:
-    """Return the rule pack's pass rule for human_gsb with the engine's defaults."""
-    settings = evaluation_set.submission.rule_pack.parsed().data.get("settings", {}).get("human_evaluation", {})
-    return {"gsb_min": settings.get("gsb_min", -0.05), "min_pairs": settings.get("min_pairs", 200), "alpha": settings.get("alpha", 0.05)}
+    """Return the rule pack's pass rule for the set's criterion, as the verdict engine applies it."""
+    submission = evaluation_set.submission
+    pack_settings = submission.rule_pack.parsed().data.get("settings", {})
+    metric = next((item.get("metric", "") for item in human_criteria(submission) if item["id"] == evaluation_set.criterion_id), "human_gsb")
+    return human_pass_rule(pack_settings, metric)
 
 
 def tally(evaluation_set: EvaluationSet) -> Tally:

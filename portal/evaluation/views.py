@@ -10,7 +10,7 @@ from django.views.decorators.http import require_POST
 
 from portal.evaluation.errors import EvaluationError
 from portal.evaluation.models import EvaluationSet, Judgement, Pair
-from portal.evaluation.services import adjudicate, build_sets, record_judgement, reviewer_progress, sign_off, tally
+from portal.evaluation.services import adjudicate, build_sets, missing_sets, record_judgement, reviewer_progress, sign_off, tally
 from portal.permissions import staff_required
 from portal.submissions.models import Submission
 
@@ -24,8 +24,9 @@ def _show_error(request, error: EvaluationError, action: str) -> None:
 
 @staff_required
 def evaluation_index(request):
-    judged = Submission.objects.filter(state=Submission.State.JUDGED).select_related("vendor", "card", "report").order_by("-created_at")
-    waiting = [item for item in judged if any(c.get("metric") == "human_gsb" and c.get("status") != "not_applicable" for c in item.report.criteria)]
+    judged = Submission.objects.filter(state=Submission.State.JUDGED).select_related("vendor", "card", "rule_pack", "report").order_by("-created_at")
+    # Pairs are built automatically after each verdict; a submission is listed while some of its sets are missing.
+    waiting = [(item, missing) for item in judged if (missing := missing_sets(item))]
     sets = EvaluationSet.objects.select_related("submission__card__vendor").order_by("-created_at")
     return render(request, "evaluation/index.html", {"waiting": waiting, "sets": sets})
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from django.db import transaction
 
 from portal.audit.services import record
+from portal.evaluation.tasks import enqueue_pairs_after_verdict
 from portal.registry.models import Card
 from portal.registry.services import keyring_for_vendor, reference_keyring
 from portal.submissions.errors import SubmissionError
@@ -233,5 +234,6 @@ def _finish_judged(submission_id: int, card: Card, rule_pack: RulePack, verdict:
         submission.save(update_fields=["card", "rule_pack", "state", "updated_at"])
         levels = {track: info.get("level", 0) for track, info in verdict.get("tracks", {}).items()}
         record("submission.judged", submission, data={"card": card.pk, "rule_pack": rule_pack.name, "levels": levels})
+        enqueue_pairs_after_verdict(submission.pk)
     logger.info("submission %s judged: %s", submission_id, levels)
     return submission

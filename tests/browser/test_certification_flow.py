@@ -79,11 +79,11 @@ def test_reviewer_judges_with_keyboard_and_signs_off(page, world, bundles):
     submission = judged_human_submission(bundles, vendor=world["vendor"], reference_lab=world["reference_lab"], owner=world["owner"])
     log_in(page, "reviewer", PASSWORD)
 
-    # Build the pairs from the staff page, then judge every pair with the S key.
+    # The portal built the pairs after the verdict: open the set from the staff page, then judge every pair with the S key.
+    evaluation_set = EvaluationSet.objects.get(submission=submission)
     page.goto("/staff/evaluation/")
-    page.click(f"form[action$='/submissions/{submission.pk}/build/'] button")
+    page.click(f"a[href$='/staff/evaluation/sets/{evaluation_set.pk}/']")
     page.wait_for_url(re.compile(r"/staff/evaluation/sets/\d+/$"))
-    evaluation_set = EvaluationSet.objects.get()
     page.click("#start-review")
     page.wait_for_selector("#judge-form")
     assert "Acme" not in page.inner_text("main")
