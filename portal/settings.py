@@ -115,6 +115,8 @@ FILE_UPLOAD_HANDLERS = ["portal.submissions.uploads.LimitedTemporaryFileUploadHa
 FILE_UPLOAD_TEMP_DIR = read_str("DJANGO_FILE_UPLOAD_TEMP_DIR", "") or None
 # Resumable uploads (/api/v1/uploads/) take the bundle in byte ranges of at most this size.
 BUNDLE_UPLOAD_CHUNK_MAX_BYTES = read_int("BUNDLE_UPLOAD_CHUNK_MAX_BYTES", 64 * 1024**2, minimum=1024)
+# An open resumable upload that received no bytes for this many hours expires and its partial file is deleted.
+BUNDLE_UPLOAD_SESSION_LIFETIME_HOURS = read_int("BUNDLE_UPLOAD_SESSION_LIFETIME_HOURS", 48, minimum=1)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.TokenAuthentication"],
@@ -146,6 +148,10 @@ CELERY_TASK_SOFT_TIME_LIMIT = read_int("CELERY_TASK_SOFT_TIME_LIMIT", CELERY_TAS
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
+# Periodic tasks, run by `celery -A portal beat` next to the workers.
+CELERY_BEAT_SCHEDULE = {
+    "expire-upload-sessions": {"task": "portal.submissions.tasks.expire_upload_sessions", "schedule": 3600.0},
+}
 
 LOGGING = {
     "version": 1,

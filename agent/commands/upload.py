@@ -4,7 +4,8 @@ The upload is resumable: the agent declares the bundle's size and sha256
 (POST /api/v1/uploads/), sends byte ranges (PUT with Content-Range), and
 completes it. When the connection breaks, it asks the portal how many bytes
 arrived and continues from there, a bounded number of times; running the
-command again later also continues the open upload. The portal keys
+command again later also continues the open upload, or starts a new one when
+the portal has expired it. The portal keys
 submissions by the bundle's sha256, so sending the same file again is safe
 and returns the stored submission. `--single-request` uses the older
 one-request endpoint (POST /api/v1/bundles/), streamed from the file.
@@ -188,12 +189,25 @@ class ResumableUpload:
         self.headers = {"Authorization": f"Token {args.token}", "User-Agent": f"accel-cert-agent/{__version__}", "Accept": "application/json"}
 
     def run(self) -> tuple[dict, bool]:
+        """Upload the bundle; when the portal has expired the open upload, start one new upload from byte 0."""
+        try:
+            return self.upload_once()
+        except _Expired as expired:
+            logger.warning("the portal expired the open upload (%s); starting a new upload from byte 0", expired.detail)
+        try:
+            return self.upload_once()
+        except _Expired as expired:
+            raise AgentError("upload_expired", f"the portal expired the new upload too: {expired.detail}",
+                             "run the same command again; if it keeps failing, ask the portal's staff", EXIT_REMOTE) from None
+
+    def upload_once(self) -> tuple[dict, bool]:
         session = self.declare()
         if session.get("submission"):
             return session["submission"], True
         while session["received"] < self.size:
             session = self.send_range(session)
         reply = self.call("post", session["complete_url"])
+        raise_if_expired(reply)
         return parse_reply(reply), reply.status_code == 200
 
     def declare(self) -> dict:
@@ -254,7 +268,27 @@ class _Broken(Exception):
     """A range request whose connection broke; the caller asks the portal where to continue."""
 
 
+class _Expired(Exception):
+    """The portal expired the open upload (HTTP 410, upload_session_expired) and deleted its bytes."""
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
+
+
+def raise_if_expired(response: requests.Response) -> None:
+    if response.status_code != 410:
+        return
+    try:
+        body = response.json()
+    except ValueError:
+        return
+    if isinstance(body, dict) and body.get("code") == "upload_session_expired":
+        raise _Expired(str(body.get("detail", "")))
+
+
 def session_reply(response: requests.Response) -> dict:
+    raise_if_expired(response)
     try:
         body = response.json()
     except ValueError:

@@ -39,6 +39,10 @@ SUBMISSION_ERRORS = {
     "upload_session_not_found": ErrorSpec(
         404, _("No upload %(session)s exists for your vendors. Start a new upload.")
     ),
+    "upload_session_expired": ErrorSpec(
+        410,
+        _("The upload %(session)s received no bytes for %(hours)s hours and expired; its received bytes were deleted. Start a new upload of the file (running 'python -m agent upload' again does that)."),
+    ),
     "upload_session_completed": ErrorSpec(
         409, _("The upload %(session)s is already complete. Open its submission instead of sending more bytes.")
     ),

@@ -163,6 +163,7 @@ class UploadSession(models.Model):
     class State(models.TextChoices):
         OPEN = "open", _("open")
         COMPLETED = "completed", _("completed")
+        EXPIRED = "expired", _("expired")
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     vendor = models.ForeignKey(Vendor, on_delete=models.CASCADE, related_name="upload_sessions")
@@ -193,3 +194,10 @@ class UploadSession(models.Model):
         from pathlib import Path
 
         return Path(settings.MEDIA_ROOT) / upload_session_path(self)
+
+    def is_stale(self, now) -> bool:
+        """Return whether the upload is open and received nothing for BUNDLE_UPLOAD_SESSION_LIFETIME_HOURS."""
+        from datetime import timedelta
+
+        lifetime = timedelta(hours=settings.BUNDLE_UPLOAD_SESSION_LIFETIME_HOURS)
+        return self.state == self.State.OPEN and self.updated_at < now - lifetime

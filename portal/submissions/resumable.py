@@ -1,7 +1,10 @@
 """Resumable uploads: declare size and digest, send byte ranges in any number of requests, then complete.
 
-The bytes go to MEDIA_ROOT/partial/<session>.part. TODO: abandoned open
-uploads keep their partial file; a periodic task should delete old ones. `received` only grows
+The bytes go to MEDIA_ROOT/partial/<session>.part. An open upload that
+received nothing for BUNDLE_UPLOAD_SESSION_LIFETIME_HOURS expires: the
+hourly task `expire_upload_sessions` (or `manage.py expire_uploads`) deletes
+its partial file, and the API answers it with `upload_session_expired` so the
+agent starts a new upload. `received` only grows
 after the bytes are on disk, so a connection that breaks in the middle of a
 range loses nothing already counted: the next range starts at `received`.
 Completing checks size and sha256 and hands the file to `receive_bundle`,
@@ -14,11 +17,15 @@ import hashlib
 import logging
 import os
 import re
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.files import File
 from django.db import IntegrityError, transaction
 from django.http import UnreadablePostError
+from django.utils import timezone
+
+from portal.audit.services import record
 
 from portal.submissions.errors import SubmissionError
 from portal.submissions.models import Submission, UploadSession
@@ -40,6 +47,9 @@ def open_session(*, vendor, actor, size, sha256: str, name: str = "") -> tuple[U
             vendor=vendor, created_by=actor, name=name[-255:], size=existing.size, sha256=sha256,
             received=existing.size, state=UploadSession.State.COMPLETED, submission=existing,
         ), False
+    stale = UploadSession.objects.filter(vendor=vendor, sha256=sha256, state=UploadSession.State.OPEN).first()
+    if stale is not None and stale.is_stale(timezone.now()):
+        expire_session(stale.pk)
     try:
         with transaction.atomic():
             session, created = UploadSession.objects.get_or_create(
@@ -67,7 +77,16 @@ def session_for(user, session_id) -> UploadSession:
     session = UploadSession.objects.select_related("vendor").filter(pk=session_id).first()
     if session is None or not session.vendor.has_member(user):
         raise SubmissionError("upload_session_not_found", session=session_id)
+    if session.is_stale(timezone.now()):
+        expire_session(session.pk)
+        session.refresh_from_db()
+    if session.state == UploadSession.State.EXPIRED:
+        raise expired_error(session)
     return session
+
+
+def expired_error(session: UploadSession) -> SubmissionError:
+    return SubmissionError("upload_session_expired", session=session.pk, hours=settings.BUNDLE_UPLOAD_SESSION_LIFETIME_HOURS)
 
 
 def parse_range(header: str | None, length: int | None) -> tuple[int, int]:
@@ -95,6 +114,8 @@ def write_range(session_id, *, range_header: str | None, length: int | None, str
 
 
 def _check_range(session: UploadSession, start: int, count: int, header: str) -> None:
+    if session.state == UploadSession.State.EXPIRED:
+        raise expired_error(session)
     if session.state != UploadSession.State.OPEN:
         raise SubmissionError("upload_session_completed", session=session.pk)
     if start + count > session.size:
@@ -144,6 +165,8 @@ def _complete(session_id, actor, remote_addr) -> tuple[Submission, bool]:
         session = UploadSession.objects.select_for_update().select_related("vendor").get(pk=session_id)
         if session.state == UploadSession.State.COMPLETED:
             return session.submission, False
+        if session.state == UploadSession.State.EXPIRED:
+            raise expired_error(session)
         if session.received != session.size:
             raise SubmissionError("upload_incomplete", received=session.received, size=session.size)
         submission, created = _store(session, actor, remote_addr)
@@ -178,3 +201,37 @@ def _discard(session_id) -> None:
     session.partial_path.unlink(missing_ok=True)
     UploadSession.objects.filter(pk=session_id).update(received=0)
     logger.info("upload %s: received bytes discarded", session_id)
+
+
+# Expiry ---------------------------------------------------------------------
+
+def expire_sessions(now=None) -> int:
+    """Expire every open upload that received nothing for the configured lifetime; return how many expired."""
+    now = now or timezone.now()
+    lifetime = timedelta(hours=settings.BUNDLE_UPLOAD_SESSION_LIFETIME_HOURS)
+    stale = UploadSession.objects.filter(state=UploadSession.State.OPEN, updated_at__lt=now - lifetime).values_list("pk", flat=True)
+    expired = sum(1 for session_id in list(stale) if expire_session(session_id, now=now))
+    if expired:
+        logger.info("expired %s open uploads idle for more than %s hours", expired, settings.BUNDLE_UPLOAD_SESSION_LIFETIME_HOURS)
+    return expired
+
+
+def expire_session(session_id, *, now=None) -> bool:
+    """Mark one stale open upload expired under a row lock, audit it, then delete its partial file.
+
+    Returns False when the upload is no longer open or received bytes since
+    it was found stale; a concurrent range request keeps it alive.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        session = UploadSession.objects.select_for_update().get(pk=session_id)
+        if not session.is_stale(now):
+            return False
+        data = {"vendor": session.vendor.slug, "sha256": session.sha256, "size": session.size, "received": session.received,
+                "name": session.name, "idle_since": session.updated_at.isoformat()}
+        session.state, session.received = UploadSession.State.EXPIRED, 0
+        session.save(update_fields=["state", "received", "updated_at"])
+        record("upload.expired", session, data=data)
+    session.partial_path.unlink(missing_ok=True)
+    logger.info("upload %s of vendor %s expired; deleted %s received bytes", session_id, data["vendor"], data["received"])
+    return True

@@ -7,7 +7,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
 
-from portal.submissions import pipeline
+from portal.submissions import pipeline, resumable
 
 logger = logging.getLogger(__name__)
 
@@ -36,3 +36,9 @@ def validate_submission(self, submission_id: int) -> str:
         # On a worker retry() raises Retry and the broker delivers the task again. Run eagerly (the
         # embedded setup) it must not raise: apply() then runs the returned retry in-process.
         return self.retry(exc=error, countdown=retry_delay(self.request.retries), throw=not self.request.is_eager)
+
+
+@shared_task
+def expire_upload_sessions() -> int:
+    """Expire abandoned resumable uploads; run hourly by Celery beat (CELERY_BEAT_SCHEDULE)."""
+    return resumable.expire_sessions()
