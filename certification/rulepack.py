@@ -51,6 +51,22 @@ class RulePack:
             return self.interpretation(spec["model_setting"])
         return spec["model"]
 
+    def checkpoint_model(self, workload_id: str) -> str | None:
+        """Return the model whose released checkpoint a workload starts from, or None.
+
+        A training workload without `init_from` starts from the checkpoint of
+        its model when the model has one (`models.<name>.checkpoint`).
+        """
+        spec = self.workload(workload_id)
+        if spec["kind"] not in CHECKPOINT_KINDS or spec.get("init_from"):
+            return None
+        model = self.model_name(workload_id)
+        return model if "checkpoint" in self.data["models"][model] else None
+
+
+# Workload kinds that can start from a model's released checkpoint.
+CHECKPOINT_KINDS = ("pretrain", "sft", "lora")
+
 
 def available_rule_packs() -> list[str]:
     return sorted(path.stem for path in RULEPACK_DIR.glob("*.yaml"))
@@ -187,9 +203,24 @@ def _workload_issues(data: dict, workload_id: str, workload: dict) -> list[RuleP
         for name in [names] if isinstance(names, str) else names:
             if name not in data["datasets"]:
                 issues.append(RulePackIssue(f"{where}/datasets/{role}", f"unknown dataset {name!r}"))
+    issues.extend(_corpus_issues(data, where, workload))
+    model = _selected_model(data, workload)
+    if workload["kind"] in ("sft", "lora") and not workload.get("init_from") and "checkpoint" not in data["models"].get(model, {"checkpoint": None}):
+        issues.append(RulePackIssue(f"{where}/init_from", f"a {workload['kind']} workload needs init_from or a model with a checkpoint, and model {model!r} has none"))
     overlap = set(workload["hyperparameters"]["fixed"]) & set(workload["hyperparameters"].get("free", {}))
     if overlap:
         issues.append(RulePackIssue(f"{where}/hyperparameters", f"both fixed and free: {', '.join(sorted(overlap))}"))
+    return issues
+
+
+def _corpus_issues(data: dict, where: str, workload: dict) -> list[RulePackIssue]:
+    """A pre-tokenized corpus (format paddlenlp_mmap) may only be the one train set of a pretrain workload."""
+    issues = []
+    for role, names in workload["datasets"].items():
+        names = [names] if isinstance(names, str) else names
+        corpora = [name for name in names if data["datasets"].get(name, {}).get("format") == "paddlenlp_mmap"]
+        if corpora and (workload["kind"] != "pretrain" or role != "train" or len(names) > 1):
+            issues.append(RulePackIssue(f"{where}/datasets/{role}", f"pre-tokenized corpus {corpora[0]!r} can only be the one train set of a pretrain workload"))
     return issues
 
 
@@ -215,6 +246,9 @@ def _unset_digest_issues(data: dict) -> list[RulePackIssue]:
         for name, record in (data.get(section) or {}).items():
             if record.get("sha256") is None:
                 issues.append(RulePackIssue(f"{section}/{name}/sha256", f"unset digest in a {data['status']} pack; set the file's sha256 or keep the pack a draft"))
+    for name, model in data["models"].items():
+        if "checkpoint" in model and model["checkpoint"].get("sha256") is None:
+            issues.append(RulePackIssue(f"models/{name}/checkpoint/sha256", f"unset digest in a {data['status']} pack; set the checkpoint's manifest digest or keep the pack a draft"))
     return issues
 
 
@@ -226,9 +260,17 @@ def _sft_only_issues(data: dict) -> list[RulePackIssue]:
     sft_only = set(interpretation["value"])
     issues = []
     for workload_id, workload in data["workloads"].items():
-        if workload.get("model") in sft_only and workload["kind"] in ("pretrain", "lora"):
-            issues.append(RulePackIssue(f"workloads/{workload_id}/kind", f"model {workload['model']!r} is SFT only (settings/interpretations/sft_only_models), so it cannot have a {workload['kind']} workload"))
+        model = _selected_model(data, workload)
+        if model in sft_only and workload["kind"] in ("pretrain", "lora"):
+            issues.append(RulePackIssue(f"workloads/{workload_id}/kind", f"model {model!r} is SFT only (settings/interpretations/sft_only_models), so it cannot have a {workload['kind']} workload"))
     return issues
+
+
+def _selected_model(data: dict, workload: dict) -> str | None:
+    """Return the model a workload uses: its `model`, or the value of the interpretation its `model_setting` names."""
+    if "model_setting" in workload:
+        return data["settings"].get("interpretations", {}).get(workload["model_setting"], {}).get("value")
+    return workload.get("model")
 
 
 def _track_issues(data: dict, track_name: str, track: dict) -> list[RulePackIssue]:

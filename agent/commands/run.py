@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "repeatable; any other key is rejected")
     parser.add_argument("--workloads", metavar="ID[,ID...]",
                         help="run only these workloads of the plan, with the workloads they start from")
+    parser.add_argument("--checkpoint", dest="checkpoints", action="append", default=[], metavar="MODEL=DIR",
+                        help="load the released checkpoint of a pack model from DIR instead of its path under --data-root; "
+                             "repeatable; the pack's digest is still checked")
     parser.add_argument("--ticket", type=Path, metavar="FILE",
                         help="run ticket file from the portal; its vendor and card become the run's, and it is embedded in run.json")
 
@@ -62,6 +65,20 @@ def apply_ticket(args: argparse.Namespace) -> dict | None:
     return ticket.envelope
 
 
+def parse_checkpoint_folders(assignments: list[str]) -> dict[str, Path]:
+    """Turn `MODEL=DIR` strings into a dict of model name -> folder."""
+    from agent.errors import AgentError
+
+    folders: dict[str, Path] = {}
+    for assignment in assignments:
+        model, separator, directory = assignment.partition("=")
+        if not separator or not model.strip() or not directory.strip():
+            raise AgentError("checkpoint_option_invalid", f"--checkpoint {assignment!r} is not of the form MODEL=DIR",
+                             "write it as, for example, --checkpoint llama1-13b=/models/llama-13b")
+        folders[model.strip()] = Path(directory.strip())
+    return folders
+
+
 def run(args: argparse.Namespace) -> int:
     ticket = apply_ticket(args)
     request = RunRequest(
@@ -76,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         overrides=parse_assignments(args.assignments),
         workloads=args.workloads.split(",") if args.workloads else None,
         ticket=ticket,
+        checkpoints=parse_checkpoint_folders(args.checkpoints),
     )
     run_dir, exit_code = start_run(request)
     logger.info("run folder: %s", run_dir)

@@ -17,6 +17,7 @@ from agent.errors import EXIT_FAILED, EXIT_OK, AgentError, WorkloadNotSupported
 from agent.runner.devices import check_device, device_record
 from agent.runner.folder import RunFolder, environment, utc_now
 from agent.runner.overrides import check_micro_batch, check_overrides
+from agent.runner.checkpoints import check_checkpoint_folders
 from agent.runner.plan import plan_workloads, verify_input_files
 from agent.runner.profiles import Profile, load_profile
 
@@ -74,6 +75,7 @@ class RunRequest:
     device: str | None = None  # overrides the profile's device type
     overrides: dict[str, Any] = field(default_factory=dict)  # free hyperparameters set with --set
     workloads: list[str] | None = None  # run only these workloads of the plan (overrides the profile's list)
+    checkpoints: dict[str, Path] = field(default_factory=dict)  # model -> checkpoint folder, from --checkpoint
 
 
 def load_pack(name: str) -> RulePack:
@@ -95,14 +97,17 @@ def start_run(request: RunRequest) -> tuple[Path, int]:
     check_device(device)
     check_overrides(pack, workloads, request.overrides)
     check_micro_batch(pack, workloads, request.overrides, launch.world_size)
-    verify_input_files(pack, workloads, request.data_root)
-    logger.info("verified the sha256 of every input file")
+    check_checkpoint_folders(pack, workloads, request.checkpoints)
+    inputs = verify_input_files(pack, workloads, request.data_root, request.checkpoints)
+    logger.info("verified the digest of every input file")
 
     folder = open_folder(request, profile, pack, workloads, launch, device)
+    folder.update_run(inputs=inputs)
     overrides = folder.read_run().get("overrides", {})
     previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        failed = execute(folder, pack, workloads, request, RunSettings(device, overrides, launch))
+        checkpoints = {label.removeprefix("checkpoint "): record for label, record in inputs.items() if label.startswith("checkpoint ")}
+        failed = execute(folder, pack, workloads, request, RunSettings(device, overrides, launch, checkpoints))
     except KeyboardInterrupt as interrupt:
         folder.event("stop", reason="terminated" if isinstance(interrupt, Terminated) else "interrupted")
         raise
@@ -118,6 +123,7 @@ class RunSettings:
     device: str
     overrides: dict[str, Any]
     launch: Launch
+    checkpoints: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> verified checkpoint record
 
 
 def open_folder(request: RunRequest, profile: Profile, pack: RulePack, workloads: list[str], launch: Launch,
@@ -187,6 +193,7 @@ def execute(folder: RunFolder, pack: RulePack, workloads: list[str], request: Ru
             init_from=folder.path / "models" / parent if parent else None,
             resume_from=checkpoint[1] if checkpoint else None,
             heartbeat=heartbeat, events=folder.event, overrides=settings.overrides,
+            checkpoints=settings.checkpoints,
         )
         if not run_one(folder, context, RUNNERS[spec["kind"]], checkpoint[0] if checkpoint else None):
             failed.append(workload_id)

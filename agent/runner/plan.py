@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
+import logging
 from pathlib import Path
+from typing import Any
 
 from certification.rulepack import RulePack
 
 from agent.errors import AgentError
+from agent.runner import checkpoints
+from agent.runner.checkpoints import sha256_file
+
+logger = logging.getLogger(__name__)
 
 
 def plan_workloads(pack: RulePack, tracks: list[str], level: int, only: list[str] | None = None) -> list[str]:
@@ -88,30 +93,40 @@ def input_files(pack: RulePack, workload_ids: list[str]) -> dict[str, dict]:
         for names in spec.get("datasets", {}).values():
             for name in [names] if isinstance(names, str) else names:
                 files[f"dataset {name}"] = pack.data["datasets"][name]
-        tokenizer = pack.data["models"][spec["model"]]["tokenizer"]
+        tokenizer = pack.data["models"][pack.model_name(workload_id)]["tokenizer"]
         files[f"tokenizer {tokenizer}"] = pack.data["tokenizers"][tokenizer]
     return files
 
 
-def verify_input_files(pack: RulePack, workload_ids: list[str], data_root: Path) -> None:
-    """Check each input file's sha256 against the pack before anything trains."""
+def verify_input_files(pack: RulePack, workload_ids: list[str], data_root: Path,
+                       checkpoint_folders: dict[str, Path] | None = None) -> dict[str, dict[str, Any]]:
+    """Check each input's digest against the pack before anything trains; return the records by label.
+
+    Files have their sha256, and a pre-tokenized corpus (`format:
+    paddlenlp_mmap`) and a model's released checkpoint have the digest of
+    their manifest (agent.runner.checkpoints). A null digest, which only a
+    draft pack may hold, is computed and recorded with `pinned: false`.
+    """
+    records: dict[str, dict[str, Any]] = {}
     for label, entry in input_files(pack, workload_ids).items():
         path = data_root / entry["path"]
+        if entry.get("format") == checkpoints.MMAP_FORMAT:
+            records[label] = checkpoints.verify_corpus(pack, label.removeprefix("dataset "), path)
+            continue
         if not path.is_file():
             raise AgentError("data_missing", f"{label} is missing: no file at {path}",
                              "restore the data folder from the release, or pass --data-root")
         digest = sha256_file(path)
-        if digest != entry["sha256"]:
+        if entry["sha256"] is None:
+            logger.warning("%s at %s is not pinned in draft rule pack %s; its sha256 is %s", label, path, pack.name, digest)
+        elif digest != entry["sha256"]:
             raise AgentError(
                 "data_checksum_mismatch",
                 f"{label} at {path} has sha256 {digest}, but rule pack {pack.name} expects {entry['sha256']}",
                 "restore the original file; certification runs only on the data the pack names",
             )
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        records[label] = {"path": str(path), "sha256": digest, "pinned": entry["sha256"] is not None}
+    for model in sorted({pack.checkpoint_model(workload_id) for workload_id in workload_ids} - {None}):
+        folder = checkpoints.checkpoint_folder(pack, model, data_root, checkpoint_folders or {})
+        records[f"checkpoint {model}"] = checkpoints.verify_checkpoint(pack, model, folder)
+    return records

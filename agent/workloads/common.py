@@ -47,6 +47,7 @@ class WorkloadContext:
     heartbeat: Any = None
     events: Any = None
     overrides: dict[str, Any] = field(default_factory=dict)
+    checkpoints: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> checkpoint verified by the runner
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -91,6 +92,28 @@ class WorkloadContext:
     def measures(self, metric: str) -> bool:
         """True when a criterion of this workload uses `metric`, so the workload records what it reads."""
         return any(criterion["metric"] == metric for criterion in self.spec.get("criteria", []))
+
+    @property
+    def checkpoint_model(self) -> str | None:
+        """The model whose released checkpoint this workload starts from, or None (see RulePack.checkpoint_model)."""
+        return self.pack.checkpoint_model(self.workload_id)
+
+    def checkpoint(self) -> dict[str, Any]:
+        """Return the record of the checkpoint this workload starts from: folder, digest, files and config.json.
+
+        The runner verifies it before the run starts; a context made without
+        the runner verifies it here.
+        """
+        from agent.runner.checkpoints import checkpoint_folder, verify_checkpoint
+
+        model = self.checkpoint_model
+        if model not in self.checkpoints:
+            folder = checkpoint_folder(self.pack, model, self.data_root, {})
+            self.checkpoints[model] = verify_checkpoint(self.pack, model, folder)
+        return self.checkpoints[model]
+
+    def dataset_format(self, name: str) -> str:
+        return self.pack.data["datasets"][name].get("format", "text")
 
     def dataset_path(self, name: str) -> Path:
         return self.data_root / self.pack.data["datasets"][name]["path"]

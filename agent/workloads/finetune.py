@@ -19,7 +19,7 @@ from agent.workloads.common import (
     interleave,
     read_pairs,
 )
-from agent.workloads.models import load_pretrained
+from agent.workloads.models import load_pretrained, model_record, start_model
 from agent.workloads.training import parallel_model_settings, train, training_arguments
 
 logger = logging.getLogger(__name__)
@@ -71,9 +71,8 @@ def resolve_config(context: WorkloadContext, kind: str) -> dict[str, Any]:
     config = {
         "workload": context.workload_id,
         "kind": kind,
-        "init_from": context.spec["init_from"],
-        "model": {"name": context.spec["model"], "architecture": context.model_preset["architecture"],
-                  "config": context.model_config},
+        "init_from": context.spec.get("init_from"),
+        "model": model_record(context),
         "hyperparameters": {"fixed": dict(fixed), "free": dict(context.free)},
         "datasets": {
             "train": [context.dataset_record(name) for name in datasets["train"]],
@@ -125,9 +124,14 @@ def _run(context: WorkloadContext, kind: str) -> dict[str, Any]:
     pairs = interleave(train_sets)[: int(fixed["max_steps"]) * int(fixed["global_batch_size"])]
     dataset = InstructionPairs(tokenizer, pairs, int(fixed["max_seq_length"]))
 
-    # Model: the pretrained weights, with LoRA adapters for the lora kind.
+    # Model: the weights of init_from or the released checkpoint, with LoRA adapters for the lora kind.
     args = training_arguments(context)
-    model = load_pretrained(context.model_preset, context.init_from, parallel_model_settings(args))
+    if context.init_from is not None:
+        model = load_pretrained(context.model_preset, context.init_from, parallel_model_settings(args))
+    elif context.checkpoint_model is not None:
+        model = start_model(context, parallel_model_settings(args))
+    else:
+        raise ValueError(f"{context.workload_id} has no init_from and model {context.model_name} has no checkpoint to fine-tune")
     trained = wrap_lora(model, fixed, args.tensor_parallel_degree) if kind == "lora" else model
 
     # Training.

@@ -81,6 +81,63 @@ def load_pretrained(preset: dict[str, Any], path: Path, parallel: dict[str, Any]
     return model_class.from_pretrained(str(path), dtype="float32", **(parallel or {}))
 
 
+def weights_dtype(hyperparameters: dict[str, Any]) -> str:
+    """The data type released weights load in: bfloat16 or float16 under O2 mixed precision, as PaddleNLP's
+    pretraining script does, otherwise float32 (the Trainer keeps float32 master weights either way)."""
+    if hyperparameters.get("fp16_opt_level") == "O2":
+        if hyperparameters.get("bf16"):
+            return "bfloat16"
+        if hyperparameters.get("fp16"):
+            return "float16"
+    return "float32"
+
+
+def load_checkpoint(preset: dict[str, Any], record: dict[str, Any], config: dict[str, Any], dtype: str,
+                    parallel: dict[str, Any] | None = None):
+    """Load released weights from the local folder of a verified checkpoint record (agent.runner.checkpoints).
+
+    The checkpoint's config.json is read, the run's `config` (the pack's
+    values, dropout and kernel choices) and `parallel` are set on top, and
+    PaddleNLP's `from_pretrained` reads the weights from the folder. The
+    runner has already refused a config.json that contradicts the pack.
+    """
+    config_class, model_class = _classes(preset["architecture"])
+    folder = str(record["path"])
+    model_config_object = config_class.from_pretrained(folder)
+    for key, value in {**config, **(parallel or {})}.items():
+        setattr(model_config_object, key, value)
+    return model_class.from_pretrained(folder, config=model_config_object, dtype=dtype)
+
+
+def effective_model_config(context) -> dict[str, Any]:
+    """The model config a workload trains with: the checkpoint's config.json, if it starts from one, with the run's on top."""
+    if context.checkpoint_model is None:
+        return context.model_config
+    return {**context.checkpoint()["config"], **context.model_config}
+
+
+def start_model(context, parallel: dict[str, Any] | None = None):
+    """Build a workload's model from the pack's config, or load the released checkpoint it starts from."""
+    if context.checkpoint_model is None:
+        return build_model(context.model_preset, context.model_config, parallel)
+    dtype = weights_dtype({**context.fixed, **context.free})
+    return load_checkpoint(context.model_preset, context.checkpoint(), context.model_config, dtype, parallel)
+
+
+def model_record(context) -> dict[str, Any]:
+    """The model part of config.json; with a checkpoint, also its folder, digest, files and config.json."""
+    record = {"name": context.model_name, "architecture": context.model_preset["architecture"],
+              "config": effective_model_config(context)}
+    if context.checkpoint_model is not None:
+        checkpoint = context.checkpoint()
+        record["checkpoint"] = {
+            "path": checkpoint["path"], "sha256": checkpoint["sha256"], "pinned": checkpoint["pinned"],
+            "files": checkpoint["files"], "config_json": checkpoint["config"],
+            "dtype": weights_dtype({**context.fixed, **context.free}),
+        }
+    return record
+
+
 def decoder_and_head(model):
     """Return the decoder stack and the LM head of a causal LM, or of the model a LoRA wrapper holds."""
     inner = getattr(model, "model", model) if not hasattr(model, "base_model_prefix") else model

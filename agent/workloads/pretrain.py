@@ -1,8 +1,14 @@
-"""Pretraining workload: a model trained from scratch on the pack's corpus, then validation loss and LAMBADA."""
+"""Pretraining workload: a model trained on the pack's corpus, then validation loss and LAMBADA.
+
+The model starts from the pack's config, or from its model's released
+checkpoint (`models.<name>.checkpoint`). The corpus is text tokenized here,
+or a PaddleNLP pre-tokenized memory-mapped corpus (`format: paddlenlp_mmap`).
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import numpy as np
@@ -10,6 +16,7 @@ import paddle
 
 from certification.records import encode_float, write_json
 
+from agent.runner.checkpoints import MMAP_FORMAT
 from agent.workloads import lambada
 from agent.workloads.common import (
     WorkloadContext,
@@ -19,7 +26,7 @@ from agent.workloads.common import (
     interleave,
     read_text_documents,
 )
-from agent.workloads.models import build_model
+from agent.workloads.models import effective_model_config, model_record, start_model
 from agent.workloads.training import parallel_model_settings, train, training_arguments
 
 logger = logging.getLogger(__name__)
@@ -62,14 +69,75 @@ def pack_documents(tokenizer, documents: list[str], block_length: int, block_cou
     return np.asarray(stream[:needed], dtype="int64").reshape(block_count, block_length)
 
 
+class CorpusBlocks:
+    """Blocks of `length` tokens cut in order from a PaddleNLP memory-mapped corpus, read from disk on demand.
+
+    The corpus (`<prefix>.bin` + `<prefix>.idx`, paddlenlp.data.indexed_dataset)
+    stores every sequence's ids one after another in `.bin`, in the data type
+    its index names. Block i is tokens i x length .. (i + 1) x length - 1 of
+    that stream, so only the blocks a run trains on are ever read.
+    """
+
+    def __init__(self, prefix, length: int, count: int, vocab_size: int):
+        from paddlenlp.data.indexed_dataset import MMapIndexedDataset
+
+        corpus = MMapIndexedDataset(str(prefix), skip_warmup=True)
+        dtype = np.dtype(corpus[0].dtype) if len(corpus) else np.dtype("int32")
+        total = int(np.asarray(corpus.sizes, dtype="int64").sum())
+        data_path = f"{prefix}.bin"
+        stored = os.path.getsize(data_path)
+        if stored != total * dtype.itemsize:
+            raise ValueError(f"{data_path} holds {stored} bytes, but its index lists {total} tokens of {dtype} "
+                             f"({total * dtype.itemsize} bytes); rebuild the corpus with PaddleNLP's tools")
+        if total < length * count:
+            raise ValueError(f"the corpus {prefix} holds {total} tokens, fewer than the {length * count} that {count} blocks need")
+        self.stream = np.memmap(data_path, dtype=dtype, mode="r")
+        self.length, self.count, self.vocab_size = length, count, vocab_size
+        self.dtype, self.tokens = str(dtype), total
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if not 0 <= index < self.count:
+            raise IndexError(index)
+        block = np.asarray(self.stream[index * self.length:(index + 1) * self.length], dtype="int64")
+        if int(block.max()) >= self.vocab_size:
+            raise ValueError(f"block {index} of the corpus holds token id {int(block.max())}, outside the model's "
+                             f"vocabulary of {self.vocab_size}; the corpus was tokenized for another model")
+        return block
+
+
+def training_blocks(context: WorkloadContext, tokenizer, block_length: int):
+    """Return the training blocks: read from a pre-tokenized corpus, or tokenized from text documents."""
+    count = int(context.fixed["max_steps"]) * int(context.fixed["global_batch_size"])
+    names = context.spec["datasets"]["train"]
+    names = [names] if isinstance(names, str) else names
+    if context.dataset_format(names[0]) == MMAP_FORMAT:
+        return CorpusBlocks(context.dataset_path(names[0]), block_length, count, int(effective_model_config(context)["vocab_size"]))
+    documents = interleave([read_text_documents(context.dataset_path(name)) for name in names])
+    return pack_documents(tokenizer, documents, block_length, count)
+
+
+def train_recipe(context: WorkloadContext) -> str:
+    names = context.spec["datasets"]["train"]
+    names = [names] if isinstance(names, str) else names
+    if context.dataset_format(names[0]) == MMAP_FORMAT:
+        return ("the token stream of the pre-tokenized corpus (PaddleNLP memory-mapped .bin + .idx, ids as stored, "
+                "sequences in stored order) cut into max_steps x global_batch_size blocks of max_seq_length + 1 "
+                "tokens, read in order; labels = inputs shifted by one")
+    return ("documents of the train sets merged round-robin in the listed order (plain text split at blank "
+            "lines, JSON lines by 'text'); each tokenized as BOS + pieces + EOS, concatenated, and cut into "
+            "max_steps x global_batch_size blocks of max_seq_length + 1 tokens; labels = inputs shifted by one")
+
+
 def resolve_config(context: WorkloadContext) -> dict[str, Any]:
     fixed = context.fixed
     datasets = context.spec["datasets"]
     return {
         "workload": context.workload_id,
         "kind": "pretrain",
-        "model": {"name": context.spec["model"], "architecture": context.model_preset["architecture"],
-                  "config": context.model_config},
+        "model": model_record(context),
         "hyperparameters": {"fixed": dict(fixed), "free": dict(context.free)},
         "datasets": {
             "train": [context.dataset_record(name) for name in datasets["train"]],
@@ -80,11 +148,7 @@ def resolve_config(context: WorkloadContext) -> dict[str, Any]:
         "device": context.device,
         "cards": context.cards,
         "data_recipe": {
-            "train": (
-                "documents of the train sets merged round-robin in the listed order (plain text split at blank "
-                "lines, JSON lines by 'text'); each tokenized as BOS + pieces + EOS, concatenated, and cut into "
-                f"max_steps x global_batch_size blocks of max_seq_length + 1 tokens; labels = inputs shifted by one"
-            ),
+            "train": train_recipe(context),
             "validation": (
                 f"the first validation_sequences ({fixed['validation_sequences']}) blocks of max_seq_length + 1 "
                 "tokens of the validation text, built the same way; loss = sum of token cross-entropy / tokens"
@@ -109,12 +173,11 @@ def run(context: WorkloadContext) -> dict[str, Any]:
     block_length = int(fixed["max_seq_length"]) + 1
 
     # Data: one packed block per sample, in a fixed order.
-    documents = interleave([read_text_documents(context.dataset_path(name)) for name in context.spec["datasets"]["train"]])
-    blocks = pack_documents(tokenizer, documents, block_length, int(fixed["max_steps"]) * int(fixed["global_batch_size"]))
+    blocks = training_blocks(context, tokenizer, block_length)
 
     # Training: the arguments first, because they set up the parallel groups the model is split over.
     args = training_arguments(context)
-    model = build_model(context.model_preset, context.model_config, parallel_model_settings(args))
+    model = start_model(context, parallel_model_settings(args))
     trainer, config["trainer"] = train(context, args, model, PackedSequences(blocks), collate_packed)
     if context.is_writer:
         write_json(context.out_dir / "config.json", config)

@@ -92,7 +92,7 @@ def resolve_config(context: WorkloadContext, kind: str) -> dict[str, Any]:
         "workload": context.workload_id,
         "kind": kind,
         "init_from": context.spec.get("init_from"),
-        "model": {"name": context.spec["model"], "architecture": context.model_preset["architecture"], "config": check_preset(context)},
+        "model": {"name": context.model_name, "architecture": context.model_preset["architecture"], "config": check_preset(context)},
         "hyperparameters": {"fixed": dict(context.fixed), "free": dict(context.free)},
         "datasets": {role: [context.dataset_record(name) for name in ([names] if isinstance(names, str) else names)]
                      for role, names in datasets.items()},

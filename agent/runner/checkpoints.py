@@ -1,0 +1,169 @@
+"""Released checkpoints and pre-tokenized corpora: their files, their digest and the checks before a run.
+
+A folder input (a PaddleNLP checkpoint) and a multi-file input (a
+PaddleNLP memory-mapped corpus, `<prefix>.bin` + `<prefix>.idx`) have one
+digest each: the sha256 of a manifest with one line per file,
+`<file sha256>  <relative path>\\n`, sorted by path in byte order. That is
+the output of `sha256sum` over the files in that order, so staff can compute
+the digest on any machine:
+
+    cd CHECKPOINT && find . -type f -printf '%P\\n' | LC_ALL=C sort | xargs -d '\\n' sha256sum | sha256sum
+
+Every file is read in 1 MiB chunks, so a 140 GB checkpoint never sits in memory.
+A null digest in a draft pack means "not pinned yet": the agent computes the
+digest, records it in run.json and config.json with `pinned: false`, and
+warns. Published packs cannot hold a null digest (certification.rulepack).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from certification.rulepack import RulePack
+
+from agent.errors import AgentError
+
+logger = logging.getLogger(__name__)
+
+CONFIG_NAME = "config.json"
+# PaddleNLP's single-file weights and the index files of sharded weights (paddlenlp.utils.env).
+WEIGHT_NAMES = ("model.safetensors", "model_state.pdparams")
+INDEX_NAMES = ("model.safetensors.index.json", "model_state.pdparams.index.json")
+MMAP_FORMAT = "paddlenlp_mmap"
+MMAP_SUFFIXES = (".bin", ".idx")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def manifest(files: dict[str, Path]) -> list[dict[str, str]]:
+    """Return `{"path", "sha256"}` of each file, sorted by the name's UTF-8 bytes (the order of `LC_ALL=C sort`)."""
+    return [{"path": name, "sha256": sha256_file(files[name])} for name in sorted(files, key=lambda name: name.encode())]
+
+
+def manifest_sha256(entries: list[dict[str, str]]) -> str:
+    """Return the sha256 of the manifest text, one `sha256sum` line per file."""
+    text = "".join(f"{entry['sha256']}  {entry['path']}\n" for entry in entries)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def folder_files(directory: Path) -> dict[str, Path]:
+    """Return every regular file under `directory` by its relative POSIX path."""
+    return {path.relative_to(directory).as_posix(): path for path in directory.rglob("*") if path.is_file()}
+
+
+def corpus_files(prefix: Path) -> dict[str, Path]:
+    """Return the two files of a memory-mapped corpus, `<prefix>.bin` and `<prefix>.idx`, by file name."""
+    return {prefix.name + suffix: prefix.with_name(prefix.name + suffix) for suffix in MMAP_SUFFIXES}
+
+
+def check_digest(label: str, where: Path, entries: list[dict[str, str]], pinned: str | None, pack: RulePack) -> dict[str, Any]:
+    """Compare the manifest digest with the pack's; return the record for run.json and config.json."""
+    digest = manifest_sha256(entries)
+    if pinned is None:
+        logger.warning("%s at %s is not pinned in draft rule pack %s; its digest is %s", label, where, pack.name, digest)
+    elif digest != pinned:
+        raise AgentError(
+            "data_checksum_mismatch",
+            f"{label} at {where} has digest {digest}, but rule pack {pack.name} expects {pinned}",
+            "restore the original files; the digest covers every file (see docs/training.md, 'Released checkpoints')",
+        )
+    return {"path": str(where.resolve()), "sha256": digest, "pinned": pinned is not None, "files": entries}
+
+
+# Checkpoints -------------------------------------------------------------------------------------
+
+
+def checkpoint_folder(pack: RulePack, model: str, data_root: Path, folders: dict[str, Path]) -> Path:
+    """Return the folder of a model's checkpoint: the vendor's `--checkpoint`, else the pack's path under the data root."""
+    if model in folders:
+        return Path(folders[model])
+    return data_root / pack.data["models"][model]["checkpoint"]["path"]
+
+
+def check_checkpoint_folders(pack: RulePack, workload_ids: list[str], folders: dict[str, Path]) -> None:
+    """Refuse a `--checkpoint MODEL=DIR` whose model no planned workload starts from."""
+    used = sorted({pack.checkpoint_model(workload_id) for workload_id in workload_ids} - {None})
+    for model in folders:
+        if model not in used:
+            raise AgentError("checkpoint_not_used", f"--checkpoint names model {model!r}, but no planned workload of rule pack {pack.name} starts from its checkpoint",
+                             f"name one of: {', '.join(used) or 'none (this plan loads no checkpoint)'}")
+
+
+def verify_checkpoint(pack: RulePack, model: str, directory: Path) -> dict[str, Any]:
+    """Check a model's checkpoint folder: files, digest and config.json against the pack. Return its record."""
+    label = f"checkpoint of model {model}"
+    if not directory.is_dir():
+        raise AgentError("checkpoint_missing", f"{label} is missing: no folder at {directory}",
+                         "copy the released checkpoint there, pass --data-root, or pass --checkpoint MODEL=DIR")
+    saved = read_checkpoint_config(model, directory)
+    check_checkpoint_config(pack, model, saved)
+    _check_weight_files(label, directory)
+    record = check_digest(label, directory, manifest(folder_files(directory)), pack.data["models"][model]["checkpoint"].get("sha256"), pack)
+    record["config"] = saved
+    return record
+
+
+def read_checkpoint_config(model: str, directory: Path) -> dict[str, Any]:
+    path = directory / CONFIG_NAME
+    if not path.is_file():
+        raise AgentError("checkpoint_incomplete", f"checkpoint of model {model} at {directory} has no {CONFIG_NAME}",
+                         "copy the whole checkpoint folder, as save_pretrained wrote it")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise AgentError("checkpoint_incomplete", f"{path} is not valid JSON: {error}",
+                         "copy the checkpoint's config.json again") from None
+
+
+def check_checkpoint_config(pack: RulePack, model: str, saved: dict[str, Any]) -> None:
+    """Refuse a checkpoint whose config.json contradicts the architecture or a config value the pack fixes."""
+    preset = pack.data["models"][model]
+    architectures = saved.get("architectures")
+    if architectures and preset["architecture"] not in architectures:
+        raise AgentError("checkpoint_config_mismatch",
+                         f"the checkpoint of model {model} is a {', '.join(architectures)}, but rule pack {pack.name} names architecture {preset['architecture']}",
+                         "use the checkpoint the pack's 'source' names")
+    for key, value in preset["config"].items():
+        if key in saved and saved[key] != value:
+            raise AgentError("checkpoint_config_mismatch",
+                             f"the checkpoint of model {model} has {key}={saved[key]!r} in config.json, but rule pack {pack.name} fixes {key}={value!r}",
+                             "use the checkpoint the pack's 'source' names; its config.json must agree with models."
+                             f"{model}.config")
+
+
+def _check_weight_files(label: str, directory: Path) -> None:
+    for index_name in INDEX_NAMES:
+        index = directory / index_name
+        if index.is_file():
+            shards = sorted(set(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}).values()))
+            missing = [shard for shard in shards if not (directory / shard).is_file()]
+            if missing or not shards:
+                raise AgentError("checkpoint_incomplete", f"{label} at {directory} lacks the weight files {', '.join(missing) or '(the index names none)'} that {index_name} names",
+                                 "copy the whole checkpoint folder")
+            return
+    if not any((directory / name).is_file() for name in WEIGHT_NAMES):
+        raise AgentError("checkpoint_incomplete", f"{label} at {directory} has no weights: none of {', '.join(WEIGHT_NAMES + INDEX_NAMES)}",
+                         "copy the whole checkpoint folder, as save_pretrained wrote it")
+
+
+# Pre-tokenized corpora ---------------------------------------------------------------------------
+
+
+def verify_corpus(pack: RulePack, name: str, prefix: Path) -> dict[str, Any]:
+    """Check both files of a memory-mapped corpus and their digest. Return its record."""
+    files = corpus_files(prefix)
+    for path in files.values():
+        if not path.is_file():
+            raise AgentError("data_missing", f"dataset {name} is missing: no file at {path}",
+                             f"a {MMAP_FORMAT} corpus is two files, {prefix}.bin and {prefix}.idx; restore them or pass --data-root")
+    return check_digest(f"dataset {name}", prefix, manifest(files), pack.data["datasets"][name]["sha256"], pack)

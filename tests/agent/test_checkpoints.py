@@ -1,0 +1,222 @@
+"""Workloads that start from released checkpoints, and packs that select a model through a setting.
+
+The slow tests save tiny LLaMA and Qwen2 models with PaddleNLP's
+save_pretrained, point a copy of rule pack tiny-2026.1 at the folder, and
+check that the first training step's loss is the saved model's loss on that
+batch, so the weights really loaded.
+"""
+
+import copy
+import hashlib
+import json
+import math
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from certification.records import decode_float, read_json, read_jsonl
+from certification.rulepack import load_rule_pack, parse_rule_pack, validate_rule_pack
+
+from agent.commands.run import parse_checkpoint_folders
+from agent.errors import AgentError
+from agent.runner.checkpoints import check_checkpoint_folders, manifest, manifest_sha256, folder_files, verify_checkpoint
+from agent.runner.plan import input_files, verify_input_files
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def tiny_data() -> dict:
+    return copy.deepcopy(load_rule_pack("tiny-2026.1").data)
+
+
+def make_pack(data: dict):
+    """A RulePack from edited pack data; the edits must leave it valid."""
+    assert validate_rule_pack(data) == []
+    return parse_rule_pack(yaml.safe_dump(data, allow_unicode=True, sort_keys=False).encode("utf-8"))
+
+
+def sha256sum_digest(folder: Path) -> str:
+    """The digest as docs/training.md tells staff to compute it, with coreutils."""
+    command = "find . -type f -printf '%P\\n' | LC_ALL=C sort | xargs -d '\\n' sha256sum | sha256sum"
+    return subprocess.run(command, shell=True, cwd=folder, capture_output=True, text=True, check=True).stdout.split()[0]
+
+
+# Models selected through a setting ------------------------------------------------------------
+
+
+def setting_pack(selected: str):
+    """tiny-2026.1 with pretrain-qwen2 and sft-llama choosing their model through one interpretation setting."""
+    data = tiny_data()
+    data["settings"].setdefault("interpretations", {})["test_model"] = {"value": selected, "options": ["qwen2-tiny", "llama-tiny"],
+                                                                "note": "the model of pretrain-qwen2 and sft-llama"}
+    for workload_id in ("pretrain-qwen2", "sft-llama"):
+        del data["workloads"][workload_id]["model"]
+        data["workloads"][workload_id]["model_setting"] = "test_model"
+    return make_pack(data)
+
+
+def context_for(pack, workload_id: str, tmp_path: Path):
+    from agent.workloads.common import WorkloadContext
+
+    return WorkloadContext(workload_id=workload_id, spec=pack.workload(workload_id), pack=pack, data_root=REPO,
+                           run_dir=tmp_path, device="cpu", init_from=tmp_path / "models" / "parent")
+
+
+@pytest.mark.parametrize(("selected", "tokenizer"), [("qwen2-tiny", "gpt-neox-20b"), ("llama-tiny", "llama2")])
+def test_model_setting_picks_inputs(selected, tokenizer):
+    pack = setting_pack(selected)
+    files = input_files(pack, ["pretrain-qwen2"])
+
+    assert f"tokenizer {tokenizer}" in files
+    assert [label for label in files if label.startswith("tokenizer")] == [f"tokenizer {tokenizer}"]
+
+
+@pytest.mark.parametrize("selected", ["qwen2-tiny", "llama-tiny"])
+def test_model_setting_in_workload_records(selected, tmp_path):
+    from agent.workloads import finetune, pretrain
+
+    pack = setting_pack(selected)
+    preset = pack.data["models"][selected]
+    pretrain_config = pretrain.resolve_config(context_for(pack, "pretrain-qwen2", tmp_path))
+    sft_config = finetune.resolve_config(context_for(pack, "sft-llama", tmp_path), "sft")
+
+    for config in (pretrain_config, sft_config):
+        assert config["model"]["name"] == selected
+        assert config["model"]["architecture"] == preset["architecture"]
+        assert config["model"]["config"]["vocab_size"] == preset["config"]["vocab_size"]
+        assert config["tokenizer"]["name"] == preset["tokenizer"]
+
+
+# Digest and bad input (no Paddle) -------------------------------------------------------------
+
+
+def fake_checkpoint(folder: Path, config: dict | None = None, weights: str | None = "model.safetensors") -> Path:
+    """A folder with the files a checkpoint has; the weights are bytes that only the digest reads."""
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(config or {"architectures": ["LlamaForCausalLM"], "vocab_size": 32000}))
+    if weights:
+        (folder / weights).write_bytes(bytes(range(256)) * 64)
+    return folder
+
+
+def checkpoint_pack(folder: Path, sha256: str | None, status: str = "draft", **model_fields):
+    """tiny-2026.1 with a checkpoint for llama-tiny at `folder`, as a path under the repository (the data root)."""
+    path = os.path.relpath(folder, REPO)
+    data = tiny_data()
+    data["status"] = status
+    data["models"]["llama-tiny"]["checkpoint"] = {"path": path, "sha256": sha256}
+    data["models"]["llama-tiny"].update(model_fields)
+    # pretrain-llama starts from the checkpoint; the workloads that start from it are fine-tuned as before.
+    return make_pack(data)
+
+
+def test_manifest_digest_matches_sha256sum(tmp_path):
+    folder = fake_checkpoint(tmp_path / "ckpt")
+    (folder / "sub").mkdir()
+    (folder / "sub" / "tokenizer_config.json").write_text("{}")
+    (folder / "Zeta.txt").write_text("upper case sorts first")
+    (folder / "größe.txt").write_text("non-ASCII name")
+
+    entries = manifest(folder_files(folder))
+
+    assert [entry["path"] for entry in entries] == ["Zeta.txt", "config.json", "größe.txt", "model.safetensors", "sub/tokenizer_config.json"]
+    assert entries[1]["sha256"] == hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()
+    assert manifest_sha256(entries) == sha256sum_digest(folder)
+
+
+def test_pinned_checkpoint_verified_and_recorded(tmp_path):
+    folder = fake_checkpoint(tmp_path / "ckpt")
+    pack = checkpoint_pack(tmp_path / "ckpt", sha256sum_digest(folder))
+
+    records = verify_input_files(pack, ["pretrain-llama"], REPO)
+
+    record = records["checkpoint llama-tiny"]
+    assert record["path"] == str(folder) and record["pinned"] is True
+    assert record["sha256"] == sha256sum_digest(folder)
+    assert [entry["path"] for entry in record["files"]] == ["config.json", "model.safetensors"]
+    assert record["config"]["architectures"] == ["LlamaForCausalLM"]
+
+
+def test_workload_with_init_from_loads_no_checkpoint(tmp_path):
+    pack = checkpoint_pack(tmp_path / "ckpt", None)
+
+    assert pack.checkpoint_model("pretrain-llama") == "llama-tiny"
+    assert pack.checkpoint_model("sft-llama") is None  # it starts from pretrain-llama
+    assert "checkpoint llama-tiny" not in verify_input_files(pack, ["pretrain-qwen2"], REPO)
+
+
+def test_unpinned_checkpoint_recorded_with_its_digest(tmp_path, caplog):
+    folder = fake_checkpoint(tmp_path / "ckpt")
+    pack = checkpoint_pack(tmp_path / "ckpt", None)
+
+    record = verify_checkpoint(pack, "llama-tiny", folder)
+
+    assert record["pinned"] is False and record["sha256"] == sha256sum_digest(folder)
+    assert "not pinned" in caplog.text
+
+
+def test_vendor_folder_used_and_digest_still_checked(tmp_path):
+    folder = fake_checkpoint(tmp_path / "elsewhere")
+    pinned = sha256sum_digest(folder)
+    pack = checkpoint_pack(tmp_path / "ckpt", pinned)
+
+    records = verify_input_files(pack, ["pretrain-llama"], REPO, {"llama-tiny": folder})
+    assert records["checkpoint llama-tiny"]["path"] == str(folder)
+
+    (folder / "model.safetensors").write_bytes(b"other weights")
+    with pytest.raises(AgentError) as error:
+        verify_input_files(pack, ["pretrain-llama"], REPO, {"llama-tiny": folder})
+    assert error.value.code == "data_checksum_mismatch"
+    assert pinned in error.value.message and str(folder) in error.value.message
+
+
+@pytest.mark.parametrize(("prepare", "code", "named"), [
+    (lambda folder: None, "checkpoint_missing", "no folder at"),
+    (lambda folder: fake_checkpoint(folder, weights=None), "checkpoint_incomplete", "has no weights"),
+    (lambda folder: (fake_checkpoint(folder), (folder / "config.json").unlink()), "checkpoint_incomplete", "config.json"),
+    (lambda folder: (fake_checkpoint(folder, weights="model.safetensors.index.json"),
+                     (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"a": "model-00001-of-00002.safetensors"}}))),
+     "checkpoint_incomplete", "model-00001-of-00002.safetensors"),
+    (lambda folder: fake_checkpoint(folder, {"architectures": ["Qwen2ForCausalLM"]}), "checkpoint_config_mismatch", "Qwen2ForCausalLM"),
+    (lambda folder: fake_checkpoint(folder, {"vocab_size": 32000, "hidden_size": 128}), "checkpoint_config_mismatch", "hidden_size=128"),
+])
+def test_bad_checkpoint_refused(tmp_path, prepare, code, named):
+    prepare(tmp_path / "ckpt")
+    pack = checkpoint_pack(tmp_path / "ckpt", None)
+
+    with pytest.raises(AgentError) as error:
+        verify_input_files(pack, ["pretrain-llama"], REPO)
+
+    assert error.value.code == code
+    assert named in error.value.message and "llama-tiny" in error.value.message
+
+
+def test_checkpoint_option_parsed_and_checked(tmp_path):
+    pack = checkpoint_pack(tmp_path / "ckpt", None)
+
+    assert parse_checkpoint_folders(["llama-tiny=/models/llama"]) == {"llama-tiny": Path("/models/llama")}
+    check_checkpoint_folders(pack, ["pretrain-llama"], {"llama-tiny": tmp_path})
+    for assignment in ("llama-tiny", "=/models", "llama-tiny="):
+        with pytest.raises(AgentError) as error:
+            parse_checkpoint_folders([assignment])
+        assert error.value.code == "checkpoint_option_invalid" and assignment in error.value.message
+    with pytest.raises(AgentError) as error:
+        check_checkpoint_folders(pack, ["pretrain-qwen2"], {"llama-tiny": tmp_path})
+    assert error.value.code == "checkpoint_not_used" and "llama-tiny" in error.value.message
+
+
+def test_pack_rules_for_checkpoints_and_corpora():
+    data = tiny_data()
+    data["status"] = "published"
+    data["models"]["llama-tiny"]["checkpoint"] = {"path": "ckpt", "sha256": None}
+    data["datasets"]["validation_wiki"]["format"] = "paddlenlp_mmap"
+    del data["workloads"]["sft-qwen2-moe"]["init_from"]
+
+    paths = {issue.path: issue.message for issue in validate_rule_pack(data)}
+
+    assert "unset digest" in paths["models/llama-tiny/checkpoint/sha256"]
+    assert "only be the one train set" in paths["workloads/pretrain-llama/datasets/validation"]
+    assert "needs init_from or a model with a checkpoint" in paths["workloads/sft-qwen2-moe/init_from"]
