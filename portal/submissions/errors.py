@@ -67,6 +67,12 @@ SUBMISSION_ERRORS = {
     "reference_peaks_missing": ErrorSpec(
         400, _("No peak dense TFLOPS of the reference card were given. Enter the datasheet figure for at least one data type.")
     ),
+    "revalidation_in_progress": ErrorSpec(
+        409, _("Submission %(submission)s is %(state)s, so it cannot be validated again yet. Wait until it is judged or rejected.")
+    ),
+    "revalidation_certified": ErrorSpec(
+        409, _("Certificate %(certificate)s was issued from submission %(submission)s. Revoke the certificate before validating the submission again.")
+    ),
     # Reasons a stored bundle is rejected during validation, besides the codes of certification.bundle.
     "vendor_mismatch": ErrorSpec(
         422,

@@ -15,7 +15,7 @@ from portal.audit.services import record
 from portal.registry.models import Vendor
 from portal.registry.services import vendors_of
 from portal.submissions.errors import SubmissionError
-from portal.submissions.models import ReferenceBundle, RulePack, Submission, reference_kind_label
+from portal.submissions.models import ReferenceBundle, RulePack, Submission, ValidationReport, reference_kind_label
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +94,37 @@ def _store_submission(vendor, upload, sha256, actor, remote_addr) -> Submission:
         transaction.on_commit(lambda: enqueue_validation(submission.pk))
     logger.info("submission %s received from vendor %s (%s bytes)", submission.pk, vendor.slug, upload.size)
     return submission
+
+
+def request_revalidation(submission_id: int, *, actor, remote_addr: str | None = None) -> Submission:
+    """Send a judged or rejected submission through validation again, for example after a card's peaks or a reference changed.
+
+    Under a row lock the old report is deleted and the state returns to
+    `received`. The audit entry keeps the old outcome. The validation task is
+    queued after the commit. A submission still in validation, or one that a
+    valid certificate was issued from, is left as it is.
+    """
+    with transaction.atomic():
+        submission = Submission.objects.select_for_update().get(pk=submission_id)
+        if submission.state not in (Submission.State.JUDGED, Submission.State.REJECTED):
+            raise SubmissionError("revalidation_in_progress", submission=submission.pk, state=submission.get_state_display())
+        certificate = submission.certificates.filter(revoked_at__isnull=True).first()
+        if certificate is not None:
+            raise SubmissionError("revalidation_certified", submission=submission.pk, certificate=certificate.number)
+        previous = _previous_outcome(submission)
+        ValidationReport.objects.filter(submission=submission).delete()
+        submission.state = Submission.State.RECEIVED
+        submission.save(update_fields=["state", "updated_at"])
+        record("submission.revalidation_requested", submission, actor=actor, remote_addr=remote_addr, data=previous)
+        transaction.on_commit(lambda: enqueue_validation(submission.pk))
+    logger.info("submission %s sent to validation again by %s", submission_id, actor.get_username())
+    return submission
+
+
+def _previous_outcome(submission: Submission) -> dict:
+    report = ValidationReport.objects.filter(submission=submission).first()
+    levels = {track: info.get("level", 0) for track, info in ((report.verdict or {}).get("tracks") or {}).items()} if report else {}
+    return {"previous_state": submission.state, "previous_error_code": report.error_code if report else "", "previous_levels": levels}
 
 
 def enqueue_validation(submission_id: int) -> None:

@@ -3,13 +3,14 @@
 import logging
 
 from django import forms
+from django.contrib import messages
 from django.conf import settings
 from django.db.models import Count, Q
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext_lazy as _
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_POST
 
 from portal.certificates.models import Track
 from portal.permissions import is_reviewer, reviewer_required
@@ -18,7 +19,7 @@ from portal.registry.services import vendors_of
 from portal.submissions import plots
 from portal.submissions.errors import SubmissionError
 from portal.submissions.models import Submission
-from portal.submissions.services import receive_bundle
+from portal.submissions.services import receive_bundle, request_revalidation
 from portal.submissions.uploads import TOO_LARGE_FLAG
 
 logger = logging.getLogger(__name__)
@@ -107,3 +108,17 @@ def staff_queue(request):
         "vendors": Vendor.objects.filter(is_reference_lab=False), "state_choices": Submission.State.choices, "counts": counts,
     }
     return render(request, "submissions/queue.html", context)
+
+
+@reviewer_required
+@require_POST
+def submission_revalidate(request, pk):
+    submission = get_object_or_404(Submission, pk=pk)
+    try:
+        request_revalidation(submission.pk, actor=request.user, remote_addr=request.META.get("REMOTE_ADDR"))
+    except SubmissionError as error:
+        logger.info("submission %s not validated again by %s: %s", submission.pk, request.user.get_username(), error.code)
+        messages.error(request, f"{error.detail} [{error.code}]")
+    else:
+        messages.success(request, _("Submission %(number)s is queued for validation again.") % {"number": submission.pk})
+    return redirect("submission-detail", pk=submission.pk)
