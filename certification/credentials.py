@@ -9,6 +9,7 @@ the portal's verification page or revocation list for it.
 from __future__ import annotations
 
 import base64
+import copy
 import json
 from typing import Any
 
@@ -43,16 +44,29 @@ def sign_credential(claims: dict[str, Any], key: PrivateKey) -> dict:
 def verify_credential(envelope: Any, keyring: Keyring) -> dict[str, Any]:
     """Return the claims of a credential signed by a key of `keyring`; raise CredentialError otherwise."""
     try:
-        parsed = Envelope.from_dict(envelope)
+        # from_dict rewrites the signatures of the dict it reads, so it gets a copy.
+        parsed = Envelope.from_dict(copy.deepcopy(envelope))
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise CredentialError("credential_invalid", f"the credential is not a DSSE envelope: {error}") from None
     if parsed.payload_type != PAYLOAD_TYPE:
         raise CredentialError("credential_invalid", f"payload type {parsed.payload_type!r} is not {PAYLOAD_TYPE!r}")
+    key_ids = sorted(parsed.signatures)
+    if not any(key_id in keyring for key_id in key_ids):
+        raise CredentialError(
+            "key_unknown",
+            f"the credential is signed by key id {', '.join(key_ids) or '(none)'}, which is not among the portal's "
+            "current and retired credential keys; fetch the published keys and check where the credential came from",
+        )
     try:
         parsed.verify([key.sslib_key for key in keyring], 1)
     except VerificationError:
         raise CredentialError("signature_invalid", "no signature of the credential verifies with the portal's keys") from None
     return json.loads(parsed.payload.decode("utf-8"))
+
+
+def signing_key_ids(envelope: dict) -> list[str]:
+    """Return the key ids named by the signatures of an envelope, unverified."""
+    return sorted(str(item.get("keyid", "")) for item in envelope.get("signatures", []) if isinstance(item, dict))
 
 
 def payload_of(envelope: dict) -> dict[str, Any]:

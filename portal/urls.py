@@ -16,6 +16,7 @@ urlpatterns = [
     path("certificates/revoked.json", certificates.revocation_list_json, name="revocation-list-json"),
     path("certificates/credential/verify/", certificates.credential_verify, name="credential-verify"),
     path("certificates/credential/key.pem", certificates.credential_public_key, name="credential-key"),
+    path("certificates/credential/keys.json", certificates.credential_public_keys, name="credential-keys"),
     path("certificates/<str:number>/", certificates.certificate_detail, name="certificate-detail"),
     path("certificates/<str:number>/pdf/", certificates.certificate_pdf, name="certificate-pdf"),
     path("certificates/<str:number>/credential.json", certificates.certificate_credential, name="certificate-credential"),

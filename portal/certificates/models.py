@@ -78,3 +78,24 @@ class Certificate(models.Model):
         self.needs_review = True
         self.review_reason = self.review_reason or reason
         self.save(update_fields=["needs_review", "review_reason"])
+
+
+class CredentialKey(models.Model):
+    """A public key the portal signs credentials with, or signed them with before a rotation.
+
+    The private key of the current one is the file PORTAL_CREDENTIAL_KEY_PATH;
+    retired keys keep only their public key here, so old credentials still verify.
+    """
+
+    key_id = models.CharField(_("key id"), max_length=64, unique=True)
+    public_pem = models.TextField(_("public key (PEM)"))
+    created_at = models.DateTimeField(_("first used"), auto_now_add=True)
+    retired_at = models.DateTimeField(_("retired at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        verbose_name = _("credential key")
+        verbose_name_plural = _("credential keys")
+
+    def __str__(self):
+        return self.key_id

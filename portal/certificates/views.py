@@ -11,8 +11,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from certification.credentials import CredentialError
-from portal.certificates.credentials import check_credential, portal_key
+from certification.credentials import CredentialError, signing_key_ids
+from portal.certificates.credentials import check_credential, key_status, portal_key, published_keys
 from portal.certificates.errors import CertificateError
 from portal.certificates.listing import ListingFilters, card_history, certificate_record, facets, listed_certificates, records_csv
 from portal.certificates.models import Certificate
@@ -110,6 +110,12 @@ def credential_public_key(request):
     return HttpResponse(portal_key().public_key.public_pem(), content_type="application/x-pem-file")
 
 
+@require_GET
+def credential_public_keys(request):
+    """List the current and every retired credential key, so credentials signed before a rotation still verify offline."""
+    return JsonResponse({"keys": published_keys()}, json_dumps_params={"ensure_ascii": False})
+
+
 @csrf_exempt
 @require_http_methods(["GET", "POST"])
 def credential_verify(request):
@@ -141,7 +147,8 @@ def _verify_credential_bytes(raw: bytes) -> tuple[dict, int]:
         state = "revoked"
     else:
         state = "valid"
-    result = {"valid": state == "valid", "signature": "valid", "status": state, "claims": claims}
+    key_id = next((item for item in signing_key_ids(envelope) if key_status(item) != "unknown"), "")
+    result = {"valid": state == "valid", "signature": "valid", "key_id": key_id, "key_status": key_status(key_id), "status": state, "claims": claims}
     if certificate is not None and certificate.is_revoked:
         result.update(revoked_at=certificate.revoked_at.isoformat(), revoked_reason=certificate.revoked_reason)
     return result, 200
