@@ -140,13 +140,22 @@ class ValidationReport(models.Model):
 
     @property
     def error_detail(self) -> str:
-        """Return the rejection reason in the active language when the portal's table has the code."""
+        """Return the rejection reason in the active language: what failed, on which value, and what to do."""
         from portal.submissions.errors import SUBMISSION_ERRORS
+        from portal.submissions.rejections import rejection_message
 
         spec = SUBMISSION_ERRORS.get(self.error_code)
         if spec is not None:
             return str(spec.message) % self.error_params
-        return self.error_message
+        return rejection_message(self.error_code, self.error_params) or self.error_message
+
+    @property
+    def error_hint_text(self) -> str:
+        """Return the stored English hint only for a code without a portal sentence; the sentence already says what to do."""
+        from portal.submissions.errors import SUBMISSION_ERRORS
+        from portal.submissions.rejections import REJECTION_MESSAGES
+
+        return "" if self.error_code in SUBMISSION_ERRORS or self.error_code in REJECTION_MESSAGES else self.error_hint
 
     def track_level(self, track: str) -> int:
         """Return the level the verdict grants for `track`, 0 when none."""

@@ -45,7 +45,10 @@ class Rejection(Exception):
 
     @classmethod
     def from_bundle_error(cls, error) -> Rejection:
-        return cls(error.code, message=getattr(error, "message", str(error)), hint=getattr(error, "hint", "") or "")
+        """Keep the offending value for the portal's translated sentence, and the core's English text as written."""
+        value = getattr(error, "value", None)
+        params = {"value": "-" if value is None else str(value)}
+        return cls(error.code, params=params, message=getattr(error, "message", str(error)), hint=getattr(error, "hint", "") or "")
 
 
 def validate_submission(submission_id: int) -> Submission:
@@ -89,7 +92,8 @@ def _verify_and_judge(submission: Submission) -> tuple[Card, RulePack, dict, dic
     except SubmissionError as error:
         raise Rejection.from_portal_error(error) from None
     except RecordsInvalid as error:
-        raise Rejection("records_invalid", message=str(error), hint="pack a complete run folder written by `python -m agent run`") from None
+        raise Rejection("records_invalid", params={"value": str(error)}, message=str(error),
+                        hint="pack a complete run folder written by `python -m agent run`") from None
     return card, rule_pack, verdict, series
 
 
@@ -201,7 +205,7 @@ def judge_against_references(bundle, rule_pack: RulePack, card: Card, human: dic
 def reject_after_time_limit(submission_id: int, seconds: int) -> Submission:
     """Store the rejection of a validation that ran past the task's time limit."""
     rejection = Rejection(
-        "validation_timed_out", message=f"validation took longer than the limit of {seconds} s",
+        "validation_timed_out", params={"value": seconds}, message=f"validation took longer than the limit of {seconds} s",
         hint="ask the certification staff to raise CELERY_TASK_SOFT_TIME_LIMIT; the stored bundle is kept",
     )
     return _finish_rejected(submission_id, rejection)
