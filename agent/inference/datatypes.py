@@ -5,17 +5,25 @@
 | fp32 | float32 | float32 | the model's ordinary kernels (the CPU demo's stand-in for 16-bit) |
 | fp16, bf16 | float16 / bfloat16 | same | the model's ordinary kernels in that dtype |
 | int8_weight_only, int4_weight_only | int8 / int4 per output channel | bf16 (else fp16) | `paddle.nn.quant.weight_quantize` and `weight_only_linear` |
-| a8w8 | int8 per output channel | int8 per tensor, scales from PTQ calibration (abs max) | int8 x int8 `paddle.matmul` |
+| a8w8 | int8 per output channel | int8 per tensor, scales from `paddle.quantization.PTQ` calibration | int8 x int8 `paddle.matmul` |
 
 Every data type is first probed on the device: a forward pass of the model
 in that dtype, or the quantized kernel on a small tensor. When Paddle has no
 kernel for it there (a `NotFound` "kernel ... is not registered" error), the
 data type raises DataTypeNotSupported and the workload records "not
 supported on this device". Nothing is emulated in another dtype.
+
+A8W8 calibrates before it probes the int8 kernel, so that the calibration
+(Paddle's PTQ with an AbsmaxObserver on the input of every linear layer but
+the LM head, over the pack's calibration set) runs and is recorded even on a
+device that cannot then run the int8 model. It runs in bf16, else fp16, else
+in float32, whichever the device has kernels for, and the record names it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -32,10 +40,12 @@ WEIGHT_ONLY = {"int8_weight_only": ("weight_only_int8", "int8"), "int4_weight_on
 class DataTypeNotSupported(Exception):
     """The device has no Paddle kernel for a data type; `reason` quotes what Paddle reported."""
 
-    def __init__(self, data_type: str, reason: str):
+    def __init__(self, data_type: str, reason: str, record: dict[str, Any] | None = None):
         super().__init__(f"{data_type} is not supported on this device: {reason}")
         self.data_type = data_type
         self.reason = reason
+        # What was done before the missing kernel showed, such as the A8W8 calibration.
+        self.record = record or {}
 
 
 def _missing_kernel(error: Exception) -> bool:
@@ -60,11 +70,11 @@ def load_model(model_dir: Path, data_type: str, tokenizer, calibration_texts: li
     if data_type in PADDLE_DTYPES:
         model = _load_in(model_dir, data_type, PADDLE_DTYPES[data_type], tokenizer)
         return model, {"data_type": data_type, "weights": PADDLE_DTYPES[data_type], "activations": PADDLE_DTYPES[data_type]}
+    if data_type == "a8w8":
+        return _a8w8(model_dir, tokenizer, calibration_texts or [])
     activations = _sixteen_bit(model_dir, data_type, tokenizer)
     model = _load_in(model_dir, data_type, activations, tokenizer)
-    if data_type in WEIGHT_ONLY:
-        return _weight_only(model, data_type, activations)
-    return _a8w8(model, activations, tokenizer, calibration_texts or [])
+    return _weight_only(model, data_type, activations)
 
 
 def _load_in(model_dir: Path, data_type: str, dtype: str, tokenizer):
@@ -90,12 +100,18 @@ def _sixteen_bit(model_dir: Path, data_type: str, tokenizer) -> str:
     raise DataTypeNotSupported(data_type, "its activations need bf16 or fp16 kernels, and neither runs here (" + "; ".join(reasons) + ")")
 
 
-def quantized_linears(model) -> list[tuple[Any, str, Any]]:
-    """Return (parent, attribute, layer) for every nn.Linear of the model except the LM head."""
+def quantized_linears(model, observed: bool = False) -> list[tuple[Any, str, Any]]:
+    """Return (parent, attribute, layer) for every nn.Linear of the model except the LM head.
+
+    With `observed`, return the QuantedLinear layers that calibration put in their place instead.
+    """
+    from paddle.nn.quant.qat import QuantedLinear
+
+    kind = QuantedLinear if observed else paddle.nn.Linear
     found = []
     for parent in model.sublayers(include_self=True):
         for name, child in parent.named_children():
-            if isinstance(child, paddle.nn.Linear) and name != "lm_head":
+            if isinstance(child, kind) and name != "lm_head":
                 found.append((parent, name, child))
     return found
 
@@ -117,39 +133,75 @@ def _weight_only(model, data_type: str, activations: str):
                    "quantized_layers": len(layers)}
 
 
-def _a8w8(model, activations: str, tokenizer, calibration_texts: list[str]):
-    _probe("a8w8", lambda: paddle.matmul(paddle.ones([2, 8], dtype="int8"), paddle.ones([8, 4], dtype="int8")).numpy())
+def _a8w8(model_dir: Path, tokenizer, calibration_texts: list[str]):
     if not calibration_texts:
         raise ValueError("a8w8 needs a calibration set: name one under the workload's datasets.calibration")
+    try:
+        activations = _sixteen_bit(model_dir, "a8w8", tokenizer)
+        sixteen_bit_missing = ""
+    except DataTypeNotSupported as error:
+        activations, sixteen_bit_missing = "float32", error.reason
+    model = _load_in(model_dir, "a8w8", activations, tokenizer)
+    layers = quantized_linears(model)
+    scales = calibrate(model, tokenizer, calibration_texts)
+    record = {"data_type": "a8w8", "weights": "int8", "activations": "int8",
+              "quantization": "PTQ: per-tensor activation scale = abs max over the calibration set / 127 "
+                              "(paddle.quantization.PTQ, AbsmaxObserver), per-output-channel weight scale = abs max / 127",
+              "calibration": {**calibration_record(scales, len(calibration_texts), activations), "scales": scales},
+              "quantized_layers": len(layers)}
+    try:
+        _probe("a8w8", lambda: paddle.matmul(paddle.ones([2, 8], dtype="int8"), paddle.ones([8, 4], dtype="int8")).numpy())
+        if sixteen_bit_missing:
+            raise DataTypeNotSupported("a8w8", sixteen_bit_missing)
+    except DataTypeNotSupported as error:
+        raise DataTypeNotSupported("a8w8", error.reason, record) from error
 
     # NOTE: like the weight-only path, this runs only where an int8 GEMM kernel exists.
-    layers = quantized_linears(model)
-    absmax = calibrate(model, tokenizer, calibration_texts, [linear for _, _, linear in layers])
-    for parent, name, linear in layers:
-        setattr(parent, name, A8W8Linear(linear, absmax[id(linear)]))
-    return model, {"data_type": "a8w8", "weights": "int8", "activations": "int8",
-                   "quantization": "PTQ: per-tensor activation scale = abs max over the calibration set / 127, "
-                                   "per-output-channel weight scale = abs max / 127",
-                   "calibration_samples": len(calibration_texts), "quantized_layers": len(layers)}
+    for parent, name, quanted in quantized_linears(model, observed=True):
+        setattr(parent, name, A8W8Linear(quanted, scales[quanted.calibration_name]))
+    return model, record
 
 
-def calibrate(model, tokenizer, texts: list[str], linears: list) -> dict[int, float]:
-    """Run the calibration texts through the model and return each linear layer's input abs max, by id."""
-    absmax = {id(linear): 0.0 for linear in linears}
+def calibrate(model, tokenizer, texts: list[str]) -> dict[str, float]:
+    """Calibrate the input abs max of every linear layer but the LM head with Paddle's PTQ; return them by layer name.
 
-    def observe(layer, inputs):
-        absmax[id(layer)] = max(absmax[id(layer)], float(inputs[0].abs().max().astype("float32").item()))
+    `paddle.quantization.PTQ` replaces those layers, in place, by
+    QuantedLinear layers whose AbsmaxObserver sees each input; the texts
+    then run through the model one at a time (BOS + ids, at most 256
+    tokens). The observed layers stay in the model, marked with their name.
+    """
+    from paddle.quantization import PTQ, QuantConfig
+    from paddle.quantization.observers import AbsmaxObserver
 
-    hooks = [linear.register_forward_pre_hook(observe) for linear in linears]
-    try:
-        with paddle.no_grad():
-            for text in texts:
-                ids = [tokenizer.bos_token_id, *tokenizer.encode(text)][:256]
-                model(input_ids=paddle.to_tensor([ids], dtype="int64"))
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return absmax
+    if not texts:
+        raise ValueError("calibration needs at least one text")
+    config = QuantConfig(activation=None, weight=None)
+    config.add_layer_config([linear for _, _, linear in quantized_linears(model)], activation=AbsmaxObserver(quant_bits=8))
+    PTQ(config).quantize(model, inplace=True)
+    observed = quantized_linears(model, observed=True)
+    names = {id(layer): name for name, layer in model.named_sublayers()}
+    for _, _, layer in observed:
+        layer.calibration_name = names[id(layer)]
+    with paddle.no_grad():
+        for text in texts:
+            ids = [tokenizer.bos_token_id, *tokenizer.encode(text)][:256]
+            model(input_ids=paddle.to_tensor([ids], dtype="int64"))
+    return {layer.calibration_name: float(layer.activation_quanter.scales().astype("float32").item())
+            for _, _, layer in observed}
+
+
+def calibration_record(scales: dict[str, float], samples: int, dtype: str) -> dict[str, Any]:
+    """Summarize calibration scales for config.json; the digest is sha256 of `scales_json(scales)`."""
+    values = list(scales.values())
+    return {"method": "paddle.quantization.PTQ, AbsmaxObserver(quant_bits=8) on each linear layer's input",
+            "samples": samples, "dtype": dtype, "layers": len(scales),
+            "abs_max_min": min(values), "abs_max_max": max(values),
+            "scales_sha256": hashlib.sha256(scales_json(scales)).hexdigest()}
+
+
+def scales_json(scales: dict[str, float]) -> bytes:
+    """The canonical bytes of the calibration scales (layer name to input abs max, sorted by name)."""
+    return json.dumps(dict(sorted(scales.items())), indent=1).encode("utf-8")
 
 
 class WeightOnlyLinear(paddle.nn.Layer):

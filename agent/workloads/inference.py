@@ -2,6 +2,7 @@
 
 Records in the workload folder:
 - config.json: the data type (or why the device does not support it), the server, the search settings;
+- calibration_scales.json (A8W8 only): each linear layer's calibrated input abs max, whose sha256 config.json records;
 - lambada.jsonl: one line per passage, as for pretraining;
 - generations.jsonl: one line per prompt of the pack's prompt set, for human evaluation;
 - requests.jsonl and search.json: every request of every load trial, and the trials.
@@ -84,9 +85,15 @@ def run(context: WorkloadContext) -> dict[str, Any]:
     try:
         model, config["data_type"] = datatypes.load_model(context.init_from, data_type, tokenizer, _calibration_texts(context))
     except datatypes.DataTypeNotSupported as error:
-        config["data_type"] = {"data_type": data_type, "supported": False, "reason": error.reason}
+        config["data_type"] = {**error.record, "data_type": data_type, "supported": False, "reason": error.reason}
+        details = {"data_type": data_type, "not_supported_reason": error.reason}
+        if "calibration" in error.record:
+            _write_scales(context, error.record["calibration"])
+            details["calibration_scales_sha256"] = error.record["calibration"]["scales_sha256"]
         write_json(context.out_dir / "config.json", config)
-        raise WorkloadNotSupported(str(error), {"data_type": data_type, "not_supported_reason": error.reason}) from error
+        raise WorkloadNotSupported(str(error), details) from error
+    if "calibration" in config["data_type"]:
+        _write_scales(context, config["data_type"]["calibration"])
     write_json(context.out_dir / "config.json", config)
     logger.info("%s: running in %s", context.workload_id, config["data_type"]["data_type"])
 
@@ -115,6 +122,14 @@ def _calibration_texts(context: WorkloadContext) -> list[str]:
                 texts.append(row.get("src") or row.get("prompt") or row.get("text") or "")
     limit = context.fixed.get("calibration_samples")
     return texts[:limit] if limit else texts
+
+
+def _write_scales(context: WorkloadContext, calibration: dict[str, Any]) -> None:
+    """Move the calibration scales out of the record into calibration_scales.json, whose sha256 the record keeps."""
+    scales = calibration.pop("scales")
+    (context.out_dir / "calibration_scales.json").write_bytes(datatypes.scales_json(scales))
+    calibration["scales_file"] = "calibration_scales.json"
+    calibration["datasets"] = context.spec["datasets"].get("calibration")
 
 
 def write_generations(context: WorkloadContext, model, tokenizer, prompts: list[dict[str, Any]]) -> None:

@@ -125,3 +125,74 @@ def test_workload_records_not_supported(model_dir, tmp_path):
     assert raised.value.details["data_type"] == "int8_weight_only"
     assert read_json(context.out_dir / "config.json")["data_type"]["supported"] is False
     assert not (context.out_dir / "lambada.jsonl").exists()
+
+
+def sft_texts(name: str, count: int) -> list[str]:
+    lines = (REPO / "data" / "sft" / name).read_text(encoding="utf-8").splitlines()[:count]
+    return [json.loads(line)["src"] for line in lines]
+
+
+def hooked_input_absmax(model_dir, tokenizer, texts: list[str]) -> dict[str, float]:
+    """Input abs max of each linear layer, observed with plain forward hooks on a fresh copy of the model."""
+    model, _ = datatypes.load_model(model_dir, "fp32", tokenizer)
+    names = {id(layer): name for name, layer in model.named_sublayers()}
+    seen: dict[str, float] = {}
+
+    def observe(layer, inputs):
+        name = names[id(layer)]
+        seen[name] = max(seen.get(name, 0.0), float(inputs[0].abs().max()))
+
+    hooks = [linear.register_forward_pre_hook(observe) for _, _, linear in datatypes.quantized_linears(model)]
+    with paddle.no_grad():
+        for text in texts:
+            model(input_ids=paddle.to_tensor([[tokenizer.bos_token_id, *tokenizer.encode(text)][:256]], dtype="int64"))
+    for hook in hooks:
+        hook.remove()
+    return seen
+
+
+def test_ptq_calibration_on_cpu(model_dir, tokenizer):
+    zh, en = sft_texts("alpaca_zh_demo_train.json", 4), sft_texts("alpaca_en_demo_train.json", 4)
+    model, _ = datatypes.load_model(model_dir, "fp32", tokenizer)
+    linears = len(datatypes.quantized_linears(model))
+    scales_zh = datatypes.calibrate(model, tokenizer, zh)
+    # Paddle's observers replaced every linear layer but the LM head, and saw what the hooks see.
+    assert len(scales_zh) == linears == len(datatypes.quantized_linears(model, observed=True))
+    expected = hooked_input_absmax(model_dir, tokenizer, zh)
+    assert scales_zh.keys() == expected.keys()
+    for name, value in scales_zh.items():
+        assert value == pytest.approx(expected[name], rel=1e-6), name
+    model_en, _ = datatypes.load_model(model_dir, "fp32", tokenizer)
+    scales_en = datatypes.calibrate(model_en, tokenizer, en)
+    assert datatypes.calibration_record(scales_zh, 4, "float32")["scales_sha256"] != \
+        datatypes.calibration_record(scales_en, 4, "float32")["scales_sha256"]
+
+
+@pytest.mark.skipif(paddle.is_compiled_with_cuda(), reason="checks the CPU build, which has no int8 GEMM kernel")
+def test_a8w8_records_calibration_on_cpu(model_dir, tmp_path):
+    import hashlib
+
+    from agent.errors import WorkloadNotSupported
+    from agent.workloads import inference
+    from agent.workloads.common import WorkloadContext
+    from certification.records import read_json
+
+    pack = load_rule_pack("smoke-2026.1")
+    context = WorkloadContext(workload_id="infer-llama-a8w8", spec=pack.workload("infer-llama-a8w8"), pack=pack,
+                              data_root=REPO, run_dir=tmp_path, device="cpu", init_from=model_dir)
+    context.out_dir.mkdir(parents=True)
+    with pytest.raises(WorkloadNotSupported) as raised:
+        inference.run(context)
+    record = read_json(context.out_dir / "config.json")["data_type"]
+    assert record["supported"] is False
+    assert "not registered" in record["reason"]
+    calibration = record["calibration"]
+    assert calibration["samples"] == pack.workload("infer-llama-a8w8")["hyperparameters"]["fixed"]["calibration_samples"]
+    assert calibration["datasets"] == ["sft_zh_train", "sft_en_train"]
+    scales_bytes = (context.out_dir / calibration["scales_file"]).read_bytes()
+    assert hashlib.sha256(scales_bytes).hexdigest() == calibration["scales_sha256"]
+    assert raised.value.details["calibration_scales_sha256"] == calibration["scales_sha256"]
+    scales = json.loads(scales_bytes)
+    assert len(scales) == calibration["layers"] == record["quantized_layers"]
+    assert all(value > 0 for value in scales.values())
+    assert not (context.out_dir / "lambada.jsonl").exists()
