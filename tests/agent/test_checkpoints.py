@@ -14,6 +14,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -220,3 +221,224 @@ def test_pack_rules_for_checkpoints_and_corpora():
     assert "unset digest" in paths["models/llama-tiny/checkpoint/sha256"]
     assert "only be the one train set" in paths["workloads/pretrain-llama/datasets/validation"]
     assert "needs init_from or a model with a checkpoint" in paths["workloads/sft-qwen2-moe/init_from"]
+
+
+# Training from a saved checkpoint (slow: real Paddle) ------------------------------------------
+
+TRAIN_STEPS = 2
+
+
+def save_tiny_model(pack, model: str, folder: Path):
+    """Save a tiny model with save_pretrained; a wide initializer gives it a loss far from a fresh model's."""
+    import paddle
+
+    from agent.workloads.models import build_model, model_config
+
+    preset = pack.data["models"][model]
+    paddle.seed(7)
+    saved = build_model(preset, {**model_config(preset, {"dropout": 0.0}, "cpu"), "initializer_range": 0.2})
+    saved.save_pretrained(str(folder))
+    saved.eval()
+    return saved
+
+
+def short_context(pack, workload_id: str, run_dir: Path, **changes):
+    from agent.workloads.common import WorkloadContext
+
+    spec = copy.deepcopy(pack.workload(workload_id))
+    spec["hyperparameters"]["fixed"].update(max_steps=TRAIN_STEPS, warmup_steps=1, **changes)
+    spec["hyperparameters"]["fixed"].pop("checkpoint_steps", None)
+    spec["criteria"] = [criterion for criterion in spec["criteria"] if criterion["metric"] == "loss_window_alignment"]
+    context = WorkloadContext(workload_id=workload_id, spec=spec, pack=pack, data_root=REPO, run_dir=run_dir, device="cpu")
+    context.out_dir.mkdir(parents=True)
+    return context
+
+
+def batch_loss(model, batch: dict) -> float:
+    import paddle
+
+    with paddle.no_grad():
+        return float(model(**{key: paddle.to_tensor(value) for key, value in batch.items()}, return_dict=True).loss.item())
+
+
+def first_step_loss(context) -> float:
+    records = read_jsonl(context.out_dir / "steps.jsonl")
+    assert [record["step"] for record in records] == list(range(1, TRAIN_STEPS + 1))
+    return decode_float(records[0]["loss"])
+
+
+def fresh_model_loss(pack, model: str, batch: dict) -> float:
+    """The loss of a model built from the pack's config with the pack's seed, which the workload trains without a checkpoint."""
+    import paddle
+
+    from agent.workloads.models import build_model, model_config
+
+    preset = pack.data["models"][model]
+    paddle.seed(42)
+    fresh = build_model(preset, model_config(preset, {"dropout": 0.0}, "cpu"))
+    fresh.eval()
+    return batch_loss(fresh, batch)
+
+
+@pytest.mark.slow
+def test_pretrain_starts_from_saved_llama(tmp_path):
+    from agent.workloads import pretrain
+
+    base = load_rule_pack("tiny-2026.1")
+    folder = tmp_path / "llama-checkpoint"
+    saved = save_tiny_model(base, "llama-tiny", folder)
+    pack = checkpoint_pack(folder, sha256sum_digest(folder))
+    context = short_context(pack, "pretrain-llama", tmp_path / "run")
+
+    pretrain.run(context)
+
+    blocks = pretrain.training_blocks(context, context.load_tokenizer(), 65)
+    first = np.stack([blocks[index] for index in range(4)])
+    batch = {"input_ids": first[:, :-1], "labels": first[:, 1:]}
+    expected = batch_loss(saved, batch)
+    assert math.isclose(first_step_loss(context), expected, rel_tol=1e-5)
+    assert abs(fresh_model_loss(base, "llama-tiny", batch) - expected) > 0.1
+
+    config = read_json(context.out_dir / "config.json")
+    checkpoint = config["model"]["checkpoint"]
+    assert checkpoint["path"] == str(folder) and checkpoint["pinned"] is True
+    assert checkpoint["sha256"] == sha256sum_digest(folder)
+    assert checkpoint["config_json"]["initializer_range"] == 0.2
+    assert config["model"]["config"]["initializer_range"] == 0.2
+
+
+@pytest.mark.slow
+def test_sft_starts_from_saved_qwen2(tmp_path):
+    from agent.workloads import finetune
+    from agent.workloads.common import interleave, read_pairs
+
+    base = load_rule_pack("tiny-2026.1")
+    folder = tmp_path / "qwen2-checkpoint"
+    saved = save_tiny_model(base, "qwen2-tiny", folder)
+    data = tiny_data()
+    data["models"]["qwen2-tiny"]["checkpoint"] = {"path": os.path.relpath(folder, REPO), "sha256": sha256sum_digest(folder)}
+    sft = data["workloads"]["sft-llama"]
+    sft["model"] = "qwen2-tiny"
+    del sft["init_from"]
+    pack = make_pack(data)
+    context = short_context(pack, "sft-llama", tmp_path / "run", eval_samples_per_dataset=1, max_new_tokens=4)
+
+    finetune.run_sft(context)
+
+    tokenizer = context.load_tokenizer()
+    pairs = interleave([read_pairs(context.dataset_path(name)) for name in context.spec["datasets"]["train"]])[:4]
+    samples = finetune.InstructionPairs(tokenizer, pairs, 64)
+    batch = finetune.collate_right_padded([samples[index] for index in range(4)], pad_id=tokenizer.pad_token_id)
+    batch = {key: value.numpy() for key, value in batch.items()}
+    expected = batch_loss(saved, batch)
+    assert math.isclose(first_step_loss(context), expected, rel_tol=1e-5)
+    assert abs(fresh_model_loss(base, "qwen2-tiny", batch) - expected) > 0.1
+    assert read_json(context.out_dir / "config.json")["model"]["checkpoint"]["path"] == str(folder)
+    assert len(read_jsonl(context.out_dir / "predictions.jsonl")) == 2
+
+
+# Pre-tokenized corpora ------------------------------------------------------------------------
+
+CORPUS_BLOCKS = TRAIN_STEPS * 4  # max_steps x global_batch_size of pretrain-llama
+BLOCK = 65  # max_seq_length + 1
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """The shipped pretraining text of pretrain-llama, written with PaddleNLP's builder: one item per document,
+    BOS + ids + EOS, as the text path tokenizes it. Returns the prefix and the source ids in order."""
+    from paddlenlp.data.indexed_dataset import make_builder
+
+    from agent.workloads.common import interleave, load_tokenizer, read_text_documents
+
+    pack = load_rule_pack("tiny-2026.1")
+    tokenizer_entry = pack.data["tokenizers"]["llama2"]
+    tokenizer = load_tokenizer(REPO / tokenizer_entry["path"], tokenizer_entry["kind"])
+    names = pack.workload("pretrain-llama")["datasets"]["train"]
+    documents = interleave([read_text_documents(REPO / pack.data["datasets"][name]["path"]) for name in names])
+    prefix = tmp_path_factory.mktemp("corpus") / "llama_text_document"
+    builder = make_builder(f"{prefix}.bin", "mmap", np.uint16)
+    source: list[int] = []
+    for document in documents:
+        ids = [tokenizer.bos_token_id, *tokenizer.encode(document), tokenizer.eos_token_id]
+        builder.add_item(ids)
+        builder.end_document()
+        source.extend(ids)
+        if len(source) > 2 * CORPUS_BLOCKS * BLOCK:
+            break
+    builder.finalize(f"{prefix}.idx")
+    return prefix, source
+
+
+def corpus_digest(prefix: Path) -> str:
+    """The documented digest of a corpus: sha256sum of <prefix>.bin and <prefix>.idx, hashed again."""
+    command = ["sh", "-c", f"sha256sum {prefix.name}.bin {prefix.name}.idx | sha256sum"]
+    return subprocess.run(command, cwd=prefix.parent, capture_output=True, text=True, check=True).stdout.split()[0]
+
+
+def corpus_pack(prefix: Path, sha256: str | None):
+    data = tiny_data()
+    data["datasets"]["corpus"] = {"path": os.path.relpath(prefix, REPO), "format": "paddlenlp_mmap", "sha256": sha256}
+    data["workloads"]["pretrain-llama"]["datasets"]["train"] = ["corpus"]
+    return make_pack(data)
+
+
+def test_corpus_blocks_are_the_source_tokens(corpus, tmp_path):
+    from agent.workloads import pretrain
+    from agent.workloads.common import interleave, read_text_documents
+
+    prefix, source = corpus
+    context = short_context(corpus_pack(prefix, corpus_digest(prefix)), "pretrain-llama", tmp_path)
+    tokenizer = context.load_tokenizer()
+
+    blocks = pretrain.training_blocks(context, tokenizer, BLOCK)
+
+    assert isinstance(blocks, pretrain.CorpusBlocks) and blocks.dtype == "uint16"
+    trained = np.stack([blocks[index] for index in range(len(blocks))])
+    assert trained.shape == (CORPUS_BLOCKS, BLOCK) and trained.dtype == np.int64
+    assert trained.reshape(-1).tolist() == source[:CORPUS_BLOCKS * BLOCK]
+    text_context = short_context(load_rule_pack("tiny-2026.1"), "pretrain-llama", tmp_path / "text")
+    assert np.array_equal(trained, pretrain.training_blocks(text_context, tokenizer, BLOCK))
+
+
+def test_corpus_verified_before_the_run(corpus, tmp_path):
+    prefix, _ = corpus
+    pack = corpus_pack(prefix, corpus_digest(prefix))
+
+    record = verify_input_files(pack, ["pretrain-llama"], REPO)["dataset corpus"]
+
+    assert record["sha256"] == corpus_digest(prefix) and record["pinned"] is True
+    assert [entry["path"] for entry in record["files"]] == [f"{prefix.name}.bin", f"{prefix.name}.idx"]
+    with pytest.raises(AgentError) as error:
+        verify_input_files(corpus_pack(prefix, "0" * 64), ["pretrain-llama"], REPO)
+    assert error.value.code == "data_checksum_mismatch" and "dataset corpus" in error.value.message
+    with pytest.raises(AgentError) as error:
+        verify_input_files(corpus_pack(tmp_path / "absent", None), ["pretrain-llama"], REPO)
+    assert error.value.code == "data_missing" and "absent.bin" in error.value.message
+
+
+def test_corpus_too_short_or_for_another_vocabulary(corpus, tmp_path):
+    from agent.workloads import pretrain
+
+    prefix, source = corpus
+    with pytest.raises(ValueError, match=f"holds {len(source)} tokens, fewer than"):
+        pretrain.CorpusBlocks(prefix, BLOCK, len(source) // BLOCK + 1, 32000)
+    with pytest.raises(ValueError, match="outside the model's vocabulary of 100"):
+        pretrain.CorpusBlocks(prefix, BLOCK, 1, 100)[0]
+
+
+@pytest.mark.slow
+def test_corpus_trains_like_its_text(corpus, tmp_path):
+    """The same tokens from the corpus and from the text give the same loss at every step."""
+    from agent.workloads import pretrain
+
+    prefix, _ = corpus
+    from_corpus = short_context(corpus_pack(prefix, corpus_digest(prefix)), "pretrain-llama", tmp_path / "corpus")
+    from_text = short_context(load_rule_pack("tiny-2026.1"), "pretrain-llama", tmp_path / "text")
+    for context in (from_corpus, from_text):
+        pretrain.run(context)
+
+    losses = [[record["loss"] for record in read_jsonl(context.out_dir / "steps.jsonl")] for context in (from_corpus, from_text)]
+    assert len(losses[0]) == TRAIN_STEPS and losses[0] == losses[1]
+    recipe = read_json(from_corpus.out_dir / "config.json")["data_recipe"]["train"]
+    assert "pre-tokenized corpus" in recipe
