@@ -130,12 +130,20 @@ class WorkloadContext:
 
     def load_tokenizer(self):
         record = self.tokenizer_record()
-        return load_tokenizer(self.data_root / record["path"], record["kind"])
+        tokenizer = load_tokenizer(self.data_root / record["path"], record["kind"], record.get("class"))
+        model_vocabulary = self.model_preset["config"].get("vocab_size")
+        if model_vocabulary is not None and tokenizer.vocab_size > model_vocabulary:
+            raise ValueError(f"tokenizer {record['name']} has {tokenizer.vocab_size} ids but model {self.model_name} "
+                             f"has vocab_size {model_vocabulary}: give the model a vocab_size of at least {tokenizer.vocab_size}")
+        return tokenizer
 
     def tokenizer_record(self) -> dict[str, str]:
         name = self.model_preset["tokenizer"]
         entry = self.pack.data["tokenizers"][name]
-        return {"name": name, "kind": entry["kind"], "path": entry["path"], "sha256": entry["sha256"]}
+        record = {"name": name, "kind": entry["kind"], "path": entry["path"], "sha256": entry["sha256"]}
+        if "class" in entry:
+            record["class"] = entry["class"]
+        return record
 
 
 def apply_determinism(seed: int, device: str, dropout: float = 0.0) -> dict[str, Any]:
@@ -193,11 +201,11 @@ def synchronize(device: str) -> None:
         paddle.device.synchronize()
 
 
-def load_tokenizer(path: Path, kind: str = "sentencepiece"):
+def load_tokenizer(path: Path, kind: str = "sentencepiece", tokenizer_class: str | None = None):
     """Load a tokenizer file of the given kind (see agent.workloads.tokenization)."""
     from agent.workloads.tokenization import load_tokenizer as load
 
-    return load(path, kind)
+    return load(path, kind, tokenizer_class)
 
 
 def encode(tokenizer, text: str) -> list[int]:

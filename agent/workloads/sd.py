@@ -117,7 +117,7 @@ def resolve_config(context: WorkloadContext, kind: str) -> dict[str, Any]:
 
 def _encoder(context: WorkloadContext) -> PromptEncoder:
     record = context.tokenizer_record()
-    return PromptEncoder(context.data_root / record["path"], record["kind"], int(context.fixed["max_seq_length"]))
+    return PromptEncoder(context.data_root / record["path"], record["kind"], int(context.fixed["max_seq_length"]), record.get("class"))
 
 
 def _generate(context: WorkloadContext, parts: dict[str, Any], encoder: PromptEncoder) -> dict[str, Any]:

@@ -80,8 +80,8 @@ def latent_shape(config: dict[str, Any], resolution: int) -> tuple[int, int, int
 class PromptEncoder:
     """Token ids for the text encoder: BOS, the text's ids, EOS, cut or padded to `length` with the pad id."""
 
-    def __init__(self, tokenizer_path: Path, kind: str, length: int):
-        self.tokenizer = load_tokenizer(tokenizer_path, kind)
+    def __init__(self, tokenizer_path: Path, kind: str, length: int, tokenizer_class: str | None = None):
+        self.tokenizer = load_tokenizer(tokenizer_path, kind, tokenizer_class)
         self.length = length
 
     def ids(self, text: str) -> list[int]:
