@@ -1,0 +1,87 @@
+"""Rejection messages: every code has a portal sentence in Chinese and English, on the page and in the API."""
+
+import hashlib
+
+import pytest
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.urls import reverse
+from django.utils import translation
+
+from certification.errors import BUNDLE_ERRORS, TICKET_ERRORS, BundleError, TicketError
+from portal.submissions.models import Submission, ValidationReport
+from portal.submissions.pipeline import Rejection, _finish_rejected
+from portal.submissions.rejections import REJECTION_MESSAGES
+
+from .conftest import login, upload_file
+
+PIPELINE_CODES = {"records_invalid", "validation_timed_out"}
+BUNDLE_BYTES = b"stored bundle bytes"
+
+
+def rejected_with(vendor, rejection: Rejection) -> Submission:
+    with transaction.atomic():
+        submission = Submission(vendor=vendor, sha256=hashlib.sha256(BUNDLE_BYTES).hexdigest(), size=len(BUNDLE_BYTES), state=Submission.State.VALIDATING)
+        submission.bundle.save("bundle.tar", ContentFile(BUNDLE_BYTES), save=False)
+        submission.save()
+    return _finish_rejected(submission.pk, rejection)
+
+
+def test_every_code_has_a_sentence():
+    assert set(BUNDLE_ERRORS) | set(TICKET_ERRORS) | PIPELINE_CODES == set(REJECTION_MESSAGES)
+
+
+@pytest.mark.parametrize("code", sorted(REJECTION_MESSAGES))
+def test_sentence_translated_and_names_value(code):
+    report = ValidationReport(error_code=code, error_params={"value": "VALUE-42"}, error_message="core text")
+    with translation.override("en"):
+        english = report.error_detail
+    with translation.override("zh-hans"):
+        chinese = report.error_detail
+    assert english != chinese, code
+    assert "core text" not in english
+    uses_value = "%(value)s" in str(REJECTION_MESSAGES[code])
+    assert ("VALUE-42" in english) == uses_value
+    assert ("VALUE-42" in chinese) == uses_value
+
+
+@pytest.mark.parametrize("error, english, chinese", [
+    (BundleError("signature_key_unknown", "ed25519:abc123"), "not a signing key of your vendor", "不是贵厂商的签名密钥"),
+    (BundleError("file_digest_mismatch", "workloads/a/steps.jsonl"), "The file was changed after packing", "重新打包"),
+    (TicketError("ticket_expired", "2026-01-01T00:00:00+00:00"), "Request a new ticket", "申请新票据"),
+])
+def test_page_and_api_show_the_language(client, owner, owner_api, vendor, error, english, chinese):
+    submission = rejected_with(vendor, Rejection.from_bundle_error(error))
+    assert submission.report.error_params == {"value": str(error.value)}
+    login(client, owner)
+    url = reverse("submission-detail", args=[submission.pk])
+
+    client.cookies["django_language"] = "en"
+    page = client.get(url).content.decode()
+    assert english in page and str(error.value) in page
+    assert error.hint not in page  # the command-line hint of the core is not shown when the portal has a sentence
+
+    client.cookies["django_language"] = "zh-hans"
+    page = client.get(url).content.decode()
+    assert chinese in page and str(error.value) in page
+
+    for language, expected in (("en", english), ("zh-hans", chinese)):
+        # The same bytes again return the stored submission with its report.
+        reply = owner_api.post(reverse("api-bundle-upload"), {"bundle": upload_file(BUNDLE_BYTES)}, format="multipart", HTTP_ACCEPT_LANGUAGE=language)
+        assert reply.status_code == 200
+        assert reply.json()["error_code"] == error.code
+        assert expected in reply.json()["error_detail"]
+
+
+def test_report_stored_without_value_shows_a_dash(vendor):
+    report = ValidationReport(error_code="ticket_reused", error_params={})
+    with translation.override("en"):
+        assert "The run ticket - was already used" in report.error_detail
+
+
+def test_unknown_code_keeps_the_stored_text_and_hint(client, owner, vendor):
+    submission = rejected_with(vendor, Rejection("some_future_code", message="stored English text", hint="stored hint"))
+    login(client, owner)
+    page = client.get(reverse("submission-detail", args=[submission.pk])).content.decode()
+    assert "stored English text" in page
+    assert "stored hint" in page
