@@ -73,6 +73,12 @@ class Certificate(models.Model):
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
 
+    def figures(self) -> list[dict]:
+        """Return the key figures formatted in the active language."""
+        from portal.certificates.figures import display_figures
+
+        return display_figures(self.key_figures)
+
     def flag_for_review(self, reason: str) -> None:
         """Mark the certificate for staff review, keeping the first reason when it is flagged again."""
         self.needs_review = True

@@ -10,7 +10,7 @@ from django.utils import timezone
 from portal.audit.services import record
 from portal.certificates.errors import CertificateError
 from portal.certificates.credentials import sign_certificate
-from portal.certificates.figures import format_figure
+from portal.certificates.figures import stored_figure
 from portal.certificates.models import Certificate, CertificateSequence, Track
 from portal.evaluation.services import effective_verdict
 from portal.permissions import is_reviewer
@@ -111,10 +111,11 @@ def allocate_number(year: int) -> str:
 
 def key_figures(submission: Submission, track: str, level: int) -> list[dict]:
     """Return the passing criteria of the workloads the track requires up to `level`, for the certificate."""
-    levels = submission.rule_pack.parsed().data.get("tracks", {}).get(track, {}).get("levels", {})
+    pack = submission.rule_pack.parsed().data
+    levels = pack.get("tracks", {}).get(track, {}).get("levels", {})
     workloads = {name for number, entry in levels.items() if int(number) <= level for name in entry.get("workloads", [])}
     criteria = effective_verdict(submission).get("criteria", [])
-    return [format_figure(item) for item in criteria if item.get("status") == "pass" and item.get("workload") in workloads]
+    return [stored_figure(item, pack.get("settings", {})) for item in criteria if item.get("status") == "pass" and item.get("workload") in workloads]
 
 
 @transaction.atomic
