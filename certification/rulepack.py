@@ -214,7 +214,7 @@ def _workload_issues(data: dict, workload_id: str, workload: dict) -> list[RuleP
 
 
 def _corpus_issues(data: dict, where: str, workload: dict) -> list[RulePackIssue]:
-    """A pre-tokenized corpus (format paddlenlp_mmap) may only be the one train set of a pretrain workload."""
+    """Report a pre-tokenized corpus (format paddlenlp_mmap) used other than as the one train set of a pretrain workload."""
     issues = []
     for role, names in workload["datasets"].items():
         names = [names] if isinstance(names, str) else names

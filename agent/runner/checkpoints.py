@@ -91,7 +91,7 @@ def checkpoint_folder(pack: RulePack, model: str, data_root: Path, folders: dict
 
 
 def check_checkpoint_folders(pack: RulePack, workload_ids: list[str], folders: dict[str, Path]) -> None:
-    """Refuse a `--checkpoint MODEL=DIR` whose model no planned workload starts from."""
+    """Reject a `--checkpoint MODEL=DIR` whose model no planned workload starts from."""
     used = sorted({pack.checkpoint_model(workload_id) for workload_id in workload_ids} - {None})
     for model in folders:
         if model not in used:
@@ -126,7 +126,7 @@ def read_checkpoint_config(model: str, directory: Path) -> dict[str, Any]:
 
 
 def check_checkpoint_config(pack: RulePack, model: str, saved: dict[str, Any]) -> None:
-    """Refuse a checkpoint whose config.json contradicts the architecture or a config value the pack fixes."""
+    """Reject a checkpoint whose config.json contradicts the architecture or a config value the pack fixes."""
     preset = pack.data["models"][model]
     architectures = saved.get("architectures")
     if architectures and preset["architecture"] not in architectures:

@@ -82,8 +82,7 @@ def load_pretrained(preset: dict[str, Any], path: Path, parallel: dict[str, Any]
 
 
 def weights_dtype(hyperparameters: dict[str, Any]) -> str:
-    """The data type released weights load in: bfloat16 or float16 under O2 mixed precision, as PaddleNLP's
-    pretraining script does, otherwise float32 (the Trainer keeps float32 master weights either way)."""
+    """Return the data type released weights load in: under O2 mixed precision the one O2 trains in, else float32."""
     if hyperparameters.get("fp16_opt_level") == "O2":
         if hyperparameters.get("bf16"):
             return "bfloat16"
@@ -110,7 +109,7 @@ def load_checkpoint(preset: dict[str, Any], record: dict[str, Any], config: dict
 
 
 def effective_model_config(context) -> dict[str, Any]:
-    """The model config a workload trains with: the checkpoint's config.json, if it starts from one, with the run's on top."""
+    """Return the model config a workload trains with: the checkpoint's config.json, if it starts from one, with the run's on top."""
     if context.checkpoint_model is None:
         return context.model_config
     return {**context.checkpoint()["config"], **context.model_config}
@@ -125,7 +124,7 @@ def start_model(context, parallel: dict[str, Any] | None = None):
 
 
 def model_record(context) -> dict[str, Any]:
-    """The model part of config.json; with a checkpoint, also its folder, digest, files and config.json."""
+    """Return the model part of config.json, with the checkpoint's folder, digest, files and config.json when there is one."""
     record = {"name": context.model_name, "architecture": context.model_preset["architecture"],
               "config": effective_model_config(context)}
     if context.checkpoint_model is not None:

@@ -87,10 +87,10 @@ class CorpusBlocks:
         data_path = f"{prefix}.bin"
         stored = os.path.getsize(data_path)
         if stored != total * dtype.itemsize:
-            raise ValueError(f"{data_path} holds {stored} bytes, but its index lists {total} tokens of {dtype} "
+            raise ValueError(f"{data_path} contains {stored} bytes, but its index lists {total} tokens of {dtype} "
                              f"({total * dtype.itemsize} bytes); rebuild the corpus with PaddleNLP's tools")
         if total < length * count:
-            raise ValueError(f"the corpus {prefix} holds {total} tokens, fewer than the {length * count} that {count} blocks need")
+            raise ValueError(f"the corpus {prefix} contains {total} tokens, fewer than the {length * count} that {count} blocks need")
         self.stream = np.memmap(data_path, dtype=dtype, mode="r")
         self.length, self.count, self.vocab_size = length, count, vocab_size
         self.dtype, self.tokens = str(dtype), total
@@ -103,7 +103,7 @@ class CorpusBlocks:
             raise IndexError(index)
         block = np.asarray(self.stream[index * self.length:(index + 1) * self.length], dtype="int64")
         if int(block.max()) >= self.vocab_size:
-            raise ValueError(f"block {index} of the corpus holds token id {int(block.max())}, outside the model's "
+            raise ValueError(f"block {index} of the corpus contains token id {int(block.max())}, outside the model's "
                              f"vocabulary of {self.vocab_size}; the corpus was tokenized for another model")
         return block
 

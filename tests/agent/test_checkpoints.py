@@ -1,9 +1,9 @@
 """Workloads that start from released checkpoints, and packs that select a model through a setting.
 
 The slow tests save tiny LLaMA and Qwen2 models with PaddleNLP's
-save_pretrained, point a copy of rule pack tiny-2026.1 at the folder, and
-check that the first training step's loss is the saved model's loss on that
-batch, so the weights really loaded.
+save_pretrained and point a copy of rule pack tiny-2026.1 at the folder. The
+first training step's loss must be the saved model's loss on that batch, which
+shows that the weights loaded.
 """
 
 import copy
@@ -40,7 +40,7 @@ def make_pack(data: dict):
 
 
 def sha256sum_digest(folder: Path) -> str:
-    """The digest as docs/training.md tells staff to compute it, with coreutils."""
+    """Compute the digest with coreutils, as docs/training.md shows staff."""
     command = "find . -type f -printf '%P\\n' | LC_ALL=C sort | xargs -d '\\n' sha256sum | sha256sum"
     return subprocess.run(command, shell=True, cwd=folder, capture_output=True, text=True, check=True).stdout.split()[0]
 
@@ -135,7 +135,8 @@ def test_pinned_checkpoint_verified_and_recorded(tmp_path):
     records = verify_input_files(pack, ["pretrain-llama"], REPO)
 
     record = records["checkpoint llama-tiny"]
-    assert record["path"] == str(folder) and record["pinned"] is True
+    assert record["path"] == str(folder)
+    assert record["pinned"] is True
     assert record["sha256"] == sha256sum_digest(folder)
     assert [entry["path"] for entry in record["files"]] == ["config.json", "model.safetensors"]
     assert record["config"]["architectures"] == ["LlamaForCausalLM"]
@@ -155,7 +156,8 @@ def test_unpinned_checkpoint_recorded_with_its_digest(tmp_path, caplog):
 
     record = verify_checkpoint(pack, "llama-tiny", folder)
 
-    assert record["pinned"] is False and record["sha256"] == sha256sum_digest(folder)
+    assert record["pinned"] is False
+    assert record["sha256"] == sha256sum_digest(folder)
     assert "not pinned" in caplog.text
 
 
@@ -171,7 +173,8 @@ def test_vendor_folder_used_and_digest_still_checked(tmp_path):
     with pytest.raises(AgentError) as error:
         verify_input_files(pack, ["pretrain-llama"], REPO, {"llama-tiny": folder})
     assert error.value.code == "data_checksum_mismatch"
-    assert pinned in error.value.message and str(folder) in error.value.message
+    assert pinned in error.value.message
+    assert str(folder) in error.value.message
 
 
 @pytest.mark.parametrize(("prepare", "code", "named"), [
@@ -192,7 +195,8 @@ def test_bad_checkpoint_refused(tmp_path, prepare, code, named):
         verify_input_files(pack, ["pretrain-llama"], REPO)
 
     assert error.value.code == code
-    assert named in error.value.message and "llama-tiny" in error.value.message
+    assert named in error.value.message
+    assert "llama-tiny" in error.value.message
 
 
 def test_checkpoint_option_parsed_and_checked(tmp_path):
@@ -203,10 +207,12 @@ def test_checkpoint_option_parsed_and_checked(tmp_path):
     for assignment in ("llama-tiny", "=/models", "llama-tiny="):
         with pytest.raises(AgentError) as error:
             parse_checkpoint_folders([assignment])
-        assert error.value.code == "checkpoint_option_invalid" and assignment in error.value.message
+        assert error.value.code == "checkpoint_option_invalid"
+        assert assignment in error.value.message
     with pytest.raises(AgentError) as error:
         check_checkpoint_folders(pack, ["pretrain-qwen2"], {"llama-tiny": tmp_path})
-    assert error.value.code == "checkpoint_not_used" and "llama-tiny" in error.value.message
+    assert error.value.code == "checkpoint_not_used"
+    assert "llama-tiny" in error.value.message
 
 
 def test_pack_rules_for_checkpoints_and_corpora():
@@ -301,7 +307,8 @@ def test_pretrain_starts_from_saved_llama(tmp_path):
 
     config = read_json(context.out_dir / "config.json")
     checkpoint = config["model"]["checkpoint"]
-    assert checkpoint["path"] == str(folder) and checkpoint["pinned"] is True
+    assert checkpoint["path"] == str(folder)
+    assert checkpoint["pinned"] is True
     assert checkpoint["sha256"] == sha256sum_digest(folder)
     assert checkpoint["config_json"]["initializer_range"] == 0.2
     assert config["model"]["config"]["initializer_range"] == 0.2
@@ -393,9 +400,11 @@ def test_corpus_blocks_are_the_source_tokens(corpus, tmp_path):
 
     blocks = pretrain.training_blocks(context, tokenizer, BLOCK)
 
-    assert isinstance(blocks, pretrain.CorpusBlocks) and blocks.dtype == "uint16"
+    assert isinstance(blocks, pretrain.CorpusBlocks)
+    assert blocks.dtype == "uint16"
     trained = np.stack([blocks[index] for index in range(len(blocks))])
-    assert trained.shape == (CORPUS_BLOCKS, BLOCK) and trained.dtype == np.int64
+    assert trained.shape == (CORPUS_BLOCKS, BLOCK)
+    assert trained.dtype == np.int64
     assert trained.reshape(-1).tolist() == source[:CORPUS_BLOCKS * BLOCK]
     text_context = short_context(load_rule_pack("tiny-2026.1"), "pretrain-llama", tmp_path / "text")
     assert np.array_equal(trained, pretrain.training_blocks(text_context, tokenizer, BLOCK))
@@ -407,21 +416,24 @@ def test_corpus_verified_before_the_run(corpus, tmp_path):
 
     record = verify_input_files(pack, ["pretrain-llama"], REPO)["dataset corpus"]
 
-    assert record["sha256"] == corpus_digest(prefix) and record["pinned"] is True
+    assert record["sha256"] == corpus_digest(prefix)
+    assert record["pinned"] is True
     assert [entry["path"] for entry in record["files"]] == [f"{prefix.name}.bin", f"{prefix.name}.idx"]
     with pytest.raises(AgentError) as error:
         verify_input_files(corpus_pack(prefix, "0" * 64), ["pretrain-llama"], REPO)
-    assert error.value.code == "data_checksum_mismatch" and "dataset corpus" in error.value.message
+    assert error.value.code == "data_checksum_mismatch"
+    assert "dataset corpus" in error.value.message
     with pytest.raises(AgentError) as error:
         verify_input_files(corpus_pack(tmp_path / "absent", None), ["pretrain-llama"], REPO)
-    assert error.value.code == "data_missing" and "absent.bin" in error.value.message
+    assert error.value.code == "data_missing"
+    assert "absent.bin" in error.value.message
 
 
 def test_corpus_too_short_or_for_another_vocabulary(corpus, tmp_path):
     from agent.workloads import pretrain
 
     prefix, source = corpus
-    with pytest.raises(ValueError, match=f"holds {len(source)} tokens, fewer than"):
+    with pytest.raises(ValueError, match=f"contains {len(source)} tokens, fewer than"):
         pretrain.CorpusBlocks(prefix, BLOCK, len(source) // BLOCK + 1, 32000)
     with pytest.raises(ValueError, match="outside the model's vocabulary of 100"):
         pretrain.CorpusBlocks(prefix, BLOCK, 1, 100)[0]
@@ -439,6 +451,46 @@ def test_corpus_trains_like_its_text(corpus, tmp_path):
         pretrain.run(context)
 
     losses = [[record["loss"] for record in read_jsonl(context.out_dir / "steps.jsonl")] for context in (from_corpus, from_text)]
-    assert len(losses[0]) == TRAIN_STEPS and losses[0] == losses[1]
+    assert len(losses[0]) == TRAIN_STEPS
+    assert losses[0] == losses[1]
     recipe = read_json(from_corpus.out_dir / "config.json")["data_recipe"]["train"]
     assert "pre-tokenized corpus" in recipe
+
+
+@pytest.mark.slow
+def test_run_command_loads_vendor_checkpoint(tmp_path, monkeypatch):
+    """`python -m agent run --checkpoint MODEL=DIR` verifies the folder, trains from it and records it."""
+    import certification.rulepack
+    import agent.runner.profiles
+    from agent.cli import main
+
+    folder = tmp_path / "vendor" / "llama"
+    save_tiny_model(load_rule_pack("tiny-2026.1"), "llama-tiny", folder)
+    data = tiny_data()
+    data["id"] = "checkpointed"
+    data["models"]["llama-tiny"]["checkpoint"] = {"path": "absent/llama", "sha256": sha256sum_digest(folder)}
+    fixed = data["workloads"]["pretrain-llama"]["hyperparameters"]["fixed"]
+    fixed.update(max_steps=TRAIN_STEPS, warmup_steps=1)
+    fixed.pop("checkpoint_steps")
+    data["workloads"]["pretrain-llama"]["criteria"] = data["workloads"]["pretrain-llama"]["criteria"][:1]
+    packs, profiles = tmp_path / "packs", tmp_path / "profiles"
+    packs.mkdir()
+    profiles.mkdir()
+    (packs / "checkpointed-2026.1.yaml").write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    profile = {"rule_pack": "checkpointed-2026.1", "tracks": ["pretraining"], "level": 1, "device": "cpu",
+               "vendor": "Test Vendor", "card": {"model": "CPU", "serial": "1"}, "workloads": ["pretrain-llama"]}
+    (profiles / "checkpointed.yaml").write_text(yaml.safe_dump(profile), encoding="utf-8")
+    monkeypatch.setattr(certification.rulepack, "RULEPACK_DIR", packs)
+    monkeypatch.setattr(agent.runner.profiles, "PROFILE_DIR", profiles)
+    out = tmp_path / "run"
+
+    assert main(["run", "--profile", "checkpointed", "--out", str(out), "--checkpoint", f"llama-tiny={folder}"]) == 0
+
+    inputs = read_json(out / "run.json")["inputs"]
+    assert inputs["checkpoint llama-tiny"]["path"] == str(folder)
+    assert inputs["checkpoint llama-tiny"]["sha256"] == sha256sum_digest(folder)
+    assert inputs["tokenizer llama2"]["pinned"] is True
+    config = read_json(out / "workloads" / "pretrain-llama" / "config.json")
+    assert config["model"]["checkpoint"]["path"] == str(folder)
+    assert config["model"]["config"]["initializer_range"] == 0.2
+    assert len(read_jsonl(out / "workloads" / "pretrain-llama" / "steps.jsonl")) == TRAIN_STEPS
