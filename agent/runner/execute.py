@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from certification.records import append_jsonl, read_jsonl, write_json
+from certification.records import append_jsonl, read_json, read_jsonl, write_json
 from certification.rulepack import RulePack, RulePackError, load_rule_pack
 
 from agent.errors import EXIT_FAILED, EXIT_OK, AgentError, WorkloadNotSupported
@@ -97,12 +97,13 @@ def start_run(request: RunRequest) -> tuple[Path, int]:
     check_device(device)
     check_overrides(pack, workloads, request.overrides)
     check_micro_batch(pack, workloads, request.overrides, launch.world_size)
-    check_checkpoint_folders(pack, workloads, request.checkpoints)
-    inputs = verify_input_files(pack, workloads, request.data_root, request.checkpoints)
+    checkpoint_folders = request.checkpoints or recorded_checkpoint_folders(request)
+    check_checkpoint_folders(pack, workloads, checkpoint_folders)
+    inputs = verify_input_files(pack, workloads, request.data_root, checkpoint_folders)
     logger.info("verified the digest of every input file")
 
     folder = open_folder(request, profile, pack, workloads, launch, device)
-    folder.update_run(inputs=inputs)
+    folder.update_run(inputs=inputs, checkpoint_folders={model: str(path) for model, path in checkpoint_folders.items()})
     overrides = folder.read_run().get("overrides", {})
     previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
@@ -116,6 +117,14 @@ def start_run(request: RunRequest) -> tuple[Path, int]:
     folder.update_run(finished_at=utc_now())
     folder.event("stop", failed=failed)
     return folder.path, EXIT_FAILED if failed else EXIT_OK
+
+
+def recorded_checkpoint_folders(request: RunRequest) -> dict[str, Path]:
+    """Return the `--checkpoint` folders that the run in --out was started with, so that --resume reuses them."""
+    run_json = request.out / "run.json" if request.resume and request.out is not None else None
+    if run_json is None or not run_json.is_file():
+        return {}
+    return {model: Path(path) for model, path in read_json(run_json).get("checkpoint_folders", {}).items()}
 
 
 @dataclass(frozen=True)

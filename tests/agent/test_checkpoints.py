@@ -459,7 +459,7 @@ def test_corpus_trains_like_its_text(corpus, tmp_path):
 
 @pytest.mark.slow
 def test_run_command_loads_vendor_checkpoint(tmp_path, monkeypatch):
-    """`python -m agent run --checkpoint MODEL=DIR` verifies the folder, trains from it and records it."""
+    """`python -m agent run --checkpoint MODEL=DIR` verifies the folder, trains from it, records it and reuses it on --resume."""
     import certification.rulepack
     import agent.runner.profiles
     from agent.cli import main
@@ -494,3 +494,6 @@ def test_run_command_loads_vendor_checkpoint(tmp_path, monkeypatch):
     assert config["model"]["checkpoint"]["path"] == str(folder)
     assert config["model"]["config"]["initializer_range"] == 0.2
     assert len(read_jsonl(out / "workloads" / "pretrain-llama" / "steps.jsonl")) == TRAIN_STEPS
+    # --resume verifies the inputs again and finds the checkpoint in the folder the run was started with.
+    assert read_json(out / "run.json")["checkpoint_folders"] == {"llama-tiny": str(folder)}
+    assert main(["run", "--profile", "checkpointed", "--out", str(out), "--resume"]) == 0
