@@ -497,3 +497,16 @@ def test_run_command_loads_vendor_checkpoint(tmp_path, monkeypatch):
     # --resume verifies the inputs again and finds the checkpoint in the folder the run was started with.
     assert read_json(out / "run.json")["checkpoint_folders"] == {"llama-tiny": str(folder)}
     assert main(["run", "--profile", "checkpointed", "--out", str(out), "--resume"]) == 0
+
+
+def test_sft_only_rule_follows_model_setting():
+    data = tiny_data()
+    interpretations = data["settings"].setdefault("interpretations", {})
+    interpretations["sft_only_models"] = {"value": ["qwen2-moe-tiny"], "note": "fine-tuned only"}
+    interpretations["test_model"] = {"value": "qwen2-moe-tiny", "options": ["qwen2-tiny", "qwen2-moe-tiny"], "note": "a test choice"}
+    del data["workloads"]["pretrain-qwen2"]["model"]
+    data["workloads"]["pretrain-qwen2"]["model_setting"] = "test_model"
+
+    paths = {issue.path: issue.message for issue in validate_rule_pack(data)}
+
+    assert "'qwen2-moe-tiny' is SFT only" in paths["workloads/pretrain-qwen2/kind"]
