@@ -131,6 +131,14 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
 }
 
+# The public listing caches its rendered rows. The default folder is shared by the workers of one
+# machine; set CACHE_REDIS_URL (redis://host:port/db) to share the cache between machines.
+CACHE_REDIS_URL = read_str("CACHE_REDIS_URL", "")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_REDIS_URL}
+    if CACHE_REDIS_URL else {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(VAR_DIR / "cache")}
+}
+
 # A broker set means Celery runs on workers; without one, tasks run in-process.
 CELERY_BROKER_URL = read_str("CELERY_BROKER_URL", "")
 CELERY_TASK_ALWAYS_EAGER = read_bool("CELERY_TASK_ALWAYS_EAGER", not CELERY_BROKER_URL)

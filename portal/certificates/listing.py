@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from django.db.models import Q
 from django.urls import reverse
@@ -40,6 +41,12 @@ class ListingFilters:
             rule_pack=params.get("rule_pack", "").strip()[:100],
             status=status if status in STATUS_FILTERS else "all",
         )
+
+    def as_query(self) -> str:
+        """Return the filters as a query string, without empty and default values."""
+        params = {"q": self.query, "vendor": self.vendor, "track": self.track, "level": self.level or "", "rule_pack": self.rule_pack,
+                  "status": "" if self.status == "all" else self.status}
+        return urlencode({key: value for key, value in params.items() if value})
 
 
 def listed_certificates(filters: ListingFilters = ListingFilters()):

@@ -105,3 +105,14 @@ class CredentialKey(models.Model):
 
     def __str__(self):
         return self.key_id
+
+
+class ListingVersion(models.Model):
+    """One row whose random token changes in the same transaction as any change the public listing shows.
+
+    Cached listing pages are keyed by the token, so a commit that issues or
+    revokes a certificate makes every cached page unreachable at once. A fresh
+    database starts with a new random token, so two databases never share keys.
+    """
+
+    token = models.CharField(max_length=32)

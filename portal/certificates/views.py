@@ -8,6 +8,8 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
+from django.utils.translation import get_language
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -15,6 +17,7 @@ from certification.credentials import CredentialError, signing_key_ids
 from portal.certificates.credentials import check_credential, key_status, portal_key, published_keys
 from portal.certificates.errors import CertificateError
 from portal.certificates.listing import ListingFilters, card_history, certificate_record, facets, listed_certificates, records_csv
+from portal.certificates.listing_cache import cached_listing, listing_cache_key
 from portal.certificates.models import Certificate
 from portal.certificates.pdf import render_certificate_pdf, verification_url
 from portal.certificates.plots import level_history_svg, levels_by_track_svg
@@ -31,17 +34,29 @@ LISTING_PAGE_SIZE = 100
 
 
 def certificate_list(request):
-    """Render the public listing in pages of LISTING_PAGE_SIZE rows; the static site export gets every row on one page."""
+    """Render the public listing in pages of LISTING_PAGE_SIZE rows; the static site export gets every row on one page.
+
+    The rows, filters and page links are cached per language, filters and page
+    until the data changes (portal.certificates.listing_cache).
+    """
     filters = ListingFilters.from_params(request.GET)
+    if getattr(request, "static_export", False):
+        body = render_to_string("certificates/listing_body.html", _listing_context(filters, None), request=request)
+        return render(request, "certificates/list.html", {"body": body})
+    requested = request.GET.get("page", "")
+    page_number = requested if requested.isdigit() and len(requested) <= 6 else "1"
+    key = listing_cache_key("list", get_language(), filters, page_number)
+    body = cached_listing(key, lambda: render_to_string("certificates/listing_body.html", _listing_context(filters, page_number), request=request))
+    return render(request, "certificates/list.html", {"body": body})
+
+
+def _listing_context(filters: ListingFilters, page_number: str | None) -> dict:
     certificates = listed_certificates(filters)
     page = None
-    if not getattr(request, "static_export", False):
-        page = Paginator(certificates, LISTING_PAGE_SIZE).get_page(request.GET.get("page"))
+    if page_number is not None:
+        page = Paginator(certificates, LISTING_PAGE_SIZE).get_page(page_number)
         certificates = page.object_list
-    query = request.GET.copy()
-    query.pop("page", None)
-    context = {"certificates": certificates, "page": page, "filters": filters, "facets": facets(), "query_string": query.urlencode()}
-    return render(request, "certificates/list.html", context)
+    return {"certificates": certificates, "page": page, "filters": filters, "facets": facets(), "query_string": filters.as_query()}
 
 
 def certificate_feed_json(request):

@@ -91,3 +91,49 @@ def test_plot_is_svg(client, listed):
 
 def test_unknown_card_is_404(client, db):
     assert client.get(reverse("card-detail", args=[999])).status_code == 404
+
+
+# Cached listing pages ---------------------------------------------------------
+
+
+def listing_html(client, **params) -> str:
+    return client.get(reverse("certificate-list"), params).content.decode()
+
+
+def test_cached_listing_needs_few_queries(client, listed, django_assert_max_num_queries):
+    listing_html(client)
+
+    with django_assert_max_num_queries(2):
+        page = listing_html(client)
+
+    assert listed[0].number in page
+
+
+def test_revocation_shows_at_once_on_cached_page(client, listed, staff):
+    first_row = listing_html(client, status="valid")
+    assert listed[0].number in first_row
+
+    revoke_certificate(listed[0], reason="card withdrawn", revoked_by=staff)
+
+    assert listed[0].number not in listing_html(client, status="valid")
+    revoked_rows = listing_html(client, status="revoked")
+    assert listed[0].number in revoked_rows
+
+
+def test_vendor_rename_reaches_cached_page(client, listed, vendor):
+    assert "Acme" in listing_html(client)
+
+    vendor.name = "Renamed Chips"
+    vendor.save()
+
+    assert "Renamed Chips" in listing_html(client)
+
+
+def test_cache_keyed_by_language_and_page(client, listed):
+    chinese = client.get(reverse("certificate-list"), HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    english = client.get(reverse("certificate-list"), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+
+    assert "Certified cards" in english
+    assert "Certified cards" not in chinese
+    table = lambda html: html[html.index('<table id="listing">'):html.index("</table>")]
+    assert table(listing_html(client, page="abc")) == table(listing_html(client, page="1"))
