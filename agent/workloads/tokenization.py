@@ -97,7 +97,7 @@ class PaddleNLPTokenizer:
         return self.inner.decode(ids, skip_special_tokens=skip_special_tokens, clean_up_tokenization_spaces=False)
 
     def piece(self, token_id: int):
-        """The token's surface form: a byte-level string for `bpe`, the raw bytes for `tiktoken`."""
+        """Return the token's surface form: a byte-level string for `bpe`, the raw bytes for `tiktoken`."""
         return self.inner.convert_ids_to_tokens(token_id)
 
 

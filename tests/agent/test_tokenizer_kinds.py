@@ -291,3 +291,24 @@ def test_model_vocabulary_smaller_than_tokenizer(tmp_path, tiktoken_file):
 
     with pytest.raises(ValueError, match="tokenizer llama3 has 50521 ids but model llama-tiny has vocab_size 32000"):
         context.load_tokenizer()
+
+
+def test_clip_class_on_a_constructed_vocabulary(tmp_path):
+    """CLIPTokenizer marks word ends with </w> and lower-cases, so it gets a small vocabulary of that form."""
+    from paddlenlp.transformers.gpt.tokenizer import bytes_to_unicode
+
+    symbols = list(bytes_to_unicode().values())
+    merges = [("h", "e"), ("l", "l"), ("he", "ll"), ("hell", "o</w>"), ("w", "o"), ("wo", "r"), ("l", "d</w>"), ("wor", "ld</w>")]
+    vocabulary = [*symbols, *(symbol + "</w>" for symbol in symbols), *("".join(merge) for merge in merges),
+                  "<|startoftext|>", "<|endoftext|>"]
+    (tmp_path / "vocab.json").write_text(json.dumps({token: index for index, token in enumerate(vocabulary)}))
+    (tmp_path / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{left} {right}\n" for left, right in merges))
+
+    clip = load_tokenizer(tmp_path / "vocab.json", "bpe", "CLIPTokenizer")
+    ids = clip.encode("Hello World")
+
+    assert [clip.piece(token) for token in ids] == ["hello</w>", "world</w>"]
+    assert clip.encode("hello world") == ids
+    assert clip.decode(ids) == "hello world"
+    assert (clip.bos_token_id, clip.eos_token_id, clip.pad_token_id) == (520, 521, 521)
+    assert clip.vocab_size == len(vocabulary)
