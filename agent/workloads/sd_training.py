@@ -8,23 +8,17 @@ token counts, so that loss alignment reads them the same way.
 
 from __future__ import annotations
 
-import logging
 import tempfile
-import time
 from typing import Any
 
 import paddle
-from paddlenlp.trainer import Trainer, TrainerCallback, TrainingArguments
+from paddlenlp.trainer import Trainer, TrainingArguments
 from paddlenlp.utils.log import logger as paddlenlp_logger
 
-from certification.records import append_jsonl, encode_float
+from certification.records import encode_float
 
-from agent.workloads.common import WorkloadContext, synchronize
-from agent.workloads.training import global_grad_norm, warmup_cosine_schedule
-
-logger = logging.getLogger(__name__)
-
-PROGRESS_EVERY_STEPS = 20
+from agent.workloads.common import WorkloadContext
+from agent.workloads.training import TimedStepRecorder, warmup_cosine_schedule
 
 
 def learning_rate_schedule(fixed: dict[str, Any]):
@@ -94,47 +88,26 @@ class ImageTrainer(Trainer):
         return None
 
 
-class ImageStepRecorder(TrainerCallback):
-    """Trainer callback that appends one steps.jsonl record per optimizer step.
+class ImageStepRecorder(TimedStepRecorder):
+    """The SD step recorder: the loss, the images of the step and images per second per card.
 
-    step_seconds spans on_step_begin to on_step_end, with a device
-    synchronisation before each clock reading.
+    Timing, learning rate, gradient norm, progress log and heartbeat come
+    from TimedStepRecorder, as for the language models.
     """
 
     def __init__(self, context: WorkloadContext, args: TrainingArguments):
-        self.context = context
-        self.path = context.out_dir / "steps.jsonl"
-        self.cards = context.cards
-        self.max_steps = args.max_steps
-        self._reset()
+        super().__init__(context, context.cards, args.max_steps)
 
-    def _reset(self):
-        self.loss_sum, self.images, self.grad_norm, self.learning_rate, self.started = 0.0, 0, None, None, None
+    def reset_counts(self) -> None:
+        self.images = 0
 
     def add_micro_batch(self, loss: float, images: int) -> None:
-        # training_step already divides the loss by the accumulation steps, so the sum is the step mean.
-        self.loss_sum += loss
+        self.add_micro_batch_loss(loss)
         self.images += images
 
-    def on_step_begin(self, args, state, control, **kwargs):
-        synchronize(self.context.device)
-        self.started = time.monotonic()
-
-    def on_optimizer_begin(self, args, state, control, optimizer=None, model=None, **kwargs):
-        self.learning_rate = float(optimizer.get_lr())
-        self.grad_norm = global_grad_norm(model)
-
-    def on_step_end(self, args, state, control, **kwargs):
-        synchronize(self.context.device)
-        seconds = time.monotonic() - self.started
-        record = {
+    def step_record(self, args, state, seconds: float) -> dict[str, Any]:
+        return {
             "step": state.global_step, "loss": encode_float(self.loss_sum), "learning_rate": self.learning_rate,
             "grad_norm": encode_float(self.grad_norm), "consumed_samples": state.global_step * args.train_batch_size * args.gradient_accumulation_steps * self.cards,
             "images": self.images, "step_seconds": seconds, "images_per_second_per_card": self.images / seconds, "cards": self.cards,
         }
-        append_jsonl(self.path, [record])
-        if record["step"] == 1 or record["step"] % PROGRESS_EVERY_STEPS == 0 or record["step"] == self.max_steps:
-            logger.info("%s step %d/%d loss %s %.3f s/step", self.context.workload_id, record["step"], self.max_steps, record["loss"], seconds)
-        if self.context.heartbeat is not None:
-            self.context.heartbeat(self.context.workload_id, record["step"])
-        self._reset()

@@ -224,38 +224,33 @@ class RecordingTrainer(Trainer):
         return None
 
 
-class StepRecorder(TrainerCallback):
-    """Trainer callback that appends one `steps.jsonl` record per optimizer step (global rank 0 only).
+class TimedStepRecorder(TrainerCallback):
+    """Base of the Trainer callbacks that append one `steps.jsonl` record per optimizer step (global rank 0 only).
 
-    step_seconds spans on_step_begin to on_step_end (forward, backward and the
-    optimizer update of the step), with a device synchronisation before each
-    clock reading. effective_tokens counts label positions that enter the loss
-    and padded_tokens every position of the padded batch, summed over the
-    data-parallel ranks, as is the loss before it is divided by their number.
+    It times each step from on_step_begin to on_step_end (forward, backward
+    and the optimizer update), with a device synchronisation before each
+    clock reading. It also reads the learning rate and the gradient norm
+    before the update, writes the record that `step_record` returns, logs
+    progress and sends the heartbeat. Subclasses count their micro-batches
+    between `reset_counts` calls.
     """
 
-    def __init__(self, context: WorkloadContext, args: TrainingArguments):
+    def __init__(self, context: WorkloadContext, cards: int, max_steps: int):
         self.context = context
         self.path = context.out_dir / "steps.jsonl"
-        self.cards = args.world_size
-        self.data_ranks = args.dataset_world_size
-        self.max_steps = args.max_steps
+        self.cards = cards
+        self.max_steps = max_steps
         self._reset()
 
-    def _reset(self):
+    def _reset(self) -> None:
         self.loss_sum = 0.0
-        self.effective_tokens = 0
-        self.padded_tokens = 0
         self.grad_norm = None
         self.learning_rate = None
         self.started = None
+        self.reset_counts()
 
-    def add_micro_batch(self, inputs) -> None:
-        if "labels" not in inputs:
-            return
-        labels = inputs["labels"]
-        self.effective_tokens += int((labels != IGNORE_INDEX).sum().item())
-        self.padded_tokens += int(labels.shape[0] * labels.shape[1])
+    def reset_counts(self) -> None:
+        """Clear the subclass's per-step counts."""
 
     def add_micro_batch_loss(self, value: float) -> None:
         # training_step already divides by the accumulation steps, so the sum is the rank's step mean.
@@ -272,12 +267,56 @@ class StepRecorder(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         synchronize(self.context.device)
         seconds = time.monotonic() - self.started
-        self.loss_sum, self.effective_tokens, self.padded_tokens = self._sum_over_data_ranks(args)
+        self.gather(args)
         if self.context.is_writer:
-            record = self._record(state.global_step, seconds, state.consumed_samples)
+            record = self.step_record(args, state, seconds)
             append_jsonl(self.path, [record])
             self._report(record)
         self._reset()
+
+    def gather(self, args) -> None:
+        """Combine the step's counts over the ranks that read different data, before the record is written."""
+
+    def step_record(self, args, state, seconds: float) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _report(self, record: dict[str, Any]) -> None:
+        step = record["step"]
+        if step == 1 or step % PROGRESS_EVERY_STEPS == 0 or step == self.max_steps:
+            logger.info(
+                "%s step %d/%d loss %s lr %.3g %.3f s/step",
+                self.context.workload_id, step, self.max_steps, record["loss"],
+                record["learning_rate"], record["step_seconds"],
+            )
+        if self.context.heartbeat is not None:
+            self.context.heartbeat(self.context.workload_id, step)
+
+
+class StepRecorder(TimedStepRecorder):
+    """The language models' step recorder: loss, token counts and tokens per second per card.
+
+    effective_tokens counts label positions that enter the loss and
+    padded_tokens every position of the padded batch, summed over the
+    data-parallel ranks, as is the loss before it is divided by their number.
+    """
+
+    def __init__(self, context: WorkloadContext, args: TrainingArguments):
+        self.data_ranks = args.dataset_world_size
+        super().__init__(context, args.world_size, args.max_steps)
+
+    def reset_counts(self) -> None:
+        self.effective_tokens = 0
+        self.padded_tokens = 0
+
+    def add_micro_batch(self, inputs) -> None:
+        if "labels" not in inputs:
+            return
+        labels = inputs["labels"]
+        self.effective_tokens += int((labels != IGNORE_INDEX).sum().item())
+        self.padded_tokens += int(labels.shape[0] * labels.shape[1])
+
+    def gather(self, args) -> None:
+        self.loss_sum, self.effective_tokens, self.padded_tokens = self._sum_over_data_ranks(args)
 
     def on_save(self, args, state, control, **kwargs):
         # The Trainer calls this after the checkpoint's files are written, so the event marks a complete checkpoint.
@@ -294,30 +333,19 @@ class StepRecorder(TrainerCallback):
             values = totals.numpy().tolist()
         return values[0] / self.data_ranks, int(values[1]), int(values[2])
 
-    def _record(self, step: int, seconds: float, consumed_samples: int) -> dict[str, Any]:
+    def step_record(self, args, state, seconds: float) -> dict[str, Any]:
         return {
-            "step": step,
+            "step": state.global_step,
             "loss": encode_float(self.loss_sum),
             "learning_rate": self.learning_rate,
             "grad_norm": encode_float(self.grad_norm),
-            "consumed_samples": consumed_samples,
+            "consumed_samples": state.consumed_samples,
             "effective_tokens": self.effective_tokens,
             "padded_tokens": self.padded_tokens,
             "step_seconds": seconds,
             "tokens_per_second_per_card": self.effective_tokens / seconds / self.cards,
             "cards": self.cards,
         }
-
-    def _report(self, record: dict[str, Any]) -> None:
-        step = record["step"]
-        if step == 1 or step % PROGRESS_EVERY_STEPS == 0 or step == self.max_steps:
-            logger.info(
-                "%s step %d/%d loss %s lr %.3g %.3f s/step",
-                self.context.workload_id, step, self.max_steps, record["loss"],
-                record["learning_rate"], record["step_seconds"],
-            )
-        if self.context.heartbeat is not None:
-            self.context.heartbeat(self.context.workload_id, step)
 
 
 def data_groups(args: TrainingArguments) -> list:
