@@ -103,15 +103,21 @@ def verify_input_files(pack: RulePack, workload_ids: list[str], data_root: Path,
     """Check each input's digest against the pack before anything trains; return the records by label.
 
     Files have their sha256, and a pre-tokenized corpus (`format:
-    paddlenlp_mmap`) and a model's released checkpoint have the digest of
-    their manifest (agent.runner.checkpoints). A null digest, which only a
-    draft pack may hold, is computed and recorded with `pinned: false`.
+    paddlenlp_mmap`), a folder (such as an SD image folder) and a model's
+    released checkpoint have the digest of their manifest
+    (agent.runner.checkpoints). A null digest, which only a draft pack may
+    hold, is computed and recorded with `pinned: false`.
     """
     records: dict[str, dict[str, Any]] = {}
     for label, entry in input_files(pack, workload_ids).items():
         path = data_root / entry["path"]
         if entry.get("format") == checkpoints.MMAP_FORMAT:
             records[label] = checkpoints.verify_corpus(pack, label.removeprefix("dataset "), path)
+            continue
+        if path.is_dir():
+            # An image folder for SD fine-tuning has the digest of its manifest, as a checkpoint folder has.
+            files = checkpoints.manifest(checkpoints.folder_files(path))
+            records[label] = checkpoints.check_digest(label, path, files, entry["sha256"], pack)
             continue
         if not path.is_file():
             raise AgentError("data_missing", f"{label} is missing: no file at {path}",

@@ -18,7 +18,7 @@ import paddle
 
 from certification.records import write_json
 
-from agent.workloads import sd_images
+from agent.workloads import sd_checkpoint, sd_folder, sd_images
 from agent.workloads.common import WorkloadContext, apply_determinism
 from agent.workloads.sd_models import (
     PromptEncoder,
@@ -39,7 +39,11 @@ logger = logging.getLogger(__name__)
 
 
 class CaptionedImages(paddle.io.Dataset):
-    """The training stream: max_steps x global_batch_size samples, image i % n, with seeded noise per position."""
+    """The training stream: max_steps x global_batch_size samples, image i % n, with seeded noise per position.
+
+    A row is a digit (`pixels`, two captions) or an image file of an image
+    folder (`file`, `caption`), resized and centre-cropped when it is read.
+    """
 
     def __init__(self, rows: list[dict], encoder: PromptEncoder, fixed: dict[str, Any], shape: tuple[int, int, int], timesteps: int):
         self.rows, self.encoder, self.shape, self.timesteps = rows, encoder, shape, timesteps
@@ -51,10 +55,11 @@ class CaptionedImages(paddle.io.Dataset):
 
     def __getitem__(self, position: int) -> dict[str, np.ndarray]:
         row = self.rows[position % len(self.rows)]
-        sample = {
-            "pixel_values": upscale_digit(row["pixels"], self.resolution),
-            "input_ids": np.asarray(self.encoder.ids(caption(row, position)), dtype="int64"),
-        }
+        if "file" in row:
+            pixels, text = sd_folder.load_image(row["file"], self.resolution), row["caption"]
+        else:
+            pixels, text = upscale_digit(row["pixels"], self.resolution), caption(row, position)
+        sample = {"pixel_values": pixels, "input_ids": np.asarray(self.encoder.ids(text), dtype="int64")}
         sample.update(sample_noise(self.seed, position, self.shape, self.timesteps))
         return sample
 
@@ -86,13 +91,39 @@ class NoisePredictionLoss(paddle.nn.Layer):
         return (loss,)
 
 
-def resolve_config(context: WorkloadContext, kind: str) -> dict[str, Any]:
+def resolve_model(context: WorkloadContext) -> dict[str, Any]:
+    """Return the model's part configs, and its checkpoint folder and record when the preset names a checkpoint.
+
+    The checkpoint is checked (subfolders, files, digest, the pack's config
+    values) and the training noise schedule is the DDPM schedule of its
+    scheduler/ config. Its resolution must be the UNet's sample size times the
+    VAE's downsampling factor, the size the model was trained at.
+    """
+    pack_config = check_preset(context)
+    if sd_checkpoint.checkpoint_entry(context) is None:
+        return {"config": pack_config, "folder": None, "checkpoint": None}
+    folder = sd_checkpoint.checkpoint_folder(context)
+    record = sd_checkpoint.verify_checkpoint(context, folder)
+    configs = sd_checkpoint.read_configs(folder)
+    sd_checkpoint.check_pack_values(context.model_name, pack_config, configs)
+    configs["noise_scheduler"] = sd_checkpoint.training_schedule(configs["noise_scheduler"])
+    resolution = int(context.fixed["resolution"])
+    native = configs["unet"]["sample_size"] * 2 ** (len(configs["vae"]["block_out_channels"]) - 1)
+    if resolution != native:
+        raise ValueError(f"workload {context.workload_id!r} has resolution {resolution}, but the checkpoint of model "
+                         f"{context.model_name!r} generates {native}x{native} images (UNet sample_size x VAE factor): "
+                         "set the pack's resolution to that size or use the checkpoint made for it")
+    return {"config": configs, "folder": folder, "checkpoint": record}
+
+
+def resolve_config(context: WorkloadContext, kind: str, model: dict[str, Any]) -> dict[str, Any]:
     datasets = context.spec["datasets"]
     config = {
         "workload": context.workload_id,
         "kind": kind,
         "init_from": context.spec.get("init_from"),
-        "model": {"name": context.model_name, "architecture": context.model_preset["architecture"], "config": check_preset(context)},
+        "model": {"name": context.model_name, "architecture": context.model_preset["architecture"], "config": model["config"],
+                  "checkpoint": model["checkpoint"]},
         "hyperparameters": {"fixed": dict(context.fixed), "free": dict(context.free)},
         "datasets": {role: [context.dataset_record(name) for name in ([names] if isinstance(names, str) else names)]
                      for role, names in datasets.items()},
@@ -102,11 +133,11 @@ def resolve_config(context: WorkloadContext, kind: str) -> dict[str, Any]:
         "data_recipe": {"prompts": sd_images.RECIPE},
     }
     if kind == "sd_sft":
-        config["data_recipe"]["train"] = (
+        folders = any(context.dataset_path(name).is_dir() for name in datasets["train"])
+        config["data_recipe"]["train"] = (sd_folder.RECIPE if folders else (
             "digit images in file order, image (position mod count) at stream position; 8x8 pixels 0-16 scaled to "
             "[-1, 1] and repeated into resolution/8-pixel squares, grey copied to 3 channels; caption English at even "
-            "positions, Chinese at odd; noise, VAE posterior noise and timestep from numpy default_rng([seed, position])"
-        )
+            "positions, Chinese at odd")) + "; noise, VAE posterior noise and timestep from numpy default_rng([seed, position])"
         config["step_record"] = {
             "loss": "mean squared error of the predicted noise over the step's global batch, unsmoothed",
             "images": "images in the step's global batch on this card",
@@ -115,15 +146,36 @@ def resolve_config(context: WorkloadContext, kind: str) -> dict[str, Any]:
     return config
 
 
-def _encoder(context: WorkloadContext) -> PromptEncoder:
+def _encoder(context: WorkloadContext, model: dict[str, Any]) -> PromptEncoder:
     record = context.tokenizer_record()
-    return PromptEncoder(context.data_root / record["path"], record["kind"], int(context.fixed["max_seq_length"]), record.get("class"))
+    encoder = PromptEncoder(context.data_root / record["path"], record["kind"], int(context.fixed["max_seq_length"]), record.get("class"))
+    vocabulary = model["config"]["text_encoder"]["vocab_size"]
+    if encoder.tokenizer.vocab_size > vocabulary:
+        raise ValueError(f"tokenizer {record['name']!r} has {encoder.tokenizer.vocab_size} tokens, but the text encoder of "
+                         f"model {context.model_name!r} embeds only {vocabulary}: use the tokenizer made for that model")
+    return encoder
 
 
-def _generate(context: WorkloadContext, parts: dict[str, Any], encoder: PromptEncoder) -> dict[str, Any]:
+def read_training_rows(context: WorkloadContext) -> list[dict[str, Any]]:
+    """Read the training sets in pack order: an image folder (a directory) or a digits JSON-lines file."""
+    rows = []
+    for name in context.spec["datasets"]["train"]:
+        path = context.dataset_path(name)
+        rows.extend(sd_folder.read_image_folder(path) if path.is_dir() else read_digits(path))
+    return rows
+
+
+def check_augmentation(fixed: dict[str, Any]) -> None:
+    """Reject random flips and random crops, because loss alignment needs the same pixels on both sides."""
+    if fixed.get("random_flip", False):
+        raise ValueError("random_flip: true is not supported: loss alignment needs the same pixels on both sides; set it to false")
+    if not fixed.get("center_crop", True):
+        raise ValueError("center_crop: false (a random crop) is not supported: set center_crop to true")
+
+
+def _generate(context: WorkloadContext, parts: dict[str, Any], encoder: PromptEncoder, model: dict[str, Any]) -> dict[str, Any]:
     fixed = context.fixed
-    schedule = check_preset(context)["noise_scheduler"]
-    pipeline = sd_images.build_pipeline(parts, schedule, fixed["inference_scheduler"])
+    pipeline = sd_images.build_pipeline(parts, model["config"]["noise_scheduler"], fixed["inference_scheduler"])
     prompts = read_prompts(context.dataset_path(context.spec["datasets"]["prompts"]))
     summary = sd_images.generate_prompt_set(pipeline, encoder, prompts, fixed, context.out_dir, context.device)
     summary["images_per_second_per_card"] = summary["images_per_second"] / context.cards
@@ -134,36 +186,42 @@ def run_sft(context: WorkloadContext) -> dict[str, Any]:
     from ppdiffusers import DDPMScheduler
 
     fixed = context.fixed
-    config = resolve_config(context, "sd_sft")
+    check_augmentation(fixed)
+    model = resolve_model(context)
+    config = resolve_config(context, "sd_sft", model)
     config["determinism"] = apply_determinism(int(fixed["seed"]), context.device)
     logger.info("%s: resolved config: %s", context.workload_id, config["hyperparameters"])
-    encoder = _encoder(context)
+    encoder = _encoder(context, model)
 
     # Data: the captioned images in a fixed order; each stream position draws its noise from its own seed.
-    model_config = config["model"]["config"]
-    noise_scheduler = DDPMScheduler(**model_config["noise_scheduler"])
-    rows = [row for name in context.spec["datasets"]["train"] for row in read_digits(context.dataset_path(name))]
-    dataset = CaptionedImages(rows, encoder, fixed, latent_shape(model_config, int(fixed["resolution"])), noise_scheduler.config.num_train_timesteps)
+    model_config = model["config"]
+    noise_scheduler = DDPMScheduler.from_config(model_config["noise_scheduler"])
+    dataset = CaptionedImages(read_training_rows(context), encoder, fixed, latent_shape(model_config, int(fixed["resolution"])),
+                              noise_scheduler.config.num_train_timesteps)
 
-    # Training: the UNet only.
-    parts = build_parts(model_config)
+    # Training: the UNet only, from the checkpoint's weights or from fresh ones.
+    parts = sd_checkpoint.load_checkpoint(model["folder"]) if model["folder"] else build_parts(model_config)
     config["trainer"] = train_unet(context, NoisePredictionLoss(parts, noise_scheduler), dataset, collate_images)
     write_json(context.out_dir / "config.json", config)
     save_parts(parts, context.model_dir)
 
     # Images of the prompt set from the fine-tuned model, for human evaluation.
-    summary = _generate(context, parts, encoder)
+    summary = _generate(context, parts, encoder, model)
     return {"images": summary["images"], "images_per_second_per_card": summary["images_per_second_per_card"]}
 
 
 def run_infer(context: WorkloadContext) -> dict[str, Any]:
     fixed = context.fixed
-    config = resolve_config(context, "sd_infer")
+    model = resolve_model(context)
+    config = resolve_config(context, "sd_infer", model)
     config["determinism"] = apply_determinism(int(fixed["seed"]), context.device)
     logger.info("%s: resolved config: %s", context.workload_id, config["hyperparameters"])
-    if context.init_from is None:
-        raise ValueError(f"workload {context.workload_id!r} has no init_from: name the SD fine-tuning workload whose model it generates with")
-
-    parts = load_parts(context.init_from)
+    if context.init_from is not None:
+        parts = load_parts(context.init_from)
+    elif model["folder"] is not None:
+        parts = sd_checkpoint.load_checkpoint(model["folder"])
+    else:
+        raise ValueError(f"workload {context.workload_id!r} has no init_from and model {context.model_name!r} no checkpoint: "
+                         "name the SD fine-tuning workload whose model it generates with, or a checkpoint in the model entry")
     write_json(context.out_dir / "config.json", config)
-    return _generate(context, parts, _encoder(context))
+    return _generate(context, parts, _encoder(context, model), model)

@@ -23,17 +23,22 @@ PARTS = ("unet", "vae", "text_encoder")
 
 
 def check_preset(context: WorkloadContext) -> dict[str, Any]:
-    """Return the pack's SD config, raising ValueError when the preset is not a Stable Diffusion one."""
+    """Return the pack's SD config, raising ValueError when the preset is not a Stable Diffusion one.
+
+    A preset with a `checkpoint` loads its parts from that folder
+    (agent.workloads.sd_checkpoint), and its `config` only holds values the
+    checkpoint must agree with; any other preset builds every part from `config`.
+    """
     preset = context.model_preset
     if preset["architecture"] != ARCHITECTURE:
         raise ValueError(f"model architecture {preset['architecture']!r} is not supported by the SD workloads: use {ARCHITECTURE}")
+    if "checkpoint" in preset:
+        return preset["config"]
     missing = [part for part in (*PARTS, "noise_scheduler") if part not in preset["config"]]
-    # NOTE: presets that start from a pretrained checkpoint (the standard pack's sd-1.4, with `config: {}`)
-    # cannot run yet: that needs a local checkpoint loader, a CLIP tokenizer kind and an image-folder data set.
     if missing:
         raise ValueError(
-            f"model {context.spec['model']!r} has no config for {', '.join(missing)}: the SD workloads build every part "
-            "from the pack's config, so add them; starting from a pretrained checkpoint is not supported yet"
+            f"model {context.model_name!r} has no config for {', '.join(missing)}: the SD workloads build every part "
+            "from the pack's config, so add them, or name a ppdiffusers checkpoint folder in the model's `checkpoint`"
         )
     return preset["config"]
 

@@ -5,6 +5,11 @@ Every page is rendered by the same view that serves it, with
 need the live portal. Links to other exported pages and static files are
 then rewritten to relative paths, so the folder can be opened from disk or
 published on any static host.
+
+The HTML pages are written once per language of SITE_LANGUAGES: Chinese at
+the root and English under `en/`, each page linking to its twin in the
+other language. Data files (JSON, CSV, SVG) do not depend on the language
+and are written once, at the root; the English pages link to those.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 LINK_PATTERN = re.compile(r'(?P<attribute>\b(?:href|src))="(?P<url>/[^"]*)"')
 STATIC_FILES = ["css/portal.css"]
+# (language code, folder of its pages inside the site, the language's own name); the first is the default.
+SITE_LANGUAGES = (("zh-hans", "", "中文"), ("en", "en/", "English"))
 
 
 @dataclass
@@ -57,27 +64,41 @@ def output_name(path: str) -> str:
     return relative + "index.html" if relative == "" or relative.endswith("/") else relative
 
 
-def export_site(target: Path, language: str = settings.LANGUAGE_CODE) -> ExportReport:
-    """Write the static site into `target`, which must be empty or absent."""
+def export_site(target: Path) -> ExportReport:
+    """Write the static site in every language of SITE_LANGUAGES into `target`, which must be empty or absent."""
     target.mkdir(parents=True, exist_ok=True)
     report = ExportReport()
     factory = RequestFactory()
-    with translation.override(language):
-        for path in site_paths():
-            _write(target / output_name(path), _render(factory, path), path)
-            report.pages += 1
+    paths = site_paths()
+    for language, folder, _name in SITE_LANGUAGES:
+        with translation.override(language):
+            for path in paths:
+                is_page = output_name(path).endswith(".html")
+                if not is_page and folder:
+                    continue  # data files are the same in every language; the root copy serves all
+                page = folder + output_name(path) if is_page else output_name(path)
+                _write(target / page, _render(factory, path, language_links(output_name(path), folder)), page, folder)
+                report.pages += 1
     for name in STATIC_FILES:
         destination = target / "static" / name
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(settings.BASE_DIR / "static" / name, destination)
-    logger.info("exported %s pages to %s", report.pages, target)
+    logger.info("exported %s files to %s", report.pages, target)
     return report
 
 
-def _render(factory: RequestFactory, path: str) -> bytes:
+def language_links(name: str, folder: str) -> list[dict]:
+    """Return a link per site language to the page `name`, relative to its copy in `folder`."""
+    here = posixpath.dirname(folder + name) or "."
+    return [{"code": code, "name": label, "url": posixpath.relpath(other + name, here), "current": other == folder}
+            for code, other, label in SITE_LANGUAGES]
+
+
+def _render(factory: RequestFactory, path: str, links: list[dict]) -> bytes:
     request = factory.get(path)
     request.user = AnonymousUser()
     request.static_export = True
+    request.static_language_links = links
     match = resolve(path)
     response = match.func(request, *match.args, **match.kwargs)
     if response.status_code != 200:
@@ -85,20 +106,26 @@ def _render(factory: RequestFactory, path: str) -> bytes:
     return response.content
 
 
-def _write(destination: Path, content: bytes, path: str) -> None:
+def _write(destination: Path, content: bytes, page: str, folder: str) -> None:
     destination.parent.mkdir(parents=True, exist_ok=True)
     if destination.suffix == ".html":
-        content = relative_links(content.decode("utf-8"), output_name(path)).encode("utf-8")
+        content = relative_links(content.decode("utf-8"), page, folder).encode("utf-8")
     destination.write_bytes(content)
 
 
-def relative_links(html: str, page: str) -> str:
-    """Rewrite root-relative href and src values into paths relative to `page` inside the site."""
+def relative_links(html: str, page: str, folder: str = "") -> str:
+    """Rewrite root-relative href and src values into paths relative to `page` inside the site.
+
+    Links to pages stay in the page's language `folder`; links to data and
+    static files go to the single copy at the root.
+    """
     page_folder = posixpath.dirname(page) or "."
 
     def replace(match: re.Match) -> str:
         url = match.group("url").split("?", 1)[0].split("#", 1)[0]
         target = output_name(url)
+        if target.endswith(".html"):
+            target = folder + target
         relative = posixpath.relpath(target, page_folder)
         return f'{match.group("attribute")}="{relative}"'
 

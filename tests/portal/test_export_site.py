@@ -15,6 +15,7 @@ from portal.certificates.services import issue_certificate, revoke_certificate
 from .helpers_verdict import judged_submission, verdict
 
 LINK = re.compile(r'\b(?:href|src)="([^"]*)"')
+LANGUAGE_LINK = re.compile(r'<a href="([^"]*)" hreflang=')
 
 
 @pytest.fixture
@@ -43,7 +44,8 @@ def test_export_writes_pages_and_feeds(site, certificates, card):
 
 def test_every_link_resolves(site):
     pages = list(site.rglob("*.html"))
-    assert len(pages) >= 5
+    assert len(pages) >= 10
+    assert len([page for page in pages if page.is_relative_to(site / "en")]) == len(pages) // 2
     for page in pages:
         for link in LINK.findall(page.read_text(encoding="utf-8")):
             assert not link.startswith(("/", "http:", "https:", "file:")), f"{page}: {link}"
@@ -77,7 +79,34 @@ def test_export_refuses_non_empty_folder(tmp_path, certificates):
     assert (target / "keep.txt").read_text() == "mine"
 
 
-def test_export_in_english(tmp_path, certificates):
-    target = tmp_path / "en"
-    call_command("export_site", str(target), "--language", "en")
-    assert "Certified cards" in (target / "index.html").read_text(encoding="utf-8")
+def test_export_has_both_languages(site, certificates, card):
+    pages = [name for name in ("index.html", f"cards/{card.pk}/index.html", f"certificates/{certificates[0].number}/index.html")]
+
+    for name in pages:
+        chinese = (site / name).read_text(encoding="utf-8")
+        english = (site / "en" / name).read_text(encoding="utf-8")
+        assert '<html lang="zh-hans">' in chinese, name
+        assert '<html lang="en">' in english, name
+        assert 'id="language-links"' in chinese and 'id="language-links"' in english, name
+    assert "Certified cards" in (site / "en/index.html").read_text(encoding="utf-8")
+    assert "Certified cards" not in (site / "index.html").read_text(encoding="utf-8")
+    assert not (site / "en/feeds").exists()
+
+
+def test_language_links_point_to_twin(site, certificates):
+    name = f"certificates/{certificates[0].number}/index.html"
+    chinese_links = LANGUAGE_LINK.findall((site / name).read_text(encoding="utf-8"))
+    english_links = LANGUAGE_LINK.findall((site / "en" / name).read_text(encoding="utf-8"))
+
+    assert [((site / name).parent / link).resolve() for link in chinese_links] == [(site / "en" / name).resolve()]
+    assert [((site / "en" / name).parent / link).resolve() for link in english_links] == [(site / name).resolve()]
+
+
+def test_english_pages_link_within_english(site):
+    listing = (site / "en/index.html").read_text(encoding="utf-8")
+    page_links = [link for link in LINK.findall(listing) if link.endswith("index.html") and "hreflang" not in link]
+
+    assert page_links
+    for link in page_links:
+        resolved = ((site / "en") / link).resolve()
+        assert resolved.is_relative_to((site / "en").resolve()) or resolved == (site / "index.html").resolve(), link
