@@ -36,7 +36,8 @@ def test_404_page(client, db, language, title, text):
     response = get(client, "/no/such/page/", language)
     page = response.content.decode()
     assert response.status_code == 404
-    assert title in page and text in page
+    assert title in page
+    assert text in page
     assert "/no/such/page/" in page
     assert 'class="site"' in page  # the site layout with its navigation and language switch
 
@@ -60,7 +61,8 @@ def test_403_page(client, owner, language, title, text):
     response = get(client, reverse("staff-queue"), language)
     page = response.content.decode()
     assert response.status_code == 403
-    assert title in page and text in page
+    assert title in page
+    assert text in page
     assert 'class="site"' in page
     assert "owner" in page  # rendered with the request: the signed-in user is shown
 
@@ -74,6 +76,7 @@ def test_500_page(db, language, title, text):
     response = get(client, "/broken/", language)
     page = response.content.decode()
     assert response.status_code == 500
-    assert title in page and text in page
+    assert title in page
+    assert text in page
     assert "a failure inside a view" not in page
     assert 'class="site"' in page

@@ -110,7 +110,7 @@ def test_dropped_database_connection_is_retried(stored, caplog):
 class Worker:
     """`celery -A tests.portal.worker_app worker` in its own process group, on one queue."""
 
-    def __init__(self, broker: str, queue: str, marker: Path, log: Path):
+    def __init__(self, broker: str, queue: str, marker: Path, log: Path, overrides: dict | None = None, pool: tuple[str, ...] = ("-P", "solo")):
         database = settings.DATABASES["default"]
         env = {
             **os.environ,
@@ -121,8 +121,9 @@ class Worker:
             # Redis hands an unacknowledged task to another worker after this long.
             "CELERY_BROKER_VISIBILITY_TIMEOUT": "20", "CELERY_TASK_TIME_LIMIT": "15", "CELERY_TASK_SOFT_TIME_LIMIT": "12",
             "PORTAL_TEST_PAUSE_MARKER": str(marker),
+            **(overrides or {}),
         }
-        command = [sys.executable, "-m", "celery", "-A", "tests.portal.worker_app", "worker", "-Q", queue, "-P", "solo",
+        command = [sys.executable, "-m", "celery", "-A", "tests.portal.worker_app", "worker", "-Q", queue, *pool,
                    "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "info", "-n", f"{uuid.uuid4().hex}@test"]
         self.log = open(log, "ab")
         self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -156,11 +157,11 @@ def enqueue(broker: str, queue: str, submission_id: int) -> None:
 def worker_run(tmp_path):
     workers = []
 
-    def start(broker: str, queue: str) -> Worker:
+    def start(broker: str, queue: str, **options) -> Worker:
         """Start a worker and wait until it consumes: Redis drops messages sent to a queue nobody declared yet."""
         log = tmp_path / "worker.log"
         ready = log.read_bytes().count(b" ready.") if log.exists() else 0
-        workers.append(Worker(broker, queue, tmp_path / "paused", log))
+        workers.append(Worker(broker, queue, tmp_path / "paused", log, **options))
         wait_for(lambda: log.read_bytes().count(b" ready.") > ready, 60, "the worker did not start", log)
         return workers[-1]
 
@@ -203,3 +204,29 @@ def test_upload_is_validated_by_a_worker_after_commit(stored, worker_run, tmp_pa
     wait_for(lambda: state_of(stored) in FINISHED, 60, "the worker did not validate the submission", tmp_path / "worker.log")
     time.sleep(1)
     assert_judged_once(stored)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_soft_time_limit_of_a_worker_rejects_once(stored, worker_run, tmp_path):
+    """The worker's timer fires the soft limit during the paused verdict; the submission ends rejected with one report.
+
+    Celery enforces time limits in the prefork pool only, so this worker runs one prefork child.
+    """
+    broker = settings.CELERY_BROKER_URL
+    if not broker or not reachable(broker):
+        pytest.skip("CELERY_BROKER_URL is not set to a reachable broker")
+    queue = f"test-{uuid.uuid4().hex}"
+    limits = {"CELERY_TASK_SOFT_TIME_LIMIT": "3", "CELERY_TASK_TIME_LIMIT": "10"}
+    worker_run(broker, queue, overrides=limits, pool=("-P", "prefork", "-c", "1"))
+    # The sender's time limits travel in the task message and win over the worker's, so send the same ones,
+    # as a portal process configured like its workers does.
+    with celery_app.connection_for_write(broker) as broker_connection:
+        validate_submission.apply_async(args=[stored.pk], connection=broker_connection, queue=queue, soft_time_limit=3, time_limit=10)
+
+    wait_for(lambda: state_of(stored) in FINISHED, 60, "the soft time limit did not end the validation", tmp_path / "worker.log")
+    time.sleep(1)
+    assert_judged_once(stored)
+    report = ValidationReport.objects.get(submission=stored)
+    assert report.error_code == "validation_timed_out"
+    assert report.error_params == {"value": 3}
+    assert (tmp_path / "paused").exists()  # the verdict was reached and paused, so the limit fired inside it
