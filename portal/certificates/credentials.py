@@ -80,10 +80,12 @@ def rotate_credential_key(*, actor=None) -> Rotation:
     """Replace the current credential key with a new one; the old public key stays in the keyring.
 
     The new key is written next to the current one first. The database records
-    the retirement and the new key in one transaction, and only after it
-    commits are the files swapped: the old private key is renamed to
-    `<name>.retired-<key id prefix><suffix>` (no longer used; back it up
-    offline or delete it) and the new one takes its path.
+    the retirement and the new key in one transaction. Only after it commits
+    are the files swapped. The old private key is renamed to
+    `<name>.retired-<key id prefix><suffix>`, and the new one takes its path.
+
+    NOTE: a crash between the commit and the swap leaves the old key file in
+    place while the database calls it retired; run the rotation again.
     """
     path = Path(settings.PORTAL_CREDENTIAL_KEY_PATH)
     old = portal_key()

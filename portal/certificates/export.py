@@ -89,8 +89,8 @@ def export_site(target: Path) -> ExportReport:
 
 def language_links(name: str, folder: str) -> list[dict]:
     """Return a link per site language to the page `name`, relative to its copy in `folder`."""
-    here = posixpath.dirname(folder + name) or "."
-    return [{"code": code, "name": label, "url": posixpath.relpath(other + name, here), "current": other == folder}
+    page_folder = posixpath.dirname(folder + name) or "."
+    return [{"code": code, "name": label, "url": posixpath.relpath(other + name, page_folder), "current": other == folder}
             for code, other, label in SITE_LANGUAGES]
 
 
