@@ -5,6 +5,7 @@ from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -101,7 +102,12 @@ def session_body(session, request) -> dict:
     return UploadSessionSerializer(session, context={"request": request}).data
 
 
+# The upload page uses the resumable endpoints with the browser's session, which DRF checks for a CSRF token.
+SESSION_OR_TOKEN = [TokenAuthentication, SessionAuthentication]
+
+
 class UploadSessionCreateView(APIView):
+    authentication_classes = SESSION_OR_TOKEN
     parser_classes = [JSONParser]
 
     @extend_schema(
@@ -126,6 +132,7 @@ class UploadSessionCreateView(APIView):
 
 
 class UploadSessionView(APIView):
+    authentication_classes = SESSION_OR_TOKEN
     parser_classes = []
 
     @extend_schema(operation_id="get_upload", responses={200: UploadSessionSerializer, 404: ERROR_SCHEMA},
@@ -150,6 +157,7 @@ class UploadSessionView(APIView):
 
 
 class UploadSessionCompleteView(APIView):
+    authentication_classes = SESSION_OR_TOKEN
     @extend_schema(operation_id="complete_upload", request=None,
                    responses={201: SubmissionSerializer, 200: SubmissionSerializer, 400: ERROR_SCHEMA, 404: ERROR_SCHEMA, 409: ERROR_SCHEMA},
                    description="Check size and sha256 and store the bundle as a submission; the same bundle again returns the stored one with 200.")

@@ -24,6 +24,11 @@ from portal.submissions.uploads import TOO_LARGE_FLAG
 
 logger = logging.getLogger(__name__)
 
+# The upload page sends byte ranges of this size through the resumable API.
+BROWSER_CHUNK_BYTES = 8 * 1024**2
+# The browser hashes the whole file in memory (Web Crypto has no streaming digest), so larger files use the plain form.
+BROWSER_MAX_HASH_BYTES = 512 * 1024**2
+
 
 class UploadForm(forms.Form):
     vendor = forms.ChoiceField(label=_("Vendor"))
@@ -72,7 +77,11 @@ def submission_upload(request):
             form.add_error(None, f"{error.detail} [{error.code}]")
         else:
             return redirect("submission-detail", pk=submission.pk)
-    return render(request, "submissions/upload.html", {"form": form, "vendors": vendors}, status=_form_status(request, form))
+    context = {
+        "form": form, "vendors": vendors,
+        "chunk_bytes": min(BROWSER_CHUNK_BYTES, settings.BUNDLE_UPLOAD_CHUNK_MAX_BYTES), "max_hash_bytes": BROWSER_MAX_HASH_BYTES,
+    }
+    return render(request, "submissions/upload.html", context, status=_form_status(request, form))
 
 
 def _receive_from_form(request, form, vendors):
