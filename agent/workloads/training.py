@@ -73,6 +73,11 @@ def parallel_arguments(free: dict[str, Any]) -> dict[str, Any]:
     stage = int(free.get("sharding_stage", 0))
     if stage not in SHARDING_STAGES:
         raise ValueError(f"sharding_stage {stage} is not supported: use 0, 1, 2 or 3")
+    pipeline = int(free.get("pipeline_parallel_degree", 1))
+    if pipeline != 1:
+        raise ValueError(
+            f"pipeline_parallel_degree {pipeline} is not supported yet: the agent builds PaddleNLP's plain model classes "
+            "(such as LlamaForCausalLM), not the *Pipe classes that pipeline parallelism needs; set it to 1")
     return {
         "tensor_parallel_degree": int(free.get("tensor_parallel_degree", 1)),
         "pipeline_parallel_degree": int(free.get("pipeline_parallel_degree", 1)),
@@ -182,6 +187,9 @@ def train(context: WorkloadContext, args: TrainingArguments, model, dataset, col
         "data_parallel_ranks": args.dataset_world_size,
         "world_size": args.world_size,
         **parallel_arguments(context.free),
+        # The degrees of PaddleNLP's hybrid-parallel topology as this run resolved them (its -1 for sharding means none).
+        "parallel_degrees": {"data": args.data_parallel_degree, "sharding": max(1, args.sharding_parallel_degree),
+                             "tensor": args.tensor_parallel_degree, "pipeline": args.pipeline_parallel_degree},
         "max_grad_norm": args.max_grad_norm,
         "checkpoint_steps": context.fixed.get("checkpoint_steps"),
         "passed_through": passed_through(context.fixed, context.free),
