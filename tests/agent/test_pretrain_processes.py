@@ -1,8 +1,10 @@
 """Tiny pretraining runs in real processes, against one uninterrupted run.
 
 A run killed with SIGKILL after a checkpoint and resumed with --resume, and
-a run of two CPU processes under `paddle.distributed.launch`, both give the
-uninterrupted run's loss curve.
+runs of two CPU processes under `paddle.distributed.launch` (data parallel,
+sharding stage 1, and killed and resumed), all give the uninterrupted run's
+loss curve. Tensor parallelism and sharding stages 2 and 3, which Paddle
+rejects on the CPU, leave a failed workload with no step records.
 """
 
 import json
@@ -172,3 +174,96 @@ def test_sigterm_records_stop(tmp_path):
 
     assert exit_code == 130
     assert read_jsonl(out / "events.jsonl")[-1] == {**read_jsonl(out / "events.jsonl")[-1], "event": "stop", "reason": "terminated"}
+
+
+# Hybrid parallelism and --resume under the launcher, two CPU processes. What
+# Paddle 3.3.1 rejects on the CPU is tested as a rejection. The workload fails
+# with Paddle's error and writes no step records, so no run claims that degree.
+
+
+def launch_command(logs: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir", str(logs),
+            "agent/__main__.py", *agent_command(out, *extra)[3:]]
+
+
+def launch(folder: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(launch_command(folder / "logs", folder / "run", *extra), cwd=REPO, env=environment(),
+                          capture_output=True, text=True, timeout=600)
+
+
+def worker_logs(folder: Path) -> str:
+    return "".join(path.read_text(errors="replace")[-2000:] for path in sorted(folder.glob("logs*/workerlog.*")))
+
+
+@pytest.fixture(scope="module")
+def sharded_processes(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sharding1")
+    completed = launch(folder, "--set", "sharding_stage=1", "--set", "per_device_train_batch_size=2")
+    assert completed.returncode == 0, worker_logs(folder)
+    return folder / "run"
+
+
+def test_sharding_stage1_matches_one_process(sharded_processes, uninterrupted):
+    two, one = losses(sharded_processes), losses(uninterrupted)
+    trainer = read_json(sharded_processes / "workloads" / WORKLOAD / "config.json")["trainer"]
+
+    assert sorted(two) == list(range(1, 41))
+    assert two == pytest.approx(one, rel=1e-5)
+    assert trainer["sharding"] == "stage1"
+    assert trainer["parallel_degrees"] == {"data": 1, "sharding": 2, "tensor": 1, "pipeline": 1}
+    assert trainer["gradient_accumulation_steps"] == 1
+
+
+@pytest.fixture(scope="module")
+def launched_killed_and_resumed(tmp_path_factory):
+    """Kill the launcher and both workers with SIGKILL after the step-20 checkpoint, then resume under the launcher."""
+    folder = tmp_path_factory.mktemp("launch-resume")
+    out = folder / "run"
+    process = subprocess.Popen(launch_command(folder / "logs", out, "--set", "per_device_train_batch_size=2"), cwd=REPO, env=environment(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_checkpoint(process, out / "events.jsonl", KILL_AFTER_CHECKPOINT)
+        workers = subprocess.run(["ps", "-o", "pid=", "--ppid", str(process.pid)], capture_output=True, text=True).stdout.split()
+        process.send_signal(signal.SIGKILL)
+        for worker in workers:
+            os.kill(int(worker), signal.SIGKILL)
+    finally:
+        process.wait(timeout=60)
+    steps_at_kill = len(read_jsonl(out / "workloads" / WORKLOAD / "steps.jsonl"))
+
+    resumed = subprocess.run(launch_command(folder / "logs-resume", out, "--set", "per_device_train_batch_size=2", "--resume"),
+                             cwd=REPO, env=environment(), capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, worker_logs(folder)
+    return out, steps_at_kill
+
+
+def test_launched_resume_reproduces_loss_curve(launched_killed_and_resumed, uninterrupted):
+    run, steps_at_kill = launched_killed_and_resumed
+    events = [event for event in read_jsonl(run / "events.jsonl") if event["event"] != "heartbeat"]
+    names = [event["event"] for event in events]
+
+    assert KILL_AFTER_CHECKPOINT <= steps_at_kill < 40
+    assert sorted(losses(run)) == list(range(1, 41))
+    assert losses(run) == pytest.approx(losses(uninterrupted), rel=1e-5)
+    crash = names.index("crash")
+    assert events[crash]["detected"] == "on resume"
+    assert names[crash + 1:crash + 3] == ["resume", "workload_start"]
+    assert events[crash + 2]["resumed_from_step"] == KILL_AFTER_CHECKPOINT
+    assert names[-2:] == ["workload_end", "stop"]
+    assert read_json(run / "environment.json")["device"]["processes"] == 2
+
+
+@pytest.mark.parametrize(("setting", "paddle_error"), [
+    ("tensor_parallel_degree=2", "AssertionError: Only support xpu, gpu and custom_device now, but this is cpu"),
+    ("sharding_stage=2", "AssertionError: group_sharded_parallel only support gpu, xpu and custom_device now"),
+    ("sharding_stage=3", "AssertionError: group_sharded_parallel only support gpu, xpu and custom_device now"),
+], ids=["tensor-parallel-2", "sharding-stage-2", "sharding-stage-3"])
+def test_cpu_rejection_records_no_run(tmp_path, setting, paddle_error):
+    completed = launch(tmp_path, "--set", setting, "--set", "per_device_train_batch_size=2")
+    folder = tmp_path / "run" / "workloads" / WORKLOAD
+
+    assert completed.returncode != 0
+    result = read_json(folder / "result.json")
+    assert (result["status"], result["summary"]["error"]) == ("failed", paddle_error)
+    assert not (folder / "steps.jsonl").is_file() or not read_jsonl(folder / "steps.jsonl")
+    assert read_jsonl(tmp_path / "run" / "events.jsonl")[-1]["failed"] == [WORKLOAD]
