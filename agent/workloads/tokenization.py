@@ -104,11 +104,13 @@ class PaddleNLPTokenizer:
 def read_tiktoken_ranks(path: Path) -> int:
     """Check a tiktoken BPE file line by line and return its number of ranks.
 
-    Every non-empty line must be "base64(token bytes) rank", and the ranks must
-    be 0..n-1 with no gap or repeat, which is what tiktoken's Encoding needs.
+    Every non-empty line must be "base64(token bytes) rank", no token may
+    appear twice, and the ranks must be 0..n-1 with no gap or repeat, which is
+    what tiktoken's Encoding needs.
     """
     _require_file(path, "tiktoken", "a tiktoken BPE file such as LLaMA3's tokenizer.model")
     ranks: set[int] = set()
+    tokens: set[bytes] = set()
     with path.open("rb") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -117,7 +119,7 @@ def read_tiktoken_ranks(path: Path) -> int:
             try:
                 if len(fields) != 2:
                     raise ValueError("expected two fields")
-                base64.b64decode(fields[0], validate=True)
+                token = base64.b64decode(fields[0], validate=True)
                 rank = int(fields[1])
             except (ValueError, binascii.Error) as error:
                 raise TokenizerFileError(
@@ -125,7 +127,10 @@ def read_tiktoken_ranks(path: Path) -> int:
                     "a SentencePiece tokenizer.model (LLaMA1/2) is kind 'sentencepiece'") from error
             if rank in ranks:
                 raise TokenizerFileError(f"{path} line {number}: rank {rank} appears twice")
+            if token in tokens:
+                raise TokenizerFileError(f"{path} line {number}: token {token!r} appears twice")
             ranks.add(rank)
+            tokens.add(token)
     if not ranks:
         raise TokenizerFileError(f"{path} holds no tokens, so it is not a tiktoken BPE file")
     if max(ranks) != len(ranks) - 1:

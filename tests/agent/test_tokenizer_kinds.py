@@ -200,6 +200,14 @@ def test_tiktoken_ranks_with_a_gap(tmp_path):
         load_tokenizer(path, "tiktoken")
 
 
+def test_tiktoken_token_twice(tmp_path):
+    path = tmp_path / "tokenizer.model"
+    path.write_text("QQ== 0\nQg== 1\nQQ== 2\n")
+
+    with pytest.raises(TokenizerFileError, match=r"line 3: token b'A' appears twice"):
+        load_tokenizer(path, "tiktoken")
+
+
 def test_bpe_without_class():
     with pytest.raises(TokenizerFileError, match="needs 'class' set to one of Qwen2Tokenizer, GPTTokenizer, CLIPTokenizer"):
         load_tokenizer(NEOX / "vocab.json", "bpe")
