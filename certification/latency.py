@@ -4,7 +4,7 @@ The agent's rate search and the verdict engine both call `summarize_trial`,
 so a trial passes or fails by the same rule on both sides. A request record
 (one line of requests.jsonl) holds times in seconds on the client's monotonic
 clock, relative to the trial's start: `scheduled`, `sent` (just before the
-connection is opened), `first_token` (the first streamed chunk that carries
+request is written to its connection), `first_token` (the first streamed chunk that carries
 generated text) and `end`, with a `status` of "ok" or the failure's kind.
 """
 

@@ -1,12 +1,22 @@
 """Load generator for OpenAI-compatible streaming completions servers.
 
-One asyncio event loop issues every request over its own HTTP/1.1
+One asyncio event loop issues every request over its own new HTTP/1.1
 connection (plain or TLS), reads the server-sent events as they arrive and
-records per request: scheduled time, send time (taken just before the
-connection is opened), time of the first chunk that carries generated text,
-end time, status and token counts. Chunks without text (role-only, empty,
-keep-alive comments) do not end the time to first token. Failed, timed-out
-and aborted requests are recorded with their status and never dropped.
+records per request: scheduled time, connection start and set-up, send time
+(taken just before the request's bytes are written), time of the first chunk
+that carries generated text, end time, status and token counts. Chunks
+without text (role-only, empty, keep-alive comments) do not end the time to
+first token. Failed, timed-out and aborted requests are recorded with their
+status and never dropped.
+
+An open-loop trial opens each request's connection `connect_ahead_seconds`
+before the request is due and writes the request at its scheduled time, so
+neither the send time nor the time to first token includes the TCP (and TLS)
+set-up. On plain HTTP every read carries the time the kernel received its
+bytes (SO_TIMESTAMPNS, Linux), so a busy event loop does not delay the
+first token's stamp. Over TLS, and where that option is missing, a read is
+stamped when the event loop hands it over, before any parsing. Each request
+records which in `receive_stamp` ("kernel" or "event_loop").
 
 Clock: `time.perf_counter`, which is CLOCK_MONOTONIC on Linux and therefore
 comparable with another process's `perf_counter` on the same machine.
@@ -17,11 +27,15 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import gc
+import ipaddress
 import json
 import logging
 import math
 import random
+import socket
 import ssl
+import struct
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +50,7 @@ clock = time.perf_counter
 MAX_ERROR_TEXT = 300
 MAX_HEADER_BYTES = 64 * 1024
 SPIN_SECONDS = 0.0015
+CONNECT_AHEAD_SECONDS = 0.05
 
 
 class EndpointError(ValueError):
@@ -88,7 +103,10 @@ class RequestRecord:
     index: int
     scheduled: float
     warmup: bool
+    connect_start: float | None = None
+    connected: float | None = None
     sent: float | None = None
+    receive_stamp: str = ""
     first_token: float | None = None
     end: float | None = None
     status: str = "not_sent"
@@ -136,43 +154,188 @@ def run_sync(coroutine):
 
 
 async def stream_completion(endpoint: Endpoint, spec: RequestSpec, record: RequestRecord, origin: float,
-                            timeout: float) -> None:
-    """Send one streaming request and fill `record`.
+                            timeout: float, send_at: float | None = None) -> None:
+    """Open a connection, send one streaming request at `send_at` (client clock; None: at once) and fill `record`.
 
-    Server and connection failures, timeouts included, are recorded in
-    `record.status` and not raised. Cancellation is recorded and re-raised.
+    The connection is opened first and the request is written when `send_at`
+    comes. So `sent` and the time to first token do not include the
+    connection set-up, which `connect_start` and `connected` record.
+    Connecting and the response each have `timeout` seconds. Server and connection
+    failures, timeouts included, are recorded in `record.status` and not
+    raised. Cancellation is recorded and re-raised.
     """
     record.requested_tokens = spec.max_tokens
     record.status = "in_flight"
-    record.sent = clock() - origin
-    writer = None
+    transport = None
     try:
+        for attempt in (1, 2):
+            transport, exchange = await _connect(endpoint, record, origin, timeout)
+            if send_at is not None:
+                await sleep_until(send_at)
+            if not exchange.closed_before_request or attempt == 2:
+                break
+            # The server closed the idle connection before the request was due: open a new one at once.
+            transport.close()
+        record.sent = clock() - origin
+        transport.write(_request_bytes(endpoint, spec))
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(
-                endpoint.host, endpoint.port, ssl=ssl.create_default_context() if endpoint.tls else None)
-            writer.write(_request_bytes(endpoint, spec))
-            await writer.drain()
-            await _read_response(reader, record, origin)
+            await exchange.finished
         record.status = OK
     except TimeoutError:
-        record.status, record.error = "timeout", f"no complete response within {timeout:g} s"
-    except (ConnectionRefusedError, ConnectionResetError, OSError) as error:
+        stage = "connection" if record.connected is None else "complete response"
+        record.status, record.error = "timeout", f"no {stage} within {timeout:g} s"
+    except OSError as error:
         kind = "connect_error" if record.first_token is None and record.http_status is None else "connection_lost"
         record.status, record.error = kind, f"{type(error).__name__}: {error}"[:MAX_ERROR_TEXT]
-    except asyncio.IncompleteReadError as error:
-        record.status, record.error = "incomplete", f"the connection closed in the middle of a chunk ({len(error.partial)} bytes read)"
     except (ValueError, UnicodeError) as error:
         record.status, record.error = "malformed", f"{type(error).__name__}: {error}"[:MAX_ERROR_TEXT]
     except StreamFailure as failure:
         record.status, record.error = failure.status, str(failure)[:MAX_ERROR_TEXT]
         record.http_status = failure.http_status or record.http_status
     except asyncio.CancelledError:
-        record.status, record.error = "aborted", "the trial stopped before this request finished"
+        if record.sent is None:
+            record.status, record.error = "not_sent", "the trial stopped before this request was due"
+        else:
+            record.status, record.error = "aborted", "the trial stopped before this request finished"
         raise
     finally:
-        record.end = clock() - origin
-        if writer is not None:
-            writer.close()
+        if record.status != "not_sent":
+            record.end = clock() - origin
+        if record.sent is None and record.status != "not_sent":
+            # The request could not be written; it counts as sent, and failed, when it failed.
+            record.sent = record.end
+        if transport is not None:
+            transport.close()
+
+
+async def _connect(endpoint: Endpoint, record: RequestRecord, origin: float, timeout: float):
+    loop = asyncio.get_running_loop()
+    record.connect_start = clock() - origin
+    exchange = ResponseReader(record, origin, loop)
+    async with asyncio.timeout(timeout):
+        if endpoint.tls:
+            transport, _ = await loop.create_connection(lambda: exchange, endpoint.host, endpoint.port,
+                                                        ssl=ssl.create_default_context())
+            record.receive_stamp = "event_loop"
+        else:
+            transport = await StampedConnection.open(loop, endpoint, exchange)
+            record.receive_stamp = "kernel" if transport.kernel_stamps else "event_loop"
+    record.connected = clock() - origin
+    return transport, exchange
+
+
+# Linux's SO_TIMESTAMPNS: each read carries the time the kernel received the data, as a struct timespec.
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+TIMESPEC = struct.Struct("@ll")
+
+
+class StampedConnection:
+    """A plain TCP connection whose reads carry the kernel's receive time (SO_TIMESTAMPNS, Linux only).
+
+    The stamp taken in `data_received` still waits for the event loop to get
+    to the socket, which takes milliseconds on a busy machine. The kernel
+    stamps each segment when it arrives, and a read returns the stamp of the
+    last segment it consumed, so a chunk is never stamped before it arrived.
+    The stamp is on CLOCK_REALTIME; it is moved onto the client clock by the
+    difference of the two clocks read together right after the read. Where
+    the option is missing (not Linux), reads are stamped by the event loop.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, protocol: ResponseReader, kernel_stamps: bool):
+        self.loop, self.sock, self.protocol, self.kernel_stamps = loop, sock, protocol, kernel_stamps
+        self.unsent = b""
+        self.closed = False
+        protocol.connection_made(self)
+        loop.add_reader(sock.fileno(), self._readable)
+
+    @classmethod
+    async def open(cls, loop: asyncio.AbstractEventLoop, endpoint: Endpoint, protocol: ResponseReader) -> StampedConnection:
+        try:
+            ipaddress.ip_address(endpoint.host)
+            addresses = [(socket.AF_INET6 if ":" in endpoint.host else socket.AF_INET, (endpoint.host, endpoint.port))]
+        except ValueError:
+            addresses = [(family, address) for family, _, _, _, address
+                         in await loop.getaddrinfo(endpoint.host, endpoint.port, type=socket.SOCK_STREAM)]
+        error: OSError = OSError(f"no address found for {endpoint.host}")
+        for family, address in addresses:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                kernel_stamps = sys.platform.startswith("linux")
+                if kernel_stamps:
+                    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+                await loop.sock_connect(sock, address)
+                return cls(loop, sock, protocol, kernel_stamps)
+            except OSError as failure:
+                sock.close()
+                error = failure
+            except BaseException:
+                sock.close()
+                raise
+        raise error
+
+    def _readable(self) -> None:
+        while not self.closed:
+            try:
+                data, ancillary, _, _ = self.sock.recvmsg(65536, socket.CMSG_SPACE(TIMESPEC.size))
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:
+                self._lose(error)
+                return
+            now, real_ns = clock(), time.time_ns()
+            if not data:
+                self.protocol.eof_received()
+                self._lose(None)
+                return
+            arrived = now
+            for level, kind, payload in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(payload) >= TIMESPEC.size:
+                    seconds, nanoseconds = TIMESPEC.unpack(payload[:TIMESPEC.size])
+                    arrived = min(now, now - (real_ns - seconds * 1_000_000_000 - nanoseconds) / 1e9)
+            self.protocol.feed(data, arrived)
+
+    def write(self, data: bytes) -> None:
+        if self.closed:
+            return
+        if not self.unsent:
+            try:
+                written = self.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                written = 0
+            except OSError as error:
+                self._lose(error)
+                return
+            data = data[written:]
+            if not data:
+                return
+            self.loop.add_writer(self.sock.fileno(), self._writable)
+        self.unsent += data
+
+    def _writable(self) -> None:
+        try:
+            written = self.sock.send(self.unsent)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as error:
+            self._lose(error)
+            return
+        self.unsent = self.unsent[written:]
+        if not self.unsent:
+            self.loop.remove_writer(self.sock.fileno())
+
+    def close(self) -> None:
+        self._lose(None)
+
+    def _lose(self, error: Exception | None) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.loop.remove_reader(self.sock.fileno())
+        self.loop.remove_writer(self.sock.fileno())
+        self.sock.close()
+        self.protocol.connection_lost(error)
 
 
 def _request_bytes(endpoint: Endpoint, spec: RequestSpec) -> bytes:
@@ -186,32 +349,169 @@ def _request_bytes(endpoint: Endpoint, spec: RequestSpec) -> bytes:
     return head.encode("ascii") + body
 
 
-async def _read_response(reader: asyncio.StreamReader, record: RequestRecord, origin: float) -> None:
-    status, headers = await _read_head(reader)
-    record.http_status = status
-    if status != 200:
-        body = await _read_some(reader)
-        raise StreamFailure("http_error", f"HTTP {status}: {body}", status)
-    content_type = headers.get("content-type", "")
-    if "text/event-stream" not in content_type:
-        body = await _read_some(reader)
-        raise StreamFailure("malformed", f"expected Content-Type text/event-stream, got {content_type!r}: {body}")
+class ResponseReader(asyncio.Protocol):
+    """Parse one HTTP response as its bytes arrive, and fill the request record.
 
-    parser = EventParser()
-    async for piece in _body_pieces(reader, headers):
-        for data in parser.feed(piece):
-            if _handle_event(data, record, origin):
+    `feed` takes each read with its arrival time: the kernel's, from
+    StampedConnection, or the event loop's, from `data_received` (TLS).
+    Either way the first text chunk is stamped before any parsing and
+    without waiting for a task to be scheduled. The body may use chunked
+    transfer coding, Content-Length or end at close. `finished` resolves at
+    data: [DONE], or fails with a StreamFailure or OSError.
+    """
+
+    def __init__(self, record: RequestRecord, origin: float, loop: asyncio.AbstractEventLoop):
+        self.record = record
+        self.origin = origin
+        self.loop = loop
+        self.finished: asyncio.Future = loop.create_future()
+        # A failure that arrives after the request was aborted has no reader; mark it as seen.
+        self.finished.add_done_callback(lambda future: future.cancelled() or future.exception())
+        self.buffer = bytearray()
+        self.state = "head"  # head, size, data, crlf, length, close, error_body
+        self.remaining = 0
+        self.events = EventParser()
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.error_timer: asyncio.TimerHandle | None = None
+        self.closed_before_request = False
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.feed(data, clock())
+
+    def feed(self, data: bytes, arrived: float) -> None:
+        """Parse `data`, whose bytes arrived at `arrived` on the client clock."""
+        if self.finished.done():
+            return
+        self.buffer += data
+        try:
+            self._parse(arrived)
+        except StreamFailure as failure:
+            self._end(failure)
+        except (ValueError, UnicodeError) as error:
+            self._end(error)
+
+    def eof_received(self) -> bool:
+        self._closed(None)
+        return False
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self._closed(error)
+
+    def _closed(self, error: Exception | None) -> None:
+        if self.error_timer is not None:
+            self.error_timer.cancel()
+        if self.finished.done():
+            return
+        if self.state == "head" and not self.buffer and self.record.sent is None:
+            self.closed_before_request = True
+        if error is not None:
+            self._end(error)
+        elif self.state == "error_body":
+            self._error_body_done()
+        elif self.state == "head":
+            self._end(StreamFailure("malformed", "the server closed the connection before a full HTTP header: "
+                                                 f"{bytes(self.buffer[:80])!r}"))
+        elif self.state in ("size", "data", "crlf", "length"):
+            self._end(StreamFailure("incomplete", f"the connection closed in the middle of the body ({self.state})"))
+        else:
+            self._end(StreamFailure("incomplete", "the stream ended before data: [DONE]"))
+
+    def _end(self, outcome: BaseException | None) -> None:
+        if self.finished.done():
+            return
+        if outcome is None:
+            self.finished.set_result(None)
+        else:
+            self.finished.set_exception(outcome)
+
+    def _parse(self, arrived: float) -> None:
+        while not self.finished.done():
+            if self.state == "head":
+                end = self.buffer.find(b"\r\n\r\n")
+                if end < 0:
+                    if len(self.buffer) > MAX_HEADER_BYTES:
+                        raise StreamFailure("malformed", f"the HTTP header is larger than {MAX_HEADER_BYTES} bytes")
+                    return
+                head = bytes(self.buffer[:end])
+                del self.buffer[:end + 4]
+                self._head(head)
+            elif self.state == "error_body":
+                if len(self.buffer) >= 2048 or (self.remaining and len(self.buffer) >= self.remaining):
+                    self._error_body_done()
                 return
-    raise StreamFailure("incomplete", "the stream ended before data: [DONE]")
+            elif self.state == "size":
+                end = self.buffer.find(b"\r\n")
+                if end < 0:
+                    if len(self.buffer) > 1024:
+                        raise StreamFailure("malformed", f"invalid chunk size line {bytes(self.buffer[:40])!r}")
+                    return
+                line = bytes(self.buffer[:end])
+                del self.buffer[:end + 2]
+                try:
+                    self.remaining = int(line.split(b";")[0].strip(), 16)
+                except ValueError:
+                    raise StreamFailure("malformed", f"invalid chunk size line {line[:40]!r}")
+                if self.remaining == 0:
+                    raise StreamFailure("incomplete", "the stream ended before data: [DONE]")
+                self.state = "data"
+            elif self.state in ("data", "length", "close"):
+                if not self.buffer:
+                    return
+                take = len(self.buffer) if self.state == "close" else min(self.remaining, len(self.buffer))
+                piece = bytes(self.buffer[:take])
+                del self.buffer[:take]
+                self.remaining -= take
+                self._events(piece, arrived)
+                if self.state == "data" and self.remaining == 0:
+                    self.state = "crlf"
+                elif self.state == "length" and self.remaining == 0:
+                    raise StreamFailure("incomplete", "the stream ended before data: [DONE]")
+            elif self.state == "crlf":
+                if len(self.buffer) < 2:
+                    return
+                if self.buffer[:2] != b"\r\n":
+                    raise StreamFailure("malformed", f"invalid chunked body: no CRLF after a chunk of the size given, got {bytes(self.buffer[:40])!r}")
+                del self.buffer[:2]
+                self.state = "size"
+
+    def _head(self, head: bytes) -> None:
+        status, self.headers = _parse_head(head)
+        self.status = self.record.http_status = status
+        content_type = self.headers.get("content-type", "")
+        if status != 200 or "text/event-stream" not in content_type:
+            self.state = "error_body"
+            length = self.headers.get("content-length", "")
+            self.remaining = min(int(length), 2048) if length.isdigit() else 0
+            self.error_timer = self.loop.call_later(1.0, self._error_body_done)
+        elif "chunked" in self.headers.get("transfer-encoding", "").lower():
+            self.state = "size"
+        elif "content-length" in self.headers:
+            self.state, self.remaining = "length", int(self.headers["content-length"])
+        else:
+            self.state = "close"
+
+    def _error_body_done(self) -> None:
+        if self.error_timer is not None:
+            self.error_timer.cancel()
+        body = bytes(self.buffer[:2048]).decode("utf-8", "replace").strip()[:MAX_ERROR_TEXT]
+        if self.status != 200:
+            self._end(StreamFailure("http_error", f"HTTP {self.status}: {body}", self.status))
+        else:
+            content_type = self.headers.get("content-type", "")
+            self._end(StreamFailure("malformed", f"expected Content-Type text/event-stream, got {content_type!r}: {body}"))
+
+    def _events(self, piece: bytes, arrived: float) -> None:
+        for data in self.events.feed(piece):
+            if _handle_event(data, self.record, arrived - self.origin):
+                self._end(None)
+                return
 
 
-async def _read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
-    try:
-        head = await reader.readuntil(b"\r\n\r\n")
-    except asyncio.IncompleteReadError as error:
-        raise StreamFailure("malformed", f"the server closed the connection before a full HTTP header: {error.partial[:80]!r}")
-    except asyncio.LimitOverrunError:
-        raise StreamFailure("malformed", f"the HTTP header is larger than {MAX_HEADER_BYTES} bytes")
+def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
     lines = head.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ", 2)
     if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
@@ -222,34 +522,6 @@ async def _read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]
             name, value = line.split(":", 1)
             headers[name.strip().lower()] = value.strip()
     return int(parts[1]), headers
-
-
-async def _read_some(reader: asyncio.StreamReader) -> str:
-    try:
-        data = await asyncio.wait_for(reader.read(2048), 1.0)
-    except (TimeoutError, OSError):
-        data = b""
-    return data.decode("utf-8", "replace").strip()[:MAX_ERROR_TEXT]
-
-
-async def _body_pieces(reader: asyncio.StreamReader, headers: dict[str, str]):
-    """Yield the body's bytes as they arrive: chunked transfer coding, Content-Length or read to close."""
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        while True:
-            size_line = await reader.readline()
-            try:
-                size = int(size_line.split(b";")[0].strip(), 16)
-            except ValueError:
-                raise StreamFailure("malformed", f"invalid chunk size line {size_line[:40]!r}")
-            if size == 0:
-                return
-            data = await reader.readexactly(size + 2)
-            yield data[:-2]
-    elif "content-length" in headers:
-        yield await reader.readexactly(int(headers["content-length"]))
-    else:
-        while piece := await reader.read(65536):
-            yield piece
 
 
 class EventParser:
@@ -274,8 +546,8 @@ class EventParser:
         return events
 
 
-def _handle_event(data: str, record: RequestRecord, origin: float) -> bool:
-    """Apply one event to the record. Return True at data: [DONE]."""
+def _handle_event(data: str, record: RequestRecord, arrived: float) -> bool:
+    """Apply one event, whose bytes arrived at `arrived` (trial time), to the record. Return True at data: [DONE]."""
     if data.strip() == "[DONE]":
         return True
     try:
@@ -289,7 +561,7 @@ def _handle_event(data: str, record: RequestRecord, origin: float) -> bool:
     text = _choice_text(event)
     if text:
         if record.first_token is None:
-            record.first_token = clock() - origin
+            record.first_token = arrived
         record.text_chunks += 1
     usage = event.get("usage")
     if isinstance(usage, dict):
@@ -333,6 +605,7 @@ class TrialPlan:
     request_timeout: float
     seed: int
     role: str = "search"
+    connect_ahead_seconds: float = CONNECT_AHEAD_SECONDS
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -363,7 +636,8 @@ class TrialState:
 async def run_trial(endpoint: Endpoint, prompts: list[str], model: str, plan: TrialPlan) -> TrialState:
     """Run one trial under its load model and return every request record, issued or not."""
     state = TrialState(plan)
-    origin = clock() + 0.05
+    # The first requests also get their connections `connect_ahead_seconds` ahead.
+    origin = clock() + 0.05 + plan.connect_ahead_seconds
     if plan.load_model == "poisson":
         issue = _issue_poisson(endpoint, prompts, model, plan, state, origin)
     elif plan.load_model == "concurrency":
@@ -389,12 +663,18 @@ async def _issue_poisson(endpoint, prompts, model, plan: TrialPlan, state: Trial
     tasks = []
     for index, offset in enumerate(poisson_arrivals(plan.level, total, plan.seed)):
         state.records.append(RequestRecord(plan.trial, index, offset, offset < plan.warmup_seconds))
+    ahead = plan.connect_ahead_seconds
     for record in state.records:
-        await sleep_until(origin + record.scheduled)
+        # Each request's task opens its connection `ahead` seconds early and sends at the scheduled time itself.
+        if ahead > 0:
+            await asyncio.sleep(max(0.0, origin + record.scheduled - ahead - clock()))
+        else:
+            await sleep_until(origin + record.scheduled)
         if state.stopped:
             break
         spec = RequestSpec(prompts[record.index % len(prompts)], plan.max_tokens, model)
-        tasks.append(asyncio.create_task(stream_completion(endpoint, spec, record, origin, plan.request_timeout)))
+        tasks.append(asyncio.create_task(stream_completion(endpoint, spec, record, origin, plan.request_timeout,
+                                                           send_at=origin + record.scheduled)))
     await _finish(tasks, state, plan)
 
 

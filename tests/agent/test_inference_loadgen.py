@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import socket
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
+from agent.inference import loadgen
 from agent.inference.loadgen import Endpoint, run_sync, EndpointError, RequestRecord, RequestSpec, TrialPlan, poisson_arrivals, run_trial, stream_completion
 from agent.inference.search import SearchError, SearchSettings, run_search
 from certification.latency import allowed_misses, nearest_rank, summarize_trial
@@ -44,6 +48,104 @@ def test_ttft_skips_chunks_without_text():
     assert record.output_tokens == 3
     assert server.requests[0]["stream"] is True
     assert server.requests[0]["max_tokens"] == 3
+
+
+def frame(data: bytes) -> bytes:
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+
+STREAM = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+    + frame(b'data: {"choices": [{"index": 0, "text": ""}]}\n\n')
+    + frame(b": keep-alive\n\n")
+    + frame(b'data: {"choices": [{"index": 0, "text": " w0"}]}\n\n')
+    + frame(b'data: {"choices": [{"index": 0, "text": " w1"}]}\n\n')
+    + frame(b"data: [DONE]\n\n") + b"0\r\n\r\n"
+)
+
+
+def test_reader_stamps_arrival_byte_by_byte(monkeypatch):
+    """Fed one byte per read, the reader stamps the read that completes the first text event, not a later parse."""
+    first_text_end = STREAM.index(b" w0") + len(b' w0"}]}\n\n')
+    readings = iter(range(len(STREAM) * 2))
+    monkeypatch.setattr(loadgen, "clock", lambda: float(next(readings)))
+    record = RequestRecord(trial=0, index=0, scheduled=0.0, warmup=False)
+
+    async def feed():
+        reader = loadgen.ResponseReader(record, 0.0, asyncio.get_running_loop())
+        for offset in range(len(STREAM)):
+            reader.data_received(STREAM[offset:offset + 1])
+        return reader.finished
+
+    finished = run_sync(feed())
+    assert finished.done()
+    assert finished.exception() is None
+    assert record.http_status == 200
+    assert record.text_chunks == 2
+    assert record.first_token == float(first_text_end - 1)
+
+
+@pytest.mark.parametrize(
+    ("cut", "status"), [(STREAM.index(b" w0"), "incomplete"), (STREAM.index(b"data: [DONE]"), "incomplete"), (20, "malformed")],
+)
+def test_reader_cut_stream_fails(cut, status):
+    record = RequestRecord(trial=0, index=0, scheduled=0.0, warmup=False)
+
+    async def feed():
+        reader = loadgen.ResponseReader(record, 0.0, asyncio.get_running_loop())
+        reader.data_received(STREAM[:cut])
+        reader.connection_lost(None)
+        return reader.finished
+
+    failure = run_sync(feed()).exception()
+    assert isinstance(failure, loadgen.StreamFailure)
+    assert failure.status == status
+
+
+def test_connection_opens_before_send():
+    plan = TrialPlan(trial=0, load_model="poisson", level=20.0, warmup_seconds=0.0, duration_seconds=0.5, max_tokens=2,
+                     ttft_limit=1.0, percentile=99.0, request_timeout=5.0, seed=2, connect_ahead_seconds=0.05)
+    with StreamingServer(delay=0.01) as server:
+        state = run_sync(run_trial(Endpoint.parse(server.url), ["p"], "tiny", plan))
+    assert len(state.records) == 10
+    for record in state.records:
+        assert record.status == "ok"
+        assert record.connect_start < record.connected <= record.sent < record.first_token
+        assert record.scheduled - record.connect_start >= 0.025
+        assert record.receive_stamp == "kernel"
+        # Sent at the scheduled time: the connection was ready well before it.
+        assert record.sent - record.scheduled < 0.03
+
+
+def test_idle_connection_closed_by_server_reconnects():
+    """A server that drops a connection before its request is written gets a new connection, and the request succeeds."""
+    connections = []
+
+    async def handle(reader, writer):
+        connections.append(writer)
+        if len(connections) == 1:
+            writer.close()
+            return
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(STREAM)
+        await writer.drain()
+        writer.close()
+
+    async def exchange():
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        record = RequestRecord(trial=0, index=0, scheduled=0.2, warmup=False)
+        origin = loadgen.clock()
+        async with server:
+            await stream_completion(Endpoint.parse(f"http://127.0.0.1:{port}/v1/completions"), RequestSpec("hi", 2, "tiny"),
+                                    record, origin, 5.0, send_at=origin + 0.2)
+        return record
+
+    record = run_sync(exchange())
+    assert len(connections) == 2
+    assert record.status == "ok"
+    assert record.text_chunks == 2
+    assert record.sent >= 0.2
 
 
 @pytest.mark.parametrize(
@@ -187,3 +289,48 @@ def test_loadgen_command_down_endpoint(tmp_path):
     assert completed.returncode == 5
     assert "error[endpoint_unreachable]" in completed.stderr
     assert (tmp_path / "out" / "search.json").is_file()
+
+
+def test_kernel_stamp_ignores_busy_loop():
+    """A chunk that arrives while the event loop is busy is stamped when the kernel received it, not when it was read."""
+    sent_first_text = []
+
+    async def handle(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        head_end = STREAM.index(b"\r\n\r\n") + 4
+        writer.write(STREAM[:head_end])
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        sent_first_text.append(loadgen.clock())
+        writer.write(STREAM[head_end:])
+        await writer.drain()
+        writer.close()
+
+    def serve_in_thread(ready):
+        async def main():
+            server = await asyncio.start_server(handle, "127.0.0.1", 0)
+            ready.append(server.sockets[0].getsockname()[1])
+            async with server:
+                await asyncio.sleep(3)
+        asyncio.run(main())
+
+    ready = []
+    thread = threading.Thread(target=serve_in_thread, args=(ready,), daemon=True)
+    thread.start()
+    while not ready:
+        time.sleep(0.01)
+
+    async def exchange():
+        record = RequestRecord(trial=0, index=0, scheduled=0.0, warmup=False)
+        task = asyncio.create_task(stream_completion(Endpoint.parse(f"http://127.0.0.1:{ready[0]}/v1/completions"),
+                                                     RequestSpec("hi", 2, "tiny"), record, 0.0, 5.0))
+        await asyncio.sleep(0.02)
+        time.sleep(0.3)  # The loop is blocked while the text chunks arrive.
+        await task
+        return record
+
+    record = run_sync(exchange())
+    assert record.status == "ok"
+    assert record.receive_stamp == "kernel"
+    assert record.first_token - sent_first_text[0] < 0.02
+    assert record.end - record.first_token > 0.2
