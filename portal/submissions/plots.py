@@ -249,6 +249,8 @@ def rouge(criterion: dict, series: dict, settings: dict, figure) -> None:
 @plot("qps_per_tflops_ratio")
 def time_to_first_token(criterion: dict, series: dict, settings: dict, figure) -> None:
     """Histogram of the per-request time to first token at the vendor's chosen load, the reference's beside it, with the limit and the percentile."""
+    from matplotlib.ticker import MaxNLocator
+
     axes = figure.subplots()
     inference = settings.get("inference", {})
     limit, percentile = inference.get("time_to_first_token_max_seconds"), float(inference.get("time_to_first_token_percentile", 99))
@@ -269,6 +271,7 @@ def time_to_first_token(criterion: dict, series: dict, settings: dict, figure) -
         axes.axvline(limit, color=BOUND_COLOUR, linestyle="--", label=_("limit %(limit)s s") % {"limit": f"{limit:g}"})
     axes.set_xlabel(_("time to first token (s)"))
     axes.set_ylabel(_("requests"))
+    axes.yaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_title(_("%(id)s: time to first token at the chosen load") % {"id": criterion.get("id")})
     if drawn or isinstance(limit, (int, float)):
         axes.legend(loc="upper right")
@@ -295,6 +298,8 @@ def _ttft_histograms(axes, drawn: list, percentile: float) -> None:
         if math.isfinite(rank_value):
             axes.axvline(rank_value, color=colour, linestyle=":", label=_("%(side)s p%(percentile)s %(seconds)s s") % {
                 "side": label, "percentile": f"{percentile:g}", "seconds": f"{rank_value:.3f}"})
+        elif not math.isnan(rank_value):
+            axes.plot([], [], " ", label=_("%(side)s p%(percentile)s: a request without a first token") % {"side": label, "percentile": f"{percentile:g}"})
         if entry["failed"]:
             axes.plot([], [], " ", label=_("%(side)s: %(count)s requests without a first token") % {"side": label, "count": entry["failed"]})
 

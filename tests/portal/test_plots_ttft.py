@@ -144,3 +144,19 @@ def test_plot_from_smoke_run(client, tmp_path, smoke_inference_run, lab_key, dja
     assert f"vendor at load {float(chosen):g}, " in svg
     assert "limit 1 s" in svg
     assert "No per-request time to first token" not in svg
+
+
+def test_percentile_on_a_failed_request():
+    """With one failed request among 20, the p99 rank falls on it: the plot says so instead of drawing a line."""
+    from django.utils import translation
+
+    from portal.submissions import plots
+
+    series = {"infer-llama": {"ttft": {"8": {"seconds": [0.2] * 19, "failed": 1}}, "reference_ttft": {}}}
+    criterion = {"id": "infer.qps", "workload": "infer-llama", "metric": "qps_per_tflops_ratio", "status": "fail", "details": {"vendor": {"level": 8}}}
+    settings = {"inference": {"time_to_first_token_max_seconds": 1.0, "time_to_first_token_percentile": 99}}
+    with translation.override("en"):
+        svg = plots.render_svg(criterion, series, settings).decode()
+    assert "vendor p99: a request without a first token" in svg
+    assert "vendor: 1 requests without a first token" in svg
+    assert "vendor p99 0." not in svg
