@@ -135,8 +135,8 @@ class UploadSessionView(APIView):
     authentication_classes = SESSION_OR_TOKEN
     parser_classes = []
 
-    @extend_schema(operation_id="get_upload", responses={200: UploadSessionSerializer, 404: ERROR_SCHEMA},
-                   description="How many bytes the portal holds: the next range starts there.")
+    @extend_schema(operation_id="get_upload", responses={200: UploadSessionSerializer, 404: ERROR_SCHEMA, 410: ERROR_SCHEMA},
+                   description="How many bytes the portal holds: the next range starts there. 410 `upload_session_expired`: start a new upload.")
     def get(self, request, pk):
         return Response(session_body(session_for(request.user, pk), request))
 
@@ -145,8 +145,11 @@ class UploadSessionView(APIView):
         request={"application/octet-stream": OpenApiTypes.BINARY},
         parameters=[OpenApiParameter("Content-Range", OpenApiTypes.STR, OpenApiParameter.HEADER, required=True,
                                      description="bytes START-END/TOTAL; START must equal `received`")],
-        responses={200: UploadSessionSerializer, 400: ERROR_SCHEMA, 404: ERROR_SCHEMA, 409: ERROR_SCHEMA, 413: ERROR_SCHEMA},
-        description="Append one byte range. After a broken connection, GET the upload and continue from `received`.",
+        responses={200: UploadSessionSerializer, 400: ERROR_SCHEMA, 404: ERROR_SCHEMA, 409: ERROR_SCHEMA, 410: ERROR_SCHEMA, 413: ERROR_SCHEMA},
+        description=(
+            "Append one byte range. After a broken connection, GET the upload and continue from `received`. "
+            "410 `upload_session_expired`: the upload received nothing for too long and its bytes were deleted; start a new upload."
+        ),
     )
     def put(self, request, pk):
         session = session_for(request.user, pk)
@@ -159,7 +162,7 @@ class UploadSessionView(APIView):
 class UploadSessionCompleteView(APIView):
     authentication_classes = SESSION_OR_TOKEN
     @extend_schema(operation_id="complete_upload", request=None,
-                   responses={201: SubmissionSerializer, 200: SubmissionSerializer, 400: ERROR_SCHEMA, 404: ERROR_SCHEMA, 409: ERROR_SCHEMA},
+                   responses={201: SubmissionSerializer, 200: SubmissionSerializer, 400: ERROR_SCHEMA, 404: ERROR_SCHEMA, 409: ERROR_SCHEMA, 410: ERROR_SCHEMA},
                    description="Check size and sha256 and store the bundle as a submission; the same bundle again returns the stored one with 200.")
     def post(self, request, pk):
         session = session_for(request.user, pk)
