@@ -60,7 +60,20 @@ def validate_submission(submission_id: int) -> Submission:
         card, rule_pack, verdict, series = _verify_and_judge(submission)
     except Rejection as rejection:
         return _finish_rejected(submission_id, rejection)
-    return _finish_judged(submission_id, card, rule_pack, verdict, series)
+    submission = _finish_judged(submission_id, card, rule_pack, verdict, series)
+    _rejudge_with_signed_off_results(submission)
+    return submission
+
+
+def _rejudge_with_signed_off_results(submission: Submission) -> None:
+    """Judge a re-validated submission again with the human results signed off before, so its human verdict is not stale.
+
+    A first validation has no signed-off results yet and skips this.
+    """
+    from portal.evaluation.services import human_results, rejudge
+
+    if submission.state == Submission.State.JUDGED and human_results(submission):
+        rejudge(submission)
 
 
 def _start(submission_id: int) -> Submission:

@@ -113,3 +113,37 @@ def test_button_only_for_staff(client, staff, owner, rejected):
     assert url not in client.get(reverse("submission-detail", args=[rejected.pk])).content.decode()
     login(client, staff)
     assert url in client.get(reverse("submission-detail", args=[rejected.pk])).content.decode()
+
+
+@pytest.fixture(scope="module")
+def human_bundles(tmp_path_factory):
+    from .helpers_gsb import build_human_bundles
+
+    return build_human_bundles(tmp_path_factory.mktemp("human"))
+
+
+def test_revalidation_keeps_signed_off_human_results(human_bundles, vendor, reference_lab, card, owner, staff,
+                                                     django_capture_on_commit_callbacks):
+    """The human verdict signed off before is judged again on the new report, not left stale."""
+    from portal.evaluation.services import build_sets, effective_verdict, record_judgement, sign_off
+
+    from .conftest import PASSWORD
+    from .helpers_gsb import HUMAN_CRITERION, judged_human_submission
+
+    submission = judged_human_submission(human_bundles, vendor=vendor, reference_lab=reference_lab, owner=owner)
+    evaluation_set = build_sets(submission, actor=staff)[0]
+    for pair in evaluation_set.pairs.filter(identical=False):
+        record_judgement(pair, staff, pair.to_vendor_view("same"))
+    sign_off(evaluation_set, signer=staff, password=PASSWORD, statement="checked")
+    assert submission.human_verdicts.count() == 1
+
+    with django_capture_on_commit_callbacks(execute=True):
+        request_revalidation(submission.pk, actor=staff)
+
+    submission.refresh_from_db()
+    assert submission.state == Submission.State.JUDGED
+    assert submission.human_verdicts.count() == 2
+    assert submission.human_verdicts.first().created_at >= submission.report.created_at
+    human = next(item for item in effective_verdict(submission)["criteria"] if item["id"] == HUMAN_CRITERION)
+    assert human["status"] == "pass"
+    assert AuditEntry.objects.filter(action="submission.rejudged", object_id=str(submission.pk)).count() == 2
