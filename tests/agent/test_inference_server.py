@@ -109,20 +109,27 @@ def test_unknown_data_type_rejected(model_dir, tokenizer):
         datatypes.load_model(model_dir, "fp8", tokenizer)
 
 
-@pytest.mark.skipif(paddle.is_compiled_with_cuda(), reason="checks the CPU build, which has no weight-only kernels")
-def test_workload_records_not_supported(model_dir, tmp_path):
+def run_unsupported_workload(workload_id: str, model_dir, tmp_path):
+    """Run a smoke-pack inference workload that this CPU cannot run; return its context and the raised error."""
     from agent.errors import WorkloadNotSupported
     from agent.workloads import inference
     from agent.workloads.common import WorkloadContext
-    from certification.records import read_json
 
     pack = load_rule_pack("smoke-2026.1")
-    context = WorkloadContext(workload_id="infer-llama-int8wo", spec=pack.workload("infer-llama-int8wo"), pack=pack,
+    context = WorkloadContext(workload_id=workload_id, spec=pack.workload(workload_id), pack=pack,
                               data_root=REPO, run_dir=tmp_path, device="cpu", init_from=model_dir)
     context.out_dir.mkdir(parents=True)
     with pytest.raises(WorkloadNotSupported) as raised:
         inference.run(context)
-    assert raised.value.details["data_type"] == "int8_weight_only"
+    return context, raised.value
+
+
+@pytest.mark.skipif(paddle.is_compiled_with_cuda(), reason="checks the CPU build, which has no weight-only kernels")
+def test_workload_records_not_supported(model_dir, tmp_path):
+    from certification.records import read_json
+
+    context, error = run_unsupported_workload("infer-llama-int8wo", model_dir, tmp_path)
+    assert error.details["data_type"] == "int8_weight_only"
     assert read_json(context.out_dir / "config.json")["data_type"]["supported"] is False
     assert not (context.out_dir / "lambada.jsonl").exists()
 
@@ -172,17 +179,10 @@ def test_ptq_calibration_on_cpu(model_dir, tokenizer):
 def test_a8w8_records_calibration_on_cpu(model_dir, tmp_path):
     import hashlib
 
-    from agent.errors import WorkloadNotSupported
-    from agent.workloads import inference
-    from agent.workloads.common import WorkloadContext
     from certification.records import read_json
 
     pack = load_rule_pack("smoke-2026.1")
-    context = WorkloadContext(workload_id="infer-llama-a8w8", spec=pack.workload("infer-llama-a8w8"), pack=pack,
-                              data_root=REPO, run_dir=tmp_path, device="cpu", init_from=model_dir)
-    context.out_dir.mkdir(parents=True)
-    with pytest.raises(WorkloadNotSupported) as raised:
-        inference.run(context)
+    context, error = run_unsupported_workload("infer-llama-a8w8", model_dir, tmp_path)
     record = read_json(context.out_dir / "config.json")["data_type"]
     assert record["supported"] is False
     assert "not registered" in record["reason"]
@@ -191,7 +191,7 @@ def test_a8w8_records_calibration_on_cpu(model_dir, tmp_path):
     assert calibration["datasets"] == ["sft_zh_train", "sft_en_train"]
     scales_bytes = (context.out_dir / calibration["scales_file"]).read_bytes()
     assert hashlib.sha256(scales_bytes).hexdigest() == calibration["scales_sha256"]
-    assert raised.value.details["calibration_scales_sha256"] == calibration["scales_sha256"]
+    assert error.details["calibration_scales_sha256"] == calibration["scales_sha256"]
     scales = json.loads(scales_bytes)
     assert len(scales) == calibration["layers"] == record["quantized_layers"]
     assert all(value > 0 for value in scales.values())
