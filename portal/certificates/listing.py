@@ -118,7 +118,8 @@ def facets() -> dict:
 def card_history(card: Card) -> list[dict]:
     """Return every submission and certificate event of the card, oldest first."""
     events = []
-    for submission in card.submissions.select_related("rule_pack", "report").order_by("created_at", "id"):
+    # The plot series of a report can be large and the history never shows it.
+    for submission in card.submissions.select_related("rule_pack", "report").defer("report__series").order_by("created_at", "id"):
         tracks = effective_verdict(submission).get("tracks", {})
         levels = {track: info.get("level", 0) for track, info in tracks.items()}
         events.append({"time": submission.created_at, "kind": "submission", "submission": submission, "levels": levels})
