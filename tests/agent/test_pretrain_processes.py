@@ -191,15 +191,15 @@ def launch(folder: Path, *extra: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
-def worker_logs(folder: Path) -> str:
-    return "".join(path.read_text(errors="replace")[-2000:] for path in sorted(folder.glob("logs*/workerlog.*")))
+def worker_logs(logs: Path) -> str:
+    return "".join(path.read_text(errors="replace")[-2000:] for path in sorted(logs.glob("workerlog.*")))
 
 
 @pytest.fixture(scope="module")
 def sharded_processes(tmp_path_factory):
     folder = tmp_path_factory.mktemp("sharding1")
     completed = launch(folder, "--set", "sharding_stage=1", "--set", "per_device_train_batch_size=2")
-    assert completed.returncode == 0, worker_logs(folder)
+    assert completed.returncode == 0, worker_logs(folder / "logs")
     return folder / "run"
 
 
@@ -233,7 +233,7 @@ def launched_killed_and_resumed(tmp_path_factory):
 
     resumed = subprocess.run(launch_command(folder / "logs-resume", out, "--set", "per_device_train_batch_size=2", "--resume"),
                              cwd=REPO, env=environment(), capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, worker_logs(folder)
+    assert resumed.returncode == 0, resumed.stderr[-3000:] + worker_logs(folder / "logs-resume")
     return out, steps_at_kill
 
 
