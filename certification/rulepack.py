@@ -52,20 +52,24 @@ class RulePack:
         return spec["model"]
 
     def checkpoint_model(self, workload_id: str) -> str | None:
-        """Return the model whose released checkpoint a workload starts from, or None.
+        """Return the model whose released checkpoint a workload reads, or None.
 
-        A training workload without `init_from` starts from the checkpoint of
-        its model when the model has one (`models.<name>.checkpoint`).
+        A workload without `init_from` starts from the checkpoint of its model
+        when the model has one (`models.<name>.checkpoint`). An SD workload
+        reads its model's checkpoint with `init_from` too, because the part
+        configs and the noise schedule come from it.
         """
         spec = self.workload(workload_id)
-        if spec["kind"] not in CHECKPOINT_KINDS or spec.get("init_from"):
+        if spec["kind"] not in CHECKPOINT_KINDS or (spec.get("init_from") and spec["kind"] not in SD_KINDS):
             return None
         model = self.model_name(workload_id)
         return model if "checkpoint" in self.data["models"][model] else None
 
 
-# Workload kinds that can start from a model's released checkpoint.
-CHECKPOINT_KINDS = ("pretrain", "sft", "lora")
+# Workload kinds that can start from a model's released checkpoint, and those among them whose
+# checkpoint is a ppdiffusers pipeline folder rather than a PaddleNLP model folder.
+SD_KINDS = ("sd_sft", "sd_infer")
+CHECKPOINT_KINDS = ("pretrain", "sft", "lora", "infer", *SD_KINDS)
 
 
 def available_rule_packs() -> list[str]:

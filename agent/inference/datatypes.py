@@ -26,7 +26,7 @@ import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import paddle
 
@@ -63,24 +63,34 @@ def _probe(data_type: str, action) -> Any:
         raise
 
 
-def load_model(model_dir: Path, data_type: str, tokenizer, calibration_texts: list[str] | None = None):
-    """Load the model from `model_dir` in `data_type` and return (model, record for config.json)."""
+def saved_model_loader(model_dir: Path) -> Callable[[str], Any]:
+    """Return a loader of the causal LM that `save_pretrained` wrote to `model_dir`, in the dtype it is given."""
+    from paddlenlp.transformers import AutoModelForCausalLM
+
+    return lambda dtype: AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype)
+
+
+def load_model(load: Callable[[str], Any], data_type: str, tokenizer, calibration_texts: list[str] | None = None):
+    """Load the model in `data_type` and return (model, record for config.json).
+
+    `load(dtype)` returns the model with its weights in that Paddle dtype.
+    The record's `loaded_in` names the dtype the weights were read in,
+    before any quantization.
+    """
     if data_type not in DATA_TYPES:
         raise ValueError(f"data type {data_type!r} is not known: use one of {', '.join(DATA_TYPES)}")
     if data_type in PADDLE_DTYPES:
-        model = _load_in(model_dir, data_type, PADDLE_DTYPES[data_type], tokenizer)
-        return model, {"data_type": data_type, "weights": PADDLE_DTYPES[data_type], "activations": PADDLE_DTYPES[data_type]}
+        dtype = PADDLE_DTYPES[data_type]
+        model = _load_in(load, data_type, dtype, tokenizer)
+        return model, {"data_type": data_type, "weights": dtype, "activations": dtype, "loaded_in": dtype}
     if data_type == "a8w8":
-        return _a8w8(model_dir, tokenizer, calibration_texts or [])
-    activations = _sixteen_bit(model_dir, data_type, tokenizer)
-    model = _load_in(model_dir, data_type, activations, tokenizer)
+        return _a8w8(load, tokenizer, calibration_texts or [])
+    activations, model = _sixteen_bit(load, data_type, tokenizer)
     return _weight_only(model, data_type, activations)
 
 
-def _load_in(model_dir: Path, data_type: str, dtype: str, tokenizer):
-    from paddlenlp.transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype)
+def _load_in(load: Callable[[str], Any], data_type: str, dtype: str, tokenizer):
+    model = load(dtype)
     model.eval()
     probe = paddle.to_tensor([[tokenizer.bos_token_id, 100, 200]], dtype="int64")
     with paddle.no_grad():
@@ -88,13 +98,12 @@ def _load_in(model_dir: Path, data_type: str, dtype: str, tokenizer):
     return model
 
 
-def _sixteen_bit(model_dir: Path, data_type: str, tokenizer) -> str:
-    """Return the 16-bit activation dtype (bf16, else fp16) that the quantized kernels run with."""
+def _sixteen_bit(load: Callable[[str], Any], data_type: str, tokenizer) -> tuple[str, Any]:
+    """Return the 16-bit activation dtype (bf16, else fp16) that the quantized kernels run with, and the model loaded in it."""
     reasons = []
     for name in ("bf16", "fp16"):
         try:
-            _load_in(model_dir, data_type, PADDLE_DTYPES[name], tokenizer)
-            return PADDLE_DTYPES[name]
+            return PADDLE_DTYPES[name], _load_in(load, data_type, PADDLE_DTYPES[name], tokenizer)
         except DataTypeNotSupported as error:
             reasons.append(f"{name}: {error.reason}")
     raise DataTypeNotSupported(data_type, "its activations need bf16 or fp16 kernels, and neither runs here (" + "; ".join(reasons) + ")")
@@ -128,23 +137,23 @@ def _weight_only(model, data_type: str, activations: str):
     layers = quantized_linears(model)
     for parent, name, linear in layers:
         setattr(parent, name, WeightOnlyLinear(linear, algo, weight_dtype))
-    return model, {"data_type": data_type, "weights": weight_dtype, "activations": activations,
+    return model, {"data_type": data_type, "weights": weight_dtype, "activations": activations, "loaded_in": activations,
                    "quantization": f"paddle.nn.quant.weight_quantize(algo={algo!r}), per output channel",
                    "quantized_layers": len(layers)}
 
 
-def _a8w8(model_dir: Path, tokenizer, calibration_texts: list[str]):
+def _a8w8(load: Callable[[str], Any], tokenizer, calibration_texts: list[str]):
     if not calibration_texts:
         raise ValueError("a8w8 needs a calibration set: name one under the workload's datasets.calibration")
     try:
-        activations = _sixteen_bit(model_dir, "a8w8", tokenizer)
+        activations, model = _sixteen_bit(load, "a8w8", tokenizer)
         sixteen_bit_missing = ""
     except DataTypeNotSupported as error:
         activations, sixteen_bit_missing = "float32", error.reason
-    model = _load_in(model_dir, "a8w8", activations, tokenizer)
+        model = _load_in(load, "a8w8", activations, tokenizer)
     layers = quantized_linears(model)
     scales = calibrate(model, tokenizer, calibration_texts)
-    record = {"data_type": "a8w8", "weights": "int8", "activations": "int8",
+    record = {"data_type": "a8w8", "weights": "int8", "activations": "int8", "loaded_in": activations,
               "quantization": "PTQ: per-tensor activation scale = abs max over the calibration set / 127 "
                               "(paddle.quantization.PTQ, AbsmaxObserver), per-output-channel weight scale = abs max / 127",
               "calibration": {**calibration_record(scales, len(calibration_texts), activations), "scales": scales},

@@ -1,5 +1,12 @@
 """Inference workload: one data type of the pretrained model, with LAMBADA, greedy outputs and the QPS search.
 
+The model is the one that `init_from` names, saved by an earlier workload of
+the run. Without `init_from` it is the released checkpoint of the pack's
+model, loaded as the training workloads load it
+(agent.workloads.models.load_checkpoint), or, for a model without one, built
+from the pack's config with the pack's seed. The weights load in the dtype
+that the data type computes in.
+
 Records in the workload folder:
 - config.json: the data type (or why the device does not support it), the server, the search settings;
 - calibration_scales.json (A8W8 only): each linear layer's calibrated input abs max, whose sha256 config.json records;
@@ -33,7 +40,7 @@ from agent.errors import WorkloadNotSupported
 from agent.inference import datatypes
 from agent.inference.search import SearchSettings
 from agent.inference.server import BatchingEngine, CompletionsServer
-from agent.workloads import lambada
+from agent.workloads import lambada, models
 from agent.workloads.common import WorkloadContext, apply_determinism, encode
 
 logger = logging.getLogger(__name__)
@@ -56,11 +63,15 @@ def read_prompts(path: Path) -> list[dict[str, Any]]:
 
 def resolve_config(context: WorkloadContext) -> dict[str, Any]:
     datasets = context.spec["datasets"]
+    model = models.model_record(context)
+    if "checkpoint" in model:
+        # The weights load in the dtype that the data type computes in, which run() records once they have loaded.
+        model["checkpoint"]["dtype"] = None
     return {
         "workload": context.workload_id,
         "kind": "infer",
         "init_from": context.spec.get("init_from"),
-        "model": {"name": context.model_name, "architecture": context.model_preset["architecture"]},
+        "model": model,
         "hyperparameters": {"fixed": dict(context.fixed), "free": dict(context.free)},
         "datasets": {role: [context.dataset_record(name) for name in ([names] if isinstance(names, str) else names)]
                      for role, names in datasets.items()},
@@ -83,7 +94,7 @@ def run(context: WorkloadContext) -> dict[str, Any]:
     # Model: the pack's data type, if this device has kernels for it.
     data_type = context.spec.get("data_type", "fp32")
     try:
-        model, config["data_type"] = datatypes.load_model(context.init_from, data_type, tokenizer, _calibration_texts(context))
+        model, config["data_type"] = datatypes.load_model(model_loader(context), data_type, tokenizer, _calibration_texts(context))
     except datatypes.DataTypeNotSupported as error:
         config["data_type"] = {**error.record, "data_type": data_type, "supported": False, "reason": error.reason}
         details = {"data_type": data_type, "not_supported_reason": error.reason}
@@ -94,6 +105,8 @@ def run(context: WorkloadContext) -> dict[str, Any]:
         raise WorkloadNotSupported(str(error), details) from error
     if "calibration" in config["data_type"]:
         _write_scales(context, config["data_type"]["calibration"])
+    if "checkpoint" in config["model"]:
+        config["model"]["checkpoint"]["dtype"] = config["data_type"]["loaded_in"]
     write_json(context.out_dir / "config.json", config)
     logger.info("%s: running in %s", context.workload_id, config["data_type"]["data_type"])
 
@@ -110,6 +123,25 @@ def run(context: WorkloadContext) -> dict[str, Any]:
     search = measure_qps(context, model, tokenizer, prompts, config)
     return {"data_type": config["data_type"]["data_type"], **accuracy, "generations": len(prompts),
             "qps": search["result"]["qps"], "qps_level": search["result"]["level"], "trials": len(search["trials"])}
+
+
+def model_loader(context: WorkloadContext):
+    """Return a function that loads the workload's model in a given dtype: from init_from, the model's checkpoint or the pack's config."""
+    if context.init_from is not None:
+        return datatypes.saved_model_loader(context.init_from)
+    if context.checkpoint_model is None:
+        return lambda dtype: _build_in(context, dtype)
+    record = context.checkpoint()
+    return lambda dtype: models.load_checkpoint(context.model_preset, record, context.model_config, dtype)
+
+
+def _build_in(context: WorkloadContext, dtype: str):
+    """Build a model without released weights (GPT-3-175B) from the pack's config, seeded with the pack's seed."""
+    from paddlenlp.transformers.model_utils import dtype_guard
+
+    paddle.seed(int(context.fixed["seed"]))
+    with dtype_guard(dtype):
+        return models.build_model(context.model_preset, context.model_config)
 
 
 def _calibration_texts(context: WorkloadContext) -> list[str]:

@@ -39,7 +39,7 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(model_dir, tokenizer):
-    model, _ = datatypes.load_model(model_dir, "fp32", tokenizer)
+    model, _ = datatypes.load_model(datatypes.saved_model_loader(model_dir), "fp32", tokenizer)
     engine = BatchingEngine(model, tokenizer, "llama-tiny", max_batch_size=8, batch_wait_seconds=0.05)
     engine.warm_up()
     with CompletionsServer(engine) as running:
@@ -100,13 +100,13 @@ def test_server_rejects_bad_request(server, body, code):
 @pytest.mark.parametrize("data_type", ["fp16", "bf16", "int8_weight_only", "int4_weight_only", "a8w8"])
 def test_cpu_data_types_not_supported(model_dir, tokenizer, data_type):
     with pytest.raises(datatypes.DataTypeNotSupported) as raised:
-        datatypes.load_model(model_dir, data_type, tokenizer, ["calibration text"])
+        datatypes.load_model(datatypes.saved_model_loader(model_dir), data_type, tokenizer, ["calibration text"])
     assert "not registered" in raised.value.reason or "neither runs here" in raised.value.reason
 
 
 def test_unknown_data_type_rejected(model_dir, tokenizer):
     with pytest.raises(ValueError):
-        datatypes.load_model(model_dir, "fp8", tokenizer)
+        datatypes.load_model(datatypes.saved_model_loader(model_dir), "fp8", tokenizer)
 
 
 def run_unsupported_workload(workload_id: str, model_dir, tmp_path):
@@ -141,7 +141,7 @@ def sft_texts(name: str, count: int) -> list[str]:
 
 def hooked_input_absmax(model_dir, tokenizer, texts: list[str]) -> dict[str, float]:
     """Input abs max of each linear layer, observed with plain forward hooks on a fresh copy of the model."""
-    model, _ = datatypes.load_model(model_dir, "fp32", tokenizer)
+    model, _ = datatypes.load_model(datatypes.saved_model_loader(model_dir), "fp32", tokenizer)
     names = {id(layer): name for name, layer in model.named_sublayers()}
     seen: dict[str, float] = {}
 
@@ -160,7 +160,7 @@ def hooked_input_absmax(model_dir, tokenizer, texts: list[str]) -> dict[str, flo
 
 def test_ptq_calibration_on_cpu(model_dir, tokenizer):
     zh, en = sft_texts("alpaca_zh_demo_train.json", 4), sft_texts("alpaca_en_demo_train.json", 4)
-    model, _ = datatypes.load_model(model_dir, "fp32", tokenizer)
+    model, _ = datatypes.load_model(datatypes.saved_model_loader(model_dir), "fp32", tokenizer)
     linears = len(datatypes.quantized_linears(model))
     scales_zh = datatypes.calibrate(model, tokenizer, zh)
     # Paddle's observers replaced every linear layer but the LM head, and saw what the hooks see.
@@ -169,7 +169,7 @@ def test_ptq_calibration_on_cpu(model_dir, tokenizer):
     assert scales_zh.keys() == expected.keys()
     for name, value in scales_zh.items():
         assert value == pytest.approx(expected[name], rel=1e-6), name
-    model_en, _ = datatypes.load_model(model_dir, "fp32", tokenizer)
+    model_en, _ = datatypes.load_model(datatypes.saved_model_loader(model_dir), "fp32", tokenizer)
     scales_en = datatypes.calibrate(model_en, tokenizer, en)
     assert datatypes.calibration_record(scales_zh, 4, "float32")["scales_sha256"] != \
         datatypes.calibration_record(scales_en, 4, "float32")["scales_sha256"]
