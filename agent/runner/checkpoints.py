@@ -33,6 +33,24 @@ CONFIG_NAME = "config.json"
 # PaddleNLP's single-file weights and the index files of sharded weights (paddlenlp.utils.env).
 WEIGHT_NAMES = ("model.safetensors", "model_state.pdparams")
 INDEX_NAMES = ("model.safetensors.index.json", "model_state.pdparams.index.json")
+# A ppdiffusers pipeline folder (StableDiffusionPipeline.save_pretrained) has model_index.json at its root and
+# one subfolder per part. SD_REQUIRED_FILES maps each subfolder to the files it must contain, and SD_WEIGHTS the
+# subfolders with weights to their single-file names and index names.
+SD_ARCHITECTURE = "StableDiffusionPipeline"
+SD_INDEX_NAME = "model_index.json"
+SD_REQUIRED_FILES = {
+    "unet": ("config.json",),
+    "vae": ("config.json",),
+    "text_encoder": ("config.json",),
+    "tokenizer": ("vocab.json", "merges.txt"),
+    "scheduler": ("scheduler_config.json",),
+}
+DIFFUSION_WEIGHTS = (("diffusion_paddle_model.safetensors", "model_state.pdparams"),
+                     ("diffusion_paddle_model.safetensors.index.json", "model_state.pdparams.index.json"))
+SD_WEIGHTS = {"unet": DIFFUSION_WEIGHTS, "vae": DIFFUSION_WEIGHTS, "text_encoder": (WEIGHT_NAMES, INDEX_NAMES)}
+# Sections of an SD model's pack `config` -> the part config in the folder that they are checked against.
+SD_CONFIG_FILES = {"unet": "unet/config.json", "vae": "vae/config.json", "text_encoder": "text_encoder/config.json",
+                   "noise_scheduler": "scheduler/scheduler_config.json"}
 MMAP_FORMAT = "paddlenlp_mmap"
 MMAP_SUFFIXES = (".bin", ".idx")
 
@@ -100,14 +118,24 @@ def check_checkpoint_folders(pack: RulePack, workload_ids: list[str], folders: d
 
 
 def verify_checkpoint(pack: RulePack, model: str, directory: Path) -> dict[str, Any]:
-    """Check a model's checkpoint folder: files, digest and config.json against the pack. Return its record."""
+    """Check a model's checkpoint folder: files, digest and configs against the pack. Return its record.
+
+    A language model's folder is what PaddleNLP's save_pretrained writes, and
+    the record's `config` is its config.json. An SD model's folder is what
+    ppdiffusers' StableDiffusionPipeline.save_pretrained writes, and the
+    record's `config` contains its model_index.json and the part configs.
+    """
     label = f"checkpoint of model {model}"
     if not directory.is_dir():
         raise AgentError("checkpoint_missing", f"{label} is missing: no folder at {directory}",
                          "copy the released checkpoint there, pass --data-root, or pass --checkpoint MODEL=DIR")
-    saved = read_checkpoint_config(model, directory)
-    check_checkpoint_config(pack, model, saved)
-    _check_weight_files(label, directory)
+    if pack.data["models"][model]["architecture"] == SD_ARCHITECTURE:
+        saved = read_sd_configs(label, directory)
+        check_sd_configs(pack, model, saved)
+    else:
+        saved = read_checkpoint_config(model, directory)
+        check_checkpoint_config(pack, model, saved)
+        _check_weight_files(label, directory, WEIGHT_NAMES, INDEX_NAMES)
     record = check_digest(label, directory, manifest(folder_files(directory)), pack.data["models"][model]["checkpoint"].get("sha256"), pack)
     record["config"] = saved
     return record
@@ -118,11 +146,50 @@ def read_checkpoint_config(model: str, directory: Path) -> dict[str, Any]:
     if not path.is_file():
         raise AgentError("checkpoint_incomplete", f"checkpoint of model {model} at {directory} has no {CONFIG_NAME}",
                          "copy the whole checkpoint folder, as save_pretrained wrote it")
+    return _read_json(path)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise AgentError("checkpoint_incomplete", f"{path} is not valid JSON: {error}",
-                         "copy the checkpoint's config.json again") from None
+                         f"copy the checkpoint's {path.name} again") from None
+
+
+def read_sd_configs(label: str, directory: Path) -> dict[str, Any]:
+    """Check an SD folder's layout and return its model_index.json and part configs, keyed like the pack's SD config."""
+    if not (directory / SD_INDEX_NAME).is_file():
+        raise AgentError("checkpoint_incomplete", f"{label} at {directory} has no {SD_INDEX_NAME}",
+                         "copy the whole folder, as StableDiffusionPipeline.save_pretrained wrote it")
+    for subfolder, names in SD_REQUIRED_FILES.items():
+        if not (directory / subfolder).is_dir():
+            raise AgentError("checkpoint_incomplete", f"{label} at {directory} has no {subfolder}/ subfolder",
+                             "copy the whole folder, as StableDiffusionPipeline.save_pretrained wrote it")
+        for name in names:
+            if not (directory / subfolder / name).is_file():
+                raise AgentError("checkpoint_incomplete", f"{label} at {directory}: {subfolder}/ has no {name}",
+                                 "restore the file from the checkpoint's release")
+    for subfolder, (weight_names, index_names) in SD_WEIGHTS.items():
+        _check_weight_files(label, directory / subfolder, weight_names, index_names)
+    configs = {"model_index": _read_json(directory / SD_INDEX_NAME)}
+    configs.update({section: _read_json(directory / name) for section, name in SD_CONFIG_FILES.items()})
+    return configs
+
+
+def check_sd_configs(pack: RulePack, model: str, saved: dict[str, Any]) -> None:
+    """Reject an SD folder whose part configs contradict a value that the pack's `config` fixes (per part, such as unet.sample_size)."""
+    for section, values in pack.data["models"][model]["config"].items():
+        if section not in SD_CONFIG_FILES:
+            raise AgentError("checkpoint_config_mismatch", f"model {model} of rule pack {pack.name} has config section {section!r}, which no part of a checkpoint has",
+                             f"use the sections {', '.join(SD_CONFIG_FILES)}")
+        for key, value in values.items():
+            found = saved[section].get(key)
+            # JSON round trip, so that a YAML list and the config's list compare equal.
+            if json.loads(json.dumps(value)) != found:
+                raise AgentError("checkpoint_config_mismatch",
+                                 f"the checkpoint of model {model} has {key}={found!r} in {SD_CONFIG_FILES[section]}, but rule pack {pack.name} fixes {section}.{key}={value!r}",
+                                 "use the checkpoint the pack's 'source' names")
 
 
 def check_checkpoint_config(pack: RulePack, model: str, saved: dict[str, Any]) -> None:
@@ -141,8 +208,8 @@ def check_checkpoint_config(pack: RulePack, model: str, saved: dict[str, Any]) -
                              f"{model}.config")
 
 
-def _check_weight_files(label: str, directory: Path) -> None:
-    for index_name in INDEX_NAMES:
+def _check_weight_files(label: str, directory: Path, weight_names: tuple[str, ...], index_names: tuple[str, ...]) -> None:
+    for index_name in index_names:
         index = directory / index_name
         if index.is_file():
             shards = sorted(set(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}).values()))
@@ -151,8 +218,8 @@ def _check_weight_files(label: str, directory: Path) -> None:
                 raise AgentError("checkpoint_incomplete", f"{label} at {directory} lacks the weight files {', '.join(missing) or '(the index names none)'} that {index_name} names",
                                  "copy the whole checkpoint folder")
             return
-    if not any((directory / name).is_file() for name in WEIGHT_NAMES):
-        raise AgentError("checkpoint_incomplete", f"{label} at {directory} has no weights: none of {', '.join(WEIGHT_NAMES + INDEX_NAMES)}",
+    if not any((directory / name).is_file() for name in weight_names):
+        raise AgentError("checkpoint_incomplete", f"{label} at {directory} has no weights: none of {', '.join(weight_names + index_names)}",
                          "copy the whole checkpoint folder, as save_pretrained wrote it")
 
 

@@ -11,6 +11,7 @@ workloads then generate the pack's prompt set for blind human evaluation.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ import paddle
 
 from certification.records import write_json
 
+from agent.runner.checkpoints import SD_CONFIG_FILES
 from agent.workloads import sd_checkpoint, sd_folder, sd_images
 from agent.workloads.common import WorkloadContext, apply_determinism
 from agent.workloads.sd_models import (
@@ -94,18 +96,20 @@ class NoisePredictionLoss(paddle.nn.Layer):
 def resolve_model(context: WorkloadContext) -> dict[str, Any]:
     """Return the model's part configs, and its checkpoint folder and record when the preset names a checkpoint.
 
-    The checkpoint is checked (subfolders, files, digest, the pack's config
-    values) and the training noise schedule is the DDPM schedule of its
-    scheduler/ config. Its resolution must be the UNet's sample size times the
-    VAE's downsampling factor, the size the model was trained at.
+    The runner has checked the checkpoint (subfolders, files, digest, the
+    pack's config values); a context made without the runner checks it here.
+    The training noise schedule is the DDPM schedule of its scheduler/
+    config. Its resolution must be the UNet's sample size times the VAE's
+    downsampling factor, the size the model was trained at.
     """
     pack_config = check_preset(context)
-    if sd_checkpoint.checkpoint_entry(context) is None:
+    if context.checkpoint_model is None:
         return {"config": pack_config, "folder": None, "checkpoint": None}
-    folder = sd_checkpoint.checkpoint_folder(context)
-    record = sd_checkpoint.verify_checkpoint(context, folder)
-    configs = sd_checkpoint.read_configs(folder)
-    sd_checkpoint.check_pack_values(context.model_name, pack_config, configs)
+    verified = context.checkpoint()
+    folder = Path(verified["path"])
+    record = {"path": verified["path"], "sha256": verified["sha256"], "pinned": verified["pinned"], "files": verified["files"],
+              "model_index": verified["config"]["model_index"]}
+    configs = {section: dict(verified["config"][section]) for section in SD_CONFIG_FILES}
     configs["noise_scheduler"] = sd_checkpoint.training_schedule(configs["noise_scheduler"])
     resolution = int(context.fixed["resolution"])
     native = configs["unet"]["sample_size"] * 2 ** (len(configs["vae"]["block_out_channels"]) - 1)

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from agent.errors import AgentError
-from agent.runner.checkpoints import folder_files, manifest, manifest_sha256
+from agent.runner.checkpoints import check_checkpoint_folders, folder_files, manifest, manifest_sha256
 from agent.runner.plan import verify_input_files
 from agent.workloads import sd, sd_folder
 from agent.workloads.common import WorkloadContext
@@ -233,16 +233,21 @@ def test_missing_subfolder_is_named(data, tmp_path):
     root = copy_data(data["root"], tmp_path)
     shutil.rmtree(root / "models" / "sd-test" / "vae")
 
-    with pytest.raises(FileNotFoundError, match="no vae/ subfolder"):
+    with pytest.raises(AgentError) as error:
         sd.resolve_model(context(make_pack(root), root, tmp_path / "run", "sd-sft-digits"))
+    assert error.value.code == "checkpoint_incomplete"
+    assert "no vae/ subfolder" in error.value.message
 
 
 def test_missing_weights_file_is_named(data, tmp_path):
     root = copy_data(data["root"], tmp_path)
     (root / "models" / "sd-test" / "unet" / "diffusion_paddle_model.safetensors").unlink()
 
-    with pytest.raises(FileNotFoundError, match="unet/ has no diffusion_paddle_model.safetensors"):
+    with pytest.raises(AgentError) as error:
         sd.resolve_model(context(make_pack(root), root, tmp_path / "run", "sd-sft-digits"))
+    assert error.value.code == "checkpoint_incomplete"
+    assert f"{root / 'models' / 'sd-test' / 'unet'} has no weights" in error.value.message
+    assert "diffusion_paddle_model.safetensors" in error.value.message
 
 
 def test_changed_checkpoint_fails_its_digest(data, tmp_path):
@@ -258,8 +263,78 @@ def test_changed_checkpoint_fails_its_digest(data, tmp_path):
 def test_pack_value_against_checkpoint_config(data, tmp_path):
     pack = make_pack(data["root"], **{"models.sd-test.config": {"unet": {"sample_size": 64}}})
 
-    with pytest.raises(ValueError, match="unet.sample_size = 64"):
+    with pytest.raises(AgentError) as error:
         sd.resolve_model(context(pack, data["root"], tmp_path, "sd-sft-digits"))
+    assert error.value.code == "checkpoint_config_mismatch"
+    assert "sample_size=8 in unet/config.json" in error.value.message
+    assert "unet.sample_size=64" in error.value.message
+
+
+# The runner's checks: both SD workloads read the checkpoint, so it is verified once and recorded in run.json.
+
+
+def test_runner_verifies_sd_checkpoint(data):
+    pack = make_pack(data["root"])
+    digest = folder_digest(data["root"] / "models" / "sd-test")
+
+    records = verify_input_files(pack, ["sd-sft-digits", "sd-infer-digits"], data["root"])
+
+    record = records["checkpoint sd-test"]
+    assert record["path"] == str(data["root"] / "models" / "sd-test")
+    assert record["sha256"] == digest
+    assert record["pinned"] is True
+    assert "model_index.json" in [entry["path"] for entry in record["files"]]
+    assert record["config"]["model_index"]["_class_name"] == "StableDiffusionPipeline"
+    assert record["config"]["unet"]["sample_size"] == 8
+    assert [label for label in records if label.startswith("checkpoint")] == ["checkpoint sd-test"]
+
+
+def test_sd_checkpoint_read_with_init_from(data):
+    pack = make_pack(data["root"], **{"workloads.sd-infer-digits.init_from": "sd-sft-digits"})
+
+    assert pack.checkpoint_model("sd-infer-digits") == "sd-test"
+    assert "checkpoint sd-test" in verify_input_files(pack, ["sd-infer-digits"], data["root"])
+
+
+def test_vendor_folder_for_sd_checkpoint(data, tmp_path):
+    vendor = tmp_path / "vendor-sd"
+    shutil.copytree(data["root"] / "models" / "sd-test", vendor)
+    pack = make_pack(data["root"], **{"models.sd-test.checkpoint.path": "absent/sd"})
+
+    check_checkpoint_folders(pack, ["sd-infer-digits"], {"sd-test": vendor})
+    records = verify_input_files(pack, ["sd-infer-digits"], data["root"], {"sd-test": vendor})
+    assert records["checkpoint sd-test"]["path"] == str(vendor)
+
+    workload = context(pack, data["root"], tmp_path / "run", "sd-infer-digits")
+    workload.checkpoints = {"sd-test": records["checkpoint sd-test"]}
+    assert sd.resolve_model(workload)["folder"] == vendor
+    with pytest.raises(AgentError) as error:
+        verify_input_files(pack, ["sd-infer-digits"], data["root"])
+    assert error.value.code == "checkpoint_missing"
+    assert "absent/sd" in error.value.message
+
+
+def test_sd_folder_without_model_index(data, tmp_path):
+    root = copy_data(data["root"], tmp_path)
+    (root / "models" / "sd-test" / "model_index.json").unlink()
+
+    with pytest.raises(AgentError) as error:
+        verify_input_files(make_pack(root), ["sd-infer-digits"], root)
+    assert error.value.code == "checkpoint_incomplete"
+    assert "has no model_index.json" in error.value.message
+
+
+def test_sd_shard_missing(data, tmp_path):
+    root = copy_data(data["root"], tmp_path)
+    unet = root / "models" / "sd-test" / "unet"
+    (unet / "diffusion_paddle_model.safetensors").rename(unet / "diffusion_paddle_model-00001-of-00002.safetensors")
+    index = {"weight_map": {"a": "diffusion_paddle_model-00001-of-00002.safetensors", "b": "diffusion_paddle_model-00002-of-00002.safetensors"}}
+    (unet / "diffusion_paddle_model.safetensors.index.json").write_text(json.dumps(index), encoding="utf-8")
+
+    with pytest.raises(AgentError) as error:
+        verify_input_files(make_pack(root), ["sd-infer-digits"], root)
+    assert error.value.code == "checkpoint_incomplete"
+    assert "diffusion_paddle_model-00002-of-00002.safetensors" in error.value.message
 
 
 def test_wrong_resolution_is_refused(data, tmp_path):
