@@ -211,9 +211,22 @@ def _workload_issues(data: dict, workload_id: str, workload: dict) -> list[RuleP
     model = _selected_model(data, workload)
     if workload["kind"] in ("sft", "lora") and not workload.get("init_from") and "checkpoint" not in data["models"].get(model, {"checkpoint": None}):
         issues.append(RulePackIssue(f"{where}/init_from", f"a {workload['kind']} workload needs init_from or a model with a checkpoint, and model {model!r} has none"))
+    issues.extend(_calibration_issues(where, workload))
     overlap = set(workload["hyperparameters"]["fixed"]) & set(workload["hyperparameters"].get("free", {}))
     if overlap:
         issues.append(RulePackIssue(f"{where}/hyperparameters", f"both fixed and free: {', '.join(sorted(overlap))}"))
+    return issues
+
+
+def _calibration_issues(where: str, workload: dict) -> list[RulePackIssue]:
+    """Report an A8W8 workload without a calibration set, and a `calibration_samples` that is not a positive integer."""
+    issues = []
+    if workload.get("data_type") == "a8w8" and not workload["datasets"].get("calibration"):
+        issues.append(RulePackIssue(f"{where}/datasets/calibration", "an a8w8 workload needs a calibration set for its PTQ "
+                                    "calibration: name a dataset of {\"src\": ...} lines under datasets.calibration"))
+    samples = workload["hyperparameters"]["fixed"].get("calibration_samples")
+    if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
+        issues.append(RulePackIssue(f"{where}/hyperparameters/fixed/calibration_samples", f"{samples!r} is not a positive whole number of texts"))
     return issues
 
 

@@ -217,3 +217,45 @@ def test_throughput_ratio_sets_level(ratio, level):
     results = results_for(STANDARD, ratios={criterion_id: ratio for criterion_id in ids})
 
     assert derive_levels(STANDARD, results)["pretraining"]["level"] == level
+
+
+def test_every_a8w8_workload_calibrates():
+    a8w8 = [spec for spec in STANDARD.data["workloads"].values() if spec.get("data_type") == "a8w8"]
+
+    assert len(a8w8) == 4
+    for spec in a8w8:
+        assert spec["datasets"]["calibration"] == "ptq_calibration"
+        assert spec["hyperparameters"]["fixed"]["calibration_samples"] == 128
+    assert STANDARD.data["datasets"]["ptq_calibration"]["sha256"] is None
+
+
+@pytest.mark.parametrize(("change", "reported"), [
+    (lambda spec: spec["datasets"].pop("calibration"), "workloads/infer-llama3-70b-a8w8/datasets/calibration"),
+    (lambda spec: spec["datasets"].update(calibration=[]), "workloads/infer-llama3-70b-a8w8/datasets/calibration"),
+    (lambda spec: spec["hyperparameters"]["fixed"].update(calibration_samples=0),
+     "workloads/infer-llama3-70b-a8w8/hyperparameters/fixed/calibration_samples"),
+    (lambda spec: spec["hyperparameters"]["fixed"].update(calibration_samples=12.5),
+     "workloads/infer-llama3-70b-a8w8/hyperparameters/fixed/calibration_samples"),
+])
+def test_a8w8_without_calibration_rejected(change, reported):
+    data = standard_data()
+    change(data["workloads"]["infer-llama3-70b-a8w8"])
+
+    issues = {issue.path: issue.message for issue in validate_rule_pack(data)}
+
+    assert list(issues) == [reported]
+
+
+def test_validate_pack_command_rejects_a8w8_without_calibration(tmp_path, capsys):
+    from agent.cli import main
+    from agent.errors import EXIT_REJECTED
+
+    path = tmp_path / "standard-2024.1.yaml"
+    text = STANDARD.text.replace("prompts: inference_prompts, calibration: ptq_calibration}", "prompts: inference_prompts}", 1)
+    assert text != STANDARD.text
+    path.write_text(text, encoding="utf-8")
+
+    code = main(["validate-pack", str(path)])
+
+    assert code == EXIT_REJECTED
+    assert "workloads/infer-llama1-13b-a8w8/datasets/calibration: an a8w8 workload needs a calibration set" in capsys.readouterr().out
