@@ -36,10 +36,10 @@ class TokenizerFileError(ValueError):
     """A tokenizer file is missing or is not a file of the kind the rule pack names."""
 
 
-def _require_file(path: Path, kind: str, what: str) -> None:
+def _require_file(path: Path, kind: str, expected: str) -> None:
     if not path.is_file():
         raise TokenizerFileError(
-            f"tokenizer file {path} does not exist: a {kind!r} tokenizer needs {what} there "
+            f"tokenizer file {path} does not exist: a {kind!r} tokenizer needs {expected} there "
             "(check the rule pack's tokenizers path and --data-root)")
 
 
@@ -132,7 +132,7 @@ def read_tiktoken_ranks(path: Path) -> int:
             ranks.add(rank)
             tokens.add(token)
     if not ranks:
-        raise TokenizerFileError(f"{path} holds no tokens, so it is not a tiktoken BPE file")
+        raise TokenizerFileError(f"{path} contains no tokens, so it is not a tiktoken BPE file")
     if max(ranks) != len(ranks) - 1:
         raise TokenizerFileError(f"{path}: the ranks are not 0..{len(ranks) - 1} without gaps")
     return len(ranks)
