@@ -99,7 +99,7 @@ class WorkloadContext:
         return self.pack.checkpoint_model(self.workload_id)
 
     def checkpoint(self) -> dict[str, Any]:
-        """Return the record of the checkpoint this workload starts from: folder, digest, files and config.json.
+        """Return the record of the checkpoint this workload reads: folder, digest, files and configs.
 
         The runner verifies it before the run starts; a context made without
         the runner verifies it here.

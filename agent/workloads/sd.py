@@ -97,7 +97,7 @@ def resolve_model(context: WorkloadContext) -> dict[str, Any]:
     """Return the model's part configs, and its checkpoint folder and record when the preset names a checkpoint.
 
     The runner has checked the checkpoint (subfolders, files, digest, the
-    pack's config values); a context made without the runner checks it here.
+    pack's config values), and a context made without the runner checks it here.
     The training noise schedule is the DDPM schedule of its scheduler/
     config. Its resolution must be the UNet's sample size times the VAE's
     downsampling factor, the size the model was trained at.

@@ -246,7 +246,7 @@ def test_a8w8_without_calibration_rejected(change, reported):
     assert list(issues) == [reported]
 
 
-def test_validate_pack_command_rejects_a8w8_without_calibration(tmp_path, capsys):
+def test_validate_pack_rejects_missing_calibration(tmp_path, capsys):
     from agent.cli import main
     from agent.errors import EXIT_REJECTED
 
