@@ -27,9 +27,11 @@ class AgentError(Exception):
         self.exit_code = exit_code
 
     def __str__(self) -> str:
+        from agent.i18n import _
+
         text = f"error[{self.code}]: {self.message}"
         if self.hint:
-            text += f"\n  hint: {self.hint}"
+            text += "\n  " + _("hint: {hint}").format(hint=self.hint)
         return text
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
 from agent.commands._verification import load_keyring, open_verified
 from agent.errors import EXIT_OK, EXIT_USAGE, EXIT_VERDICT_FAILED, AgentError
+from agent.i18n import _, choose_language
 from certification.rulepack import RulePack, RulePackError, load_rule_pack, parse_rule_pack
 from certification.verdict import Reference, Verdict, judge
 
@@ -47,13 +47,6 @@ def parse_peaks(values: list[str], option: str) -> dict[str, float]:
         if not peaks[data_type.strip().lower()] > 0:
             raise AgentError("peak_invalid", f"{option} {value!r} is not a positive number", "pass the card's registered peak dense TFLOPS")
     return peaks
-
-
-def choose_language(flag: str | None) -> str:
-    if flag:
-        return flag
-    locale = os.environ.get("LC_ALL") or os.environ.get("LC_MESSAGES") or os.environ.get("LANG") or ""
-    return "zh" if locale.lower().startswith("zh") else "en"
 
 
 def load_pack(path: Path | None, name: str) -> RulePack:
@@ -96,7 +89,7 @@ def write_html(out_dir: Path, verdict: Verdict, bundle, references, language: st
 
 def format_verdict(verdict: Verdict, language: str) -> str:
     labels, statuses = FIELD_LABELS[language], STATUS_LABELS[language]
-    lines = [f"{labels['pack']}: {verdict.rule_pack['name']} (sha256 {verdict.rule_pack['sha256']}), reference: {verdict.reference_kind}", ""]
+    lines = [f"{labels['pack']}: {verdict.rule_pack['name']} (sha256 {verdict.rule_pack['sha256']}), {labels['reference']}: {verdict.reference_kind}", ""]
     for result in verdict.criteria:
         lines.append(f"[{statuses[result.status]}] {result.id} ({result.workload})")
         lines.append(f"    {labels['measured']}: {show_value(result.measured)}  {labels['reference']}: {show_value(result.reference)}  {labels['bound']}: {show_value(result.bound)}")
