@@ -180,6 +180,24 @@ def _path(parts: Any) -> str:
     return "/".join(str(part) for part in parts) or "(top level)"
 
 
+# The dataset roles each workload kind reads whatever its criteria are.
+REQUIRED_DATASET_ROLES = {
+    "pretrain": ("train", "validation", "lambada"),
+    "sft": ("train", "eval"),
+    "lora": ("train", "eval"),
+    "infer": ("prompts",),
+    "sd_sft": ("train", "prompts"),
+    "sd_infer": ("prompts",),
+}
+
+
+def dataset_names(names: str | list[str] | None) -> list[str]:
+    """Return a workload's dataset role as a list: the schema allows one name or a list of names."""
+    if names is None:
+        return []
+    return [names] if isinstance(names, str) else list(names)
+
+
 def _reference_issues(data: dict) -> list[RulePackIssue]:
     """Check that every name a pack uses is defined in it and that the settings agree with each other."""
     issues = []
@@ -204,9 +222,12 @@ def _workload_issues(data: dict, workload_id: str, workload: dict) -> list[RuleP
     if "init_from" in workload and workload["init_from"] not in data["workloads"]:
         issues.append(RulePackIssue(f"{where}/init_from", f"unknown workload {workload['init_from']!r}"))
     for role, names in workload["datasets"].items():
-        for name in [names] if isinstance(names, str) else names:
+        for name in dataset_names(names):
             if name not in data["datasets"]:
                 issues.append(RulePackIssue(f"{where}/datasets/{role}", f"unknown dataset {name!r}"))
+    for role in REQUIRED_DATASET_ROLES[workload["kind"]]:
+        if role not in workload["datasets"]:
+            issues.append(RulePackIssue(f"{where}/datasets/{role}", f"a {workload['kind']} workload reads a {role} dataset: name one here"))
     issues.extend(_corpus_issues(data, where, workload))
     model = _selected_model(data, workload)
     if workload["kind"] in ("sft", "lora") and not workload.get("init_from") and "checkpoint" not in data["models"].get(model, {"checkpoint": None}):
@@ -234,7 +255,7 @@ def _corpus_issues(data: dict, where: str, workload: dict) -> list[RulePackIssue
     """Report a pre-tokenized corpus (format paddlenlp_mmap) used other than as the one train set of a pretrain workload."""
     issues = []
     for role, names in workload["datasets"].items():
-        names = [names] if isinstance(names, str) else names
+        names = dataset_names(names)
         corpora = [name for name in names if data["datasets"].get(name, {}).get("format") == "paddlenlp_mmap"]
         if corpora and (workload["kind"] != "pretrain" or role != "train" or len(names) > 1):
             issues.append(RulePackIssue(f"{where}/datasets/{role}", f"pre-tokenized corpus {corpora[0]!r} can only be the one train set of a pretrain workload"))

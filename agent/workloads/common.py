@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from certification.rulepack import dataset_names
+
 logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
@@ -111,6 +113,10 @@ class WorkloadContext:
             folder = checkpoint_folder(self.pack, model, self.data_root, {})
             self.checkpoints[model] = verify_checkpoint(self.pack, model, folder)
         return self.checkpoints[model]
+
+    def dataset_names(self, role: str) -> list[str]:
+        """Return the names of the workload's datasets of one role, in pack order (none when the role is absent)."""
+        return dataset_names(self.spec["datasets"].get(role))
 
     def dataset_format(self, name: str) -> str:
         return self.pack.data["datasets"][name].get("format", "text")

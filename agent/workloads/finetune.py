@@ -67,7 +67,6 @@ def collate_right_padded(samples: list[dict[str, list[int]]], pad_id: int = 0) -
 
 def resolve_config(context: WorkloadContext, kind: str) -> dict[str, Any]:
     fixed = context.fixed
-    datasets = context.spec["datasets"]
     config = {
         "workload": context.workload_id,
         "kind": kind,
@@ -75,8 +74,8 @@ def resolve_config(context: WorkloadContext, kind: str) -> dict[str, Any]:
         "model": model_record(context),
         "hyperparameters": {"fixed": dict(fixed), "free": dict(context.free)},
         "datasets": {
-            "train": [context.dataset_record(name) for name in datasets["train"]],
-            "eval": [context.dataset_record(name) for name in datasets["eval"]],
+            "train": [context.dataset_record(name) for name in context.dataset_names("train")],
+            "eval": [context.dataset_record(name) for name in context.dataset_names("eval")],
         },
         "tokenizer": context.tokenizer_record(),
         "device": context.device,
@@ -120,7 +119,7 @@ def _run(context: WorkloadContext, kind: str) -> dict[str, Any]:
     tokenizer = context.load_tokenizer()
 
     # Data: instruction pairs in a fixed order.
-    train_sets = [read_pairs(context.dataset_path(name)) for name in context.spec["datasets"]["train"]]
+    train_sets = [read_pairs(context.dataset_path(name)) for name in context.dataset_names("train")]
     pairs = interleave(train_sets)[: int(fixed["max_steps"]) * int(fixed["global_batch_size"])]
     dataset = InstructionPairs(tokenizer, pairs, int(fixed["max_seq_length"]))
 
@@ -170,7 +169,7 @@ def generate_predictions(context: WorkloadContext, model, tokenizer) -> dict[str
     prompt_budget = int(fixed["max_seq_length"]) - int(fixed["max_new_tokens"])
     model.eval()
     counts = {}
-    for name in context.spec["datasets"]["eval"]:
+    for name in context.dataset_names("eval"):
         pairs = read_pairs(context.dataset_path(name))[: limit]
         for start in range(0, len(pairs), batch_size):
             batch = pairs[start:start + batch_size]

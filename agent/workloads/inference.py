@@ -145,9 +145,8 @@ def _build_in(context: WorkloadContext, dtype: str):
 
 
 def _calibration_texts(context: WorkloadContext) -> list[str]:
-    names = context.spec["datasets"].get("calibration") or []
     texts = []
-    for name in [names] if isinstance(names, str) else names:
+    for name in context.dataset_names("calibration"):
         for line in context.dataset_path(name).read_text(encoding="utf-8").splitlines():
             if line.strip():
                 row = json.loads(line)

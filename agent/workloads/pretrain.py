@@ -111,8 +111,7 @@ class CorpusBlocks:
 def training_blocks(context: WorkloadContext, tokenizer, block_length: int):
     """Return the training blocks: read from a pre-tokenized corpus, or tokenized from text documents."""
     count = int(context.fixed["max_steps"]) * int(context.fixed["global_batch_size"])
-    names = context.spec["datasets"]["train"]
-    names = [names] if isinstance(names, str) else names
+    names = context.dataset_names("train")
     if context.dataset_format(names[0]) == MMAP_FORMAT:
         return CorpusBlocks(context.dataset_path(names[0]), block_length, count, int(effective_model_config(context)["vocab_size"]))
     documents = interleave([read_text_documents(context.dataset_path(name)) for name in names])
@@ -120,8 +119,7 @@ def training_blocks(context: WorkloadContext, tokenizer, block_length: int):
 
 
 def train_recipe(context: WorkloadContext) -> str:
-    names = context.spec["datasets"]["train"]
-    names = [names] if isinstance(names, str) else names
+    names = context.dataset_names("train")
     if context.dataset_format(names[0]) == MMAP_FORMAT:
         return ("the token stream of the pre-tokenized corpus (PaddleNLP memory-mapped .bin + .idx, ids as stored, "
                 "sequences in stored order) cut into max_steps x global_batch_size blocks of max_seq_length + 1 "
@@ -140,7 +138,7 @@ def resolve_config(context: WorkloadContext) -> dict[str, Any]:
         "model": model_record(context),
         "hyperparameters": {"fixed": dict(fixed), "free": dict(context.free)},
         "datasets": {
-            "train": [context.dataset_record(name) for name in datasets["train"]],
+            "train": [context.dataset_record(name) for name in context.dataset_names("train")],
             "validation": context.dataset_record(datasets["validation"]),
             "lambada": context.dataset_record(datasets["lambada"]),
         },

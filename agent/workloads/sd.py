@@ -129,15 +129,15 @@ def resolve_config(context: WorkloadContext, kind: str, model: dict[str, Any]) -
         "model": {"name": context.model_name, "architecture": context.model_preset["architecture"], "config": model["config"],
                   "checkpoint": model["checkpoint"]},
         "hyperparameters": {"fixed": dict(context.fixed), "free": dict(context.free)},
-        "datasets": {role: [context.dataset_record(name) for name in ([names] if isinstance(names, str) else names)]
-                     for role, names in datasets.items()},
+        "datasets": {role: [context.dataset_record(name) for name in context.dataset_names(role)]
+                     for role in datasets},
         "tokenizer": context.tokenizer_record(),
         "device": context.device,
         "cards": context.cards,
         "data_recipe": {"prompts": sd_images.RECIPE},
     }
     if kind == "sd_sft":
-        folders = any(context.dataset_path(name).is_dir() for name in datasets["train"])
+        folders = any(context.dataset_path(name).is_dir() for name in context.dataset_names("train"))
         config["data_recipe"]["train"] = (sd_folder.RECIPE if folders else (
             "digit images in file order, image (position mod count) at stream position; 8x8 pixels 0-16 scaled to "
             "[-1, 1] and repeated into resolution/8-pixel squares, grey copied to 3 channels; caption English at even "
@@ -163,7 +163,7 @@ def _encoder(context: WorkloadContext, model: dict[str, Any]) -> PromptEncoder:
 def read_training_rows(context: WorkloadContext) -> list[dict[str, Any]]:
     """Read the training sets in pack order: an image folder (a directory) or a digits JSON-lines file."""
     rows = []
-    for name in context.spec["datasets"]["train"]:
+    for name in context.dataset_names("train"):
         path = context.dataset_path(name)
         rows.extend(sd_folder.read_image_folder(path) if path.is_dir() else read_digits(path))
     return rows

@@ -42,6 +42,12 @@ DELETE = object()
         (("tracks", "finetuning", "levels", 1, "workloads"), ["absent"], "tracks/finetuning/levels/1/workloads"),
         (("settings", "loss_alignment", "steps"), 210, "settings/loss_alignment/steps"),
         (("workloads", "lora-llama", "criteria", 0, "id"), "sft.rouge", "workloads/lora-llama/criteria/0/id"),
+        (("workloads", "sft-llama", "datasets", "train"), {"zh": "sft_zh_train"}, "workloads/sft-llama/datasets/train"),
+        (("workloads", "sft-llama", "datasets", "eval"), [], "workloads/sft-llama/datasets/eval"),
+        (("workloads", "sft-llama", "datasets", "eval"), DELETE, "workloads/sft-llama/datasets/eval"),
+        (("workloads", "infer-llama", "datasets", "prompts"), ["prompts_zh", "prompts_en"], "workloads/infer-llama/datasets/prompts"),
+        (("workloads", "pretrain-llama", "datasets", "validation"), DELETE, "workloads/pretrain-llama/datasets/validation"),
+        (("workloads", "sft-llama", "datasets", "dev"), "sft_zh_dev", "workloads/sft-llama/datasets"),
     ],
 )
 def test_invalid_pack_reports_path(path, value, reported):
@@ -62,3 +68,11 @@ def test_every_error_is_reported():
 
     assert "schema" in paths
     assert "reference_kind" in paths
+
+
+@pytest.mark.parametrize("train", ["sft_zh_train", ["sft_zh_train"], ["sft_zh_train", "sft_en_train"]])
+def test_train_role_takes_a_name_or_a_list(train):
+    data = pack_data()
+    data["workloads"]["sft-llama"]["datasets"]["train"] = train
+
+    assert validate_rule_pack(data) == []
