@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from certification.rulepack import RulePack
@@ -106,6 +106,19 @@ def checkpoint_folder(pack: RulePack, model: str, data_root: Path, folders: dict
     if model in folders:
         return Path(folders[model])
     return data_root / pack.data["models"][model]["checkpoint"]["path"]
+
+
+def tokenizer_in_checkpoint(pack: RulePack, model: str) -> PurePosixPath | None:
+    """Return the model's tokenizer path relative to its checkpoint folder, or None when the pack puts it elsewhere.
+
+    An SD pipeline folder has its tokenizer in `tokenizer/`, so a `--checkpoint`
+    folder brings its own tokenizer, which the pack's digest still pins.
+    """
+    checkpoint = pack.data["models"][model].get("checkpoint")
+    tokenizer = PurePosixPath(pack.data["tokenizers"][pack.data["models"][model]["tokenizer"]]["path"])
+    if checkpoint is None or not tokenizer.is_relative_to(checkpoint["path"]):
+        return None
+    return tokenizer.relative_to(checkpoint["path"])
 
 
 def check_checkpoint_folders(pack: RulePack, workload_ids: list[str], folders: dict[str, Path]) -> None:

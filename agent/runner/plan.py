@@ -98,6 +98,17 @@ def input_files(pack: RulePack, workload_ids: list[str]) -> dict[str, dict]:
     return files
 
 
+def moved_tokenizers(pack: RulePack, workload_ids: list[str], data_root: Path, folders: dict[str, Path]) -> dict[str, Path]:
+    """Return the tokenizer files that lie in the checkpoint folder in use rather than at the pack's path, by label."""
+    moved = {}
+    for model in {pack.checkpoint_model(workload_id) for workload_id in workload_ids} - {None}:
+        relative = checkpoints.tokenizer_in_checkpoint(pack, model)
+        if relative is not None:
+            folder = checkpoints.checkpoint_folder(pack, model, data_root, folders)
+            moved[f"tokenizer {pack.data['models'][model]['tokenizer']}"] = folder / relative
+    return moved
+
+
 def verify_input_files(pack: RulePack, workload_ids: list[str], data_root: Path,
                        checkpoint_folders: dict[str, Path] | None = None) -> dict[str, dict[str, Any]]:
     """Check each input's digest against the pack before anything trains; return the records by label.
@@ -109,8 +120,9 @@ def verify_input_files(pack: RulePack, workload_ids: list[str], data_root: Path,
     hold, is computed and recorded with `pinned: false`.
     """
     records: dict[str, dict[str, Any]] = {}
+    moved = moved_tokenizers(pack, workload_ids, data_root, checkpoint_folders or {})
     for label, entry in input_files(pack, workload_ids).items():
-        path = data_root / entry["path"]
+        path = moved.get(label, data_root / entry["path"])
         if entry.get("format") == checkpoints.MMAP_FORMAT:
             records[label] = checkpoints.verify_corpus(pack, label.removeprefix("dataset "), path)
             continue

@@ -136,12 +136,23 @@ class WorkloadContext:
 
     def load_tokenizer(self):
         record = self.tokenizer_record()
-        tokenizer = load_tokenizer(self.data_root / record["path"], record["kind"], record.get("class"))
+        tokenizer = load_tokenizer(self.tokenizer_path, record["kind"], record.get("class"))
         model_vocabulary = self.model_preset["config"].get("vocab_size")
         if model_vocabulary is not None and tokenizer.vocab_size > model_vocabulary:
             raise ValueError(f"tokenizer {record['name']} has {tokenizer.vocab_size} ids but model {self.model_name} "
                              f"has vocab_size {model_vocabulary}: give the model a vocab_size of at least {tokenizer.vocab_size}")
         return tokenizer
+
+    @property
+    def tokenizer_path(self) -> Path:
+        """The tokenizer file: in the checkpoint folder in use when the pack puts it in the model's checkpoint, else under the data root."""
+        from agent.runner.checkpoints import tokenizer_in_checkpoint
+
+        model = self.checkpoint_model
+        relative = tokenizer_in_checkpoint(self.pack, model) if model is not None else None
+        if relative is None:
+            return self.data_root / self.tokenizer_record()["path"]
+        return Path(self.checkpoint()["path"]) / relative
 
     def tokenizer_record(self) -> dict[str, str]:
         name = self.model_preset["tokenizer"]

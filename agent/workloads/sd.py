@@ -152,7 +152,7 @@ def resolve_config(context: WorkloadContext, kind: str, model: dict[str, Any]) -
 
 def _encoder(context: WorkloadContext, model: dict[str, Any]) -> PromptEncoder:
     record = context.tokenizer_record()
-    encoder = PromptEncoder(context.data_root / record["path"], record["kind"], int(context.fixed["max_seq_length"]), record.get("class"))
+    encoder = PromptEncoder(context.tokenizer_path, record["kind"], int(context.fixed["max_seq_length"]), record.get("class"))
     vocabulary = model["config"]["text_encoder"]["vocab_size"]
     if encoder.tokenizer.vocab_size > vocabulary:
         raise ValueError(f"tokenizer {record['name']!r} has {encoder.tokenizer.vocab_size} tokens, but the text encoder of "

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from agent.errors import AgentError
-from agent.runner.checkpoints import check_checkpoint_folders, folder_files, manifest, manifest_sha256
+from agent.runner.checkpoints import check_checkpoint_folders, folder_files, manifest, manifest_sha256, sha256_file
 from agent.runner.plan import verify_input_files
 from agent.workloads import sd, sd_folder
 from agent.workloads.common import WorkloadContext
@@ -383,3 +383,35 @@ def test_folder_without_metadata(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="metadata.jsonl"):
         sd_folder.read_image_folder(tmp_path / "images")
+
+
+def vendor_tokenizer_pack(data: Path, tokenizer_sha256: str | None):
+    """The pack with its SD checkpoint and tokenizer at absent/sd, so only a --checkpoint folder can provide them."""
+    return make_pack(data, **{"models.sd-test.checkpoint.path": "absent/sd",
+                              "tokenizers.clip-test.path": "absent/sd/tokenizer/vocab.json",
+                              "tokenizers.clip-test.sha256": tokenizer_sha256})
+
+
+def test_vendor_folder_provides_the_tokenizer(data, tmp_path):
+    vendor = tmp_path / "vendor-sd"
+    shutil.copytree(data["root"] / "models" / "sd-test", vendor)
+    pack = vendor_tokenizer_pack(data["root"], sha256_file(vendor / "tokenizer" / "vocab.json"))
+
+    records = verify_input_files(pack, ["sd-infer-digits"], data["root"], {"sd-test": vendor})
+    workload = context(pack, data["root"], tmp_path / "run", "sd-infer-digits")
+    workload.checkpoints = {"sd-test": records["checkpoint sd-test"]}
+
+    assert records["tokenizer clip-test"]["path"] == str(vendor / "tokenizer" / "vocab.json")
+    assert records["tokenizer clip-test"]["pinned"] is True
+    assert workload.tokenizer_path == vendor / "tokenizer" / "vocab.json"
+
+
+def test_vendor_tokenizer_checked_against_pack(data, tmp_path):
+    vendor = tmp_path / "vendor-sd"
+    shutil.copytree(data["root"] / "models" / "sd-test", vendor)
+    pack = vendor_tokenizer_pack(data["root"], "0" * 64)
+
+    with pytest.raises(AgentError) as error:
+        verify_input_files(pack, ["sd-infer-digits"], data["root"], {"sd-test": vendor})
+    assert error.value.code == "data_checksum_mismatch"
+    assert str(vendor / "tokenizer" / "vocab.json") in error.value.message
