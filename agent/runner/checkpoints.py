@@ -26,6 +26,7 @@ from typing import Any
 from certification.rulepack import RulePack
 
 from agent.errors import AgentError
+from agent.runner.sd_inputs import check_config_keys
 
 logger = logging.getLogger(__name__)
 
@@ -187,6 +188,7 @@ def read_sd_configs(label: str, directory: Path) -> dict[str, Any]:
         _check_weight_files(label, directory / subfolder, weight_names, index_names)
     configs = {"model_index": _read_json(directory / SD_INDEX_NAME)}
     configs.update({section: _read_json(directory / name) for section, name in SD_CONFIG_FILES.items()})
+    check_config_keys(label, directory, {name: configs[section] for section, name in SD_CONFIG_FILES.items()})
     return configs
 
 

@@ -11,6 +11,7 @@ from certification.rulepack import RulePack
 from agent.errors import AgentError
 from agent.runner import checkpoints
 from agent.runner.checkpoints import sha256_file
+from agent.runner.sd_inputs import check_image_folder
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +131,7 @@ def verify_input_files(pack: RulePack, workload_ids: list[str], data_root: Path,
             # An image folder for SD fine-tuning has the digest of its manifest, as a checkpoint folder has.
             files = checkpoints.manifest(checkpoints.folder_files(path))
             records[label] = checkpoints.check_digest(label, path, files, entry["sha256"], pack)
+            check_image_folder(label, path)
             continue
         if not path.is_file():
             raise AgentError("data_missing", f"{label} is missing: no file at {path}",

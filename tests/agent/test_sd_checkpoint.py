@@ -415,3 +415,30 @@ def test_vendor_tokenizer_checked_against_pack(data, tmp_path):
         verify_input_files(pack, ["sd-infer-digits"], data["root"], {"sd-test": vendor})
     assert error.value.code == "data_checksum_mismatch"
     assert str(vendor / "tokenizer" / "vocab.json") in error.value.message
+
+
+@pytest.mark.parametrize(("file", "key"), [("unet/config.json", "sample_size"), ("vae/config.json", "block_out_channels"),
+                                           ("text_encoder/config.json", "vocab_size")])
+def test_config_key_missing_before_run(data, tmp_path, file, key):
+    root = copy_data(data["root"], tmp_path)
+    config_path = root / "models" / "sd-test" / file
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    del config[key]
+    config_path.write_text(json.dumps(config), encoding="utf-8")
+    pack = make_pack(root, **{"models.sd-test.checkpoint.sha256": folder_digest(root / "models" / "sd-test")})
+
+    with pytest.raises(AgentError) as error:
+        verify_input_files(pack, ["sd-infer-digits"], root)
+    assert error.value.code == "checkpoint_incomplete"
+    assert file in error.value.message
+    assert key in error.value.message
+
+
+def test_broken_image_rejected_before_run(data, tmp_path):
+    root = copy_data(data["root"], tmp_path)
+    (root / "images" / "0003.png").write_bytes(b"not a png")
+
+    with pytest.raises(AgentError) as error:
+        verify_input_files(make_pack(root), ["sd-sft-digits"], root)
+    assert error.value.code == "image_folder_invalid"
+    assert "0003.png" in error.value.message
