@@ -30,7 +30,7 @@ def main() -> None:
 
     target = Path(tempfile.mkdtemp(prefix="site-")) / "site"
     started = time.perf_counter()
-    call_command("export_site", str(target))
+    call_command("export_site", str(target), "--base-url", "https://cert.example.org")
     elapsed = time.perf_counter() - started
 
     files = [path for path in target.rglob("*") if path.is_file()]

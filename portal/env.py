@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -67,6 +68,20 @@ def read_path(name: str, default: Path) -> Path:
     if not path.is_absolute():
         raise ImproperlyConfigured(f"{name}={str(path)!r} is not an absolute path; give the full path")
     return path
+
+
+def read_base_url(name: str) -> str:
+    """Read an http(s) address with no path, query or fragment; "" when unset. The trailing slash is dropped."""
+    value = _raw(name)
+    return "" if value is None else parse_base_url(name, value)
+
+
+def parse_base_url(name: str, value: str) -> str:
+    """Check that `value` is an http(s) scheme and host only; ImproperlyConfigured names `name` otherwise."""
+    parsed = urlsplit(value)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.path.strip("/") or parsed.query or parsed.fragment:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a base URL; set it to the scheme and host only, such as https://cert.example.org")
+    return value.rstrip("/")
 
 
 def read_database_url(name: str, default: str) -> dict:

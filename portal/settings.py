@@ -10,7 +10,7 @@ from pathlib import Path
 
 from django.utils.translation import gettext_lazy as _
 
-from portal.env import read_bool, read_database_url, read_int, read_list, read_path, read_str
+from portal.env import read_base_url, read_bool, read_database_url, read_int, read_list, read_path, read_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = read_path("PORTAL_VAR_DIR", BASE_DIR / "var")
@@ -24,8 +24,9 @@ DEBUG = read_bool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = read_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "testserver"])
 CSRF_TRUSTED_ORIGINS = read_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
-# The public address of the portal, used in certificate QR codes and upload replies.
-PORTAL_BASE_URL = read_str("PORTAL_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+# The public address of the portal (scheme and host, such as https://cert.example.org), used in
+# certificate QR codes, feeds and credentials. Unset, pages build it from the request (portal/links.py).
+PORTAL_BASE_URL = read_base_url("PORTAL_BASE_URL")
 
 INSTALLED_APPS = [
     "django.contrib.admin",

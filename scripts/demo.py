@@ -173,8 +173,13 @@ def main() -> int:
                     time.sleep(3600)
             return 0
     print("\nThe portal has stopped, so the addresses above work again once you start it with:")
-    print(f"  .venv/bin/python manage.py runserver 127.0.0.1:{port} --insecure")
+    print(f"  {restart_command(port)}")
     return 0
+
+
+def restart_command(port: int) -> str:
+    """Return the shell command that serves the portal again with the address the certificates were issued for."""
+    return f"PORTAL_BASE_URL=http://127.0.0.1:{port} .venv/bin/python manage.py runserver 127.0.0.1:{port} --insecure"
 
 
 def issue_certificates(report: dict, setup: dict) -> list[dict]:

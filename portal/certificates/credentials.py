@@ -23,6 +23,7 @@ from certification.credentials import sign_credential, verify_credential
 from certification.signing import Keyring, PrivateKey, generate_key, load_private_key, save_private_key
 from portal.audit.services import record
 from portal.certificates.models import CredentialKey
+from portal.links import public_url
 
 logger = logging.getLogger(__name__)
 _key_lock = threading.Lock()
@@ -120,7 +121,8 @@ def credential_claims(certificate) -> dict:
         "issued_at": certificate.issued_at.isoformat(),
         "submission_sha256": certificate.submission.sha256,
         "key_figures": certificate.key_figures,
-        "verification_url": settings.PORTAL_BASE_URL + reverse("certificate-detail", args=[certificate.number]),
+        # NOTE: with PORTAL_BASE_URL unset this is a root-relative path, because issuing has no request to take a host from.
+        "verification_url": public_url(reverse("certificate-detail", args=[certificate.number])),
     }
 
 

@@ -64,8 +64,12 @@ def output_name(path: str) -> str:
     return relative + "index.html" if relative == "" or relative.endswith("/") else relative
 
 
-def export_site(target: Path) -> ExportReport:
-    """Write the static site in every language of SITE_LANGUAGES into `target`, which must be empty or absent."""
+def export_site(target: Path, base_url: str) -> ExportReport:
+    """Write the static site in every language of SITE_LANGUAGES into `target`, which must be empty or absent.
+
+    `base_url` is the public address of the live portal; the feeds' `url`
+    fields and the certificate pages' verification links point there.
+    """
     target.mkdir(parents=True, exist_ok=True)
     report = ExportReport()
     factory = RequestFactory()
@@ -77,7 +81,7 @@ def export_site(target: Path) -> ExportReport:
                 if not is_page and folder:
                     continue  # data files are the same in every language; the root copy serves all
                 page = folder + output_name(path) if is_page else output_name(path)
-                _write(target / page, _render(factory, path, language_links(output_name(path), folder)), page, folder)
+                _write(target / page, _render(factory, path, language_links(output_name(path), folder), base_url), page, folder)
                 report.pages += 1
     for name in STATIC_FILES:
         destination = target / "static" / name
@@ -94,8 +98,9 @@ def language_links(name: str, folder: str) -> list[dict]:
             for code, other, label in SITE_LANGUAGES]
 
 
-def _render(factory: RequestFactory, path: str, links: list[dict]) -> bytes:
+def _render(factory: RequestFactory, path: str, links: list[dict], base_url: str) -> bytes:
     request = factory.get(path)
+    request.public_base_url = base_url
     request.user = AnonymousUser()
     request.static_export = True
     request.static_language_links = links

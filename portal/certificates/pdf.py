@@ -15,12 +15,14 @@ from urllib.parse import unquote, urlparse
 
 import qrcode
 from django.conf import settings
+from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.urls import reverse
 from weasyprint import HTML
 from weasyprint.urls import URLFetcher, URLFetcherResponse
 
 from portal.certificates.models import Certificate
+from portal.links import public_url
 
 
 def static_dir() -> Path:
@@ -51,8 +53,8 @@ class StaticFilesOnlyFetcher(URLFetcher):
         return path
 
 
-def verification_url(certificate: Certificate) -> str:
-    return settings.PORTAL_BASE_URL + reverse("certificate-detail", args=[certificate.number])
+def verification_url(certificate: Certificate, request: HttpRequest | None = None) -> str:
+    return public_url(reverse("certificate-detail", args=[certificate.number]), request)
 
 
 def qr_data_uri(text: str) -> str:
@@ -62,8 +64,9 @@ def qr_data_uri(text: str) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def render_certificate_pdf(certificate: Certificate) -> bytes:
-    url = verification_url(certificate)
+def render_certificate_pdf(certificate: Certificate, request: HttpRequest | None = None) -> bytes:
+    """Render the PDF; its QR code and link use PORTAL_BASE_URL, else the address `request` came to."""
+    url = verification_url(certificate, request)
     html = render_to_string("certificates/pdf.html", {
         "certificate": certificate,
         "verification_url": url,

@@ -3,7 +3,6 @@
 import json
 import logging
 
-from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpResponse, JsonResponse
@@ -22,6 +21,7 @@ from portal.certificates.models import Certificate
 from portal.certificates.pdf import render_certificate_pdf, verification_url
 from portal.certificates.plots import level_history_svg, levels_by_track_svg
 from portal.certificates.services import issue_certificate, revoke_certificate
+from portal.links import public_base_url
 from portal.permissions import staff_required
 from portal.registry.models import Card
 from portal.submissions.models import Submission
@@ -60,12 +60,12 @@ def _listing_context(filters: ListingFilters, page_number: str | None) -> dict:
 
 
 def certificate_feed_json(request):
-    records = [certificate_record(item, settings.PORTAL_BASE_URL) for item in listed_certificates(ListingFilters.from_params(request.GET))]
+    records = [certificate_record(item, public_base_url(request)) for item in listed_certificates(ListingFilters.from_params(request.GET))]
     return JsonResponse({"certificates": records, "count": len(records)}, json_dumps_params={"ensure_ascii": False})
 
 
 def certificate_feed_csv(request):
-    records = [certificate_record(item, settings.PORTAL_BASE_URL) for item in listed_certificates(ListingFilters.from_params(request.GET))]
+    records = [certificate_record(item, public_base_url(request)) for item in listed_certificates(ListingFilters.from_params(request.GET))]
     response = HttpResponse(records_csv(records), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = 'attachment; filename="certificates.csv"'
     return response
@@ -88,7 +88,7 @@ def revocation_list(request):
 
 def revocation_list_json(request):
     revoked = Certificate.objects.filter(revoked_at__isnull=False).select_related("card__vendor", "rule_pack").order_by("-revoked_at")
-    records = [certificate_record(item, settings.PORTAL_BASE_URL) for item in revoked]
+    records = [certificate_record(item, public_base_url(request)) for item in revoked]
     return JsonResponse({"revoked": records, "count": len(records)}, json_dumps_params={"ensure_ascii": False})
 
 
@@ -103,12 +103,12 @@ def certificate_detail(request, number):
     certificate = Certificate.objects.select_related("card__vendor", "rule_pack", "issued_by").filter(number=number).first()
     if certificate is None:
         return render(request, "certificates/verify.html", {"number": number, "not_found": True}, status=404)
-    return render(request, "certificates/detail.html", {"certificate": certificate, "verification_url": verification_url(certificate)})
+    return render(request, "certificates/detail.html", {"certificate": certificate, "verification_url": verification_url(certificate, request)})
 
 
 def certificate_pdf(request, number):
     certificate = get_object_or_404(Certificate.objects.select_related("card__vendor", "rule_pack"), number=number)
-    response = HttpResponse(render_certificate_pdf(certificate), content_type="application/pdf")
+    response = HttpResponse(render_certificate_pdf(certificate, request), content_type="application/pdf")
     response["Content-Disposition"] = f'inline; filename="{certificate.number}.pdf"'
     return response
 

@@ -29,7 +29,7 @@ def certificates(vendor, card, rule_pack, staff):
 @pytest.fixture
 def site(tmp_path, certificates):
     target = tmp_path / "site"
-    call_command("export_site", str(target))
+    call_command("export_site", str(target), "--base-url", "https://cert.example.org/")
     return target
 
 
@@ -74,9 +74,58 @@ def test_export_refuses_non_empty_folder(tmp_path, certificates):
     target = tmp_path / "used"
     target.mkdir()
     (target / "keep.txt").write_text("mine")
-    with pytest.raises(CommandError, match="not an empty folder"):
-        call_command("export_site", str(target))
+    with pytest.raises(CommandError, match=f"the folder {target} is not empty"):
+        call_command("export_site", str(target), "--base-url", "https://cert.example.org")
     assert (target / "keep.txt").read_text() == "mine"
+
+
+def test_export_refuses_a_file(tmp_path, certificates):
+    target = tmp_path / "site.zip"
+    target.write_text("mine")
+    with pytest.raises(CommandError, match=f"{target} is a file, not a folder"):
+        call_command("export_site", str(target), "--base-url", "https://cert.example.org")
+    assert target.read_text() == "mine"
+
+
+def test_export_unwritable_path(tmp_path, certificates):
+    parent = tmp_path / "a-file"
+    parent.write_text("mine")
+    with pytest.raises(CommandError, match=f"cannot create {parent / 'site'} because {parent} is not a folder"):
+        call_command("export_site", str(parent / "site"), "--base-url", "https://cert.example.org")
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+def test_export_into_proc_fails_cleanly(certificates):
+    with pytest.raises(CommandError, match="/proc/x") as raised:
+        call_command("export_site", "/proc/x", "--base-url", "https://cert.example.org")
+    assert "Traceback" not in str(raised.value)
+
+
+def test_feed_urls_use_base_url(site, certificates):
+    records = json.loads((site / "feeds/certificates.json").read_text(encoding="utf-8"))["certificates"]
+    assert {row["url"] for row in records} == {f"https://cert.example.org/certificates/{item.number}/" for item in certificates}
+    rows = list(csv.DictReader((site / "feeds/certificates.csv").open(encoding="utf-8")))
+    assert all(row["url"].startswith("https://cert.example.org/certificates/") for row in rows)
+
+
+def test_base_url_defaults_to_setting(tmp_path, certificates, settings):
+    settings.PORTAL_BASE_URL = "https://public.example.net"
+    call_command("export_site", str(tmp_path / "site"))
+    records = json.loads((tmp_path / "site/feeds/certificates.json").read_text(encoding="utf-8"))["certificates"]
+    assert all(row["url"].startswith("https://public.example.net/certificates/") for row in records)
+
+
+def test_export_without_base_url_fails(tmp_path, certificates, settings):
+    settings.PORTAL_BASE_URL = ""
+    with pytest.raises(CommandError, match="--base-url"):
+        call_command("export_site", str(tmp_path / "site"))
+    assert not (tmp_path / "site").exists()
+
+
+@pytest.mark.parametrize("value", ["cert.example.org", "ftp://cert.example.org", "https://cert.example.org/portal", "https://x.org/?a=1"])
+def test_export_rejects_bad_base_url(tmp_path, certificates, value):
+    with pytest.raises(CommandError, match="is not a base URL"):
+        call_command("export_site", str(tmp_path / "site"), "--base-url", value)
 
 
 def test_export_has_both_languages(site, certificates, card):

@@ -2,7 +2,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from portal import checks
-from portal.env import read_bool, read_database_url, read_int, read_list, read_path, read_str
+from portal.env import read_base_url, read_bool, read_database_url, read_int, read_list, read_path, read_str
 
 
 def test_readers_use_defaults_without_environment(monkeypatch):
@@ -26,6 +26,8 @@ def test_read_bool_accepts_words(monkeypatch, text, expected):
     (lambda: read_int("X_VAR", 1, minimum=1024), "10"),
     (lambda: read_path("X_VAR", None), "relative/dir"),
     (lambda: read_database_url("X_VAR", "sqlite:///x"), "mysql://root@localhost/db"),
+    (lambda: read_base_url("X_VAR"), "cert.example.org"),
+    (lambda: read_base_url("X_VAR"), "https://cert.example.org/portal"),
 ])
 def test_invalid_values_name_variable_and_value(monkeypatch, reader, value):
     monkeypatch.setenv("X_VAR", value)
@@ -33,6 +35,13 @@ def test_invalid_values_name_variable_and_value(monkeypatch, reader, value):
         reader()
     assert "X_VAR" in str(raised.value)
     assert repr(value) in str(raised.value)
+
+
+def test_read_base_url_drops_slash(monkeypatch):
+    monkeypatch.setenv("X_URL", "https://cert.example.org/")
+    assert read_base_url("X_URL") == "https://cert.example.org"
+    monkeypatch.delenv("X_URL")
+    assert read_base_url("X_URL") == ""
 
 
 def test_read_list_splits_commas(monkeypatch):
