@@ -35,6 +35,18 @@ class AgentError(Exception):
         return text
 
 
+def from_core_error(error, exit_code: int = EXIT_USAGE) -> AgentError:
+    """Turn a table error of the certification core (BundleError, TicketError) into an AgentError in the user's language.
+
+    The core keeps English sentences; the agent's catalogue has their translations
+    (scripts/agent_messages.sh extracts them from certification/errors.py).
+    """
+    from agent.i18n import _
+
+    template, hint = error.table[error.code]
+    return AgentError(error.code, _(template).format(value=error.value), _(hint), exit_code)
+
+
 class WorkloadNotSupported(Exception):
     """A workload that the device cannot run, such as a data type without kernels.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.errors import EXIT_REJECTED, EXIT_USAGE, AgentError
+from agent.errors import EXIT_REJECTED, EXIT_USAGE, AgentError, from_core_error
 from certification.bundle import VerifiedBundle, open_bundle
 from certification.errors import BundleError
 from certification.signing import Keyring, SigningError, load_public_key_file
@@ -14,9 +14,10 @@ USAGE_CODES = frozenset({"archive_unreadable", "key_file_unreadable", "run_dir_m
 
 
 def agent_error(error: BundleError | SigningError) -> AgentError:
-    message = error.message if isinstance(error, BundleError) else str(error)
     exit_code = EXIT_USAGE if error.code in USAGE_CODES else EXIT_REJECTED
-    return AgentError(error.code, message, error.hint, exit_code)
+    if isinstance(error, BundleError):
+        return from_core_error(error, exit_code)
+    return AgentError(error.code, str(error), error.hint, exit_code)
 
 
 def load_keyring(paths: list[Path]) -> Keyring:

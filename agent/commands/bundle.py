@@ -6,11 +6,12 @@ from pathlib import Path
 
 from agent.commands._verification import agent_error
 from agent.errors import EXIT_OK, EXIT_USAGE, AgentError
+from agent.i18n import N_, _
 from certification.bundle import write_bundle
 from certification.errors import BundleError
 from certification.signing import SigningError, load_private_key
 
-HELP = "Pack a run folder into a signed result bundle (an uncompressed tar with a manifest and a DSSE envelope)."
+HELP = N_("Pack a run folder into a signed result bundle (an uncompressed tar with a manifest and a DSSE envelope).")
 
 
 def add_arguments(parser):
@@ -29,7 +30,8 @@ def run(args) -> int:
     out = args.out or default_out_path(args.run_dir)
     if out.exists() and not args.force:
         # A bundle that was already uploaded must not vanish under a new bundle id.
-        raise AgentError("bundle_file_exists", f"bundle file {out} already exists", "pass another --out, or --force to replace it", EXIT_USAGE)
+        raise AgentError("bundle_file_exists", _("bundle file {path} already exists").format(path=out),
+                         _("pass another --out, or --force to replace it"), EXIT_USAGE)
     try:
         key = load_private_key(args.key)
         info = write_bundle(args.run_dir, out, key)

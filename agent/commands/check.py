@@ -8,11 +8,11 @@ from pathlib import Path
 
 from agent.commands._verification import load_keyring, open_verified
 from agent.errors import EXIT_OK, EXIT_USAGE, EXIT_VERDICT_FAILED, AgentError
-from agent.i18n import _, choose_language
+from agent.i18n import N_, _, choose_language
 from certification.rulepack import RulePack, RulePackError, load_rule_pack, parse_rule_pack
 from certification.verdict import Reference, Verdict, judge
 
-HELP = "Verify a bundle, judge it against reference bundles and print each criterion; exit 4 when one fails."
+HELP = N_("Verify a bundle, judge it against reference bundles and print each criterion; exit 4 when one fails.")
 
 STATUS_LABELS = {
     "zh": {"pass": "通过", "fail": "未通过", "pending": "待定", "not_applicable": "不适用", "refused": "无法比较"},
@@ -39,13 +39,15 @@ def add_arguments(parser):
 def parse_peaks(values: list[str], option: str) -> dict[str, float]:
     peaks = {}
     for value in values:
-        data_type, _, number = value.partition("=")
+        data_type, _separator, number = value.partition("=")
         try:
             peaks[data_type.strip().lower()] = float(number)
         except ValueError:
-            raise AgentError("peak_invalid", f"invalid {option} value {value!r}", f"write {option} TYPE=TFLOPS, such as {option} bf16=312") from None
+            raise AgentError("peak_invalid", _("invalid {option} value {value}").format(option=option, value=repr(value)),
+                             _("write {option} TYPE=TFLOPS, such as {option} bf16=312").format(option=option)) from None
         if not peaks[data_type.strip().lower()] > 0:
-            raise AgentError("peak_invalid", f"{option} {value!r} is not a positive number", "pass the card's registered peak dense TFLOPS")
+            raise AgentError("peak_invalid", _("{option} {value} is not a positive number").format(option=option, value=repr(value)),
+                             _("pass the card's registered peak dense TFLOPS"))
     return peaks
 
 
@@ -53,7 +55,8 @@ def load_pack(path: Path | None, name: str) -> RulePack:
     try:
         return parse_rule_pack(path.read_bytes()) if path else load_rule_pack(name)
     except OSError as error:
-        raise AgentError("rule_pack_unreadable", f"cannot read {path}: {error.strerror}", "check the --rule-pack path") from None
+        raise AgentError("rule_pack_unreadable", _("cannot read {path}: {reason}").format(path=path, reason=error.strerror),
+                         _("check the --rule-pack path")) from None
     except RulePackError as error:
         raise AgentError(error.code, str(error), error.hint, EXIT_USAGE) from None
 
@@ -83,8 +86,9 @@ def write_html(out_dir: Path, verdict: Verdict, bundle, references, language: st
     try:
         path = write_report(out_dir, verdict, bundle, references, language, STATUS_LABELS[language])
     except OSError as error:
-        raise AgentError("report_unwritable", f"cannot write the report into {out_dir}: {error.strerror}", "check that the folder is writable") from None
-    print(f"report: {path}", file=sys.stderr)
+        raise AgentError("report_unwritable", _("cannot write the report into {path}: {reason}").format(path=out_dir, reason=error.strerror),
+                         _("check that the folder is writable")) from None
+    print(_("report: {path}").format(path=path), file=sys.stderr)
 
 
 def format_verdict(verdict: Verdict, language: str) -> str:

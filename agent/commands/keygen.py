@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.errors import EXIT_OK, AgentError
+from agent.i18n import N_, _
 from certification.signing import SigningError, generate_key, save_private_key, save_public_key
 
-HELP = "Create an Ed25519 signing key: PATH (private, mode 0600) and PATH.pub; print the key id."
+HELP = N_("Create an Ed25519 signing key: PATH (private, mode 0600) and PATH.pub; print the key id.")
 
 
 def add_arguments(parser):
@@ -17,14 +18,15 @@ def add_arguments(parser):
 def run(args) -> int:
     public_path = Path(f"{args.out}.pub")
     if public_path.exists():
-        raise AgentError("key_file_exists", f"public key file {public_path} already exists", "choose another --out path")
+        raise AgentError("key_file_exists", _("public key file {path} already exists").format(path=public_path), _("choose another --out path"))
     key = generate_key()
     try:
         save_private_key(key, args.out)
     except SigningError as error:
         raise AgentError(error.code, str(error), error.hint) from None
     except OSError as error:
-        raise AgentError("key_file_unwritable", f"cannot write {args.out}: {error.strerror}", "check that the folder exists and is writable") from None
+        raise AgentError("key_file_unwritable", _("cannot write {path}: {reason}").format(path=args.out, reason=error.strerror),
+                         _("check that the folder exists and is writable")) from None
     save_public_key(key, public_path)
     print(key.key_id)
     return EXIT_OK

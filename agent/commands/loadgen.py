@@ -8,10 +8,11 @@ import logging
 from pathlib import Path
 
 from agent.errors import EXIT_FAILED, EXIT_OK, EXIT_REMOTE, AgentError
+from agent.i18n import N_, _
 from agent.inference.loadgen import Endpoint, EndpointError
 from agent.inference.search import SearchError, SearchSettings, run_search
 
-HELP = "Search the highest load whose percentile TTFT meets the limit, against an OpenAI-compatible streaming endpoint."
+HELP = N_("Search the highest load whose percentile TTFT meets the limit, against an OpenAI-compatible streaming endpoint.")
 
 logger = logging.getLogger(__name__)
 
@@ -31,20 +32,21 @@ def run(args: argparse.Namespace) -> int:
     try:
         endpoint = Endpoint.parse(args.endpoint)
     except EndpointError as error:
-        raise AgentError("endpoint_invalid", str(error), "pass the full URL, such as http://HOST:PORT/v1/completions")
+        raise AgentError("endpoint_invalid", str(error), _("pass the full URL, such as http://HOST:PORT/v1/completions"))
     settings = _settings(args.settings)
     prompts = _prompts(args.prompts)
     try:
         record = run_search(endpoint, args.model, prompts, settings, args.out)
     except SearchError as error:
-        raise AgentError(error.code, str(error), f"{error.hint}; the trials so far are in {args.out / 'search.json'}",
+        raise AgentError(error.code, str(error), _("{hint}; the trials so far are in {path}").format(hint=error.hint, path=args.out / "search.json"),
                          exit_code=EXIT_REMOTE)
     result = record["result"]
     if result["level"] is None:
-        print(f"no load level met the TTFT limit; see {args.out / 'search.json'}")
+        print(_("no load level met the TTFT limit; see {path}").format(path=args.out / "search.json"))
         return EXIT_FAILED
-    print(f"QPS {result['qps']:.3f} at level {result['level']:g} ({settings.load_model}), "
-          f"p{settings.percentile:g} TTFT {result['worst_ttft_percentile']:.3f} s; records in {args.out}")
+    print(_("QPS {qps:.3f} at level {level:g} ({load_model}), p{percentile:g} TTFT {ttft:.3f} s; records in {path}").format(
+        qps=result["qps"], level=result["level"], load_model=settings.load_model, percentile=settings.percentile,
+        ttft=result["worst_ttft_percentile"], path=args.out))
     return EXIT_OK
 
 
@@ -53,17 +55,17 @@ def _settings(text: str) -> SearchSettings:
         data = json.loads(Path(text[1:]).read_text(encoding="utf-8") if text.startswith("@") else text)
         return SearchSettings.from_pack(data)
     except (OSError, json.JSONDecodeError, TypeError, ValueError) as error:
-        raise AgentError("loadgen_settings_invalid", f"search settings {text[:80]!r} are invalid: {error}",
-                         "pass a JSON object with the keys of the rule pack's settings.inference")
+        raise AgentError("loadgen_settings_invalid", _("search settings {value} are invalid: {error}").format(value=repr(text[:80]), error=error),
+                         _("pass a JSON object with the keys of the rule pack's settings.inference"))
 
 
 def _prompts(path: Path) -> list[str]:
     try:
         prompts = [json.loads(line)["prompt"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
-        raise AgentError("prompts_invalid", f"prompt file {path} cannot be read: {error}",
-                         "pass a file of JSON lines, each with a 'prompt' string")
+        raise AgentError("prompts_invalid", _("prompt file {path} cannot be read: {error}").format(path=path, error=error),
+                         _("pass a file of JSON lines, each with a 'prompt' string"))
     if not prompts or not all(isinstance(prompt, str) and prompt for prompt in prompts):
-        raise AgentError("prompts_invalid", f"prompt file {path} has no prompts or an empty one",
-                         "give every line a non-empty 'prompt' string")
+        raise AgentError("prompts_invalid", _("prompt file {path} has no prompts or an empty one").format(path=path),
+                         _("give every line a non-empty 'prompt' string"))
     return prompts

@@ -7,9 +7,10 @@ import logging
 from pathlib import Path
 
 from agent.runner import RunRequest, start_run
+from agent.i18n import N_, _
 from agent.runner.overrides import parse_assignments
 
-HELP = "Run the workloads that a profile's tracks and level require, and write the run folder."
+HELP = N_("Run the workloads that a profile's tracks and level require, and write the run folder.")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -17,7 +18,8 @@ logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", required=True, help="run profile name, a file in agent/profiles (e.g. demo, smoke)")
+    parser.add_argument("--profile", required=True,
+                        help="run profile: a name in agent/profiles (such as demo or standard-level1) or the path of a YAML file")
     parser.add_argument("--out", type=Path, help="run folder to create (default: runs/<profile>-<time>)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out, skipping workloads whose result.json says completed")
@@ -43,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def apply_ticket(args: argparse.Namespace) -> dict | None:
     """Read --ticket, fill the vendor and card from it, and refuse a run that does not fit it."""
-    from agent.errors import AgentError
+    from agent.errors import from_core_error
     from agent.runner.execute import load_pack
     from agent.runner.profiles import load_profile
     from certification.errors import TicketError
@@ -61,7 +63,7 @@ def apply_ticket(args: argparse.Namespace) -> dict | None:
         check_run_fits(ticket, vendor=args.vendor, card_model=args.card_model, card_serial=args.card_serial,
                        rule_pack={"name": pack.name, "sha256": pack.sha256}, tracks=profile.tracks, level=profile.level)
     except TicketError as error:
-        raise AgentError(error.code, error.message, error.hint) from None
+        raise from_core_error(error) from None
     return ticket.envelope
 
 
@@ -73,8 +75,8 @@ def parse_checkpoint_folders(assignments: list[str]) -> dict[str, Path]:
     for assignment in assignments:
         model, separator, directory = assignment.partition("=")
         if not separator or not model.strip() or not directory.strip():
-            raise AgentError("checkpoint_option_invalid", f"--checkpoint {assignment!r} is not of the form MODEL=DIR",
-                             "write it as, for example, --checkpoint llama1-13b=/models/llama-13b")
+            raise AgentError("checkpoint_option_invalid", _("--checkpoint {value} is not of the form MODEL=DIR").format(value=repr(assignment)),
+                             _("write it as, for example, --checkpoint llama1-13b=/models/llama-13b"))
         folders[model.strip()] = Path(directory.strip())
     return folders
 
@@ -96,6 +98,6 @@ def run(args: argparse.Namespace) -> int:
         checkpoints=parse_checkpoint_folders(args.checkpoints),
     )
     run_dir, exit_code = start_run(request)
-    logger.info("run folder: %s", run_dir)
+    logger.info(_("run folder: {path}").format(path=run_dir))
     print(run_dir)
     return exit_code

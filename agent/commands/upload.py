@@ -26,8 +26,9 @@ import requests
 
 from agent import __version__
 from agent.errors import EXIT_OK, EXIT_REJECTED, EXIT_REMOTE, EXIT_USAGE, AgentError
+from agent.i18n import N_, _, accept_language
 
-HELP = "Upload a signed bundle to the certification portal and print the submission's address."
+HELP = N_("Upload a signed bundle to the certification portal and print the submission's address.")
 UPLOAD_PATH = "/api/v1/bundles/"
 SESSIONS_PATH = "/api/v1/uploads/"
 READ_BLOCK_BYTES = 1024 * 1024
@@ -100,11 +101,13 @@ class _BytesReader:
 def check_arguments(args) -> str:
     """Return the upload URL, or raise for a missing portal, token or bundle."""
     if not args.portal:
-        raise AgentError("portal_url_missing", "no portal URL given", "pass --portal URL or set AGENT_PORTAL_URL", EXIT_USAGE)
+        raise AgentError("portal_url_missing", _("no portal URL given"), _("pass --portal URL or set AGENT_PORTAL_URL"), EXIT_USAGE)
     if not args.token:
-        raise AgentError("portal_token_missing", "no API token given", "pass --token TOKEN or set AGENT_PORTAL_TOKEN; the portal's staff give you one", EXIT_USAGE)
+        raise AgentError("portal_token_missing", _("no API token given"),
+                         _("pass --token TOKEN or set AGENT_PORTAL_TOKEN; the portal's staff give you one"), EXIT_USAGE)
     if not args.bundle.is_file():
-        raise AgentError("bundle_not_found", f"bundle file not found: {args.bundle}", "pass the .tar file that `python -m agent bundle` wrote", EXIT_USAGE)
+        raise AgentError("bundle_not_found", _("bundle file not found: {path}").format(path=args.bundle),
+                         _("pass the .tar file that `python -m agent bundle` wrote"), EXIT_USAGE)
     return args.portal.rstrip("/") + UPLOAD_PATH
 
 
@@ -116,14 +119,21 @@ def send(url: str, args) -> requests.Response:
         "Content-Type": body.content_type,
         "User-Agent": f"accel-cert-agent/{__version__}",
         "Accept": "application/json",
+        "Accept-Language": accept_language(),
     }
     logger.debug("uploading %s (%d bytes) to %s", args.bundle, len(body), url)
     try:
         return requests.post(url, data=body, headers=headers, timeout=args.timeout)
     except requests.Timeout:
-        raise AgentError("portal_timeout", f"the portal at {url} did not reply within {args.timeout:g} s", "try again later or raise --timeout; a repeated upload is safe", EXIT_REMOTE) from None
+        raise AgentError("portal_timeout", _("the portal at {url} did not reply within {seconds:g} s").format(url=url, seconds=args.timeout),
+                         _("try again later or raise --timeout; a repeated upload is safe"), EXIT_REMOTE) from None
     except requests.RequestException as error:
-        raise AgentError("portal_unreachable", f"cannot reach the portal at {url}: {type(error).__name__}", "check --portal and the network; a repeated upload is safe", EXIT_REMOTE) from None
+        raise unreachable(url, error) from None
+
+
+def unreachable(url: str, error: Exception) -> AgentError:
+    return AgentError("portal_unreachable", _("cannot reach the portal at {url}: {error}").format(url=url, error=type(error).__name__),
+                      _("check --portal and the network; a repeated upload is safe"), EXIT_REMOTE)
 
 
 def parse_reply(response: requests.Response) -> dict:
@@ -135,10 +145,14 @@ def parse_reply(response: requests.Response) -> dict:
         return body
     if isinstance(body, dict) and "code" in body:
         raise AgentError(
-            "upload_rejected", f"the portal rejected the upload with HTTP {response.status_code} [{body['code']}]: {body.get('detail', '')}",
-            "fix what the message names and upload again", EXIT_REMOTE,
+            "upload_rejected",
+            # The detail is the portal's own sentence, already in the language asked for with Accept-Language.
+            _("the portal rejected the upload with HTTP {status} [{code}]: {detail}").format(
+                status=response.status_code, code=body["code"], detail=body.get("detail", "")),
+            _("fix what the message names and upload again"), EXIT_REMOTE,
         )
-    raise AgentError("portal_reply_invalid", f"the portal replied with HTTP {response.status_code} and no usable body", "check that --portal is the portal's base URL", EXIT_REMOTE)
+    raise AgentError("portal_reply_invalid", _("the portal replied with HTTP {status} and no usable body").format(status=response.status_code),
+                     _("check that --portal is the portal's base URL"), EXIT_REMOTE)
 
 
 def run(args) -> int:
@@ -158,13 +172,14 @@ def report(body: dict, already_stored: bool, args) -> int:
         print(json.dumps({**body, "already_stored": already_stored}, ensure_ascii=False))
         return exit_code
     if already_stored:
-        print("the portal already had this bundle; it returned the stored submission")
+        print(_("the portal already had this bundle; it returned the stored submission"))
     print(f"submission: {body['id']} ({state})")
     print(f"url:        {body['url']}")
     if state == "rejected":
-        print(f"error[{body.get('error_code') or 'rejected'}]: the portal rejected the bundle: {body.get('error_detail', '')}", file=sys.stderr)
+        print(f"error[{body.get('error_code') or 'rejected'}]: "
+              + _("the portal rejected the bundle: {detail}").format(detail=body.get("error_detail", "")), file=sys.stderr)
     elif state in ("received", "validating"):
-        print("the portal is validating the bundle; open the url to see the verdict")
+        print(_("the portal is validating the bundle; open the url to see the verdict"))
     return exit_code
 
 
@@ -186,7 +201,8 @@ class ResumableUpload:
         self.chunk = max(1, args.chunk_mib) * 1024 * 1024
         self.breaks = 0
         self.contacted = False  # retries start after the first reply: a wrong --portal fails at once
-        self.headers = {"Authorization": f"Token {args.token}", "User-Agent": f"accel-cert-agent/{__version__}", "Accept": "application/json"}
+        self.headers = {"Authorization": f"Token {args.token}", "User-Agent": f"accel-cert-agent/{__version__}", "Accept": "application/json",
+                        "Accept-Language": accept_language()}
 
     def run(self) -> tuple[dict, bool]:
         """Upload the bundle; when the portal has expired the open upload, start one new upload from byte 0."""
@@ -197,8 +213,8 @@ class ResumableUpload:
         try:
             return self.upload_once()
         except _Expired as expired:
-            raise AgentError("upload_expired", f"the portal expired the new upload too: {expired.detail}",
-                             "run the same command again; if it keeps failing, ask the portal's staff", EXIT_REMOTE) from None
+            raise AgentError("upload_expired", _("the portal expired the new upload too: {detail}").format(detail=expired.detail),
+                             _("run the same command again; if it keeps failing, ask the portal's staff"), EXIT_REMOTE) from None
 
     def upload_once(self) -> tuple[dict, bool]:
         session = self.declare()
@@ -243,12 +259,12 @@ class ResumableUpload:
                 reply = requests.request(method, url, headers=headers, timeout=self.args.timeout, **kwargs)
             except (requests.ConnectionError, requests.Timeout) as error:
                 if not self.contacted:
-                    raise AgentError("portal_unreachable", f"cannot reach the portal at {url}: {type(error).__name__}", "check --portal and the network; a repeated upload is safe", EXIT_REMOTE) from None
+                    raise unreachable(url, error) from None
                 self.count_break(url, error)
                 if resumable:
                     raise _Broken() from None
             except requests.RequestException as error:
-                raise AgentError("portal_unreachable", f"cannot reach the portal at {url}: {type(error).__name__}", "check --portal and the network; a repeated upload is safe", EXIT_REMOTE) from None
+                raise unreachable(url, error) from None
             else:
                 self.contacted = True
                 return reply
@@ -257,8 +273,9 @@ class ResumableUpload:
         self.breaks += 1
         if self.breaks > self.args.retries:
             raise AgentError(
-                "portal_unreachable", f"cannot reach the portal at {url} after {self.args.retries} retries: {type(error).__name__}",
-                "check --portal and the network, then run the same command again: it continues the upload", EXIT_REMOTE,
+                "portal_unreachable",
+                _("cannot reach the portal at {url} after {retries} retries: {error}").format(url=url, retries=self.args.retries, error=type(error).__name__),
+                _("check --portal and the network, then run the same command again: it continues the upload"), EXIT_REMOTE,
             )
         logger.warning("connection to the portal broke (%s); retry %d of %d", type(error).__name__, self.breaks, self.args.retries)
         time.sleep(min(30.0, 0.5 * 2 ** (self.breaks - 1)))

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.errors import EXIT_OK, EXIT_REJECTED, AgentError
+from agent.i18n import N_, _
 from certification.rulepack import RulePackError, validate_rule_pack_file
 
-HELP = "Validate a rule pack YAML file; print every problem with its path and exit 3 when there is one."
+HELP = N_("Validate a rule pack YAML file; print every problem with its path and exit 3 when there is one.")
 
 
 def add_arguments(parser):
@@ -22,6 +23,7 @@ def run(args) -> int:
     for issue in issues:
         print(f"{args.file}: {issue}")
     if issues:
-        raise AgentError("rule_pack_invalid", f"{len(issues)} problem(s) in {args.file}", "fix each path listed above", EXIT_REJECTED)
-    print(f"{args.file}: valid rule pack {args.file.stem}")
+        raise AgentError("rule_pack_invalid", _("{count} problem(s) in {path}").format(count=len(issues), path=args.file),
+                         _("fix each path listed above"), EXIT_REJECTED)
+    print(_("{path}: valid rule pack {name}").format(path=args.file, name=args.file.stem))
     return EXIT_OK

@@ -6,11 +6,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from agent.commands._verification import load_keyring, open_verified
-from agent.errors import EXIT_OK, EXIT_REJECTED, AgentError
+from agent.errors import EXIT_OK, EXIT_REJECTED, from_core_error
+from agent.i18n import N_, _
 from certification.errors import TicketError
 from certification.tickets import check_fits, parse_ticket, verify_ticket
 
-HELP = "Verify a result bundle against one or more trusted public keys; exit 3 when it does not verify."
+HELP = N_("Verify a result bundle against one or more trusted public keys; exit 3 when it does not verify.")
 
 
 def add_arguments(parser):
@@ -34,7 +35,7 @@ def run(args) -> int:
     print(f"signed at: {manifest['created_at']}")
     print(f"rule pack: {manifest['rule_pack']['name']} (sha256 {manifest['rule_pack']['sha256']})")
     print(f"files:     {len(manifest['files'])}")
-    print(f"workloads: {', '.join(bundle.workloads()) or 'none'}")
+    print(f"workloads: {', '.join(bundle.workloads()) or _('none')}")
     print(f"ticket:    {describe_ticket(manifest, args.portal_keys)}")
     return EXIT_OK
 
@@ -43,7 +44,7 @@ def describe_ticket(manifest: dict, portal_keys: list[Path]) -> str:
     """Describe the bundle's run ticket; with portal keys, check it as the portal would, except for reuse."""
     envelope = manifest.get("ticket")
     if envelope is None:
-        return "none"
+        return _("none")
     try:
         if not portal_keys:
             ticket = parse_ticket(envelope)
@@ -51,9 +52,10 @@ def describe_ticket(manifest: dict, portal_keys: list[Path]) -> str:
             ticket = verify_ticket(envelope, load_keyring(portal_keys))
             check_fits(ticket, manifest, datetime.now(timezone.utc))
     except TicketError as error:
-        raise AgentError(error.code, error.message, error.hint, EXIT_REJECTED) from None
+        raise from_core_error(error, EXIT_REJECTED) from None
     claims = ticket.claims
-    text = f"{claims['ticket_id']} ({claims['track']} level {claims['level']}, card {claims['card']['serial']}, expires {claims['expires_at']})"
+    text = _("{ticket} ({track} level {level}, card {serial}, expires {expires})").format(
+        ticket=claims["ticket_id"], track=claims["track"], level=claims["level"], serial=claims["card"]["serial"], expires=claims["expires_at"])
     if not portal_keys:
-        return text + "; signature not checked, pass --portal-key to check it"
-    return text + "; signed by the portal and fits the bundle (the portal also checks it is used once)"
+        return text + _("; signature not checked, pass --portal-key to check it")
+    return text + _("; signed by the portal and fits the bundle (the portal also checks it is used once)")

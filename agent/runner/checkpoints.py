@@ -27,6 +27,7 @@ from certification.rulepack import RulePack
 
 from agent.errors import AgentError
 from agent.runner.sd_inputs import check_config_keys
+from agent.i18n import _
 
 logger = logging.getLogger(__name__)
 
@@ -93,8 +94,9 @@ def check_digest(label: str, where: Path, entries: list[dict[str, str]], pinned:
     elif digest != pinned:
         raise AgentError(
             "data_checksum_mismatch",
-            f"{label} at {where} has digest {digest}, but rule pack {pack.name} expects {pinned}",
-            "restore the original files; the digest covers every file (see docs/training.md, 'Released checkpoints')",
+            _("{label} at {path} has digest {digest}, but rule pack {pack} expects {expected}").format(
+                label=label, path=where, digest=digest, pack=pack.name, expected=pinned),
+            _("restore the original files; the digest covers every file (see docs/training.md, 'Released checkpoints')"),
         )
     return {"path": str(where.resolve()), "sha256": digest, "pinned": pinned is not None, "files": entries}
 
@@ -127,8 +129,9 @@ def check_checkpoint_folders(pack: RulePack, workload_ids: list[str], folders: d
     used = sorted({pack.checkpoint_model(workload_id) for workload_id in workload_ids} - {None})
     for model in folders:
         if model not in used:
-            raise AgentError("checkpoint_not_used", f"--checkpoint names model {model!r}, but no planned workload of rule pack {pack.name} starts from its checkpoint",
-                             f"name one of: {', '.join(used) or 'none (this plan loads no checkpoint)'}")
+            raise AgentError("checkpoint_not_used", _("--checkpoint names model {model}, but no planned workload of rule pack {pack} starts from its checkpoint").format(
+                                 model=repr(model), pack=pack.name),
+                             _("name one of: {names}").format(names=", ".join(used)) if used else _("this plan loads no checkpoint; drop --checkpoint"))
 
 
 def verify_checkpoint(pack: RulePack, model: str, directory: Path) -> dict[str, Any]:
@@ -141,8 +144,8 @@ def verify_checkpoint(pack: RulePack, model: str, directory: Path) -> dict[str, 
     """
     label = f"checkpoint of model {model}"
     if not directory.is_dir():
-        raise AgentError("checkpoint_missing", f"{label} is missing: no folder at {directory}",
-                         "copy the released checkpoint there, pass --data-root, or pass --checkpoint MODEL=DIR")
+        raise AgentError("checkpoint_missing", _("{label} is missing: no folder at {path}").format(label=label, path=directory),
+                         _("copy the released checkpoint there, pass --data-root, or pass --checkpoint MODEL=DIR"))
     if pack.data["models"][model]["architecture"] == SD_ARCHITECTURE:
         saved = read_sd_configs(label, directory)
         check_sd_configs(pack, model, saved)
@@ -158,8 +161,8 @@ def verify_checkpoint(pack: RulePack, model: str, directory: Path) -> dict[str, 
 def read_checkpoint_config(model: str, directory: Path) -> dict[str, Any]:
     path = directory / CONFIG_NAME
     if not path.is_file():
-        raise AgentError("checkpoint_incomplete", f"checkpoint of model {model} at {directory} has no {CONFIG_NAME}",
-                         "copy the whole checkpoint folder, as save_pretrained wrote it")
+        raise AgentError("checkpoint_incomplete", _("checkpoint of model {model} at {path} has no {name}").format(model=model, path=directory, name=CONFIG_NAME),
+                         _("copy the whole checkpoint folder, as save_pretrained wrote it"))
     return _read_json(path)
 
 
@@ -167,23 +170,24 @@ def _read_json(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise AgentError("checkpoint_incomplete", f"{path} is not valid JSON: {error}",
-                         f"copy the checkpoint's {path.name} again") from None
+        raise AgentError("checkpoint_incomplete", _("{path} is not valid JSON: {error}").format(path=path, error=error),
+                         _("copy the checkpoint's {name} again").format(name=path.name)) from None
 
 
 def read_sd_configs(label: str, directory: Path) -> dict[str, Any]:
     """Check an SD folder's layout and return its model_index.json and part configs, keyed like the pack's SD config."""
     if not (directory / SD_INDEX_NAME).is_file():
-        raise AgentError("checkpoint_incomplete", f"{label} at {directory} has no {SD_INDEX_NAME}",
-                         "copy the whole folder, as StableDiffusionPipeline.save_pretrained wrote it")
+        raise AgentError("checkpoint_incomplete", _("{label} at {path} has no {name}").format(label=label, path=directory, name=SD_INDEX_NAME),
+                         _("copy the whole folder, as StableDiffusionPipeline.save_pretrained wrote it"))
     for subfolder, names in SD_REQUIRED_FILES.items():
         if not (directory / subfolder).is_dir():
-            raise AgentError("checkpoint_incomplete", f"{label} at {directory} has no {subfolder}/ subfolder",
-                             "copy the whole folder, as StableDiffusionPipeline.save_pretrained wrote it")
+            raise AgentError("checkpoint_incomplete", _("{label} at {path} has no {subfolder}/ subfolder").format(label=label, path=directory, subfolder=subfolder),
+                             _("copy the whole folder, as StableDiffusionPipeline.save_pretrained wrote it"))
         for name in names:
             if not (directory / subfolder / name).is_file():
-                raise AgentError("checkpoint_incomplete", f"{label} at {directory}: {subfolder}/ has no {name}",
-                                 "restore the file from the checkpoint's release")
+                raise AgentError("checkpoint_incomplete", _("{label} at {path}: {subfolder}/ has no {name}").format(
+                                     label=label, path=directory, subfolder=subfolder, name=name),
+                                 _("restore the file from the checkpoint's release"))
     for subfolder, (weight_names, index_names) in SD_WEIGHTS.items():
         _check_weight_files(label, directory / subfolder, weight_names, index_names)
     configs = {"model_index": _read_json(directory / SD_INDEX_NAME)}
@@ -196,15 +200,17 @@ def check_sd_configs(pack: RulePack, model: str, saved: dict[str, Any]) -> None:
     """Reject an SD folder whose part configs contradict a value that the pack's `config` fixes (per part, such as unet.sample_size)."""
     for section, values in pack.data["models"][model]["config"].items():
         if section not in SD_CONFIG_FILES:
-            raise AgentError("checkpoint_config_mismatch", f"model {model} of rule pack {pack.name} has config section {section!r}, which no part of a checkpoint has",
-                             f"use the sections {', '.join(SD_CONFIG_FILES)}")
+            raise AgentError("checkpoint_config_mismatch", _("model {model} of rule pack {pack} has config section {section}, which no part of a checkpoint has").format(
+                                 model=model, pack=pack.name, section=repr(section)),
+                             _("use the sections {names}").format(names=", ".join(SD_CONFIG_FILES)))
         for key, value in values.items():
             found = saved[section].get(key)
             # JSON round trip, so that a YAML list and the config's list compare equal.
             if json.loads(json.dumps(value)) != found:
                 raise AgentError("checkpoint_config_mismatch",
-                                 f"the checkpoint of model {model} has {key}={found!r} in {SD_CONFIG_FILES[section]}, but rule pack {pack.name} fixes {section}.{key}={value!r}",
-                                 "use the checkpoint the pack's 'source' names")
+                                 _("the checkpoint of model {model} has {key}={found} in {file}, but rule pack {pack} fixes {section}.{key}={value}").format(
+                                     model=model, key=key, found=repr(found), file=SD_CONFIG_FILES[section], pack=pack.name, section=section, value=repr(value)),
+                                 _("use the checkpoint the pack's 'source' names"))
 
 
 def check_checkpoint_config(pack: RulePack, model: str, saved: dict[str, Any]) -> None:
@@ -213,14 +219,15 @@ def check_checkpoint_config(pack: RulePack, model: str, saved: dict[str, Any]) -
     architectures = saved.get("architectures")
     if architectures and preset["architecture"] not in architectures:
         raise AgentError("checkpoint_config_mismatch",
-                         f"the checkpoint of model {model} is a {', '.join(architectures)}, but rule pack {pack.name} names architecture {preset['architecture']}",
-                         "use the checkpoint the pack's 'source' names")
+                         _("the checkpoint of model {model} is a {found}, but rule pack {pack} names architecture {architecture}").format(
+                             model=model, found=", ".join(architectures), pack=pack.name, architecture=preset["architecture"]),
+                         _("use the checkpoint the pack's 'source' names"))
     for key, value in preset["config"].items():
         if key in saved and saved[key] != value:
             raise AgentError("checkpoint_config_mismatch",
-                             f"the checkpoint of model {model} has {key}={saved[key]!r} in config.json, but rule pack {pack.name} fixes {key}={value!r}",
-                             "use the checkpoint the pack's 'source' names; its config.json must agree with models."
-                             f"{model}.config")
+                             _("the checkpoint of model {model} has {key}={found} in config.json, but rule pack {pack} fixes {key}={value}").format(
+                                 model=model, key=key, found=repr(saved[key]), pack=pack.name, value=repr(value)),
+                             _("use the checkpoint the pack's 'source' names; its config.json must agree with models.{model}.config").format(model=model))
 
 
 def _check_weight_files(label: str, directory: Path, weight_names: tuple[str, ...], index_names: tuple[str, ...]) -> None:
@@ -230,12 +237,17 @@ def _check_weight_files(label: str, directory: Path, weight_names: tuple[str, ..
             shards = sorted(set(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}).values()))
             missing = [shard for shard in shards if not (directory / shard).is_file()]
             if missing or not shards:
-                raise AgentError("checkpoint_incomplete", f"{label} at {directory} lacks the weight files {', '.join(missing) or '(the index names none)'} that {index_name} names",
-                                 "copy the whole checkpoint folder")
+                if missing:
+                    message = _("{label} at {path} lacks the weight files {names} that {index} names").format(
+                        label=label, path=directory, names=", ".join(missing), index=index_name)
+                else:
+                    message = _("{label} at {path}: {index} names no weight files").format(label=label, path=directory, index=index_name)
+                raise AgentError("checkpoint_incomplete", message, _("copy the whole checkpoint folder"))
             return
     if not any((directory / name).is_file() for name in weight_names):
-        raise AgentError("checkpoint_incomplete", f"{label} at {directory} has no weights: none of {', '.join(weight_names + index_names)}",
-                         "copy the whole checkpoint folder, as save_pretrained wrote it")
+        raise AgentError("checkpoint_incomplete", _("{label} at {path} has no weights: none of {names}").format(
+                             label=label, path=directory, names=", ".join(weight_names + index_names)),
+                         _("copy the whole checkpoint folder, as save_pretrained wrote it"))
 
 
 # Pre-tokenized corpora ---------------------------------------------------------------------------
@@ -246,6 +258,7 @@ def verify_corpus(pack: RulePack, name: str, prefix: Path) -> dict[str, Any]:
     files = corpus_files(prefix)
     for path in files.values():
         if not path.is_file():
-            raise AgentError("data_missing", f"dataset {name} is missing: no file at {path}",
-                             f"a {MMAP_FORMAT} corpus is two files, {prefix}.bin and {prefix}.idx; restore them or pass --data-root")
+            raise AgentError("data_missing", _("dataset {name} is missing: no file at {path}").format(name=name, path=path),
+                             _("a {format} corpus is two files, {prefix}.bin and {prefix}.idx; restore them or pass --data-root").format(
+                                 format=MMAP_FORMAT, prefix=prefix))
     return check_digest(f"dataset {name}", prefix, manifest(files), pack.data["datasets"][name]["sha256"], pack)

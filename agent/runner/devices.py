@@ -6,6 +6,7 @@ from importlib import metadata
 from typing import Any
 
 from agent.errors import AgentError
+from agent.i18n import _
 
 BUILT_IN = ("cpu", "gpu", "xpu")
 
@@ -29,8 +30,8 @@ def check_device(device: str) -> None:
     if device not in available:
         raise AgentError(
             "device_not_available",
-            f"device type {device!r} is not available in this Paddle build",
-            f"use one of: {', '.join(available)}; a custom device needs its PaddleCustomDevice plugin installed",
+            _("device type {device} is not available in this Paddle build").format(device=repr(device)),
+            _("use one of: {names}; a custom device needs its PaddleCustomDevice plugin installed").format(names=", ".join(available)),
         )
 
 

@@ -14,6 +14,7 @@ from certification.records import append_jsonl, read_json, read_jsonl, write_jso
 from certification.rulepack import RulePack, RulePackError, load_rule_pack
 
 from agent.errors import EXIT_FAILED, EXIT_OK, AgentError, WorkloadNotSupported
+from agent.i18n import _
 from agent.runner.devices import check_device, device_record
 from agent.runner.folder import RunFolder, environment, utc_now
 from agent.runner.overrides import check_micro_batch, check_overrides
@@ -33,8 +34,8 @@ def _heartbeat_seconds() -> float:
     except ValueError:
         value = -1.0
     if value <= 0:
-        raise AgentError("setting_invalid", f"AGENT_HEARTBEAT_SECONDS={text!r} is not a positive number of seconds",
-                         "set it to, for example, 60, or unset it")
+        raise AgentError("setting_invalid", _("AGENT_HEARTBEAT_SECONDS={value} is not a positive number of seconds").format(value=repr(text)),
+                         _("set it to, for example, 60, or unset it"))
     return value
 
 
@@ -90,8 +91,8 @@ def start_run(request: RunRequest) -> tuple[Path, int]:
     profile = load_profile(request.profile)
     pack = load_pack(profile.rule_pack)
     workloads = plan_workloads(pack, profile.tracks, profile.level, request.workloads or profile.workloads)
-    logger.info("profile %s: rule pack %s, tracks %s, level %d, workloads %s",
-                profile.name, pack.name, ", ".join(profile.tracks), profile.level, ", ".join(workloads))
+    logger.info(_("profile {profile}: rule pack {pack}, tracks {tracks}, level {level}, workloads {workloads}").format(
+        profile=profile.name, pack=pack.name, tracks=", ".join(profile.tracks), level=profile.level, workloads=", ".join(workloads)))
     launch = Launch.from_environment()
     device = request.device or profile.device
     check_device(device)
@@ -100,7 +101,7 @@ def start_run(request: RunRequest) -> tuple[Path, int]:
     checkpoint_folders = request.checkpoints or recorded_checkpoint_folders(request)
     check_checkpoint_folders(pack, workloads, checkpoint_folders)
     inputs = verify_input_files(pack, workloads, request.data_root, checkpoint_folders)
-    logger.info("verified the digest of every input file")
+    logger.info(_("verified the digest of every input file"))
 
     folder = open_folder(request, profile, pack, workloads, launch, device)
     folder.update_run(inputs=inputs, checkpoint_folders={model: str(path) for model, path in checkpoint_folders.items()})
@@ -116,6 +117,11 @@ def start_run(request: RunRequest) -> tuple[Path, int]:
         signal.signal(signal.SIGTERM, previous_handler)
     folder.update_run(finished_at=utc_now())
     folder.event("stop", failed=failed)
+    if failed:
+        logger.warning(_("run finished in {path}: {failed} of {total} workloads failed: {names}").format(
+            path=folder.path, failed=len(failed), total=len(workloads), names=", ".join(failed)))
+    else:
+        logger.info(_("run finished in {path}: all {total} workloads done").format(path=folder.path, total=len(workloads)))
     return folder.path, EXIT_FAILED if failed else EXIT_OK
 
 
@@ -140,8 +146,11 @@ def open_folder(request: RunRequest, profile: Profile, pack: RulePack, workloads
     """Create the run folder, or reopen it for --resume, and write the start or resume events (rank 0 only)."""
     if request.resume or launch.rank != 0:
         if request.out is None:
-            code, what = ("resume_needs_out", "--resume") if request.resume else ("launch_needs_out", "a launched run")
-            raise AgentError(code, f"{what} needs the run folder to continue", "pass --out with the run folder")
+            if request.resume:
+                code, message = "resume_needs_out", _("--resume needs the run folder to continue")
+            else:
+                code, message = "launch_needs_out", _("a launched run needs the run folder to continue")
+            raise AgentError(code, message, _("pass --out with the run folder"))
     if launch.rank != 0:
         return RunFolder.follow(request.out)
     if request.resume:
@@ -172,8 +181,9 @@ def open_folder(request: RunRequest, profile: Profile, pack: RulePack, workloads
 def _check_same_overrides(folder: RunFolder, overrides: dict[str, Any]) -> None:
     recorded = folder.read_run().get("overrides", {})
     if overrides and overrides != recorded:
-        raise AgentError("run_mismatch", f"the run in {folder.path} was started with --set values {recorded}, not {overrides}",
-                         "resume without --set (the run keeps its own values), or start a new run")
+        raise AgentError("run_mismatch", _("the run in {path} was started with --set values {recorded}, not {given}").format(
+                             path=folder.path, recorded=recorded, given=overrides),
+                         _("resume without --set (the run keeps its own values), or start a new run"))
 
 
 def execute(folder: RunFolder, pack: RulePack, workloads: list[str], request: RunRequest,
@@ -187,7 +197,7 @@ def execute(folder: RunFolder, pack: RulePack, workloads: list[str], request: Ru
     for workload_id in workloads:
         spec = pack.workload(workload_id)
         if folder.completed(workload_id):
-            logger.info("%s: completed in an earlier attempt, skipped", workload_id)
+            logger.info(_("{workload}: completed in an earlier attempt, skipped").format(workload=workload_id))
             continue
         parent = spec.get("init_from")
         if parent in failed:
@@ -223,17 +233,17 @@ def run_one(folder: RunFolder, context, runner, resumed_from_step: int | None = 
         folder.event("workload_start", workload=workload_id)
     else:
         folder.event("workload_start", workload=workload_id, resumed_from_step=resumed_from_step)
-    logger.info("%s: starting the %s workload", workload_id, kind)
+    logger.info(_("{workload}: starting the {kind} workload").format(workload=workload_id, kind=kind))
     started = time.monotonic()
     try:
         summary = runner(context)
     except WorkloadNotSupported as error:
-        logger.warning("%s: not supported on this device: %s", workload_id, error)
+        logger.warning(_("{workload}: not supported on this device: {reason}").format(workload=workload_id, reason=error))
         folder.event("workload_end", workload=workload_id, status="not_supported")
         write_result(folder, workload_id, kind, "not_supported", {"reason": str(error), **error.details})
         return True
     except Exception as error:
-        logger.exception("%s: the workload failed", workload_id)
+        logger.exception(_("{workload}: the workload failed").format(workload=workload_id))
         folder.event("crash", workload=workload_id, error=f"{type(error).__name__}: {error}")
         write_result(folder, workload_id, kind, "failed", {"error": f"{type(error).__name__}: {error}"})
         return False
@@ -241,7 +251,7 @@ def run_one(folder: RunFolder, context, runner, resumed_from_step: int | None = 
     summary["wall_seconds"] = round(time.monotonic() - started, 3)
     write_result(folder, workload_id, kind, "completed", summary)
     folder.event("workload_end", workload=workload_id, status="completed")
-    logger.info("%s: completed in %.1f s: %s", workload_id, summary["wall_seconds"], summary)
+    logger.info(_("{workload}: completed in {seconds:.1f} s: {summary}").format(workload=workload_id, seconds=summary["wall_seconds"], summary=summary))
     return True
 
 

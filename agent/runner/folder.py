@@ -18,6 +18,7 @@ from certification.rulepack import RulePack
 
 from agent import __version__
 from agent.errors import AgentError
+from agent.i18n import _
 from agent.runner.profiles import Profile
 
 
@@ -87,8 +88,8 @@ class RunFolder:
         deadline = time.monotonic() + timeout
         while not (path / "run.json").is_file():
             if time.monotonic() > deadline:
-                raise AgentError("run_folder_missing", f"rank 0 did not create run.json in {path} within {timeout:.0f} s",
-                                 "check rank 0's log (workerlog.0) and that --out is on a file system every node shares")
+                raise AgentError("run_folder_missing", _("rank 0 did not create run.json in {path} within {seconds:.0f} s").format(path=path, seconds=timeout),
+                                 _("check rank 0's log (workerlog.0) and that --out is on a file system every node shares"))
             time.sleep(0.5)
         return cls(path, writer=False)
 
@@ -98,8 +99,8 @@ class RunFolder:
         """Start a new run in `path`, which must be missing or empty."""
         if path.exists() and any(path.iterdir()):
             contents = "another run" if (path / "run.json").exists() else "other files"
-            raise AgentError("run_folder_not_empty", f"output folder {path} already contains {contents}",
-                             "pass --resume to continue that run, or choose a new --out folder")
+            raise AgentError("run_folder_not_empty", _("output folder {path} already contains {contents}").format(path=path, contents=contents),
+                             _("pass --resume to continue that run, or choose a new --out folder"))
         path.mkdir(parents=True, exist_ok=True)
         folder = cls(path)
         write_json(folder.run_json, {
@@ -123,15 +124,17 @@ class RunFolder:
         """Reopen the run in `path`, which must be a run of the same profile and rule pack bytes."""
         folder = cls(path)
         if not folder.run_json.is_file():
-            raise AgentError("run_not_found", f"no run to resume in {path}: run.json is missing",
-                             "drop --resume to start a new run there, or pass the folder of an earlier run")
+            raise AgentError("run_not_found", _("no run to resume in {path}: run.json is missing").format(path=path),
+                             _("drop --resume to start a new run there, or pass the folder of an earlier run"))
         run = folder.read_run()
         if run["profile"] != profile.name or run["rule_pack"]["sha256"] != pack.sha256:
             raise AgentError(
                 "run_mismatch",
-                f"the run in {path} used profile {run['profile']!r} and rule pack {run['rule_pack']['name']} "
-                f"({run['rule_pack']['sha256'][:12]}), not profile {profile.name!r} with {pack.name} ({pack.sha256[:12]})",
-                "resume with the profile and rule pack the run started with, or start a new run",
+                _("the run in {path} used profile {run_profile} and rule pack {run_pack} ({run_sha}), "
+                  "not profile {profile} with {pack} ({sha})").format(
+                    path=path, run_profile=repr(run["profile"]), run_pack=run["rule_pack"]["name"], run_sha=run["rule_pack"]["sha256"][:12],
+                    profile=repr(profile.name), pack=pack.name, sha=pack.sha256[:12]),
+                _("resume with the profile and rule pack the run started with, or start a new run"),
             )
         return folder
 

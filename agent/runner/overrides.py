@@ -10,6 +10,7 @@ import yaml
 from certification.rulepack import RulePack
 
 from agent.errors import AgentError
+from agent.i18n import _
 
 
 def parse_assignments(assignments: list[str]) -> dict[str, Any]:
@@ -18,8 +19,8 @@ def parse_assignments(assignments: list[str]) -> dict[str, Any]:
     for assignment in assignments:
         key, separator, text = assignment.partition("=")
         if not separator or not key.strip():
-            raise AgentError("set_invalid", f"--set {assignment!r} is not of the form KEY=VALUE",
-                             "write it as, for example, --set per_device_train_batch_size=2")
+            raise AgentError("set_invalid", _("--set {value} is not of the form KEY=VALUE").format(value=repr(assignment)),
+                             _("write it as, for example, --set per_device_train_batch_size=2"))
         try:
             values[key.strip()] = yaml.safe_load(text)
         except yaml.YAMLError:
@@ -35,16 +36,19 @@ def check_overrides(pack: RulePack, workload_ids: list[str], overrides: dict[str
         if key in free:
             _check_type(pack, key, value, free[key])
             continue
-        allowed = ", ".join(sorted(free)) or "none"
+        allowed = ", ".join(sorted(free)) or _("none")
         if key in fixed:
             raise AgentError("hyperparameter_fixed",
-                             f"{key} is fixed by rule pack {pack.name} at {fixed[key]!r}; a vendor may not change it",
-                             f"remove --set {key}=...; the keys you may set are: {allowed}")
+                             _("{key} is fixed by rule pack {pack} at {value}; a vendor may not change it").format(
+                                 key=key, pack=pack.name, value=repr(fixed[key])),
+                             _("remove --set {key}=...; the keys you may set are: {keys}").format(key=key, keys=allowed))
         close = difflib.get_close_matches(key, list(free), n=1)
-        suggestion = f"did you mean {close[0]}? " if close else ""
+        hint = _("the keys you may set are: {keys}").format(keys=allowed)
+        if close:
+            hint = _("did you mean {key}? the keys you may set are: {keys}").format(key=close[0], keys=allowed)
         raise AgentError("hyperparameter_unknown",
-                         f"{key} is not a hyperparameter of the planned workloads of rule pack {pack.name}",
-                         f"{suggestion}the keys you may set are: {allowed}")
+                         _("{key} is not a hyperparameter of the planned workloads of rule pack {pack}").format(key=key, pack=pack.name),
+                         hint)
 
 
 def _keys(pack: RulePack, workload_ids: list[str], section: str) -> dict[str, Any]:
@@ -66,8 +70,9 @@ def _check_type(pack: RulePack, key: str, value: Any, default: Any) -> None:
         valid = default is None or isinstance(value, expected)
     if not valid:
         raise AgentError("hyperparameter_invalid",
-                         f"{key}={value!r} is invalid: rule pack {pack.name} expects a {expected.__name__} such as {default!r}",
-                         f"pass --set {key}=<{expected.__name__}>")
+                         _("{key}={value} is invalid: rule pack {pack} expects a {type} such as {example}").format(
+                             key=key, value=repr(value), pack=pack.name, type=expected.__name__, example=repr(default)),
+                         _("pass --set {key}=<{type}>").format(key=key, type=expected.__name__))
 
 
 def check_micro_batch(pack: RulePack, workload_ids: list[str], overrides: dict[str, Any], cards: int) -> None:
@@ -84,7 +89,8 @@ def check_micro_batch(pack: RulePack, workload_ids: list[str], overrides: dict[s
         if micro < 1 or int(fixed["global_batch_size"]) % (micro * data_ranks):
             raise AgentError(
                 "micro_batch_invalid",
-                f"{workload_id}: global_batch_size {fixed['global_batch_size']} is not a multiple of "
-                f"per_device_train_batch_size {micro} x {data_ranks} data-parallel ranks",
-                "choose a per_device_train_batch_size that divides the global batch per data-parallel rank",
+                _("{workload}: global_batch_size {global_batch} is not a multiple of "
+                  "per_device_train_batch_size {micro} x {ranks} data-parallel ranks").format(
+                    workload=workload_id, global_batch=fixed["global_batch_size"], micro=micro, ranks=data_ranks),
+                _("choose a per_device_train_batch_size that divides the global batch per data-parallel rank"),
             )

@@ -9,6 +9,7 @@ from typing import Any
 from certification.rulepack import RulePack
 
 from agent.errors import AgentError
+from agent.i18n import _
 from agent.runner import checkpoints
 from agent.runner.checkpoints import sha256_file
 from agent.runner.sd_inputs import check_image_folder
@@ -38,8 +39,9 @@ def plan_workloads(pack: RulePack, tracks: list[str], level: int, only: list[str
 def _keep_only(pack: RulePack, planned: list[str], only: list[str]) -> list[str]:
     unknown = [workload_id for workload_id in only if workload_id not in planned]
     if unknown:
-        raise AgentError("workload_not_planned", f"workloads {', '.join(unknown)} are not part of this plan of rule pack {pack.name}",
-                         f"name workloads of the profile's tracks and level: {', '.join(planned)}")
+        raise AgentError("workload_not_planned", _("workloads {names} are not part of this plan of rule pack {pack}").format(
+                             names=", ".join(unknown), pack=pack.name),
+                         _("name workloads of the profile's tracks and level: {names}").format(names=", ".join(planned)))
     kept: list[str] = []
     for workload_id in only:
         _append_with_parents(pack, workload_id, kept, [])
@@ -55,8 +57,8 @@ def _with_required_tracks(pack: RulePack, tracks: list[str]) -> list[str]:
             continue
         entry = pack.data["tracks"].get(track)
         if entry is None:
-            raise AgentError("track_not_found", f"track {track!r} is not in rule pack {pack.name}",
-                             f"use one of: {', '.join(pack.data['tracks'])}")
+            raise AgentError("track_not_found", _("track {track} is not in rule pack {pack}").format(track=repr(track), pack=pack.name),
+                             _("use one of: {names}").format(names=", ".join(pack.data["tracks"])))
         ordered.append(track)
         if entry.get("requires_track"):
             pending.append(entry["requires_track"])
@@ -66,8 +68,9 @@ def _with_required_tracks(pack: RulePack, tracks: list[str]) -> list[str]:
 def _level_entry(pack: RulePack, track: str, number: int) -> dict:
     levels = pack.data["tracks"][track].get("levels") or {}
     if number not in levels:
-        raise AgentError("level_not_defined", f"track {track!r} has no level {number} in rule pack {pack.name}",
-                         f"choose a level the pack defines for {track}: {sorted(levels) or 'none'}")
+        raise AgentError("level_not_defined", _("track {track} has no level {level} in rule pack {pack}").format(
+                             track=repr(track), level=number, pack=pack.name),
+                         _("choose a level the pack defines for {track}: {levels}").format(track=track, levels=sorted(levels) or _("none")))
     return levels[number]
 
 
@@ -75,12 +78,12 @@ def _append_with_parents(pack: RulePack, workload_id: str, wanted: list[str], ch
     if workload_id in wanted:
         return
     if workload_id in chain:
-        raise AgentError("rule_pack_invalid", f"workload {workload_id!r} starts from itself through init_from",
-                         "fix the init_from entries of the rule pack")
+        raise AgentError("rule_pack_invalid", _("workload {workload} starts from itself through init_from").format(workload=repr(workload_id)),
+                         _("fix the init_from entries of the rule pack"))
     spec = pack.data["workloads"].get(workload_id)
     if spec is None:
-        raise AgentError("rule_pack_invalid", f"workload {workload_id!r} is named by a track but not defined",
-                         f"add it to the 'workloads' section of {pack.name}")
+        raise AgentError("rule_pack_invalid", _("workload {workload} is named by a track but not defined").format(workload=repr(workload_id)),
+                         _("add it to the 'workloads' section of {pack}").format(pack=pack.name))
     if spec.get("init_from"):
         _append_with_parents(pack, spec["init_from"], wanted, [*chain, workload_id])
     wanted.append(workload_id)
@@ -134,16 +137,17 @@ def verify_input_files(pack: RulePack, workload_ids: list[str], data_root: Path,
             check_image_folder(label, path)
             continue
         if not path.is_file():
-            raise AgentError("data_missing", f"{label} is missing: no file at {path}",
-                             "restore the data folder from the release, or pass --data-root")
+            raise AgentError("data_missing", _("{label} is missing: no file at {path}").format(label=label, path=path),
+                             _("restore the data folder from the release, or pass --data-root"))
         digest = sha256_file(path)
         if entry["sha256"] is None:
             logger.warning("%s at %s is not pinned in draft rule pack %s; its sha256 is %s", label, path, pack.name, digest)
         elif digest != entry["sha256"]:
             raise AgentError(
                 "data_checksum_mismatch",
-                f"{label} at {path} has sha256 {digest}, but rule pack {pack.name} expects {entry['sha256']}",
-                "restore the original file; certification runs only on the data the pack names",
+                _("{label} at {path} has sha256 {digest}, but rule pack {pack} expects {expected}").format(
+                    label=label, path=path, digest=digest, pack=pack.name, expected=entry["sha256"]),
+                _("restore the original file; certification runs only on the data the pack names"),
             )
         records[label] = {"path": str(path), "sha256": digest, "pinned": entry["sha256"] is not None}
     for model in sorted({pack.checkpoint_model(workload_id) for workload_id in workload_ids} - {None}):

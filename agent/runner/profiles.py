@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from agent.errors import AgentError
+from agent.i18n import _
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
 PROFILE_KEYS = {"rule_pack", "tracks", "level", "device", "vendor", "card"}
@@ -31,22 +33,33 @@ def available_profiles() -> list[str]:
     return sorted(path.stem for path in PROFILE_DIR.glob("*.yaml"))
 
 
+def profile_path(name: str) -> Path:
+    """Return the file of a profile: `name` itself when it ends in .yaml or .yml or names a folder, else agent/profiles/<name>.yaml."""
+    if name.endswith((".yaml", ".yml")) or "/" in name or os.sep in name:
+        return Path(name).expanduser()
+    return PROFILE_DIR / f"{name}.yaml"
+
+
 def load_profile(name: str) -> Profile:
-    """Load `agent/profiles/<name>.yaml`, raising AgentError for an unknown name or an invalid file."""
-    path = PROFILE_DIR / f"{name}.yaml"
+    """Load a profile by name (agent/profiles/<name>.yaml) or by path, raising AgentError for a missing or invalid file."""
+    path = profile_path(name)
+    if path.parent != PROFILE_DIR and not path.is_file():
+        raise AgentError("profile_not_found", _("run profile file {path} does not exist").format(path=path),
+                         _("pass the path of a YAML profile, or the name of one in {folder}: {names}").format(
+                             folder=PROFILE_DIR, names=", ".join(available_profiles())))
     if not path.is_file():
         raise AgentError(
             "profile_not_found",
-            f"run profile {name!r} not found in {PROFILE_DIR}",
-            f"use one of: {', '.join(available_profiles())}",
+            _("run profile {name} not found in {folder}").format(name=repr(name), folder=PROFILE_DIR),
+            _("use one of: {names}").format(names=", ".join(available_profiles())),
         )
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     problems = _profile_problems(data)
     if problems:
-        raise AgentError("profile_invalid", f"run profile {path} is invalid: {problems}",
-                         f"expected the keys {', '.join(sorted(PROFILE_KEYS))}")
+        raise AgentError("profile_invalid", _("run profile {path} is invalid: {problems}").format(path=path, problems=problems),
+                         _("expected the keys {keys}").format(keys=", ".join(sorted(PROFILE_KEYS))))
     return Profile(
-        name=name,
+        name=path.stem,
         rule_pack=data["rule_pack"],
         tracks=list(data["tracks"]),
         level=int(data["level"]),
