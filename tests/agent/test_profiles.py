@@ -1,0 +1,56 @@
+"""Run profiles by name and by path, and the shipped profiles of the standard pack."""
+
+import pytest
+import yaml
+
+from agent.errors import AgentError
+from agent.runner.plan import input_files, plan_workloads
+from agent.runner.profiles import PROFILE_DIR, load_profile
+from certification.rulepack import load_rule_pack
+
+STANDARD_LEVELS = {1: "standard-level1", 2: "standard-level2", 3: "standard-level3"}
+
+
+@pytest.mark.parametrize(("level", "name"), STANDARD_LEVELS.items())
+def test_standard_profile_plans(level, name):
+    profile = load_profile(name)
+    pack = load_rule_pack(profile.rule_pack)
+
+    planned = plan_workloads(pack, profile.tracks, profile.level, profile.workloads)
+
+    assert profile.rule_pack == "standard-2024.1"
+    assert profile.level == level
+    level_workloads = {workload for track in profile.tracks
+                       for workload in pack.data["tracks"][track]["levels"][level]["workloads"]}
+    assert level_workloads <= set(planned)
+    assert len(planned) == len(set(planned))
+    assert input_files(pack, planned)
+
+
+def test_profile_by_path(tmp_path):
+    data = yaml.safe_load((PROFILE_DIR / "standard-level1.yaml").read_text(encoding="utf-8"))
+    data.update(tracks=["finetuning"], vendor="Path Vendor")
+    path = tmp_path / "my-standard.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+
+    profile = load_profile(str(path))
+
+    assert profile.name == "my-standard"
+    assert profile.tracks == ["finetuning"]
+    assert profile.vendor == "Path Vendor"
+
+
+def test_missing_profile_path_named(tmp_path):
+    with pytest.raises(AgentError) as error:
+        load_profile(str(tmp_path / "absent.yaml"))
+    assert error.value.code == "profile_not_found"
+    assert str(tmp_path / "absent.yaml") in error.value.message
+
+
+def test_invalid_profile_path_rejected(tmp_path):
+    path = tmp_path / "broken.yml"
+    path.write_text("rule_pack: standard-2024.1\n", encoding="utf-8")
+
+    with pytest.raises(AgentError) as error:
+        load_profile(str(path))
+    assert error.value.code == "profile_invalid"
