@@ -16,7 +16,7 @@ from certification.rulepack import RulePack, RulePackError, load_rule_pack
 from agent.errors import EXIT_FAILED, EXIT_OK, AgentError, WorkloadNotSupported
 from agent.i18n import _
 from agent.runner.devices import check_device, device_record
-from agent.runner.folder import RunFolder, environment, utc_now
+from agent.runner.folder import RunFolder, check_new_run_folder, environment, utc_now
 from agent.runner.overrides import check_micro_batch, check_overrides
 from agent.runner.checkpoints import check_checkpoint_folders
 from agent.runner.plan import plan_workloads, verify_input_files
@@ -100,6 +100,8 @@ def start_run(request: RunRequest) -> tuple[Path, int]:
     check_micro_batch(pack, workloads, request.overrides, launch.world_size)
     checkpoint_folders = request.checkpoints or recorded_checkpoint_folders(request)
     check_checkpoint_folders(pack, workloads, checkpoint_folders)
+    if request.out is not None and not request.resume and launch.rank == 0:
+        check_new_run_folder(request.out)
     inputs = verify_input_files(pack, workloads, request.data_root, checkpoint_folders)
     logger.info(_("verified the digest of every input file"))
 

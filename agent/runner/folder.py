@@ -97,11 +97,16 @@ class RunFolder:
     def create(cls, path: Path, profile: Profile, pack: RulePack, labels: dict[str, str],
                workloads: list[str]) -> "RunFolder":
         """Start a new run in `path`, which must be missing or empty."""
+        check_new_run_folder(path)
         if path.exists() and any(path.iterdir()):
             contents = "another run" if (path / "run.json").exists() else "other files"
             raise AgentError("run_folder_not_empty", _("output folder {path} already contains {contents}").format(path=path, contents=contents),
                              _("pass --resume to continue that run, or choose a new --out folder"))
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise AgentError("run_folder_not_writable", _("cannot create output folder {path}: {error}").format(
+                                 path=path, error=error.strerror or error), _("choose an --out folder that you can write to")) from None
         folder = cls(path)
         write_json(folder.run_json, {
             "run_id": f"{profile.name}-{uuid.uuid4().hex[:12]}",
@@ -168,3 +173,16 @@ def _cpu_model() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor()
+
+
+def check_new_run_folder(path: Path) -> None:
+    """Reject an --out that is a file or whose nearest existing folder is not writable, before any input is read."""
+    if path.exists() and not path.is_dir():
+        raise AgentError("run_folder_not_a_folder", _("output path {path} is a file, not a folder").format(path=path),
+                         _("choose a folder path for --out"))
+    existing = path.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise AgentError("run_folder_not_writable", _("cannot create output folder {path}: {existing} is not a writable folder").format(
+                             path=path, existing=existing), _("choose an --out folder that you can write to"))

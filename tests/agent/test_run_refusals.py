@@ -93,3 +93,33 @@ def test_resume_of_other_profile(tmp_path):
     (run_dir / "run.json").write_text(json.dumps(run), encoding="utf-8")
 
     assert rejection_code(request(tmp_path, resume=True)) == "run_mismatch"
+
+
+def test_out_path_is_a_file(tmp_path):
+    out = tmp_path / "afile"
+    out.write_text("not a folder", encoding="utf-8")
+
+    with pytest.raises(AgentError) as error:
+        start_run(request(tmp_path, out=out))
+    assert error.value.code == "run_folder_not_a_folder"
+    assert str(out) in error.value.message
+
+
+def test_out_folder_under_a_file(tmp_path):
+    (tmp_path / "afile").write_text("not a folder", encoding="utf-8")
+
+    assert rejection_code(request(tmp_path, out=tmp_path / "afile" / "run")) == "run_folder_not_writable"
+
+
+def test_out_folder_that_cannot_be_made(tmp_path):
+    from agent.runner.folder import RunFolder
+    from agent.runner.profiles import load_profile
+    from certification.rulepack import load_rule_pack
+
+    out = Path("/proc/accel-cert-test/run")
+    labels = {"vendor": "v", "card_model": "m", "card_serial": "s"}
+
+    with pytest.raises(AgentError) as error:
+        RunFolder.create(out, load_profile("smoke"), load_rule_pack("smoke-2026.1"), labels, ["pretrain-llama"])
+    assert error.value.code == "run_folder_not_writable"
+    assert str(out) in error.value.message
