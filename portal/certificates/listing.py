@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 from django.db.models import Q
 from django.urls import reverse
 
+from portal.certificates.errors import CertificateError
 from portal.certificates.models import Certificate, Track
 from portal.evaluation.services import effective_verdict
 from portal.registry.models import Card
@@ -28,25 +29,51 @@ class ListingFilters:
     status: str = "all"
 
     @classmethod
-    def from_params(cls, params) -> ListingFilters:
-        """Read filters from query parameters; unknown values are ignored, so any link keeps working."""
-        level = params.get("level", "")
-        status = params.get("status", "all")
-        track = params.get("track", "")
-        return cls(
-            query=params.get("q", "").strip()[:200],
-            vendor=params.get("vendor", "").strip()[:200],
-            track=track if track in Track.values else "",
-            level=int(level) if level in ("1", "2", "3") else None,
-            rule_pack=params.get("rule_pack", "").strip()[:100],
-            status=status if status in STATUS_FILTERS else "all",
+    def from_params(cls, params) -> tuple[ListingFilters, list[CertificateError]]:
+        """Read filters from query parameters.
+
+        An invalid value is left out of the filters and returned as a
+        CertificateError naming it, so the page can say what it ignored.
+        """
+        errors: list[CertificateError] = []
+        level = _choice(params, "level", ("1", "2", "3"), errors)
+        filters = cls(
+            query=_text(params, "q", 200, errors),
+            vendor=_text(params, "vendor", 200, errors),
+            track=_choice(params, "track", tuple(Track.values), errors),
+            level=int(level) if level else None,
+            rule_pack=_text(params, "rule_pack", 100, errors),
+            status=_choice(params, "status", STATUS_FILTERS, errors) or "all",
         )
+        return filters, errors
 
     def as_query(self) -> str:
         """Return the filters as a query string, without empty and default values."""
         params = {"q": self.query, "vendor": self.vendor, "track": self.track, "level": self.level or "", "rule_pack": self.rule_pack,
                   "status": "" if self.status == "all" else self.status}
         return urlencode({key: value for key, value in params.items() if value})
+
+
+def _choice(params, name: str, allowed: tuple[str, ...], errors: list) -> str:
+    value = params.get(name, "")
+    if value == "" or value in allowed:
+        return value
+    errors.append(CertificateError("filter_invalid", name=name, value=shown_value(value), allowed=", ".join(allowed)))
+    return ""
+
+
+def _text(params, name: str, limit: int, errors: list) -> str:
+    value = params.get(name, "").strip()
+    if any(ord(character) < 32 for character in value):
+        # PostgreSQL rejects NUL in text, and no vendor, model or number contains control characters.
+        errors.append(CertificateError("filter_text_invalid", name=name, value=shown_value(value)))
+        return ""
+    return value[:limit]
+
+
+def shown_value(value: str) -> str:
+    """Return `value` quoted with control characters escaped, cut to 100 characters, for an error message."""
+    return repr(value[:100])
 
 
 def listed_certificates(filters: ListingFilters = ListingFilters()):

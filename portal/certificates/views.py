@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from certification.credentials import CredentialError, signing_key_ids
 from portal.certificates.credentials import check_credential, key_status, portal_key, published_keys
 from portal.certificates.errors import CertificateError
-from portal.certificates.listing import ListingFilters, card_history, certificate_record, facets, listed_certificates, records_csv
+from portal.certificates.listing import ListingFilters, card_history, certificate_record, facets, listed_certificates, records_csv, shown_value
 from portal.certificates.listing_cache import cached_listing, listing_cache_key
 from portal.certificates.models import Certificate
 from portal.certificates.pdf import render_certificate_pdf, verification_url
@@ -36,18 +36,27 @@ LISTING_PAGE_SIZE = 100
 def certificate_list(request):
     """Render the public listing in pages of LISTING_PAGE_SIZE rows; the static site export gets every row on one page.
 
+    An invalid filter or page is left out and named in a message above the
+    rows, so an old or mistyped link still shows the listing.
     The rows, filters and page links are cached per language, filters and page
     until the data changes (portal.certificates.listing_cache).
     """
-    filters = ListingFilters.from_params(request.GET)
+    filters, errors = ListingFilters.from_params(request.GET)
     if getattr(request, "static_export", False):
         body = render_to_string("certificates/listing_body.html", _listing_context(filters, None), request=request)
         return render(request, "certificates/list.html", {"body": body})
-    requested = request.GET.get("page", "")
-    page_number = requested if requested.isdigit() and len(requested) <= 6 else "1"
+    page_number = _page_number(request.GET.get("page", ""), filters, errors)
     key = listing_cache_key("list", get_language(), filters, page_number)
     body = cached_listing(key, lambda: render_to_string("certificates/listing_body.html", _listing_context(filters, page_number), request=request))
-    return render(request, "certificates/list.html", {"body": body})
+    return render(request, "certificates/list.html", {"body": body, "errors": errors})
+
+
+def _page_number(requested: str, filters: ListingFilters, errors: list[CertificateError]) -> str:
+    if requested == "" or (requested.isdigit() and len(requested) <= 6 and int(requested) >= 1):
+        return requested or "1"
+    last = Paginator(listed_certificates(filters), LISTING_PAGE_SIZE).num_pages
+    errors.append(CertificateError("page_invalid", page=shown_value(requested), last=last))
+    return "1"
 
 
 def _listing_context(filters: ListingFilters, page_number: str | None) -> dict:
@@ -60,15 +69,27 @@ def _listing_context(filters: ListingFilters, page_number: str | None) -> dict:
 
 
 def certificate_feed_json(request):
-    records = [certificate_record(item, public_base_url(request)) for item in listed_certificates(ListingFilters.from_params(request.GET))]
+    filters, errors = ListingFilters.from_params(request.GET)
+    if errors:
+        return _filter_error_response(errors)
+    records = [certificate_record(item, public_base_url(request)) for item in listed_certificates(filters)]
     return JsonResponse({"certificates": records, "count": len(records)}, json_dumps_params={"ensure_ascii": False})
 
 
 def certificate_feed_csv(request):
-    records = [certificate_record(item, public_base_url(request)) for item in listed_certificates(ListingFilters.from_params(request.GET))]
+    filters, errors = ListingFilters.from_params(request.GET)
+    if errors:
+        return _filter_error_response(errors)
+    records = [certificate_record(item, public_base_url(request)) for item in listed_certificates(filters)]
     response = HttpResponse(records_csv(records), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = 'attachment; filename="certificates.csv"'
     return response
+
+
+def _filter_error_response(errors: list[CertificateError]) -> JsonResponse:
+    """Return 400 naming every invalid filter, because a script reading a feed must not get rows it did not ask for."""
+    body = {"code": errors[0].code, "detail": errors[0].detail, "errors": [{"code": error.code, "detail": error.detail} for error in errors]}
+    return JsonResponse(body, status=400, json_dumps_params={"ensure_ascii": False})
 
 
 def certificate_plot(request):

@@ -42,7 +42,7 @@ def test_listing_shows_revoked_marked(client, listed):
     ({"q": "HYPERLINK"}, [1]),
     ({"vendor": "acme"}, [0]),
     ({"level": "2"}, []),
-    ({"level": "nine", "track": "cooking"}, [0, 1]),
+    ({"status": "all"}, [0, 1]),
 ])
 def test_feed_filters(client, listed, params, expected):
     numbers = {row["number"] for row in rows_of(client, **params)}
@@ -137,3 +137,62 @@ def test_cache_keyed_by_language_and_page(client, listed):
     assert "Certified cards" not in chinese
     table = lambda html: html[html.index('<table id="listing">'):html.index("</table>")]
     assert table(listing_html(client, page="abc")) == table(listing_html(client, page="1"))
+
+
+@pytest.mark.parametrize("feed", ["feed-json", "feed-csv"])
+@pytest.mark.parametrize("params, code, named", [
+    ({"level": "x"}, "filter_invalid", "level='x'"),
+    ({"level": "0"}, "filter_invalid", "level='0'"),
+    ({"track": "\x00"}, "filter_invalid", "track='\\x00'"),
+    ({"status": "expired"}, "filter_invalid", "status='expired'"),
+    ({"q": "a\x00b"}, "filter_text_invalid", "q='a\\x00b'"),
+    ({"vendor": "\x07"}, "filter_text_invalid", "vendor='\\x07'"),
+])
+def test_feed_rejects_invalid_filter(client, listed, feed, params, code, named):
+    response = client.get(reverse(feed), params)
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    body = response.json()
+    assert body["code"] == code
+    assert named in body["detail"]
+
+
+def test_feed_names_every_invalid_filter(client, listed):
+    body = client.get(reverse("feed-json"), {"level": "nine", "track": "cooking"}).json()
+    assert [error["code"] for error in body["errors"]] == ["filter_invalid", "filter_invalid"]
+    assert "1, 2, 3" in body["errors"][0]["detail"]
+    assert "pretraining" in body["errors"][1]["detail"]
+
+
+@pytest.mark.parametrize("language, message", [
+    ("en", "The filter level=&#x27;abc&#x27; is invalid and was ignored. Use one of: 1, 2, 3."),
+    ("zh-hans", "筛选条件 level=&#x27;abc&#x27; 无效，已忽略。请使用以下取值之一：1, 2, 3。"),
+])
+def test_listing_page_names_invalid_filter(client, listed, language, message):
+    client.cookies["django_language"] = language
+    response = client.get(reverse("certificate-list"), {"level": "abc", "track": "pretraining"})
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert message in page
+    assert listed[0].number in page
+    assert listed[1].number not in page
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "abc", "1.5", "9999999"])
+def test_listing_page_names_invalid_page(client, listed, value):
+    client.cookies["django_language"] = "en"
+    page = client.get(reverse("certificate-list"), {"page": value}).content.decode()
+    assert f"The page &#x27;{value}&#x27; is invalid, so page 1 is shown. Use a whole number from 1 to 1." in page
+    assert listed[0].number in page
+    assert listed[1].number in page
+
+
+def test_listing_page_escapes_invalid_value(client, listed):
+    page = client.get(reverse("certificate-list"), {"track": "<script>x</script>"}).content.decode()
+    assert "<script>x</script>" not in page
+    assert "&lt;script&gt;x&lt;/script&gt;" in page
+
+
+def test_listing_without_filters_has_no_message(client, listed):
+    page = client.get(reverse("certificate-list")).content.decode()
+    assert 'role="alert"' not in page
