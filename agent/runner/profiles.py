@@ -34,7 +34,7 @@ def available_profiles() -> list[str]:
 
 
 def profile_path(name: str) -> Path:
-    """Return the file of a profile: `name` itself when it ends in .yaml or .yml or names a folder, else agent/profiles/<name>.yaml."""
+    """Return the file of a profile: `name` itself when it ends in .yaml or .yml or contains a path separator, else agent/profiles/<name>.yaml."""
     if name.endswith((".yaml", ".yml")) or "/" in name or os.sep in name:
         return Path(name).expanduser()
     return PROFILE_DIR / f"{name}.yaml"
