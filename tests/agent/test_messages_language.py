@@ -1,0 +1,189 @@
+"""The agent's messages in Simplified Chinese and English, and the completeness of the Chinese catalogue."""
+
+import ast
+import gettext
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.cli import main
+from agent.errors import EXIT_REJECTED, EXIT_USAGE
+from agent.i18n import DOMAIN, LOCALE_DIR, accept_language, choose_language, language_in_argv, set_language
+from certification.errors import BUNDLE_ERRORS, TICKET_ERRORS
+from tests.agent.test_cmd_check_validate import make_bundles
+from tests.certification.runfolder import build_run
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+PO_FILE = LOCALE_DIR / "zh_CN" / "LC_MESSAGES" / "agent.po"
+
+
+@pytest.mark.parametrize("environment, expected", [
+    ({"LANG": "zh_CN.UTF-8"}, "zh"),
+    ({"LANG": "zh_TW.UTF-8"}, "zh"),
+    ({"LANG": "en_US.UTF-8"}, "en"),
+    ({"LANG": "zh_CN.UTF-8", "LC_MESSAGES": "en_GB.UTF-8"}, "en"),
+    ({"LANG": "en_US.UTF-8", "LC_ALL": "zh_CN.UTF-8"}, "zh"),
+    ({}, "en"),
+])
+def test_language_from_environment(monkeypatch, environment, expected):
+    monkeypatch.delenv("LANG", raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+
+    assert choose_language() == expected
+
+
+def test_flag_overrides_environment(monkeypatch):
+    monkeypatch.setenv("LANG", "zh_CN.UTF-8")
+
+    assert set_language("en") == "en"
+    assert accept_language() == "en"
+    assert set_language(None) == "zh"
+    assert accept_language().startswith("zh-Hans")
+
+
+def test_language_in_argv():
+    assert language_in_argv(["--lang", "zh", "run"]) == "zh"
+    assert language_in_argv(["check", "b.tar", "--lang=en"]) == "en"
+    assert language_in_argv(["run", "--profile", "tiny"]) is None
+    assert language_in_argv(["run", "--", "--lang", "zh"]) is None
+
+
+@pytest.mark.parametrize("language, message, hint", [
+    ("en", "run profile 'nosuch' not found", "  hint: use one of:"),
+    ("zh", "找不到运行配置档 'nosuch'", "  建议：请使用以下之一："),
+])
+def test_unknown_profile(capsys, language, message, hint):
+    assert main(["--lang", language, "run", "--profile", "nosuch"]) == EXIT_USAGE
+
+    error = capsys.readouterr().err
+    assert error.startswith("error[profile_not_found]: ")
+    assert message in error
+    assert hint in error
+
+
+@pytest.mark.parametrize("language, message", [
+    ("en", "bundle file not found: "),
+    ("zh", "找不到结果包文件："),
+])
+def test_missing_bundle_file(tmp_path, capsys, language, message):
+    missing = tmp_path / "absent.tar"
+
+    code = main(["--lang", language, "upload", str(missing), "--portal", "http://127.0.0.1:9", "--token", "t"])
+
+    error = capsys.readouterr().err
+    assert code == EXIT_USAGE
+    assert f"error[bundle_not_found]: {message}{missing}" in error
+
+
+@pytest.mark.parametrize("language, message, hint", [
+    ("en", "file sha256 differs from manifest.json: ", "hint: the file was changed after packing"),
+    ("zh", "文件 sha256 与 manifest.json 不符：", "建议：文件在打包后被修改过"),
+])
+def test_bundle_verify_failure(tmp_path, capsys, language, message, hint):
+    arguments = make_bundles(tmp_path)
+    vendor = Path(arguments[1])
+    data = bytearray(vendor.read_bytes())
+    position = data.index(b'"status"')  # a byte inside a member's content, not in a tar header
+    data[position + 1] ^= 0x20
+    vendor.write_bytes(bytes(data))
+
+    code = main(["--lang", language, "verify", str(vendor), "--public-key", str(tmp_path / "vendor.pub")])
+
+    error = capsys.readouterr().err
+    assert code == EXIT_REJECTED
+    assert f"error[file_digest_mismatch]: {message}" in error
+    assert hint in error
+
+
+def test_check_header_in_chinese(tmp_path, capsys):
+    main(make_bundles(tmp_path) + ["--lang", "zh"])
+
+    header = capsys.readouterr().out.splitlines()[0]
+    assert header.startswith("规则包: ")
+    assert "参考: " in header
+    assert "reference:" not in header
+
+
+def test_locale_chooses_chinese_in_new_process(tmp_path):
+    environment = {**os.environ, "LANG": "zh_CN.UTF-8"}
+    environment.pop("LC_ALL", None)
+    environment.pop("LC_MESSAGES", None)
+
+    result = subprocess.run([sys.executable, "-m", "agent", "run", "--profile", "nosuch"], cwd=REPOSITORY,
+                            env=environment, capture_output=True, text=True, timeout=120)
+
+    assert result.returncode == EXIT_USAGE
+    assert "error[profile_not_found]: 在 " in result.stderr
+    assert "建议：" in result.stderr
+
+
+def read_po(path: Path) -> dict[str, str]:
+    """Return msgid -> msgstr of a .po file, joining continued lines; the header entry is left out."""
+    entries: dict[str, str] = {}
+    field, values = None, {"msgid": "", "msgstr": ""}
+
+    def finish():
+        if field == "msgstr" and values["msgid"]:
+            entries[values["msgid"]] = values["msgstr"]
+
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("msgid "):
+            finish()
+            field, values = "msgid", {"msgid": "", "msgstr": ""}
+            values["msgid"] = ast.literal_eval(line[len("msgid "):])
+        elif line.startswith("msgstr "):
+            field = "msgstr"
+            values["msgstr"] = ast.literal_eval(line[len("msgstr "):])
+        elif line.startswith('"') and field:
+            values[field] += ast.literal_eval(line)
+    finish()
+    return entries
+
+
+def source_messages() -> set[str]:
+    """Return every string literal passed to _() or N_() in agent/, and the core's error table sentences and hints."""
+    messages: set[str] = set()
+    for path in (REPOSITORY / "agent").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("_", "N_")
+                    and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+                messages.add(node.args[0].value)
+    for table in (BUNDLE_ERRORS, TICKET_ERRORS):
+        for message, hint in table.values():
+            messages.update((message, hint))
+    return messages
+
+
+def test_every_message_has_chinese():
+    translations = read_po(PO_FILE)
+    messages = source_messages()
+
+    untranslated = sorted(message for message in messages if not translations.get(message))
+
+    assert len(messages) > 200
+    assert untranslated == [], "add these to agent.po with scripts/agent_messages.sh and write their Chinese"
+
+
+def test_compiled_catalogue_matches_po():
+    compiled = gettext.translation(DOMAIN, localedir=str(LOCALE_DIR), languages=["zh_CN"])
+    translations = read_po(PO_FILE)
+
+    stale = sorted(message for message, text in translations.items() if compiled.gettext(message) != text)
+
+    assert stale == [], "recompile agent.mo with scripts/agent_messages.sh compile"
+
+
+def test_chinese_keeps_placeholders():
+    for message, text in read_po(PO_FILE).items():
+        names = {field for field in _placeholders(message)}
+        assert {field for field in _placeholders(text)} == names, message
+
+
+def _placeholders(text: str) -> set[str]:
+    import string
+
+    return {name for _literal, name, _spec, _conversion in string.Formatter().parse(text) if name is not None}
