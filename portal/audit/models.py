@@ -1,5 +1,7 @@
 """The append-only audit log of business actions."""
 
+import json
+
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
@@ -39,6 +41,12 @@ class AuditEntry(models.Model):
         verbose_name_plural = _("audit entries")
         indexes = [models.Index(fields=["object_type", "object_id"])]
 
+    def data_items(self) -> list[tuple[str, str]]:
+        """Return the data as (key, text) pairs for display: text and numbers as they are, lists and objects as JSON."""
+        if not isinstance(self.data, dict):
+            return [("", _display_text(self.data))]
+        return [(str(key), _display_text(value)) for key, value in self.data.items()]
+
     def __str__(self):
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_label} {self.action} {self.object_type}:{self.object_id}"
 
@@ -49,3 +57,9 @@ class AuditEntry(models.Model):
 
     def delete(self, *args, **kwargs):
         raise AppendOnlyError("audit entries cannot be deleted")
+
+
+def _display_text(value) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)

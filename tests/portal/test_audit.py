@@ -1,8 +1,11 @@
 import pytest
 from django.db import transaction
+from django.urls import reverse
 
 from portal.audit.models import AppendOnlyError, AuditEntry
 from portal.audit.services import record
+
+from .conftest import login
 
 
 @pytest.fixture
@@ -39,3 +42,21 @@ def test_record_outside_transaction_raises(vendor, settings):
             record("vendor.checked", vendor)
     finally:
         connection.in_atomic_block = previous
+
+
+def test_log_page_shows_data_as_pairs(client, staff, vendor):
+    with transaction.atomic():
+        record("vendor.checked", vendor, actor=staff, data={"code": "bad_<b>", "levels": {"pretraining": 2}, "count": 3, "note": "中文"})
+    login(client, staff)
+    page = client.get(reverse("audit-log")).content.decode()
+    assert '<span class="key">code</span>: <code>bad_&lt;b&gt;</code>' in page
+    assert '<span class="key">levels</span>: <code>{&quot;pretraining&quot;: 2}</code>' in page
+    assert '<span class="key">count</span>: <code>3</code>' in page
+    assert '<span class="key">note</span>: <code>中文</code>' in page
+    assert "{&#x27;code&#x27;" not in page
+    assert "bad_<b>" not in page
+
+
+def test_data_items_of_non_object(entry):
+    entry.data = ["a", 1]
+    assert entry.data_items() == [("", '["a", 1]')]
