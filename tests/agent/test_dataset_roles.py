@@ -46,3 +46,28 @@ def test_lists_keep_pack_order(tmp_path):
 
     assert context.dataset_names("train") == ["sft_en_train", "sft_zh_train"]
     assert context.dataset_names("calibration") == []
+
+
+@pytest.mark.slow
+def test_single_name_roles_train_and_evaluate(tmp_path):
+    """Pretraining and LoRA of the smoke pack run end to end with every role written as one name."""
+    from agent.workloads import finetune, pretrain
+    from agent.workloads.common import WorkloadContext
+    from certification.records import read_jsonl
+
+    pack = load_rule_pack("smoke-2026.1")
+    specs = {workload_id: copy.deepcopy(pack.workload(workload_id)) for workload_id in ("pretrain-llama", "lora-llama")}
+    specs["pretrain-llama"]["datasets"]["train"] = "pretrain_zh"
+    specs["lora-llama"]["datasets"].update(train="sft_en_train", eval="sft_en_dev")
+    contexts = {}
+    for workload_id, spec in specs.items():
+        parent = spec.get("init_from")
+        contexts[workload_id] = WorkloadContext(workload_id=workload_id, spec=spec, pack=pack, data_root=REPO, run_dir=tmp_path,
+                                                device="cpu", init_from=tmp_path / "models" / parent if parent else None)
+        contexts[workload_id].out_dir.mkdir(parents=True)
+
+    pretrain.run(contexts["pretrain-llama"])
+    summary = finetune.run_lora(contexts["lora-llama"])
+
+    assert read_jsonl(tmp_path / "workloads" / "pretrain-llama" / "steps.jsonl")
+    assert list(summary["predictions_per_dataset"]) == ["sft_en_dev"]
