@@ -148,6 +148,7 @@ class UploadSessionView(APIView):
         responses={200: UploadSessionSerializer, 400: ERROR_SCHEMA, 404: ERROR_SCHEMA, 409: ERROR_SCHEMA, 410: ERROR_SCHEMA, 413: ERROR_SCHEMA},
         description=(
             "Append one byte range. After a broken connection, GET the upload and continue from `received`. "
+            "When the last range arrives and the bundle is already a submission, the upload is returned completed and names it. "
             "410 `upload_session_expired`: the upload received nothing for too long and its bytes were deleted; start a new upload."
         ),
     )

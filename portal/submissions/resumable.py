@@ -22,6 +22,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.files import File
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.http import UnreadablePostError
 from django.utils import timezone
 
@@ -43,10 +44,13 @@ def open_session(*, vendor, actor, size, sha256: str, name: str = "") -> tuple[U
     _check_declaration(size, sha256)
     existing = Submission.objects.filter(vendor=vendor, sha256=sha256).first()
     if existing is not None:
-        return UploadSession.objects.create(
-            vendor=vendor, created_by=actor, name=name[-255:], size=existing.size, sha256=sha256,
-            received=existing.size, state=UploadSession.State.COMPLETED, submission=existing,
-        ), False
+        with transaction.atomic():
+            for session in UploadSession.objects.select_for_update().filter(vendor=vendor, sha256=sha256, state=UploadSession.State.OPEN):
+                close_as_duplicate(session, existing)
+            return UploadSession.objects.create(
+                vendor=vendor, created_by=actor, name=name[-255:], size=existing.size, sha256=sha256,
+                received=existing.size, state=UploadSession.State.COMPLETED, submission=existing,
+            ), False
     stale = UploadSession.objects.filter(vendor=vendor, sha256=sha256, state=UploadSession.State.OPEN).first()
     if stale is not None and stale.is_stale(timezone.now()):
         expire_session(stale.pk)
@@ -110,7 +114,33 @@ def write_range(session_id, *, range_header: str | None, length: int | None, str
         _check_range(session, start, count, range_header)
         session.received = start + _copy_at(session, start, count, stream)
         session.save(update_fields=["received", "updated_at"])
+        existing = _stored_duplicate(session)
+        if existing is not None:
+            close_as_duplicate(session, existing)
     return session
+
+
+def _stored_duplicate(session: UploadSession) -> Submission | None:
+    """Return the vendor's submission with the declared digest once every byte is received, else None."""
+    if session.received != session.size:
+        return None
+    return Submission.objects.filter(vendor_id=session.vendor_id, sha256=session.sha256).first()
+
+
+def close_as_duplicate(session: UploadSession, submission: Submission) -> None:
+    """Complete a locked open upload whose digest names `submission`, audit it, and delete its bytes after the commit.
+
+    Without this an upload whose bundle arrived another way (a single
+    request, another session) would stay open until it expires, although
+    completing it could only return the stored submission.
+    """
+    received = session.received
+    session.state, session.submission, session.received = UploadSession.State.COMPLETED, submission, session.size
+    session.save(update_fields=["state", "submission", "received", "updated_at"])
+    record("upload.duplicate_closed", session, data={"submission": submission.pk, "sha256": session.sha256, "received": received})
+    path = session.partial_path
+    transaction.on_commit(lambda: path.unlink(missing_ok=True))
+    logger.info("upload %s of vendor %s closed: its bundle is already submission %s", session.pk, session.vendor_id, submission.pk)
 
 
 def _check_range(session: UploadSession, start: int, count: int, header: str) -> None:
@@ -206,7 +236,12 @@ def _discard(session_id) -> None:
 # Expiry ---------------------------------------------------------------------
 
 def expire_sessions(now=None) -> int:
-    """Expire every open upload that received nothing for the configured lifetime; return how many expired."""
+    """Expire every open upload that received nothing for the configured lifetime; return how many expired.
+
+    Open uploads with every byte received whose digest names a stored
+    submission are closed first, because completing them could only return that submission.
+    """
+    close_duplicate_sessions()
     now = now or timezone.now()
     lifetime = timedelta(hours=settings.BUNDLE_UPLOAD_SESSION_LIFETIME_HOURS)
     stale = UploadSession.objects.filter(state=UploadSession.State.OPEN, updated_at__lt=now - lifetime).values_list("pk", flat=True)
@@ -214,6 +249,20 @@ def expire_sessions(now=None) -> int:
     if expired:
         logger.info("expired %s open uploads idle for more than %s hours", expired, settings.BUNDLE_UPLOAD_SESSION_LIFETIME_HOURS)
     return expired
+
+
+def close_duplicate_sessions() -> int:
+    """Close every open upload that received all its bytes and whose digest names a submission of its vendor; return how many."""
+    candidates = UploadSession.objects.filter(state=UploadSession.State.OPEN, received=F("size")).values_list("pk", flat=True)
+    closed = 0
+    for session_id in list(candidates):
+        with transaction.atomic():
+            session = UploadSession.objects.select_for_update().get(pk=session_id)
+            existing = _stored_duplicate(session) if session.state == UploadSession.State.OPEN else None
+            if existing is not None:
+                close_as_duplicate(session, existing)
+                closed += 1
+    return closed
 
 
 def expire_session(session_id, *, now=None) -> bool:

@@ -10,7 +10,9 @@ from rest_framework.authtoken.models import Token
 
 from agent.cli import main
 from agent.errors import EXIT_OK
+from portal.audit.models import AuditEntry
 from portal.submissions.models import Submission, UploadSession
+from portal.submissions.resumable import close_duplicate_sessions
 
 from .conftest import login, tar_bytes, upload_file
 
@@ -129,6 +131,56 @@ def test_declaring_a_stored_bundle_names_its_submission(owner_api):
     reply = declare(owner_api, data)
     assert reply.status_code == 200
     assert reply.json()["submission"]["id"] == Submission.objects.get().pk
+
+
+def store_by_single_request(api, data: bytes) -> int:
+    reply = api.post(reverse("api-bundle-upload"), {"bundle": upload_file(data)}, format="multipart")
+    assert reply.status_code == 201
+    return reply.json()["id"]
+
+
+def test_last_range_of_stored_bundle_closes_upload(owner_api, django_capture_on_commit_callbacks):
+    data = tar_bytes()
+    session = declare(owner_api, data).json()
+    stored = store_by_single_request(owner_api, data)
+    with django_capture_on_commit_callbacks(execute=True):
+        reply = put_range(owner_api, session["id"], data, 0, len(data) - 1).json()
+    assert reply["state"] == "completed"
+    assert reply["submission"]["id"] == stored
+    assert not UploadSession.objects.get(pk=session["id"]).partial_path.exists()
+    done = owner_api.post(reverse("api-upload-complete", args=[session["id"]]))
+    assert (done.status_code, done.json()["id"]) == (200, stored)
+    assert Submission.objects.count() == 1
+    assert AuditEntry.objects.filter(action="upload.duplicate_closed", object_id=session["id"]).exists()
+
+
+def test_declaring_stored_bundle_closes_open_upload(owner_api, django_capture_on_commit_callbacks):
+    data = tar_bytes()
+    session = declare(owner_api, data).json()
+    put_range(owner_api, session["id"], data, 0, len(data) // 2 - 1)
+    stored = store_by_single_request(owner_api, data)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert declare(owner_api, data).json()["submission"]["id"] == stored
+    left = UploadSession.objects.get(pk=session["id"])
+    assert (left.state, left.submission_id) == (UploadSession.State.COMPLETED, stored)
+    assert not left.partial_path.exists()
+    assert not UploadSession.objects.filter(state=UploadSession.State.OPEN).exists()
+
+
+def test_sweep_closes_received_duplicate(owner_api, django_capture_on_commit_callbacks):
+    data = tar_bytes()
+    session = declare(owner_api, data).json()
+    assert put_range(owner_api, session["id"], data, 0, len(data) - 1).json()["state"] == "open"
+    stored = store_by_single_request(owner_api, data)
+    other = tar_bytes({"workloads/b/steps.jsonl": b"x"})
+    unrelated = declare(owner_api, other).json()
+    put_range(owner_api, unrelated["id"], other, 0, len(other) - 1)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert close_duplicate_sessions() == 1
+    closed = UploadSession.objects.get(pk=session["id"])
+    assert (closed.state, closed.submission_id) == (UploadSession.State.COMPLETED, stored)
+    assert not closed.partial_path.exists()
+    assert UploadSession.objects.get(pk=unrelated["id"]).state == UploadSession.State.OPEN
 
 
 def test_declaring_twice_resumes_the_open_upload(owner_api):
