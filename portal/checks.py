@@ -1,7 +1,7 @@
 """System checks for the deployment: `manage.py check` reports these with ids and hints."""
 
 from django.conf import settings
-from django.core.checks import Error, register
+from django.core.checks import Error, Warning, register
 
 
 @register()
@@ -66,5 +66,19 @@ def check_task_time_limits(app_configs, **kwargs):
             f"Task time limits (soft {soft} s, hard {hard} s) are not below the broker's visibility timeout ({visibility} s) in that order.",
             hint="Keep CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT < CELERY_BROKER_VISIBILITY_TIMEOUT, or a slow validation runs twice.",
             id="portal.E004",
+        )
+    ]
+
+
+@register()
+def check_public_base_url(app_configs, **kwargs):
+    """Outside the embedded setup, a missing PORTAL_BASE_URL leaves credentials with a verification link that has no host."""
+    if settings.PORTAL_BASE_URL or embedded_setup():
+        return []
+    return [
+        Warning(
+            "PORTAL_BASE_URL is not set, so signed credentials record a verification path without a host and export_site needs --base-url.",
+            hint="Set PORTAL_BASE_URL to the portal's public address, such as https://cert.example.com.",
+            id="portal.W001",
         )
     ]

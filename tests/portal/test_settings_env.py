@@ -118,10 +118,20 @@ def test_check_secret_key_quiet_on_the_embedded_setup(settings):
         assert checks.check_secret_key(None) == []
 
 
+def test_check_base_url_missing_in_production(settings):
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:6379/0"
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    settings.PORTAL_BASE_URL = ""
+    assert [warning.id for warning in checks.check_public_base_url(None)] == ["portal.W001"]
+    settings.PORTAL_BASE_URL = "https://cert.example.com"
+    assert checks.check_public_base_url(None) == []
+
+
 PRODUCTION_ENVIRONMENT = {
     "DJANGO_SECRET_KEY": "k" * 20 + "production-test-secret-value-with-enough-length-0123456789",
     "DJANGO_HTTPS": "true", "DJANGO_BEHIND_PROXY": "true", "DJANGO_ALLOWED_HOSTS": "cert.example.com",
     "DATABASE_URL": "postgres://portal@db.example.com:5432/portal", "CELERY_BROKER_URL": "redis://broker.example.com:6379/0",
+    "PORTAL_BASE_URL": "https://cert.example.com",
 }
 
 
