@@ -228,6 +228,9 @@ def _workload_issues(data: dict, workload_id: str, workload: dict) -> list[RuleP
     for role in REQUIRED_DATASET_ROLES[workload["kind"]]:
         if role not in workload["datasets"]:
             issues.append(RulePackIssue(f"{where}/datasets/{role}", f"a {workload['kind']} workload reads a {role} dataset: name one here"))
+    lambada_criteria = [criterion["id"] for criterion in workload["criteria"] if criterion["metric"] == "lambada_accuracy_difference"]
+    if lambada_criteria and "lambada" not in workload["datasets"]:
+        issues.append(RulePackIssue(f"{where}/datasets/lambada", f"criterion {lambada_criteria[0]} measures LAMBADA accuracy: name the lambada dataset here"))
     issues.extend(_corpus_issues(data, where, workload))
     model = _selected_model(data, workload)
     if workload["kind"] in ("sft", "lora") and not workload.get("init_from") and "checkpoint" not in data["models"].get(model, {"checkpoint": None}):

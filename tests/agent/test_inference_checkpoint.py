@@ -141,3 +141,19 @@ def test_model_without_checkpoint_built_from_config(tmp_path):
     assert np.array_equal(logits[0], logits[1])
     assert not np.allclose(logits[0], logits[2])
     assert "checkpoint" not in inference.resolve_config(context)["model"]
+
+
+@pytest.mark.slow
+def test_inference_without_lambada_set(tmp_path):
+    """A workload for performance only, as the standard's GPT-3 175B, names no LAMBADA set and writes no lambada.jsonl."""
+    from agent.workloads import inference
+
+    pack = smoke_pack(None, datasets={"prompts": "inference_prompts"},
+                      criteria=[{"id": "infer.performance", "metric": "qps_per_tflops_ratio"}])
+    context = infer_context(pack, tmp_path / "run")
+
+    summary = inference.run(context)
+
+    assert "lambada_items" not in summary
+    assert not (context.out_dir / "lambada.jsonl").exists()
+    assert (context.out_dir / "generations.jsonl").is_file()

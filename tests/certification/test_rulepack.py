@@ -48,6 +48,7 @@ DELETE = object()
         (("workloads", "infer-llama", "datasets", "prompts"), ["prompts_zh", "prompts_en"], "workloads/infer-llama/datasets/prompts"),
         (("workloads", "pretrain-llama", "datasets", "validation"), DELETE, "workloads/pretrain-llama/datasets/validation"),
         (("workloads", "sft-llama", "datasets", "dev"), "sft_zh_dev", "workloads/sft-llama/datasets"),
+        (("workloads", "infer-llama", "datasets", "lambada"), DELETE, "workloads/infer-llama/datasets/lambada"),
     ],
 )
 def test_invalid_pack_reports_path(path, value, reported):
