@@ -155,6 +155,9 @@ def main() -> int:
     vendor = run_and_pack("vendor", vendor_key, setup["vendor"]["slug"], card["model"], card["serial"])
 
     port = free_port(options.port)
+    # issue_certificate signs the certificate's public link into the credential, so every
+    # manage.py command from here on needs the same base URL as the server.
+    os.environ["PORTAL_BASE_URL"] = f"http://127.0.0.1:{port}"
     with portal_server(port) as url:
         step(f"4/6 upload to the portal at {url}")
         upload = last_json_line(agent("upload", vendor, "--portal", url, "--token", setup["token"], "--json", capture=True))
