@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 from agent.commands._verification import agent_error
@@ -42,4 +44,22 @@ def run(args) -> int:
     print(f"key id:    {info.key_id}")
     print(f"sha256:    {info.sha256}")
     print(f"files:     {info.file_count}")
+    failed = failed_workloads(args.run_dir)
+    if failed:
+        # Still packed: a failed workload is a result the portal records and judges as failed.
+        print(_("warning: workloads that failed are packed as failed and their criteria will fail: {names}").format(
+            names=", ".join(failed)), file=sys.stderr)
     return EXIT_OK
+
+
+def failed_workloads(run_dir: Path) -> list[str]:
+    """Return the ids of the run's workloads whose result.json has status failed, in id order."""
+    failed = []
+    for result in sorted(Path(run_dir).glob("workloads/*/result.json")):
+        try:
+            status = json.loads(result.read_text(encoding="utf-8")).get("status")
+        except (OSError, ValueError, AttributeError):
+            continue  # write_bundle has already checked the records it packs
+        if status == "failed":
+            failed.append(result.parent.name)
+    return failed

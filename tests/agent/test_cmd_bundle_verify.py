@@ -105,3 +105,25 @@ def test_bundle_keeps_existing_file(tmp_path, capsys):
     assert out.read_bytes() == first
     assert main(["bundle", str(run_dir), "--key", str(key), "--out", str(out), "--force"]) == EXIT_OK
     assert out.read_bytes() != first
+
+
+def test_bundle_warns_about_failed_workloads(tmp_path, capsys):
+    key = make_key(tmp_path)
+    run_dir = build_run(tmp_path / "run", workloads=("sft-llama",))
+    result = run_dir / "workloads" / "sft-llama" / "result.json"
+    result.write_text(result.read_text().replace('"completed"', '"failed"'))
+
+    code = main(["bundle", str(run_dir), "--key", str(key)])
+
+    err = capsys.readouterr().err
+    assert code == EXIT_OK
+    assert "warning: workloads that failed" in err
+    assert "sft-llama" in err
+
+
+def test_bundle_without_failures_has_no_warning(tmp_path, capsys):
+    key = make_key(tmp_path)
+    run_dir = build_run(tmp_path / "run", workloads=("sft-llama",))
+
+    assert main(["bundle", str(run_dir), "--key", str(key)]) == EXIT_OK
+    assert "warning" not in capsys.readouterr().err
