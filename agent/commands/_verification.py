@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.errors import EXIT_REJECTED, EXIT_USAGE, AgentError, from_core_error
+from agent.i18n import _
 from certification.bundle import VerifiedBundle, open_bundle
 from certification.errors import BundleError
 from certification.signing import Keyring, SigningError, load_public_key_file
@@ -31,4 +32,7 @@ def open_verified(path: Path, keyring: Keyring) -> VerifiedBundle:
     try:
         return open_bundle(path, keyring)
     except BundleError as error:
-        raise agent_error(error) from None
+        failure = agent_error(error)
+        # `check` opens several bundles, so the message names the one that failed.
+        failure.message = _("bundle {path}: {message}").format(path=path, message=failure.message)
+        raise failure from None

@@ -86,3 +86,21 @@ def test_validate_pack_checks_file_name(tmp_path, capsys):
 
     assert code == EXIT_REJECTED
     assert "demo-2026.1.yaml" in capsys.readouterr().out
+
+
+def test_check_names_the_corrupt_reference(tmp_path, capsys):
+    arguments = make_bundles(tmp_path)
+    reference = tmp_path / "reference.tar"
+    corrupt = tmp_path / "corrupt.tar"
+    shutil.copy(reference, corrupt)
+    arguments[arguments.index(str(reference))] = str(corrupt)
+    data = bytearray(corrupt.read_bytes())
+    position = data.index(b'"status"')
+    data[position + 1] = ord("S")
+    corrupt.write_bytes(bytes(data))
+
+    code = main(arguments)
+
+    err = capsys.readouterr().err
+    assert code == EXIT_REJECTED
+    assert f"bundle {corrupt}:" in err

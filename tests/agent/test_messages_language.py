@@ -79,11 +79,11 @@ def test_missing_bundle_file(tmp_path, capsys, language, message):
     assert f"error[bundle_not_found]: {message}{missing}" in error
 
 
-@pytest.mark.parametrize("language, message, hint", [
-    ("en", "file sha256 differs from manifest.json: ", "hint: the file was changed after packing"),
-    ("zh", "文件 sha256 与 manifest.json 不符：", "建议：文件在打包后被修改过"),
+@pytest.mark.parametrize("language, prefix, message, hint", [
+    ("en", "bundle {path}: ", "file sha256 differs from manifest.json: ", "hint: the file was changed after packing"),
+    ("zh", "结果包 {path}：", "文件 sha256 与 manifest.json 不符：", "建议：文件在打包后被修改过"),
 ])
-def test_bundle_verify_failure(tmp_path, capsys, language, message, hint):
+def test_bundle_verify_failure(tmp_path, capsys, language, prefix, message, hint):
     arguments = make_bundles(tmp_path)
     vendor = Path(arguments[1])
     data = bytearray(vendor.read_bytes())
@@ -95,7 +95,7 @@ def test_bundle_verify_failure(tmp_path, capsys, language, message, hint):
 
     error = capsys.readouterr().err
     assert code == EXIT_REJECTED
-    assert f"error[file_digest_mismatch]: {message}" in error
+    assert f"error[file_digest_mismatch]: {prefix.format(path=vendor)}{message}" in error
     assert hint in error
 
 
