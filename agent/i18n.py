@@ -20,7 +20,7 @@ DOMAIN = "agent"
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"
 LANGUAGES = ("zh", "en")
 _GETTEXT_LANGUAGE = {"zh": "zh_CN", "en": "en"}
-# What the portal (Django, LANGUAGES zh-hans and en) is asked for, so that its messages match the agent's.
+# Accept-Language values sent to the portal (Django, LANGUAGES zh-hans and en), so that its messages match the agent's.
 _ACCEPT_LANGUAGE = {"zh": "zh-Hans, zh;q=0.9", "en": "en"}
 
 _chosen: str | None = None
@@ -79,5 +79,5 @@ def N_(message: str) -> str:
 
 
 def accept_language() -> str:
-    """Return the Accept-Language header value that asks the portal for the current language."""
+    """Return the Accept-Language header value that requests the current language from the portal."""
     return _ACCEPT_LANGUAGE[choose_language()]

@@ -58,7 +58,7 @@ TTFT_ERROR_P99_MAX = 0.001
 class TrivialCompletion:
     """Reply to one request: a role-only chunk at once, then after `delay` `chunks` text chunks, usage and [DONE].
 
-    The two ends of the time to first token as the server sees it are
+    The two ends of the time to first token as the server measures it are
     `received`, the kernel's receive time of the request's first bytes, and
     `first_token`, read just before the first text chunk is written.
     `received_loop` is the time the event loop handed those bytes over.

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from agent.commands._verification import agent_error
 from agent.errors import EXIT_OK, EXIT_USAGE, AgentError
 from agent.i18n import N_, _
+from agent.runner.folder import RunFolder
 from certification.bundle import write_bundle
 from certification.errors import BundleError
 from certification.signing import SigningError, load_private_key
@@ -54,12 +54,6 @@ def run(args) -> int:
 
 def failed_workloads(run_dir: Path) -> list[str]:
     """Return the ids of the run's workloads whose result.json has status failed, in id order."""
-    failed = []
-    for result in sorted(Path(run_dir).glob("workloads/*/result.json")):
-        try:
-            status = json.loads(result.read_text(encoding="utf-8")).get("status")
-        except (OSError, ValueError, AttributeError):
-            continue  # write_bundle has already checked the records it packs
-        if status == "failed":
-            failed.append(result.parent.name)
-    return failed
+    folder = RunFolder(run_dir, writer=False)
+    workloads = sorted(path.name for path in (run_dir / "workloads").glob("*") if path.is_dir())
+    return [workload_id for workload_id in workloads if folder.status(workload_id) == "failed"]

@@ -175,7 +175,7 @@ def calibrate(model, tokenizer, texts: list[str]) -> dict[str, float]:
     """Calibrate the input abs max of every linear layer but the LM head with Paddle's PTQ; return them by layer name.
 
     `paddle.quantization.PTQ` replaces those layers, in place, by
-    QuantedLinear layers whose AbsmaxObserver sees each input; the texts
+    QuantedLinear layers whose AbsmaxObserver records each input. The texts
     then run through the model one at a time (BOS + ids, at most 256
     tokens). The observed layers stay in the model, marked with their name.
     """
@@ -209,7 +209,7 @@ def calibration_record(scales: dict[str, float], samples: int, dtype: str) -> di
 
 
 def scales_json(scales: dict[str, float]) -> bytes:
-    """The canonical bytes of the calibration scales (layer name to input abs max, sorted by name)."""
+    """Serialise the calibration scales canonically (layer name to input abs max, sorted by name)."""
     return json.dumps(dict(sorted(scales.items())), indent=1).encode("utf-8")
 
 

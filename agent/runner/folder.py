@@ -54,9 +54,13 @@ class RunFolder:
             return
         write_json(self.run_json, {**self.read_run(), **fields})
 
-    def completed(self, workload_id: str) -> bool:
+    def status(self, workload_id: str) -> str | None:
+        """Return the status in the workload's result.json, or None before it has one."""
         result = self.workload_dir(workload_id) / "result.json"
-        return result.is_file() and read_json(result).get("status") == "completed"
+        return read_json(result).get("status") if result.is_file() else None
+
+    def completed(self, workload_id: str) -> bool:
+        return self.status(workload_id) == "completed"
 
     def events(self) -> list[dict[str, Any]]:
         path = self.path / "events.jsonl"

@@ -26,7 +26,7 @@ def check_preset(context: WorkloadContext) -> dict[str, Any]:
     """Return the pack's SD config, raising ValueError when the preset is not a Stable Diffusion one.
 
     A preset with a `checkpoint` loads its parts from that folder
-    (agent.workloads.sd_checkpoint), and its `config` only holds values the
+    (agent.workloads.sd_checkpoint), and its `config` only contains values the
     checkpoint must agree with; any other preset builds every part from `config`.
     """
     preset = context.model_preset

@@ -86,7 +86,7 @@ def rotate_credential_key(*, actor=None) -> Rotation:
     `<name>.retired-<key id prefix><suffix>`, and the new one takes its path.
 
     NOTE: a crash between the commit and the swap leaves the old key file in
-    place while the database calls it retired; run the rotation again.
+    place while the database marks it retired. Running the rotation again fixes it.
     """
     path = Path(settings.PORTAL_CREDENTIAL_KEY_PATH)
     old = portal_key()

@@ -33,7 +33,7 @@ class ListingFilters:
         """Read filters from query parameters.
 
         An invalid value is left out of the filters and returned as a
-        CertificateError naming it, so the page can say what it ignored.
+        CertificateError naming it, so the page can name what it ignored.
         """
         errors: list[CertificateError] = []
         level = _choice(params, "level", ("1", "2", "3"), errors)

@@ -151,7 +151,7 @@ class ValidationReport(models.Model):
 
     @property
     def error_hint_text(self) -> str:
-        """Return the stored English hint only for a code without a portal sentence; the sentence already says what to do."""
+        """Return the stored English hint only for a code without a portal sentence; the sentence already tells the vendor what to do."""
         from portal.submissions.errors import SUBMISSION_ERRORS
         from portal.submissions.rejections import REJECTION_MESSAGES
 

@@ -3,7 +3,7 @@
 The bytes go to MEDIA_ROOT/partial/<session>.part. An open upload that
 received nothing for BUNDLE_UPLOAD_SESSION_LIFETIME_HOURS expires: the
 hourly task `expire_upload_sessions` (or `manage.py expire_uploads`) deletes
-its partial file, and the API answers it with `upload_session_expired` so the
+its partial file, and the API replies to it with `upload_session_expired` so the
 agent starts a new upload. `received` only grows
 after the bytes are on disk, so a connection that breaks in the middle of a
 range loses nothing already counted: the next range starts at `received`.

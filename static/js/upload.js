@@ -1,7 +1,7 @@
 // Resumable browser upload: the same session API as `python -m agent upload`
 // (declare size and sha256, PUT byte ranges, complete), with the session
 // cookie and the CSRF token. After a broken connection it reads from the portal how
-// many bytes arrived and continues there; a page reload with the same file
+// many bytes arrived and continues there. A page reload with the same file
 // continues the open upload. Without JavaScript, Web Crypto (which needs
 // HTTPS or localhost) or for files above data-max-hash-bytes, the plain form
 // posts the file in one request.

@@ -147,7 +147,7 @@ def test_every_passage_splits_as_prefix(tokenizer):
     assert all(tokenizer.decode(item.ids[1:]) == text for item, text in zip(items, texts))
 
 
-def test_gpt2_class_matches_the_tokenizer_json_without_space_runs():
+def test_gpt2_class_matches_tokenizer_json():
     """GPTTokenizer on vocab.json + merges.txt gives the ids of GPT-NeoX's own tokenizer.json.
 
     GPT-NeoX's tokenizer.json adds NFC normalization and one token per run of

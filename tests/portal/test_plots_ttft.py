@@ -147,7 +147,7 @@ def test_plot_from_smoke_run(client, tmp_path, smoke_inference_run, lab_key, dja
 
 
 def test_percentile_on_a_failed_request():
-    """With one failed request among 20, the p99 rank falls on it: the plot says so instead of drawing a line."""
+    """With one failed request among 20, the p99 rank falls on it, so the legend states that instead of drawing a line."""
     from django.utils import translation
 
     from portal.submissions import plots

@@ -1,4 +1,4 @@
-"""Abandoned resumable uploads expire: the partial file is deleted, the API says so, and the agent starts again."""
+"""Abandoned resumable uploads expire: the partial file is deleted, the API returns upload_session_expired, and the agent starts again."""
 
 from datetime import timedelta
 
