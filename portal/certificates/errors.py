@@ -29,7 +29,8 @@ CERTIFICATE_ERRORS = {
     "credential_invalid": ErrorSpec(400, _("The credential could not be verified: %(reason)s. Upload the JSON file downloaded from the certificate page.")),
     "filter_invalid": ErrorSpec(400, _("The filter %(name)s=%(value)s is invalid and was ignored. Use one of: %(allowed)s.")),
     "filter_text_invalid": ErrorSpec(400, _("The filter %(name)s=%(value)s contains control characters and was ignored. Search with plain text.")),
-    "page_invalid": ErrorSpec(400, _("The page %(page)s is invalid, so page 1 is shown. Use a whole number from 1 to %(last)s.")),
+    "page_invalid": ErrorSpec(400, _("The page %(page)s is invalid. Use a whole number from 1 to %(last)s.")),
+    "page_out_of_range": ErrorSpec(404, _("The page %(page)s does not exist: there are %(last)s pages. Use a whole number from 1 to %(last)s.")),
     "already_revoked": ErrorSpec(409, _("Certificate %(number)s was already revoked on %(revoked_at)s.")),
 }
 

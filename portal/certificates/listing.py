@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
+from django.core.paginator import Paginator
 from django.db.models import Q
 from django.urls import reverse
 
@@ -17,6 +19,9 @@ from portal.registry.models import Card
 
 FEED_COLUMNS = ["number", "status", "vendor", "card", "track", "level", "rule_pack", "reference_kind", "issued_at", "revoked_at", "revoked_reason", "card_id", "url"]
 STATUS_FILTERS = ("all", "valid", "revoked")
+LISTING_PAGE_SIZE = 100
+# Longer digit strings are out of range for any realistic listing and are not converted to int.
+PAGE_MAX_DIGITS = 9
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,52 @@ def _text(params, name: str, limit: int, errors: list) -> str:
 def shown_value(value: str) -> str:
     """Return `value` quoted with control characters escaped, cut to 100 characters, for an error message."""
     return repr(value[:100])
+
+
+def read_page(requested: str, last: int) -> tuple[int, CertificateError | None]:
+    """Return the page number to show for the `page` parameter, and the error naming it when it is invalid.
+
+    An empty value is page 1. A value that is not a whole number from 1 up
+    gives page 1 and `page_invalid`; a number past `last` gives page `last`
+    and `page_out_of_range`.
+    """
+    if requested == "":
+        return 1, None
+    invalid = CertificateError("page_invalid", page=shown_value(requested), last=last)
+    out_of_range = CertificateError("page_out_of_range", page=shown_value(requested), last=last)
+    if not (requested.isascii() and requested.isdigit()):
+        return 1, invalid
+    if len(requested.lstrip("0")) > PAGE_MAX_DIGITS:
+        return last, out_of_range
+    number = int(requested)
+    if number < 1:
+        return 1, invalid
+    if number > last:
+        return last, out_of_range
+    return number, None
+
+
+def page_count(filters: ListingFilters) -> int:
+    """Return the number of listing pages for `filters`; an empty listing has one page."""
+    return Paginator(listed_certificates(filters), LISTING_PAGE_SIZE).num_pages
+
+
+def feed_records(filters: ListingFilters, page: int | None, base_url: str) -> list[dict]:
+    """Return the feed rows for `filters`: every row, or only page `page` of LISTING_PAGE_SIZE rows."""
+    certificates = listed_certificates(filters)
+    if page is not None:
+        certificates = Paginator(certificates, LISTING_PAGE_SIZE).page(page).object_list
+    return [certificate_record(item, base_url) for item in certificates]
+
+
+def feed_json(filters: ListingFilters, page: int | None, base_url: str) -> str:
+    """Return the JSON feed text; a paged request also gets `page`, `pages` and `total`."""
+    records = feed_records(filters, page, base_url)
+    body: dict = {"certificates": records, "count": len(records)}
+    if page is not None:
+        paginator = Paginator(listed_certificates(filters), LISTING_PAGE_SIZE)
+        body.update(page=page, pages=paginator.num_pages, total=paginator.count)
+    return json.dumps(body, ensure_ascii=False)
 
 
 def listed_certificates(filters: ListingFilters = ListingFilters()):

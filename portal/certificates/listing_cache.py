@@ -1,4 +1,4 @@
-"""Cached rendering of the public listing, keyed by a token that changes with the data the listing shows.
+"""Cached rendering of the public listing and feeds, keyed by a token that changes with the data they show.
 
 Every save or delete of a certificate, card, vendor or rule pack replaces the
 token of the single ListingVersion row in the same transaction. Readers see
@@ -11,11 +11,14 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Callable
+from typing import TypeVar
 
 from django.core.cache import cache
 from django.utils.safestring import SafeString, mark_safe
 
 from portal.certificates.models import ListingVersion
+
+T = TypeVar("T")
 
 # Entries are unreachable once the token changes; the timeout only bounds how long they occupy the cache.
 LISTING_CACHE_SECONDS = 3600
@@ -39,10 +42,16 @@ def listing_cache_key(*parts: object) -> str:
     return f"listing:{digest}"
 
 
+def cached(key: str, compute: Callable[[], T]) -> T:
+    """Return the value cached under `key`, computing and storing it on a miss."""
+    value = cache.get(key)
+    if value is None:
+        value = compute()
+        cache.set(key, value, LISTING_CACHE_SECONDS)
+    return value
+
+
 def cached_listing(key: str, render: Callable[[], str]) -> SafeString:
     """Return the cached HTML under `key`, rendering and storing it on a miss."""
-    html = cache.get(key)
-    if html is None:
-        html = str(render())
-        cache.set(key, html, LISTING_CACHE_SECONDS)
+    html = cached(key, lambda: str(render()))
     return mark_safe(html)  # rendered by our own template, with every value escaped there

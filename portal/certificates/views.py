@@ -15,8 +15,11 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from certification.credentials import CredentialError, signing_key_ids
 from portal.certificates.credentials import check_credential, key_status, portal_key, published_keys
 from portal.certificates.errors import CertificateError
-from portal.certificates.listing import ListingFilters, card_history, certificate_record, facets, listed_certificates, records_csv, shown_value
-from portal.certificates.listing_cache import cached_listing, listing_cache_key
+from portal.certificates.listing import (
+    LISTING_PAGE_SIZE, ListingFilters, card_history, certificate_record, facets, feed_json, feed_records, listed_certificates, page_count,
+    read_page, records_csv,
+)
+from portal.certificates.listing_cache import cached, cached_listing, listing_cache_key
 from portal.certificates.models import Certificate
 from portal.certificates.pdf import render_certificate_pdf, verification_url
 from portal.certificates.plots import level_history_svg, levels_by_track_svg
@@ -30,14 +33,15 @@ from portal.submissions.views import IssueForm
 logger = logging.getLogger(__name__)
 
 CREDENTIAL_MAX_BYTES = 256 * 1024
-LISTING_PAGE_SIZE = 100
 
 
 def certificate_list(request):
     """Render the public listing in pages of LISTING_PAGE_SIZE rows; the static site export gets every row on one page.
 
-    An invalid filter or page is left out and named in a message above the
-    rows, so an old or mistyped link still shows the listing.
+    An invalid filter is left out and named in a message above the rows, so an
+    old or mistyped link still shows the listing. An invalid page is named the
+    same way, with HTTP 400 (not a whole number from 1) or 404 (past the last
+    page), and page 1 or the last page is shown instead.
     The rows, filters and page links are cached per language, filters and page
     until the data changes (portal.certificates.listing_cache).
     """
@@ -45,21 +49,22 @@ def certificate_list(request):
     if getattr(request, "static_export", False):
         body = render_to_string("certificates/listing_body.html", _listing_context(filters, None), request=request)
         return render(request, "certificates/list.html", {"body": body})
-    page_number = _page_number(request.GET.get("page", ""), filters, errors)
+    page_number, page_error = _read_page(request, filters)
     key = listing_cache_key("list", get_language(), filters, page_number)
     body = cached_listing(key, lambda: render_to_string("certificates/listing_body.html", _listing_context(filters, page_number), request=request))
-    return render(request, "certificates/list.html", {"body": body, "errors": errors})
+    context = {"body": body, "errors": errors + ([page_error] if page_error else []), "page_error": page_error, "shown_page": page_number}
+    return render(request, "certificates/list.html", context, status=page_error.status if page_error else 200)
 
 
-def _page_number(requested: str, filters: ListingFilters, errors: list[CertificateError]) -> str:
-    if requested == "" or (requested.isdigit() and len(requested) <= 6 and int(requested) >= 1):
-        return requested or "1"
-    last = Paginator(listed_certificates(filters), LISTING_PAGE_SIZE).num_pages
-    errors.append(CertificateError("page_invalid", page=shown_value(requested), last=last))
-    return "1"
+def _read_page(request, filters: ListingFilters) -> tuple[int, CertificateError | None]:
+    requested = request.GET.get("page", "")
+    if requested == "":
+        return 1, None
+    last = cached(listing_cache_key("pages", filters), lambda: page_count(filters))
+    return read_page(requested, last)
 
 
-def _listing_context(filters: ListingFilters, page_number: str | None) -> dict:
+def _listing_context(filters: ListingFilters, page_number: int | None) -> dict:
     certificates = listed_certificates(filters)
     page = None
     if page_number is not None:
@@ -69,31 +74,48 @@ def _listing_context(filters: ListingFilters, page_number: str | None) -> dict:
 
 
 def certificate_feed_json(request):
-    filters, errors = ListingFilters.from_params(request.GET)
-    if errors:
-        return _filter_error_response(errors)
-    records = [certificate_record(item, public_base_url(request)) for item in listed_certificates(filters)]
-    return JsonResponse({"certificates": records, "count": len(records)}, json_dumps_params={"ensure_ascii": False})
+    """Return the listing's rows as JSON: every row, or one page of them with `?page=N`."""
+    filters, page, error_response = _feed_request(request)
+    if error_response is not None:
+        return error_response
+    base_url = public_base_url(request)
+    text = cached(listing_cache_key("feed-json", filters, page, base_url), lambda: feed_json(filters, page, base_url))
+    return HttpResponse(text, content_type="application/json")
 
 
 def certificate_feed_csv(request):
-    filters, errors = ListingFilters.from_params(request.GET)
-    if errors:
-        return _filter_error_response(errors)
-    records = [certificate_record(item, public_base_url(request)) for item in listed_certificates(filters)]
-    response = HttpResponse(records_csv(records), content_type="text/csv; charset=utf-8")
+    """Return the listing's rows as CSV: every row, or one page of them with `?page=N`."""
+    filters, page, error_response = _feed_request(request)
+    if error_response is not None:
+        return error_response
+    base_url = public_base_url(request)
+    text = cached(listing_cache_key("feed-csv", filters, page, base_url), lambda: records_csv(feed_records(filters, page, base_url)))
+    response = HttpResponse(text, content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = 'attachment; filename="certificates.csv"'
     return response
 
 
+def _feed_request(request) -> tuple[ListingFilters, int | None, JsonResponse | None]:
+    """Read a feed's filters and optional page; the third value is the error response when any of them is invalid."""
+    filters, errors = ListingFilters.from_params(request.GET)
+    page = None
+    if request.GET.get("page", "") != "":
+        page, page_error = _read_page(request, filters)
+        errors += [page_error] if page_error else []
+    if errors:
+        return filters, page, _filter_error_response(errors)
+    return filters, page, None
+
+
 def _filter_error_response(errors: list[CertificateError]) -> JsonResponse:
-    """Return 400 naming every invalid filter, because a script reading a feed must not get rows it did not ask for."""
+    """Return the first error's status naming every invalid parameter, because a script reading a feed must not get rows it did not ask for."""
     body = {"code": errors[0].code, "detail": errors[0].detail, "errors": [{"code": error.code, "detail": error.detail} for error in errors]}
-    return JsonResponse(body, status=400, json_dumps_params={"ensure_ascii": False})
+    return JsonResponse(body, status=errors[0].status, json_dumps_params={"ensure_ascii": False})
 
 
 def certificate_plot(request):
-    return HttpResponse(levels_by_track_svg(Certificate.objects.all()), content_type="image/svg+xml")
+    svg = cached(listing_cache_key("feed-plot"), lambda: levels_by_track_svg(Certificate.objects.all()))
+    return HttpResponse(svg, content_type="image/svg+xml")
 
 
 def card_detail(request, card_id):
@@ -108,9 +130,14 @@ def revocation_list(request):
 
 
 def revocation_list_json(request):
+    base_url = public_base_url(request)
+    return HttpResponse(cached(listing_cache_key("revoked-json", base_url), lambda: _revoked_json(base_url)), content_type="application/json")
+
+
+def _revoked_json(base_url: str) -> str:
     revoked = Certificate.objects.filter(revoked_at__isnull=False).select_related("card__vendor", "rule_pack").order_by("-revoked_at")
-    records = [certificate_record(item, public_base_url(request)) for item in revoked]
-    return JsonResponse({"revoked": records, "count": len(records)}, json_dumps_params={"ensure_ascii": False})
+    records = [certificate_record(item, base_url) for item in revoked]
+    return json.dumps({"revoked": records, "count": len(records)}, ensure_ascii=False)
 
 
 def certificate_verify(request):

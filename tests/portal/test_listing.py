@@ -5,6 +5,10 @@ import io
 
 import pytest
 from django.urls import reverse
+from django.utils.html import escape
+
+from portal.certificates import listing
+from portal.certificates import views as certificate_views
 
 from portal.certificates.services import issue_certificate, revoke_certificate
 from portal.registry.models import Card, Vendor
@@ -178,13 +182,90 @@ def test_listing_page_names_invalid_filter(client, listed, language, message):
     assert listed[1].number not in page
 
 
-@pytest.mark.parametrize("value", ["-1", "0", "abc", "1.5", "9999999"])
+@pytest.mark.parametrize("value", ["-1", "0", "abc", "1.5", "²", " 1"])
 def test_listing_page_names_invalid_page(client, listed, value):
     client.cookies["django_language"] = "en"
-    page = client.get(reverse("certificate-list"), {"page": value}).content.decode()
-    assert f"The page &#x27;{value}&#x27; is invalid, so page 1 is shown. Use a whole number from 1 to 1." in page
+    response = client.get(reverse("certificate-list"), {"page": value})
+    page = response.content.decode()
+    assert response.status_code == 400
+    assert f"The page {escape(repr(value))} is invalid. Use a whole number from 1 to 1. Page 1 is shown instead." in page
     assert listed[0].number in page
     assert listed[1].number in page
+
+
+@pytest.mark.parametrize("value", ["2", "999", "9999999999999", "0000000002"])
+def test_listing_page_names_page_past_last(client, listed, value):
+    client.cookies["django_language"] = "en"
+    response = client.get(reverse("certificate-list"), {"page": value})
+    page = response.content.decode()
+    assert response.status_code == 404
+    assert f"The page {escape(repr(value))} does not exist: there are 1 pages. Use a whole number from 1 to 1. Page 1 is shown instead." in page
+    assert listed[0].number in page
+
+
+def test_listing_page_past_last_in_chinese(client, listed):
+    client.cookies["django_language"] = "zh-hans"
+    response = client.get(reverse("certificate-list"), {"page": "999"})
+    assert response.status_code == 404
+    assert "页码 &#x27;999&#x27; 不存在：共有 1 页。请使用 1 到 1 之间的整数。现在显示第 1 页。" in response.content.decode()
+
+
+@pytest.fixture
+def one_row_pages(monkeypatch):
+    """Page the listing and feeds by one row, so the two listed certificates fill two pages."""
+    monkeypatch.setattr(listing, "LISTING_PAGE_SIZE", 1)
+    monkeypatch.setattr(certificate_views, "LISTING_PAGE_SIZE", 1)
+
+
+def test_listing_shows_last_page_past_the_end(client, listed, one_row_pages):
+    client.cookies["django_language"] = "en"
+    response = client.get(reverse("certificate-list"), {"page": "3"})
+    page = response.content.decode()
+    assert response.status_code == 404
+    assert "there are 2 pages. Use a whole number from 1 to 2. Page 2 is shown instead." in page
+    assert listed[0].number in page
+    assert listed[1].number not in page
+
+
+def test_listing_second_page_is_valid(client, listed, one_row_pages):
+    response = client.get(reverse("certificate-list"), {"page": "2"})
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert 'role="alert"' not in page
+    assert listed[0].number in page
+    assert listed[1].number not in page
+
+
+@pytest.mark.parametrize("feed", ["feed-json", "feed-csv"])
+@pytest.mark.parametrize("value, status, code", [("abc", 400, "page_invalid"), ("0", 400, "page_invalid"), ("3", 404, "page_out_of_range")])
+def test_feed_rejects_invalid_page(client, listed, one_row_pages, feed, value, status, code):
+    client.cookies["django_language"] = "en"
+    response = client.get(reverse(feed), {"page": value})
+    assert response.status_code == status
+    assert response["Content-Type"] == "application/json"
+    body = response.json()
+    assert body["code"] == code
+    assert f"The page '{value}'" in body["detail"]
+    assert "from 1 to 2" in body["detail"]
+
+
+def test_feed_names_invalid_filter_and_page(client, listed):
+    body = client.get(reverse("feed-json"), {"level": "nine", "page": "x"}).json()
+    assert [error["code"] for error in body["errors"]] == ["filter_invalid", "page_invalid"]
+
+
+def test_json_feed_pages(client, listed, one_row_pages):
+    second = client.get(reverse("feed-json"), {"page": "2"}).json()
+    assert [row["number"] for row in second["certificates"]] == [listed[0].number]
+    assert (second["page"], second["pages"], second["total"], second["count"]) == (2, 2, 2, 1)
+    unpaged = client.get(reverse("feed-json")).json()
+    assert unpaged["count"] == 2
+    assert "page" not in unpaged
+
+
+def test_csv_feed_pages(client, listed, one_row_pages):
+    rows = list(csv.DictReader(io.StringIO(client.get(reverse("feed-csv"), {"page": "1"}).content.decode())))
+    assert [row["number"] for row in rows] == [listed[1].number]
 
 
 def test_listing_page_escapes_invalid_value(client, listed):
@@ -196,3 +277,53 @@ def test_listing_page_escapes_invalid_value(client, listed):
 def test_listing_without_filters_has_no_message(client, listed):
     page = client.get(reverse("certificate-list")).content.decode()
     assert 'role="alert"' not in page
+
+
+# Cached feeds ------------------------------------------------------------------
+
+
+# A cache hit reads only the listing token: once per cache key, and a paged feed also looks up its page count.
+@pytest.mark.parametrize("name, params, queries", [
+    ("feed-json", {}, 1), ("feed-json", {"page": "1"}, 2), ("feed-csv", {}, 1), ("feed-plot", {}, 1), ("revocation-list-json", {}, 1),
+])
+def test_cached_feed_needs_few_queries(client, listed, django_assert_max_num_queries, name, params, queries):
+    first = client.get(reverse(name), params).content
+
+    with django_assert_max_num_queries(queries):
+        second = client.get(reverse(name), params).content
+
+    assert second == first
+
+
+def test_revocation_shows_at_once_in_feeds(client, listed, staff):
+    assert rows_of(client, status="valid")[0]["number"] == listed[0].number
+    client.get(reverse("feed-csv"))
+    plot_before = client.get(reverse("feed-plot")).content
+    assert listed[0].number not in client.get(reverse("revocation-list-json")).content.decode()
+
+    revoke_certificate(listed[0], reason="card withdrawn", revoked_by=staff)
+
+    assert rows_of(client, status="valid") == []
+    rows = list(csv.DictReader(io.StringIO(client.get(reverse("feed-csv")).content.decode())))
+    assert {row["status"] for row in rows} == {"revoked"}
+    assert client.get(reverse("feed-plot")).content != plot_before
+    assert listed[0].number in client.get(reverse("revocation-list-json")).content.decode()
+
+
+def test_vendor_rename_reaches_cached_feeds(client, listed, vendor):
+    assert "Acme" in client.get(reverse("feed-csv")).content.decode()
+    assert "Acme" in client.get(reverse("feed-json")).content.decode()
+
+    vendor.name = "Renamed Chips"
+    vendor.save()
+
+    assert "Renamed Chips" in client.get(reverse("feed-csv")).content.decode()
+    assert "Renamed Chips" in client.get(reverse("feed-json")).content.decode()
+
+
+def test_cached_feed_keyed_by_base_url(client, listed, settings):
+    settings.PORTAL_BASE_URL = "https://one.example.com"
+    assert rows_of(client)[0]["url"].startswith("https://one.example.com/")
+
+    settings.PORTAL_BASE_URL = "https://two.example.com"
+    assert rows_of(client)[0]["url"].startswith("https://two.example.com/")
