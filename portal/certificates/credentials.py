@@ -3,7 +3,8 @@
 The current private key is the file PORTAL_CREDENTIAL_KEY_PATH. Every key
 that ever signed a credential is recorded as a CredentialKey with its public
 key, so a rotation retires the old key without breaking the credentials it
-signed.
+signed. A retired key marked compromised is no longer trusted: credentials
+it signed fail verification with `key_compromised`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from django.conf import settings
@@ -19,9 +21,10 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from certification.credentials import sign_credential, verify_credential
+from certification.credentials import CredentialError, sign_credential, signing_key_ids, verify_credential
 from certification.signing import Keyring, PrivateKey, generate_key, load_private_key, save_private_key
 from portal.audit.services import record
+from portal.certificates.errors import CertificateError
 from portal.certificates.models import CredentialKey
 from portal.links import public_url
 
@@ -43,31 +46,41 @@ def portal_key() -> PrivateKey:
 
 
 def portal_keyring() -> Keyring:
-    """Return the current credential key and every retired one."""
+    """Return the current credential key and every retired one that is not marked compromised."""
     current = portal_key()
-    keyring = Keyring.from_pems(CredentialKey.objects.values_list("public_pem", flat=True))
+    keyring = Keyring.from_pems(CredentialKey.objects.filter(compromised_at__isnull=True).values_list("public_pem", flat=True))
     keyring.add(current.public_key)
     return keyring
 
 
 def published_keys() -> list[dict]:
-    """Return every credential key as the public JSON lists it: id, PEM, status and dates."""
+    """Return every credential key as the public JSON lists it: id, PEM, status, dates and any compromise."""
     current = portal_key().key_id
     return [
         {
             "key_id": key.key_id, "algorithm": "ed25519", "public_key_pem": key.public_pem,
-            "status": "current" if key.key_id == current else "retired",
+            "status": _status_of(key, current),
             "created_at": key.created_at.isoformat(), "retired_at": key.retired_at.isoformat() if key.retired_at else None,
+            "compromised_at": key.compromised_at.isoformat() if key.compromised_at else None,
+            "compromised_reason": key.compromised_reason or None,
         }
         for key in CredentialKey.objects.all()
     ]
 
 
+def _status_of(key: CredentialKey, current_key_id: str) -> str:
+    if key.is_compromised:
+        return "compromised"
+    return "current" if key.key_id == current_key_id else "retired"
+
+
 def key_status(key_id: str) -> str:
-    """Return "current", "retired" or "unknown" for a credential key id."""
-    if key_id == portal_key().key_id:
-        return "current"
-    return "retired" if CredentialKey.objects.filter(key_id=key_id).exists() else "unknown"
+    """Return "current", "retired", "compromised" or "unknown" for a credential key id."""
+    current = portal_key().key_id
+    key = CredentialKey.objects.filter(key_id=key_id).first()
+    if key is None:
+        return "current" if key_id == current else "unknown"
+    return _status_of(key, current)
 
 
 @dataclass(frozen=True)
@@ -130,6 +143,112 @@ def sign_certificate(certificate) -> dict:
     return sign_credential(credential_claims(certificate), portal_key())
 
 
+class CompromisedKeyError(Exception):
+    """A credential whose only verifying signature is by a key marked compromised."""
+
+    def __init__(self, key: CredentialKey):
+        super().__init__(f"signed by compromised credential key {key.key_id}")
+        self.key = key
+
+
 def check_credential(envelope) -> dict:
-    """Return the claims of a credential signed by a current or retired portal key; raise certification's CredentialError otherwise."""
-    return verify_credential(envelope, portal_keyring())
+    """Return the claims of a credential signed by a trusted portal key.
+
+    Raise CompromisedKeyError when only a key marked compromised verifies it,
+    and certification's CredentialError when no portal key does.
+    """
+    try:
+        return verify_credential(envelope, portal_keyring())
+    except CredentialError as error:
+        if error.code == "credential_invalid":
+            raise
+        key = _compromised_signer(envelope)
+        if key is None:
+            raise
+        raise CompromisedKeyError(key) from None
+
+
+def _compromised_signer(envelope) -> CredentialKey | None:
+    """Return the compromised key whose signature on `envelope` verifies, if any."""
+    for key in CredentialKey.objects.filter(compromised_at__isnull=False, key_id__in=signing_key_ids(envelope)):
+        try:
+            verify_credential(envelope, Keyring.from_pems([key.public_pem]))
+        except CredentialError:
+            continue
+        return key
+    return None
+
+
+def find_credential_key(key_id: str) -> CredentialKey:
+    """Return the credential key with id `key_id`, or the only one whose id starts with it (at least 8 characters)."""
+    key_id = key_id.strip().lower()
+    exact = CredentialKey.objects.filter(key_id=key_id).first()
+    if exact is not None:
+        return exact
+    matches = list(CredentialKey.objects.filter(key_id__startswith=key_id)[:2]) if len(key_id) >= 8 else []
+    if len(matches) != 1:
+        known = ", ".join(CredentialKey.objects.values_list("key_id", flat=True)) or "(none)"
+        raise CertificateError("credential_key_not_found", key_id=key_id, known=known)
+    return matches[0]
+
+
+@dataclass(frozen=True)
+class Compromise:
+    key_id: str
+    compromised_at: datetime
+    resigned: list[str]
+    current_key_id: str
+
+
+def mark_key_compromised(key_id: str, *, reason: str, actor=None) -> Compromise:
+    """Mark a retired credential key compromised and sign the credentials it signed again with the current key.
+
+    From the commit on, credentials signed only by that key fail verification
+    with `key_compromised`, and keys.json lists it as compromised. Each
+    certificate keeps its claims; its downloadable credential gets the
+    current key's signature in the same transaction as the mark and the
+    `credential_key.compromised` audit entry. The current key cannot be marked:
+    rotate it first, so that new credentials are not signed by a compromised key.
+    """
+    reason = reason.strip()
+    if not reason:
+        raise CertificateError("compromise_reason_missing", key_id=key_id)
+    current = portal_key()
+    with transaction.atomic():
+        key = CredentialKey.objects.select_for_update().get(pk=find_credential_key(key_id).pk)
+        _check_can_mark(key, current.key_id)
+        key.compromised_at = timezone.now()
+        key.compromised_reason = reason
+        key.compromised_by = actor
+        key.save(update_fields=["compromised_at", "compromised_reason", "compromised_by"])
+        resigned = _sign_again(key.key_id, current)
+        record("credential_key.compromised", key, actor=actor, data={
+            "key_id": key.key_id, "reason": reason, "resigned_certificates": resigned, "current_key_id": current.key_id,
+        })
+    logger.warning("credential key %s marked compromised; %d credentials signed again with %s", key.key_id, len(resigned), current.key_id)
+    return Compromise(key.key_id, key.compromised_at, resigned, current.key_id)
+
+
+def _check_can_mark(key: CredentialKey, current_key_id: str) -> None:
+    if key.is_compromised:
+        raise CertificateError("credential_key_already_compromised", key_id=key.key_id, date=shown_time(key.compromised_at))
+    if key.key_id == current_key_id:
+        raise CertificateError("credential_key_current", key_id=key.key_id)
+
+
+def _sign_again(key_id: str, current: PrivateKey) -> list[str]:
+    """Sign again, with `current`, every stored credential that carries a signature by `key_id`; return the certificate numbers."""
+    from portal.certificates.models import Certificate
+
+    resigned = []
+    for certificate in Certificate.objects.filter(credential__isnull=False).select_related("card__vendor", "rule_pack", "submission").order_by("id"):
+        if key_id in signing_key_ids(certificate.credential):
+            certificate.credential = sign_credential(credential_claims(certificate), current)
+            certificate.save(update_fields=["credential"])
+            resigned.append(certificate.number)
+    return resigned
+
+
+def shown_time(moment: datetime) -> str:
+    """Return a time as messages show it: minutes in the portal's time zone, with the zone's name."""
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M %Z")

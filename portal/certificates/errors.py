@@ -32,6 +32,16 @@ CERTIFICATE_ERRORS = {
     "page_invalid": ErrorSpec(400, _("The page %(page)s is invalid. Use a whole number from 1 to %(last)s.")),
     "page_out_of_range": ErrorSpec(404, _("The page %(page)s does not exist: there are %(last)s pages. Use a whole number from 1 to %(last)s.")),
     "already_revoked": ErrorSpec(409, _("Certificate %(number)s was already revoked on %(revoked_at)s.")),
+    "key_compromised": ErrorSpec(
+        400,
+        _("The credential is signed by key %(key_id)s, which was marked compromised on %(date)s (%(reason)s). Anyone may have signed it, so it is not trustworthy. Download the credential again from the certificate page."),
+    ),
+    "credential_key_not_found": ErrorSpec(404, _("No credential key matches %(key_id)s. Give a full key id, or a unique prefix of 8 or more characters, from: %(known)s.")),
+    "compromise_reason_missing": ErrorSpec(400, _("The reason is empty. Write why key %(key_id)s is compromised; the reason is public.")),
+    "credential_key_current": ErrorSpec(
+        409, _("Key %(key_id)s is the current credential key. Run rotate_credential_key first, then mark the retired key compromised.")
+    ),
+    "credential_key_already_compromised": ErrorSpec(409, _("Key %(key_id)s was already marked compromised on %(date)s.")),
 }
 
 

@@ -97,6 +97,11 @@ class CredentialKey(models.Model):
     public_pem = models.TextField(_("public key (PEM)"))
     created_at = models.DateTimeField(_("first used"), auto_now_add=True)
     retired_at = models.DateTimeField(_("retired at"), null=True, blank=True)
+    compromised_at = models.DateTimeField(
+        _("marked compromised at"), null=True, blank=True, help_text=_("set when its private key may be known to others; credentials it signed are no longer trusted")
+    )
+    compromised_reason = models.TextField(_("compromise reason"), blank=True)
+    compromised_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
 
     class Meta:
         ordering = ["created_at", "id"]
@@ -105,6 +110,10 @@ class CredentialKey(models.Model):
 
     def __str__(self):
         return self.key_id
+
+    @property
+    def is_compromised(self) -> bool:
+        return self.compromised_at is not None
 
 
 class ListingVersion(models.Model):

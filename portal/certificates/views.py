@@ -13,7 +13,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from certification.credentials import CredentialError, signing_key_ids
-from portal.certificates.credentials import check_credential, key_status, portal_key, published_keys
+from portal.certificates.credentials import CompromisedKeyError, check_credential, key_status, portal_key, published_keys, shown_time
 from portal.certificates.errors import CertificateError
 from portal.certificates.listing import (
     LISTING_PAGE_SIZE, ListingFilters, card_history, certificate_record, facets, feed_json, feed_records, listed_certificates, page_count,
@@ -203,6 +203,8 @@ def _verify_credential_bytes(raw: bytes) -> tuple[dict, int]:
         return {"valid": False, "code": "credential_invalid", "detail": str(CertificateError("credential_invalid", reason=f"not JSON ({error})").detail)}, 400
     except CredentialError as error:
         return {"valid": False, "code": error.code, "detail": str(CertificateError("credential_invalid", reason=str(error)).detail)}, 400
+    except CompromisedKeyError as error:
+        return _compromised_result(error.key), 400
     certificate = Certificate.objects.filter(number=claims.get("number")).first()
     if certificate is None:
         state = "unknown"
@@ -215,6 +217,15 @@ def _verify_credential_bytes(raw: bytes) -> tuple[dict, int]:
     if certificate is not None and certificate.is_revoked:
         result.update(revoked_at=certificate.revoked_at.isoformat(), revoked_reason=certificate.revoked_reason)
     return result, 200
+
+
+def _compromised_result(key) -> dict:
+    error = CertificateError("key_compromised", key_id=key.key_id, date=shown_time(key.compromised_at), reason=key.compromised_reason)
+    return {
+        "valid": False, "code": error.code, "detail": error.detail, "signature": "key_compromised",
+        "key_id": key.key_id, "key_status": "compromised",
+        "key_compromised_at": key.compromised_at.isoformat(), "key_compromised_reason": key.compromised_reason,
+    }
 
 
 @staff_required
