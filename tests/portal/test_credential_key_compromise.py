@@ -101,7 +101,8 @@ def test_chinese_page_names_key_and_date(client, certificate, retired):
     page = response.content.decode()
     assert response.status_code == 400
     assert retired.old_key_id in page
-    assert "已被标记为泄露" in page
+    assert "被标记为泄露" in page
+    assert "不可信" in page
     assert "CST" in page
     assert "[key_compromised]" in page
 

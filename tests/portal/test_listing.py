@@ -207,7 +207,7 @@ def test_listing_page_past_last_in_chinese(client, listed):
     client.cookies["django_language"] = "zh-hans"
     response = client.get(reverse("certificate-list"), {"page": "999"})
     assert response.status_code == 404
-    assert "页码 &#x27;999&#x27; 不存在：共有 1 页。请使用 1 到 1 之间的整数。现在显示第 1 页。" in response.content.decode()
+    assert "页码 &#x27;999&#x27; 不存在：共有 1 页。请使用 1 到 1 之间的整数。 现在显示第 1 页。" in response.content.decode()
 
 
 @pytest.fixture
