@@ -20,7 +20,7 @@ from agent.workloads.common import (
     read_pairs,
 )
 from agent.workloads.models import load_pretrained, model_record, start_model
-from agent.workloads.training import parallel_model_settings, train, training_arguments
+from agent.workloads.training import RecordingTrainer, parallel_model_settings, train, training_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,82 @@ class InstructionPairs(paddle.io.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, list[int]]:
         return self.samples[index]
+
+    def label_tokens(self) -> list[int]:
+        """Return the number of label positions that enter the loss, per sample."""
+        return [sum(1 for label in sample["labels"] if label != IGNORE_INDEX) for sample in self.samples]
+
+
+class GlobalBatchTokens:
+    """Label-token counts of the training pairs per global batch and per micro-batch, in the Trainer's data order.
+
+    RecordingTrainer's DistributedBatchSampler gives data rank r of R its
+    micro-batch i from the dataset positions (i x R + r) x b .. (i x R + r + 1) x b - 1
+    (b: the micro-batch size), so the micro-batches of optimizer step s on all ranks
+    together hold global batch s. Once the pairs run out, the Trainer starts a
+    new epoch from the first pair, so step s reads global batch s modulo their number.
+    """
+
+    def __init__(self, counts: list[int], global_batch_size: int):
+        if len(counts) < global_batch_size or len(counts) % global_batch_size:
+            raise ValueError(f"{len(counts)} training pairs are not a whole number of global batches of {global_batch_size}")
+        self.counts = counts
+        self.global_batch_size = global_batch_size
+        self.batches = len(counts) // global_batch_size
+
+    def step(self, step: int) -> int:
+        """Return the label tokens of the global batch of optimizer step `step` (0-based)."""
+        start = (step % self.batches) * self.global_batch_size
+        return sum(self.counts[start:start + self.global_batch_size])
+
+    def micro_batch(self, step: int, index: int, size: int, data_rank: int, data_ranks: int) -> int:
+        """Return the label tokens of micro-batch `index` of step `step` on one data rank."""
+        start = (step % self.batches) * self.global_batch_size + (index * data_ranks + data_rank) * size
+        return sum(self.counts[start:start + size])
+
+
+class TokenMeanTrainer(RecordingTrainer):
+    """RecordingTrainer whose step loss is the mean over every label token of the global batch.
+
+    PaddleNLP's causal language models return the mean cross-entropy of their
+    micro-batch, and the Trainer averages those means over the micro-batches
+    and the data-parallel ranks. Pairs differ in length, so that mean of means
+    would depend on the micro-batch size and on the number of ranks. Each
+    micro-batch loss is multiplied here by its label tokens x micro-batches x
+    data ranks / label tokens of the global batch. The averaged gradient and
+    the recorded step loss are then the summed cross-entropy of the global
+    batch / its label tokens, whatever the layout.
+    """
+
+    def __init__(self, *args, tokens: GlobalBatchTokens, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.tokens = tokens
+        self.step_of_micro_batch, self.micro_batch_index = -1, 0
+
+    def compute_loss(self, model, inputs, return_outputs=False):
+        step = self.state.global_step
+        if step != self.step_of_micro_batch:
+            self.step_of_micro_batch, self.micro_batch_index = step, 0
+        local = int((inputs["labels"] != IGNORE_INDEX).sum().item())
+        self._check_data_order(step, local)
+        self.micro_batch_index += 1
+
+        result = super().compute_loss(model, inputs, return_outputs=return_outputs)
+        scale = local * self.args.gradient_accumulation_steps * self.args.dataset_world_size / self.tokens.step(step)
+        if return_outputs:
+            loss, outputs = result
+            return loss * scale, outputs
+        return result * scale
+
+    def _check_data_order(self, step: int, local: int) -> None:
+        args = self.args
+        expected = self.tokens.micro_batch(step, self.micro_batch_index, args.per_device_train_batch_size,
+                                           args.dataset_rank, args.dataset_world_size)
+        if local != expected:
+            raise RuntimeError(
+                f"micro-batch {self.micro_batch_index} of step {step + 1} on data rank {args.dataset_rank} has "
+                f"{local} label tokens, but the pairs that the data order puts there have {expected}, so the "
+                "loss could not be normalised over the global batch; report this with the run folder")
 
 
 def collate_right_padded(samples: list[dict[str, list[int]]], pad_id: int = 0) -> dict[str, paddle.Tensor]:
@@ -83,11 +159,13 @@ def resolve_config(context: WorkloadContext, kind: str) -> dict[str, Any]:
         "data_recipe": {
             "train": (
                 "pairs of the train sets merged round-robin in the listed order, the first max_steps x "
-                "global_batch_size of them; ids = BOS + src + tgt + EOS, cut to max_seq_length + 1 (the prompt "
+                "global_batch_size of them (or, with fewer pairs, whole global batches repeated by epoch); ids = BOS + src + tgt + EOS, cut to max_seq_length + 1 (the prompt "
                 "keeps at most what leaves half the window to the target); loss on tgt and EOS only"
             ),
             "eval": "every dev pair, or the first eval_samples_per_dataset of each set when the pack sets it",
         },
+        "loss": ("summed cross-entropy of the global batch's label tokens / those tokens, whatever the micro-batch "
+                 "size and the number of data-parallel ranks"),
         "generation": {
             "decode_strategy": "greedy_search",
             "max_new_tokens": int(fixed["max_new_tokens"]),
@@ -95,6 +173,8 @@ def resolve_config(context: WorkloadContext, kind: str) -> dict[str, Any]:
             "padding_side": "left",
             "prompt": "BOS + src, keeping the last max_seq_length - max_new_tokens ids",
             "prediction": "generated ids up to the first EOS, decoded with special tokens removed",
+            "ranks": ("batches dealt round-robin over the data-parallel ranks; global rank 0 gathers them and "
+                      "writes every prediction once, in dev-set order"),
         },
     }
     if kind == "lora":
@@ -119,9 +199,8 @@ def _run(context: WorkloadContext, kind: str) -> dict[str, Any]:
     tokenizer = context.load_tokenizer()
 
     # Data: instruction pairs in a fixed order.
-    train_sets = [read_pairs(context.dataset_path(name)) for name in context.dataset_names("train")]
-    pairs = interleave(train_sets)[: int(fixed["max_steps"]) * int(fixed["global_batch_size"])]
-    dataset = InstructionPairs(tokenizer, pairs, int(fixed["max_seq_length"]))
+    dataset = InstructionPairs(tokenizer, training_pairs(context), int(fixed["max_seq_length"]))
+    tokens = GlobalBatchTokens(dataset.label_tokens(), int(fixed["global_batch_size"]))
 
     # Model: the weights of init_from or the released checkpoint, with LoRA adapters for the lora kind.
     args = training_arguments(context)
@@ -135,13 +214,30 @@ def _run(context: WorkloadContext, kind: str) -> dict[str, Any]:
 
     # Training.
     collator = partial(collate_right_padded, pad_id=tokenizer.pad_token_id)
-    _, config["trainer"] = train(context, args, trained, dataset, collator)
+    _, config["trainer"] = train(context, args, trained, dataset, collator, partial(TokenMeanTrainer, tokens=tokens))
     if context.is_writer:
         write_json(context.out_dir / "config.json", config)
 
-    # Greedy decoding of the dev sets.
-    counts = generate_predictions(context, model, tokenizer)
+    # Greedy decoding of the dev sets, split over the data-parallel ranks.
+    counts = generate_predictions(context, model, tokenizer, args)
     return {"predictions": sum(counts.values()), "predictions_per_dataset": counts}
+
+
+def training_pairs(context: WorkloadContext) -> list[dict[str, str]]:
+    """Return the pairs to train on: the first max_steps x global_batch_size, or fewer whole global batches.
+
+    When the train sets hold fewer pairs, the Trainer starts new epochs. The
+    pairs are then cut to whole global batches, so that every optimizer step
+    reads a full global batch.
+    """
+    fixed = context.fixed
+    global_batch = int(fixed["global_batch_size"])
+    pairs = interleave([read_pairs(context.dataset_path(name)) for name in context.dataset_names("train")])
+    if len(pairs) < global_batch:
+        raise ValueError(f"the train sets of {context.workload_id} hold {len(pairs)} pairs, fewer than one global batch "
+                         f"of {global_batch}: add pairs or check the pack's train datasets")
+    pairs = pairs[: int(fixed["max_steps"]) * global_batch]
+    return pairs[: len(pairs) // global_batch * global_batch]
 
 
 def wrap_lora(model, fixed: dict[str, Any], tensor_parallel_degree: int = 1):
@@ -161,27 +257,70 @@ def wrap_lora(model, fixed: dict[str, Any], tensor_parallel_degree: int = 1):
     return lora_model
 
 
-def generate_predictions(context: WorkloadContext, model, tokenizer) -> dict[str, int]:
-    """Decode every dev prompt greedily and append one predictions.jsonl line per sample."""
+def generate_predictions(context: WorkloadContext, model, tokenizer, args) -> dict[str, int]:
+    """Decode every dev prompt greedily and write one predictions.jsonl line per sample, in dev-set order.
+
+    Batch i goes to data rank i mod the number of data ranks (the ranks of a
+    tensor-parallel group decode the same batch together). Global rank 0
+    gathers every batch's records and writes them. Return the number of
+    prompts per dev set.
+    """
     fixed = context.fixed
-    batch_size = int(context.free.get("eval_batch_size", 1))
-    limit = fixed.get("eval_samples_per_dataset")
     prompt_budget = int(fixed["max_seq_length"]) - int(fixed["max_new_tokens"])
+    batches = dev_batches(context)
     model.eval()
-    counts = {}
+    records: dict[int, list[dict[str, Any]]] = {}
+    for index, (name, start, batch) in enumerate(batches):
+        if index % args.dataset_world_size != args.dataset_rank:
+            continue
+        prompts = [[tokenizer.bos_token_id, *encode(tokenizer, pair["src"])][-prompt_budget:] for pair in batch]
+        outputs = greedy_generate(model, tokenizer, prompts, int(fixed["max_new_tokens"]))
+        records[index] = [prediction_record(tokenizer, name, start + offset, pair, output)
+                          for offset, (pair, output) in enumerate(zip(batch, outputs))]
+    logger.info("%s: decoded %d of %d dev batches on data rank %d", context.workload_id, len(records), len(batches),
+                args.dataset_rank)
+
+    ordered = gather_batches(records, len(batches), args)
+    if context.is_writer:
+        append_jsonl(context.out_dir / "predictions.jsonl", ordered)
+    counts: dict[str, int] = {}
+    for name, _, batch in batches:
+        counts[name] = counts.get(name, 0) + len(batch)
+    return counts
+
+
+def dev_batches(context: WorkloadContext) -> list[tuple[str, int, list[dict[str, str]]]]:
+    """Return the dev batches in dev-set order: (dataset name, index of the first pair, pairs)."""
+    batch_size = int(context.free.get("eval_batch_size", 1))
+    limit = context.fixed.get("eval_samples_per_dataset")
+    batches = []
     for name in context.dataset_names("eval"):
         pairs = read_pairs(context.dataset_path(name))[: limit]
-        for start in range(0, len(pairs), batch_size):
-            batch = pairs[start:start + batch_size]
-            prompts = [[tokenizer.bos_token_id, *encode(tokenizer, pair["src"])][-prompt_budget:] for pair in batch]
-            outputs = greedy_generate(model, tokenizer, prompts, int(fixed["max_new_tokens"]))
-            if context.is_writer:
-                append_jsonl(context.out_dir / "predictions.jsonl",
-                             (prediction_record(tokenizer, name, start + offset, pair, output)
-                              for offset, (pair, output) in enumerate(zip(batch, outputs))))
-        counts[name] = len(pairs)
-        logger.info("%s: decoded %d prompts of %s", context.workload_id, len(pairs), name)
-    return counts
+        batches.extend((name, start, pairs[start:start + batch_size]) for start in range(0, len(pairs), batch_size))
+    return batches
+
+
+def gather_batches(records: dict[int, list[dict[str, Any]]], total: int, args) -> list[dict[str, Any]]:
+    """Collect every rank's decoded batches and return their records in batch order.
+
+    Every rank takes part. Only the first rank of each tensor-parallel group
+    sends its batches, because the other ranks of the group decoded the same ones.
+    """
+    if args.world_size > 1:
+        import paddle.distributed
+
+        parts: list[dict[int, list[dict[str, Any]]]] = []
+        paddle.distributed.all_gather_object(parts, records if args.tensor_parallel_rank == 0 else {})
+        records = {}
+        for part in parts:
+            for index, batch in part.items():
+                if index in records:
+                    raise RuntimeError(f"dev batch {index} was decoded by more than one data rank")
+                records[index] = batch
+    missing = sorted(set(range(total)) - set(records))
+    if missing:
+        raise RuntimeError(f"dev batches {missing} were decoded by no rank")
+    return [record for index in range(total) for record in records[index]]
 
 
 def greedy_generate(model, tokenizer, prompts: list[list[int]], max_new_tokens: int) -> list[list[int]]:

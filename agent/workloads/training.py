@@ -163,12 +163,16 @@ def parallel_model_settings(args: TrainingArguments) -> dict[str, Any]:
     }
 
 
-def train(context: WorkloadContext, args: TrainingArguments, model, dataset, collator) -> tuple[Trainer, dict[str, Any]]:
-    """Train `model` on `dataset` with the Trainer. Return the trainer and the settings it used."""
+def train(context: WorkloadContext, args: TrainingArguments, model, dataset, collator,
+          trainer_class=None) -> tuple[Trainer, dict[str, Any]]:
+    """Train `model` on `dataset` with the Trainer. Return the trainer and the settings it used.
+
+    `trainer_class` replaces RecordingTrainer with a subclass of it (or a partial of one).
+    """
     # The Trainer prints every argument and a line per step, so StepRecorder reports progress instead.
     paddlenlp_logger.set_level("WARNING")
     recorder = StepRecorder(context, args)
-    trainer = RecordingTrainer(
+    trainer = (trainer_class or RecordingTrainer)(
         model=model,
         args=args,
         train_dataset=dataset,
