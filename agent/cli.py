@@ -6,6 +6,7 @@ import argparse
 import importlib
 import logging
 import sys
+from datetime import datetime, timezone
 
 from agent import __version__
 from agent.commands import COMMANDS
@@ -15,7 +16,18 @@ from agent.i18n import LANGUAGES, _, language_in_argv, set_language
 logger = logging.getLogger("agent")
 
 
-def build_parser() -> argparse.ArgumentParser:
+class LocalTimeFormatter(logging.Formatter):
+    """Log formatter whose time is ISO 8601 local time with its UTC offset, such as 2026-12-05T10:13:23.123+08:00.
+
+    The offset makes the time unambiguous next to the portal's Asia/Shanghai times and the records' UTC times.
+    """
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return datetime.fromtimestamp(record.created, timezone.utc).astimezone().isoformat(timespec="milliseconds")
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Build the parser; only the subparser of `command` gets its arguments, so only that module is imported."""
     parser = argparse.ArgumentParser(
         prog="python -m agent",
         description=_("Run the PaddlePaddle large-model certification workloads and pack the result bundle."),
@@ -27,23 +39,33 @@ def build_parser() -> argparse.ArgumentParser:
         help=_("language of messages: zh or en (default: Chinese when LC_ALL, LC_MESSAGES or LANG starts with zh_, else English)"),
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, module_path in COMMANDS.items():
-        module = importlib.import_module(module_path)
-        subparser = subparsers.add_parser(name, help=_(module.HELP), description=_(module.HELP))
-        module.add_arguments(subparser)
-        subparser.set_defaults(handler=module.run)
+    for name, entry in COMMANDS.items():
+        # Without its arguments a subparser must not answer --help itself: the second parse does that.
+        subparser = subparsers.add_parser(name, help=_(entry.help), description=_(entry.help), add_help=name == command)
+        if name == command:
+            module = importlib.import_module(entry.module)
+            module.add_arguments(subparser)
+            subparser.set_defaults(handler=module.run)
     return parser
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    """Parse the command line in two passes: the first finds the subcommand, the second parses its arguments."""
+    command, _unparsed = build_parser().parse_known_args(argv)
+    return build_parser(command.command).parse_args(argv)
+
+
+def configure_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(LocalTimeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
 
 
 def main(argv: list[str] | None = None) -> int:
     # The language is fixed before the parser is built, so that its help is in that language too.
     set_language(language_in_argv(sys.argv[1:] if argv is None else argv))
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    args = parse_arguments(argv)
+    configure_logging(args.verbose)
     try:
         return args.handler(args)
     except AgentError as error:

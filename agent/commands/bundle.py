@@ -7,13 +7,11 @@ from pathlib import Path
 
 from agent.commands._verification import agent_error
 from agent.errors import EXIT_OK, EXIT_USAGE, AgentError
-from agent.i18n import N_, _
+from agent.i18n import _
 from agent.runner.folder import RunFolder
 from certification.bundle import write_bundle
 from certification.errors import BundleError
 from certification.signing import SigningError, load_private_key
-
-HELP = N_("Pack a run folder into a signed result bundle (an uncompressed tar with a manifest and a DSSE envelope).")
 
 
 def add_arguments(parser):

@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.commands._verification import load_keyring, open_verified
 from agent.errors import EXIT_OK, EXIT_USAGE, EXIT_VERDICT_FAILED, AgentError
-from agent.i18n import N_, _, choose_language
+from agent.i18n import _, choose_language
 from certification.rulepack import RulePack, RulePackError, load_rule_pack, parse_rule_pack
-from certification.verdict import Reference, Verdict, judge
 
-HELP = N_("Verify a bundle, judge it against reference bundles and print each criterion; exit 4 when one fails.")
+if TYPE_CHECKING:
+    from certification.verdict import Verdict
 
 STATUS_LABELS = {
     "zh": {"pass": "通过", "fail": "未通过", "pending": "待定", "not_applicable": "不适用", "refused": "无法比较"},
@@ -62,6 +63,10 @@ def load_pack(path: Path | None, name: str) -> RulePack:
 
 
 def run(args) -> int:
+    # Imported here because the verdict engine loads ROUGE with NLTK and SciPy, seconds on a busy machine,
+    # which `check --help` and a command line that argparse rejects do not need.
+    from certification.verdict import Reference, judge
+
     keyring = load_keyring(args.public_keys)
     bundle = open_verified(args.bundle, keyring)
     reference_peaks = parse_peaks(args.reference_peak, "--reference-peak")

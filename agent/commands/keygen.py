@@ -5,10 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.errors import EXIT_OK, AgentError
-from agent.i18n import N_, _
+from agent.i18n import _
 from certification.signing import SigningError, generate_key, save_private_key, save_public_key
-
-HELP = N_("Create an Ed25519 signing key: PATH (private, mode 0600) and PATH.pub; print the key id.")
 
 
 def add_arguments(parser):

@@ -8,11 +8,10 @@ import logging
 from pathlib import Path
 
 from agent.errors import EXIT_FAILED, EXIT_OK, EXIT_REMOTE, AgentError
-from agent.i18n import N_, _
+from agent.i18n import _
 from agent.inference.loadgen import Endpoint, EndpointError
 from agent.inference.search import SearchError, SearchSettings, run_search
 
-HELP = N_("Search the highest load whose percentile TTFT meets the limit, against an OpenAI-compatible streaming endpoint.")
 
 logger = logging.getLogger(__name__)
 

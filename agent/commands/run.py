@@ -7,10 +7,9 @@ import logging
 from pathlib import Path
 
 from agent.runner import RunRequest, start_run
-from agent.i18n import N_, _
+from agent.i18n import _
 from agent.runner.overrides import parse_assignments
 
-HELP = N_("Run the workloads that a profile's tracks and level require, and write the run folder.")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -26,9 +26,8 @@ import requests
 
 from agent import __version__
 from agent.errors import EXIT_OK, EXIT_REJECTED, EXIT_REMOTE, EXIT_USAGE, AgentError
-from agent.i18n import N_, _, accept_language
+from agent.i18n import _, accept_language
 
-HELP = N_("Upload a signed bundle to the certification portal and print the submission's address.")
 UPLOAD_PATH = "/api/v1/bundles/"
 SESSIONS_PATH = "/api/v1/uploads/"
 READ_BLOCK_BYTES = 1024 * 1024

@@ -5,10 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.errors import EXIT_OK, EXIT_REJECTED, AgentError
-from agent.i18n import N_, _
+from agent.i18n import _
 from certification.rulepack import RulePackError, validate_rule_pack_file
-
-HELP = N_("Validate a rule pack YAML file; print every problem with its path and exit 3 when there is one.")
 
 
 def add_arguments(parser):

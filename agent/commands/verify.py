@@ -7,11 +7,9 @@ from pathlib import Path
 
 from agent.commands._verification import load_keyring, open_verified
 from agent.errors import EXIT_OK, EXIT_REJECTED, from_core_error
-from agent.i18n import N_, _
+from agent.i18n import _
 from certification.errors import TicketError
 from certification.tickets import check_fits, parse_ticket, verify_ticket
-
-HELP = N_("Verify a result bundle against one or more trusted public keys; exit 3 when it does not verify.")
 
 
 def add_arguments(parser):
