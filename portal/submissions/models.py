@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 from django.conf import settings
@@ -113,26 +114,17 @@ class Submission(models.Model):
         return user.is_authenticated and (is_reviewer(user) or self.vendor.has_member(user))
 
 
-class ValidationReport(models.Model):
-    """The outcome of validating one submission: the verdict, or why the bundle was rejected."""
+class ReportOutcome(models.Model):
+    """The verdict of one validation, or the reason it rejected the bundle. Current and superseded reports share these fields."""
 
-    submission = models.OneToOneField(Submission, on_delete=models.PROTECT, related_name="report")
     verdict = models.JSONField(_("verdict"), null=True, blank=True)
     error_code = models.CharField(_("error code"), max_length=64, blank=True)
     error_params = models.JSONField(_("error parameters"), default=dict, blank=True)
     error_message = models.TextField(_("error message"), blank=True)
     error_hint = models.TextField(_("hint"), blank=True)
-    series = models.JSONField(
-        _("plot series"), default=dict, blank=True, help_text=_("per workload: loss and throughput by step, read from the bundles")
-    )
-    created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
     class Meta:
-        verbose_name = _("validation report")
-        verbose_name_plural = _("validation reports")
-
-    def __str__(self):
-        return f"report of {self.submission_id}"
+        abstract = True
 
     @property
     def criteria(self) -> list[dict]:
@@ -160,6 +152,55 @@ class ValidationReport(models.Model):
     def track_level(self, track: str) -> int:
         """Return the level the verdict grants for `track`, 0 when none."""
         return int(((self.verdict or {}).get("tracks", {}).get(track) or {}).get("level", 0))
+
+
+class ValidationReport(ReportOutcome):
+    """The outcome of validating one submission: the verdict, or why the bundle was rejected."""
+
+    submission = models.OneToOneField(Submission, on_delete=models.PROTECT, related_name="report")
+    series = models.JSONField(
+        _("plot series"), default=dict, blank=True, help_text=_("per workload: loss and throughput by step, read from the bundles")
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("validation report")
+        verbose_name_plural = _("validation reports")
+
+    def __str__(self):
+        return f"report of {self.submission_id}"
+
+
+class SupersededReport(ReportOutcome):
+    """A validation report that "validate again" replaced, kept whole with its times, the staff member who replaced it and the rule pack.
+
+    The plot series are not kept, because they can be read again from the stored bundle.
+    """
+
+    submission = models.ForeignKey(Submission, on_delete=models.PROTECT, related_name="superseded_reports")
+    state = models.CharField(_("state"), max_length=16, choices=Submission.State.choices)
+    rule_pack = models.ForeignKey(RulePack, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    rule_pack_sha256 = models.CharField(_("rule pack sha256"), max_length=64, blank=True)
+    judged_at = models.DateTimeField(_("judged"))
+    superseded_at = models.DateTimeField(_("replaced"))
+    superseded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+
+    class Meta:
+        ordering = ["-superseded_at", "-id"]
+        verbose_name = _("superseded validation report")
+        verbose_name_plural = _("superseded validation reports")
+
+    def __str__(self):
+        return f"report of {self.submission_id} replaced {self.superseded_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def outcome_json(self) -> str:
+        """Return the stored verdict, or the rejection code and parameters, as indented JSON for the staff page."""
+        if self.error_code:
+            outcome = {"error_code": self.error_code, "error_params": self.error_params, "error_message": self.error_message, "error_hint": self.error_hint}
+        else:
+            outcome = self.verdict
+        return json.dumps(outcome, ensure_ascii=False, indent=2, sort_keys=True)
 
 
 def upload_session_path(session) -> str:

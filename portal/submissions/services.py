@@ -9,13 +9,14 @@ from pathlib import Path
 
 from django.core.files import File
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from certification.rulepack import available_rule_packs, load_rule_pack
 from portal.audit.services import record
 from portal.registry.models import Vendor
 from portal.registry.services import vendors_of
 from portal.submissions.errors import SubmissionError
-from portal.submissions.models import ReferenceBundle, RulePack, Submission, ValidationReport, reference_kind_label
+from portal.submissions.models import ReferenceBundle, RulePack, Submission, SupersededReport, ValidationReport, reference_kind_label
 
 logger = logging.getLogger(__name__)
 
@@ -99,10 +100,11 @@ def _store_submission(vendor, upload, sha256, actor, remote_addr) -> Submission:
 def request_revalidation(submission_id: int, *, actor, remote_addr: str | None = None) -> Submission:
     """Send a judged or rejected submission through validation again, for example after a card's peaks or a reference changed.
 
-    Under a row lock the old report is deleted and the state returns to
-    `received`. The audit entry keeps the old outcome. The validation task is
-    queued after the commit. A submission still in validation, or one that a
-    valid certificate was issued from, is left as it is.
+    Under a row lock the old report is moved whole into a SupersededReport
+    (verdict, times, who asked, rule pack) and the state returns to
+    `received`. The audit entry keeps the old outcome in short. The validation
+    task is queued after the commit. A submission still in validation, or one
+    that a valid certificate was issued from, is left as it is.
     """
     with transaction.atomic():
         submission = Submission.objects.select_for_update().get(pk=submission_id)
@@ -112,13 +114,29 @@ def request_revalidation(submission_id: int, *, actor, remote_addr: str | None =
         if certificate is not None:
             raise SubmissionError("revalidation_certified", submission=submission.pk, certificate=certificate.number)
         previous = _previous_outcome(submission)
-        ValidationReport.objects.filter(submission=submission).delete()
+        superseded = _supersede_report(submission, actor)
         submission.state = Submission.State.RECEIVED
         submission.save(update_fields=["state", "updated_at"])
-        record("submission.revalidation_requested", submission, actor=actor, remote_addr=remote_addr, data=previous)
+        data = {**previous, "superseded_report": superseded.pk if superseded else None}
+        record("submission.revalidation_requested", submission, actor=actor, remote_addr=remote_addr, data=data)
         transaction.on_commit(lambda: enqueue_validation(submission.pk))
     logger.info("submission %s sent to validation again by %s", submission_id, actor.get_username())
     return submission
+
+
+def _supersede_report(submission: Submission, actor) -> SupersededReport | None:
+    """Copy the submission's report into a SupersededReport and delete it; None when there is no report."""
+    report = ValidationReport.objects.filter(submission=submission).first()
+    if report is None:
+        return None
+    superseded = SupersededReport.objects.create(
+        submission=submission, state=submission.state, verdict=report.verdict,
+        error_code=report.error_code, error_params=report.error_params, error_message=report.error_message, error_hint=report.error_hint,
+        rule_pack=submission.rule_pack, rule_pack_sha256=submission.rule_pack.sha256 if submission.rule_pack else "",
+        judged_at=report.created_at, superseded_at=timezone.now(), superseded_by=actor,
+    )
+    report.delete()
+    return superseded
 
 
 def _previous_outcome(submission: Submission) -> dict:

@@ -57,9 +57,11 @@ def submission_detail(request, pk):
         raise Http404
     report = getattr(submission, "report", None)
     plot_indexes = [index for index, criterion in enumerate(report.criteria) if plots.plottable(criterion)] if report else []
+    can_review = is_reviewer(request.user)
     context = {
         "submission": submission, "report": report, "issue_form": IssueForm(),
-        "can_review": is_reviewer(request.user), "plot_indexes": plot_indexes,
+        "can_review": can_review, "plot_indexes": plot_indexes,
+        "earlier_reports": submission.superseded_reports.select_related("rule_pack", "superseded_by") if can_review else [],
     }
     return render(request, "submissions/detail.html", context)
 
