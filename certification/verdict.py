@@ -14,7 +14,7 @@ pointing at the exact text it was judged by.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,7 @@ from certification import criteria_inference  # noqa: F401  (registers the infer
 from certification.bundle import VerifiedBundle
 from certification.criteria import FAIL, NOT_APPLICABLE, PASS, PENDING, REFUSED, CriterionContext, Outcome, RecordsInvalid, WorkloadRecords, evaluate, run_too_short
 from certification.errors import BundleError
+from certification.inputs import InputRecordsInvalid, compare_inputs, input_outcome
 from certification.records import encode_float
 from certification.rulepack import RulePack
 from certification.verdict_messages import render
@@ -82,6 +83,7 @@ class Verdict:
     bundle_ids: list[str] = field(default_factory=list)
     card: dict[str, Any] = field(default_factory=dict)
     flags: list[dict[str, Any]] = field(default_factory=list)
+    inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:
@@ -105,6 +107,7 @@ class Verdict:
             "criteria": [result.to_dict() for result in self.criteria],
             "tracks": _json_ready(self.tracks),
             "flags": _json_ready(self.flags),
+            "inputs": _json_ready(self.inputs),
         }
 
 
@@ -136,12 +139,15 @@ def judge(
     reference_list = [item if isinstance(item, Reference) else Reference(*item) for item in references]
     target_level = max(_target_level(bundle) for bundle in bundle_list)
     earlier = _usable_verdicts(carried, pack, card)
-    results = []
+    results, inputs = [], {}
     for workload_id, (track, _level) in workload_placements(pack).items():
         bound = throughput_bound(pack, track, target_level)
         bundle = _newest_with(bundle_list, workload_id)
-        judged = _judge_workload(bundle, reference_list, pack, workload_id, card_peaks, human, bound)
-        results.extend(_carry_if_missing(judged, workload_id, earlier))
+        judged, compared = _judge_workload(bundle, reference_list, pack, workload_id, card_peaks, human, bound)
+        judged, compared = _carry_if_missing(judged, compared, workload_id, earlier)
+        results.extend(judged)
+        if compared is not None:
+            inputs[workload_id] = compared
     return Verdict(
         rule_pack={"name": pack.name, "sha256": pack.sha256},
         reference_kind=pack.reference_kind,
@@ -152,6 +158,7 @@ def judge(
         bundle_ids=[bundle.bundle_id for bundle in bundle_list],
         card=card,
         flags=peak_flags(bundle_list, card_peaks),
+        inputs=inputs,
     )
 
 
@@ -197,15 +204,16 @@ def _usable_verdicts(carried: Sequence[dict], pack: RulePack, card: dict[str, An
     return list(reversed(usable))
 
 
-def _carry_if_missing(judged: list[CriterionResult], workload_id: str, earlier: list[dict]) -> list[CriterionResult]:
-    """Replace a missing workload's results with the newest earlier verdict's results when all of them passed."""
+def _carry_if_missing(judged: list[CriterionResult], compared: dict | None, workload_id: str,
+                      earlier: list[dict]) -> tuple[list[CriterionResult], dict | None]:
+    """Replace a missing workload's results and input comparison with those of the newest earlier verdict in which all results passed."""
     if not earlier or judged[0].details.get("code") not in ("workload_missing", "workload_not_run"):
-        return judged
+        return judged, compared
     for verdict in earlier:
         previous = [item for item in verdict.get("criteria", []) if item.get("workload") == workload_id]
         if previous and all(item.get("status") in PASSING for item in previous):
-            return [_carried_result(item, verdict) for item in previous]
-    return judged
+            return [_carried_result(item, verdict) for item in previous], (verdict.get("inputs") or {}).get(workload_id)
+    return judged, compared
 
 
 def _carried_result(item: dict, verdict: dict) -> CriterionResult:
@@ -288,7 +296,8 @@ def _target_level(bundle: VerifiedBundle) -> int:
 # One workload --------------------------------------------------------------
 
 
-def _judge_workload(bundle, references, pack, workload_id, card_peaks, human, bound) -> list[CriterionResult]:
+def _judge_workload(bundle, references, pack, workload_id, card_peaks, human, bound) -> tuple[list[CriterionResult], dict | None]:
+    """Judge every criterion of one workload; also return the comparison of its inputs with the reference's, when one was made."""
     spec = pack.workload(workload_id)
     built_in = [{"id": f"{workload_id}.fixed_hyperparameters", "metric": "fixed_hyperparameters"}]
     if "max_steps" in spec["hyperparameters"]["fixed"]:
@@ -296,18 +305,18 @@ def _judge_workload(bundle, references, pack, workload_id, card_peaks, human, bo
     criteria = [*built_in, *spec.get("criteria", [])]
     blocker = _vendor_blocker(bundle, pack, workload_id)
     if blocker is not None:
-        return [_label(item, workload_id, blocker) for item in criteria]
+        return [_label(item, workload_id, blocker) for item in criteria], None
     vendor = WorkloadRecords(bundle, workload_id)
     results = [_label(built_in[0], workload_id, check_fixed_hyperparameters(vendor, spec))]
     if len(built_in) > 1:
         results.append(_label(built_in[1], workload_id, check_run_length(vendor, spec)))
-    reference, blocker = _pick_reference(references, pack, workload_id, vendor)
+    reference, blocker, compared = _pick_reference(references, pack, workload_id, vendor)
     # One records object per side, so each record file is read and parsed once for all criteria.
     reference_records = WorkloadRecords(reference.bundle, workload_id) if reference is not None else None
     for item in criteria[len(built_in):]:
         outcome = blocker or _evaluate(item, workload_id, pack, vendor, reference, reference_records, card_peaks, human, bound)
         results.append(_label(item, workload_id, outcome))
-    return results
+    return results, compared
 
 
 def _evaluate(item, workload_id, pack, vendor, reference, reference_records, card_peaks, human, bound) -> Outcome:
@@ -355,18 +364,37 @@ def _result_status(records: WorkloadRecords) -> str:
     return str(result.get("status")) if isinstance(result, dict) else "invalid result.json"
 
 
-def _pick_reference(references: list[Reference], pack: RulePack, workload_id: str, vendor: WorkloadRecords) -> tuple[Reference | None, Outcome | None]:
+def _pick_reference(references: list[Reference], pack: RulePack, workload_id: str,
+                    vendor: WorkloadRecords) -> tuple[Reference | None, Outcome | None, dict | None]:
+    """Return the reference a workload is compared with, the outcome that blocks the comparison (or None) and the input comparison.
+
+    The checks run in this order, and the first that finds a problem blocks:
+    a reference contains the workload, it is usable, both runs read inputs
+    with the same digests, and the run conditions are equal.
+    """
     candidates = [reference for reference in references if WorkloadRecords(reference.bundle, workload_id).exists()]
     if not candidates:
-        return None, Outcome(REFUSED, "reference_missing", fields={"workload": workload_id})
+        return None, Outcome(REFUSED, "reference_missing", fields={"workload": workload_id}), None
     reference = candidates[0]
     problem = _reference_problem(reference, pack, workload_id)
     if problem:
-        return reference, Outcome(REFUSED, "reference_unusable", fields={"problem": problem})
-    differences = compare_conditions(vendor, WorkloadRecords(reference.bundle, workload_id))
+        return reference, Outcome(REFUSED, "reference_unusable", fields={"problem": problem}), None
+    reference_records = WorkloadRecords(reference.bundle, workload_id)
+    try:
+        entries = compare_inputs(pack, workload_id, vendor, reference_records)
+    except InputRecordsInvalid as error:
+        if error.side == "reference":
+            problem = f"reference workload {workload_id} has invalid input records: {error}"
+            return reference, Outcome(REFUSED, "reference_unusable", fields={"problem": problem}), None
+        return reference, Outcome(FAIL, "records_invalid", fields={"workload": workload_id, "problem": str(error)}), None
+    compared = {"reference_bundle_id": reference.bundle.bundle_id, "inputs": [entry.to_dict() for entry in entries]}
+    blocker = input_outcome(entries, workload_id)
+    if blocker is not None:
+        return reference, blocker, compared
+    differences = compare_conditions(vendor, reference_records)
     if differences:
-        return reference, Outcome(REFUSED, "reference_mismatch", fields={"differences": "; ".join(differences)}, details={"differences": differences})
-    return reference, None
+        return reference, Outcome(REFUSED, "reference_mismatch", fields={"differences": "; ".join(differences)}, details={"differences": differences}), compared
+    return reference, None, compared
 
 
 def _reference_problem(reference: Reference, pack: RulePack, workload_id: str) -> str:
@@ -450,16 +478,13 @@ def _same_value(found: Any, expected: Any) -> bool:
 
 
 def compare_conditions(vendor: WorkloadRecords, reference: WorkloadRecords) -> list[str]:
-    """Name every run condition (dataset sha256, tokenizer, sequence length, global batch) that differs."""
+    """Name every run condition (sequence length, global batch, measurement protocol) that differs.
+
+    The digests of data sets, tokenizer and checkpoint are compared before
+    this, by certification.inputs.
+    """
     vendor_config, reference_config = vendor.config, reference.config
     differences = []
-    vendor_sets, reference_sets = _dataset_digests(vendor_config), _dataset_digests(reference_config)
-    for name in sorted(set(vendor_sets) | set(reference_sets)):
-        if vendor_sets.get(name) != reference_sets.get(name):
-            differences.append(f"dataset {name} sha256 {vendor_sets.get(name)} vs reference {reference_sets.get(name)}")
-    vendor_tokenizer, reference_tokenizer = _tokenizer_identity(vendor_config), _tokenizer_identity(reference_config)
-    if vendor_tokenizer != reference_tokenizer:
-        differences.append(f"tokenizer {vendor_tokenizer} vs reference {reference_tokenizer}")
     vendor_hyper, reference_hyper = _resolved_hyperparameters(vendor_config), _resolved_hyperparameters(reference_config)
     for key in COMPARED_HYPERPARAMETERS:
         if not _same_value(vendor_hyper.get(key), reference_hyper.get(key)):
@@ -476,32 +501,6 @@ def _protocol_differences(vendor: Any, reference: Any) -> list[str]:
         return [f"protocol {vendor!r} vs reference {reference!r}"]
     keys = sorted(set(vendor) | set(reference))
     return [f"protocol {key} {vendor.get(key, '(missing)')!r} vs reference {reference.get(key, '(missing)')!r}" for key in keys if vendor.get(key) != reference.get(key)]
-
-
-def _dataset_digests(config: dict) -> dict[str, str]:
-    """Collect {name: sha256} from every dataset record under config["datasets"], at any depth."""
-    found: dict[str, str] = {}
-    for record in _walk(config.get("datasets")):
-        if isinstance(record.get("name"), str) and "sha256" in record:
-            found[record["name"]] = record["sha256"]
-    return found
-
-
-def _walk(value: Any) -> Iterable[dict]:
-    if isinstance(value, dict):
-        yield value
-        for child in value.values():
-            yield from _walk(child)
-    elif isinstance(value, list):
-        for child in value:
-            yield from _walk(child)
-
-
-def _tokenizer_identity(config: dict) -> tuple[Any, Any]:
-    tokenizer = config.get("tokenizer") or {}
-    if not isinstance(tokenizer, dict):
-        return (tokenizer, None)
-    return (tokenizer.get("name"), tokenizer.get("sha256"))
 
 
 # Levels --------------------------------------------------------------------

@@ -171,8 +171,20 @@ MESSAGES: dict[str, tuple[str, str, str, str]] = {
     "reference_mismatch": (
         "与参考结果的运行条件不同，无法比较：{differences}。",
         "The run conditions differ from the reference, so the results cannot be compared: {differences}.",
-        "使用同一规则包的数据集、分词器、序列长度和全局 batch 重新运行，或使用匹配的参考结果包。",
-        "Run again with the rule pack's datasets, tokenizer, sequence length and global batch, or use the matching reference bundle.",
+        "使用同一规则包的序列长度、全局 batch 和测量协议重新运行，或使用匹配的参考结果包。",
+        "Run again with the rule pack's sequence length, global batch and measurement protocol, or use the matching reference bundle.",
+    ),
+    "input_digest_mismatch": (
+        "工作负载 {workload} 与参考运行读取的输入不同，结果无法比较：{inputs_zh}。",
+        "Workload {workload} read other inputs than the reference run, so the results cannot be compared: {inputs_en}.",
+        "用规则包固定的文件（sha256 须与规则包一致）重新运行该工作负载；若是参考运行与规则包不一致，请认证人员换用匹配的参考结果包。",
+        "Run the workload again with the files the rule pack names (their sha256 must equal the pack's); if the reference run differs from the pack, ask certification staff for a matching reference bundle.",
+    ),
+    "input_not_recorded": (
+        "工作负载 {workload} 的输入摘要只有一方或双方都没有记录，无法确认两次运行读取了相同的文件：{inputs_zh}。",
+        "Workload {workload} has inputs whose digest one run or both runs did not record, so it cannot be confirmed that both read the same files: {inputs_en}.",
+        "用本版本的 agent 重新运行（它在 run.json 的 inputs 和 config.json 中记录每个输入的摘要）；若缺的是参考运行的记录，请认证人员换用新的参考结果包。",
+        "Run again with this agent version, which records every input's digest in run.json `inputs` and config.json; if the reference run lacks the record, ask certification staff for a new reference bundle.",
     ),
     "rule_pack_mismatch": (
         "结果包使用的规则包 {found} 与评判所用的 {expected} 不同。",

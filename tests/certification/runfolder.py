@@ -61,11 +61,14 @@ def workload_config(pack: RulePack, workload_id: str, fixed_overrides: dict | No
     for role, names in spec["datasets"].items():
         records = [{"name": name, **pack.data["datasets"][name]} for name in ([names] if isinstance(names, str) else names)]
         datasets[role] = records if isinstance(names, list) else records[0]
+    model_record = {"name": spec["model"], "architecture": model["architecture"], "config": model["config"]}
+    if pack.checkpoint_model(workload_id) is not None:
+        model_record["checkpoint"] = {**model["checkpoint"], "pinned": True, "files": []}
     return {
         "workload": workload_id,
         "kind": spec["kind"],
-        "model": {"name": spec["model"], "architecture": model["architecture"], "config": model["config"]},
-        "hyperparameters": {"fixed": {**spec["hyperparameters"]["fixed"], **(fixed_overrides or {})}, "free": spec["hyperparameters"]["free"]},
+        "model": model_record,
+        "hyperparameters": {"fixed": {**spec["hyperparameters"]["fixed"], **(fixed_overrides or {})}, "free": spec["hyperparameters"].get("free", {})},
         "datasets": datasets,
         "tokenizer": {"name": model["tokenizer"], **tokenizer},
     }
@@ -122,15 +125,42 @@ def write_inference(folder: Path, pack: RulePack, options: dict) -> None:
 LEVEL_ONE_WORKLOADS = ("pretrain-llama", "sft-llama", "lora-llama", "infer-llama")
 
 
+def input_records(pack: RulePack, workload_ids: tuple[str, ...]) -> dict[str, dict]:
+    """Return run.json `inputs` as the agent writes it for these workloads when every file matches the pack's digest.
+
+    A digest that a draft pack leaves null stays null here. A test that needs
+    the digest the agent would compute sets it with build_run's `inputs` option.
+    """
+    records = {}
+    for workload_id in workload_ids:
+        spec = pack.workload(workload_id)
+        for names in spec["datasets"].values():
+            for name in [names] if isinstance(names, str) else names:
+                entry = pack.data["datasets"][name]
+                records[f"dataset {name}"] = {"path": f"/data/{entry['path']}", "sha256": entry["sha256"], "pinned": entry["sha256"] is not None}
+        tokenizer = pack.data["models"][spec["model"]]["tokenizer"]
+        entry = pack.data["tokenizers"][tokenizer]
+        records[f"tokenizer {tokenizer}"] = {"path": f"/data/{entry['path']}", "sha256": entry["sha256"], "pinned": entry["sha256"] is not None}
+        model = pack.checkpoint_model(workload_id)
+        if model is not None:
+            entry = pack.data["models"][model]["checkpoint"]
+            records[f"checkpoint {model}"] = {"path": f"/data/{entry['path']}", "sha256": entry["sha256"], "pinned": entry["sha256"] is not None, "files": []}
+    return records
+
+
 def build_run(root: Path, pack: RulePack = PACK, workloads: tuple[str, ...] = LEVEL_ONE_WORKLOADS, planned: tuple[str, ...] = LEVEL_ONE_WORKLOADS, **options: Any) -> Path:
     """Write a run folder under `root`; `options` apply to every workload unless keyed by workload id.
 
     `planned` is the run's own plan in run.json: a planned workload that is
-    not written is missing, and an unplanned one is simply not run.
+    not written is missing, and an unplanned one is simply not run. The
+    option `inputs` replaces records of run.json `inputs` by label, and a
+    label mapped to None is left out.
     """
     root.mkdir(parents=True, exist_ok=True)
+    inputs = {**input_records(pack, planned), **options.get("inputs", {})}
     write_json(root / "run.json", {
         "workloads": list(planned),
+        "inputs": {label: record for label, record in inputs.items() if record is not None},
         "run_id": "run-0001", "profile": "cpu-demo", "rule_pack": {"name": pack.name, "sha256": pack.sha256},
         "vendor": "Example Vendor", "card": {"model": options.get("card_model", "X100"), "serial": "SN-1"}, "tracks": ["finetuning", "pretraining"],
         "level": 1, "ticket": None, "agent_version": "0.1.0",

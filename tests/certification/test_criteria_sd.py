@@ -13,7 +13,7 @@ from certification.criteria import RecordsInvalid
 from certification.criteria_sd import image_pairs
 from certification.rulepack import load_rule_pack
 from certification.verdict import Reference, judge
-from tests.certification.runfolder import build_run, loss_curve, write_json, write_jsonl
+from tests.certification.runfolder import build_run, loss_curve, workload_config, write_json, write_jsonl
 from tests.certification.test_verdict import KEY, KEYRING, status_and_code
 
 PACK = load_rule_pack("smoke-2026.1")
@@ -48,10 +48,7 @@ def build_sd_run(root, loss_scale=1.0, seconds=0.5, prompt_ids=PROMPT_IDS, seed_
     for workload_id in SD_WORKLOADS:
         folder = run_dir / "workloads" / workload_id
         spec = PACK.workload(workload_id)
-        write_json(folder / "config.json", {"workload": workload_id, "kind": spec["kind"], "cards": 1,
-                                            "hyperparameters": {"fixed": spec["hyperparameters"]["fixed"], "free": spec["hyperparameters"].get("free", {})},
-                                            "datasets": {"prompts": [{"name": "sd_digit_prompts", **PACK.data["datasets"]["sd_digit_prompts"]}]},
-                                            "tokenizer": {"name": "llama2", **PACK.data["tokenizers"]["llama2"]}})
+        write_json(folder / "config.json", {**workload_config(PACK, workload_id), "cards": 1})
         write_json(folder / "result.json", {"workload": workload_id, "kind": spec["kind"], "status": "completed", "summary": {}})
         write_images(folder, prompt_ids, seconds, seed_offset, bad_digest_for)
     steps = [{"step": step, "loss": loss, "step_seconds": 0.1, "images": 8, "images_per_second_per_card": 80.0, "cards": 1}

@@ -91,18 +91,22 @@ def test_fixed_hyperparameter_key_named(tmp_path, reference):
     assert "learning_rate" in result.explanation["zh"]
 
 
-def test_dataset_digest_mismatch_refused(tmp_path, reference):
+def test_dataset_digest_off_pin_fails(tmp_path, reference):
     run_dir = build_run(tmp_path / "run")
     config_path = run_dir / "workloads/pretrain-llama/config.json"
     config = json.loads(config_path.read_text())
     config["datasets"]["validation"]["sha256"] = "f" * 64
     config_path.write_text(json.dumps(config))
+    run_path = run_dir / "run.json"
+    run = json.loads(run_path.read_text())
+    run["inputs"]["dataset validation_wiki"]["sha256"] = "f" * 64
+    run_path.write_text(json.dumps(run))
     vendor = open_bundle(write_bundle(run_dir, tmp_path / "run.tar", KEY).path, KEYRING)
 
     verdict = judge(vendor, [Reference(reference, PEAKS)], PACK, PEAKS)
 
     result = verdict.criterion("pretrain.validation_loss")
-    assert result.status == "refused"
+    assert (result.status, result.details["code"]) == ("fail", "input_digest_mismatch")
     assert "validation_wiki" in result.explanation["en"]
 
 

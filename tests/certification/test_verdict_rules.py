@@ -50,7 +50,6 @@ def test_infinite_loss_fails(tmp_path, reference):
 @pytest.mark.parametrize(
     ("config_extra", "named"),
     [
-        ({"tokenizer": {"name": "llama2", "sha256": "0" * 64}}, "tokenizer"),
         ({"protocol": {"load_model": "closed_loop_concurrency"}}, "protocol"),
     ],
 )
