@@ -77,8 +77,16 @@ def available_rule_packs() -> list[str]:
 
 
 def parse_rule_pack(raw: bytes) -> RulePack:
-    """Parse rule pack bytes; the name comes from its `id` and `version`."""
-    data = yaml.safe_load(raw.decode("utf-8"))
+    """Parse rule pack bytes; the name comes from its `id` and `version`.
+
+    Raises RulePackError for bytes that are not UTF-8, not YAML, or have no `id` and `version`.
+    """
+    try:
+        data = yaml.safe_load(raw.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise RulePackError("rule_pack_invalid", _not_utf8_message(raw, error), "save the rule pack as UTF-8") from None
+    except yaml.YAMLError as error:
+        raise RulePackError("rule_pack_invalid", _yaml_error_message(error), "fix the YAML at that line and column") from None
     if not isinstance(data, dict) or "id" not in data or "version" not in data:
         raise RulePackError("rule_pack_invalid", "the rule pack has no 'id' and 'version' at its top level")
     return RulePack(
@@ -137,18 +145,53 @@ def validate_rule_pack_file(path: Path) -> list[RulePackIssue]:
         raise RulePackError("rule_pack_unreadable", f"cannot read {path}: {error.strerror}", "check the path") from None
     try:
         data = yaml.safe_load(raw.decode("utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        return [RulePackIssue("(file)", f"not valid UTF-8 YAML: {error}")]
+    except UnicodeDecodeError as error:
+        return [RulePackIssue("(file)", _not_utf8_message(raw, error) + "; save the file as UTF-8")]
+    except yaml.YAMLError as error:
+        return [RulePackIssue("(file)", _yaml_error_message(error))]
+    if not isinstance(data, dict):
+        return [RulePackIssue("(file)", _not_a_mapping_message(data))]
     issues = validate_rule_pack(data)
-    if isinstance(data, dict) and "id" in data and "version" in data:
+    if "id" in data and "version" in data:
         issues.extend(_file_issues(Path(path).name, f"{data['id']}-{data['version']}", data.get("status"), hashlib.sha256(raw).hexdigest()))
     return issues
+
+
+def _not_utf8_message(raw: bytes, error: UnicodeDecodeError) -> str:
+    return f"not UTF-8 text: byte 0x{raw[error.start]:02x} at offset {error.start} is invalid"
+
+
+def _yaml_error_message(error: yaml.YAMLError) -> str:
+    """Describe a YAML syntax error with the 1-based line and column where PyYAML found it."""
+    problem = getattr(error, "problem", None) or str(error)
+    message = f"invalid YAML{_yaml_position(getattr(error, 'problem_mark', None), ' at')}: {problem}"
+    context = getattr(error, "context", None)
+    if context:
+        # Such as "while parsing a flow sequence", which started where context_mark points.
+        message += f" ({context}{_yaml_position(getattr(error, 'context_mark', None), ' that starts at')})"
+    return message
+
+
+def _yaml_position(mark: Any, preposition: str) -> str:
+    return f"{preposition} line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+
+
+def _not_a_mapping_message(data: Any) -> str:
+    """Describe a file that parses as YAML but whose top level is not a mapping, as plain text or a list does."""
+    expected = "a rule pack is a YAML mapping with the keys schema, id, version, status, tracks and others"
+    if data is None:
+        return f"the file is empty or only comments; {expected}"
+    kinds = {str: "a string", list: "a list", int: "a number", float: "a number", bool: "a boolean"}
+    kind = kinds.get(type(data), type(data).__name__)
+    excerpt = repr(data) if len(repr(data)) <= 60 else repr(data)[:57] + "..."
+    return f"the file parses as YAML, but its top level is {kind} ({excerpt}), not a mapping; {expected}"
 
 
 def _file_issues(file_name: str, name: str, status: Any, sha256: str) -> list[RulePackIssue]:
     issues = []
     if file_name != f"{name}.yaml":
-        issues.append(RulePackIssue("(file name)", f"the file must be named {name}.yaml, after its id and version"))
+        issues.append(RulePackIssue("(file name)", f"the file is named {file_name}, but its id and version make the pack {name}; "
+                                                   f"rename the file to {name}.yaml, or change id and version"))
     pinned = published_pins().get(name)
     if pinned is not None and pinned != sha256:
         issues.append(RulePackIssue("(file)", f"published pack {name} is pinned at sha256 {pinned}, but these bytes hash to {sha256}; a published pack never changes, so publish the change as a new version"))

@@ -1,0 +1,58 @@
+"""`python -m agent validate-pack` on files that are not rule packs, and on a renamed pack."""
+
+import pytest
+
+from agent.cli import main
+from agent.errors import EXIT_REJECTED, EXIT_USAGE
+from certification.rulepack import RULEPACK_DIR
+from tests.agent.test_cmd_check_validate import make_bundles
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"hello world\nthis is a note, not a pack\n",
+     "(file): the file parses as YAML, but its top level is a string ('hello world this is a note, not a pack'), not a mapping"),
+    (b"# title\n\n- first\n- second\n", "(file): the file parses as YAML, but its top level is a list (['first', 'second'])"),
+    (b"# only a comment\n", "(file): the file is empty or only comments"),
+    (b"id: demo\nversion: [2026\n",
+     "(file): invalid YAML at line 3, column 1: expected ',' or ']', but got '<stream end>' "
+     "(while parsing a flow sequence that starts at line 2, column 10)"),
+    (b"id: demo\n  version: 1\n", "(file): invalid YAML at line 2, column 10: mapping values are not allowed here"),
+    (b"id: d\xe9mo\n", "(file): not UTF-8 text: byte 0xe9 at offset 5 is invalid; save the file as UTF-8"),
+])
+def test_not_a_pack(tmp_path, capsys, content, expected):
+    path = tmp_path / "notes-2026.1.yaml"
+    path.write_bytes(content)
+
+    code = main(["--lang", "en", "validate-pack", str(path)])
+
+    output = capsys.readouterr()
+    assert code == EXIT_REJECTED
+    assert len(output.out.splitlines()) == 1
+    assert output.out.startswith(f"{path}: {expected}")
+    assert f"error[rule_pack_invalid]: 1 problem(s) in {path}" in output.err
+
+
+def test_renamed_pack_lists_every_problem(tmp_path, capsys):
+    path = tmp_path / "my-pack.yaml"
+    path.write_text((RULEPACK_DIR / "demo-2026.1.yaml").read_text(encoding="utf-8").replace("schema: 1", "schema: 2"), encoding="utf-8")
+
+    code = main(["--lang", "en", "validate-pack", str(path)])
+
+    lines = capsys.readouterr().out.splitlines()
+    assert code == EXIT_REJECTED
+    assert f"{path}: (file name): the file is named my-pack.yaml, but its id and version make the pack demo-2026.1; " \
+           "rename the file to demo-2026.1.yaml, or change id and version" in lines
+    assert any(line.startswith(f"{path}: schema: ") for line in lines)
+    assert any(line.startswith(f"{path}: (file): published pack demo-2026.1 is pinned at sha256 ") for line in lines)
+    assert len(lines) == 3
+
+
+def test_check_rejects_non_yaml_pack(tmp_path, capsys):
+    pack = tmp_path / "pack.yaml"
+    pack.write_text("id: demo\n  version: 1\n", encoding="utf-8")
+
+    code = main(make_bundles(tmp_path) + ["--lang", "en", "--rule-pack", str(pack)])
+
+    error = capsys.readouterr().err
+    assert code == EXIT_USAGE
+    assert "error[rule_pack_invalid]: invalid YAML at line 2, column 10: mapping values are not allowed here" in error
