@@ -19,6 +19,7 @@ one JSON line.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -35,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from certification.bundle import open_bundle, write_bundle  # noqa: E402
+from certification.inputs import pack_inputs, pinned_digest  # noqa: E402
 from certification.rulepack import load_rule_pack  # noqa: E402
 from certification.signing import Keyring, generate_key  # noqa: E402
 from certification.verdict import Reference, judge, workload_placements  # noqa: E402
@@ -110,12 +112,28 @@ def build_run(root: Path, steps: int, side: str) -> Path:
         "vendor": "Benchmark Vendor" if side == "vendor" else "Reference Lab", "card": {"model": "X100" if side == "vendor" else "A800", "serial": "SN-1"},
         "tracks": ["finetuning", "pretraining", "inference"], "level": 3, "ticket": None, "agent_version": "0.1.0",
         "started_at": "2026-01-01T00:00:00+00:00", "finished_at": "2026-01-15T00:00:00+00:00",
+        "inputs": input_records(),
     })
     write_json(root / "environment.json", {"python": platform.python_version(), "device": "benchmark", "device_count": 8, "nodes": 1})
     (root / "events.jsonl").write_text('{"time":"2026-01-01T00:00:00Z","event":"start"}\n{"time":"2026-01-15T00:00:00Z","event":"stop"}\n', encoding="utf-8")
     for workload_id in workload_placements(PACK):
         write_workload(root / "workloads" / workload_id, workload_id, steps, side)
     return root
+
+
+def input_records() -> dict:
+    """Return run.json `inputs` for every workload, the same on both sides, so the input comparison passes.
+
+    The benchmark reads no data files, so an input that the draft pack does
+    not pin gets the sha256 of its label as its digest.
+    """
+    labels = {label for workload_id in workload_placements(PACK) for label in pack_inputs(PACK, workload_id)}
+    records = {}
+    for label in sorted(labels):
+        pinned = pinned_digest(PACK, label)
+        digest = pinned or hashlib.sha256(label.encode()).hexdigest()
+        records[label] = {"path": label, "sha256": digest, "pinned": pinned is not None}
+    return records
 
 
 def human_results() -> dict:
