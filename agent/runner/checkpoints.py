@@ -1,8 +1,8 @@
 """Released checkpoints and pre-tokenized corpora: their files, their digest and the checks before a run.
 
 A folder input (a PaddleNLP checkpoint) and a multi-file input (a
-PaddleNLP memory-mapped corpus, `<prefix>.bin` + `<prefix>.idx`) have one
-digest each: the sha256 of a manifest with one line per file,
+PaddleNLP memory-mapped corpus, `<prefix>.bin` + `<prefix>.idx`, or a `bpe`
+tokenizer, `vocab.json` + `merges.txt`) have one digest each: the sha256 of a manifest with one line per file,
 `<file sha256>  <relative path>\\n`, sorted by path in byte order. That is
 the output of `sha256sum` over the files in that order, so staff can compute
 the digest on any machine:
@@ -27,17 +27,15 @@ from certification.rulepack import RulePack
 
 from agent.errors import AgentError
 from agent.runner.sd_inputs import check_config_keys
+from agent.runner.weights import DIFFUSION_FORMATS, FORMATS, check_weight_files, stored_dtypes
 from agent.i18n import _
 
 logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"
-# PaddleNLP's single-file weights and the index files of sharded weights (paddlenlp.utils.env).
-WEIGHT_NAMES = ("model.safetensors", "model_state.pdparams")
-INDEX_NAMES = ("model.safetensors.index.json", "model_state.pdparams.index.json")
 # A ppdiffusers pipeline folder (StableDiffusionPipeline.save_pretrained) has model_index.json at its root and
 # one subfolder per part. SD_REQUIRED_FILES maps each subfolder to the files it must contain, and SD_WEIGHTS the
-# subfolders with weights to their single-file names and index names.
+# subfolders with weights to the weight formats they may hold (agent.runner.weights).
 SD_ARCHITECTURE = "StableDiffusionPipeline"
 SD_INDEX_NAME = "model_index.json"
 SD_REQUIRED_FILES = {
@@ -47,14 +45,13 @@ SD_REQUIRED_FILES = {
     "tokenizer": ("vocab.json", "merges.txt"),
     "scheduler": ("scheduler_config.json",),
 }
-DIFFUSION_WEIGHTS = (("diffusion_paddle_model.safetensors", "model_state.pdparams"),
-                     ("diffusion_paddle_model.safetensors.index.json", "model_state.pdparams.index.json"))
-SD_WEIGHTS = {"unet": DIFFUSION_WEIGHTS, "vae": DIFFUSION_WEIGHTS, "text_encoder": (WEIGHT_NAMES, INDEX_NAMES)}
+SD_WEIGHTS = {"unet": DIFFUSION_FORMATS, "vae": DIFFUSION_FORMATS, "text_encoder": FORMATS}
 # Sections of an SD model's pack `config` -> the part config in the folder that they are checked against.
 SD_CONFIG_FILES = {"unet": "unet/config.json", "vae": "vae/config.json", "text_encoder": "text_encoder/config.json",
                    "noise_scheduler": "scheduler/scheduler_config.json"}
 MMAP_FORMAT = "paddlenlp_mmap"
 MMAP_SUFFIXES = (".bin", ".idx")
+BPE_MERGES = "merges.txt"
 
 
 def sha256_file(path: Path) -> str:
@@ -86,18 +83,25 @@ def corpus_files(prefix: Path) -> dict[str, Path]:
     return {prefix.name + suffix: prefix.with_name(prefix.name + suffix) for suffix in MMAP_SUFFIXES}
 
 
-def check_digest(label: str, where: Path, entries: list[dict[str, str]], pinned: str | None, pack: RulePack) -> dict[str, Any]:
-    """Compare the manifest digest with the pack's; return the record for run.json and config.json."""
+def check_digest(label: str, where: Path, entries: list[dict[str, str]], pinned: str | None, pack: RulePack,
+                 name_files: bool = False) -> dict[str, Any]:
+    """Compare the manifest digest with the pack's; return the record for run.json and config.json.
+
+    With `name_files`, a mismatch message lists the files the digest covers,
+    since one digest cannot tell which of them changed.
+    """
     digest = manifest_sha256(entries)
     if pinned is None:
         logger.warning("%s at %s is not pinned in draft rule pack %s; its digest is %s", label, where, pack.name, digest)
     elif digest != pinned:
-        raise AgentError(
-            "data_checksum_mismatch",
-            _("{label} at {path} has digest {digest}, but rule pack {pack} expects {expected}").format(
-                label=label, path=where, digest=digest, pack=pack.name, expected=pinned),
-            _("restore the original files; the digest covers every file (see docs/training.md, 'Released checkpoints')"),
-        )
+        if name_files:
+            message = _("{label} at {path}: the digest of {files} is {digest}, but rule pack {pack} expects {expected}").format(
+                label=label, path=where, files=" + ".join(entry["path"] for entry in entries), digest=digest, pack=pack.name, expected=pinned)
+        else:
+            message = _("{label} at {path} has digest {digest}, but rule pack {pack} expects {expected}").format(
+                label=label, path=where, digest=digest, pack=pack.name, expected=pinned)
+        raise AgentError("data_checksum_mismatch", message,
+                         _("restore the original files; the digest covers every file (see docs/training.md, 'Released checkpoints')"))
     return {"path": str(where.resolve()), "sha256": digest, "pinned": pinned is not None, "files": entries}
 
 
@@ -137,8 +141,10 @@ def check_checkpoint_folders(pack: RulePack, workload_ids: list[str], folders: d
 def verify_checkpoint(pack: RulePack, model: str, directory: Path) -> dict[str, Any]:
     """Check a model's checkpoint folder: files, digest and configs against the pack. Return its record.
 
-    A language model's folder is what PaddleNLP's save_pretrained writes, and
-    the record's `config` is its config.json. An SD model's folder is what
+    A language model's folder is what PaddleNLP's save_pretrained writes. The
+    record's `config` is its config.json, and `weights` names the weight files
+    that from_pretrained loads and the dtypes they store (agent.runner.weights).
+    An SD model's folder is what
     ppdiffusers' StableDiffusionPipeline.save_pretrained writes, and the
     record's `config` contains its model_index.json and the part configs.
     """
@@ -146,15 +152,20 @@ def verify_checkpoint(pack: RulePack, model: str, directory: Path) -> dict[str, 
     if not directory.is_dir():
         raise AgentError("checkpoint_missing", _("{label} is missing: no folder at {path}").format(label=label, path=directory),
                          _("copy the released checkpoint there, pass --data-root, or pass --checkpoint MODEL=DIR"))
+    weights = None
     if pack.data["models"][model]["architecture"] == SD_ARCHITECTURE:
         saved = read_sd_configs(label, directory)
         check_sd_configs(pack, model, saved)
     else:
         saved = read_checkpoint_config(model, directory)
         check_checkpoint_config(pack, model, saved)
-        _check_weight_files(label, directory, WEIGHT_NAMES, INDEX_NAMES)
+        weights = check_weight_files(label, directory)
     record = check_digest(label, directory, manifest(folder_files(directory)), pack.data["models"][model]["checkpoint"].get("sha256"), pack)
     record["config"] = saved
+    if weights is not None:
+        # After the digest, so that a changed weight file is reported as a digest mismatch.
+        weights["stored_dtypes"], weights["stored_dtypes_from"] = stored_dtypes(label, directory, weights["files"], saved)
+        record["weights"] = weights
     return record
 
 
@@ -188,8 +199,8 @@ def read_sd_configs(label: str, directory: Path) -> dict[str, Any]:
                 raise AgentError("checkpoint_incomplete", _("{label} at {path}: {subfolder}/ has no {name}").format(
                                      label=label, path=directory, subfolder=subfolder, name=name),
                                  _("restore the file from the checkpoint's release"))
-    for subfolder, (weight_names, index_names) in SD_WEIGHTS.items():
-        _check_weight_files(label, directory / subfolder, weight_names, index_names)
+    for subfolder, formats in SD_WEIGHTS.items():
+        check_weight_files(label, directory / subfolder, formats)
     configs = {"model_index": _read_json(directory / SD_INDEX_NAME)}
     configs.update({section: _read_json(directory / name) for section, name in SD_CONFIG_FILES.items()})
     check_config_keys(label, directory, {name: configs[section] for section, name in SD_CONFIG_FILES.items()})
@@ -230,26 +241,6 @@ def check_checkpoint_config(pack: RulePack, model: str, saved: dict[str, Any]) -
                              _("use the checkpoint the pack's 'source' names; its config.json must agree with models.{model}.config").format(model=model))
 
 
-def _check_weight_files(label: str, directory: Path, weight_names: tuple[str, ...], index_names: tuple[str, ...]) -> None:
-    for index_name in index_names:
-        index = directory / index_name
-        if index.is_file():
-            shards = sorted(set(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}).values()))
-            missing = [shard for shard in shards if not (directory / shard).is_file()]
-            if missing or not shards:
-                if missing:
-                    message = _("{label} at {path} lacks the weight files {names} that {index} names").format(
-                        label=label, path=directory, names=", ".join(missing), index=index_name)
-                else:
-                    message = _("{label} at {path}: {index} names no weight files").format(label=label, path=directory, index=index_name)
-                raise AgentError("checkpoint_incomplete", message, _("copy the whole checkpoint folder"))
-            return
-    if not any((directory / name).is_file() for name in weight_names):
-        raise AgentError("checkpoint_incomplete", _("{label} at {path} has no weights: none of {names}").format(
-                             label=label, path=directory, names=", ".join(weight_names + index_names)),
-                         _("copy the whole checkpoint folder, as save_pretrained wrote it"))
-
-
 # Pre-tokenized corpora ---------------------------------------------------------------------------
 
 
@@ -262,3 +253,27 @@ def verify_corpus(pack: RulePack, name: str, prefix: Path) -> dict[str, Any]:
                              _("a {format} corpus is two files, {prefix}.bin and {prefix}.idx; restore them or pass --data-root").format(
                                  format=MMAP_FORMAT, prefix=prefix))
     return check_digest(f"dataset {name}", prefix, manifest(files), pack.data["datasets"][name]["sha256"], pack)
+
+
+# Tokenizers of kind bpe --------------------------------------------------------------------------
+
+
+def bpe_files(vocabulary: Path) -> dict[str, Path]:
+    """Return the two files of a `bpe` tokenizer by file name: the pack's vocab.json and the merges.txt beside it."""
+    return {vocabulary.name: vocabulary, BPE_MERGES: vocabulary.with_name(BPE_MERGES)}
+
+
+def verify_bpe_tokenizer(pack: RulePack, label: str, vocabulary: Path, pinned: str | None) -> dict[str, Any]:
+    """Check both files of a `bpe` tokenizer and their manifest digest. Return its record.
+
+    The merges decide how text splits into tokens as much as the vocabulary
+    does, so the pack's digest covers both: `sha256sum merges.txt vocab.json | sha256sum`
+    in their folder.
+    """
+    files = bpe_files(vocabulary)
+    for path in files.values():
+        if not path.is_file():
+            raise AgentError("data_missing", _("{label} is missing: no file at {path}").format(label=label, path=path),
+                             _("a 'bpe' tokenizer is two files in one folder, {vocabulary} and {merges}; restore them or pass --data-root").format(
+                                 vocabulary=vocabulary.name, merges=BPE_MERGES))
+    return check_digest(label, vocabulary, manifest(files), pinned, pack, name_files=True)

@@ -118,8 +118,9 @@ def verify_input_files(pack: RulePack, workload_ids: list[str], data_root: Path,
     """Check each input's digest against the pack before anything trains; return the records by label.
 
     Files have their sha256, and a pre-tokenized corpus (`format:
-    paddlenlp_mmap`), a folder (such as an SD image folder) and a model's
-    released checkpoint have the digest of their manifest
+    paddlenlp_mmap`), a `bpe` tokenizer (vocab.json + merges.txt), a folder
+    (such as an SD image folder) and a model's released checkpoint have the
+    digest of their manifest
     (agent.runner.checkpoints). A null digest, which only a draft pack may
     hold, is computed and recorded with `pinned: false`.
     """
@@ -127,6 +128,10 @@ def verify_input_files(pack: RulePack, workload_ids: list[str], data_root: Path,
     moved = moved_tokenizers(pack, workload_ids, data_root, checkpoint_folders or {})
     for label, entry in input_files(pack, workload_ids).items():
         path = moved.get(label, data_root / entry["path"])
+        logger.info(_("checking the digest of {label} at {path}").format(label=label, path=path))
+        if entry.get("kind") == "bpe":
+            records[label] = checkpoints.verify_bpe_tokenizer(pack, label, path, entry["sha256"])
+            continue
         if entry.get("format") == checkpoints.MMAP_FORMAT:
             records[label] = checkpoints.verify_corpus(pack, label.removeprefix("dataset "), path)
             continue
@@ -152,5 +157,6 @@ def verify_input_files(pack: RulePack, workload_ids: list[str], data_root: Path,
         records[label] = {"path": str(path), "sha256": digest, "pinned": entry["sha256"] is not None}
     for model in sorted({pack.checkpoint_model(workload_id) for workload_id in workload_ids} - {None}):
         folder = checkpoints.checkpoint_folder(pack, model, data_root, checkpoint_folders or {})
+        logger.info(_("checking the digest of {label} at {path}").format(label=f"checkpoint {model}", path=folder))
         records[f"checkpoint {model}"] = checkpoints.verify_checkpoint(pack, model, folder)
     return records

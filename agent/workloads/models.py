@@ -109,10 +109,14 @@ def load_checkpoint(preset: dict[str, Any], record: dict[str, Any], config: dict
 
 
 def effective_model_config(context) -> dict[str, Any]:
-    """Return the model config a workload trains with: the checkpoint's config.json, if it starts from one, with the run's on top."""
+    """Return the model config a workload trains with: the checkpoint's config.json, if it starts from one, with the run's on top.
+
+    Its `dtype` is the one the weights load in, not the one config.json
+    records for the stored weights (often bfloat16).
+    """
     if context.checkpoint_model is None:
         return context.model_config
-    return {**context.checkpoint()["config"], **context.model_config}
+    return {**context.checkpoint()["config"], **context.model_config, "dtype": weights_dtype({**context.fixed, **context.free})}
 
 
 def start_model(context, parallel: dict[str, Any] | None = None):
@@ -124,14 +128,21 @@ def start_model(context, parallel: dict[str, Any] | None = None):
 
 
 def model_record(context) -> dict[str, Any]:
-    """Return the model part of config.json, with the checkpoint's folder, digest, files and config.json when there is one."""
+    """Return the model part of config.json, with the checkpoint's folder, digest, files and config.json when there is one.
+
+    `checkpoint.stored_dtypes` are the dtypes of the weight files, and
+    `checkpoint.dtype` is the one the run loads them in: from_pretrained
+    casts each tensor on load.
+    """
     record = {"name": context.model_name, "architecture": context.model_preset["architecture"],
               "config": effective_model_config(context)}
     if context.checkpoint_model is not None:
         checkpoint = context.checkpoint()
+        weights = checkpoint.get("weights", {})
         record["checkpoint"] = {
             "path": checkpoint["path"], "sha256": checkpoint["sha256"], "pinned": checkpoint["pinned"],
             "files": checkpoint["files"], "config_json": checkpoint["config"],
+            "weight_files": weights.get("files"), "stored_dtypes": weights.get("stored_dtypes"),
             "dtype": weights_dtype({**context.fixed, **context.free}),
         }
     return record

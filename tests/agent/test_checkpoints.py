@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import os
+import struct
 import subprocess
 from pathlib import Path
 
@@ -94,12 +95,18 @@ def test_model_setting_in_workload_records(selected, tmp_path):
 # Digest and bad input (no Paddle) -------------------------------------------------------------
 
 
+def safetensors_bytes(dtype: str = "BF16", values: int = 4096) -> bytes:
+    """A safetensors file with one 1-D tensor: 8-byte header size, JSON header, then the tensor's bytes (2 per value)."""
+    header = json.dumps({"weight": {"dtype": dtype, "shape": [values], "data_offsets": [0, 2 * values]}}).encode()
+    return struct.pack("<Q", len(header)) + header + bytes(range(256)) * (2 * values // 256)
+
+
 def fake_checkpoint(folder: Path, config: dict | None = None, weights: str | None = "model.safetensors") -> Path:
-    """A folder with the files a checkpoint has; the weights are bytes that only the digest reads."""
+    """A folder with the files a checkpoint has; the weights are a valid safetensors header over bytes only the digest reads."""
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps(config or {"architectures": ["LlamaForCausalLM"], "vocab_size": 32000}))
     if weights:
-        (folder / weights).write_bytes(bytes(range(256)) * 64)
+        (folder / weights).write_bytes(safetensors_bytes())
     return folder
 
 
@@ -184,6 +191,16 @@ def test_vendor_folder_used_and_digest_still_checked(tmp_path):
     (lambda folder: (fake_checkpoint(folder, weights="model.safetensors.index.json"),
                      (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"a": "model-00001-of-00002.safetensors"}}))),
      "checkpoint_incomplete", "model-00001-of-00002.safetensors"),
+    (lambda folder: (fake_checkpoint(folder, weights="model.safetensors.index.json"),
+                     (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"a": "../outside.safetensors"}}))),
+     "checkpoint_index_invalid", "../outside.safetensors"),
+    (lambda folder: (fake_checkpoint(folder, weights="model.safetensors.index.json"),
+                     (folder / "model.safetensors.index.json").write_text("{not json")),
+     "checkpoint_index_invalid", "not valid JSON"),
+    (lambda folder: (fake_checkpoint(folder), (folder / "model-00002-of-00002.safetensors").write_bytes(safetensors_bytes())),
+     "checkpoint_stray_weights", "model-00002-of-00002.safetensors"),
+    (lambda folder: (fake_checkpoint(folder), (folder / "model.safetensors").write_bytes(b"\xff" * 64)),
+     "checkpoint_weights_invalid", "model.safetensors"),
     (lambda folder: fake_checkpoint(folder, {"architectures": ["Qwen2ForCausalLM"]}), "checkpoint_config_mismatch", "Qwen2ForCausalLM"),
     (lambda folder: fake_checkpoint(folder, {"vocab_size": 32000, "hidden_size": 128}), "checkpoint_config_mismatch", "hidden_size=128"),
 ])
@@ -342,6 +359,174 @@ def test_sft_starts_from_saved_qwen2(tmp_path):
     assert abs(fresh_model_loss(base, "qwen2-tiny", batch) - expected) > 0.1
     assert read_json(context.out_dir / "config.json")["model"]["checkpoint"]["path"] == str(folder)
     assert len(read_jsonl(context.out_dir / "predictions.jsonl")) == 2
+
+
+# Sharded and bfloat16 checkpoints --------------------------------------------------------------
+
+SHARDED = {"safetensors": ("model.safetensors.index.json", "model-{:05d}-of-{:05d}.safetensors", "safetensors header"),
+           "pdparams": ("model_state.pdparams.index.json", "model_state-{:05d}-of-{:05d}.pdparams", "config.json")}
+
+
+@pytest.fixture(scope="module")
+def bf16_shards(tmp_path_factory):
+    """The tiny LLaMA of save_tiny_model, cast to bfloat16 and saved in 1 MB shards in both formats.
+
+    Returns the folders by format, the bfloat16 values as float32 arrays by
+    parameter name, and the float32 values before the cast.
+    """
+    import paddle
+
+    from agent.workloads.models import build_model, model_config
+
+    preset = load_rule_pack("tiny-2026.1").data["models"]["llama-tiny"]
+    paddle.seed(7)
+    model = build_model(preset, {**model_config(preset, {"dropout": 0.0}, "cpu"), "initializer_range": 0.2})
+    float32 = {name: value.numpy() for name, value in model.state_dict().items()}
+    model.to(dtype="bfloat16")
+    bfloat16 = {name: value.astype("float32").numpy() for name, value in model.state_dict().items()}
+    folders = {}
+    for name, safe in (("safetensors", True), ("pdparams", False)):
+        folders[name] = tmp_path_factory.mktemp("bf16") / name
+        model.save_pretrained(str(folders[name]), max_shard_size="1MB", safe_serialization=safe)
+    return folders, bfloat16, float32
+
+
+def copied_shards(bf16_shards, weight_format: str, folder: Path) -> Path:
+    import shutil
+
+    shutil.copytree(bf16_shards[0][weight_format], folder)
+    return folder
+
+
+@pytest.mark.parametrize("weight_format", SHARDED)
+def test_sharded_checkpoint_verified(bf16_shards, weight_format, tmp_path):
+    folder = copied_shards(bf16_shards, weight_format, tmp_path / "ckpt")
+    index, shard, source = SHARDED[weight_format]
+    shards = sorted(path.name for path in folder.glob(shard.split("-", 1)[0] + "-*"))
+
+    record = verify_input_files(checkpoint_pack(folder, sha256sum_digest(folder)), ["pretrain-llama"], REPO)["checkpoint llama-tiny"]
+
+    assert len(shards) >= 2
+    assert shard.format(1, len(shards)) in shards
+    assert record["pinned"] is True
+    assert record["weights"]["index"] == index
+    assert record["weights"]["files"] == shards
+    assert record["weights"]["stored_dtypes"] == ["bfloat16"]
+    assert record["weights"]["stored_dtypes_from"] == source
+    assert {entry["path"] for entry in record["files"]} >= {index, *shards}
+
+
+@pytest.mark.parametrize("weight_format", SHARDED)
+def test_sharded_checkpoint_missing_shard(bf16_shards, weight_format, tmp_path):
+    folder = copied_shards(bf16_shards, weight_format, tmp_path / "ckpt")
+    index, shard, _ = SHARDED[weight_format]
+    count = len(set(json.loads((folder / index).read_text())["weight_map"].values()))
+    (folder / shard.format(2, count)).unlink()
+
+    with pytest.raises(AgentError) as error:
+        verify_input_files(checkpoint_pack(folder, None), ["pretrain-llama"], REPO)
+
+    assert error.value.code == "checkpoint_incomplete"
+    assert shard.format(2, count) in error.value.message
+    assert index in error.value.message
+
+
+@pytest.mark.parametrize("weight_format", SHARDED)
+def test_sharded_checkpoint_stray_shard(bf16_shards, weight_format, tmp_path):
+    import shutil
+
+    folder = copied_shards(bf16_shards, weight_format, tmp_path / "ckpt")
+    index, shard, _ = SHARDED[weight_format]
+    count = len(set(json.loads((folder / index).read_text())["weight_map"].values()))
+    stray = shard.format(count + 1, count + 1)
+    shutil.copy(folder / shard.format(1, count), folder / stray)
+
+    with pytest.raises(AgentError) as error:
+        verify_input_files(checkpoint_pack(folder, None), ["pretrain-llama"], REPO)
+
+    assert error.value.code == "checkpoint_stray_weights"
+    assert stray in error.value.message
+    assert shard.format(1, count) not in error.value.message
+
+
+@pytest.mark.parametrize("weight_format", SHARDED)
+def test_bf16_shards_load_as_float32(bf16_shards, weight_format):
+    from agent.workloads.models import load_checkpoint, model_config
+
+    folders, bfloat16, float32 = bf16_shards
+    preset = load_rule_pack("tiny-2026.1").data["models"]["llama-tiny"]
+
+    model = load_checkpoint(preset, {"path": str(folders[weight_format])}, model_config(preset, {"dropout": 0.0}, "cpu"), "float32")
+    loaded = {name: value for name, value in model.state_dict().items()}
+
+    assert sorted(loaded) == sorted(bfloat16)
+    for name, value in loaded.items():
+        assert str(value.dtype) == "paddle.float32", name
+        assert np.array_equal(value.numpy(), bfloat16[name]), name
+    # The cast to bfloat16 rounded the weights, so equality above shows that the stored bfloat16 values were loaded.
+    assert not np.array_equal(bfloat16["llama.embed_tokens.weight"], float32["llama.embed_tokens.weight"])
+
+
+def bfloat16_model(bf16_shards):
+    """A float32 tiny LLaMA holding the bfloat16 values, the model a bfloat16 checkpoint must give on the CPU."""
+    import paddle
+
+    from agent.workloads.models import build_model, model_config
+
+    preset = load_rule_pack("tiny-2026.1").data["models"]["llama-tiny"]
+    model = build_model(preset, model_config(preset, {"dropout": 0.0}, "cpu"))
+    model.set_state_dict({name: paddle.to_tensor(value) for name, value in bf16_shards[1].items()})
+    model.eval()
+    return model
+
+
+def assert_dtypes_recorded(context, weight_format: str) -> None:
+    config = read_json(context.out_dir / "config.json")
+    checkpoint = config["model"]["checkpoint"]
+    assert checkpoint["stored_dtypes"] == ["bfloat16"]
+    assert checkpoint["dtype"] == "float32"
+    assert checkpoint["config_json"]["dtype"] == "bfloat16"
+    assert config["model"]["config"]["dtype"] == "float32"
+    assert len(checkpoint["weight_files"]) >= 2
+    assert all(name.endswith("." + weight_format) for name in checkpoint["weight_files"])
+
+
+@pytest.mark.slow
+def test_pretrain_starts_from_bf16_shards(bf16_shards, tmp_path):
+    from agent.workloads import pretrain
+
+    folder = copied_shards(bf16_shards, "safetensors", tmp_path / "ckpt")
+    context = short_context(checkpoint_pack(folder, sha256sum_digest(folder)), "pretrain-llama", tmp_path / "run")
+
+    pretrain.run(context)
+
+    blocks = pretrain.training_blocks(context, context.load_tokenizer(), 65)
+    first = np.stack([blocks[index] for index in range(4)])
+    batch = {"input_ids": first[:, :-1], "labels": first[:, 1:]}
+    assert math.isclose(first_step_loss(context), batch_loss(bfloat16_model(bf16_shards), batch), rel_tol=1e-5)
+    assert_dtypes_recorded(context, "safetensors")
+
+
+@pytest.mark.slow
+def test_sft_starts_from_bf16_shards(bf16_shards, tmp_path):
+    from agent.workloads import finetune
+    from agent.workloads.common import interleave, read_pairs
+
+    folder = copied_shards(bf16_shards, "pdparams", tmp_path / "ckpt")
+    data = tiny_data()
+    data["models"]["llama-tiny"]["checkpoint"] = {"path": os.path.relpath(folder, REPO), "sha256": sha256sum_digest(folder)}
+    del data["workloads"]["sft-llama"]["init_from"]
+    context = short_context(make_pack(data), "sft-llama", tmp_path / "run", eval_samples_per_dataset=1, max_new_tokens=4)
+
+    finetune.run_sft(context)
+
+    tokenizer = context.load_tokenizer()
+    pairs = interleave([read_pairs(context.dataset_path(name)) for name in context.spec["datasets"]["train"]])[:4]
+    samples = finetune.InstructionPairs(tokenizer, pairs, 64)
+    batch = finetune.collate_right_padded([samples[index] for index in range(4)], pad_id=tokenizer.pad_token_id)
+    batch = {key: value.numpy() for key, value in batch.items()}
+    assert math.isclose(first_step_loss(context), batch_loss(bfloat16_model(bf16_shards), batch), rel_tol=1e-5)
+    assert_dtypes_recorded(context, "pdparams")
 
 
 # Pre-tokenized corpora ------------------------------------------------------------------------

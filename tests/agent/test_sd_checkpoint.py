@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from agent.errors import AgentError
-from agent.runner.checkpoints import check_checkpoint_folders, folder_files, manifest, manifest_sha256, sha256_file
+from agent.runner.checkpoints import bpe_files, check_checkpoint_folders, folder_files, manifest, manifest_sha256
 from agent.runner.plan import verify_input_files
 from agent.workloads import sd, sd_folder
 from agent.workloads.common import WorkloadContext
@@ -395,7 +395,7 @@ def vendor_tokenizer_pack(data: Path, tokenizer_sha256: str | None):
 def test_vendor_folder_provides_the_tokenizer(data, tmp_path):
     vendor = tmp_path / "vendor-sd"
     shutil.copytree(data["root"] / "models" / "sd-test", vendor)
-    pack = vendor_tokenizer_pack(data["root"], sha256_file(vendor / "tokenizer" / "vocab.json"))
+    pack = vendor_tokenizer_pack(data["root"], manifest_sha256(manifest(bpe_files(vendor / "tokenizer" / "vocab.json"))))
 
     records = verify_input_files(pack, ["sd-infer-digits"], data["root"], {"sd-test": vendor})
     workload = context(pack, data["root"], tmp_path / "run", "sd-infer-digits")

@@ -9,13 +9,17 @@ such that context ids + target ids == ids of the full passage.
 
 import base64
 import copy
+import hashlib
 import json
 import math
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from agent.errors import AgentError
+from agent.runner.plan import verify_input_files
 from agent.workloads.lambada import read_items, split_passage
 from agent.workloads.tokenization import TokenizerFileError, load_tokenizer, read_tiktoken_ranks
 from certification.records import decode_float, read_json, read_jsonl
@@ -320,3 +324,75 @@ def test_clip_class_on_a_constructed_vocabulary(tmp_path):
     assert clip.decode(ids) == "hello world"
     assert (clip.bos_token_id, clip.eos_token_id, clip.pad_token_id) == (520, 521, 521)
     assert clip.vocab_size == len(vocabulary)
+
+
+# The digest of a `bpe` tokenizer covers vocab.json and merges.txt.
+
+
+def bpe_digest(folder: Path) -> str:
+    """The digest staff compute, as docs/training.md shows: sha256sum of both files in byte order, hashed again."""
+    command = ["sh", "-c", "sha256sum merges.txt vocab.json | sha256sum"]
+    return subprocess.run(command, cwd=folder, capture_output=True, text=True, check=True).stdout.split()[0]
+
+
+def bpe_pack(folder: Path, sha256: str | None):
+    """tiny-2026.1 with qwen2-tiny reading the `bpe` tokenizer in `folder`."""
+    pack = copy.deepcopy(load_rule_pack("tiny-2026.1"))
+    pack.data["tokenizers"]["qwen2-bpe"] = {"kind": "bpe", "class": "Qwen2Tokenizer", "path": str(folder / "vocab.json"), "sha256": sha256}
+    pack.data["models"]["qwen2-tiny"]["tokenizer"] = "qwen2-bpe"
+    return pack
+
+
+@pytest.fixture
+def bpe_folder(tmp_path):
+    folder = tmp_path / "qwen2"
+    folder.mkdir()
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copy(NEOX / name, folder / name)
+    return folder
+
+
+def test_bpe_digest_covers_both_files(bpe_folder):
+    pinned = bpe_digest(bpe_folder)
+
+    record = verify_input_files(bpe_pack(bpe_folder, pinned), ["pretrain-qwen2"], REPO)["tokenizer qwen2-bpe"]
+
+    assert record["sha256"] == pinned
+    assert record["pinned"] is True
+    assert record["path"] == str(bpe_folder / "vocab.json")
+    assert [entry["path"] for entry in record["files"]] == ["merges.txt", "vocab.json"]
+    assert record["sha256"] != hashlib.sha256((bpe_folder / "vocab.json").read_bytes()).hexdigest()
+
+
+def test_bpe_changed_merges_rejected(bpe_folder):
+    pack = bpe_pack(bpe_folder, bpe_digest(bpe_folder))
+    lines = (bpe_folder / "merges.txt").read_text(encoding="utf-8").splitlines(keepends=True)
+    # Swap two merges: the vocabulary is unchanged, but text splits differently.
+    lines[1], lines[2] = lines[2], lines[1]
+    (bpe_folder / "merges.txt").write_text("".join(lines), encoding="utf-8")
+
+    with pytest.raises(AgentError) as error:
+        verify_input_files(pack, ["pretrain-qwen2"], REPO)
+
+    assert error.value.code == "data_checksum_mismatch"
+    assert "merges.txt" in error.value.message
+    assert "tokenizer qwen2-bpe" in error.value.message
+
+
+def test_bpe_missing_merges_rejected(bpe_folder):
+    (bpe_folder / "merges.txt").unlink()
+
+    with pytest.raises(AgentError) as error:
+        verify_input_files(bpe_pack(bpe_folder, None), ["pretrain-qwen2"], REPO)
+
+    assert error.value.code == "data_missing"
+    assert str(bpe_folder / "merges.txt") in error.value.message
+
+
+def test_frozen_pack_has_no_bpe_tokenizer():
+    """demo-2026.1 was published while a `bpe` digest covered vocab.json only; a bpe entry there could not be fixed."""
+    published = json.loads((REPO / "certification" / "rulepacks" / "published.json").read_text())["packs"]
+    tokenizers = load_rule_pack("demo-2026.1").data["tokenizers"]
+
+    assert "demo-2026.1" in published
+    assert [name for name, entry in tokenizers.items() if entry["kind"] == "bpe"] == []
