@@ -57,9 +57,10 @@ class Launch:
 
     @classmethod
     def from_environment(cls) -> "Launch":
-        # paddle.distributed.launch sets these for every process it starts.
+        # paddle.distributed.launch sets these for every process it starts. PADDLE_NNODES is the launcher's
+        # --nnodes, so two nodes on one host (same IP address) count as two.
         world_size = int(os.environ.get("PADDLE_TRAINERS_NUM", "1"))
-        nodes = len(set(os.environ.get("PADDLE_TRAINERS", "").split(","))) if os.environ.get("PADDLE_TRAINERS") else 1
+        nodes = int(os.environ.get("PADDLE_NNODES", "1"))
         return cls(rank=int(os.environ.get("PADDLE_TRAINER_ID", "0")), world_size=world_size, nodes=nodes)
 
 
