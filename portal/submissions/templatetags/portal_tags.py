@@ -15,6 +15,22 @@ STATUS_LABELS = {
     "refused": _("refused"),
 }
 
+# The relation of an input's digests in the verdict's `inputs` (certification.inputs), as the report shows it.
+INPUT_STATUS_LABELS = {
+    "equal": _("yes"),
+    "different": _("no: the digests differ"),
+    "off_pin": _("no: both differ from the rule pack"),
+    "vendor_only": _("no: not recorded by the reference run"),
+    "reference_only": _("no: not recorded by the vendor run"),
+    "not_recorded": _("no: recorded by neither run"),
+}
+INPUT_KIND_LABELS = {
+    "dataset": _("data set"),
+    "corpus": _("pre-tokenized corpus"),
+    "tokenizer": _("tokenizer"),
+    "checkpoint": _("checkpoint"),
+}
+
 
 @register.filter
 def track_label(track: str) -> str:
@@ -29,6 +45,16 @@ def level_numeral(level) -> str:
 @register.filter
 def status_label(status: str) -> str:
     return STATUS_LABELS.get(status, status)
+
+
+@register.filter
+def input_status_label(status: str) -> str:
+    return INPUT_STATUS_LABELS.get(status, status)
+
+
+@register.filter
+def input_kind_label(kind: str) -> str:
+    return INPUT_KIND_LABELS.get(kind, kind)
 
 
 @register.filter
