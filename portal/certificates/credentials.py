@@ -47,10 +47,8 @@ def portal_key() -> PrivateKey:
 
 def portal_keyring() -> Keyring:
     """Return the current credential key and every retired one that is not marked compromised."""
-    current = portal_key()
-    keyring = Keyring.from_pems(CredentialKey.objects.filter(compromised_at__isnull=True).values_list("public_pem", flat=True))
-    keyring.add(current.public_key)
-    return keyring
+    portal_key()  # records the current key, so the query below includes it unless it is marked compromised
+    return Keyring.from_pems(CredentialKey.objects.filter(compromised_at__isnull=True).values_list("public_pem", flat=True))
 
 
 def published_keys() -> list[dict]:

@@ -212,7 +212,7 @@ def _verify_credential_bytes(raw: bytes) -> tuple[dict, int]:
         state = "revoked"
     else:
         state = "valid"
-    key_id = next((item for item in signing_key_ids(envelope) if key_status(item) != "unknown"), "")
+    key_id = next((item for item in signing_key_ids(envelope) if key_status(item) in ("current", "retired")), "")
     result = {"valid": state == "valid", "signature": "valid", "key_id": key_id, "key_status": key_status(key_id), "status": state, "claims": claims}
     if certificate is not None and certificate.is_revoked:
         result.update(revoked_at=certificate.revoked_at.isoformat(), revoked_reason=certificate.revoked_reason)

@@ -10,7 +10,7 @@ from django.urls import reverse
 from certification.credentials import payload_of, sign_credential, signing_key_ids
 from certification.signing import load_private_key
 from portal.audit.models import AuditEntry
-from portal.certificates.credentials import mark_key_compromised, rotate_credential_key, shown_time
+from portal.certificates.credentials import mark_key_compromised, portal_key, rotate_credential_key, shown_time
 from portal.certificates.errors import CertificateError
 from portal.certificates.models import Certificate, CredentialKey
 from portal.certificates.services import issue_certificate
@@ -187,3 +187,17 @@ def test_command_names_error(retired):
         mark(retired.new_key_id)
     with pytest.raises(CommandError, match="nobody"):
         mark(retired.old_key_id, "--staff-user", "nobody")
+
+
+def test_trusted_second_signature_still_valid(client, certificate, retired):
+    mark_key_compromised(retired.old_key_id, reason="leaked")
+    claims = {key: value for key, value in payload_of(certificate.credential).items() if key != "version"}
+    by_leaked_key = sign_credential(claims, load_private_key(retired.retired_file))
+    by_current_key = sign_credential(claims, portal_key())
+    both = {**by_current_key, "signatures": by_leaked_key["signatures"] + by_current_key["signatures"]}
+
+    body = post_json(client, both).json()
+
+    assert body["valid"] is True
+    assert body["key_id"] == retired.new_key_id
+    assert body["key_status"] == "current"
