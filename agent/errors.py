@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import string
+
+from agent.i18n import N_
+
 # Exit codes of `python -m agent`. Scripts may rely on them.
 EXIT_OK = 0
 EXIT_FAILED = 1  # a workload or an unexpected internal error failed
@@ -45,6 +49,71 @@ def from_core_error(error, exit_code: int = EXIT_USAGE) -> AgentError:
 
     template, hint = error.table[error.code]
     return AgentError(error.code, _(template).format(value=error.value), _(hint), exit_code)
+
+
+# Translations of the core's errors that carry their own English sentence (SigningError, RulePackError,
+# VerdictInputError): code -> (message templates, hint template or None). Placeholders name entries of the
+# error's `values`, and {detail} is the core's English sentence. The first template whose placeholders the
+# error provides is used. A None hint template means the catalogue translates the core's hint text as it
+# is, so CORE_HINTS lists those hints for scripts/agent_messages.sh.
+CORE_MESSAGES: dict[str, tuple[tuple[str, ...], str | None]] = {
+    "key_file_exists": ((N_("key file {path} already exists"),), None),
+    "key_file_unreadable": ((N_("cannot read key file {path}: {reason}"),), None),
+    "key_invalid": ((N_("{path} is not an unencrypted PEM private key"),), None),
+    "key_not_ed25519": ((N_("{path} contains a {type}, not an Ed25519 key"), N_("the public key is a {type}, not an Ed25519 key")), None),
+    "public_key_invalid": ((N_("the text is not a PEM public key"),), None),
+    "rule_pack_invalid": ((N_("invalid YAML at line {line}, column {column}: {problem}"),
+                           N_("invalid YAML: {problem}"),
+                           N_("not UTF-8 text: byte {byte} at offset {offset} is invalid"),
+                           N_("the rule pack has no {keys} at its top level")), None),
+    "rule_pack_not_found": ((N_("rule pack {name} not found in {folder}"),), N_("use one of: {known}")),
+    "rule_pack_unreadable": ((N_("cannot read {path}: {reason}"),), None),
+    "bundles_missing": ((N_("no vendor bundle to judge"),), None),
+    "bundles_of_different_cards": ((N_("the bundles are not all of one card: {detail}"),), None),
+    "carried_verdict_other_card": ((N_("an earlier verdict is of another card: {detail}"),), None),
+}
+CORE_HINTS = (
+    N_("choose another path or remove the old key first"),
+    N_("check the path given to --key"),
+    N_("check the path given to --public-key"),
+    N_("create a key with `python -m agent keygen --out PATH`"),
+    N_("use an Ed25519 key"),
+    N_("pass the .pub file that `python -m agent keygen` wrote"),
+    N_("save the rule pack as UTF-8"),
+    N_("fix the YAML at that line and column"),
+    N_("check the path"),
+    N_("pass at least one verified bundle"),
+    N_("judge together only bundles of one vendor's card model"),
+    N_("carry only verdicts of the card being judged"),
+)
+
+
+def from_coded_error(error, exit_code: int = EXIT_USAGE) -> AgentError:
+    """Turn a SigningError, RulePackError or VerdictInputError into an AgentError in the user's language.
+
+    English keeps the core's own sentence. In Chinese, a code missing from CORE_MESSAGES, or an error
+    without the values of any of its templates, also keeps the core's English sentence.
+    """
+    from agent.i18n import _, choose_language
+
+    message, hint = str(error), error.hint
+    if choose_language() == "en" or error.code not in CORE_MESSAGES:
+        return AgentError(error.code, message, hint, exit_code)
+    templates, hint_template = CORE_MESSAGES[error.code]
+    values = {**getattr(error, "values", {}), "detail": message}
+    for template in templates:
+        if _placeholders(template) <= values.keys():
+            message = _(template).format(**values)
+            break
+    if hint_template and _placeholders(hint_template) <= values.keys():
+        hint = _(hint_template).format(**values)
+    elif hint:
+        hint = _(hint)
+    return AgentError(error.code, message, hint, exit_code)
+
+
+def _placeholders(template: str) -> set[str]:
+    return {name for _literal, name, _spec, _conversion in string.Formatter().parse(template) if name}
 
 
 class WorkloadNotSupported(Exception):

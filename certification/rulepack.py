@@ -18,10 +18,17 @@ PUBLISHED_PINS_PATH = RULEPACK_DIR / "published.json"
 
 
 class RulePackError(ValueError):
-    def __init__(self, code: str, message: str, hint: str = ""):
+    """A rule pack that cannot be found, read or parsed, with a stable `code` and a `hint`.
+
+    `values` contains the parts of the English message and hint by name, so that a caller can show them
+    in another language.
+    """
+
+    def __init__(self, code: str, message: str, hint: str = "", values: dict[str, str] | None = None):
         super().__init__(message)
         self.code = code
         self.hint = hint
+        self.values = values or {}
 
 
 @dataclass(frozen=True)
@@ -84,11 +91,14 @@ def parse_rule_pack(raw: bytes) -> RulePack:
     try:
         data = yaml.safe_load(raw.decode("utf-8"))
     except UnicodeDecodeError as error:
-        raise RulePackError("rule_pack_invalid", _not_utf8_message(raw, error), "save the rule pack as UTF-8") from None
+        raise RulePackError("rule_pack_invalid", _not_utf8_message(raw, error), "save the rule pack as UTF-8",
+                            {"byte": f"0x{raw[error.start]:02x}", "offset": str(error.start)}) from None
     except yaml.YAMLError as error:
-        raise RulePackError("rule_pack_invalid", _yaml_error_message(error), "fix the YAML at that line and column") from None
+        raise RulePackError("rule_pack_invalid", _yaml_error_message(error), "fix the YAML at that line and column",
+                            _yaml_error_values(error)) from None
     if not isinstance(data, dict) or "id" not in data or "version" not in data:
-        raise RulePackError("rule_pack_invalid", "the rule pack has no 'id' and 'version' at its top level")
+        raise RulePackError("rule_pack_invalid", "the rule pack has no 'id' and 'version' at its top level", "",
+                            {"keys": "id, version"})
     return RulePack(
         name=f"{data['id']}-{data['version']}",
         sha256=hashlib.sha256(raw).hexdigest(),
@@ -106,6 +116,7 @@ def load_rule_pack(name: str) -> RulePack:
             "rule_pack_not_found",
             f"rule pack {name!r} not found in {RULEPACK_DIR}",
             f"use one of: {known}",
+            {"name": repr(name), "folder": str(RULEPACK_DIR), "known": known},
         )
     return parse_rule_pack(path.read_bytes())
 
@@ -142,7 +153,8 @@ def validate_rule_pack_file(path: Path) -> list[RulePackIssue]:
     try:
         raw = Path(path).read_bytes()
     except OSError as error:
-        raise RulePackError("rule_pack_unreadable", f"cannot read {path}: {error.strerror}", "check the path") from None
+        raise RulePackError("rule_pack_unreadable", f"cannot read {path}: {error.strerror}", "check the path",
+                            {"path": str(path), "reason": str(error.strerror)}) from None
     try:
         data = yaml.safe_load(raw.decode("utf-8"))
     except UnicodeDecodeError as error:
@@ -163,13 +175,24 @@ def _not_utf8_message(raw: bytes, error: UnicodeDecodeError) -> str:
 
 def _yaml_error_message(error: yaml.YAMLError) -> str:
     """Describe a YAML syntax error with the 1-based line and column where PyYAML found it."""
+    values = _yaml_error_values(error)
+    if "line" not in values:
+        return f"invalid YAML: {values['problem']}"
+    return f"invalid YAML at line {values['line']}, column {values['column']}: {values['problem']}"
+
+
+def _yaml_error_values(error: yaml.YAMLError) -> dict[str, str]:
+    """Return PyYAML's English description of a syntax error and, where PyYAML marks it, its 1-based line and column."""
     problem = getattr(error, "problem", None) or str(error)
-    message = f"invalid YAML{_yaml_position(getattr(error, 'problem_mark', None), ' at')}: {problem}"
     context = getattr(error, "context", None)
     if context:
         # Such as "while parsing a flow sequence", which started where context_mark points.
-        message += f" ({context}{_yaml_position(getattr(error, 'context_mark', None), ' that starts at')})"
-    return message
+        problem += f" ({context}{_yaml_position(getattr(error, 'context_mark', None), ' that starts at')})"
+    values = {"problem": problem}
+    mark = getattr(error, "problem_mark", None)
+    if mark is not None:
+        values.update(line=str(mark.line + 1), column=str(mark.column + 1))
+    return values
 
 
 def _yaml_position(mark: Any, preposition: str) -> str:

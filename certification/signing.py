@@ -24,12 +24,17 @@ from securesystemslib.signer import CryptoSigner, Signature, SSlibKey
 
 
 class SigningError(ValueError):
-    """A key that cannot be read or used, with a stable `code` and a `hint`."""
+    """A key that cannot be read or used, with a stable `code` and a `hint`.
 
-    def __init__(self, code: str, message: str, hint: str = ""):
+    `values` contains the parts of the English message by name (such as `path`), so that a caller can
+    show the message in another language.
+    """
+
+    def __init__(self, code: str, message: str, hint: str = "", values: dict[str, str] | None = None):
         super().__init__(message)
         self.code = code
         self.hint = hint
+        self.values = values or {}
 
 
 @dataclass(frozen=True)
@@ -154,7 +159,8 @@ def save_private_key(key: PrivateKey, path: Path) -> None:
     try:
         descriptor = os.open(path, flags, 0o600)
     except FileExistsError:
-        raise SigningError("key_file_exists", f"key file {path} already exists", "choose another path or remove the old key first") from None
+        raise SigningError("key_file_exists", f"key file {path} already exists", "choose another path or remove the old key first",
+                           {"path": str(path)}) from None
     with os.fdopen(descriptor, "wb") as stream:
         stream.write(key.private_pem())
     os.chmod(path, 0o600)
@@ -169,13 +175,16 @@ def load_private_key(path: Path) -> PrivateKey:
     try:
         data = Path(path).read_bytes()
     except OSError as error:
-        raise SigningError("key_file_unreadable", f"cannot read key file {path}: {error.strerror}", "check the path given to --key") from None
+        raise SigningError("key_file_unreadable", f"cannot read key file {path}: {error.strerror}", "check the path given to --key",
+                           {"path": str(path), "reason": str(error.strerror)}) from None
     try:
         crypto_key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise SigningError("key_invalid", f"{path} is not an unencrypted PEM private key", "create a key with `python -m agent keygen --out PATH`") from None
+        raise SigningError("key_invalid", f"{path} is not an unencrypted PEM private key", "create a key with `python -m agent keygen --out PATH`",
+                           {"path": str(path)}) from None
     if not isinstance(crypto_key, Ed25519PrivateKey):
-        raise SigningError("key_not_ed25519", f"{path} contains a {type(crypto_key).__name__}, not an Ed25519 key", "create a key with `python -m agent keygen --out PATH`")
+        raise SigningError("key_not_ed25519", f"{path} contains a {type(crypto_key).__name__}, not an Ed25519 key", "create a key with `python -m agent keygen --out PATH`",
+                           {"path": str(path), "type": type(crypto_key).__name__})
     return PrivateKey(crypto_key)
 
 
@@ -187,7 +196,8 @@ def load_public_key(pem: str | bytes) -> PublicKey:
     except (ValueError, TypeError, UnsupportedAlgorithm):
         raise SigningError("public_key_invalid", "the text is not a PEM public key", "pass the .pub file that `python -m agent keygen` wrote") from None
     if not isinstance(crypto_key, Ed25519PublicKey):
-        raise SigningError("key_not_ed25519", f"the public key is a {type(crypto_key).__name__}, not an Ed25519 key", "use an Ed25519 key")
+        raise SigningError("key_not_ed25519", f"the public key is a {type(crypto_key).__name__}, not an Ed25519 key", "use an Ed25519 key",
+                           {"type": type(crypto_key).__name__})
     return PublicKey.from_crypto(crypto_key)
 
 
@@ -195,5 +205,6 @@ def load_public_key_file(path: Path) -> PublicKey:
     try:
         data = Path(path).read_bytes()
     except OSError as error:
-        raise SigningError("key_file_unreadable", f"cannot read public key file {path}: {error.strerror}", "check the path given to --public-key") from None
+        raise SigningError("key_file_unreadable", f"cannot read public key file {path}: {error.strerror}", "check the path given to --public-key",
+                           {"path": str(path), "reason": str(error.strerror)}) from None
     return load_public_key(data)

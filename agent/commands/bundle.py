@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from agent.commands._fields import format_fields
 from agent.commands._verification import agent_error
 from agent.errors import EXIT_OK, EXIT_USAGE, AgentError
 from agent.i18n import _
@@ -37,11 +38,13 @@ def run(args) -> int:
         info = write_bundle(args.run_dir, out, key)
     except (BundleError, SigningError) as error:
         raise agent_error(error) from None
-    print(f"bundle:    {info.path}")
-    print(f"bundle id: {info.bundle_id}")
-    print(f"key id:    {info.key_id}")
-    print(f"sha256:    {info.sha256}")
-    print(f"files:     {info.file_count}")
+    print(format_fields([
+        ("bundle", info.path),
+        ("bundle_id", info.bundle_id),
+        ("key_id", info.key_id),
+        ("sha256", info.sha256),
+        ("files", info.file_count),
+    ]))
     failed = failed_workloads(args.run_dir)
     if failed:
         # Still packed: a failed workload is a result the portal records and judges as failed.

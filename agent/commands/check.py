@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent.commands._verification import load_keyring, open_verified
-from agent.errors import EXIT_OK, EXIT_USAGE, EXIT_VERDICT_FAILED, AgentError
+from agent.errors import EXIT_OK, EXIT_USAGE, EXIT_VERDICT_FAILED, AgentError, from_coded_error
 from agent.i18n import _, choose_language
 from certification.rulepack import RulePack, RulePackError, load_rule_pack, parse_rule_pack
 
@@ -59,13 +59,16 @@ def load_pack(path: Path | None, name: str) -> RulePack:
         raise AgentError("rule_pack_unreadable", _("cannot read {path}: {reason}").format(path=path, reason=error.strerror),
                          _("check the --rule-pack path")) from None
     except RulePackError as error:
-        raise AgentError(error.code, str(error), error.hint, EXIT_USAGE) from None
+        failure = from_coded_error(error, EXIT_USAGE)
+        if path:
+            failure.message = _("rule pack {path}: {message}").format(path=path, message=failure.message)
+        raise failure from None
 
 
 def run(args) -> int:
     # Imported here because the verdict engine loads ROUGE with NLTK and SciPy, seconds on a busy machine,
     # which `check --help` and a command line that argparse rejects do not need.
-    from certification.verdict import Reference, judge
+    from certification.verdict import Reference, VerdictInputError, judge
 
     keyring = load_keyring(args.public_keys)
     bundle = open_verified(args.bundle, keyring)
@@ -73,7 +76,10 @@ def run(args) -> int:
     references = [Reference(open_verified(path, keyring), reference_peaks) for path in args.references]
     pack = load_pack(args.rule_pack, bundle.rule_pack["name"])
     # The portal calls this same function with the same inputs (portal.submissions.pipeline).
-    verdict = judge(bundle, references, pack, parse_peaks(args.peak, "--peak"))
+    try:
+        verdict = judge(bundle, references, pack, parse_peaks(args.peak, "--peak"))
+    except VerdictInputError as error:
+        raise from_coded_error(error, EXIT_USAGE) from None
 
     language = choose_language(args.lang)
     if args.json:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.errors import EXIT_OK, AgentError
+from agent.errors import EXIT_OK, AgentError, from_coded_error
 from agent.i18n import _
 from certification.signing import SigningError, generate_key, save_private_key, save_public_key
 
@@ -21,7 +21,7 @@ def run(args) -> int:
     try:
         save_private_key(key, args.out)
     except SigningError as error:
-        raise AgentError(error.code, str(error), error.hint) from None
+        raise from_coded_error(error) from None
     except OSError as error:
         raise AgentError("key_file_unwritable", _("cannot write {path}: {reason}").format(path=args.out, reason=error.strerror),
                          _("check that the folder exists and is writable")) from None

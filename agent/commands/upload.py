@@ -25,6 +25,7 @@ from pathlib import Path
 import requests
 
 from agent import __version__
+from agent.commands._fields import format_fields
 from agent.errors import EXIT_OK, EXIT_REJECTED, EXIT_REMOTE, EXIT_USAGE, AgentError
 from agent.i18n import _, accept_language
 
@@ -172,8 +173,7 @@ def report(body: dict, already_stored: bool, args) -> int:
         return exit_code
     if already_stored:
         print(_("the portal already had this bundle; it returned the stored submission"))
-    print(f"submission: {body['id']} ({state})")
-    print(f"url:        {body['url']}")
+    print(format_fields([("submission", f"{body['id']} ({state})"), ("url", body["url"])]))
     if state == "rejected":
         print(f"error[{body.get('error_code') or 'rejected'}]: "
               + _("the portal rejected the bundle: {detail}").format(detail=body.get("error_detail", "")), file=sys.stderr)

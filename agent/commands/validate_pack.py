@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.errors import EXIT_OK, EXIT_REJECTED, AgentError
+from agent.errors import EXIT_OK, EXIT_REJECTED, AgentError, from_coded_error
 from agent.i18n import _
 from certification.rulepack import RulePackError, validate_rule_pack_file
 
@@ -17,7 +17,7 @@ def run(args) -> int:
     try:
         issues = validate_rule_pack_file(args.file)
     except RulePackError as error:
-        raise AgentError(error.code, str(error), error.hint) from None
+        raise from_coded_error(error) from None
     for issue in issues:
         print(f"{args.file}: {issue}")
     if issues:

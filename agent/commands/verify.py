@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
+from agent.commands._fields import format_fields
 from agent.commands._verification import load_keyring, open_verified
 from agent.errors import EXIT_OK, EXIT_REJECTED, from_core_error
 from agent.i18n import _
@@ -27,14 +28,16 @@ def add_arguments(parser):
 def run(args) -> int:
     bundle = open_verified(args.bundle, load_keyring(args.public_keys))
     manifest = bundle.manifest
-    print(f"verified:  {args.bundle}")
-    print(f"bundle id: {bundle.bundle_id}")
-    print(f"key id:    {bundle.key_id}")
-    print(f"signed at: {manifest['created_at']}")
-    print(f"rule pack: {manifest['rule_pack']['name']} (sha256 {manifest['rule_pack']['sha256']})")
-    print(f"files:     {len(manifest['files'])}")
-    print(f"workloads: {', '.join(bundle.workloads()) or _('none')}")
-    print(f"ticket:    {describe_ticket(manifest, args.portal_keys)}")
+    print(format_fields([
+        ("verified", args.bundle),
+        ("bundle_id", bundle.bundle_id),
+        ("key_id", bundle.key_id),
+        ("signed_at", manifest["created_at"]),
+        ("rule_pack", f"{manifest['rule_pack']['name']} (sha256 {manifest['rule_pack']['sha256']})"),
+        ("files", len(manifest["files"])),
+        ("workloads", ", ".join(bundle.workloads()) or _("none")),
+        ("ticket", describe_ticket(manifest, args.portal_keys)),
+    ]))
     return EXIT_OK
 
 

@@ -55,4 +55,4 @@ def test_check_rejects_non_yaml_pack(tmp_path, capsys):
 
     error = capsys.readouterr().err
     assert code == EXIT_USAGE
-    assert "error[rule_pack_invalid]: invalid YAML at line 2, column 10: mapping values are not allowed here" in error
+    assert f"error[rule_pack_invalid]: rule pack {pack}: invalid YAML at line 2, column 10: mapping values are not allowed here" in error

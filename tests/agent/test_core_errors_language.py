@@ -1,0 +1,158 @@
+"""Errors of the certification core and the summary labels of verify, bundle and upload, in Chinese and English."""
+
+import argparse
+
+import pytest
+
+from agent.cli import main
+from agent.commands._fields import display_width
+from agent.commands.upload import report
+from agent.errors import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, from_coded_error
+from agent.i18n import set_language
+from certification.rulepack import RulePackError
+from certification.signing import SigningError
+from certification.verdict import VerdictInputError
+from tests.certification.runfolder import build_run
+
+
+@pytest.fixture(autouse=True)
+def language_reset():
+    yield
+    set_language(None)
+
+
+def write_bad_key(tmp_path):
+    path = tmp_path / "bad.key"
+    path.write_text("not a key\n", encoding="ascii")
+    return path
+
+
+def keygen_over_private_key(tmp_path):
+    (tmp_path / "taken.key").write_text("old key\n", encoding="ascii")
+    return ["keygen", "--out", str(tmp_path / "taken.key")]
+
+
+@pytest.mark.parametrize("arguments, code, exit_code, chinese, english", [
+    (lambda tmp: ["validate-pack", str(tmp / "absent-2026.1.yaml")], "rule_pack_unreadable", EXIT_USAGE,
+     "无法读取 {tmp}/absent-2026.1.yaml：", "cannot read {tmp}/absent-2026.1.yaml: "),
+    (keygen_over_private_key, "key_file_exists", EXIT_USAGE, "密钥文件 {tmp}/taken.key 已存在", "key file {tmp}/taken.key already exists"),
+    (lambda tmp: ["verify", str(tmp / "x.tar"), "--public-key", str(write_bad_key(tmp))], "public_key_invalid", EXIT_REJECTED,
+     "公钥文件 {tmp}/bad.key：内容不是 PEM 格式的公钥", "public key file {tmp}/bad.key: the text is not a PEM public key"),
+    (lambda tmp: ["verify", str(tmp / "x.tar"), "--public-key", str(tmp / "absent.pub")], "key_file_unreadable", EXIT_USAGE,
+     "无法读取密钥文件 {tmp}/absent.pub：", "cannot read public key file {tmp}/absent.pub: "),
+    (lambda tmp: ["bundle", str(build_run(tmp / "run", workloads=())), "--key", str(write_bad_key(tmp))], "key_invalid", EXIT_REJECTED,
+     "{tmp}/bad.key 不是未加密的 PEM 私钥", "{tmp}/bad.key is not an unencrypted PEM private key"),
+], ids=["rule_pack_unreadable", "key_file_exists", "public_key_invalid", "key_file_unreadable", "key_invalid"])
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_core_error_language(tmp_path, capsys, arguments, code, exit_code, chinese, english, language):
+    result = main(["--lang", language] + arguments(tmp_path))
+
+    error = capsys.readouterr().err
+    expected = (chinese if language == "zh" else english).format(tmp=tmp_path)
+    assert result == exit_code
+    assert error.startswith(f"error[{code}]: {expected}")
+    assert ("建议：" in error) == (language == "zh")
+
+
+def test_rule_pack_error_values_translated():
+    set_language("zh")
+    error = RulePackError("rule_pack_not_found", "rule pack 'x' not found in /packs", "use one of: a, b",
+                          {"name": "'x'", "folder": "/packs", "known": "a, b"})
+
+    failure = from_coded_error(error)
+
+    assert failure.code == "rule_pack_not_found"
+    assert failure.message == "在 /packs 中找不到规则包 'x'"
+    assert failure.hint == "请使用以下之一：a, b"
+    assert failure.exit_code == EXIT_USAGE
+
+
+def test_verdict_input_error_keeps_detail():
+    set_language("zh")
+    detail = "bundle b2 is for V2 M2, not V1 M1"
+    error = VerdictInputError("bundles_of_different_cards", detail, "judge together only bundles of one vendor's card model")
+
+    failure = from_coded_error(error)
+
+    assert failure.message == f"这些结果包不属于同一型号的加速卡：{detail}"
+    assert failure.hint == "只把同一厂商同一加速卡型号的结果包放在一起评判"
+
+
+def test_missing_values_keep_english():
+    set_language("zh")
+    error = SigningError("key_invalid", "k.pem is not an unencrypted PEM private key", "create a key with `python -m agent keygen --out PATH`")
+
+    failure = from_coded_error(error)
+
+    assert failure.message == "k.pem is not an unencrypted PEM private key"
+    assert failure.hint == "请用 `python -m agent keygen --out PATH` 生成密钥"
+
+
+def test_unknown_code_keeps_english():
+    set_language("zh")
+    error = SigningError("key_new_kind", "a sentence the agent has no translation for", "a hint")
+
+    failure = from_coded_error(error)
+
+    assert failure.message == "a sentence the agent has no translation for"
+    assert failure.hint == "a hint"
+
+
+def aligned_fields(output: str) -> dict[str, str]:
+    """Return label -> value of `label: value` lines, checking that every value starts in the same column."""
+    fields, columns = {}, set()
+    for line in output.splitlines():
+        label, _separator, rest = line.partition(":")
+        value = rest.lstrip(" ")
+        fields[label] = value
+        columns.add(display_width(label) + 1 + len(rest) - len(value))
+    assert len(columns) == 1, output
+    return fields
+
+
+def test_bundle_and_verify_labels_in_chinese(tmp_path, capsys):
+    key = tmp_path / "vendor.key"
+    assert main(["keygen", "--out", str(key)]) == EXIT_OK
+    run_dir = build_run(tmp_path / "run", workloads=("sft-llama",))
+    bundle = tmp_path / "run.tar"
+    capsys.readouterr()
+
+    assert main(["--lang", "zh", "bundle", str(run_dir), "--key", str(key), "--out", str(bundle)]) == EXIT_OK
+    packed = aligned_fields(capsys.readouterr().out)
+    assert main(["--lang", "zh", "verify", str(bundle), "--public-key", f"{key}.pub"]) == EXIT_OK
+    verified = aligned_fields(capsys.readouterr().out)
+
+    assert list(packed) == ["结果包", "结果包 ID", "密钥 ID", "sha256", "文件数"]
+    assert packed["结果包"] == str(bundle)
+    assert list(verified) == ["已验证", "结果包 ID", "密钥 ID", "签名时间", "规则包", "文件数", "工作负载", "运行票据"]
+    assert verified["结果包 ID"] == packed["结果包 ID"]
+    assert verified["工作负载"] == "sft-llama"
+    assert verified["运行票据"] == "无"
+
+
+def test_verify_labels_in_english(tmp_path, capsys):
+    key = tmp_path / "vendor.key"
+    assert main(["keygen", "--out", str(key)]) == EXIT_OK
+    bundle = tmp_path / "run.tar"
+    assert main(["bundle", str(build_run(tmp_path / "run", workloads=())), "--key", str(key), "--out", str(bundle)]) == EXIT_OK
+    capsys.readouterr()
+
+    assert main(["--lang", "en", "verify", str(bundle), "--public-key", f"{key}.pub"]) == EXIT_OK
+
+    fields = aligned_fields(capsys.readouterr().out)
+    assert list(fields) == ["verified", "bundle id", "key id", "signed at", "rule pack", "files", "workloads", "ticket"]
+    assert fields["ticket"] == "none"
+
+
+@pytest.mark.parametrize("language, expected", [
+    ("zh", {"提交": "7 (received)", "网址": "http://127.0.0.1:9/submissions/7/"}),
+    ("en", {"submission": "7 (received)", "url": "http://127.0.0.1:9/submissions/7/"}),
+])
+def test_upload_labels(capsys, language, expected):
+    set_language(language)
+    body = {"id": 7, "state": "received", "url": "http://127.0.0.1:9/submissions/7/"}
+
+    assert report(body, False, argparse.Namespace(json=False)) == EXIT_OK
+
+    lines = capsys.readouterr().out.splitlines()
+    assert aligned_fields("\n".join(lines[:2])) == expected
