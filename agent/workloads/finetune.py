@@ -110,6 +110,9 @@ class TokenMeanTrainer(RecordingTrainer):
         self.micro_batch_index += 1
 
         result = super().compute_loss(model, inputs, return_outputs=return_outputs)
+        # NOTE: PaddleNLP 3.0.0b4's LLaMA and Qwen2 criteria divide by the label tokens whose loss is above 0. A
+        # token whose float32 cross-entropy rounds to exactly 0 (a very confident prediction) is left out of that
+        # count but not out of `local`, so such a micro-batch is weighted slightly too much.
         scale = local * self.args.gradient_accumulation_steps * self.args.dataset_world_size / self.tokens.step(step)
         if return_outputs:
             loss, outputs = result

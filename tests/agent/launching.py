@@ -1,6 +1,7 @@
 """Helpers for tests that run the agent under `python -m paddle.distributed.launch`."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -34,6 +35,22 @@ def launcher_command(logs: Path, *launcher_options: str) -> list[str]:
 def worker_logs(logs: Path, tail: int = 2000) -> str:
     """Return the end of every worker log in `logs`, for an assertion message."""
     return "".join(f"--- {path.name}\n" + path.read_text(errors="replace")[-tail:] for path in sorted(logs.glob("workerlog.*")))
+
+
+def launch_failure(completed: subprocess.CompletedProcess, *log_folders: Path) -> str:
+    """Describe a failed launch for an assertion message: what the exit code means, the launcher's output and the worker logs.
+
+    Paddle 3.3's launcher exits with the first non-zero return code of its
+    workers (`Pod.exit_code` in paddle/distributed/launch/job/pod.py). A worker
+    killed by signal N has the return code -N, which the exit status turns
+    into 256 - N: 250 is SIGABRT, 247 SIGKILL.
+    """
+    code = completed.returncode
+    meaning = f"launcher exit code {code}"
+    if 256 - code in {number.value for number in signal.Signals}:
+        meaning += f": a worker returned {code}, or was killed by {signal.Signals(256 - code).name}"
+    logs = "".join(worker_logs(folder, tail=4000) for folder in log_folders)
+    return f"{meaning}\n--- launcher\n{(completed.stdout or '')[-3000:]}{(completed.stderr or '')[-3000:]}\n{logs}"
 
 
 def free_port() -> int:

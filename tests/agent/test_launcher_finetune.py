@@ -13,7 +13,15 @@ import pytest
 from certification.records import read_json, read_jsonl
 
 from agent.workloads.finetune import GlobalBatchTokens
-from tests.agent.launching import REPO, environment, launcher_command, losses, run_arguments, run_one_process, worker_logs
+from tests.agent.launching import (
+    REPO,
+    environment,
+    launch_failure,
+    launcher_command,
+    losses,
+    run_arguments,
+    run_one_process,
+)
 
 WORKLOADS = ["sft-llama", "lora-llama"]
 # eval_samples_per_dataset is 4 in the tiny pack.
@@ -41,7 +49,7 @@ def two_ranks(tmp_path_factory):
                *run_arguments(folder / "run", ",".join(WORKLOADS), "--set", "per_device_train_batch_size=1",
                               "--set", "eval_batch_size=3")]
     completed = subprocess.run(command, cwd=REPO, env=environment(), capture_output=True, text=True, timeout=600)
-    assert completed.returncode == 0, completed.stdout[-2000:] + worker_logs(folder / "logs")
+    assert completed.returncode == 0, launch_failure(completed, folder / "logs")
     return folder
 
 

@@ -19,6 +19,8 @@ import pytest
 
 from certification.records import decode_float, read_json, read_jsonl
 
+from tests.agent.launching import launch_failure
+
 REPO = Path(__file__).resolve().parents[2]
 WORKLOAD = "pretrain-llama"
 KILL_AFTER_CHECKPOINT = 20  # of 40 steps, checkpoints every 10
@@ -135,8 +137,7 @@ def two_processes(tmp_path_factory):
                "agent/__main__.py", "run", "--profile", "tiny", "--workloads", WORKLOAD, "--out", str(out),
                "--set", "per_device_train_batch_size=2"]
     completed = subprocess.run(command, cwd=REPO, env=environment(), capture_output=True, text=True, timeout=600)
-    logs = "".join(path.read_text(errors="replace")[-2000:] for path in sorted((folder / "logs").glob("workerlog.*")))
-    assert completed.returncode == 0, logs
+    assert completed.returncode == 0, launch_failure(completed, folder / "logs")
     return out
 
 
@@ -191,15 +192,11 @@ def launch(folder: Path, *extra: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
-def worker_logs(logs: Path) -> str:
-    return "".join(path.read_text(errors="replace")[-2000:] for path in sorted(logs.glob("workerlog.*")))
-
-
 @pytest.fixture(scope="module")
 def sharded_processes(tmp_path_factory):
     folder = tmp_path_factory.mktemp("sharding1")
     completed = launch(folder, "--set", "sharding_stage=1", "--set", "per_device_train_batch_size=2")
-    assert completed.returncode == 0, worker_logs(folder / "logs")
+    assert completed.returncode == 0, launch_failure(completed, folder / "logs")
     return folder / "run"
 
 
@@ -233,7 +230,7 @@ def launched_killed_and_resumed(tmp_path_factory):
 
     resumed = subprocess.run(launch_command(folder / "logs-resume", out, "--set", "per_device_train_batch_size=2", "--resume"),
                              cwd=REPO, env=environment(), capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr[-3000:] + worker_logs(folder / "logs-resume")
+    assert resumed.returncode == 0, launch_failure(resumed, folder / "logs-resume")
     return out, steps_at_kill
 
 
