@@ -72,7 +72,7 @@ class CriterionResult:
 
 @dataclass
 class Verdict:
-    """The outcome of `judge`: the rule pack used, every criterion and the level per track."""
+    """The outcome of `judge`: the rule pack used, every criterion, the level per track and each workload's input comparison."""
 
     rule_pack: dict[str, str]
     reference_kind: str
