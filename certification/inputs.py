@@ -2,7 +2,7 @@
 
 A loss curve or a ROUGE score compared with a reference means something only
 when both runs read the same files. The agent records the digest of every
-input it read twice: in run.json `inputs` (the digest it computed, labelled
+input it read in two places: in run.json `inputs` (the digest it computed, labelled
 `dataset NAME`, `tokenizer NAME` or `checkpoint MODEL`) and in the workload's
 config.json (`datasets` records, `tokenizer`, `model.checkpoint`). The
 computed digest in run.json is preferred; config.json's is used when run.json
@@ -26,8 +26,7 @@ from certification.rulepack import RulePack, dataset_names
 EQUAL, DIFFERENT, OFF_PIN = "equal", "different", "off_pin"
 VENDOR_ONLY, REFERENCE_ONLY, NOT_RECORDED = "vendor_only", "reference_only", "not_recorded"
 DIGEST_PROBLEMS = (DIFFERENT, OFF_PIN)
-RECORD_PROBLEMS = (VENDOR_ONLY, REFERENCE_ONLY, NOT_RECORDED)
-# How each kind of input is named in explanations, by language.
+# Names of each kind of input in explanations, by language.
 KIND_NAMES = {
     "dataset": {"zh": "数据集", "en": "dataset"},
     "corpus": {"zh": "预分词语料", "en": "pre-tokenized corpus"},
@@ -158,7 +157,7 @@ def _run_digests(records: WorkloadRecords) -> dict[str, str]:
     if inputs is None:
         return {}
     if not isinstance(inputs, dict) or not all(isinstance(record, dict) for record in inputs.values()):
-        raise RecordsInvalid("run.json `inputs` is not an object of {label: {path, sha256, ...}} records")
+        raise RecordsInvalid("run.json `inputs` is invalid: expected an object of {label: {path, sha256, ...}} records")
     return {label: _digest(record.get("sha256")) for label, record in inputs.items() if _digest(record.get("sha256"))}
 
 
@@ -181,7 +180,7 @@ def _config_digests(config: Any) -> dict[str, str | None]:
 
 
 def _records_under(value: Any):
-    """Yield every dict under `value`, at any depth: a dataset role holds one record or a list of them."""
+    """Yield every dict under `value`, at any depth: a dataset role contains one record or a list of them."""
     if isinstance(value, dict):
         yield value
         for child in value.values():
