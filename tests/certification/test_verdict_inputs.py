@@ -150,7 +150,10 @@ def test_vendor_without_record_fails(tmp_path):
 
     result = verdict.criterion("pretrain.lambada")
     assert (result.status, result.details["code"]) == ("fail", "input_not_recorded")
-    assert "llama2" in result.explanation["en"]
+    for language in ("en", "zh"):
+        assert "llama2" in result.explanation[language]
+        assert "{" not in result.explanation[language]
+        assert result.hint[language]
     assert entries(verdict)["tokenizer llama2"]["status"] == "reference_only"
 
 
