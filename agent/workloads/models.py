@@ -3,11 +3,13 @@
 A pack's `models.<name>.architecture` is a PaddleNLP class name from
 ARCHITECTURES. The pack's fixed `dropout` goes to every dropout setting the
 architecture has; an architecture without dropout layers (PaddleNLP's LLaMA)
-accepts only dropout 0.
+accepts only dropout 0. With pipeline parallelism the agent builds the
+architecture's PaddleNLP `*Pipe` class, and evaluates and saves a plain copy.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,13 +22,17 @@ class Architecture:
     config_class: str
     model_class: str
     dropout_keys: tuple[str, ...]
+    # The PaddleNLP PipelineLayer subclass that pipeline parallelism trains, or None where PaddleNLP has none.
+    pipeline_class: str | None = None
 
 
 ARCHITECTURES = {
-    "LlamaForCausalLM": Architecture("LlamaConfig", "LlamaForCausalLM", ()),
-    "Qwen2ForCausalLM": Architecture("Qwen2Config", "Qwen2ForCausalLM", ("attention_dropout",)),
-    "Qwen2MoeForCausalLM": Architecture("Qwen2MoeConfig", "Qwen2MoeForCausalLM", ("attention_dropout",)),
-    "GPTForCausalLM": Architecture("GPTConfig", "GPTForCausalLM", ("hidden_dropout_prob", "attention_probs_dropout_prob")),
+    "LlamaForCausalLM": Architecture("LlamaConfig", "LlamaForCausalLM", (), "LlamaForCausalLMPipe"),
+    "Qwen2ForCausalLM": Architecture("Qwen2Config", "Qwen2ForCausalLM", ("attention_dropout",), "Qwen2ForCausalLMPipe"),
+    "Qwen2MoeForCausalLM": Architecture("Qwen2MoeConfig", "Qwen2MoeForCausalLM", ("attention_dropout",),
+                                        "Qwen2MoeForCausalLMPipe"),
+    "GPTForCausalLM": Architecture("GPTConfig", "GPTForCausalLM", ("hidden_dropout_prob", "attention_probs_dropout_prob"),
+                                   "GPTForCausalLMPipe"),
 }
 
 
@@ -61,24 +67,80 @@ def model_config(preset: dict[str, Any], hyperparameters: dict[str, Any], device
     return config
 
 
-def _classes(name: str):
+def pipeline_class(name: str) -> str:
+    """Return the name of the architecture's PaddleNLP `*Pipe` class; raise ValueError when the installed PaddleNLP has none."""
+    import paddlenlp
+    import paddlenlp.transformers as transformers
+
+    spec = architecture(name)
+    if spec.pipeline_class is None or not hasattr(transformers, spec.pipeline_class):
+        raise ValueError(
+            f"pipeline_parallel_degree above 1 is not supported for {name}: PaddleNLP {paddlenlp.__version__} has no "
+            "pipeline-parallel (*Pipe) class for it; set pipeline_parallel_degree to 1")
+    return spec.pipeline_class
+
+
+def is_pipelined(parallel: dict[str, Any] | None) -> bool:
+    return int((parallel or {}).get("pipeline_parallel_degree", 1)) > 1
+
+
+def _without_pipeline(parallel: dict[str, Any] | None) -> dict[str, Any]:
+    return {key: value for key, value in (parallel or {}).items() if key != "pipeline_parallel_degree"}
+
+
+def _classes(name: str, pipelined: bool = False):
+    """Return the config class and the model class: the `*Pipe` class when `pipelined`, else the plain one."""
     import paddlenlp.transformers as transformers
 
     patches.apply()
     spec = architecture(name)
-    return getattr(transformers, spec.config_class), getattr(transformers, spec.model_class)
+    model_class = pipeline_class(name) if pipelined else spec.model_class
+    return getattr(transformers, spec.config_class), getattr(transformers, model_class)
 
 
 def build_model(preset: dict[str, Any], config: dict[str, Any], parallel: dict[str, Any] | None = None):
-    """Build a freshly initialised model; `parallel` adds PaddleNLP's tensor-parallel and recompute settings."""
+    """Build a freshly initialised model; `parallel` adds PaddleNLP's parallel and recompute settings.
+
+    Under pipeline parallelism every process first builds the plain model
+    with the same seed, and the `*Pipe` model of its stage takes that model's
+    weights. So a run starts from the same weights whatever its layout.
+    """
     config_class, model_class = _classes(preset["architecture"])
-    return model_class(config_class(**config, **(parallel or {})))
+    plain = model_class(config_class(**config, **_without_pipeline(parallel)))
+    if not is_pipelined(parallel):
+        return plain
+    # NOTE: each process keeps the whole plain model in memory until this returns. Fine for presets built from
+    # config; the standard's large models start from a released checkpoint, which load_checkpoint reads per stage.
+    _, pipe_class = _classes(preset["architecture"], pipelined=True)
+    model = pipe_class(config_class(**config, **parallel))
+    _load_weights(model, plain.state_dict())
+    # A weight shared by the first and the last stage (tied embeddings) was set on the first stage only above.
+    model._synchronize_shared_weights()
+    return model
+
+
+def _load_weights(model, weights: dict[str, Any]) -> None:
+    """Set `model`'s parameters from `weights`, which are keyed by the plain model's parameter names.
+
+    Raise RuntimeError when a parameter of `model` gets no weight. A tied
+    parameter, listed under two names, needs its weight under one of them.
+    A `*Pipe` model's shared layers are exempt: build_model broadcasts them
+    from the first stage that has them.
+    """
+    state = model.state_dict()
+    given = {id(tensor) for name, tensor in state.items() if name in weights}
+    if "shared_layers" in model._sub_layers:
+        given |= {id(parameter) for parameter in model.shared_layers.parameters()}
+    missing = sorted(name for name, tensor in state.items() if name not in weights and id(tensor) not in given)
+    if missing:
+        raise RuntimeError(f"{type(model).__name__} got no weights for {missing}")
+    model.set_state_dict(dict(weights))
 
 
 def load_pretrained(preset: dict[str, Any], path: Path, parallel: dict[str, Any] | None = None):
     """Load a model that an earlier workload of this run saved with `save_pretrained`."""
-    _, model_class = _classes(preset["architecture"])
-    return model_class.from_pretrained(str(path), dtype="float32", **(parallel or {}))
+    _, model_class = _classes(preset["architecture"], is_pipelined(parallel))
+    return model_class.from_pretrained(str(path), dtype="float32", **_without_pipeline(parallel))
 
 
 def weights_dtype(hyperparameters: dict[str, Any]) -> str:
@@ -100,10 +162,10 @@ def load_checkpoint(preset: dict[str, Any], record: dict[str, Any], config: dict
     PaddleNLP's `from_pretrained` reads the weights from the folder. The
     runner has already refused a config.json that contradicts the pack.
     """
-    config_class, model_class = _classes(preset["architecture"])
+    config_class, model_class = _classes(preset["architecture"], is_pipelined(parallel))
     folder = str(record["path"])
     model_config_object = config_class.from_pretrained(folder)
-    for key, value in {**config, **(parallel or {})}.items():
+    for key, value in {**config, **_without_pipeline(parallel)}.items():
         setattr(model_config_object, key, value)
     return model_class.from_pretrained(folder, config=model_config_object, dtype=dtype)
 
@@ -152,3 +214,36 @@ def decoder_and_head(model):
     """Return the decoder stack and the LM head of a causal LM, or of the model a LoRA wrapper holds."""
     inner = getattr(model, "model", model) if not hasattr(model, "base_model_prefix") else model
     return getattr(inner, inner.base_model_prefix), inner.lm_head
+
+
+def whole_model(preset: dict[str, Any], model):
+    """Return `model`, or for a `*Pipe` model a plain model with the weights of every pipeline stage.
+
+    The plain copy is what validation, LAMBADA and `save_pretrained` read
+    under pipeline parallelism: a `*Pipe` model computes its stage's layers
+    only and saves one file per stage. Every process of the pipeline group
+    must call this, because the stages' weights are gathered over that group.
+    """
+    from paddle.distributed.fleet.meta_parallel import PipelineLayer
+
+    if not isinstance(model, PipelineLayer):
+        return model
+    import paddle
+    from paddle.distributed import fleet
+    from paddlenlp.transformers.model_utils import dtype_guard
+
+    # NOTE: every process then keeps the whole model (of its tensor-parallel rank), in host memory while gathering.
+    # The weights travel as float32 NumPy arrays, which represent bfloat16 and float16 values exactly.
+    dtype = model.parameters()[0].dtype
+    stage = {name: tensor.astype("float32").numpy() for name, tensor in model.state_dict().items()}
+    stages: list[dict[str, Any]] = []
+    paddle.distributed.all_gather_object(stages, stage, group=fleet.get_hybrid_communicate_group().get_pipe_parallel_group())
+    weights = {name: paddle.to_tensor(value).astype(dtype) for part in stages for name, value in part.items()}
+
+    _, model_class = _classes(preset["architecture"])
+    config = copy.deepcopy(model.config)
+    config.pipeline_parallel_degree = 1
+    with dtype_guard(str(dtype).split(".")[-1]):
+        plain = model_class(config)
+    _load_weights(plain, weights)
+    return plain

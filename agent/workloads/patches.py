@@ -58,6 +58,28 @@ def _moe_priority_fails() -> bool:
     return False
 
 
+def parallel_env_device_id(self) -> int:
+    """Return ParallelEnv's device id, or 0 where Paddle set none (a build with no GPU, XPU or custom device)."""
+    return getattr(self, "_device_id", 0)
+
+
+def _device_id_missing() -> bool:
+    """Return True when `paddle.distributed.ParallelEnv().device_id` raises AttributeError.
+
+    Paddle 3.3.1's `ParallelEnv.__init__` sets `_device_id` only for custom
+    devices and for builds compiled with CUDA or XPU, so on a CPU-only build
+    the property raises. Paddle's `PipelineLayer.__init__` reads the property
+    and only stores it, so every pipeline-parallel model fails to build there.
+    """
+    import paddle.distributed
+
+    try:
+        paddle.distributed.ParallelEnv().device_id
+    except AttributeError:
+        return True
+    return False
+
+
 def apply() -> list[str]:
     """Apply every fix whose fault the installed stack shows. Return the names of the fixes applied so far."""
     if "moe_priority_same_dtype" not in APPLIED and _moe_priority_fails():
@@ -66,4 +88,10 @@ def apply() -> list[str]:
         PretrainedMoEGate._priority = moe_priority_same_dtype
         APPLIED.append("moe_priority_same_dtype")
         logger.debug("patched PaddleNLP PretrainedMoEGate._priority to keep int64 throughout")
+    if "parallel_env_device_id" not in APPLIED and _device_id_missing():
+        import paddle.distributed
+
+        paddle.distributed.ParallelEnv.device_id = property(parallel_env_device_id)
+        APPLIED.append("parallel_env_device_id")
+        logger.debug("patched Paddle ParallelEnv.device_id to return 0 where no device id is set")
     return list(APPLIED)

@@ -26,7 +26,7 @@ from agent.workloads.common import (
     interleave,
     read_text_documents,
 )
-from agent.workloads.models import effective_model_config, model_record, start_model
+from agent.workloads.models import effective_model_config, model_record, start_model, whole_model
 from agent.workloads.training import parallel_model_settings, train, training_arguments
 
 logger = logging.getLogger(__name__)
@@ -179,13 +179,19 @@ def run(context: WorkloadContext) -> dict[str, Any]:
     trainer, config["trainer"] = train(context, args, model, PackedSequences(blocks), collate_packed)
     if context.is_writer:
         write_json(context.out_dir / "config.json", config)
-    trainer.save_model(str(context.model_dir))
+
+    # Under pipeline parallelism, a plain model with every stage's weights is saved and evaluated.
+    evaluated = whole_model(context.model_preset, model)
+    if evaluated is model:
+        trainer.save_model(str(context.model_dir))
+    elif context.is_writer:
+        evaluated.save_pretrained(str(context.model_dir))
     barrier(context)
 
     # Validation loss over the whole validation set, when a criterion of the workload reads it.
     summary: dict[str, Any] = {}
     if context.measures("validation_loss_difference"):
-        validation = validation_loss(context, model, tokenizer, block_length)
+        validation = validation_loss(context, evaluated, tokenizer, block_length)
         if context.is_writer:
             write_json(context.out_dir / "validation.json", validation)
         logger.info("%s: validation loss %s over %d tokens", context.workload_id, validation["loss"], validation["tokens"])
@@ -195,7 +201,7 @@ def run(context: WorkloadContext) -> dict[str, Any]:
     if context.measures("lambada_accuracy_difference"):
         items = context.pack.data["settings"]["lambada"].get("items")
         out_path = context.out_dir / "lambada.jsonl" if context.is_writer else None
-        summary.update(lambada.evaluate(model, tokenizer, context.dataset_path(context.spec["datasets"]["lambada"]),
+        summary.update(lambada.evaluate(evaluated, tokenizer, context.dataset_path(context.spec["datasets"]["lambada"]),
                                         out_path, items))
     return summary
 

@@ -25,6 +25,7 @@ from paddlenlp.utils.log import logger as paddlenlp_logger
 from certification.records import append_jsonl, encode_float
 
 from agent.workloads.common import IGNORE_INDEX, WorkloadContext, synchronize
+from agent.workloads.models import pipeline_class
 
 logger = logging.getLogger(__name__)
 
@@ -73,11 +74,6 @@ def parallel_arguments(free: dict[str, Any]) -> dict[str, Any]:
     stage = int(free.get("sharding_stage", 0))
     if stage not in SHARDING_STAGES:
         raise ValueError(f"sharding_stage {stage} is not supported: use 0, 1, 2 or 3")
-    pipeline = int(free.get("pipeline_parallel_degree", 1))
-    if pipeline != 1:
-        raise ValueError(
-            f"pipeline_parallel_degree {pipeline} is not supported yet: the agent builds PaddleNLP's plain model classes "
-            "(such as LlamaForCausalLM), not the *Pipe classes that pipeline parallelism needs; set it to 1")
     return {
         "tensor_parallel_degree": int(free.get("tensor_parallel_degree", 1)),
         "pipeline_parallel_degree": int(free.get("pipeline_parallel_degree", 1)),
@@ -103,6 +99,7 @@ def training_arguments(context: WorkloadContext, output_dir: str | None = None) 
     micro_batch = int(free.get("per_device_train_batch_size", fixed["global_batch_size"]))
     checkpoint_steps = fixed.get("checkpoint_steps")
     parallel = parallel_arguments(free)
+    check_pipeline_support(context, parallel["pipeline_parallel_degree"])
     model_ranks = parallel["tensor_parallel_degree"] * parallel["pipeline_parallel_degree"]
     args = TrainingArguments(
         output_dir=output_dir or str(context.checkpoint_dir),
@@ -123,10 +120,45 @@ def training_arguments(context: WorkloadContext, output_dir: str | None = None) 
         dataloader_num_workers=0,
         remove_unused_columns=False,
         **parallel,
-        **passed_through(fixed, free),
+        **pipeline_settings(context, parallel["pipeline_parallel_degree"]),
     )
     reinstall_signal_handlers()
     return args
+
+
+def check_pipeline_support(context: WorkloadContext, degree: int) -> None:
+    """Raise ValueError when the workload cannot run with pipeline parallelism of `degree`.
+
+    Only pretraining runs pipelined: fine-tuning decodes the dev sets with
+    `generate()`, which PaddleNLP's *Pipe classes do not have, and weights its
+    loss per label token in `compute_loss`, which the pipeline step skips.
+    """
+    if degree == 1:
+        return
+    architecture = context.model_preset["architecture"]
+    kind = context.spec["kind"]
+    if kind != "pretrain":
+        raise ValueError(
+            f"pipeline_parallel_degree {degree} is not supported for {kind} workloads such as {context.workload_id} "
+            f"({architecture}): the agent decodes their dev sets with the plain model's generate(); set it to 1")
+    pipeline_class(architecture)
+
+
+def pipeline_settings(context: WorkloadContext, degree: int) -> dict[str, Any]:
+    """Return the pack's pass-through TrainingArguments, with what pipeline parallelism needs on the CPU added.
+
+    On the CPU, Paddle's collectives run on gloo, whose ProcessGroup has no
+    send or recv on the calculation stream (Paddle 3.3.1). The pipeline's
+    default batched p2p uses exactly those, so the agent adds
+    `disable_batch_p2p_comm` to `pipeline_parallel_config` there, and Paddle
+    sends each tensor with plain isend and irecv instead.
+    """
+    settings = passed_through(context.fixed, context.free)
+    if degree > 1 and context.device == "cpu":
+        options = str(settings.get("pipeline_parallel_config", "")).split()
+        if "disable_batch_p2p_comm" not in options:
+            settings["pipeline_parallel_config"] = " ".join([*options, "disable_batch_p2p_comm"])
+    return settings
 
 
 def reinstall_signal_handlers() -> None:
@@ -155,10 +187,15 @@ def accumulation_steps(fixed: dict[str, Any], micro_batch: int, data_ranks: int)
 
 
 def parallel_model_settings(args: TrainingArguments) -> dict[str, Any]:
-    """Return the model config fields that PaddleNLP's tensor parallelism and recompute need."""
+    """Return the model config fields that PaddleNLP's tensor and pipeline parallelism and recompute need.
+
+    agent.workloads.models builds the architecture's *Pipe class when
+    `pipeline_parallel_degree` is above 1.
+    """
     return {
         "tensor_parallel_degree": args.tensor_parallel_degree,
         "tensor_parallel_rank": args.tensor_parallel_rank,
+        "pipeline_parallel_degree": args.pipeline_parallel_degree,
         "recompute": args.recompute,
     }
 
@@ -197,6 +234,8 @@ def train(context: WorkloadContext, args: TrainingArguments, model, dataset, col
         "max_grad_norm": args.max_grad_norm,
         "checkpoint_steps": context.fixed.get("checkpoint_steps"),
         "passed_through": passed_through(context.fixed, context.free),
+        "model_class": type(model).__name__,
+        "pipeline_parallel_config": args.pipeline_parallel_config,
         "optimizer": "AdamW (PaddleNLP Trainer default)",
         "learning_rate_schedule": "LambdaDecay: linear warmup, then decay to min_learning_rate",
     }
@@ -265,7 +304,9 @@ class TimedStepRecorder(TrainerCallback):
         """Clear the subclass's per-step counts."""
 
     def add_micro_batch_loss(self, value: float) -> None:
-        # training_step already divides by the accumulation steps, so the sum is the rank's step mean.
+        # training_step already divides by the accumulation steps, so the sum is the rank's step mean. Under
+        # pipeline parallelism training_step returns 0 for every micro-batch but the last, and for the last the
+        # step mean that the last stage computed and broadcast to every stage, so the sum is that mean too.
         self.loss_sum += value
 
     def on_step_begin(self, args, state, control, **kwargs):
@@ -310,6 +351,8 @@ class StepRecorder(TimedStepRecorder):
     effective_tokens counts label positions that enter the loss and
     padded_tokens every position of the padded batch, summed over the
     data-parallel ranks, as is the loss before it is divided by their number.
+    The tensor-parallel ranks and the pipeline stages of one data rank read
+    the same batches, so they are not summed.
     """
 
     def __init__(self, context: WorkloadContext, args: TrainingArguments):

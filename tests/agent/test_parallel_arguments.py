@@ -1,4 +1,4 @@
-"""The pack's free parallel keys as PaddleNLP TrainingArguments, and the degrees the agent rejects."""
+"""The pack's free parallel keys as PaddleNLP TrainingArguments, and the sharding stages the agent rejects."""
 
 import pytest
 
@@ -15,10 +15,9 @@ def test_paddlenlp_sharding_string_wins():
     assert parallel_arguments({"sharding_stage": 1, "sharding": "stage2"})["sharding"] == "stage2"
 
 
-def test_pipeline_parallelism_rejected():
-    # The agent builds LlamaForCausalLM and its kin, not PaddleNLP's *Pipe classes, so it must not start such a run.
-    with pytest.raises(ValueError, match="pipeline_parallel_degree 2 is not supported yet.*set it to 1"):
-        parallel_arguments({"pipeline_parallel_degree": 2})
+def test_pipeline_degree_maps():
+    # agent.workloads.models builds the *Pipe class for it; tests/agent/test_pipeline_parallel.py runs two stages.
+    assert parallel_arguments({"pipeline_parallel_degree": 2})["pipeline_parallel_degree"] == 2
 
 
 def test_unknown_sharding_stage():
