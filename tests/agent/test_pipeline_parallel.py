@@ -2,7 +2,8 @@
 
 The two-stage run of tiny LLaMA pretraining under `paddle.distributed.launch`
 must give the one-process run's loss curve, step records, validation loss
-and LAMBADA predictions.
+and LAMBADA predictions. A saved tiny LLaMA loaded into two stages must give
+the plain model's loss.
 """
 
 import copy
@@ -91,10 +92,10 @@ def test_cpu_pipeline_keeps_pack_options(pack, tmp_path):
     from agent.workloads.training import pipeline_settings
 
     context = context_for(pack, WORKLOAD, tmp_path, pipeline_parallel_config="enable_sharding_comm_overlap")
-    kept = context_for(pack, WORKLOAD, tmp_path, pipeline_parallel_config="disable_batch_p2p_comm")
+    already_disabled = context_for(pack, WORKLOAD, tmp_path, pipeline_parallel_config="disable_batch_p2p_comm")
 
     assert pipeline_settings(context, 2)["pipeline_parallel_config"] == "enable_sharding_comm_overlap disable_batch_p2p_comm"
-    assert pipeline_settings(kept, 2)["pipeline_parallel_config"] == "disable_batch_p2p_comm"
+    assert pipeline_settings(already_disabled, 2)["pipeline_parallel_config"] == "disable_batch_p2p_comm"
 
 
 def test_gpu_pipeline_settings_unchanged(pack, tmp_path):
@@ -218,3 +219,51 @@ def test_two_stages_save_plain_model(two_stages, one_process):
     # in embedding rows of rare tokens. 40 steps at learning rate 3e-3 move the weights far more than 1e-4.
     for name, value in expected.items():
         assert np.abs(weights[name].numpy() - value.numpy()).max() < 1e-4, name
+
+
+# Loading a save_pretrained folder into the *Pipe class, as a workload that starts from a released checkpoint does.
+CHECKPOINT_SCRIPT = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np, paddle
+from paddle.distributed import fleet
+from paddlenlp.trainer import TrainingArguments
+from certification.rulepack import load_rule_pack
+from agent.workloads import models
+
+TrainingArguments(output_dir=sys.argv[3], device="cpu", pipeline_parallel_degree=2, per_device_train_batch_size=2,
+                  gradient_accumulation_steps=2, pipeline_parallel_config="disable_batch_p2p_comm", report_to=["none"])
+preset = load_rule_pack("tiny-2026.1").data["models"]["llama-tiny"]
+config = models.model_config(preset, {}, "cpu")
+parallel = {"tensor_parallel_degree": 1, "tensor_parallel_rank": 0, "pipeline_parallel_degree": 2, "recompute": False}
+pipe = models.load_checkpoint(preset, {"path": sys.argv[2]}, config, "float32", parallel)
+plain = models.load_checkpoint(preset, {"path": sys.argv[2]}, config, "float32")
+data = paddle.to_tensor(np.random.default_rng(0).integers(0, 32000, size=(4, 65)), dtype="int64")
+inputs, labels = data[:, :-1], data[:, 1:]
+print("CLASS", type(pipe).__name__)
+print("PLAIN", float(plain(input_ids=inputs, labels=labels, return_dict=True).loss))
+print("PIPE", float(fleet.distributed_model(pipe).eval_batch([inputs, labels], compute_loss=True)))
+whole = models.whole_model(preset, pipe)
+print("WHOLE", float(whole(input_ids=inputs, labels=labels, return_dict=True).loss))
+"""
+
+
+@pytest.mark.slow
+def test_checkpoint_loads_into_stages(pack, tmp_path):
+    import paddle
+    from paddlenlp.transformers import LlamaConfig, LlamaForCausalLM
+
+    paddle.seed(7)
+    LlamaForCausalLM(LlamaConfig(**pack.data["models"]["llama-tiny"]["config"])).save_pretrained(str(tmp_path / "ckpt"))
+    (tmp_path / "load.py").write_text(CHECKPOINT_SCRIPT)
+    run_agent([sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir", str(tmp_path / "logs"),
+               str(tmp_path / "load.py"), str(REPO), str(tmp_path / "ckpt"), str(tmp_path / "out")], tmp_path / "logs")
+
+    for rank in (0, 1):
+        lines = dict(line.split(" ", 1) for line in (tmp_path / "logs" / f"workerlog.{rank}").read_text().splitlines()
+                     if line.split(" ", 1)[0] in ("CLASS", "PLAIN", "PIPE", "WHOLE"))
+        assert lines["CLASS"] == "LlamaForCausalLMPipe"
+        # eval_batch returns the last stage's loss on every stage; the whole copy is the plain class again.
+        assert float(lines["PIPE"]) == pytest.approx(float(lines["PLAIN"]), rel=1e-6)
+        assert float(lines["WHOLE"]) == pytest.approx(float(lines["PLAIN"]), rel=1e-6)
+
