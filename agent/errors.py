@@ -71,6 +71,17 @@ CORE_MESSAGES: dict[str, tuple[tuple[str, ...], str | None]] = {
     "bundles_missing": ((N_("no vendor bundle to judge"),), None),
     "bundles_of_different_cards": ((N_("the bundles are not all of one card: {detail}"),), None),
     "carried_verdict_other_card": ((N_("an earlier verdict is of another card: {detail}"),), None),
+    # Codes of RulePackIssue: problems with a rule pack file as a whole, which validate-pack lists.
+    "file_not_utf8": ((N_("not UTF-8 text: byte {byte} at offset {offset} is invalid; save the file as UTF-8"),), None),
+    "yaml_invalid": ((N_("invalid YAML at line {line}, column {column}: {problem}"), N_("invalid YAML: {problem}")), None),
+    "file_empty": ((N_("the file is empty or only comments; a rule pack is a YAML mapping with the keys schema, id, version, status, tracks and others"),), None),
+    "top_level_not_mapping": ((N_("the file parses as YAML, but its top level is a {kind} ({excerpt}), not a mapping; "
+                                  "a rule pack is a YAML mapping with the keys schema, id, version, status, tracks and others"),), None),
+    "file_name_mismatch": ((N_("the file is named {file_name}, but its id and version make the pack {name}; "
+                               "rename the file to {name}.yaml, or change id and version"),), None),
+    "published_pack_changed": ((N_("published pack {name} is pinned at sha256 {pinned}, but these bytes hash to {sha256}; "
+                                   "a published pack never changes, so publish the change as a new version"),), None),
+    "published_pack_unpinned": ((N_("pack {name} is published but has no pin in {pins_file}; add its sha256 there when publishing"),), None),
 }
 CORE_HINTS = (
     N_("choose another path or remove the old key first"),
@@ -99,17 +110,30 @@ def from_coded_error(error, exit_code: int = EXIT_USAGE) -> AgentError:
     message, hint = str(error), error.hint
     if choose_language() == "en" or error.code not in CORE_MESSAGES:
         return AgentError(error.code, message, hint, exit_code)
-    templates, hint_template = CORE_MESSAGES[error.code]
     values = {**getattr(error, "values", {}), "detail": message}
-    for template in templates:
-        if _placeholders(template) <= values.keys():
-            message = _(template).format(**values)
-            break
+    hint_template = CORE_MESSAGES[error.code][1]
     if hint_template and _placeholders(hint_template) <= values.keys():
         hint = _(hint_template).format(**values)
     elif hint:
         hint = _(hint)
-    return AgentError(error.code, message, hint, exit_code)
+    return AgentError(error.code, translate_core_message(error.code, message, values), hint, exit_code)
+
+
+def translate_core_message(code: str, message: str, values: dict[str, str]) -> str:
+    """Return the core's English `message` in the user's language.
+
+    The first CORE_MESSAGES template of `code` whose placeholders `values` provides is used. In English,
+    or when no template fits, the result is `message` itself.
+    """
+    from agent.i18n import _, choose_language
+
+    if choose_language() == "en" or code not in CORE_MESSAGES:
+        return message
+    values = {**values, "detail": message}
+    for template in CORE_MESSAGES[code][0]:
+        if _placeholders(template) <= values.keys():
+            return _(template).format(**values)
+    return message
 
 
 def _placeholders(template: str) -> set[str]:

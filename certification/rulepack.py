@@ -128,10 +128,16 @@ SCHEMA_PATH = Path(__file__).parent / "schema" / "rulepack.schema.json"
 
 @dataclass(frozen=True)
 class RulePackIssue:
-    """One problem in a rule pack: the path to the value (such as `workloads/sft-llama/model`) and what is wrong."""
+    """One problem in a rule pack: the path to the value (such as `workloads/sft-llama/model`) and what is wrong.
+
+    Problems with the file as a whole also have a stable `code` and the parts of the message as `values`
+    (a tuple of name and value pairs), so that a caller can show them in another language.
+    """
 
     path: str
     message: str
+    code: str = ""
+    values: tuple[tuple[str, str], ...] = ()
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"
@@ -158,11 +164,12 @@ def validate_rule_pack_file(path: Path) -> list[RulePackIssue]:
     try:
         data = yaml.safe_load(raw.decode("utf-8"))
     except UnicodeDecodeError as error:
-        return [RulePackIssue("(file)", _not_utf8_message(raw, error) + "; save the file as UTF-8")]
+        return [RulePackIssue("(file)", _not_utf8_message(raw, error) + "; save the file as UTF-8", "file_not_utf8",
+                              (("byte", f"0x{raw[error.start]:02x}"), ("offset", str(error.start))))]
     except yaml.YAMLError as error:
-        return [RulePackIssue("(file)", _yaml_error_message(error))]
+        return [RulePackIssue("(file)", _yaml_error_message(error), "yaml_invalid", tuple(_yaml_error_values(error).items()))]
     if not isinstance(data, dict):
-        return [RulePackIssue("(file)", _not_a_mapping_message(data))]
+        return [_not_a_mapping_issue(data)]
     issues = validate_rule_pack(data)
     if "id" in data and "version" in data:
         issues.extend(_file_issues(Path(path).name, f"{data['id']}-{data['version']}", data.get("status"), hashlib.sha256(raw).hexdigest()))
@@ -199,27 +206,35 @@ def _yaml_position(mark: Any, preposition: str) -> str:
     return f"{preposition} line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
 
 
-def _not_a_mapping_message(data: Any) -> str:
+# YAML types of a top level that is not a mapping, by Python type, as the messages name them.
+TOP_LEVEL_KINDS = {str: "string", list: "list", int: "number", float: "number", bool: "boolean"}
+
+
+def _not_a_mapping_issue(data: Any) -> RulePackIssue:
     """Describe a file that parses as YAML but whose top level is not a mapping, as plain text or a list does."""
     expected = "a rule pack is a YAML mapping with the keys schema, id, version, status, tracks and others"
     if data is None:
-        return f"the file is empty or only comments; {expected}"
-    kinds = {str: "a string", list: "a list", int: "a number", float: "a number", bool: "a boolean"}
-    kind = kinds.get(type(data), type(data).__name__)
+        return RulePackIssue("(file)", f"the file is empty or only comments; {expected}", "file_empty")
+    kind = TOP_LEVEL_KINDS.get(type(data), type(data).__name__)
     excerpt = repr(data) if len(repr(data)) <= 60 else repr(data)[:57] + "..."
-    return f"the file parses as YAML, but its top level is {kind} ({excerpt}), not a mapping; {expected}"
+    article = "an" if kind[0] in "aeiou" else "a"
+    return RulePackIssue("(file)", f"the file parses as YAML, but its top level is {article} {kind} ({excerpt}), not a mapping; {expected}",
+                         "top_level_not_mapping", (("kind", kind), ("excerpt", excerpt)))
 
 
 def _file_issues(file_name: str, name: str, status: Any, sha256: str) -> list[RulePackIssue]:
     issues = []
     if file_name != f"{name}.yaml":
         issues.append(RulePackIssue("(file name)", f"the file is named {file_name}, but its id and version make the pack {name}; "
-                                                   f"rename the file to {name}.yaml, or change id and version"))
+                                                   f"rename the file to {name}.yaml, or change id and version",
+                                    "file_name_mismatch", (("file_name", file_name), ("name", name))))
     pinned = published_pins().get(name)
     if pinned is not None and pinned != sha256:
-        issues.append(RulePackIssue("(file)", f"published pack {name} is pinned at sha256 {pinned}, but these bytes hash to {sha256}; a published pack never changes, so publish the change as a new version"))
+        issues.append(RulePackIssue("(file)", f"published pack {name} is pinned at sha256 {pinned}, but these bytes hash to {sha256}; a published pack never changes, so publish the change as a new version",
+                                    "published_pack_changed", (("name", name), ("pinned", pinned), ("sha256", sha256))))
     if status == "published" and pinned is None:
-        issues.append(RulePackIssue("status", f"pack {name} is published but has no pin in {PUBLISHED_PINS_PATH.name}; add its sha256 there when publishing"))
+        issues.append(RulePackIssue("status", f"pack {name} is published but has no pin in {PUBLISHED_PINS_PATH.name}; add its sha256 there when publishing",
+                                    "published_pack_unpinned", (("name", name), ("pins_file", PUBLISHED_PINS_PATH.name))))
     return issues
 
 

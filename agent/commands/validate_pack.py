@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.errors import EXIT_OK, EXIT_REJECTED, AgentError, from_coded_error
-from agent.i18n import _
-from certification.rulepack import RulePackError, validate_rule_pack_file
+from agent.errors import EXIT_OK, EXIT_REJECTED, AgentError, from_coded_error, translate_core_message
+from agent.i18n import N_, _
+from certification.rulepack import RulePackError, RulePackIssue, validate_rule_pack_file
+
+# The YAML types that a `top_level_not_mapping` problem names (certification.rulepack.TOP_LEVEL_KINDS).
+YAML_KINDS = (N_("string"), N_("list"), N_("number"), N_("boolean"))
 
 
 def add_arguments(parser):
@@ -19,9 +22,17 @@ def run(args) -> int:
     except RulePackError as error:
         raise from_coded_error(error) from None
     for issue in issues:
-        print(f"{args.file}: {issue}")
+        print(f"{args.file}: {issue.path}: {issue_message(issue)}")
     if issues:
         raise AgentError("rule_pack_invalid", _("{count} problem(s) in {path}").format(count=len(issues), path=args.file),
                          _("fix each path listed above"), EXIT_REJECTED)
     print(_("{path}: valid rule pack {name}").format(path=args.file, name=args.file.stem))
     return EXIT_OK
+
+
+def issue_message(issue: RulePackIssue) -> str:
+    """Return the problem's message in the user's language; schema and cross-reference problems stay in English."""
+    values = dict(issue.values)
+    if "kind" in values:
+        values["kind"] = _(values["kind"])
+    return translate_core_message(issue.code, issue.message, values)

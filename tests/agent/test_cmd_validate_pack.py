@@ -56,3 +56,23 @@ def test_check_rejects_non_yaml_pack(tmp_path, capsys):
     error = capsys.readouterr().err
     assert code == EXIT_USAGE
     assert f"error[rule_pack_invalid]: rule pack {pack}: invalid YAML at line 2, column 10: mapping values are not allowed here" in error
+
+
+def test_problems_in_chinese(tmp_path, capsys):
+    text = tmp_path / "notes-2026.1.yaml"
+    text.write_text("hello world\n", encoding="utf-8")
+    renamed = tmp_path / "my-pack.yaml"
+    renamed.write_text((RULEPACK_DIR / "demo-2026.1.yaml").read_text(encoding="utf-8").replace("schema: 1", "schema: 2"), encoding="utf-8")
+
+    main(["--lang", "zh", "validate-pack", str(text)])
+    text_lines = capsys.readouterr().out.splitlines()
+    main(["--lang", "zh", "validate-pack", str(renamed)])
+    renamed_lines = capsys.readouterr().out.splitlines()
+
+    assert text_lines == [f"{text}: (file): 文件可以按 YAML 解析，但其顶层是字符串（'hello world'），不是映射；"
+                          "规则包是一个 YAML 映射，包含 schema、id、version、status、tracks 等键"]
+    assert f"{renamed}: (file name): 文件名为 my-pack.yaml，但按其 id 和 version，规则包应为 demo-2026.1；" \
+           "请把文件改名为 demo-2026.1.yaml，或修改 id 和 version" in renamed_lines
+    assert any(line.startswith(f"{renamed}: (file): 已发布的规则包 demo-2026.1 固定为 sha256 ") for line in renamed_lines)
+    # Schema problems come from jsonschema in English.
+    assert f"{renamed}: schema: 1 was expected" in renamed_lines
