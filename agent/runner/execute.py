@@ -13,7 +13,7 @@ from typing import Any
 from certification.records import append_jsonl, read_json, read_jsonl, write_json
 from certification.rulepack import RulePack, RulePackError, load_rule_pack
 
-from agent.errors import EXIT_FAILED, EXIT_OK, AgentError, WorkloadNotSupported
+from agent.errors import EXIT_FAILED, EXIT_OK, AgentError, WorkloadNotSupported, from_coded_error
 from agent.i18n import _
 from agent.runner.devices import check_device, device_record
 from agent.runner.folder import RunFolder, check_new_run_folder, environment, utc_now
@@ -84,7 +84,7 @@ def load_pack(name: str) -> RulePack:
     try:
         return load_rule_pack(name)
     except RulePackError as error:
-        raise AgentError(error.code, str(error), error.hint) from error
+        raise from_coded_error(error) from error
 
 
 def start_run(request: RunRequest) -> tuple[Path, int]:

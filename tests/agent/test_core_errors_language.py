@@ -156,3 +156,17 @@ def test_upload_labels(capsys, language, expected):
 
     lines = capsys.readouterr().out.splitlines()
     assert aligned_fields("\n".join(lines[:2])) == expected
+
+
+def test_run_unknown_rule_pack_in_chinese(tmp_path, capsys):
+    profile = tmp_path / "profile.yaml"
+    profile.write_text("rule_pack: nosuch-2026.1\ntracks: [pretraining]\nlevel: 1\ndevice: cpu\n"
+                       "vendor: V\ncard:\n  model: M\n  serial: S\n", encoding="utf-8")
+
+    code = main(["--lang", "zh", "run", "--profile", str(profile), "--out", str(tmp_path / "run")])
+
+    error = capsys.readouterr().err
+    assert code == EXIT_USAGE
+    assert error.startswith("error[rule_pack_not_found]: 在 ")
+    assert "中找不到规则包 'nosuch-2026.1'" in error
+    assert "建议：请使用以下之一：demo-2026.1, " in error
