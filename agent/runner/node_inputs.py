@@ -3,7 +3,7 @@
 Hashing a 140 GB checkpoint takes minutes, and every process of a node reads
 the same files, so under `paddle.distributed.launch` only the process with
 PADDLE_LOCAL_RANK=0 computes the digests. It writes its records, or its
-error, to a result file in the node's temporary folder. The file name holds
+error, to a result file in the node's temporary folder. The file name contains
 the host name, that process's id and its start time, so a file left by an
 earlier launch is never read. Each other local rank finds local rank 0
 among the processes of its own launcher (the same parent process, with
@@ -35,12 +35,13 @@ logger = logging.getLogger(__name__)
 
 RESULT_FOLDER = Path(tempfile.gettempdir()) / "paddle-cert-agent"
 POLL_SECONDS = 0.2
-# Local ranks start within a second of each other; this is how long a rank looks for local rank 0 among its siblings.
+# The launcher starts a node's processes one after another, so local rank 0 exists moments after the others.
+# This is how long a rank looks for it among its siblings before it checks the inputs itself.
 FIND_SECONDS = 30.0
 
 
 def verify_once_per_node(local_rank: int | None, local_size: int, verify: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Return the input records of `verify()`, computed once per node when the launcher says which process is local rank 0.
+    """Return the input records of `verify()`, computed once per node when the launcher sets which process is local rank 0.
 
     `local_rank` is None when no launcher set PADDLE_LOCAL_RANK, and then, as
     with one process per node, this process runs `verify` itself.
