@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from agent.cli import build_parser
+from agent.commands import COMMANDS
 from tests.certification.runfolder import build_run
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -46,7 +48,7 @@ def imported_after(steps: list[tuple[str, list[str]]], heavy: tuple[str, ...]) -
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("argv", [
+PARSE_CASES = [
     ["run", "--profile", "demo", "--out", "runs/x"],
     ["bundle", "runs/x", "--key", "vendor.key"],
     ["verify", "x.tar", "--public-key", "vendor.pub"],
@@ -55,9 +57,24 @@ def imported_after(steps: list[tuple[str, list[str]]], heavy: tuple[str, ...]) -
     ["keygen", "--out", "vendor.key"],
     ["validate-pack", "pack.yaml"],
     ["loadgen", "--endpoint", "http://127.0.0.1:9/v1/completions", "--model", "m", "--prompts", "p.jsonl", "--out", "o"],
-])
+]
+
+
+@pytest.mark.parametrize("argv", PARSE_CASES)
 def test_parsing_imports_no_paddle(argv):
     assert imported_after([("parse", argv)], TRAINING_PACKAGES + VERDICT_PACKAGES) == []
+
+
+def test_parse_cases_cover_every_command():
+    assert [argv[0] for argv in PARSE_CASES] == list(COMMANDS)
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_command_parser_builds(name):
+    args = build_parser(name).parse_args(next(argv for argv in PARSE_CASES if argv[0] == name))
+
+    assert callable(args.handler)
+    assert args.command == name
 
 
 def test_help_imports_no_paddle():
