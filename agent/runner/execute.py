@@ -19,6 +19,7 @@ from agent.runner.devices import check_device, device_record
 from agent.runner.folder import RunFolder, check_new_run_folder, environment, utc_now
 from agent.runner.overrides import check_micro_batch, check_overrides
 from agent.runner.checkpoints import check_checkpoint_folders
+from agent.runner.node_inputs import verify_once_per_node
 from agent.runner.plan import plan_workloads, verify_input_files
 from agent.runner.profiles import Profile, load_profile
 
@@ -54,6 +55,8 @@ class Launch:
     rank: int
     world_size: int
     nodes: int
+    local_rank: int | None = None  # the process's rank on its node; None when the launcher did not say
+    local_size: int = 1  # the processes on this node
 
     @classmethod
     def from_environment(cls) -> "Launch":
@@ -61,7 +64,10 @@ class Launch:
         # --nnodes, so two nodes on one host (same IP address) count as two.
         world_size = int(os.environ.get("PADDLE_TRAINERS_NUM", "1"))
         nodes = int(os.environ.get("PADDLE_NNODES", "1"))
-        return cls(rank=int(os.environ.get("PADDLE_TRAINER_ID", "0")), world_size=world_size, nodes=nodes)
+        local_rank = os.environ.get("PADDLE_LOCAL_RANK")
+        return cls(rank=int(os.environ.get("PADDLE_TRAINER_ID", "0")), world_size=world_size, nodes=nodes,
+                   local_rank=int(local_rank) if local_rank is not None else None,
+                   local_size=int(os.environ.get("PADDLE_LOCAL_SIZE", "1")))
 
 
 @dataclass
@@ -103,7 +109,9 @@ def start_run(request: RunRequest) -> tuple[Path, int]:
     check_checkpoint_folders(pack, workloads, checkpoint_folders)
     if request.out is not None and not request.resume and launch.rank == 0:
         check_new_run_folder(request.out)
-    inputs = verify_input_files(pack, workloads, request.data_root, checkpoint_folders)
+    # Local rank 0 of each node hashes the inputs; the other processes of that node wait for its records.
+    inputs = verify_once_per_node(launch.local_rank, launch.local_size,
+                                  lambda: verify_input_files(pack, workloads, request.data_root, checkpoint_folders))
     logger.info(_("verified the digest of every input file"))
 
     folder = open_folder(request, profile, pack, workloads, launch, device)
