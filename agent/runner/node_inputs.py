@@ -35,8 +35,8 @@ logger = logging.getLogger(__name__)
 
 RESULT_FOLDER = Path(tempfile.gettempdir()) / "paddle-cert-agent"
 POLL_SECONDS = 0.2
-# The launcher starts a node's processes one after another, so local rank 0 exists moments after the others.
-# This is how long a rank looks for it among its siblings before it checks the inputs itself.
+# The launcher starts the processes of a node in one loop, local rank 0 first, so a sibling normally finds it at once.
+# This bound covers a slow start; after it the rank checks the inputs itself.
 FIND_SECONDS = 30.0
 
 
