@@ -2,13 +2,16 @@
 
 The two-stage run of tiny LLaMA pretraining under `paddle.distributed.launch`
 must give the one-process run's loss curve, step records, validation loss
-and LAMBADA predictions. A saved tiny LLaMA loaded into two stages must give
-the plain model's loss.
+and LAMBADA predictions, also when killed after a checkpoint and resumed. A
+saved tiny LLaMA loaded into two stages must give the plain model's loss.
 """
 
 import copy
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -221,6 +224,52 @@ def test_two_stages_save_plain_model(two_stages, one_process):
         assert np.abs(weights[name].numpy() - value.numpy()).max() < 1e-4, name
 
 
+
+def launch_two_stages(folder: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir", str(folder),
+            "agent/__main__.py", "run", "--profile", "tiny", "--workloads", WORKLOAD, "--out", str(folder.parent / "run"),
+            "--set", "pipeline_parallel_degree=2", "--set", "per_device_train_batch_size=2", *extra]
+
+
+def wait_for_checkpoint(process: subprocess.Popen, events: Path, step: int, timeout: float = 240.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the run ended before the checkpoint it was to be killed after"
+        if events.is_file() and any(record["event"] == "checkpoint" and record["step"] == step for record in read_jsonl(events)):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no checkpoint of step {step} within {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def two_stages_resumed(tmp_path_factory):
+    """Kill the launcher and both stages with SIGKILL after the step-20 checkpoint, then relaunch with --resume."""
+    folder = tmp_path_factory.mktemp("pipeline-resume")
+    process = subprocess.Popen(launch_two_stages(folder / "logs"), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_checkpoint(process, folder / "run" / "events.jsonl", 20)
+        workers = subprocess.run(["ps", "-o", "pid=", "--ppid", str(process.pid)], capture_output=True, text=True).stdout.split()
+        process.send_signal(signal.SIGKILL)
+        for worker in workers:
+            os.kill(int(worker), signal.SIGKILL)
+    finally:
+        process.wait(timeout=60)
+    steps_at_kill = len(read_jsonl(folder / "run" / "workloads" / WORKLOAD / "steps.jsonl"))
+    run_agent(launch_two_stages(folder / "logs-resume", "--resume"), folder / "logs-resume")
+    return folder / "run", steps_at_kill
+
+
+@pytest.mark.slow
+def test_two_stages_resume_reproduces(two_stages_resumed, one_process):
+    run, steps_at_kill = two_stages_resumed
+    restarts = [event for event in read_jsonl(run / "events.jsonl") if event["event"] == "workload_start"]
+
+    assert 20 <= steps_at_kill < 40
+    assert sorted(losses(run)) == list(range(1, 41))
+    assert losses(run) == pytest.approx(losses(one_process), rel=1e-5)
+    assert restarts[-1]["resumed_from_step"] == 20
+
+
 # Loading a save_pretrained folder into the *Pipe class, as a workload that starts from a released checkpoint does.
 CHECKPOINT_SCRIPT = """
 import sys
@@ -263,7 +312,7 @@ def test_checkpoint_loads_into_stages(pack, tmp_path):
         lines = dict(line.split(" ", 1) for line in (tmp_path / "logs" / f"workerlog.{rank}").read_text().splitlines()
                      if line.split(" ", 1)[0] in ("CLASS", "PLAIN", "PIPE", "WHOLE"))
         assert lines["CLASS"] == "LlamaForCausalLMPipe"
-        # eval_batch returns the last stage's loss on every stage; the whole copy is the plain class again.
+        # eval_batch returns the last stage's loss on every stage, and the gathered copy is a plain model again.
         assert float(lines["PIPE"]) == pytest.approx(float(lines["PLAIN"]), rel=1e-6)
         assert float(lines["WHOLE"]) == pytest.approx(float(lines["PLAIN"]), rel=1e-6)
 
