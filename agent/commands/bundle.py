@@ -16,10 +16,10 @@ from certification.signing import SigningError, load_private_key
 
 
 def add_arguments(parser):
-    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="run folder written by `python -m agent run`")
-    parser.add_argument("--key", required=True, type=Path, help="Ed25519 private key file from `python -m agent keygen`")
-    parser.add_argument("--out", type=Path, help="bundle file to write (default: RUN_DIR.bundle.tar beside the run folder)")
-    parser.add_argument("--force", action="store_true", help="replace the bundle file when it already exists")
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help=_("run folder written by `python -m agent run`"))
+    parser.add_argument("--key", required=True, type=Path, help=_("Ed25519 private key file from `python -m agent keygen`"))
+    parser.add_argument("--out", type=Path, help=_("bundle file to write (default: RUN_DIR.bundle.tar beside the run folder)"))
+    parser.add_argument("--force", action="store_true", help=_("replace the bundle file when it already exists"))
 
 
 def default_out_path(run_dir: Path) -> Path:

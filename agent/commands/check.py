@@ -26,15 +26,15 @@ FIELD_LABELS = {
 
 
 def add_arguments(parser):
-    parser.add_argument("bundle", type=Path, metavar="BUNDLE", help="vendor bundle to judge")
-    parser.add_argument("--reference", dest="references", action="append", required=True, type=Path, metavar="REF_BUNDLE", help="reference bundle; repeat for several")
-    parser.add_argument("--public-key", dest="public_keys", action="append", required=True, type=Path, metavar="PUB", help="trusted public key file for the bundle and the references; repeat for several")
-    parser.add_argument("--peak", action="append", default=[], metavar="TYPE=TFLOPS", help="vendor card peak dense TFLOPS for a data type, such as bf16=312")
-    parser.add_argument("--reference-peak", action="append", default=[], metavar="TYPE=TFLOPS", help="reference card peak dense TFLOPS for a data type, such as bf16=312")
-    parser.add_argument("--rule-pack", type=Path, metavar="FILE", help="rule pack YAML file (default: the shipped pack that the bundle names)")
-    parser.add_argument("--lang", choices=("zh", "en"), help="language of the report (default: from LANG, Chinese for zh_*)")
-    parser.add_argument("--json", action="store_true", help="print the verdict as JSON instead of text")
-    parser.add_argument("--html", type=Path, metavar="DIR", help="also write the report with its plots as a static page, DIR/index.html, for labs without the portal")
+    parser.add_argument("bundle", type=Path, metavar="BUNDLE", help=_("vendor bundle to judge"))
+    parser.add_argument("--reference", dest="references", action="append", required=True, type=Path, metavar="REF_BUNDLE", help=_("reference bundle; repeat for several"))
+    parser.add_argument("--public-key", dest="public_keys", action="append", required=True, type=Path, metavar="PUB", help=_("trusted public key file for the bundle and the references; repeat for several"))
+    parser.add_argument("--peak", action="append", default=[], metavar="TYPE=TFLOPS", help=_("vendor card peak dense TFLOPS for a data type, such as bf16=312"))
+    parser.add_argument("--reference-peak", action="append", default=[], metavar="TYPE=TFLOPS", help=_("reference card peak dense TFLOPS for a data type, such as bf16=312"))
+    parser.add_argument("--rule-pack", type=Path, metavar="FILE", help=_("rule pack YAML file (default: the shipped pack that the bundle names)"))
+    parser.add_argument("--lang", choices=("zh", "en"), help=_("language of the report (default: from LANG, Chinese for zh_*)"))
+    parser.add_argument("--json", action="store_true", help=_("print the verdict as JSON instead of text"))
+    parser.add_argument("--html", type=Path, metavar="DIR", help=_("also write the report with its plots as a static page, DIR/index.html, for labs without the portal"))
 
 
 def parse_peaks(values: list[str], option: str) -> dict[str, float]:

@@ -10,7 +10,7 @@ from certification.signing import SigningError, generate_key, save_private_key, 
 
 
 def add_arguments(parser):
-    parser.add_argument("--out", required=True, type=Path, metavar="PATH", help="private key file to create; the public key goes to PATH.pub")
+    parser.add_argument("--out", required=True, type=Path, metavar="PATH", help=_("private key file to create; the public key goes to PATH.pub"))
 
 
 def run(args) -> int:

@@ -18,13 +18,13 @@ logger = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--endpoint", required=True,
-                        help="completions URL of the server, such as http://127.0.0.1:8000/v1/completions")
-    parser.add_argument("--model", required=True, help="model name sent in each request")
+                        help=_("completions URL of the server, such as http://127.0.0.1:8000/v1/completions"))
+    parser.add_argument("--model", required=True, help=_("model name sent in each request"))
     parser.add_argument("--prompts", type=Path, required=True,
-                        help="prompt file: JSON lines with a 'prompt' string each, used round-robin")
+                        help=_("prompt file: JSON lines with a 'prompt' string each, used round-robin"))
     parser.add_argument("--settings", default="{}",
-                        help="search settings as a JSON object (the rule pack's settings.inference), or @FILE")
-    parser.add_argument("--out", type=Path, required=True, help="folder for requests.jsonl and search.json")
+                        help=_("search settings as a JSON object (the rule pack's settings.inference), or @FILE"))
+    parser.add_argument("--out", type=Path, required=True, help=_("folder for requests.jsonl and search.json"))
 
 
 def run(args: argparse.Namespace) -> int:

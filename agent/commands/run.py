@@ -18,28 +18,28 @@ logger = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", required=True,
-                        help="run profile: a name in agent/profiles (such as demo or standard-level1) or the path of a YAML file")
-    parser.add_argument("--out", type=Path, help="run folder to create (default: runs/<profile>-<time>)")
+                        help=_("run profile: a name in agent/profiles (such as demo or standard-level1) or the path of a YAML file"))
+    parser.add_argument("--out", type=Path, help=_("run folder to create (default: runs/<profile>-<time>)"))
     parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --out, skipping workloads whose result.json says completed")
+                        help=_("continue the run in --out, skipping workloads whose result.json says completed"))
     parser.add_argument("--data-root", type=Path, default=REPO_ROOT,
-                        help="folder that the rule pack's data paths are relative to (default: the repository)")
-    parser.add_argument("--vendor", help="vendor name recorded in run.json (default: the profile's)")
-    parser.add_argument("--card-model", help="card model recorded in run.json (default: the profile's)")
-    parser.add_argument("--card-serial", help="card serial number recorded in run.json (default: the profile's)")
+                        help=_("folder that the rule pack's data paths are relative to (default: the repository)"))
+    parser.add_argument("--vendor", help=_("vendor name recorded in run.json (default: the profile's)"))
+    parser.add_argument("--card-model", help=_("card model recorded in run.json (default: the profile's)"))
+    parser.add_argument("--card-serial", help=_("card serial number recorded in run.json (default: the profile's)"))
     parser.add_argument("--device", metavar="TYPE",
-                        help="Paddle device type: cpu, gpu, xpu, or a PaddleCustomDevice type such as npu "
-                             "(default: the profile's); recorded in run.json and environment.json")
+                        help=_("Paddle device type: cpu, gpu, xpu, or a PaddleCustomDevice type such as npu "
+                             "(default: the profile's); recorded in run.json and environment.json"))
     parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
-                        help="set a hyperparameter that the rule pack marks free, such as per_device_train_batch_size=2; "
-                             "repeatable; any other key is rejected")
+                        help=_("set a hyperparameter that the rule pack marks free, such as per_device_train_batch_size=2; "
+                             "repeatable; any other key is rejected"))
     parser.add_argument("--workloads", metavar="ID[,ID...]",
-                        help="run only these workloads of the plan, with the workloads they start from")
+                        help=_("run only these workloads of the plan, with the workloads they start from"))
     parser.add_argument("--checkpoint", dest="checkpoints", action="append", default=[], metavar="MODEL=DIR",
-                        help="load the released checkpoint of a pack model from DIR instead of its path under --data-root; "
-                             "repeatable; the pack's digest is still checked")
+                        help=_("load the released checkpoint of a pack model from DIR instead of its path under --data-root; "
+                             "repeatable; the pack's digest is still checked"))
     parser.add_argument("--ticket", type=Path, metavar="FILE",
-                        help="run ticket file from the portal; its vendor and card become the run's, and it is embedded in run.json")
+                        help=_("run ticket file from the portal; its vendor and card become the run's, and it is embedded in run.json"))
 
 
 def apply_ticket(args: argparse.Namespace) -> dict | None:

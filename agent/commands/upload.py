@@ -37,15 +37,15 @@ logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser):
-    parser.add_argument("bundle", type=Path, metavar="BUNDLE", help="bundle file written by `python -m agent bundle`")
-    parser.add_argument("--portal", default=os.environ.get("AGENT_PORTAL_URL"), help="portal base URL, for example https://cert.example.com (default: $AGENT_PORTAL_URL)")
-    parser.add_argument("--token", default=os.environ.get("AGENT_PORTAL_TOKEN"), help="API token of a member of your vendor (default: $AGENT_PORTAL_TOKEN)")
-    parser.add_argument("--vendor", help="vendor identifier; needed only when your account belongs to several vendors")
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the portal's reply (default: 600)")
-    parser.add_argument("--json", action="store_true", help="print the portal's reply as one JSON line instead of text")
-    parser.add_argument("--chunk-mib", type=int, default=16, help="size of each byte range in MiB (default: 16)")
-    parser.add_argument("--retries", type=int, default=5, help="times to resume after a broken connection before giving up (default: 5)")
-    parser.add_argument("--single-request", action="store_true", help="send the whole bundle in one request, without resuming")
+    parser.add_argument("bundle", type=Path, metavar="BUNDLE", help=_("bundle file written by `python -m agent bundle`"))
+    parser.add_argument("--portal", default=os.environ.get("AGENT_PORTAL_URL"), help=_("portal base URL, for example https://cert.example.com (default: $AGENT_PORTAL_URL)"))
+    parser.add_argument("--token", default=os.environ.get("AGENT_PORTAL_TOKEN"), help=_("API token of a member of your vendor (default: $AGENT_PORTAL_TOKEN)"))
+    parser.add_argument("--vendor", help=_("vendor identifier; needed only when your account belongs to several vendors"))
+    parser.add_argument("--timeout", type=float, default=600.0, help=_("seconds to wait for the portal's reply (default: 600)"))
+    parser.add_argument("--json", action="store_true", help=_("print the portal's reply as one JSON line instead of text"))
+    parser.add_argument("--chunk-mib", type=int, default=16, help=_("size of each byte range in MiB (default: 16)"))
+    parser.add_argument("--retries", type=int, default=5, help=_("times to resume after a broken connection before giving up (default: 5)"))
+    parser.add_argument("--single-request", action="store_true", help=_("send the whole bundle in one request, without resuming"))
 
 
 class MultipartStream:

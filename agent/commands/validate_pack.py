@@ -13,7 +13,7 @@ YAML_KINDS = (N_("string"), N_("list"), N_("number"), N_("boolean"))
 
 
 def add_arguments(parser):
-    parser.add_argument("file", type=Path, metavar="FILE", help="rule pack YAML file, named <id>-<version>.yaml")
+    parser.add_argument("file", type=Path, metavar="FILE", help=_("rule pack YAML file, named <id>-<version>.yaml"))
 
 
 def run(args) -> int:

@@ -14,14 +14,14 @@ from certification.tickets import check_fits, parse_ticket, verify_ticket
 
 
 def add_arguments(parser):
-    parser.add_argument("bundle", type=Path, metavar="BUNDLE", help="bundle file written by `python -m agent bundle`")
+    parser.add_argument("bundle", type=Path, metavar="BUNDLE", help=_("bundle file written by `python -m agent bundle`"))
     parser.add_argument(
         "--public-key", dest="public_keys", action="append", required=True, type=Path, metavar="PUB",
-        help="trusted Ed25519 public key (.pub) file; repeat the option for several keys",
+        help=_("trusted Ed25519 public key (.pub) file; repeat the option for several keys"),
     )
     parser.add_argument(
         "--portal-key", dest="portal_keys", action="append", default=[], type=Path, metavar="PUB",
-        help="the portal's ticket public key; with it the run ticket's signature, fit and expiry are checked too",
+        help=_("the portal's ticket public key; with it the run ticket's signature, fit and expiry are checked too"),
     )
 
 

@@ -170,3 +170,17 @@ def test_run_unknown_rule_pack_in_chinese(tmp_path, capsys):
     assert error.startswith("error[rule_pack_not_found]: 在 ")
     assert "中找不到规则包 'nosuch-2026.1'" in error
     assert "建议：请使用以下之一：demo-2026.1, " in error
+
+
+@pytest.mark.parametrize("language, expected", [
+    ("zh", "受信任的 Ed25519 公钥（.pub）文件；有多个密钥时重复此选项"),
+    ("en", "trusted Ed25519 public key (.pub) file; repeat the option"),
+])
+def test_option_help_language(capsys, language, expected):
+    with pytest.raises(SystemExit) as exit:
+        main(["--lang", language, "verify", "--help"])
+
+    output = capsys.readouterr().out
+    assert exit.value.code == 0
+    # argparse wraps the help text at any width, so the comparison ignores whitespace.
+    assert "".join(expected.split()) in "".join(output.split())
