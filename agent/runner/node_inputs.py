@@ -3,15 +3,15 @@
 Hashing a 140 GB checkpoint takes minutes, and every process of a node reads
 the same files, so under `paddle.distributed.launch` only the process with
 PADDLE_LOCAL_RANK=0 computes the digests. It writes its records, or its
-error, to a result file in the node's temporary folder. The file name contains
+error, to a result file in the node's temporary folder (one folder per user,
+mode 700). The file name contains
 the host name, that process's id and its start time, so a file left by an
 earlier launch is never read. Each other local rank finds local rank 0
 among the processes of its own launcher (the same parent process, with
 PADDLE_LOCAL_RANK=0 in its environment), waits for that file while the
 process lives, and then returns the same records or raises the same error.
 
-Finding local rank 0 reads /proc (Linux, which Paddle's collective launcher
-needs anyway). Where that fails, for example when a wrapper script stands
+Finding local rank 0 reads /proc, which Linux provides. Where that fails, for example when a wrapper script stands
 between the launcher and the agent, the process checks the inputs itself and
 logs a warning.
 """
@@ -33,7 +33,8 @@ from agent.i18n import _
 
 logger = logging.getLogger(__name__)
 
-RESULT_FOLDER = Path(tempfile.gettempdir()) / "paddle-cert-agent"
+# One folder per user, readable by that user only, so that another account on the node cannot plant a result.
+RESULT_FOLDER = Path(tempfile.gettempdir()) / f"paddle-cert-agent-{os.getuid()}"
 POLL_SECONDS = 0.2
 # The launcher starts the processes of a node in one loop, local rank 0 first, so a sibling normally finds it at once.
 # This bound covers a slow start; after it the rank checks the inputs itself.
@@ -61,7 +62,26 @@ def result_path(pid: int) -> Path | None:
     return RESULT_FOLDER / f"inputs-{socket.gethostname()}-{pid}-{started}.json"
 
 
+def check_result_folder() -> None:
+    """Create RESULT_FOLDER with mode 700, and reject one that another user owns or others may write to."""
+    RESULT_FOLDER.mkdir(mode=0o700, parents=True, exist_ok=True)
+    status = RESULT_FOLDER.stat()
+    if status.st_uid != os.getuid() or status.st_mode & 0o022:
+        raise AgentError("input_check_failed", _("the folder {path} for the input check results is owned by another user or writable by others").format(path=RESULT_FOLDER),
+                         _("remove it, or set TMPDIR to a folder of your own"))
+
+
+def remove_stale_results() -> None:
+    """Delete the result files of this host whose process no longer runs, such as the error results of failed starts."""
+    for path in RESULT_FOLDER.glob(f"inputs-{socket.gethostname()}-*.json"):
+        pid, _separator, started = path.stem.removeprefix(f"inputs-{socket.gethostname()}-").partition("-")
+        if pid.isdigit() and started.isdigit() and not process_running(int(pid), int(started)):
+            path.unlink(missing_ok=True)
+
+
 def _verify_and_share(verify: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    check_result_folder()
+    remove_stale_results()
     path = result_path(os.getpid())
     try:
         records = verify()
@@ -82,7 +102,6 @@ def _verify_and_share(verify: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 def _write_result(path: Path | None, result: dict[str, Any]) -> None:
     if path is None:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     partial.write_text(json.dumps(result), encoding="utf-8")
     # os.replace is atomic, so a waiting rank never reads a half-written file.
@@ -90,6 +109,7 @@ def _write_result(path: Path | None, result: dict[str, Any]) -> None:
 
 
 def _wait_for_local_rank_zero(verify: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    check_result_folder()
     leader = find_local_rank_zero()
     path = result_path(leader) if leader is not None else None
     if path is None:

@@ -94,7 +94,7 @@ def test_local_rank_zero_ended_without_result(tmp_path, monkeypatch):
     """A local rank 0 that exits without writing a result makes the waiting rank fail at once instead of waiting."""
     from agent.errors import AgentError
 
-    monkeypatch.setattr(node_inputs, "RESULT_FOLDER", tmp_path)
+    monkeypatch.setattr(node_inputs, "RESULT_FOLDER", tmp_path / "results")
     leader = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1)"], env={**os.environ, "PADDLE_LOCAL_RANK": "0"})
     # This test process stands in for the launcher: the leader is its child, as the waiting rank's siblings are the launcher's.
     launcher = os.getpid()
@@ -126,5 +126,40 @@ def test_launched_ranks_hash_once(checkpoint, tmp_path):
     inputs = read_json(out / "run.json")["inputs"]
     assert inputs["checkpoint llama-tiny"]["sha256"] == sha256sum_digest(checkpoint)
     assert inputs["checkpoint llama-tiny"]["pinned"] is True
+    # save_pretrained wrote float32 pdparams and no dtype into config.json, so the stored dtype is unknown.
+    assert inputs["checkpoint llama-tiny"]["weights"]["files"] == ["model_state.pdparams"]
+    assert inputs["checkpoint llama-tiny"]["weights"]["stored_dtypes"] == []
+    assert inputs["checkpoint llama-tiny"]["weights"]["stored_dtypes_from"] is None
     steps = read_jsonl(out / "workloads" / "pretrain-llama" / "steps.jsonl")
     assert [record["cards"] for record in steps] == [2, 2]
+
+
+def test_stale_results_removed(tmp_path, monkeypatch):
+    import socket
+
+    monkeypatch.setattr(node_inputs, "RESULT_FOLDER", tmp_path)
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    stale = tmp_path / f"inputs-{socket.gethostname()}-{ended.stdout.strip()}-1.json"
+    stale.write_text("{}")
+    own = node_inputs.result_path(os.getpid())
+    own.write_text("{}")
+
+    node_inputs.remove_stale_results()
+
+    assert not stale.exists()
+    assert own.exists()
+
+
+def test_result_folder_of_another_user_rejected(tmp_path, monkeypatch):
+    from agent.errors import AgentError
+
+    folder = tmp_path / "results"
+    folder.mkdir(mode=0o777)
+    folder.chmod(0o777)
+    monkeypatch.setattr(node_inputs, "RESULT_FOLDER", folder)
+
+    with pytest.raises(AgentError) as error:
+        node_inputs.verify_once_per_node(0, 2, lambda: pytest.fail("inputs must not be checked into a folder others can write"))
+
+    assert error.value.code == "input_check_failed"
+    assert str(folder) in error.value.message
