@@ -96,7 +96,7 @@ def test_local_rank_zero_ended_without_result(tmp_path, monkeypatch):
 
     monkeypatch.setattr(node_inputs, "RESULT_FOLDER", tmp_path / "results")
     leader = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1)"], env={**os.environ, "PADDLE_LOCAL_RANK": "0"})
-    # This test process stands in for the launcher: the leader is its child, as the waiting rank's siblings are the launcher's.
+    # This test process acts as the launcher: the leader is its child, as the waiting rank's siblings are the launcher's.
     launcher = os.getpid()
     monkeypatch.setattr(os, "getppid", lambda: launcher)
 
