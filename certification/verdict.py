@@ -27,7 +27,7 @@ from certification.errors import BundleError
 from certification.inputs import InputRecordsInvalid, compare_inputs, input_outcome
 from certification.records import encode_float
 from certification.rulepack import RulePack
-from certification.verdict_messages import render
+from certification.verdict_messages import render, render_reference_choice
 
 # Run conditions that must be equal on both sides for a comparison to mean anything.
 COMPARED_HYPERPARAMETERS = ("max_seq_length", "global_batch_size")
@@ -368,14 +368,15 @@ def _pick_reference(references: list[Reference], pack: RulePack, workload_id: st
                     vendor: WorkloadRecords) -> tuple[Reference | None, Outcome | None, dict | None]:
     """Return the reference a workload is compared with, the outcome that blocks the comparison (or None) and the input comparison.
 
-    The checks run in this order, and the first that finds a problem blocks:
-    a reference contains the workload, it is usable, both runs read inputs
-    with the same digests, and the run conditions are equal.
+    The reference is chosen by `_choose_reference`. The checks then run in
+    this order, and the first that finds a problem blocks: the reference is
+    usable, both runs read inputs with the same digests, and the run
+    conditions are equal.
     """
     candidates = [reference for reference in references if WorkloadRecords(reference.bundle, workload_id).exists()]
     if not candidates:
         return None, Outcome(REFUSED, "reference_missing", fields={"workload": workload_id}), None
-    reference = candidates[0]
+    reference, choice = _choose_reference(candidates, pack, workload_id, vendor)
     problem = _reference_problem(reference, pack, workload_id)
     if problem:
         return reference, Outcome(REFUSED, "reference_unusable", fields={"problem": problem}), None
@@ -384,10 +385,14 @@ def _pick_reference(references: list[Reference], pack: RulePack, workload_id: st
         entries = compare_inputs(pack, workload_id, vendor, reference_records)
     except InputRecordsInvalid as error:
         if error.side == "reference":
-            problem = f"reference workload {workload_id} has invalid input records: {error}"
+            problem = f"reference bundle {reference.bundle.bundle_id}: workload {workload_id} has invalid input records: {error}"
             return reference, Outcome(REFUSED, "reference_unusable", fields={"problem": problem}), None
         return reference, Outcome(FAIL, "records_invalid", fields={"workload": workload_id, "problem": str(error)}), None
-    compared = {"reference_bundle_id": reference.bundle.bundle_id, "inputs": [entry.to_dict() for entry in entries]}
+    compared = {
+        "reference_bundle_id": reference.bundle.bundle_id,
+        "reference_choice": choice,
+        "inputs": [entry.to_dict() for entry in entries],
+    }
     blocker = input_outcome(entries, workload_id)
     if blocker is not None:
         return reference, blocker, compared
@@ -397,19 +402,55 @@ def _pick_reference(references: list[Reference], pack: RulePack, workload_id: st
     return reference, None, compared
 
 
+def _choose_reference(candidates: list[Reference], pack: RulePack, workload_id: str,
+                      vendor: WorkloadRecords) -> tuple[Reference, dict[str, Any]]:
+    """Return the reference to compare a workload with, out of those that contain it, and the reason as the verdict records it.
+
+    With one candidate that one is used, whatever its state. With several,
+    the first usable one whose inputs all equal the vendor's (and the pack's
+    pin) is used. When none has such inputs, the first usable one with
+    readable input records is used, else the first one, so the verdict shows
+    why the comparison fails.
+    """
+    if len(candidates) == 1:
+        return candidates[0], _choice("only_reference", candidates[0], candidates, workload_id)
+    comparisons = [(reference, _comparable_inputs(reference, pack, workload_id, vendor)) for reference in candidates]
+    comparable = [(reference, entries) for reference, entries in comparisons if entries is not None]
+    for reference, entries in comparable:
+        if input_outcome(entries, workload_id) is None:
+            return reference, _choice("inputs_match", reference, candidates, workload_id)
+    chosen = comparable[0][0] if comparable else candidates[0]
+    return chosen, _choice("no_inputs_match", chosen, candidates, workload_id)
+
+
+def _comparable_inputs(reference: Reference, pack: RulePack, workload_id: str, vendor: WorkloadRecords) -> list | None:
+    """Return the input comparison with a usable reference, or None when the reference is unusable or either side's input records are invalid."""
+    if _reference_problem(reference, pack, workload_id):
+        return None
+    try:
+        return compare_inputs(pack, workload_id, vendor, WorkloadRecords(reference.bundle, workload_id))
+    except InputRecordsInvalid:
+        return None
+
+
+def _choice(code: str, chosen: Reference, candidates: list[Reference], workload_id: str) -> dict[str, Any]:
+    explanation = render_reference_choice(code, workload=workload_id, reference=chosen.bundle.bundle_id, count=len(candidates))
+    return {"code": code, "candidates": [reference.bundle.bundle_id for reference in candidates], "explanation": explanation}
+
+
 def _reference_problem(reference: Reference, pack: RulePack, workload_id: str) -> str:
     found = reference.bundle.rule_pack
     if found != {"name": pack.name, "sha256": pack.sha256}:
         return f"reference bundle {reference.bundle.bundle_id} was made with rule pack {found.get('name')} ({found.get('sha256', '')[:12]})"
     status = _result_status(WorkloadRecords(reference.bundle, workload_id))
     if status != "completed":
-        return f"reference workload {workload_id} has status {status}"
+        return f"reference bundle {reference.bundle.bundle_id}: workload {workload_id} has status {status}"
     try:
         mismatched = fixed_differences(WorkloadRecords(reference.bundle, workload_id), pack.workload(workload_id))
     except (RecordsInvalid, BundleError) as error:
-        return f"reference workload {workload_id} has unreadable records: {error}"
+        return f"reference bundle {reference.bundle.bundle_id}: workload {workload_id} has unreadable records: {error}"
     if mismatched:
-        return f"reference fixed hyperparameters differ from the pack: {', '.join(mismatched)}"
+        return f"reference bundle {reference.bundle.bundle_id}: fixed hyperparameters differ from the pack: {', '.join(mismatched)}"
     return ""
 
 

@@ -212,6 +212,23 @@ MESSAGES: dict[str, tuple[str, str, str, str]] = {
 }
 
 
+# code: (zh, en) of why the verdict compares a workload with the reference it names.
+REFERENCE_CHOICES: dict[str, tuple[str, str]] = {
+    "only_reference": (
+        "参考结果包 {reference} 是唯一包含工作负载 {workload} 的参考。",
+        "Reference bundle {reference} is the only reference that contains workload {workload}.",
+    ),
+    "inputs_match": (
+        "{count} 个参考结果包包含工作负载 {workload}；{reference} 是其中第一个所有输入摘要都与厂商运行相同的。",
+        "{count} reference bundles contain workload {workload}; {reference} is the first of them whose input digests all equal the vendor run's.",
+    ),
+    "no_inputs_match": (
+        "{count} 个参考结果包包含工作负载 {workload}，但没有一个的输入摘要与厂商运行全部相同；使用其中第一个可用的 {reference}。",
+        "{count} reference bundles contain workload {workload}, but none has input digests that all equal the vendor run's; {reference} is the first usable one.",
+    ),
+}
+
+
 class _Blank(dict):
     """Format mapping that leaves unknown fields visible instead of raising."""
 
@@ -226,3 +243,10 @@ def render(code: str, **fields: Any) -> tuple[dict[str, str], dict[str, str]]:
     explanation = {"zh": explanation_zh.format_map(values), "en": explanation_en.format_map(values)}
     hint = {"zh": hint_zh.format_map(values), "en": hint_en.format_map(values)}
     return explanation, hint
+
+
+def render_reference_choice(code: str, **fields: Any) -> dict[str, str]:
+    """Return why the verdict uses a reference, as {"zh", "en"}."""
+    text_zh, text_en = REFERENCE_CHOICES[code]
+    values = _Blank(fields)
+    return {"zh": text_zh.format_map(values), "en": text_en.format_map(values)}
