@@ -84,8 +84,20 @@ def is_pipelined(parallel: dict[str, Any] | None) -> bool:
     return int((parallel or {}).get("pipeline_parallel_degree", 1)) > 1
 
 
+def is_tensor_parallel(parallel: dict[str, Any] | None) -> bool:
+    return int((parallel or {}).get("tensor_parallel_degree", 1)) > 1
+
+
 def _without_pipeline(parallel: dict[str, Any] | None) -> dict[str, Any]:
     return {key: value for key, value in (parallel or {}).items() if key != "pipeline_parallel_degree"}
+
+
+# The config fields that split a model over processes; the plain model of one process has none of them.
+SPLITTING_KEYS = ("pipeline_parallel_degree", "tensor_parallel_degree", "tensor_parallel_rank", "tensor_parallel_output")
+
+
+def _unsplit(parallel: dict[str, Any] | None) -> dict[str, Any]:
+    return {key: value for key, value in (parallel or {}).items() if key not in SPLITTING_KEYS}
 
 
 def _classes(name: str, pipelined: bool = False):
@@ -101,22 +113,40 @@ def _classes(name: str, pipelined: bool = False):
 def build_model(preset: dict[str, Any], config: dict[str, Any], parallel: dict[str, Any] | None = None):
     """Build a freshly initialised model; `parallel` adds PaddleNLP's parallel and recompute settings.
 
-    Under pipeline parallelism every process first builds the plain model
-    with the same seed, and the `*Pipe` model of its stage takes that model's
-    weights. So a run starts from the same weights whatever its layout.
+    Under pipeline or tensor parallelism every process first builds the
+    plain model with the same seed, and the model of its stage or
+    tensor-parallel rank takes its part of that model's weights. So a run
+    starts from the same weights whatever its layout.
     """
     config_class, model_class = _classes(preset["architecture"])
-    plain = model_class(config_class(**config, **_without_pipeline(parallel)))
-    if not is_pipelined(parallel):
+    plain = model_class(config_class(**config, **_unsplit(parallel)))
+    if not is_pipelined(parallel) and not is_tensor_parallel(parallel):
         return plain
     # NOTE: each process keeps the whole plain model in memory until this returns. Fine for presets built from
-    # config; the standard's large models start from a released checkpoint, which load_checkpoint reads per stage.
-    _, pipe_class = _classes(preset["architecture"], pipelined=True)
-    model = pipe_class(config_class(**config, **parallel))
-    _load_weights(model, plain.state_dict())
-    # A weight shared by the first and the last stage (tied embeddings) was set on the first stage only above.
-    model._synchronize_shared_weights()
+    # config; the standard's large models start from a released checkpoint, which load_checkpoint reads per rank.
+    _, split_class = _classes(preset["architecture"], pipelined=is_pipelined(parallel))
+    model = split_class(config_class(**config, **parallel))
+    weights = plain.state_dict()
+    if is_tensor_parallel(parallel):
+        weights = _tensor_parallel_part(model_class, model.config, weights)
+    _load_weights(model, weights)
+    if is_pipelined(parallel):
+        # A weight shared by the first and the last stage (tied embeddings) was set on the first stage only above.
+        model._synchronize_shared_weights()
     return model
+
+
+def _tensor_parallel_part(model_class, config, weights: dict[str, Any]) -> dict[str, Any]:
+    """Return `weights` of the plain model cut to the part that tensor-parallel rank `config.tensor_parallel_rank` holds.
+
+    PaddleNLP's own split actions for the architecture decide which weights
+    are cut and along which axis; the others are kept whole.
+    """
+    import paddle
+
+    actions = model_class.get_tensor_parallel_convert_actions(config, list(weights), is_split=True, ignore_error=True)
+    return {name: paddle.to_tensor(actions[name](tensor.numpy())) if name in actions else tensor
+            for name, tensor in weights.items()}
 
 
 def _load_weights(model, weights: dict[str, Any]) -> None:
@@ -217,17 +247,19 @@ def decoder_and_head(model):
 
 
 def whole_model(preset: dict[str, Any], model):
-    """Return `model`, or for a `*Pipe` model a plain model with the weights of every pipeline stage.
+    """Return `model`, or for a `*Pipe` or tensor-parallel model a plain model with the weights of every stage or rank.
 
     The plain copy is what validation, LAMBADA and `save_pretrained` read
-    under pipeline parallelism: a `*Pipe` model computes its stage's layers
-    only and saves one file per stage. Every process of the pipeline group
-    must call this, because the stages' weights are gathered over that group.
+    under pipeline and tensor parallelism: a `*Pipe` model computes its
+    stage's layers only and saves one file per stage, and a tensor-parallel
+    model saves one file per rank. Every process of the pipeline or
+    tensor-parallel group must call this, because the weights are gathered
+    over that group.
     """
     from paddle.distributed.fleet.meta_parallel import PipelineLayer
 
     if not isinstance(model, PipelineLayer):
-        return model
+        return _merged_tensor_parallel(preset, model)
     import paddle
     from paddle.distributed import fleet
     from paddlenlp.transformers.model_utils import dtype_guard
@@ -243,6 +275,37 @@ def whole_model(preset: dict[str, Any], model):
     _, model_class = _classes(preset["architecture"])
     config = copy.deepcopy(model.config)
     config.pipeline_parallel_degree = 1
+    with dtype_guard(str(dtype).split(".")[-1]):
+        plain = model_class(config)
+    _load_weights(plain, weights)
+    return plain
+
+
+def _merged_tensor_parallel(preset: dict[str, Any], model):
+    """Return `model`, or where it is split over tensor-parallel ranks a plain model with the merged weights of every rank.
+
+    The ranks' weights are gathered over the tensor-parallel group as
+    float32 NumPy arrays, and PaddleNLP's merge actions for the architecture
+    put each split weight back together.
+    """
+    if int(getattr(getattr(model, "config", None), "tensor_parallel_degree", 1)) <= 1:
+        return model
+    import paddle
+    from paddle.distributed import fleet
+    from paddlenlp.transformers.model_utils import dtype_guard
+
+    dtype = model.parameters()[0].dtype
+    part = {name: tensor.astype("float32").numpy() for name, tensor in model.state_dict().items()}
+    parts: list[dict[str, Any]] = []
+    paddle.distributed.all_gather_object(parts, part, group=fleet.get_hybrid_communicate_group().get_model_parallel_group())
+
+    _, model_class = _classes(preset["architecture"])
+    actions = model_class.get_tensor_parallel_convert_actions(model.config, list(part), is_split=False, ignore_error=True)
+    weights = {name: paddle.to_tensor(actions[name]([rank[name] for rank in parts]) if name in actions else value).astype(dtype)
+               for name, value in part.items()}
+    config = copy.deepcopy(model.config)
+    config.tensor_parallel_degree, config.tensor_parallel_rank = 1, 0
+    config.tensor_parallel_output = type(config)().tensor_parallel_output
     with dtype_guard(str(dtype).split(".")[-1]):
         plain = model_class(config)
     _load_weights(plain, weights)

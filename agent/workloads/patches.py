@@ -80,6 +80,171 @@ def _device_id_missing() -> bool:
     return False
 
 
+def broadcast_input_data_cpu(original):
+    """Return Paddle's `broadcast_input_data`, extended to the CPU; on other devices it calls `original`.
+
+    On the CPU the tensor-parallel ranks' inputs are broadcast from the
+    group's first rank over gloo, with the helpers Paddle uses on the GPU.
+    """
+    def broadcast_input_data(hcg, *inputs, **kwargs):
+        import paddle
+        from paddle.distributed.fleet.utils import hybrid_parallel_util
+
+        if paddle.get_device() != "cpu":
+            return original(hcg, *inputs, **kwargs)
+        place = paddle.CPUPlace()
+        if inputs:
+            inputs = hybrid_parallel_util._broadcast_nested_data(hcg, "cpu", place, inputs)
+        if kwargs:
+            kwargs = hybrid_parallel_util._broadcast_nested_data(hcg, "cpu", place, kwargs)
+        return inputs, kwargs
+
+    return broadcast_input_data
+
+
+def _broadcast_input_refuses_cpu() -> bool:
+    """Return True when the current device is the CPU and Paddle's `broadcast_input_data` refuses it.
+
+    Paddle 3.3.1's `TensorParallel` wrapper broadcasts every forward pass's
+    inputs over the tensor-parallel group, and `broadcast_input_data` asserts
+    that the device is a GPU, an XPU or a custom device before it looks at
+    the inputs. Called with no inputs, it does nothing else.
+    """
+    import paddle
+    from paddle.distributed.fleet.utils import hybrid_parallel_util
+
+    if paddle.get_device() != "cpu":
+        return False
+    try:
+        hybrid_parallel_util.broadcast_input_data(None)
+    except AssertionError:
+        return True
+    return False
+
+
+def _gather_last_axis(tensor, group):
+    """Return the parts of `tensor` on the ranks of `group`, concatenated along the last axis in rank order."""
+    import paddle
+
+    parts = []
+    paddle.distributed.all_gather(parts, tensor, group=group, sync_op=True)
+    return paddle.concat(parts, axis=-1)
+
+
+def _own_part(tensor, group):
+    """Return this rank's part of `tensor` split evenly along the last axis over `group`."""
+    return tensor.split(group.nranks, axis=-1)[group.rank]
+
+
+def _sum_over(tensor, group):
+    """Return `tensor` summed over `group` (in place), with gloo's synchronous all-reduce."""
+    import paddle
+
+    paddle.distributed.all_reduce(tensor, group=group, sync_op=True)
+    return tensor
+
+
+def _cpu_layers():
+    """Return the four tensor-parallel communication layers, as PyLayers built from gloo's synchronous collectives.
+
+    Each does what Paddle's CUDA kernel of the same name does: identity and
+    all-reduce are each other's gradient, and so are concatenation along the
+    last axis and the split that keeps this rank's part.
+    """
+    from paddle.autograd import PyLayer
+
+    class Identity(PyLayer):
+        @staticmethod
+        def forward(ctx, tensor, group):
+            ctx.group = group
+            return tensor.clone()
+
+        @staticmethod
+        def backward(ctx, grad):
+            return _sum_over(grad.clone(), ctx.group)
+
+    class AllReduce(PyLayer):
+        @staticmethod
+        def forward(ctx, tensor, group):
+            return _sum_over(tensor, group)
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad
+
+    class Concat(PyLayer):
+        @staticmethod
+        def forward(ctx, tensor, group):
+            ctx.group = group
+            return _gather_last_axis(tensor, group)
+
+        @staticmethod
+        def backward(ctx, grad):
+            return _own_part(grad, ctx.group).clone()
+
+    class Split(PyLayer):
+        @staticmethod
+        def forward(ctx, tensor, group):
+            ctx.group = group
+            return _own_part(tensor, group).clone()
+
+        @staticmethod
+        def backward(ctx, grad):
+            return _gather_last_axis(grad, ctx.group)
+
+    return Identity, AllReduce, Concat, Split
+
+
+def mp_ops_on_cpu(mp_ops):
+    """Return replacements of `mp_ops`' `_c_identity`, `_mp_allreduce`, `_c_concat` and `_c_split` that also run on the CPU.
+
+    For a tensor on another device they call Paddle's own function.
+    """
+    from paddle.distributed.communication.group import _get_global_group
+
+    identity, all_reduce, concat, split = _cpu_layers()
+    originals = {name: getattr(mp_ops, name) for name in ("_c_identity", "_mp_allreduce", "_c_concat", "_c_split")}
+
+    def routed(name, layer):
+        def function(tensor, *args, group=None, skip_c_identity_dynamic=False, **kwargs):
+            if not tensor.place.is_cpu_place():
+                if name in ("_c_identity", "_mp_allreduce"):
+                    kwargs["skip_c_identity_dynamic"] = skip_c_identity_dynamic
+                return originals[name](tensor, *args, group=group, **kwargs)
+            group = group or _get_global_group()
+            if skip_c_identity_dynamic and name == "_c_identity":
+                return tensor
+            if skip_c_identity_dynamic and name == "_mp_allreduce":
+                return _sum_over(tensor, group)
+            return layer.apply(tensor, group)
+
+        function.__name__ = name
+        function.__doc__ = originals[name].__doc__
+        return function
+
+    return {"_c_identity": routed("_c_identity", identity), "_mp_allreduce": routed("_mp_allreduce", all_reduce),
+            "_c_concat": routed("_c_concat", concat), "_c_split": routed("_c_split", split)}
+
+
+def _mp_ops_refuse_cpu() -> bool:
+    """Return True when Paddle's tensor-parallel communication kernels refuse a CPU tensor.
+
+    PaddleNLP's column- and row-parallel layers communicate through
+    `paddle.distributed.fleet.layers.mpu.mp_ops`. In Paddle 3.3.1 the CPU
+    kernels of c_identity, c_concat and c_split raise `Do not support
+    c_identity for cpu kernel now`, and the all-reduce goes through gloo's
+    `all_reduce_on_calc_stream`, which raises NotImplementedError. The probe
+    runs c_identity on a CPU tensor, which raises before any communication.
+    """
+    import paddle
+
+    try:
+        paddle._C_ops.c_identity(paddle.zeros([1]).cpu(), 0, True, True)
+    except RuntimeError:
+        return True
+    return False
+
+
 def apply() -> list[str]:
     """Apply every fix whose fault the installed stack shows. Return the names of the fixes applied so far."""
     if "moe_priority_same_dtype" not in APPLIED and _moe_priority_fails():
@@ -94,4 +259,19 @@ def apply() -> list[str]:
         paddle.distributed.ParallelEnv.device_id = property(parallel_env_device_id)
         APPLIED.append("parallel_env_device_id")
         logger.debug("patched Paddle ParallelEnv.device_id to return 0 where no device id is set")
+    if "broadcast_input_data_cpu" not in APPLIED and _broadcast_input_refuses_cpu():
+        from paddle.distributed.fleet.meta_parallel import tensor_parallel
+
+        tensor_parallel.broadcast_input_data = broadcast_input_data_cpu(tensor_parallel.broadcast_input_data)
+        APPLIED.append("broadcast_input_data_cpu")
+        logger.debug("patched Paddle's TensorParallel to broadcast its inputs on the CPU too")
+    if "mp_ops_on_cpu" not in APPLIED and _mp_ops_refuse_cpu():
+        import paddle.distributed.collective as collective
+        from paddle.distributed.fleet.layers.mpu import mp_ops
+
+        for name, function in mp_ops_on_cpu(mp_ops).items():
+            setattr(mp_ops, name, function)
+            setattr(collective, name, function)
+        APPLIED.append("mp_ops_on_cpu")
+        logger.debug("patched Paddle's tensor-parallel communication to run on the CPU with gloo")
     return list(APPLIED)

@@ -192,12 +192,17 @@ def parallel_model_settings(args: TrainingArguments) -> dict[str, Any]:
     agent.workloads.models builds the architecture's *Pipe class when
     `pipeline_parallel_degree` is above 1.
     """
-    return {
+    settings = {
         "tensor_parallel_degree": args.tensor_parallel_degree,
         "tensor_parallel_rank": args.tensor_parallel_rank,
         "pipeline_parallel_degree": args.pipeline_parallel_degree,
         "recompute": args.recompute,
     }
+    if args.tensor_parallel_degree > 1 and args.device == "cpu":
+        # Paddle 3.3.1 has no CPU kernel of the vocabulary-parallel cross-entropy (c_softmax_with_cross_entropy),
+        # so on the CPU the LM head gathers the whole logits and the plain cross-entropy reads them.
+        settings["tensor_parallel_output"] = False
+    return settings
 
 
 def train(context: WorkloadContext, args: TrainingArguments, model, dataset, collator,
