@@ -7,11 +7,16 @@ with a usage chunk (when `stream_options.include_usage` is true) and
 `data: [DONE]`. `GET /v1/models` lists the one model and `GET /health`
 returns 200.
 
-Batching: one engine thread takes the first waiting request, then every
-request that arrives within `batch_wait_seconds`, up to `max_batch_size`,
-and decodes them as one left-padded batch with PaddleNLP's `generate`,
-streaming each new token to its request. Requests that arrive during a batch
-wait for the next one (static batching, no continuous batching).
+Scheduling: one engine thread decodes greedily, by one of two schedulers.
+`continuous` (the default) schedules per iteration: at each step it admits
+waiting requests up to `max_batch_size`, prefills each on its own, decodes
+one token for every running request with a shared key/value cache
+(`agent.inference.decoding`), and retires a request as soon as it finishes.
+`static` takes the first waiting request and every request that arrives
+within `batch_wait_seconds`, up to `max_batch_size`, and decodes them as one
+left-padded batch with PaddleNLP's `generate`. Requests that arrive during a
+static batch wait for the next one. Both stream each token to its request
+as it is produced.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from agent.inference.decoding import RunningBatch
+
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1 << 20
@@ -41,6 +48,9 @@ class BadRequest(ValueError):
         self.code = code
 
 
+SCHEDULERS = ("continuous", "static")
+
+
 @dataclass
 class Completion:
     """One request in the engine: its prompt ids, limits, and the queue its tokens stream into."""
@@ -53,32 +63,41 @@ class Completion:
     sent_text: str = ""
     held: int = 0
     done: bool = False
+    cancelled: bool = False  # set by the HTTP handler when the client has gone away
 
 
-class BatchStreamer:
-    """PaddleNLP streamer: receives each step's next token for the whole batch and forwards text deltas."""
+class TokenStream:
+    """Turns a request's generated tokens into streamed text deltas and its end event."""
 
-    def __init__(self, batch: list[Completion], tokenizer, eos_token_id: int):
-        self.batch = batch
+    def __init__(self, tokenizer, eos_token_id: int):
         self.tokenizer = tokenizer
         self.eos_token_id = eos_token_id
 
-    def put(self, value) -> None:
-        for completion, token in zip(self.batch, value.numpy().reshape(-1).tolist()):
-            if completion.done:
-                continue
-            if token == self.eos_token_id and not completion.ignore_eos:
-                self._finish(completion, "stop")
-                continue
-            completion.generated.append(int(token))
-            self._send_delta(completion)
-            if len(completion.generated) >= completion.max_tokens:
-                self._finish(completion, "length")
+    def deliver(self, completion: Completion, token: int) -> None:
+        """Append one generated token to `completion`, stream its text, and end the request at EOS or `max_tokens`."""
+        if completion.done:
+            return
+        if token == self.eos_token_id and not completion.ignore_eos:
+            self.finish(completion, "stop")
+            return
+        completion.generated.append(int(token))
+        self._send_delta(completion)
+        if len(completion.generated) >= completion.max_tokens:
+            self.finish(completion, "length")
 
-    def end(self) -> None:
-        for completion in self.batch:
-            if not completion.done:
-                self._finish(completion, "length")
+    def finish(self, completion: Completion, reason: str) -> None:
+        text = self.tokenizer.decode(completion.generated, skip_special_tokens=True)
+        if text.startswith(completion.sent_text) and len(text) > len(completion.sent_text):
+            completion.events.put(("text", text[len(completion.sent_text):]))
+            completion.sent_text = text
+        completion.done = True
+        completion.events.put(("end", reason))
+
+    @staticmethod
+    def fail(completion: Completion, error: Exception) -> None:
+        if not completion.done:
+            completion.done = True
+            completion.events.put(("error", f"generation failed: {type(error).__name__}: {error}"))
 
     def _send_delta(self, completion: Completion) -> None:
         # A token may hold part of a UTF-8 character (SentencePiece byte
@@ -94,20 +113,33 @@ class BatchStreamer:
         if delta:
             completion.events.put(("text", delta))
 
-    def _finish(self, completion: Completion, reason: str) -> None:
-        text = self.tokenizer.decode(completion.generated, skip_special_tokens=True)
-        if text.startswith(completion.sent_text) and len(text) > len(completion.sent_text):
-            completion.events.put(("text", text[len(completion.sent_text):]))
-            completion.sent_text = text
-        completion.done = True
-        completion.events.put(("end", reason))
+
+class BatchStreamer:
+    """PaddleNLP streamer for a static batch: receives each step's next token for the whole batch."""
+
+    def __init__(self, batch: list[Completion], stream: TokenStream):
+        self.batch = batch
+        self.stream = stream
+
+    def put(self, value) -> None:
+        for completion, token in zip(self.batch, value.numpy().reshape(-1).tolist()):
+            self.stream.deliver(completion, token)
+
+    def end(self) -> None:
+        for completion in self.batch:
+            if not completion.done:
+                self.stream.finish(completion, "length")
 
 
 class BatchingEngine:
-    """Run greedy generation for batches of requests on one thread."""
+    """Run greedy generation for the waiting requests on one thread, with the `continuous` or `static` scheduler."""
 
     def __init__(self, model, tokenizer, model_name: str, max_batch_size: int = 16, batch_wait_seconds: float = 0.005,
-                 max_prompt_tokens: int = 256, max_new_tokens: int = 256):
+                 max_prompt_tokens: int = 256, max_new_tokens: int = 256, scheduler: str = "continuous"):
+        if scheduler not in SCHEDULERS:
+            raise ValueError(f"scheduler {scheduler!r} is not known: use one of {', '.join(SCHEDULERS)}")
+        if not isinstance(max_batch_size, int) or max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be a positive integer, got {max_batch_size!r}")
         self.model = model
         self.tokenizer = tokenizer
         self.model_name = model_name
@@ -115,8 +147,11 @@ class BatchingEngine:
         self.batch_wait_seconds = batch_wait_seconds
         self.max_prompt_tokens = max_prompt_tokens
         self.max_new_tokens = max_new_tokens
+        self.scheduler = scheduler
+        self.stream = TokenStream(tokenizer, tokenizer.eos_token_id)
         self.pending: queue.Queue[Completion | None] = queue.Queue()
-        self.batches = 0
+        self.batches = 0  # static batches, or continuous decode steps
+        self.largest_batch = 0  # most requests decoded in one batch or step
         self.thread = threading.Thread(target=self._loop, name="inference-engine", daemon=True)
 
     def start(self) -> None:
@@ -125,7 +160,13 @@ class BatchingEngine:
     def warm_up(self) -> None:
         """Decode one short prompt before serving, so the first measured request does not pay for first-call set-up."""
         completion = Completion([self.tokenizer.bos_token_id], 2, ignore_eos=True)
-        self._run_batch([completion])
+        if self.scheduler == "static":
+            self._run_batch([completion])
+            return
+        batch = RunningBatch(self.model)
+        self._admit(batch, completion)
+        while len(batch):
+            self._decode_step(batch)
 
     def stop(self) -> None:
         self.pending.put(None)
@@ -138,6 +179,66 @@ class BatchingEngine:
         return completion
 
     def _loop(self) -> None:
+        if self.scheduler == "static":
+            self._static_loop()
+        else:
+            self._continuous_loop()
+
+    # Continuous batching -----------------------------------------------------
+
+    def _continuous_loop(self) -> None:
+        batch = RunningBatch(self.model)
+        while True:
+            # Admit waiting requests: block only when nothing is running.
+            while len(batch) < self.max_batch_size:
+                try:
+                    item = self.pending.get(block=not len(batch))
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._abandon(batch)
+                    return
+                self._admit(batch, item)
+
+            # Decode one token for every running request, then retire the finished ones.
+            if len(batch):
+                self._decode_step(batch)
+
+    def _admit(self, batch: RunningBatch, completion: Completion) -> None:
+        """Prefill a request and stream its first token; it joins the batch unless that token ended it."""
+        try:
+            prefilled = batch.prefill(completion.prompt_ids)
+        except Exception as error:
+            logger.exception("prefill failed for a request of %d prompt tokens", len(completion.prompt_ids))
+            self.stream.fail(completion, error)
+            return
+        self.stream.deliver(completion, prefilled.token)
+        if not completion.done:
+            batch.add(completion, prefilled)
+
+    def _decode_step(self, batch: RunningBatch) -> None:
+        self.batches += 1
+        self.largest_batch = max(self.largest_batch, len(batch))
+        try:
+            tokens = batch.step()
+        except Exception as error:
+            logger.exception("decoding failed for a batch of %d requests", len(batch))
+            for completion in batch.owners:
+                self.stream.fail(completion, error)
+            batch.clear()
+            return
+        for completion, token in zip(batch.owners, tokens):
+            self.stream.deliver(completion, token)
+        batch.remove([not (completion.done or completion.cancelled) for completion in batch.owners])
+
+    def _abandon(self, batch: RunningBatch) -> None:
+        for completion in batch.owners:
+            self.stream.fail(completion, RuntimeError("the server is stopping"))
+        batch.clear()
+
+    # Static batching -----------------------------------------------------------
+
+    def _static_loop(self) -> None:
         while True:
             first = self.pending.get()
             if first is None:
@@ -162,8 +263,8 @@ class BatchingEngine:
         pad = self.tokenizer.pad_token_id
         input_ids = [[pad] * (width - len(item.prompt_ids)) + item.prompt_ids for item in batch]
         mask = [[0] * (width - len(item.prompt_ids)) + [1] * len(item.prompt_ids) for item in batch]
-        streamer = BatchStreamer(batch, self.tokenizer, self.tokenizer.eos_token_id)
         self.batches += 1
+        self.largest_batch = max(self.largest_batch, len(batch))
         try:
             with paddle.no_grad():
                 self.model.generate(
@@ -171,14 +272,12 @@ class BatchingEngine:
                     attention_mask=paddle.to_tensor(mask, dtype="int64"),
                     max_new_tokens=max(item.max_tokens for item in batch), decode_strategy="greedy_search",
                     eos_token_id=None, pad_token_id=pad, bos_token_id=self.tokenizer.bos_token_id,
-                    use_cache=True, streamer=streamer,
+                    use_cache=True, streamer=BatchStreamer(batch, self.stream),
                 )
         except Exception as error:
             logger.exception("generation failed for a batch of %d requests", len(batch))
             for item in batch:
-                if not item.done:
-                    item.done = True
-                    item.events.put(("error", f"generation failed: {type(error).__name__}: {error}"))
+                self.stream.fail(item, error)
 
 
 def parse_request(body: bytes, engine: BatchingEngine) -> dict[str, Any]:
@@ -245,6 +344,7 @@ class CompletionsHandler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError) as error:
             # The client went away (a load-generator trial that stopped early, for example).
             logger.debug("client %s disconnected: %s", self.address_string(), error)
+            completion.cancelled = True
             self.close_connection = True
 
     def _stream(self, completion: Completion, request: dict[str, Any]) -> None:
@@ -336,12 +436,13 @@ class CompletionsServer(ThreadingHTTPServer):
     def __enter__(self) -> CompletionsServer:
         self.engine.start()
         self.thread.start()
-        logger.info("serving %s at %s (batches of up to %d, wait %.1f ms)", self.engine.model_name, self.url,
-                    self.engine.max_batch_size, 1e3 * self.engine.batch_wait_seconds)
+        logger.info("serving %s at %s (%s batching of up to %d requests, static wait %.1f ms)", self.engine.model_name, self.url,
+                    self.engine.scheduler, self.engine.max_batch_size, 1e3 * self.engine.batch_wait_seconds)
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
         self.shutdown()
         self.server_close()
         self.engine.stop()
-        logger.info("stopped the server at %s after %d batches", self.url, self.engine.batches)
+        logger.info("stopped the server at %s after %d %s, at most %d requests in one", self.url, self.engine.batches,
+                    "batches" if self.engine.scheduler == "static" else "decode steps", self.engine.largest_batch)
