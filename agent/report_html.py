@@ -11,6 +11,8 @@ import html
 import io
 from pathlib import Path
 
+from agent.i18n import _
+from agent.verdict_inputs import short_digest, workload_inputs
 from certification.records import decode_float
 from certification.verdict import Verdict
 
@@ -35,6 +37,7 @@ STYLE = """
 body{font-family:system-ui,"Noto Sans CJK SC","Microsoft YaHei",sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;vertical-align:top}
 .pass{color:#17702c;font-weight:bold}.fail,.refused{color:#b00020;font-weight:bold}.pending,.not_applicable{color:#7a6000}
+.same-input{color:#17702c}.other-input{color:#b00020;font-weight:bold}
 .plot{display:inline-block;margin:.5em}code{font-size:90%}
 """
 
@@ -49,6 +52,7 @@ def write_report(out_dir: Path, verdict: Verdict, bundle, references: list, lang
         f"<h1>{_e(text['title'])}</h1><p>{_e(text['note'])}</p>",
         _summary(verdict, text),
         _criteria_table(verdict, text, language, status_labels),
+        _inputs_table(verdict, language),
         _tracks_table(verdict, text),
         _plots(bundle, references, text),
         "</body></html>",
@@ -82,6 +86,37 @@ def _criteria_table(verdict: Verdict, text: dict, language: str, status_labels: 
         ]
         rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _inputs_table(verdict: Verdict, language: str) -> str:
+    """Return the input comparison of every workload: the reference used and why, then each input's digests."""
+    workloads = workload_inputs(verdict.inputs, language)
+    if not workloads:
+        return ""
+    heads = (_("workload"), _("input"), _("vendor sha256"), _("reference sha256"), _("rule pack sha256"), _("equal"))
+    head = "".join(f"<th>{_e(label)}</th>" for label in heads)
+    rows = []
+    for item in workloads:
+        rows.append(f"<tr><td><code>{_e(item.workload)}</code></td><td colspan=\"5\">{_e(item.reference_note)}</td></tr>")
+        for row in item.rows:
+            cells = [
+                "", f"{_e(row.kind_label)} <code>{_e(row.name)}</code>",
+                _digest_cell(row.vendor), _digest_cell(row.reference), _digest_cell(row.pinned),
+                f"<span class=\"{'same-input' if row.status == 'equal' else 'other-input'}\">{_e(row.status_label)}</span>",
+            ]
+            rows.append(f"<tr class=\"input-{_e(row.status)}\">" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
+    intro = _("The sha256 of every data set, corpus, tokenizer and checkpoint that the vendor run and the reference run recorded. "
+              "A criterion is compared with the reference only when all inputs of its workload are equal and match the digest "
+              "that the rule pack pins, where it pins one.")
+    heading = _("Inputs compared with the reference")
+    return (f"<h2 id=\"inputs\">{_e(heading)}</h2><p>{_e(intro)}</p>"
+            f"<table class=\"inputs\"><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+
+
+def _digest_cell(digest: str | None) -> str:
+    if not digest:
+        return "-"
+    return f"<code title=\"{_e(digest)}\">{_e(short_digest(digest))}</code>"
 
 
 def _tracks_table(verdict: Verdict, text: dict) -> str:

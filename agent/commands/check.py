@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from agent.commands._verification import load_keyring, open_verified
 from agent.errors import EXIT_OK, EXIT_USAGE, EXIT_VERDICT_FAILED, AgentError, from_coded_error
 from agent.i18n import _, choose_language
+from agent.verdict_inputs import format_inputs
 from certification.rulepack import RulePack, RulePackError, load_rule_pack, parse_rule_pack
 
 if TYPE_CHECKING:
@@ -111,6 +112,9 @@ def format_verdict(verdict: Verdict, language: str) -> str:
         lines.append(f"    {result.explanation[language]}")
         if result.status != "pass":
             lines.append(f"    {labels['hint']}: {result.hint[language]}")
+    inputs = format_inputs(verdict.inputs, language)
+    if inputs:
+        lines.extend(["", *inputs])
     lines.append("")
     for track, outcome in verdict.tracks.items():
         gap = ", ".join(f"{item.get('criterion') or item.get('requires_track')} ({item.get('status', 'level ' + str(item.get('reached')))})" for item in outcome["gap"])
