@@ -9,8 +9,12 @@ cd "$root"
 scripts/setup.sh
 . .venv/bin/activate
 
-echo "== tests on the embedded default: SQLite, eager Celery"
-env -u DATABASE_URL -u CELERY_BROKER_URL python -m pytest "$@"
+# Two pytest-xdist workers (TEST_WORKERS sets the count), each given whole test
+# modules (--dist loadfile), so a module's fixtures, such as a shared training
+# run, are built once. Most tests keep at most one CPU core busy (one Paddle
+# process, the portal, a browser), so two workers keep a two-core machine busy.
+echo "== tests on the embedded default: SQLite, eager Celery, ${TEST_WORKERS:-2} workers"
+env -u DATABASE_URL -u CELERY_BROKER_URL python -m pytest -n "${TEST_WORKERS:-2}" --dist loadfile "$@"
 
 # tests/portal/test_worker.py runs here: real `celery worker` processes on Redis and
 # RabbitMQ (skipped when RabbitMQ is not listening), one of them killed with SIGKILL.

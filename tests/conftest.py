@@ -3,6 +3,26 @@ import pytest
 from agent.i18n import set_language
 
 
+def pytest_configure(config):
+    """Create the portal's ticket and credential keys before pytest-xdist starts its workers.
+
+    The portal creates each key file on first use. Two workers of one run could
+    both find it missing and each write its own key, so one of them would sign
+    with a key that the other has replaced.
+    """
+    if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None):
+        return
+
+    from django.conf import settings
+
+    from certification.signing import generate_key, save_private_key
+
+    for path in (settings.PORTAL_TICKET_KEY_PATH, settings.PORTAL_CREDENTIAL_KEY_PATH):
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_private_key(generate_key(), path)
+
+
 @pytest.fixture(autouse=True)
 def english_messages(monkeypatch):
     """Run every test in the agent's default language, English, whatever the developer's locale is."""
