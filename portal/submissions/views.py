@@ -26,8 +26,8 @@ logger = logging.getLogger(__name__)
 
 # The upload page sends byte ranges of this size through the resumable API.
 BROWSER_CHUNK_BYTES = 8 * 1024**2
-# The browser hashes the whole file in memory (Web Crypto has no streaming digest), so larger files use the plain form.
-BROWSER_MAX_HASH_BYTES = 512 * 1024**2
+# The upload page reads the file in parts of this size to hash it, with at most two parts in memory at once.
+BROWSER_HASH_PART_BYTES = 8 * 1024**2
 
 
 class UploadForm(forms.Form):
@@ -81,7 +81,9 @@ def submission_upload(request):
             return redirect("submission-detail", pk=submission.pk)
     context = {
         "form": form, "vendors": vendors,
-        "chunk_bytes": min(BROWSER_CHUNK_BYTES, settings.BUNDLE_UPLOAD_CHUNK_MAX_BYTES), "max_hash_bytes": BROWSER_MAX_HASH_BYTES,
+        "chunk_bytes": min(BROWSER_CHUNK_BYTES, settings.BUNDLE_UPLOAD_CHUNK_MAX_BYTES), "hash_part_bytes": BROWSER_HASH_PART_BYTES,
+        "max_bytes": settings.BUNDLE_UPLOAD_MAX_BYTES,
+        "too_large_error": SubmissionError("bundle_too_large", limit=settings.BUNDLE_UPLOAD_MAX_BYTES),
     }
     return render(request, "submissions/upload.html", context, status=_form_status(request, form))
 

@@ -1,20 +1,23 @@
 // Resumable browser upload: the same session API as `python -m agent upload`
 // (declare size and sha256, PUT byte ranges, complete), with the session
-// cookie and the CSRF token. After a broken connection it reads from the portal how
-// many bytes arrived and continues there. A page reload with the same file
-// continues the open upload. Without JavaScript, Web Crypto (which needs
-// HTTPS or localhost) or for files above data-max-hash-bytes, the plain form
-// posts the file in one request.
+// cookie and the CSRF token. The page reads the file in parts of
+// data-hash-part-bytes and hashes them with the incremental Sha256 of sha256.js,
+// so files of any size go this way with bounded memory. After a broken
+// connection the page reads from the portal how many bytes arrived and
+// continues there. A page reload with the same file hashes it again and
+// continues the open upload at the portal's offset.
+// Without JavaScript the plain form posts the file in one request.
 (function () {
   "use strict";
   var form = document.getElementById("upload-form");
-  if (!form || !window.fetch || !window.crypto || !window.crypto.subtle || !window.Blob || !Blob.prototype.slice) { return; }
+  if (!form || !window.Sha256 || !window.fetch || !window.Blob || !Blob.prototype.slice || !Blob.prototype.arrayBuffer) { return; }
 
   var RETRIES = 5;
   var status = document.getElementById("upload-status");
   var progress = document.getElementById("upload-progress");
   var chunkBytes = parseInt(form.dataset.chunkBytes, 10);
-  var maxHashBytes = parseInt(form.dataset.maxHashBytes, 10);
+  var hashPartBytes = parseInt(form.dataset.hashPartBytes, 10);
+  var maxBytes = parseInt(form.dataset.maxBytes, 10);
   var csrfToken = form.querySelector("input[name=csrfmiddlewaretoken]").value;
 
   function show(text, isError) {
@@ -22,10 +25,26 @@
     status.className = isError ? "error" : "";
   }
 
-  function hex(buffer) {
-    return Array.prototype.map.call(new Uint8Array(buffer), function (byte) {
-      return byte.toString(16).padStart(2, "0");
-    }).join("");
+  function showHashing(hashedBytes, size) {
+    var percent = size > 0 ? Math.floor(100 * hashedBytes / size) : 100;
+    progress.value = size > 0 ? hashedBytes / size : 1;
+    show(form.dataset.hashingText.replace("%(percent)s", percent + "%"));
+  }
+
+  // Hash the file part by part. The next part is read while this one is hashed,
+  // so at most two parts of hashPartBytes are in memory at once.
+  async function hashFile(file) {
+    var hash = new Sha256();
+    var next = file.slice(0, hashPartBytes).arrayBuffer();
+    showHashing(0, file.size);
+    for (var start = 0; start < file.size; start += hashPartBytes) {
+      var part = await next;
+      var nextStart = start + hashPartBytes;
+      if (nextStart < file.size) { next = file.slice(nextStart, nextStart + hashPartBytes).arrayBuffer(); }
+      hash.update(part);
+      showHashing(Math.min(nextStart, file.size), file.size);
+    }
+    return hash.hexDigest();
   }
 
   function pause(milliseconds) {
@@ -83,8 +102,7 @@
   }
 
   async function upload(file) {
-    show(form.dataset.hashingText);
-    var sha256 = hex(await crypto.subtle.digest("SHA-256", await file.arrayBuffer()));
+    var sha256 = await hashFile(file);
     for (var attempt = 0; attempt < 2; attempt += 1) {
       var session = await declare(file, sha256);
       if (session.submission) { return session.submission; }
@@ -101,8 +119,12 @@
 
   form.addEventListener("submit", function (event) {
     var file = form.elements.bundle.files[0];
-    if (!file || file.size > maxHashBytes) { return; }  // the plain form reports a missing file, and takes files too large to hash here
+    if (!file) { return; }  // the plain form reports the missing file
     event.preventDefault();
+    if (file.size > maxBytes) {  // reject before hashing, because the portal would reject the declared size
+      show(form.dataset.tooLargeText, true);
+      return;
+    }
     form.querySelector("button[type=submit]").disabled = true;
     progress.hidden = false;
     upload(file).then(function (submission) {

@@ -1,7 +1,8 @@
-"""The upload page in a real browser: a signed bundle sent in byte ranges, resumed after a broken connection, and the plain form."""
+"""The upload page in a real browser: a signed bundle hashed in parts and sent in byte ranges, resumed, and the plain form."""
 
 from __future__ import annotations
 
+import random
 import re
 
 import pytest
@@ -12,8 +13,9 @@ from certification.signing import generate_key
 from portal.audit.models import AuditEntry
 from portal.registry.models import Card, Membership, Vendor
 from portal.registry.services import register_signing_key
+from portal.submissions import views
 from portal.submissions.models import Submission, UploadSession
-from tests.portal.conftest import build_bundle
+from tests.portal.conftest import build_bundle, write_run_folder
 
 from .conftest import log_in
 
@@ -23,8 +25,8 @@ CHUNK_BYTES = 2048
 
 
 @pytest.fixture
-def bundle(settings, tmp_path):
-    """A signed bundle of vendor acme, several byte ranges long at the test's range size."""
+def vendor_key(settings):
+    """The signing key of vendor acme, whose member is the user owner; byte ranges of CHUNK_BYTES."""
     settings.BUNDLE_UPLOAD_CHUNK_MAX_BYTES = CHUNK_BYTES
     vendor = Vendor.objects.create(slug="acme", name="Acme 芯片")
     Card.objects.create(vendor=vendor, model="X100", serial="sn-1", peak_tflops={"fp32": 2.0}, approved=True)
@@ -32,9 +34,39 @@ def bundle(settings, tmp_path):
     key = generate_key()
     with transaction.atomic():
         register_signing_key(vendor, key.public_pem())
-    path = build_bundle(tmp_path, key)
+    return key
+
+
+@pytest.fixture
+def bundle(vendor_key, tmp_path):
+    """A signed bundle of vendor acme, several byte ranges long at the test's range size."""
+    path = build_bundle(tmp_path, vendor_key)
     assert path.stat().st_size > 3 * CHUNK_BYTES
     return path
+
+
+@pytest.fixture
+def large_bundle(vendor_key, tmp_path):
+    """A signed bundle of vendor acme with 1 MiB + 3 bytes of random predictions, many hash parts long."""
+    from certification.bundle import write_bundle
+
+    run_dir = write_run_folder(tmp_path / "large.run")
+    (run_dir / "workloads/pretrain-llama/predictions.bin").write_bytes(random.Random(7).randbytes(1024**2 + 3))
+    return write_bundle(run_dir, tmp_path / "large.tar", vendor_key).path
+
+
+# Record the size of every Blob (file part) the page reads into memory, and every status line it shows.
+RECORD_READS_AND_STATUS = """
+window.blobReads = [];
+window.statusTexts = [];
+const arrayBuffer = Blob.prototype.arrayBuffer;
+Blob.prototype.arrayBuffer = function () { window.blobReads.push(this.size); return arrayBuffer.call(this); };
+document.addEventListener("DOMContentLoaded", () => {
+  const status = document.getElementById("upload-status");
+  if (!status) { return; }
+  new MutationObserver(() => window.statusTexts.push(status.textContent)).observe(status, {childList: true, characterData: true, subtree: true});
+});
+"""
 
 
 def range_requests(page) -> list[str]:
@@ -116,3 +148,77 @@ def test_plain_form_without_javascript(browser, live_server, bundle):
     assert sent == []
     assert UploadSession.objects.count() == 0
     assert Submission.objects.get().bundle.read() == bundle.read_bytes()
+
+
+def test_page_hashes_file_in_parts(page, large_bundle, settings, monkeypatch):
+    """A file many hash parts long: each read is at most one part, and the status shows the hashing progress."""
+    part_bytes = 64 * 1024
+    monkeypatch.setattr(views, "BROWSER_HASH_PART_BYTES", part_bytes)
+    settings.BUNDLE_UPLOAD_CHUNK_MAX_BYTES = 256 * 1024
+    size = large_bundle.stat().st_size
+    page.add_init_script(RECORD_READS_AND_STATUS)
+    log_in(page, "owner", PASSWORD)
+    sent = range_requests(page)
+    page.goto("/submissions/upload/")
+    page.set_input_files("input[type=file]", str(large_bundle))
+    page.click("main form button[type=submit]")
+    page.wait_for_function("window.statusTexts.some(text => text.includes('100%'))")
+    statuses = page.evaluate("window.statusTexts")
+    reads = page.evaluate("window.blobReads")
+    page.wait_for_url(re.compile(r"/submissions/\d+/$"))
+
+    assert size > 16 * part_bytes
+    assert len(reads) == -(-size // part_bytes)
+    assert max(reads) == part_bytes
+    assert sum(reads) == size
+    assert "正在计算文件的 sha256（0%）……" in statuses
+    assert any(re.fullmatch(r"正在计算文件的 sha256（([1-9]|[1-9][0-9])%）……", text) for text in statuses)
+    assert "正在计算文件的 sha256（100%）……" in statuses
+    assert len(sent) == -(-size // (256 * 1024))
+    assert Submission.objects.get().bundle.read() == large_bundle.read_bytes()
+
+
+def test_page_resumes_after_reload(page, bundle):
+    """A failed upload, then a reload and the same file: the page continues at the portal's offset in the same upload."""
+    log_in(page, "owner", PASSWORD)
+
+    def fail_second_range(route):
+        if route.request.method == "PUT" and route.request.headers.get("content-range", "").startswith(f"bytes {CHUNK_BYTES}-"):
+            route.fulfill(status=502, body="Bad Gateway")
+        else:
+            route.continue_()
+
+    page.route(re.compile(r"/api/v1/uploads/[^/]+/$"), fail_second_range)
+    page.goto("/submissions/upload/")
+    page.set_input_files("input[type=file]", str(bundle))
+    page.click("main form button[type=submit]")
+    page.wait_for_selector("#upload-status.error")
+    assert "http_502" in page.inner_text("#upload-status")
+    assert UploadSession.objects.get().received == CHUNK_BYTES
+
+    page.unroute(re.compile(r"/api/v1/uploads/[^/]+/$"))
+    page.reload()
+    sent = range_requests(page)
+    page.set_input_files("input[type=file]", str(bundle))
+    page.click("main form button[type=submit]")
+    page.wait_for_url(re.compile(r"/submissions/\d+/$"))
+
+    assert sent[0] == f"bytes {CHUNK_BYTES}-{2 * CHUNK_BYTES - 1}/{bundle.stat().st_size}"
+    assert len(sent) == -(-bundle.stat().st_size // CHUNK_BYTES) - 1
+    assert UploadSession.objects.get().state == UploadSession.State.COMPLETED
+    assert Submission.objects.get().bundle.read() == bundle.read_bytes()
+
+
+def test_page_rejects_too_large_file_before_hashing(page, bundle, settings):
+    settings.BUNDLE_UPLOAD_MAX_BYTES = bundle.stat().st_size - 1
+    page.add_init_script(RECORD_READS_AND_STATUS)
+    log_in(page, "owner", PASSWORD)
+    page.goto("/submissions/upload/")
+    page.set_input_files("input[type=file]", str(bundle))
+    page.click("main form button[type=submit]")
+    page.wait_for_selector("#upload-status.error")
+
+    assert "bundle_too_large" in page.inner_text("#upload-status")
+    assert str(settings.BUNDLE_UPLOAD_MAX_BYTES) in page.inner_text("#upload-status")
+    assert page.evaluate("window.blobReads") == []
+    assert UploadSession.objects.count() == 0

@@ -288,12 +288,13 @@ def test_agent_resumes_after_the_connection_breaks(live_server, owner, tmp_path,
 
 
 @pytest.mark.parametrize("language, resuming, hashing", [
-    ("zh-hans", "连接中断，正在继续（第 %(attempt)s 次重试，共 %(retries)s 次）……", "正在计算"),
-    ("en", "The connection broke; resuming (retry %(attempt)s of %(retries)s)…", "Computing the sha256"),
+    ("zh-hans", "连接中断，正在继续（第 %(attempt)s 次重试，共 %(retries)s 次）……", "正在计算文件的 sha256（%(percent)s）……"),
+    ("en", "The connection broke; resuming (retry %(attempt)s of %(retries)s)…", "Computing the sha256 of the file (%(percent)s)…"),
 ])
 def test_upload_page_script_texts_translated(client, owner, language, resuming, hashing):
     login(client, owner)
     client.cookies["django_language"] = language
     page = client.get(reverse("submission-upload")).content.decode("utf-8")
     assert f'data-resuming-text="{resuming}"' in page
-    assert hashing in page
+    assert f'data-hashing-text="{hashing}"' in page
+    assert "[bundle_too_large]\"" in page
