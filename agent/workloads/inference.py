@@ -39,7 +39,7 @@ from certification.records import append_jsonl, read_json, write_json
 from agent.errors import WorkloadNotSupported
 from agent.inference import datatypes
 from agent.inference.search import SearchSettings
-from agent.inference.server import BatchingEngine, CompletionsServer
+from agent.inference.server import SCHEDULERS, BatchingEngine, CompletionsServer
 from agent.workloads import lambada, models
 from agent.workloads.common import WorkloadContext, apply_determinism, encode
 
@@ -47,6 +47,8 @@ logger = logging.getLogger(__name__)
 
 ENDPOINT_VARIABLE = "AGENT_INFERENCE_ENDPOINT"
 MODEL_VARIABLE = "AGENT_INFERENCE_MODEL"
+BATCHING = {"continuous": "per decode step: requests join and leave the running batch at each step",
+            "static": "per batch: requests that arrive together, decoded to the end of the batch"}
 
 
 def read_prompts(path: Path) -> list[dict[str, Any]]:
@@ -87,6 +89,10 @@ def resolve_config(context: WorkloadContext) -> dict[str, Any]:
 
 def run(context: WorkloadContext) -> dict[str, Any]:
     fixed = context.fixed
+    scheduler = context.free.get("scheduler", "continuous")
+    if scheduler not in SCHEDULERS:
+        raise ValueError(f"{context.workload_id}: scheduler {scheduler!r} is not known: "
+                         f"use {' or '.join(f'--set scheduler={name}' for name in SCHEDULERS)}")
     config = resolve_config(context)
     config["determinism"] = apply_determinism(int(fixed["seed"]), context.device)
     tokenizer = context.load_tokenizer()
@@ -198,12 +204,15 @@ def measure_qps(context: WorkloadContext, model, tokenizer, prompts: list[dict[s
         return _run_loadgen(context, external, model_name, prompts)
 
     free = context.free
+    # Packs that name no scheduler (the published demo pack) get continuous batching.
     engine = BatchingEngine(model, tokenizer, model_name, max_batch_size=int(free.get("max_batch_size", 16)),
-                            batch_wait_seconds=float(free.get("batch_wait_ms", 5)) / 1e3)
+                            batch_wait_seconds=float(free.get("batch_wait_ms", 5)) / 1e3,
+                            scheduler=str(free.get("scheduler", "continuous")))
     engine.warm_up()
     with CompletionsServer(engine) as server:
-        config["server"] = {"kind": "agent", "endpoint": server.url, "max_batch_size": engine.max_batch_size,
-                            "batch_wait_seconds": engine.batch_wait_seconds, "batching": "static, requests that arrive together"}
+        config["server"] = {"kind": "agent", "endpoint": server.url, "scheduler": engine.scheduler,
+                            "max_batch_size": engine.max_batch_size, "batch_wait_seconds": engine.batch_wait_seconds,
+                            "batching": BATCHING[engine.scheduler]}
         write_json(context.out_dir / "config.json", config)
         return _run_loadgen(context, server.url, model_name, prompts)
 
