@@ -4,21 +4,27 @@ import json
 
 from django.db import transaction
 from django.urls import reverse
+from django.utils.html import escape
 
 from portal.registry.models import Card, Membership, Vendor
 from portal.submissions.services import add_reference, receive_bundle
 
 from .conftest import login, make_user, upload_file
+from .test_revalidation import revalidate
 
 OTHER = "a" * 64
 
 
-def judged_with_lambada(tmp_path, rule_pack, lab_key, digest, django_capture_on_commit_callbacks):
-    """Upload a real vendor bundle whose run read a LAMBADA file with `digest` and let the pipeline judge it."""
+def judged_with_lambada(tmp_path, rule_pack, lab_key, digest, django_capture_on_commit_callbacks, reference_lambadas=(None,)):
+    """Upload a real vendor bundle whose run read a LAMBADA file with `digest` and let the pipeline judge it.
+
+    One reference is added per item of `reference_lambadas`, in order: the sha256 of its LAMBADA file, None for the pack's file.
+    """
     from certification.bundle import write_bundle
     from certification.signing import generate_key
     from portal.registry.services import register_signing_key
     from tests.certification.runfolder import build_run
+    from tests.certification.test_verdict_inputs import set_digest
 
     vendor = Vendor.objects.create(slug="example-vendor", name="Example Vendor")
     Card.objects.create(vendor=vendor, model="X100", serial="SN-1", peak_tflops={"fp32": 1.5}, approved=True)
@@ -27,8 +33,12 @@ def judged_with_lambada(tmp_path, rule_pack, lab_key, digest, django_capture_on_
     vendor_key = generate_key()
     with transaction.atomic():
         register_signing_key(vendor, vendor_key.public_pem())
-    reference_path = write_bundle(build_run(tmp_path / "reference"), tmp_path / "reference.tar", lab_key).path
-    add_reference(reference_path, rule_pack=rule_pack, peak_tflops={"fp32": 1.5})
+    for number, lambada in enumerate(reference_lambadas):
+        reference_dir = build_run(tmp_path / f"reference-{number}")
+        if lambada is not None:
+            set_digest(reference_dir, "dataset lambada", lambada)
+        reference_path = write_bundle(reference_dir, tmp_path / f"reference-{number}.tar", lab_key).path
+        add_reference(reference_path, rule_pack=rule_pack, peak_tflops={"fp32": 1.5})
 
     run_dir = build_run(tmp_path / "vendor")
     run = json.loads((run_dir / "run.json").read_text())
@@ -82,3 +92,73 @@ def test_report_marks_equal_inputs(client, tmp_path, rule_pack, lab_key, django_
     assert "no: the digests differ" not in page
     assert page.count(f'<code title="{pin}">') == 3 * page.count("data set <code>lambada</code>")
     assert "data set <code>lambada</code>" in page
+
+
+def test_report_prefers_matching_reference(client, tmp_path, rule_pack, lab_key, django_capture_on_commit_callbacks):
+    pin = rule_pack.parsed().data["datasets"]["lambada"]["sha256"]
+    submission, member = judged_with_lambada(tmp_path, rule_pack, lab_key, pin, django_capture_on_commit_callbacks, reference_lambadas=(OTHER, None))
+    compared = submission.report.verdict["inputs"]["pretrain-llama"]
+    choice = compared["reference_choice"]
+    lambada = next(item for item in submission.report.verdict["criteria"] if item["id"] == "pretrain.lambada")
+    assert choice["code"] == "inputs_match"
+    assert len(choice["candidates"]) == 2
+    assert compared["reference_bundle_id"] == choice["candidates"][1]
+    assert (lambada["status"], lambada["details"]["code"]) == ("pass", "lambada_pass")
+    login(client, member)
+    url = reverse("submission-detail", args=[submission.pk])
+
+    client.cookies["django_language"] = "en"
+    page = client.get(url).content.decode()
+    assert escape(choice["explanation"]["en"]) in page
+    assert escape(f"{choice['candidates'][1]} is the first of them whose input digests all equal the vendor run's") in page
+    assert f'<code title="{OTHER}">' not in page
+
+    client.cookies["django_language"] = "zh-hans"
+    page = client.get(url).content.decode()
+    assert escape(choice["explanation"]["zh"]) in page
+
+
+def test_earlier_verdict_shows_inputs(client, staff, tmp_path, rule_pack, lab_key, django_capture_on_commit_callbacks):
+    submission, _member = judged_with_lambada(tmp_path, rule_pack, lab_key, OTHER, django_capture_on_commit_callbacks)
+    login(client, staff)
+    revalidate(client, submission, django_capture_on_commit_callbacks)
+    earlier = submission.superseded_reports.get()
+    choice = earlier.verdict["inputs"]["pretrain-llama"]["reference_choice"]
+    url = reverse("submission-detail", args=[submission.pk])
+
+    client.cookies["django_language"] = "en"
+    page = client.get(url).content.decode()
+    section = page[page.index(f'id="earlier-verdict-{earlier.pk}"'):]
+    section = section[:section.index("</section>")]
+    assert '<details class="inputs"><summary>Inputs compared with the reference</summary>' in section
+    assert f'<code title="{OTHER}">{OTHER[:12]}</code>' in section
+    assert "no: the digests differ" in section
+    assert escape(choice["explanation"]["en"]) in section
+    assert page.count('id="inputs"') == 1
+
+    client.cookies["django_language"] = "zh-hans"
+    page = client.get(url).content.decode()
+    section = page[page.index(f'id="earlier-verdict-{earlier.pk}"'):]
+    section = section[:section.index("</section>")]
+    assert "<summary>与基线比较的输入</summary>" in section
+    assert "否：摘要不同" in section
+    assert escape(choice["explanation"]["zh"]) in section
+
+
+def test_report_without_reference_choice(client, tmp_path, rule_pack, lab_key, django_capture_on_commit_callbacks):
+    # A verdict stored before the reference choice was recorded names only the reference bundle.
+    submission, member = judged_with_lambada(tmp_path, rule_pack, lab_key, OTHER, django_capture_on_commit_callbacks)
+    report = submission.report
+    bundle_id = report.verdict["inputs"]["pretrain-llama"]["reference_bundle_id"]
+    for compared in report.verdict["inputs"].values():
+        del compared["reference_choice"]
+    report.save(update_fields=["verdict"])
+    login(client, member)
+
+    client.cookies["django_language"] = "en"
+    page = client.get(reverse("submission-detail", args=[submission.pk])).content.decode()
+    assert f"Reference bundle {bundle_id}" in page
+
+    client.cookies["django_language"] = "zh-hans"
+    page = client.get(reverse("submission-detail", args=[submission.pk])).content.decode()
+    assert f"基线结果包 {bundle_id}" in page
