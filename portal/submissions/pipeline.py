@@ -195,11 +195,15 @@ def load_judge():
 def judge_against_references(bundle, rule_pack: RulePack, card: Card, human: dict | None = None) -> dict:
     """Judge the bundle against every reference of the rule pack, each with its reference card's peaks.
 
+    The references go to the engine oldest first. Per workload it uses the
+    first one whose inputs equal the vendor's, else the first usable one,
+    and records which and why in the verdict's `inputs`.
+
     `human` holds signed-off human evaluation results by criterion id; see portal.evaluation.
     """
     from certification.verdict import Reference
 
-    references = list(ReferenceBundle.objects.filter(rule_pack=rule_pack))
+    references = list(ReferenceBundle.objects.filter(rule_pack=rule_pack).order_by("created_at", "pk"))
     if not references:
         raise SubmissionError("reference_missing", name=rule_pack.name)
 
