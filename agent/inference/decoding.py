@@ -62,14 +62,16 @@ class RunningBatch:
         """Join a prefilled sequence to the batch, so that the next step feeds it `prefilled.token`."""
         import paddle
 
+        new_mask = paddle.ones([1, prefilled.length], dtype="int64")
         if self.cache is None:
-            self.cache, self.mask = prefilled.cache, paddle.ones([1, prefilled.length], dtype="int64")
+            self.cache, self.mask = prefilled.cache, new_mask
         else:
+            # Both are built before either is assigned, so a failed concat leaves the batch as it was.
             width = max(self.width, prefilled.length)
-            new_mask = paddle.ones([1, prefilled.length], dtype="int64")
-            self.cache = tuple(tuple(paddle.concat([_left_pad(old, width), _left_pad(new, width)], axis=0) for old, new in zip(layer, added))
-                               for layer, added in zip(self.cache, prefilled.cache))
-            self.mask = paddle.concat([_left_pad(self.mask, width), _left_pad(new_mask, width)], axis=0)
+            cache = tuple(tuple(paddle.concat([_left_pad(old, width), _left_pad(new, width)], axis=0) for old, new in zip(layer, added))
+                          for layer, added in zip(self.cache, prefilled.cache))
+            mask = paddle.concat([_left_pad(self.mask, width), _left_pad(new_mask, width)], axis=0)
+            self.cache, self.mask = cache, mask
         self.owners.append(owner)
         self.lengths.append(prefilled.length)
         self.last_tokens.append(prefilled.token)

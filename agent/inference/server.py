@@ -67,7 +67,7 @@ class Completion:
 
 
 class TokenStream:
-    """Turns a request's generated tokens into streamed text deltas and its end event."""
+    """The conversion of each request's generated tokens into streamed text deltas and its end event."""
 
     def __init__(self, tokenizer, eos_token_id: int):
         self.tokenizer = tokenizer
@@ -205,31 +205,29 @@ class BatchingEngine:
                 self._decode_step(batch)
 
     def _admit(self, batch: RunningBatch, completion: Completion) -> None:
-        """Prefill a request and stream its first token; it joins the batch unless that token ended it."""
+        """Prefill a request and stream its first token. The request joins the batch unless that token ended it."""
         try:
             prefilled = batch.prefill(completion.prompt_ids)
+            self.stream.deliver(completion, prefilled.token)
+            if not completion.done:
+                batch.add(completion, prefilled)
         except Exception as error:
-            logger.exception("prefill failed for a request of %d prompt tokens", len(completion.prompt_ids))
+            logger.exception("admitting a request of %d prompt tokens failed", len(completion.prompt_ids))
             self.stream.fail(completion, error)
-            return
-        self.stream.deliver(completion, prefilled.token)
-        if not completion.done:
-            batch.add(completion, prefilled)
 
     def _decode_step(self, batch: RunningBatch) -> None:
         self.batches += 1
         self.largest_batch = max(self.largest_batch, len(batch))
         try:
             tokens = batch.step()
+            for completion, token in zip(batch.owners, tokens):
+                self.stream.deliver(completion, token)
+            batch.remove([not (completion.done or completion.cancelled) for completion in batch.owners])
         except Exception as error:
             logger.exception("decoding failed for a batch of %d requests", len(batch))
             for completion in batch.owners:
                 self.stream.fail(completion, error)
             batch.clear()
-            return
-        for completion, token in zip(batch.owners, tokens):
-            self.stream.deliver(completion, token)
-        batch.remove([not (completion.done or completion.cancelled) for completion in batch.owners])
 
     def _abandon(self, batch: RunningBatch) -> None:
         for completion in batch.owners:

@@ -74,6 +74,7 @@ def test_running_batch_matches_decoding_alone(model_and_tokenizer):
                 outputs[index].append(token)
             batch.remove([len(outputs[index]) < requests[index][1] for index in batch.owners])
             widths.append(batch.width)
+            assert batch.width == max(batch.lengths, default=0)  # no padding column beyond the longest row
         step += 1
 
     for index, output in enumerate(outputs):
@@ -132,6 +133,22 @@ def test_engine_stops_at_eos(model_and_tokenizer):
         engine.stop()
     assert stopped.generated == []
     assert ignored.generated == decode_alone(model, ids, 5)
+
+
+def test_engine_retires_cancelled_request(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    engine = BatchingEngine(model, tokenizer, "tiny")
+    # The HTTP handler sets `cancelled` when the client has gone away.
+    cancelled = engine.submit(PROMPTS[0], 50, ignore_eos=True)
+    cancelled.cancelled = True
+    other = engine.submit(PROMPTS[1], 4, ignore_eos=True)
+    engine.start()
+    try:
+        assert collect(other)[1] == "length"
+    finally:
+        engine.stop()
+    assert len(cancelled.generated) == 2  # the prefill's token and one decode step's
+    assert not cancelled.done
 
 
 def test_static_scheduler_decodes_one_batch(model_and_tokenizer):

@@ -36,11 +36,11 @@ def smoke_pack(folder: Path | None, sha256: str | None = None, **workload_fields
     return parse_rule_pack(yaml.safe_dump(data, allow_unicode=True, sort_keys=False).encode("utf-8"))
 
 
-def infer_context(pack, run_dir: Path, workload_id: str = "infer-llama"):
+def infer_context(pack, run_dir: Path, workload_id: str = "infer-llama", **overrides):
     from agent.workloads.common import WorkloadContext
 
     context = WorkloadContext(workload_id=workload_id, spec=pack.workload(workload_id), pack=pack, data_root=REPO,
-                              run_dir=run_dir, device="cpu")
+                              run_dir=run_dir, device="cpu", overrides=overrides)
     context.out_dir.mkdir(parents=True)
     return context
 
@@ -112,6 +112,7 @@ def test_inference_runs_the_saved_llama(tmp_path):
     assert checkpoint["dtype"] == "float32"
     assert config["data_type"]["loaded_in"] == "float32"
     assert config["init_from"] is None
+    assert config["server"]["scheduler"] == "continuous"
 
 
 @pytest.mark.slow
@@ -150,10 +151,20 @@ def test_inference_without_lambada_set(tmp_path):
 
     pack = smoke_pack(None, datasets={"prompts": "inference_prompts"},
                       criteria=[{"id": "infer.performance", "metric": "qps_per_tflops_ratio"}])
-    context = infer_context(pack, tmp_path / "run")
+    context = infer_context(pack, tmp_path / "run", scheduler="static")
 
     summary = inference.run(context)
 
     assert "lambada_items" not in summary
+    assert read_json(context.out_dir / "config.json")["server"]["scheduler"] == "static"
     assert not (context.out_dir / "lambada.jsonl").exists()
     assert (context.out_dir / "generations.jsonl").is_file()
+
+
+def test_inference_rejects_unknown_scheduler(tmp_path):
+    from agent.workloads import inference
+
+    context = infer_context(smoke_pack(None), tmp_path / "run", scheduler="iteration")
+    with pytest.raises(ValueError, match="'iteration'"):
+        inference.run(context)
+    assert not (context.out_dir / "config.json").exists()
