@@ -264,7 +264,8 @@ def whole_model(preset: dict[str, Any], model):
     from paddle.distributed import fleet
     from paddlenlp.transformers.model_utils import dtype_guard
 
-    # NOTE: every process then keeps the whole model (of its tensor-parallel rank), in host memory while gathering.
+    # NOTE: with tensor parallelism too, this gathers the process's tensor-parallel part only and does not merge
+    # the ranks; that combination was never run. Every process keeps the whole model in host memory while gathering.
     # The weights travel as float32 NumPy arrays, which represent bfloat16 and float16 values exactly.
     dtype = model.parameters()[0].dtype
     stage = {name: tensor.astype("float32").numpy() for name, tensor in model.state_dict().items()}
