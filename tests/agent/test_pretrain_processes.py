@@ -3,8 +3,9 @@
 A run killed with SIGKILL after a checkpoint and resumed with --resume, and
 runs of two CPU processes under `paddle.distributed.launch` (data parallel,
 sharding stage 1, and killed and resumed), all give the uninterrupted run's
-loss curve. Tensor parallelism and sharding stages 2 and 3, which Paddle
-rejects on the CPU, leave a failed workload with no step records.
+loss curve. Sharding stages 2 and 3, which Paddle rejects on the CPU, leave
+a failed workload with no step records. Tensor parallelism is tested in
+test_tensor_parallel.py.
 """
 
 import json
@@ -251,10 +252,9 @@ def test_launched_resume_reproduces_loss_curve(launched_killed_and_resumed, unin
 
 
 @pytest.mark.parametrize(("setting", "paddle_error"), [
-    ("tensor_parallel_degree=2", "AssertionError: Only support xpu, gpu and custom_device now, but this is cpu"),
     ("sharding_stage=2", "AssertionError: group_sharded_parallel only support gpu, xpu and custom_device now"),
     ("sharding_stage=3", "AssertionError: group_sharded_parallel only support gpu, xpu and custom_device now"),
-], ids=["tensor-parallel-2", "sharding-stage-2", "sharding-stage-3"])
+], ids=["sharding-stage-2", "sharding-stage-3"])
 def test_cpu_rejection_records_no_run(tmp_path, setting, paddle_error):
     completed = launch(tmp_path, "--set", setting, "--set", "per_device_train_batch_size=2")
     folder = tmp_path / "run" / "workloads" / WORKLOAD
