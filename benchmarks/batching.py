@@ -1,0 +1,96 @@
+"""Benchmark of the agent's inference server: continuous against static batching, by the QPS search.
+
+    python benchmarks/batching.py [--pack demo-2026.1] [--output-tokens 8 32] [--repeats 1]
+
+Builds the pack's tiny LLaMA from its config (seed 7, FP32, CPU) and serves
+it with the agent's own server under each scheduler in turn. Against each,
+it runs the pack's QPS search in a child process (`python -m agent
+loadgen`, as the inference workload runs it) with the pack's inference
+settings and `output_tokens` set per row. Prints per search the QPS the search found,
+its load level, the worst TTFT percentile at that level, the number of
+trials and the largest batch the server decoded. The search writes its
+records under `--out`.
+
+The server and the load generator share the machine's CPUs, so the figures
+depend on everything else that runs there. The schedulers alternate within
+each repeat so that a change in machine load affects both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from agent.inference.server import SCHEDULERS, BatchingEngine, CompletionsServer  # noqa: E402
+from agent.workloads.common import load_tokenizer  # noqa: E402
+from agent.workloads.models import build_model, model_config  # noqa: E402
+from certification.rulepack import load_rule_pack  # noqa: E402
+
+PROMPTS = REPO / "data" / "prompts" / "inference_prompts_demo.jsonl"
+
+
+def build_llama(pack):
+    import paddle
+
+    preset = pack.data["models"]["llama-tiny"]
+    entry = pack.data["tokenizers"][preset["tokenizer"]]
+    tokenizer = load_tokenizer(REPO / entry["path"], entry["kind"], entry.get("class"))
+    paddle.seed(7)
+    model = build_model(preset, model_config(preset, {"dropout": 0.0}, "cpu"))
+    model.eval()
+    return model, tokenizer
+
+
+def search(model, tokenizer, scheduler: str, settings: dict, max_batch_size: int, out_dir: Path) -> dict:
+    """Serve the model with `scheduler` and return the search's result, with the trial count and the largest batch."""
+    engine = BatchingEngine(model, tokenizer, "llama-tiny", max_batch_size=max_batch_size, scheduler=scheduler)
+    engine.warm_up()
+    out_dir.mkdir(parents=True)
+    with CompletionsServer(engine) as server:
+        command = [sys.executable, "-m", "agent", "loadgen", "--endpoint", server.url, "--model", "llama-tiny",
+                   "--prompts", str(PROMPTS), "--settings", json.dumps(settings), "--out", str(out_dir)]
+        completed = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    path = out_dir / "search.json"
+    record = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    if record.get("status") != "completed":
+        detail = record.get("error") or completed.stderr.strip()[-2000:]
+        raise RuntimeError(f"the search with the {scheduler} scheduler failed (exit status {completed.returncode}): {detail}")
+    return {**record["result"], "trials_run": len(record["trials"]), "largest_batch": engine.largest_batch}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pack", default="demo-2026.1", help="rule pack whose tiny LLaMA and inference settings to use")
+    parser.add_argument("--output-tokens", type=int, nargs="+", default=[8, 32], help="output tokens per request, one search each")
+    parser.add_argument("--max-batch-size", type=int, default=16, help="maximum number of requests decoded together")
+    parser.add_argument("--repeats", type=int, default=1, help="searches per scheduler and output length")
+    parser.add_argument("--out", type=Path, default=None, help="folder for the searches' records (default: a temporary folder)")
+    args = parser.parse_args()
+
+    pack = load_rule_pack(args.pack)
+    model, tokenizer = build_llama(pack)
+    out_root = args.out or Path(tempfile.mkdtemp(prefix="batching-"))
+    print("| output tokens | scheduler | QPS | level (req/s) | worst TTFT p99 (s) | trials | largest batch |")
+    print("|---|---|---|---|---|---|---|")
+    for tokens in args.output_tokens:
+        settings = {**pack.data["settings"]["inference"], "output_tokens": tokens}
+        for repeat in range(args.repeats):
+            for scheduler in SCHEDULERS:
+                result = search(model, tokenizer, scheduler, settings, args.max_batch_size, out_root / f"{tokens}-{scheduler}-{repeat}")
+                qps = "none" if result["qps"] is None else f"{result['qps']:.1f}"
+                worst = "-" if result["qps"] is None else f"{result['worst_ttft_percentile']:.3f}"
+                print(f"| {tokens} | {scheduler} | {qps} | {result['level']} | {worst} | {result['trials_run']} | {result['largest_batch']} |",
+                      flush=True)
+    print(f"records: {out_root}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
