@@ -18,6 +18,9 @@ LlamaForCausalLM, Qwen2ForCausalLM and GPTForCausalLM in PaddleNLP 3.0.0b4.
 NOTE: a batched matrix product may round differently from a one-row one, so
 a near tie between two tokens could resolve differently than when decoded
 alone. The tests found equal tokens for the tiny LLaMA and Qwen2 on the CPU.
+NOTE: only the CPU path without flash attention has run. With
+`use_flash_attention` on a GPU, the padded decode mask goes to PaddleNLP's
+flash attention call as an explicit mask, a path not yet run here.
 """
 
 from __future__ import annotations
