@@ -198,32 +198,43 @@ def _cpu_layers():
 def mp_ops_on_cpu(mp_ops):
     """Return replacements of `mp_ops`' `_c_identity`, `_mp_allreduce`, `_c_concat` and `_c_split` that also run on the CPU.
 
-    For a tensor on another device they call Paddle's own function.
+    They take the arguments of Paddle's functions. A tensor on another
+    device, or a process outside `group`, goes to Paddle's own function.
     """
+    from paddle.distributed import ReduceOp
     from paddle.distributed.communication.group import _get_global_group
 
     identity, all_reduce, concat, split = _cpu_layers()
-    originals = {name: getattr(mp_ops, name) for name in ("_c_identity", "_mp_allreduce", "_c_concat", "_c_split")}
+    original_identity, original_all_reduce = mp_ops._c_identity, mp_ops._mp_allreduce
+    original_concat, original_split = mp_ops._c_concat, mp_ops._c_split
 
-    def routed(name, layer):
-        def function(tensor, *args, group=None, skip_c_identity_dynamic=False, **kwargs):
-            if not tensor.place.is_cpu_place():
-                if name in ("_c_identity", "_mp_allreduce"):
-                    kwargs["skip_c_identity_dynamic"] = skip_c_identity_dynamic
-                return originals[name](tensor, *args, group=group, **kwargs)
-            group = group or _get_global_group()
-            if skip_c_identity_dynamic and name == "_c_identity":
-                return tensor
-            if skip_c_identity_dynamic and name == "_mp_allreduce":
-                return _sum_over(tensor, group)
-            return layer.apply(tensor, group)
+    def on_cpu(tensor, group) -> bool:
+        return tensor.place.is_cpu_place() and (group is None or group.is_member())
 
-        function.__name__ = name
-        function.__doc__ = originals[name].__doc__
-        return function
+    def _c_identity(tensor, group=None, skip_c_identity_dynamic=False):
+        if not on_cpu(tensor, group):
+            return original_identity(tensor, group=group, skip_c_identity_dynamic=skip_c_identity_dynamic)
+        return tensor if skip_c_identity_dynamic else identity.apply(tensor, group or _get_global_group())
 
-    return {"_c_identity": routed("_c_identity", identity), "_mp_allreduce": routed("_mp_allreduce", all_reduce),
-            "_c_concat": routed("_c_concat", concat), "_c_split": routed("_c_split", split)}
+    def _mp_allreduce(tensor, op=ReduceOp.SUM, group=None, use_calc_stream=True, use_model_parallel=True,
+                      skip_c_identity_dynamic=False):
+        if not on_cpu(tensor, group) or op != ReduceOp.SUM:
+            return original_all_reduce(tensor, op=op, group=group, use_calc_stream=use_calc_stream,
+                                       use_model_parallel=use_model_parallel, skip_c_identity_dynamic=skip_c_identity_dynamic)
+        # Paddle's gradient of this sum is the identity whether or not skip_c_identity_dynamic is set.
+        return all_reduce.apply(tensor, group or _get_global_group())
+
+    def _c_concat(tensor, group=None):
+        if not on_cpu(tensor, group):
+            return original_concat(tensor, group=group)
+        return concat.apply(tensor, group or _get_global_group())
+
+    def _c_split(tensor, group=None):
+        if not on_cpu(tensor, group):
+            return original_split(tensor, group=group)
+        return split.apply(tensor, group or _get_global_group())
+
+    return {"_c_identity": _c_identity, "_mp_allreduce": _mp_allreduce, "_c_concat": _c_concat, "_c_split": _c_split}
 
 
 def _mp_ops_refuse_cpu() -> bool:
