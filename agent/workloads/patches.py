@@ -102,7 +102,7 @@ def broadcast_input_data_cpu(original):
     return broadcast_input_data
 
 
-def _broadcast_input_refuses_cpu() -> bool:
+def _broadcast_input_fails_on_cpu() -> bool:
     """Return True when the current device is the CPU and Paddle's `broadcast_input_data` refuses it.
 
     Paddle 3.3.1's `TensorParallel` wrapper broadcasts every forward pass's
@@ -237,7 +237,7 @@ def mp_ops_on_cpu(mp_ops):
     return {"_c_identity": _c_identity, "_mp_allreduce": _mp_allreduce, "_c_concat": _c_concat, "_c_split": _c_split}
 
 
-def _mp_ops_refuse_cpu() -> bool:
+def _mp_ops_fail_on_cpu() -> bool:
     """Return True when Paddle's tensor-parallel communication kernels refuse a CPU tensor.
 
     PaddleNLP's column- and row-parallel layers communicate through
@@ -270,13 +270,13 @@ def apply() -> list[str]:
         paddle.distributed.ParallelEnv.device_id = property(parallel_env_device_id)
         APPLIED.append("parallel_env_device_id")
         logger.debug("patched Paddle ParallelEnv.device_id to return 0 where no device id is set")
-    if "broadcast_input_data_cpu" not in APPLIED and _broadcast_input_refuses_cpu():
+    if "broadcast_input_data_cpu" not in APPLIED and _broadcast_input_fails_on_cpu():
         from paddle.distributed.fleet.meta_parallel import tensor_parallel
 
         tensor_parallel.broadcast_input_data = broadcast_input_data_cpu(tensor_parallel.broadcast_input_data)
         APPLIED.append("broadcast_input_data_cpu")
         logger.debug("patched Paddle's TensorParallel to broadcast its inputs on the CPU too")
-    if "mp_ops_on_cpu" not in APPLIED and _mp_ops_refuse_cpu():
+    if "mp_ops_on_cpu" not in APPLIED and _mp_ops_fail_on_cpu():
         import paddle.distributed.collective as collective
         from paddle.distributed.fleet.layers.mpu import mp_ops
 
