@@ -53,7 +53,7 @@ def test_outsider_list_hides_other_vendor(client, submission, outsider):
 
 def test_detail_shows_report_and_banner(client, submission, owner):
     page = login(client, owner).get(reverse("submission-detail", args=[submission.pk])).content.decode()
-    assert "CPU 演示基线 / CPU demo reference" in page
+    assert "CPU 演示参考结果 / CPU demo reference" in page
     assert "demo-2026.1" in page
     assert "pretrain.throughput" in page
     assert "吞吐比 &lt;b&gt;达标&lt;/b&gt;" in page

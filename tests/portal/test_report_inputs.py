@@ -75,7 +75,7 @@ def test_report_shows_input_comparison(client, tmp_path, rule_pack, lab_key, dja
 
     client.cookies["django_language"] = "zh-hans"
     page = client.get(url).content.decode()
-    assert "与基线比较的输入" in page
+    assert "与参考比较的输入" in page
     assert "否：摘要不同" in page
     assert "分词器 <code>llama2</code>" in page
     assert "厂商 sha256" in page
@@ -140,7 +140,7 @@ def test_earlier_verdict_shows_inputs(client, staff, tmp_path, rule_pack, lab_ke
     page = client.get(url).content.decode()
     section = page[page.index(f'id="earlier-verdict-{earlier.pk}"'):]
     section = section[:section.index("</section>")]
-    assert "<summary>与基线比较的输入</summary>" in section
+    assert "<summary>与参考比较的输入</summary>" in section
     assert "否：摘要不同" in section
     assert escape(choice["explanation"]["zh"]) in section
 
@@ -161,4 +161,4 @@ def test_report_without_reference_choice(client, tmp_path, rule_pack, lab_key, d
 
     client.cookies["django_language"] = "zh-hans"
     page = client.get(reverse("submission-detail", args=[submission.pk])).content.decode()
-    assert f"基线结果包 {bundle_id}" in page
+    assert f"参考结果包 {bundle_id}" in page
