@@ -1,0 +1,174 @@
+"""The input digests on the report, earlier verdicts, listing page errors and compromised credential keys, in a real browser."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from django.core.management import call_command
+
+from portal.certificates.credentials import rotate_credential_key, shown_time
+from portal.certificates.models import CredentialKey
+from portal.submissions.models import SupersededReport
+from tests.portal.helpers_gsb import judged_human_submission
+
+from .conftest import log_in, switch_language
+from .test_certification_flow import PASSWORD, bundles, world  # noqa: F401 (fixtures)
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+LEAK_REASON = "private key copied to a lost laptop"
+
+
+def issued_certificate(world, bundles):
+    """Judge the real bundles, review every pair, sign off and issue a finetuning certificate."""
+    from portal.certificates.services import issue_certificate
+    from portal.evaluation.services import build_sets, record_judgement, sign_off
+
+    submission = judged_human_submission(bundles, vendor=world["vendor"], reference_lab=world["reference_lab"], owner=world["owner"])
+    evaluation_set = build_sets(submission, actor=world["staff"])[0]
+    for pair in evaluation_set.pairs.filter(identical=False):
+        record_judgement(pair, world["staff"], "same")
+    sign_off(evaluation_set, signer=world["staff"], password=PASSWORD, statement="ok")
+    return issue_certificate(submission=submission, track="finetuning", level=1, issued_by=world["staff"])
+
+
+def digest_titles(page, scope: str) -> list[str]:
+    """Return the full sha256 values that the input table under `scope` shows as hover titles."""
+    return page.eval_on_selector_all(f"{scope} table.inputs code[title]", "codes => codes.map(code => code.title)")
+
+
+def wait_for_plots(page) -> None:
+    """Wait until the report's plot images have loaded.
+
+    Each plot is drawn by its own request. One still running in the live
+    server's thread when the test reads or flushes the shared in-memory
+    database makes SQLite report the table as locked.
+    """
+    page.wait_for_load_state("networkidle")
+
+
+def test_report_inputs_and_earlier_verdict(page, world, bundles):
+    submission = judged_human_submission(bundles, vendor=world["vendor"], reference_lab=world["reference_lab"], owner=world["owner"])
+    inputs = submission.report.verdict["inputs"]
+    workload, compared = next(iter(inputs.items()))
+    explanation = compared["reference_choice"]["explanation"]
+    log_in(page, "reviewer", PASSWORD)
+    page.goto(f"/submissions/{submission.pk}/")
+    wait_for_plots(page)
+
+    # The current report: a heading, one reference line per workload and every digest in full on hover.
+    assert page.inner_text("h2#inputs") == "与参考比较的输入"
+    assert page.locator("table.inputs tr.input-reference").count() == len(inputs)
+    assert workload in page.inner_text("table.inputs tr.input-reference >> nth=0")
+    assert explanation["zh"] in page.inner_text("table.inputs")
+    assert compared["reference_bundle_id"] in explanation["zh"]
+    titles = digest_titles(page, "main")
+    assert titles
+    assert all(SHA256.match(title) for title in titles)
+    first_input = compared["inputs"][0]
+    vendor_digest = first_input["vendor"]
+    assert vendor_digest in titles
+    assert first_input["reference"] in titles
+    assert vendor_digest[:12] in page.inner_text("table.inputs")
+    # Both bundles were built from the same run folder, so every input is equal.
+    assert first_input["status"] == "equal"
+    assert page.locator("table.inputs tr.input-different").count() == 0
+    assert page.inner_text("table.inputs tr.input-equal >> nth=0 >> td >> nth=-1") == "是"
+
+    # Validate again: the report that was shown moves under Earlier verdicts with its inputs folded.
+    with page.expect_navigation():
+        page.click(f"form[action$='/staff/submissions/{submission.pk}/revalidate/'] button[type=submit]")
+    wait_for_plots(page)
+    assert f"提交 {submission.pk} 已重新排队等待验证。" in page.inner_text("main")
+    earlier = SupersededReport.objects.get(submission=submission)
+    section = f"#earlier-verdict-{earlier.pk}"
+    assert page.inner_text("h2#earlier-verdicts") == "早先的评判结果"
+    assert page.inner_text(f"{section} details.inputs > summary") == "与参考比较的输入"
+    assert not page.is_visible(f"{section} table.inputs")
+    page.click(f"{section} details.inputs > summary")
+    assert page.is_visible(f"{section} table.inputs")
+    assert explanation["zh"] in page.inner_text(f"{section} table.inputs")
+    assert vendor_digest in digest_titles(page, section)
+    assert page.locator("h2#inputs").count() == 1
+
+    switch_language(page, "en")
+    wait_for_plots(page)
+    assert page.inner_text("h2#inputs") == "Inputs compared with the reference"
+    assert explanation["en"] in page.inner_text("table.inputs")
+    assert page.inner_text("h2#earlier-verdicts") == "Earlier verdicts"
+    assert page.inner_text(f"{section} details.inputs > summary") == "Inputs compared with the reference"
+    page.click(f"{section} details.inputs > summary")
+    assert explanation["en"] in page.inner_text(f"{section} table.inputs")
+
+
+@pytest.mark.parametrize("value, status, chinese, english", [
+    ("999", 404, "不存在", "does not exist"),
+    ("abc", 400, "无效", "is invalid"),
+], ids=["past-last-page", "invalid-page"])
+def test_listing_page_error_message(page, world, bundles, value, status, chinese, english):
+    certificate = issued_certificate(world, bundles)
+
+    response = page.goto(f"/?page={value}")
+    alert = page.inner_text("main p.error[role=alert]")
+    assert response.status == status
+    assert alert.startswith(f"页码 '{value}' ")
+    assert chinese in alert
+    assert alert.endswith("现在显示第 1 页。")
+    assert certificate.number in page.inner_text("#listing")
+
+    switch_language(page, "en")
+    response = page.goto(f"/?page={value}")
+    alert = page.inner_text("main p.error[role=alert]")
+    assert response.status == status
+    assert alert.startswith(f"The page '{value}' ")
+    assert english in alert
+    assert alert.endswith("Page 1 is shown instead.")
+    assert certificate.number in page.inner_text("#listing")
+
+
+def verify_pasted(page, credential: dict) -> int:
+    """Paste a credential into the verification page, submit it and return the HTTP status."""
+    page.goto("/certificates/credential/verify/")
+    page.fill("textarea[name=credential]", json.dumps(credential))
+    with page.expect_navigation() as navigation:
+        page.click("main form button[type=submit]")
+    return navigation.value.status
+
+
+def test_compromised_key_credential_rejected(page, world, bundles, settings, tmp_path):
+    # Rotate a key of this test only, never the portal key that other tests sign with.
+    settings.PORTAL_CREDENTIAL_KEY_PATH = tmp_path / "keys" / "portal.key"
+    certificate = issued_certificate(world, bundles)
+    old_credential = certificate.credential
+    assert verify_pasted(page, old_credential) == 200
+    assert page.get_attribute("#credential-result", "class") == "valid"
+
+    rotation = rotate_credential_key()
+    call_command("mark_credential_key_compromised", rotation.old_key_id, "--reason", LEAK_REASON, "--staff-user", "reviewer")
+    compromised_on = shown_time(CredentialKey.objects.get(key_id=rotation.old_key_id).compromised_at)
+
+    assert verify_pasted(page, old_credential) == 400
+    result = page.inner_text("#credential-result")
+    assert page.get_attribute("#credential-result", "class") == "error"
+    assert f"该凭证由密钥 {rotation.old_key_id} 签名，该密钥已于 {compromised_on} 被标记为泄露（{LEAK_REASON}）。" in result
+    assert "不可信" in result
+    assert result.endswith("[key_compromised]")
+    assert "已泄露的密钥" in page.inner_text("#credential-key")
+
+    switch_language(page, "en")
+    assert verify_pasted(page, old_credential) == 400
+    result = page.inner_text("#credential-result")
+    assert f"The credential is signed by key {rotation.old_key_id}, which was marked compromised on {compromised_on} ({LEAK_REASON})." in result
+    assert "so it is not trustworthy" in result
+    assert "a compromised key" in page.inner_text("#credential-key")
+
+    # The certificate page offers the credential signed again by the current key, and that one verifies.
+    resigned = json.loads(page.request.get(f"/certificates/{certificate.number}/credential.json").text())
+    assert verify_pasted(page, resigned) == 200
+    assert page.get_attribute("#credential-result", "class") == "valid"
+    assert certificate.number in page.inner_text("#credential-result")
+    keys = {key["key_id"]: key["status"] for key in json.loads(page.request.get("/certificates/credential/keys.json").text())["keys"]}
+    assert keys[rotation.old_key_id] == "compromised"
+    assert keys[rotation.new_key_id] == "current"
