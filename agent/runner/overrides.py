@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import difflib
-from typing import Any
+import math
+from typing import Any, Callable
 
 import yaml
 
@@ -58,39 +59,116 @@ def _keys(pack: RulePack, workload_ids: list[str], section: str) -> dict[str, An
     return keys
 
 
+def _workload_values(pack: RulePack, workload_id: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Return a workload's fixed and free values with the `--set` values of its own free keys applied, as it trains with them."""
+    hyperparameters = pack.workload(workload_id)["hyperparameters"]
+    free = dict(hyperparameters.get("free") or {})
+    free.update({key: value for key, value in overrides.items() if key in free})
+    return {**hyperparameters["fixed"], **free}
+
+
+# Integer keys that count something there must be at least one of: parallel degrees, batch sizes,
+# accumulated micro-batches and concurrent requests. Other integer keys accept 0 (such as batch_wait_ms).
+POSITIVE_SUFFIXES = ("_degree", "batch_size")
+POSITIVE_KEYS = ("gradient_accumulation_steps", "max_concurrency")
+SHARDING_STAGE_RANGE = (0, 3)
+
+
+def _value_rule(key: str, default: Any) -> tuple[str, Callable[[Any], bool]]:
+    """Return the description of the values that a free key accepts and a test for them; the pack's value sets the type."""
+    def is_integer(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    if isinstance(default, bool):
+        return _("true or false"), lambda value: isinstance(value, bool)
+    if isinstance(default, int) and key == "sharding_stage":
+        low, high = SHARDING_STAGE_RANGE
+        return _("an integer from {low} to {high}").format(low=low, high=high), lambda value: is_integer(value) and low <= value <= high
+    if isinstance(default, int) and (key.endswith(POSITIVE_SUFFIXES) or key in POSITIVE_KEYS):
+        return _("a positive integer"), lambda value: is_integer(value) and value >= 1
+    if isinstance(default, int):
+        return _("a non-negative integer"), lambda value: is_integer(value) and value >= 0
+    if isinstance(default, float):
+        return _("a number"), lambda value: isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, str):
+        return _("a string"), lambda value: isinstance(value, str)
+    if default is None:
+        return _("any value"), lambda value: True
+    return _("a value of YAML type {type}").format(type=type(default).__name__), lambda value: isinstance(value, type(default))
+
+
 def _check_type(pack: RulePack, key: str, value: Any, default: Any) -> None:
-    expected = type(default)
-    if isinstance(default, bool) or isinstance(value, bool):
-        valid = isinstance(value, bool) and isinstance(default, bool)
-    elif isinstance(default, int):
-        valid = isinstance(value, int) and value >= 0
-    elif isinstance(default, float):
-        valid = isinstance(value, (int, float))
-    else:
-        valid = default is None or isinstance(value, expected)
-    if not valid:
-        raise AgentError("hyperparameter_invalid",
-                         _("{key}={value} is invalid: rule pack {pack} expects a {type} such as {example}").format(
-                             key=key, value=repr(value), pack=pack.name, type=expected.__name__, example=repr(default)),
-                         _("pass --set {key}=<{type}>").format(key=key, type=expected.__name__))
+    rule, accepts = _value_rule(key, default)
+    if accepts(value):
+        return
+    example = _yaml_text(default)
+    raise AgentError("hyperparameter_invalid",
+                     _("{key}={value} is invalid: {key} must be {rule}, such as the pack's {example}").format(
+                         key=key, value=_yaml_text(value), rule=rule, example=example),
+                     _("set {key} to {rule}, for example --set {key}={example} (rule pack {pack})").format(
+                         key=key, rule=rule, example=example, pack=pack.name))
+
+
+def _yaml_text(value: Any) -> str:
+    """Return `value` as it is written after `--set KEY=` (YAML), such as true for True."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "null" if value is None else str(value)
+
+
+# Workload kinds that PaddleNLP's Trainer trains, laying its processes out by these degrees (agent.workloads.training).
+TRAINER_KINDS = ("pretrain", "sft", "lora")
+DEGREE_KEYS = ("tensor_parallel_degree", "pipeline_parallel_degree", "sharding_parallel_degree")
+
+
+def check_parallel_degrees(pack: RulePack, workload_ids: list[str], overrides: dict[str, Any], processes: int) -> None:
+    """Raise AgentError when a trained workload's parallel degrees do not divide the run's processes.
+
+    Each model copy spans tensor x pipeline x sharding processes, so their
+    product must divide the process count. PaddleNLP 3.0.0b4 does not reject
+    a product that does not fit: in one process it sets every degree to -1
+    and trains plain data-parallel, which a run record would then misstate.
+    A degree below 1 in the pack means PaddleNLP's default and is left out.
+    """
+    for workload_id in workload_ids:
+        if pack.workload(workload_id)["kind"] not in TRAINER_KINDS:
+            continue
+        values = _workload_values(pack, workload_id, overrides)
+        degrees = {key: int(values[key]) for key in DEGREE_KEYS if key in values and int(values[key]) >= 1}
+        product = math.prod(degrees.values())
+        if processes % product == 0:
+            continue
+        raise AgentError(
+            "parallel_degrees_invalid",
+            _("{workload}: {degrees} need {product} processes per model copy, which does not divide this run's process count, {processes}").format(
+                workload=workload_id, degrees=" x ".join(f"{key} {value}" for key, value in degrees.items()),
+                product=product, processes=processes),
+            _("start a multiple of {product} processes, one per card, such as "
+              "python -m paddle.distributed.launch --nproc_per_node {product} agent/__main__.py run ..., "
+              "or lower the degrees with --set").format(product=product),
+        )
 
 
 def check_micro_batch(pack: RulePack, workload_ids: list[str], overrides: dict[str, Any], cards: int) -> None:
-    """Raise AgentError when a planned workload's global batch does not split into the chosen micro-batches."""
+    """Raise AgentError when a planned workload's global batch does not split into the chosen micro-batches.
+
+    The parallel degrees are checked first, so that the data-parallel ranks are a whole number.
+    """
+    check_parallel_degrees(pack, workload_ids, overrides, cards)
     for workload_id in workload_ids:
-        hyperparameters = pack.workload(workload_id)["hyperparameters"]
-        fixed = hyperparameters["fixed"]
-        free = {**(hyperparameters.get("free") or {}), **overrides}
-        if "global_batch_size" not in fixed or "per_device_train_batch_size" not in free:
+        values = _workload_values(pack, workload_id, overrides)
+        if "global_batch_size" not in pack.workload(workload_id)["hyperparameters"]["fixed"] or "per_device_train_batch_size" not in values:
             continue
-        model_ranks = int(free.get("tensor_parallel_degree", 1)) * int(free.get("pipeline_parallel_degree", 1))
-        data_ranks = max(1, cards // model_ranks)
-        micro = int(free["per_device_train_batch_size"])
-        if micro < 1 or int(fixed["global_batch_size"]) % (micro * data_ranks):
+        model_ranks = 1
+        if pack.workload(workload_id)["kind"] in TRAINER_KINDS:
+            model_ranks = int(values.get("tensor_parallel_degree", 1)) * int(values.get("pipeline_parallel_degree", 1))
+        data_ranks = cards // max(1, model_ranks)
+        micro = int(values["per_device_train_batch_size"])
+        if micro < 1 or int(values["global_batch_size"]) % (micro * data_ranks):
             raise AgentError(
                 "micro_batch_invalid",
                 _("{workload}: global_batch_size {global_batch} is not a multiple of "
                   "per_device_train_batch_size {micro} x {ranks} data-parallel ranks").format(
-                    workload=workload_id, global_batch=fixed["global_batch_size"], micro=micro, ranks=data_ranks),
+                    workload=workload_id, global_batch=values["global_batch_size"], micro=micro, ranks=data_ranks),
                 _("choose a per_device_train_batch_size that divides the global batch per data-parallel rank"),
             )

@@ -123,7 +123,30 @@ def training_arguments(context: WorkloadContext, output_dir: str | None = None) 
         **pipeline_settings(context, parallel["pipeline_parallel_degree"]),
     )
     reinstall_signal_handlers()
+    resolved_degrees(context, args)
     return args
+
+
+def resolved_degrees(context: WorkloadContext, args: TrainingArguments) -> dict[str, int]:
+    """Return the data, sharding, tensor and pipeline degrees that PaddleNLP set up; raise ValueError if one differs from the request.
+
+    PaddleNLP 3.0.0b4 sets a degree to -1 when it sets up no such group (one
+    process, or plain data parallelism), which counts as 1 here. The runner
+    rejects degrees that do not fit the processes before the run starts
+    (agent.runner.overrides.check_parallel_degrees), so a difference here means
+    that PaddleNLP changed a degree on its own, and the run must not record it.
+    """
+    resolved = {name: max(1, int(getattr(args, f"{name}_parallel_degree"))) for name in ("data", "sharding", "tensor", "pipeline")}
+    parallel = parallel_arguments(context.free)
+    requested = {"tensor": parallel["tensor_parallel_degree"], "pipeline": parallel["pipeline_parallel_degree"]}
+    sharding = {**context.fixed, **context.free}.get("sharding_parallel_degree")
+    if sharding is not None and int(sharding) >= 1:
+        requested["sharding"] = int(sharding)
+    differing = [f"{name} {requested[name]} requested, {resolved[name]} set up" for name in requested if requested[name] != resolved[name]]
+    if differing:
+        raise ValueError(f"PaddleNLP set up other parallel degrees than requested in {args.world_size} process(es): "
+                         f"{'; '.join(differing)}; start as many processes as the degrees need")
+    return resolved
 
 
 def check_pipeline_support(context: WorkloadContext, degree: int) -> None:
@@ -233,9 +256,8 @@ def train(context: WorkloadContext, args: TrainingArguments, model, dataset, col
         "data_parallel_ranks": args.dataset_world_size,
         "world_size": args.world_size,
         **parallel_arguments(context.free),
-        # The degrees of PaddleNLP's hybrid-parallel topology as this run resolved them (its -1 for sharding means none).
-        "parallel_degrees": {"data": args.data_parallel_degree, "sharding": max(1, args.sharding_parallel_degree),
-                             "tensor": args.tensor_parallel_degree, "pipeline": args.pipeline_parallel_degree},
+        # The degrees of PaddleNLP's hybrid-parallel topology as this run set them up, equal to the requested ones.
+        "parallel_degrees": resolved_degrees(context, args),
         "max_grad_norm": args.max_grad_norm,
         "checkpoint_steps": context.fixed.get("checkpoint_steps"),
         "passed_through": passed_through(context.fixed, context.free),
