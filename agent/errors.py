@@ -75,8 +75,9 @@ CORE_MESSAGES: dict[str, tuple[tuple[str, ...], str | None]] = {
     "file_not_utf8": ((N_("not UTF-8 text: byte {byte} at offset {offset} is invalid; save the file as UTF-8"),), None),
     "yaml_invalid": ((N_("invalid YAML at line {line}, column {column}: {problem}"), N_("invalid YAML: {problem}")), None),
     "file_empty": ((N_("the file is empty or only comments; a rule pack is a YAML mapping with the keys schema, id, version, status, tracks and others"),), None),
-    "top_level_not_mapping": ((N_("the file parses as YAML, but its top level is a {kind} ({excerpt}), not a mapping; "
+    "top_level_not_mapping": ((N_("the file parses as YAML, but its top level is a {kind}, not a mapping; "
                                   "a rule pack is a YAML mapping with the keys schema, id, version, status, tracks and others"),), None),
+    "file_is_pem": ((N_("the file looks like a PEM key or certificate, not a rule pack; pass the rule pack's YAML file"),), None),
     "file_name_mismatch": ((N_("the file is named {file_name}, but its id and version make the pack {name}; "
                                "rename the file to {name}.yaml, or change id and version"),), None),
     "published_pack_changed": ((N_("published pack {name} is pinned at sha256 {pinned}, but these bytes hash to {sha256}; "

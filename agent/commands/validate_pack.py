@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.errors import EXIT_OK, EXIT_REJECTED, AgentError, from_coded_error, translate_core_message
-from agent.i18n import N_, _
+from agent.i18n import N_, _, ngettext
 from certification.rulepack import RulePackError, RulePackIssue, validate_rule_pack_file
 
 # The YAML types that a `top_level_not_mapping` problem names (certification.rulepack.TOP_LEVEL_KINDS).
@@ -24,7 +24,7 @@ def run(args) -> int:
     for issue in issues:
         print(f"{args.file}: {issue.path}: {issue_message(issue)}")
     if issues:
-        raise AgentError("rule_pack_invalid", _("{count} problem(s) in {path}").format(count=len(issues), path=args.file),
+        raise AgentError("rule_pack_invalid", ngettext("{count} problem in {path}", "{count} problems in {path}", len(issues)).format(count=len(issues), path=args.file),
                          _("fix each path listed above"), EXIT_REJECTED)
     print(_("{path}: valid rule pack {name}").format(path=args.file, name=args.file.stem))
     return EXIT_OK

@@ -10,8 +10,8 @@ from tests.agent.test_cmd_check_validate import make_bundles
 
 @pytest.mark.parametrize("content, expected", [
     (b"hello world\nthis is a note, not a pack\n",
-     "(file): the file parses as YAML, but its top level is a string ('hello world this is a note, not a pack'), not a mapping"),
-    (b"# title\n\n- first\n- second\n", "(file): the file parses as YAML, but its top level is a list (['first', 'second'])"),
+     "(file): the file parses as YAML, but its top level is a string, not a mapping"),
+    (b"# title\n\n- first\n- second\n", "(file): the file parses as YAML, but its top level is a list, not a mapping"),
     (b"# only a comment\n", "(file): the file is empty or only comments"),
     (b"id: demo\nversion: [2026\n",
      "(file): invalid YAML at line 3, column 1: expected ',' or ']', but got '<stream end>' "
@@ -29,7 +29,7 @@ def test_not_a_pack(tmp_path, capsys, content, expected):
     assert code == EXIT_REJECTED
     assert len(output.out.splitlines()) == 1
     assert output.out.startswith(f"{path}: {expected}")
-    assert f"error[rule_pack_invalid]: 1 problem(s) in {path}" in output.err
+    assert f"error[rule_pack_invalid]: 1 problem in {path}" in output.err
 
 
 def test_renamed_pack_lists_every_problem(tmp_path, capsys):
@@ -69,10 +69,46 @@ def test_problems_in_chinese(tmp_path, capsys):
     main(["--lang", "zh", "validate-pack", str(renamed)])
     renamed_lines = capsys.readouterr().out.splitlines()
 
-    assert text_lines == [f"{text}: (file): 文件可以按 YAML 解析，但其顶层是字符串（'hello world'），不是映射；"
+    assert text_lines == [f"{text}: (file): 文件可以按 YAML 解析，但其顶层是字符串，不是映射；"
                           "规则包是一个 YAML 映射，包含 schema、id、version、status、tracks 等键"]
     assert f"{renamed}: (file name): 文件名为 my-pack.yaml，但按其 id 和 version，规则包应为 demo-2026.1；" \
            "请把文件改名为 demo-2026.1.yaml，或修改 id 和 version" in renamed_lines
     assert any(line.startswith(f"{renamed}: (file): 已发布的规则包 demo-2026.1 固定为 sha256 ") for line in renamed_lines)
     # Schema problems come from jsonschema in English.
     assert f"{renamed}: schema: 1 was expected" in renamed_lines
+
+
+# A PEM private key block like the one `python -m agent keygen` writes; the body is made up for this test.
+PRIVATE_KEY = b"""-----BEGIN PRIVATE KEY-----
+MC4CAQAwBQYDK2VwBCIEIDmLrBRl2Ns+Y6j2JHAlK6yQwLffG3dWKj2X2XhQeeGZ
+-----END PRIVATE KEY-----
+"""
+
+
+@pytest.mark.parametrize("language, expected", [
+    ("en", "(file): the file looks like a PEM key or certificate, not a rule pack"),
+    ("zh", "(file): 该文件看起来是 PEM 密钥或证书，不是规则包"),
+])
+def test_key_file_not_echoed(tmp_path, capsys, language, expected):
+    path = tmp_path / "vendor.key"
+    path.write_bytes(PRIVATE_KEY)
+
+    code = main(["--lang", language, "validate-pack", str(path)])
+
+    output = capsys.readouterr()
+    assert code == EXIT_REJECTED
+    assert output.out.startswith(f"{path}: {expected}")
+    for line in PRIVATE_KEY.decode().splitlines():
+        assert line not in output.out + output.err
+    assert "MC4C" not in output.out + output.err
+
+
+def test_secret_text_not_echoed(tmp_path, capsys):
+    path = tmp_path / "token.txt"
+    path.write_text("ghp_0123456789abcdefSECRET\n", encoding="utf-8")
+
+    code = main(["--lang", "en", "validate-pack", str(path)])
+
+    output = capsys.readouterr()
+    assert code == EXIT_REJECTED
+    assert "ghp_" not in output.out + output.err
