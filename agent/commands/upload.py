@@ -21,17 +21,20 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 
 from agent import __version__
 from agent.commands._fields import format_fields
 from agent.errors import EXIT_OK, EXIT_REJECTED, EXIT_REMOTE, EXIT_USAGE, AgentError
-from agent.i18n import _, accept_language
+from agent.i18n import N_, _, accept_language, ngettext
 
 UPLOAD_PATH = "/api/v1/bundles/"
 SESSIONS_PATH = "/api/v1/uploads/"
 READ_BLOCK_BYTES = 1024 * 1024
+# The portal's submission states (portal.submissions.models.Submission.State), as upload prints them.
+SUBMISSION_STATES = {"received": N_("received"), "validating": N_("validating"), "judged": N_("judged"), "rejected": N_("rejected")}
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +105,9 @@ def check_arguments(args) -> str:
     """Return the upload URL, or raise for a missing portal, token or bundle."""
     if not args.portal:
         raise AgentError("portal_url_missing", _("no portal URL given"), _("pass --portal URL or set AGENT_PORTAL_URL"), EXIT_USAGE)
+    if not is_web_address(args.portal):
+        raise AgentError("portal_url_invalid", _("portal URL {value} is not an http:// or https:// address").format(value=repr(args.portal)),
+                         _("pass the portal's base URL with --portal or AGENT_PORTAL_URL, for example https://cert.example.com"), EXIT_USAGE)
     if not args.token:
         raise AgentError("portal_token_missing", _("no API token given"),
                          _("pass --token TOKEN or set AGENT_PORTAL_TOKEN; the portal's staff give you one"), EXIT_USAGE)
@@ -109,6 +115,15 @@ def check_arguments(args) -> str:
         raise AgentError("bundle_not_found", _("bundle file not found: {path}").format(path=args.bundle),
                          _("pass the .tar file that `python -m agent bundle` wrote"), EXIT_USAGE)
     return args.portal.rstrip("/") + UPLOAD_PATH
+
+
+def is_web_address(text: str) -> bool:
+    """True for an http:// or https:// URL with a host name."""
+    try:
+        address = urlsplit(text)
+        return address.scheme in ("http", "https") and bool(address.hostname)
+    except ValueError:  # such as an unclosed [ of an IPv6 address
+        return False
 
 
 def send(url: str, args) -> requests.Response:
@@ -173,7 +188,8 @@ def report(body: dict, already_stored: bool, args) -> int:
         return exit_code
     if already_stored:
         print(_("the portal already had this bundle; it returned the stored submission"))
-    print(format_fields([("submission", f"{body['id']} ({state})"), ("url", body["url"])]))
+    print(format_fields([("submission", _("{id} ({state})").format(id=body["id"], state=_(SUBMISSION_STATES.get(state, state)))),
+                         ("url", body["url"])]))
     if state == "rejected":
         print(f"error[{body.get('error_code') or 'rejected'}]: "
               + _("the portal rejected the bundle: {detail}").format(detail=body.get("error_detail", "")), file=sys.stderr)
@@ -273,7 +289,8 @@ class ResumableUpload:
         if self.breaks > self.args.retries:
             raise AgentError(
                 "portal_unreachable",
-                _("cannot reach the portal at {url} after {retries} retries: {error}").format(url=url, retries=self.args.retries, error=type(error).__name__),
+                ngettext("cannot reach the portal at {url} after {retries} retry: {error}",
+                         "cannot reach the portal at {url} after {retries} retries: {error}", self.args.retries).format(url=url, retries=self.args.retries, error=type(error).__name__),
                 _("check --portal and the network, then run the same command again: it continues the upload"), EXIT_REMOTE,
             )
         logger.warning("connection to the portal broke (%s); retry %d of %d", type(error).__name__, self.breaks, self.args.retries)

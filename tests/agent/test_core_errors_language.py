@@ -145,7 +145,7 @@ def test_verify_labels_in_english(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("language, expected", [
-    ("zh", {"提交": "7 (received)", "网址": "http://127.0.0.1:9/submissions/7/"}),
+    ("zh", {"提交": "7（已接收）", "网址": "http://127.0.0.1:9/submissions/7/"}),
     ("en", {"submission": "7 (received)", "url": "http://127.0.0.1:9/submissions/7/"}),
 ])
 def test_upload_labels(capsys, language, expected):

@@ -1,0 +1,30 @@
+"""`python -m agent upload` arguments that are rejected before any request is sent."""
+
+import pytest
+
+from agent.cli import main
+from agent.errors import EXIT_USAGE
+
+
+@pytest.mark.parametrize("portal", ["notaurl", "cert.example.com", "ftp://cert.example.com", "http://", "https://[::1"])
+def test_portal_not_web_address(tmp_path, capsys, portal):
+    bundle = tmp_path / "run.bundle.tar"
+    bundle.write_bytes(b"")
+
+    code = main(["--lang", "en", "upload", str(bundle), "--portal", portal, "--token", "t"])
+
+    error = capsys.readouterr().err
+    assert code == EXIT_USAGE
+    assert f"error[portal_url_invalid]: portal URL {portal!r} is not an http:// or https:// address" in error
+    assert "portal_unreachable" not in error
+
+
+def test_portal_not_web_address_in_chinese(tmp_path, capsys):
+    bundle = tmp_path / "run.bundle.tar"
+    bundle.write_bytes(b"")
+
+    code = main(["--lang", "zh", "upload", str(bundle), "--portal", "notaurl", "--token", "t"])
+
+    error = capsys.readouterr().err
+    assert code == EXIT_USAGE
+    assert "门户网址 'notaurl' 不是 http:// 或 https:// 地址" in error
