@@ -102,10 +102,12 @@ class RunFolder:
                workloads: list[str]) -> "RunFolder":
         """Start a new run in `path`, which must be missing or empty."""
         check_new_run_folder(path)
-        if path.exists() and any(path.iterdir()):
-            contents = "another run" if (path / "run.json").exists() else "other files"
-            raise AgentError("run_folder_not_empty", _("output folder {path} already contains {contents}").format(path=path, contents=contents),
+        if path.exists() and (path / "run.json").exists():
+            raise AgentError("run_folder_not_empty", _("output folder {path} already contains another run").format(path=path),
                              _("pass --resume to continue that run, or choose a new --out folder"))
+        if path.exists() and any(path.iterdir()):
+            raise AgentError("run_folder_not_empty", _("output folder {path} already contains other files, and no run").format(path=path),
+                             _("choose an --out folder that is empty or does not exist yet"))
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as error:

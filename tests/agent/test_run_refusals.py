@@ -69,7 +69,11 @@ def test_out_folder_with_another_run(tmp_path):
     run_dir.mkdir()
     (run_dir / "run.json").write_text(json.dumps({"run_id": "other", "profile": "demo"}), encoding="utf-8")
 
-    assert rejection_code(request(tmp_path)) == "run_folder_not_empty"
+    with pytest.raises(AgentError) as error:
+        start_run(request(tmp_path))
+    assert error.value.code == "run_folder_not_empty"
+    assert "another run" in error.value.message
+    assert "--resume" in error.value.hint
     assert json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["run_id"] == "other"
 
 
@@ -77,7 +81,13 @@ def test_out_folder_with_other_files(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "notes.txt").write_text("keep me", encoding="utf-8")
 
-    assert rejection_code(request(tmp_path)) == "run_folder_not_empty"
+    with pytest.raises(AgentError) as error:
+        start_run(request(tmp_path))
+    assert error.value.code == "run_folder_not_empty"
+    assert "other files" in error.value.message
+    # Nothing there to resume, so the hint names only an empty folder.
+    assert "--resume" not in error.value.hint
+    assert "empty" in error.value.hint
 
 
 def test_resume_without_run(tmp_path):
