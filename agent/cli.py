@@ -6,12 +6,13 @@ import argparse
 import importlib
 import logging
 import sys
+from contextlib import contextmanager
 from datetime import datetime, timezone
 
 from agent import __version__
 from agent.commands import COMMANDS
 from agent.errors import EXIT_FAILED, EXIT_INTERRUPTED, AgentError
-from agent.i18n import LANGUAGES, _, language_in_argv, set_language
+from agent.i18n import LANGUAGES, N_, _, language_in_argv, set_language
 
 logger = logging.getLogger("agent")
 
@@ -26,13 +27,51 @@ class LocalTimeFormatter(logging.Formatter):
         return datetime.fromtimestamp(record.created, timezone.utc).astimezone().isoformat(timespec="milliseconds")
 
 
+# argparse's own messages that the agent's commands can show, as Python 3.11's argparse.py writes them,
+# marked here so that the catalogue carries their Chinese.
+ARGPARSE_MESSAGES = (
+    N_("usage: "),
+    N_("positional arguments"),
+    N_("options"),
+    N_("show this help message and exit"),
+    N_("%(prog)s: error: %(message)s\n"),
+    N_("the following arguments are required: %s"),
+    N_("unrecognized arguments: %s"),
+    N_("invalid choice: %(value)r (choose from %(choices)s)"),
+    N_("argument %(argument_name)s: %(message)s"),
+    N_("expected one argument"),
+    N_("invalid %(type)s value: %(value)r"),
+    N_("ambiguous option: %(option)s could match %(matches)s"),
+)
+
+
+@contextmanager
+def argparse_in_language():
+    """Translate argparse's own messages through the agent's catalogue while the command line is parsed.
+
+    argparse (checked in Python 3.11) looks each message up through its module
+    global `_`, which it imports from gettext so that programs can supply a
+    translation. This points that global at the agent's `_` and puts the
+    original back afterwards.
+    """
+    original = getattr(argparse, "_", None)
+    if original is None:
+        yield
+        return
+    argparse._ = _
+    try:
+        yield
+    finally:
+        argparse._ = original
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """Build the parser; only the subparser of `command` gets its arguments, so only that module is imported."""
     parser = argparse.ArgumentParser(
         prog="python -m agent",
         description=_("Run the PaddlePaddle large-model certification workloads and pack the result bundle."),
     )
-    parser.add_argument("--version", action="version", version=f"agent {__version__}")
+    parser.add_argument("--version", action="version", version=f"agent {__version__}", help=_("show the agent's version and exit"))
     parser.add_argument("-v", "--verbose", action="store_true", help=_("log debug messages and show tracebacks"))
     parser.add_argument(
         "--lang", dest="global_lang", choices=LANGUAGES,
@@ -64,7 +103,8 @@ def configure_logging(verbose: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     # The language is fixed before the parser is built, so that its help is in that language too.
     set_language(language_in_argv(sys.argv[1:] if argv is None else argv))
-    args = parse_arguments(argv)
+    with argparse_in_language():
+        args = parse_arguments(argv)
     configure_logging(args.verbose)
     try:
         return args.handler(args)

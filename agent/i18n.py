@@ -73,6 +73,11 @@ def _(message: str) -> str:
     return _catalogue(choose_language()).gettext(message)
 
 
+def ngettext(singular: str, plural: str, count: int) -> str:
+    """Return the form of a message for `count` in the current language (Chinese has one form for every count)."""
+    return _catalogue(choose_language()).ngettext(singular, plural, count)
+
+
 def N_(message: str) -> str:
     """Mark `message` for the catalogue without translating it now (module constants); translate it with `_()` later."""
     return message

@@ -460,6 +460,6 @@ def _check_file(path: str, entry: dict, member: Member | None) -> None:
     if member is None:
         raise BundleError("member_missing", path)
     if member.size != entry["size"]:
-        raise BundleError("file_size_mismatch", f"{path}: {member.size} bytes, expected {entry['size']} from manifest.json")
+        raise BundleError("file_size_mismatch", f"{path}: {member.size} B (manifest.json: {entry['size']} B)")
     if member.sha256 != entry["sha256"]:
-        raise BundleError("file_digest_mismatch", f"{path}: {member.sha256}, expected {entry['sha256']} from manifest.json")
+        raise BundleError("file_digest_mismatch", f"{path}: {member.sha256} (manifest.json: {entry['sha256']})")

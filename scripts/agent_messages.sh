@@ -17,7 +17,7 @@ if [ "${1:-}" != "compile" ]; then
 for table in (BUNDLE_ERRORS, TICKET_ERRORS):
     for code, (message, hint) in table.items():
         print(f"_({message!r})  # {code}\n_({hint!r})")' > "$work/certification/errors.py"
-    find agent -name '*.py' -not -path '*/locale/*' | sort | xargs xgettext --language=Python --keyword=_ --keyword=N_ \
+    find agent -name '*.py' -not -path '*/locale/*' | sort | xargs xgettext --language=Python --keyword=_ --keyword=N_ --keyword=ngettext:1,2 \
         --from-code=UTF-8 --no-wrap --sort-by-file --package-name=agent --output="$work/agent-source.pot"
     (cd "$work" && xgettext --language=Python --keyword=_ --from-code=UTF-8 --no-wrap --no-location \
         --package-name=agent --output=core.pot certification/errors.py)

@@ -33,7 +33,7 @@ def add_arguments(parser):
     parser.add_argument("--peak", action="append", default=[], metavar="TYPE=TFLOPS", help=_("vendor card peak dense TFLOPS for a data type, such as bf16=312"))
     parser.add_argument("--reference-peak", action="append", default=[], metavar="TYPE=TFLOPS", help=_("reference card peak dense TFLOPS for a data type, such as bf16=312"))
     parser.add_argument("--rule-pack", type=Path, metavar="FILE", help=_("rule pack YAML file (default: the shipped pack that the bundle names)"))
-    parser.add_argument("--lang", choices=("zh", "en"), help=_("language of the report (default: from LANG, Chinese for zh_*)"))
+    parser.add_argument("--lang", choices=("zh", "en"), help=_("language of the report: zh or en (default: Chinese when LC_ALL, LC_MESSAGES or LANG starts with zh_, else English)"))
     parser.add_argument("--json", action="store_true", help=_("print the verdict as JSON instead of text"))
     parser.add_argument("--html", type=Path, metavar="DIR", help=_("also write the report with its plots as a static page, DIR/index.html, for labs without the portal"))
 

@@ -28,7 +28,7 @@ from certification.rulepack import RulePack
 from agent.errors import AgentError
 from agent.runner.sd_inputs import check_config_keys
 from agent.runner.weights import DIFFUSION_FORMATS, FORMATS, check_weight_files, stored_dtypes
-from agent.i18n import _
+from agent.i18n import N_, _
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,16 @@ SD_CONFIG_FILES = {"unet": "unet/config.json", "vae": "vae/config.json", "text_e
 MMAP_FORMAT = "paddlenlp_mmap"
 MMAP_SUFFIXES = (".bin", ".idx")
 BPE_MERGES = "merges.txt"
+
+
+# Message names of the inputs, by the first word of their record labels in run.json (such as "dataset lambada").
+INPUT_NAMES = {"dataset": N_("dataset {name}"), "tokenizer": N_("tokenizer {name}"), "checkpoint": N_("checkpoint of model {name}")}
+
+
+def describe_input(label: str) -> str:
+    """Return an input's record label, such as "dataset lambada", as messages in the user's language name it."""
+    kind, _space, name = label.partition(" ")
+    return _(INPUT_NAMES[kind]).format(name=name) if kind in INPUT_NAMES else label
 
 
 def sha256_file(path: Path) -> str:
@@ -148,7 +158,7 @@ def verify_checkpoint(pack: RulePack, model: str, directory: Path) -> dict[str, 
     ppdiffusers' StableDiffusionPipeline.save_pretrained writes, and the
     record's `config` contains its model_index.json and the part configs.
     """
-    label = f"checkpoint of model {model}"
+    label = describe_input(f"checkpoint {model}")
     if not directory.is_dir():
         raise AgentError("checkpoint_missing", _("{label} is missing: no folder at {path}").format(label=label, path=directory),
                          _("copy the released checkpoint there, pass --data-root, or pass --checkpoint MODEL=DIR"))
@@ -252,7 +262,7 @@ def verify_corpus(pack: RulePack, name: str, prefix: Path) -> dict[str, Any]:
             raise AgentError("data_missing", _("dataset {name} is missing: no file at {path}").format(name=name, path=path),
                              _("a {format} corpus is two files, {prefix}.bin and {prefix}.idx; restore them or pass --data-root").format(
                                  format=MMAP_FORMAT, prefix=prefix))
-    return check_digest(f"dataset {name}", prefix, manifest(files), pack.data["datasets"][name]["sha256"], pack)
+    return check_digest(describe_input(f"dataset {name}"), prefix, manifest(files), pack.data["datasets"][name]["sha256"], pack)
 
 
 # Tokenizers of kind bpe --------------------------------------------------------------------------

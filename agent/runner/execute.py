@@ -14,7 +14,7 @@ from certification.records import append_jsonl, read_json, read_jsonl, write_jso
 from certification.rulepack import RulePack, RulePackError, load_rule_pack
 
 from agent.errors import EXIT_FAILED, EXIT_OK, AgentError, WorkloadNotSupported, from_coded_error
-from agent.i18n import _
+from agent.i18n import _, ngettext
 from agent.runner.devices import check_device, device_record
 from agent.runner.folder import RunFolder, check_new_run_folder, environment, utc_now
 from agent.runner.overrides import check_micro_batch, check_overrides
@@ -129,10 +129,12 @@ def start_run(request: RunRequest) -> tuple[Path, int]:
     folder.update_run(finished_at=utc_now())
     folder.event("stop", failed=failed)
     if failed:
-        logger.warning(_("run finished in {path}: {failed} of {total} workloads failed: {names}").format(
+        logger.warning(ngettext("run finished in {path}: {failed} of {total} workload failed: {names}",
+                                "run finished in {path}: {failed} of {total} workloads failed: {names}", len(workloads)).format(
             path=folder.path, failed=len(failed), total=len(workloads), names=", ".join(failed)))
     else:
-        logger.info(_("run finished in {path}: all {total} workloads done").format(path=folder.path, total=len(workloads)))
+        logger.info(ngettext("run finished in {path}: the {total} workload is done", "run finished in {path}: all {total} workloads are done",
+                             len(workloads)).format(path=folder.path, total=len(workloads)))
     return folder.path, EXIT_FAILED if failed else EXIT_OK
 
 

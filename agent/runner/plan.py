@@ -128,9 +128,10 @@ def verify_input_files(pack: RulePack, workload_ids: list[str], data_root: Path,
     moved = moved_tokenizers(pack, workload_ids, data_root, checkpoint_folders or {})
     for label, entry in input_files(pack, workload_ids).items():
         path = moved.get(label, data_root / entry["path"])
-        logger.info(_("checking the digest of {label} at {path}").format(label=label, path=path))
+        described = checkpoints.describe_input(label)
+        logger.info(_("checking the digest of {label} at {path}").format(label=described, path=path))
         if entry.get("kind") == "bpe":
-            records[label] = checkpoints.verify_bpe_tokenizer(pack, label, path, entry["sha256"])
+            records[label] = checkpoints.verify_bpe_tokenizer(pack, described, path, entry["sha256"])
             continue
         if entry.get("format") == checkpoints.MMAP_FORMAT:
             records[label] = checkpoints.verify_corpus(pack, label.removeprefix("dataset "), path)
@@ -138,11 +139,11 @@ def verify_input_files(pack: RulePack, workload_ids: list[str], data_root: Path,
         if path.is_dir():
             # An image folder for SD fine-tuning has the digest of its manifest, as a checkpoint folder has.
             files = checkpoints.manifest(checkpoints.folder_files(path))
-            records[label] = checkpoints.check_digest(label, path, files, entry["sha256"], pack)
-            check_image_folder(label, path)
+            records[label] = checkpoints.check_digest(described, path, files, entry["sha256"], pack)
+            check_image_folder(described, path)
             continue
         if not path.is_file():
-            raise AgentError("data_missing", _("{label} is missing: no file at {path}").format(label=label, path=path),
+            raise AgentError("data_missing", _("{label} is missing: no file at {path}").format(label=described, path=path),
                              _("restore the data folder from the release, or pass --data-root"))
         digest = sha256_file(path)
         if entry["sha256"] is None:
@@ -151,12 +152,12 @@ def verify_input_files(pack: RulePack, workload_ids: list[str], data_root: Path,
             raise AgentError(
                 "data_checksum_mismatch",
                 _("{label} at {path} has sha256 {digest}, but rule pack {pack} expects {expected}").format(
-                    label=label, path=path, digest=digest, pack=pack.name, expected=entry["sha256"]),
+                    label=described, path=path, digest=digest, pack=pack.name, expected=entry["sha256"]),
                 _("restore the original file; certification runs only on the data the pack names"),
             )
         records[label] = {"path": str(path), "sha256": digest, "pinned": entry["sha256"] is not None}
     for model in sorted({pack.checkpoint_model(workload_id) for workload_id in workload_ids} - {None}):
         folder = checkpoints.checkpoint_folder(pack, model, data_root, checkpoint_folders or {})
-        logger.info(_("checking the digest of {label} at {path}").format(label=f"checkpoint {model}", path=folder))
+        logger.info(_("checking the digest of {label} at {path}").format(label=checkpoints.describe_input(f"checkpoint {model}"), path=folder))
         records[f"checkpoint {model}"] = checkpoints.verify_checkpoint(pack, model, folder)
     return records

@@ -96,6 +96,9 @@ def test_bundle_verify_failure(tmp_path, capsys, language, prefix, message, hint
     error = capsys.readouterr().err
     assert code == EXIT_REJECTED
     assert f"error[file_digest_mismatch]: {prefix.format(path=vendor)}{message}" in error
+    # The value names the file and both digests, with no English words inside the Chinese sentence.
+    assert "(manifest.json: " in error
+    assert "expected" not in error
     assert hint in error
 
 
