@@ -15,7 +15,7 @@ from django.utils.functional import Promise
 @dataclass(frozen=True)
 class ErrorSpec:
     status: int
-    message: str | Promise  # a lazy translation with %(name)s placeholders
+    message: str | Promise  # a lazy translation with %(name)s placeholders; ngettext_lazy picks its form from a named parameter
 
 
 class PortalError(Exception):
@@ -34,7 +34,8 @@ class PortalError(Exception):
 
     @property
     def detail(self) -> str:
-        return str(self.table[self.code].message) % self.params
+        # `%` on the lazy message itself, because a lazy plural message picks its form from the parameters.
+        return str(self.table[self.code].message % self.params)
 
     def __str__(self) -> str:
         return f"{self.code}: {self.detail}"

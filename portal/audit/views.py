@@ -6,6 +6,7 @@ from django.shortcuts import render
 
 from portal.audit.models import AuditEntry
 from portal.permissions import reviewer_required
+from portal.query_params import read_paginated_page, response_status
 
 PAGE_SIZE = 100
 
@@ -22,12 +23,17 @@ def search(entries, query: str):
 
 @reviewer_required
 def audit_log(request):
+    """Render the audit log in pages of PAGE_SIZE, newest first.
+
+    An invalid page is named above the rows, with status 400, or 404 past the last page.
+    """
     query = request.GET.get("q", "").strip()
     action = request.GET.get("action", "").strip()
     entries = search(AuditEntry.objects.select_related("actor"), query)
     if action:
         entries = entries.filter(action=action)
-    page = Paginator(entries, PAGE_SIZE).get_page(request.GET.get("page"))
+    errors = []
+    page = read_paginated_page(Paginator(entries, PAGE_SIZE), request.GET, errors)
     actions = AuditEntry.objects.order_by("action").values_list("action", flat=True).distinct()
-    context = {"page": page, "query": query, "action": action, "actions": actions}
-    return render(request, "audit/log.html", context)
+    context = {"page": page, "query": query, "action": action, "actions": actions, "errors": errors}
+    return render(request, "audit/log.html", context, status=response_status(errors))

@@ -27,10 +27,7 @@ CERTIFICATE_ERRORS = {
     "reason_missing": ErrorSpec(400, _("The revocation reason is empty. Write why certificate %(number)s is revoked; the reason is public.")),
     "not_staff_revoke": ErrorSpec(403, _("Only certification staff can revoke certificates; %(user)s is not staff.")),
     "credential_invalid": ErrorSpec(400, _("The credential could not be verified: %(reason)s. Upload the JSON file downloaded from the certificate page.")),
-    "filter_invalid": ErrorSpec(400, _("The filter %(name)s=%(value)s is invalid and was ignored. Use one of: %(allowed)s.")),
     "filter_text_invalid": ErrorSpec(400, _("The filter %(name)s=%(value)s contains control characters and was ignored. Search with plain text.")),
-    "page_invalid": ErrorSpec(400, _("The page %(page)s is invalid. Use a whole number from 1 to %(last)s.")),
-    "page_out_of_range": ErrorSpec(404, _("The page %(page)s does not exist: there are %(last)s pages. Use a whole number from 1 to %(last)s.")),
     "already_revoked": ErrorSpec(409, _("Certificate %(number)s was already revoked on %(revoked_at)s.")),
     "key_compromised": ErrorSpec(
         400,

@@ -14,14 +14,14 @@ from django.urls import reverse
 
 from portal.certificates.errors import CertificateError
 from portal.certificates.models import Certificate, Track
+from portal.errors import PortalError
 from portal.evaluation.services import effective_verdict
+from portal.query_params import read_choice, shown_value
 from portal.registry.models import Card
 
 FEED_COLUMNS = ["number", "status", "vendor", "card", "track", "level", "rule_pack", "reference_kind", "issued_at", "revoked_at", "revoked_reason", "card_id", "url"]
 STATUS_FILTERS = ("all", "valid", "revoked")
 LISTING_PAGE_SIZE = 100
-# Longer digit strings are out of range for any realistic listing and are not converted to int.
-PAGE_MAX_DIGITS = 9
 
 
 @dataclass(frozen=True)
@@ -34,21 +34,21 @@ class ListingFilters:
     status: str = "all"
 
     @classmethod
-    def from_params(cls, params) -> tuple[ListingFilters, list[CertificateError]]:
+    def from_params(cls, params) -> tuple[ListingFilters, list[PortalError]]:
         """Read filters from query parameters.
 
-        An invalid value is left out of the filters and returned as a
-        CertificateError naming it, so the page can name what it ignored.
+        An invalid value is left out of the filters and returned as an error
+        naming it, so the page can name what it ignored.
         """
-        errors: list[CertificateError] = []
-        level = _choice(params, "level", ("1", "2", "3"), errors)
+        errors: list[PortalError] = []
+        level = read_choice(params, "level", ("1", "2", "3"), errors)
         filters = cls(
             query=_text(params, "q", 200, errors),
             vendor=_text(params, "vendor", 200, errors),
-            track=_choice(params, "track", tuple(Track.values), errors),
+            track=read_choice(params, "track", tuple(Track.values), errors),
             level=int(level) if level else None,
             rule_pack=_text(params, "rule_pack", 100, errors),
-            status=_choice(params, "status", STATUS_FILTERS, errors) or "all",
+            status=read_choice(params, "status", STATUS_FILTERS, errors) or "all",
         )
         return filters, errors
 
@@ -59,14 +59,6 @@ class ListingFilters:
         return urlencode({key: value for key, value in params.items() if value})
 
 
-def _choice(params, name: str, allowed: tuple[str, ...], errors: list) -> str:
-    value = params.get(name, "")
-    if value == "" or value in allowed:
-        return value
-    errors.append(CertificateError("filter_invalid", name=name, value=shown_value(value), allowed=", ".join(allowed)))
-    return ""
-
-
 def _text(params, name: str, limit: int, errors: list) -> str:
     value = params.get(name, "").strip()
     if any(ord(character) < 32 for character in value):
@@ -74,34 +66,6 @@ def _text(params, name: str, limit: int, errors: list) -> str:
         errors.append(CertificateError("filter_text_invalid", name=name, value=shown_value(value)))
         return ""
     return value[:limit]
-
-
-def shown_value(value: str) -> str:
-    """Return `value` quoted with control characters escaped, cut to 100 characters, for an error message."""
-    return repr(value[:100])
-
-
-def read_page(requested: str, last: int) -> tuple[int, CertificateError | None]:
-    """Return the page number to show for the `page` parameter, and the error naming it when it is invalid.
-
-    An empty value is page 1. A value that is not a whole number from 1 up
-    gives page 1 and `page_invalid`; a number past `last` gives page `last`
-    and `page_out_of_range`.
-    """
-    if requested == "":
-        return 1, None
-    invalid = CertificateError("page_invalid", page=shown_value(requested), last=last)
-    out_of_range = CertificateError("page_out_of_range", page=shown_value(requested), last=last)
-    if not (requested.isascii() and requested.isdigit()):
-        return 1, invalid
-    if len(requested.lstrip("0")) > PAGE_MAX_DIGITS:
-        return last, out_of_range
-    number = int(requested)
-    if number < 1:
-        return 1, invalid
-    if number > last:
-        return last, out_of_range
-    return number, None
 
 
 def page_count(filters: ListingFilters) -> int:

@@ -17,15 +17,17 @@ from portal.certificates.credentials import CompromisedKeyError, check_credentia
 from portal.certificates.errors import CertificateError
 from portal.certificates.listing import (
     LISTING_PAGE_SIZE, ListingFilters, card_history, certificate_record, facets, feed_json, feed_records, listed_certificates, page_count,
-    read_page, records_csv,
+    records_csv,
 )
 from portal.certificates.listing_cache import cached, cached_listing, listing_cache_key
 from portal.certificates.models import Certificate
 from portal.certificates.pdf import render_certificate_pdf, verification_url
 from portal.certificates.plots import level_history_svg, levels_by_track_svg
 from portal.certificates.services import issue_certificate, revoke_certificate
+from portal.errors import PortalError
 from portal.links import public_base_url
 from portal.permissions import staff_required
+from portal.query_params import ParameterError, read_page
 from portal.registry.models import Card
 from portal.submissions.models import Submission
 from portal.submissions.views import IssueForm
@@ -56,7 +58,7 @@ def certificate_list(request):
     return render(request, "certificates/list.html", context, status=page_error.status if page_error else 200)
 
 
-def _read_page(request, filters: ListingFilters) -> tuple[int, CertificateError | None]:
+def _read_page(request, filters: ListingFilters) -> tuple[int, ParameterError | None]:
     requested = request.GET.get("page", "")
     if requested == "":
         return 1, None
@@ -107,7 +109,7 @@ def _feed_request(request) -> tuple[ListingFilters, int | None, JsonResponse | N
     return filters, page, None
 
 
-def _filter_error_response(errors: list[CertificateError]) -> JsonResponse:
+def _filter_error_response(errors: list[PortalError]) -> JsonResponse:
     """Return the first error's status naming every invalid parameter, because a script reading a feed must not get rows it did not ask for."""
     body = {"code": errors[0].code, "detail": errors[0].detail, "errors": [{"code": error.code, "detail": error.detail} for error in errors]}
     return JsonResponse(body, status=errors[0].status, json_dumps_params={"ensure_ascii": False})

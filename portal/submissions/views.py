@@ -1,12 +1,14 @@
 """Vendor and staff pages for submissions."""
 
 import logging
+from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import messages
 from django.conf import settings
 from django.db.models import Count, Q
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext_lazy as _
@@ -14,6 +16,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from portal.certificates.models import Track
 from portal.permissions import is_reviewer, reviewer_required
+from portal.query_params import read_choice, read_choices, read_paginated_page, response_status
 from portal.registry.models import Vendor
 from portal.registry.services import vendors_of
 from portal.submissions import plots
@@ -28,6 +31,9 @@ logger = logging.getLogger(__name__)
 BROWSER_CHUNK_BYTES = 8 * 1024**2
 # The upload page reads the file in parts of this size to hash it, with at most two parts in memory at once.
 BROWSER_HASH_PART_BYTES = 8 * 1024**2
+QUEUE_PAGE_SIZE = 100
+# The queue shows these states when no state is chosen: the submissions that may still need staff.
+QUEUE_DEFAULT_STATES = (Submission.State.RECEIVED, Submission.State.VALIDATING, Submission.State.JUDGED)
 
 
 class UploadForm(forms.Form):
@@ -105,22 +111,34 @@ def _form_status(request, form) -> int:
 
 @reviewer_required
 def staff_queue(request):
-    """Submissions by state, newest first; filter by state, vendor and a search on id, digest or file name."""
-    states = request.GET.getlist("state") or [Submission.State.RECEIVED, Submission.State.VALIDATING, Submission.State.JUDGED]
-    vendor = request.GET.get("vendor", "")
+    """Submissions by state, newest first, in pages of QUEUE_PAGE_SIZE; filter by state, vendor and a search on id, digest or file name.
+
+    An invalid state, vendor or page is named above the rows and the
+    response is 400 (or 404 past the last page), like the public listing.
+    """
+    errors = []
+    states = read_choices(request.GET, "state", tuple(Submission.State.values), errors) or list(QUEUE_DEFAULT_STATES)
+    vendors = Vendor.objects.filter(is_reference_lab=False)
+    vendor = read_choice(request.GET, "vendor", tuple(vendors.values_list("slug", flat=True)), errors)
     query = request.GET.get("q", "").strip()
+    page = read_paginated_page(Paginator(_queue_submissions(states, vendor, query), QUEUE_PAGE_SIZE), request.GET, errors)
+    counts = dict(Submission.objects.values_list("state").annotate(count=Count("pk")))
+    context = {
+        "page": page, "states": states, "vendor": vendor, "query": query, "vendors": vendors,
+        "state_choices": Submission.State.choices, "counts": counts, "errors": errors,
+        "query_string": urlencode([("state", state) for state in states] + [("vendor", vendor), ("q", query)]),
+    }
+    return render(request, "submissions/queue.html", context, status=response_status(errors))
+
+
+def _queue_submissions(states: list[str], vendor: str, query: str):
     submissions = Submission.objects.filter(state__in=states).select_related("vendor", "card", "rule_pack")
     if vendor:
         submissions = submissions.filter(vendor__slug=vendor)
     if query:
         match = Q(sha256__startswith=query.lower()) | Q(original_name__icontains=query)
         submissions = submissions.filter(match | Q(pk=int(query)) if query.isdigit() else match)
-    counts = dict(Submission.objects.values_list("state").annotate(count=Count("pk")))
-    context = {
-        "submissions": submissions[:500], "states": states, "vendor": vendor, "query": query,
-        "vendors": Vendor.objects.filter(is_reference_lab=False), "state_choices": Submission.State.choices, "counts": counts,
-    }
-    return render(request, "submissions/queue.html", context)
+    return submissions
 
 
 @reviewer_required

@@ -199,7 +199,7 @@ def test_listing_page_names_page_past_last(client, listed, value):
     response = client.get(reverse("certificate-list"), {"page": value})
     page = response.content.decode()
     assert response.status_code == 404
-    assert f"The page {escape(repr(value))} does not exist: there are 1 pages. Use a whole number from 1 to 1. Page 1 is shown instead." in page
+    assert f"The page {escape(repr(value))} does not exist: there is 1 page. Use page 1. Page 1 is shown instead." in page
     assert listed[0].number in page
 
 

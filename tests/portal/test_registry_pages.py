@@ -96,7 +96,7 @@ def test_wrong_reference_file_is_refused(client, administrator, rule_pack, vendo
     assert ReferenceBundle.objects.count() == 0
 
 
-def test_queue_filters_by_state_vendor_and_search(client, staff, vendor, card, rule_pack):
+def test_queue_filters_by_state_vendor_and_search(client, staff, vendor, other_vendor, card, rule_pack):
     judged = judged_submission(vendor, card, rule_pack, verdict(), label="one")
     login(client, staff)
     link = reverse("submission-detail", args=[judged.pk])
