@@ -85,7 +85,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "submission-list"
+# After login without a `next` address: the staff queue for certification staff, My submissions for vendors.
+LOGIN_REDIRECT_URL = "start-page"
 LOGOUT_REDIRECT_URL = "certificate-list"
 
 LANGUAGE_CODE = "zh-hans"

@@ -41,6 +41,7 @@ urlpatterns = [
     path("staff/evaluation/sets/<int:set_pk>/sign-off/", evaluation.sign_off_set, name="evaluation-sign-off"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/start/", submissions.start_page, name="start-page"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("api/v1/bundles/", BundleUploadView.as_view(), name="api-bundle-upload"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

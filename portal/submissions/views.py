@@ -51,6 +51,12 @@ class IssueForm(forms.Form):
 
 
 @login_required
+def start_page(request):
+    """Send a user who just logged in to their first page: certification staff to the queue, everyone else to their submissions."""
+    return redirect("staff-queue" if is_reviewer(request.user) else "submission-list")
+
+
+@login_required
 def submission_list(request):
     submissions = Submission.objects.filter(vendor__in=vendors_of(request.user)).select_related("vendor", "card")
     return render(request, "submissions/list.html", {"submissions": submissions})

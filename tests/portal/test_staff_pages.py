@@ -1,14 +1,13 @@
-"""Invalid query parameters of the staff queue and the audit log."""
+"""Invalid query parameters of the staff queue and the audit log, and the page each role lands on after login."""
 
 import pytest
 from django.urls import reverse
-from django.utils.html import escape
 
 from portal.audit import views as audit_views
 from portal.audit.models import AuditEntry
 from portal.submissions import views as submission_views
 
-from .conftest import login
+from .conftest import PASSWORD, login, make_user
 from .helpers_verdict import judged_submission, verdict
 
 
@@ -91,3 +90,36 @@ def test_audit_log_valid_page(client, staff, one_row_pages):
     assert response.status_code == 200
     assert 'role="alert"' not in page
     assert "<code>card.registered</code>" in page
+
+
+def post_login(client, username: str, next_url: str = ""):
+    data = {"username": username, "password": PASSWORD}
+    if next_url:
+        data["next"] = next_url
+    response = client.post(reverse("login"), data)
+    assert response.status_code == 302
+    return client.get(response["Location"])
+
+
+def test_staff_land_on_queue_after_login(client, staff, owner):
+    response = post_login(client, "staff")
+    assert response.status_code == 302
+    assert response["Location"] == reverse("staff-queue")
+
+
+def test_vendor_lands_on_submissions_after_login(client, staff, owner):
+    response = post_login(client, "owner")
+    assert response.status_code == 302
+    assert response["Location"] == reverse("submission-list")
+
+
+def test_staff_without_review_role_land_on_submissions(client, db):
+    make_user("clerk", is_staff=True)
+    response = post_login(client, "clerk")
+    assert response["Location"] == reverse("submission-list")
+
+
+def test_login_keeps_next_address(client, staff, owner):
+    response = post_login(client, "staff", next_url=reverse("audit-log"))
+    assert response.status_code == 200
+    assert response.request["PATH_INFO"] == reverse("audit-log")
