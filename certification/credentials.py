@@ -23,11 +23,18 @@ CREDENTIAL_VERSION = 1
 
 
 class CredentialError(ValueError):
-    """A credential that cannot be read or whose signature does not verify, with a stable `code`."""
+    """A credential that cannot be read or whose signature does not verify, with a stable `code`.
 
-    def __init__(self, code: str, message: str):
+    `reason` names the case within the code (such as `not_envelope` or
+    `payload_type` under `credential_invalid`) and `params` holds its values,
+    so the portal can state the reason in the reader's language.
+    """
+
+    def __init__(self, code: str, message: str, reason: str = "", **params: Any):
         super().__init__(message)
         self.code = code
+        self.reason = reason or code
+        self.params = params
 
 
 def encode_claims(claims: dict[str, Any]) -> bytes:
@@ -47,15 +54,19 @@ def verify_credential(envelope: Any, keyring: Keyring) -> dict[str, Any]:
         # from_dict rewrites the signatures of the dict it reads, so it gets a copy.
         parsed = Envelope.from_dict(copy.deepcopy(envelope))
     except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise CredentialError("credential_invalid", f"the credential is not a DSSE envelope: {error}") from None
+        raise CredentialError("credential_invalid", f"the credential is not a DSSE envelope: {error}", "not_envelope", error=str(error)) from None
     if parsed.payload_type != PAYLOAD_TYPE:
-        raise CredentialError("credential_invalid", f"payload type {parsed.payload_type!r} is not {PAYLOAD_TYPE!r}")
+        raise CredentialError(
+            "credential_invalid", f"payload type {parsed.payload_type!r} is not {PAYLOAD_TYPE!r}", "payload_type", payload_type=repr(parsed.payload_type)
+        )
     key_ids = sorted(parsed.signatures)
     if not any(key_id in keyring for key_id in key_ids):
+        shown_ids = ", ".join(key_ids) or "(none)"
         raise CredentialError(
             "key_unknown",
-            f"the credential is signed by key id {', '.join(key_ids) or '(none)'}, which is not among the portal's "
+            f"the credential is signed by key id {shown_ids}, which is not among the portal's "
             "current and retired credential keys; fetch the published keys and check where the credential came from",
+            key_ids=shown_ids,
         )
     try:
         parsed.verify([key.sslib_key for key in keyring], 1)

@@ -44,3 +44,14 @@ CERTIFICATE_ERRORS = {
 
 class CertificateError(PortalError):
     table = CERTIFICATE_ERRORS
+
+# The reasons a credential fails verification, keyed by CredentialError.reason. Each completes the sentence of `credential_invalid`.
+CREDENTIAL_REASONS = {
+    "not_utf8": _("the text is not UTF-8"),
+    "not_json": _("the text is not JSON"),
+    "credential_too_large": _("it is larger than %(limit)s bytes"),
+    "not_envelope": _("it is not a DSSE envelope"),
+    "payload_type": _("its payload type %(payload_type)s is not that of a certificate credential"),
+    "key_unknown": _("it is signed by key %(key_ids)s, which is none of the portal's current and retired credential keys"),
+    "signature_invalid": _("no signature of it verifies with the portal's keys"),
+}

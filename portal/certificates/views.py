@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from certification.credentials import CredentialError, signing_key_ids
 from portal.certificates.credentials import CompromisedKeyError, check_credential, key_status, portal_key, published_keys, shown_time
-from portal.certificates.errors import CertificateError
+from portal.certificates.errors import CREDENTIAL_REASONS, CertificateError
 from portal.certificates.listing import (
     LISTING_PAGE_SIZE, ListingFilters, card_history, certificate_record, facets, feed_json, feed_records, listed_certificates, page_count,
     records_csv,
@@ -198,13 +198,16 @@ def credential_verify(request):
 def _verify_credential_bytes(raw: bytes) -> tuple[dict, int]:
     try:
         if len(raw) > CREDENTIAL_MAX_BYTES:
-            raise CredentialError("credential_too_large", f"the credential is over {CREDENTIAL_MAX_BYTES} bytes")
+            raise CredentialError("credential_too_large", f"the credential is over {CREDENTIAL_MAX_BYTES} bytes", limit=CREDENTIAL_MAX_BYTES)
         envelope = json.loads(raw.decode("utf-8"))
         claims = check_credential(envelope)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        return {"valid": False, "code": "credential_invalid", "detail": str(CertificateError("credential_invalid", reason=f"not JSON ({error})").detail)}, 400
+    except UnicodeDecodeError as error:
+        return _credential_failure("credential_invalid", "not_utf8", technical_detail=str(error)), 400
+    except json.JSONDecodeError as error:
+        return _credential_failure("credential_invalid", "not_json", technical_detail=str(error)), 400
     except CredentialError as error:
-        return {"valid": False, "code": error.code, "detail": str(CertificateError("credential_invalid", reason=str(error)).detail)}, 400
+        params = {key: value for key, value in error.params.items() if key != "error"}
+        return _credential_failure(error.code, error.reason, technical_detail=error.params.get("error", ""), **params), 400
     except CompromisedKeyError as error:
         return _compromised_result(error.key), 400
     certificate = Certificate.objects.filter(number=claims.get("number")).first()
@@ -219,6 +222,19 @@ def _verify_credential_bytes(raw: bytes) -> tuple[dict, int]:
     if certificate is not None and certificate.is_revoked:
         result.update(revoked_at=certificate.revoked_at.isoformat(), revoked_reason=certificate.revoked_reason)
     return result, 200
+
+
+def _credential_failure(code: str, reason: str, technical_detail: str = "", **params) -> dict:
+    """Return the result of a credential that failed verification, its reason in the request's language.
+
+    `technical_detail` is the English message of the JSON parser or the DSSE
+    library (with the position of the fault), kept apart from the translated sentence.
+    """
+    reason_text = CREDENTIAL_REASONS[reason] % params
+    result = {"valid": False, "code": code, "detail": CertificateError("credential_invalid", reason=reason_text).detail}
+    if technical_detail:
+        result["technical_detail"] = technical_detail
+    return result
 
 
 def _compromised_result(key) -> dict:
