@@ -83,6 +83,22 @@ def run_and_pack(label: str, key: Path, vendor: str, card_model: str, card_seria
     return bundle
 
 
+def choose_port(requested: int) -> int:
+    """Return `requested` when nothing listens on it, otherwise a free port, and print a line when the port moves."""
+    port = free_port(requested)
+    if port != requested:
+        print(port_moved_note(requested, port), flush=True)
+    return port
+
+
+def port_moved_note(requested: int, port: int) -> str:
+    return (
+        f"demo: port {requested} is in use, so this portal runs on port {port}. Certificates issued by an earlier demo "
+        f"keep, in their signed credentials, the links of the port they were issued on (such as {requested}); "
+        f"the summary names them. Stop the other server and run the demo with --port {requested} to keep one address."
+    )
+
+
 def free_port(preferred: int) -> int:
     with socket.socket() as probe:
         if probe.connect_ex(("127.0.0.1", preferred)) != 0:
@@ -154,7 +170,7 @@ def main() -> int:
     step("3/6 vendor run: the demo profile as the demo vendor")
     vendor = run_and_pack("vendor", vendor_key, setup["vendor"]["slug"], card["model"], card["serial"])
 
-    port = free_port(options.port)
+    port = choose_port(options.port)
     # issue_certificate signs the certificate's public link into the credential, so every
     # manage.py command from here on needs the same base URL as the server.
     os.environ["PORTAL_BASE_URL"] = f"http://127.0.0.1:{port}"
@@ -169,6 +185,7 @@ def main() -> int:
         step("6/6 certificates for every passing track and level")
         certificates = [download_pdf(url, item) for item in issue_certificates(report, setup)]
         print_summary(url, upload, certificates, setup, time.monotonic() - started)
+        print("\n".join(track_lines(report, certificates)))
         if options.serve == "yes" or (options.serve == "auto" and sys.stdin.isatty()):
             print("\nThe portal keeps running; press Ctrl-C to stop it.", flush=True)
             with contextlib.suppress(KeyboardInterrupt):
@@ -197,8 +214,34 @@ def issue_certificates(report: dict, setup: dict) -> list[dict]:
                         "--existing-ok", "--json", capture=True)
         issued.append(last_json_line(output))
     if not issued:
-        sys.exit("demo: no track passed, so no certificate was issued; the verdict above says why")
+        print("\n".join(track_lines(report, [])))
+        sys.exit("demo: no track passed, so no certificate was issued; the lines above name the failing criteria")
     return issued
+
+
+def track_lines(report: dict, certificates: list[dict]) -> list[str]:
+    """Return one line per track of the verdict: the certificate issued for it, or the criteria that failed."""
+    numbers = {certificate["track"]: certificate["number"] for certificate in certificates}
+    lines = ["Tracks:"]
+    for track, outcome in report["verdict"]["tracks"].items():
+        failing = ", ".join(gap_text(item) for item in outcome.get("gap", []))
+        if outcome.get("max_level", 1) == 0:
+            line = f"  {track}: no requirements in this rule pack"
+        elif track in numbers:
+            line = f"  {track}: certified level {outcome['level']} ({numbers[track]})"
+            if failing:
+                line += f"; level {outcome['level'] + 1} not reached, failing: {failing}"
+        else:
+            line = f"  {track}: not certified, failing: {failing or 'no criterion (see the verdict above)'}"
+        lines.append(line)
+    return lines
+
+
+def gap_text(item: dict) -> str:
+    """Return what one entry of a track's `gap` in the verdict misses: a criterion with its status, or a required track."""
+    if "criterion" in item:
+        return f"{item['criterion']} ({item['status']})"
+    return f"track {item['requires_track']} at level {item['level']} (it reached level {item['reached']})"
 
 
 def download_pdf(url: str, certificate: dict) -> dict:
@@ -218,6 +261,9 @@ def print_summary(url: str, upload: dict, certificates: list[dict], setup: dict,
         print(f"  certificate {certificate['number']} ({certificate['track']} level {certificate['level']}):")
         print(f"      page: {url}{certificate['verify_url']}")
         print(f"      PDF:  {url}{certificate['pdf_url']}  (saved as {certificate['pdf_path']})")
+        signed = certificate.get("credential_url", "")
+        if signed and not signed.startswith(url + "/"):
+            print(f"      issued by an earlier demo: its signed credential keeps the link {signed}")
     print(f"  staff queue:    {url}/staff/queue/  (log in as {setup['staff_user']} / {DEMO_PASSWORD})")
 
 

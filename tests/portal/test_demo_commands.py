@@ -6,6 +6,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from certification.credentials import payload_of
 from portal.certificates.models import Certificate
 
 from .helpers_verdict import judged_submission, verdict
@@ -51,6 +52,8 @@ def test_issue_certificate_json(submission, staff, capsys):
     assert issued["number"] == certificate.number
     assert issued["pdf_url"] == f"/certificates/{certificate.number}/pdf/"
     assert issued["verify_url"] == f"/certificates/{certificate.number}/"
+    assert issued["credential_url"] == payload_of(certificate.credential)["verification_url"]
+    assert issued["credential_url"].endswith(issued["verify_url"])
 
 
 def test_issue_certificate_existing_ok(submission, staff, capsys):

@@ -6,6 +6,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.urls import reverse
 
+from certification.credentials import payload_of
 from portal.certificates.errors import CertificateError
 from portal.certificates.models import Certificate
 from portal.certificates.services import issue_certificate, passing_submission
@@ -69,4 +70,6 @@ def certificate_summary(certificate: Certificate) -> dict:
         "rule_pack": certificate.rule_pack.name,
         "verify_url": reverse("certificate-detail", args=[certificate.number]),
         "pdf_url": reverse("certificate-pdf", args=[certificate.number]),
+        # The public link signed into the credential when the certificate was issued; later base URLs do not change it.
+        "credential_url": payload_of(certificate.credential).get("verification_url", "") if certificate.credential else "",
     }
