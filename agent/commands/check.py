@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 from agent.commands._verification import load_keyring, open_verified
 from agent.errors import EXIT_OK, EXIT_USAGE, EXIT_VERDICT_FAILED, AgentError, from_coded_error
 from agent.i18n import _, choose_language
-from agent.verdict_inputs import format_inputs
 from certification.rulepack import RulePack, RulePackError, load_rule_pack, parse_rule_pack
 
 if TYPE_CHECKING:
@@ -112,6 +111,8 @@ def format_verdict(verdict: Verdict, language: str) -> str:
         lines.append(f"    {result.explanation[language]}")
         if result.status != "pass":
             lines.append(f"    {labels['hint']}: {result.hint[language]}")
+    from agent.verdict_inputs import format_inputs  # imports the verdict engine: only when judging
+
     inputs = format_inputs(verdict.inputs, language)
     if inputs:
         lines.extend(["", *inputs])
