@@ -13,8 +13,11 @@ scripts/setup.sh
 # modules (--dist loadfile), so a module's fixtures, such as a shared training
 # run, are built once. Most tests keep at most one CPU core busy (one Paddle
 # process, the portal, a browser), so two workers keep a two-core machine busy.
+# Modules go out in collection order, where tests/conftest.py puts the slow ones
+# first, rather than xdist's default order of most tests first.
 echo "== tests on the embedded default: SQLite, eager Celery, ${TEST_WORKERS:-2} workers"
-env -u DATABASE_URL -u CELERY_BROKER_URL python -m pytest -n "${TEST_WORKERS:-2}" --dist loadfile "$@"
+env -u DATABASE_URL -u CELERY_BROKER_URL \
+    python -m pytest -n "${TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder "$@"
 
 # tests/portal/test_worker.py runs here: real `celery worker` processes on Redis and
 # RabbitMQ (skipped when RabbitMQ is not listening), one of them killed with SIGKILL.

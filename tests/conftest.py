@@ -23,6 +23,17 @@ def pytest_configure(config):
             save_private_key(generate_key(), path)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Move the tests of modules that hold slow tests to the front, keeping the order otherwise.
+
+    pytest-xdist hands out whole modules (--dist loadfile) in this order when
+    run with --no-loadscope-reorder. A module with a long training run that
+    started last would keep one worker busy after the other has finished.
+    """
+    slow_modules = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_modules)
+
+
 @pytest.fixture(autouse=True)
 def english_messages(monkeypatch):
     """Run every test in the agent's default language, English, whatever the developer's locale is."""
