@@ -84,7 +84,7 @@ def test_failed_check_stops_every_local_rank(checkpoint, tmp_path):
     assert waiting.returncode == 2
     assert error_line.startswith("error[data_checksum_mismatch]: checkpoint of model llama-tiny")
     assert error_line in waited_log.splitlines()
-    assert f"{HASHING} checkpoint llama-tiny" in hashing.stderr
+    assert f"{HASHING} checkpoint of model llama-tiny" in hashing.stderr
     assert HASHING not in waited_log
     assert "waiting for local rank 0 of this node" in waited_log
     assert not out.exists()
@@ -119,7 +119,7 @@ def test_launched_ranks_hash_once(checkpoint, tmp_path):
 
     hashed, waited = (logs / "workerlog.0").read_text(errors="replace"), (logs / "workerlog.1").read_text(errors="replace")
     assert completed.returncode == 0, hashed[-3000:] + waited[-3000:]
-    assert f"{HASHING} checkpoint llama-tiny" in hashed
+    assert f"{HASHING} checkpoint of model llama-tiny" in hashed
     assert f"{HASHING} tokenizer llama2" in hashed
     assert HASHING not in waited
     assert "checked the digest of every input file" in waited
