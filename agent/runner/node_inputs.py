@@ -4,16 +4,16 @@ Hashing a 140 GB checkpoint takes minutes, and every process of a node reads
 the same files, so under `paddle.distributed.launch` only the process with
 PADDLE_LOCAL_RANK=0 computes the digests. It writes its records, or its
 error, to a result file in the node's temporary folder (one folder per user,
-mode 700). The file name contains
-the host name, that process's id and its start time, so a file left by an
-earlier launch is never read. Each other local rank finds local rank 0
-among the processes of its own launcher (the same parent process, with
-PADDLE_LOCAL_RANK=0 in its environment), waits for that file while the
-process lives, and then returns the same records or raises the same error.
+mode 700). The file name contains the host name, that process's id and its
+start time, so a file left by an earlier launch is never read. Each other
+local rank finds local rank 0 among the processes of its own launcher (the
+same parent process, with PADDLE_LOCAL_RANK=0 in its environment), waits for
+that file while the process lives, and then returns the same records or
+raises the same error.
 
-Finding local rank 0 reads /proc, which Linux provides. Where that fails, for example when a wrapper script stands
-between the launcher and the agent, the process checks the inputs itself and
-logs a warning.
+Finding local rank 0 reads /proc, which Linux provides. Where that fails,
+for example when a wrapper script runs between the launcher and the agent,
+the process checks the inputs itself and logs a warning.
 """
 
 from __future__ import annotations
