@@ -1,10 +1,12 @@
 """Helpers for tests that run the agent under `python -m paddle.distributed.launch`."""
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from certification.records import decode_float, read_jsonl
@@ -63,3 +65,31 @@ def free_port() -> int:
 def losses(run: Path, workload: str) -> dict[int, float]:
     return {record["step"]: decode_float(record["loss"])
             for record in read_jsonl(run / "workloads" / workload / "steps.jsonl")}
+
+
+def wait_for_checkpoint(process: subprocess.Popen, events: Path, step: int, timeout: float = 240.0) -> None:
+    """Wait until the run's `events.jsonl` records the checkpoint of `step`, failing if the run ends first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the run ended before the checkpoint it was to be killed after"
+        if events.is_file() and any(record["event"] == "checkpoint" and record["step"] == step for record in read_jsonl(events)):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no checkpoint of step {step} within {timeout} s")
+
+
+def kill_launcher(process: subprocess.Popen) -> None:
+    """Kill the launcher and its worker processes with SIGKILL, as a power cut would, and reap the launcher.
+
+    The workers are listed before the launcher dies, because afterwards they
+    are no longer its children.
+    """
+    try:
+        workers = subprocess.run(["ps", "-o", "pid=", "--ppid", str(process.pid)], capture_output=True, text=True).stdout.split()
+        process.send_signal(signal.SIGKILL)
+        for worker in workers:
+            # A worker that already ended (a failed run) has nothing left to kill.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(worker), signal.SIGKILL)
+    finally:
+        process.wait(timeout=60)

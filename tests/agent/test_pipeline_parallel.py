@@ -7,17 +7,16 @@ saved tiny LLaMA loaded into two stages must give the plain model's loss.
 """
 
 import copy
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from certification.records import decode_float, read_json, read_jsonl
 from certification.rulepack import load_rule_pack
+
+from tests.agent.launching import kill_launcher, wait_for_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 WORKLOAD = "pretrain-llama"
@@ -224,21 +223,10 @@ def test_two_stages_save_plain_model(two_stages, one_process):
         assert np.abs(weights[name].numpy() - value.numpy()).max() < 1e-4, name
 
 
-
 def launch_two_stages(folder: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir", str(folder),
             "agent/__main__.py", "run", "--profile", "tiny", "--workloads", WORKLOAD, "--out", str(folder.parent / "run"),
             "--set", "pipeline_parallel_degree=2", "--set", "per_device_train_batch_size=2", *extra]
-
-
-def wait_for_checkpoint(process: subprocess.Popen, events: Path, step: int, timeout: float = 240.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the run ended before the checkpoint it was to be killed after"
-        if events.is_file() and any(record["event"] == "checkpoint" and record["step"] == step for record in read_jsonl(events)):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"no checkpoint of step {step} within {timeout} s")
 
 
 @pytest.fixture(scope="module")
@@ -248,12 +236,8 @@ def two_stages_resumed(tmp_path_factory):
     process = subprocess.Popen(launch_two_stages(folder / "logs"), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_checkpoint(process, folder / "run" / "events.jsonl", 20)
-        workers = subprocess.run(["ps", "-o", "pid=", "--ppid", str(process.pid)], capture_output=True, text=True).stdout.split()
-        process.send_signal(signal.SIGKILL)
-        for worker in workers:
-            os.kill(int(worker), signal.SIGKILL)
     finally:
-        process.wait(timeout=60)
+        kill_launcher(process)
     steps_at_kill = len(read_jsonl(folder / "run" / "workloads" / WORKLOAD / "steps.jsonl"))
     run_agent(launch_two_stages(folder / "logs-resume", "--resume"), folder / "logs-resume")
     return folder / "run", steps_at_kill

@@ -8,19 +8,17 @@ a failed workload with no step records. Tensor parallelism is tested in
 test_tensor_parallel.py.
 """
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from certification.records import decode_float, read_json, read_jsonl
 
-from tests.agent.launching import launch_failure
+from tests.agent.launching import kill_launcher, launch_failure, wait_for_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 WORKLOAD = "pretrain-llama"
@@ -35,19 +33,6 @@ def agent_command(out: Path, *extra: str) -> list[str]:
 
 def environment() -> dict[str, str]:
     return {**os.environ, "AGENT_HEARTBEAT_SECONDS": "1"}
-
-
-def wait_for_checkpoint(process: subprocess.Popen, events: Path, step: int, timeout: float = 240.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the run ended before the checkpoint it was to be killed after"
-        if events.is_file():
-            for line in events.read_text(encoding="utf-8").splitlines():
-                record = json.loads(line)
-                if record["event"] == "checkpoint" and record["step"] == step:
-                    return
-        time.sleep(0.05)
-    raise AssertionError(f"no checkpoint of step {step} within {timeout} s")
 
 
 def losses(run: Path) -> dict[int, float]:
@@ -221,12 +206,8 @@ def launched_killed_and_resumed(tmp_path_factory):
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_checkpoint(process, out / "events.jsonl", KILL_AFTER_CHECKPOINT)
-        workers = subprocess.run(["ps", "-o", "pid=", "--ppid", str(process.pid)], capture_output=True, text=True).stdout.split()
-        process.send_signal(signal.SIGKILL)
-        for worker in workers:
-            os.kill(int(worker), signal.SIGKILL)
     finally:
-        process.wait(timeout=60)
+        kill_launcher(process)
     steps_at_kill = len(read_jsonl(out / "workloads" / WORKLOAD / "steps.jsonl"))
 
     resumed = subprocess.run(launch_command(folder / "logs-resume", out, "--set", "per_device_train_batch_size=2", "--resume"),

@@ -7,8 +7,6 @@ resume from its per-rank checkpoint. A saved tiny LLaMA loaded into two
 tensor-parallel ranks must give the plain model's loss.
 """
 
-import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,8 +17,8 @@ import pytest
 from certification.records import decode_float, read_json, read_jsonl
 from certification.rulepack import load_rule_pack
 
-from tests.agent.launching import environment, launch_failure, launcher_command, losses, run_arguments, run_one_process
-from tests.agent.test_pipeline_parallel import wait_for_checkpoint
+from tests.agent.launching import (environment, kill_launcher, launch_failure, launcher_command, losses, run_arguments,
+                                   run_one_process, wait_for_checkpoint)
 
 REPO = Path(__file__).resolve().parents[2]
 WORKLOAD = "pretrain-llama"
@@ -201,12 +199,8 @@ def two_ranks_resumed(tmp_path_factory):
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_checkpoint(process, out / "events.jsonl", 20)
-        workers = subprocess.run(["ps", "-o", "pid=", "--ppid", str(process.pid)], capture_output=True, text=True).stdout.split()
-        process.send_signal(signal.SIGKILL)
-        for worker in workers:
-            os.kill(int(worker), signal.SIGKILL)
     finally:
-        process.wait(timeout=60)
+        kill_launcher(process)
     steps_at_kill = len(read_jsonl(out / "workloads" / WORKLOAD / "steps.jsonl"))
     checkpoint_files = sorted(path.name for path in (out / "checkpoints" / WORKLOAD / "checkpoint-20").glob("model_state*"))
     run_checked(launch_tensor_parallel(folder / "logs-resume", out, "--resume"), folder / "logs-resume")
