@@ -35,7 +35,8 @@ def browser():
 def page(browser, live_server):
     context = browser.new_context(base_url=live_server.url, locale="zh-CN")
     opened = context.new_page()
-    opened.set_default_timeout(20_000)
+    # Generous: under two test workers a Paddle run on the other worker can slow the live server a lot.
+    opened.set_default_timeout(60_000)
     yield opened
     context.close()
 

@@ -133,7 +133,7 @@ def test_page_shows_api_error(page, bundle):
 def test_plain_form_without_javascript(browser, live_server, bundle):
     context = browser.new_context(base_url=live_server.url, locale="zh-CN", java_script_enabled=False)
     page = context.new_page()
-    page.set_default_timeout(20_000)
+    page.set_default_timeout(60_000)
     try:
         log_in(page, "owner", PASSWORD)
         sent = range_requests(page)
