@@ -109,6 +109,16 @@ def rule_pack(db):
 
 
 @pytest.fixture
+def certificate(vendor, card, rule_pack, staff):
+    """A level 1 pretraining certificate of `card`, issued by `staff` on a judged submission."""
+    from portal.certificates.services import issue_certificate
+
+    from .helpers_verdict import judged_submission, verdict
+
+    return issue_certificate(submission=judged_submission(vendor, card, rule_pack, verdict()), track="pretraining", level=1, issued_by=staff)
+
+
+@pytest.fixture
 def owner_api(owner):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=owner).key}")

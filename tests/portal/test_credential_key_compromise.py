@@ -24,11 +24,6 @@ def key_in_tmp(settings, tmp_path):
 
 
 @pytest.fixture
-def certificate(vendor, card, rule_pack, staff):
-    return issue_certificate(submission=judged_submission(vendor, card, rule_pack, verdict()), track="pretraining", level=1, issued_by=staff)
-
-
-@pytest.fixture
 def retired(certificate):
     """Rotate once: the certificate's credential is signed by the now retired key."""
     return rotate_credential_key()

@@ -9,20 +9,12 @@ from django.urls import reverse
 
 from certification.credentials import sign_credential
 from certification.signing import generate_key
-from portal.certificates.services import issue_certificate
 from portal.certificates.views import CREDENTIAL_MAX_BYTES
-
-from .helpers_verdict import judged_submission, verdict
 
 
 @pytest.fixture(autouse=True)
 def key_in_tmp(settings, tmp_path):
     settings.PORTAL_CREDENTIAL_KEY_PATH = tmp_path / "keys" / "portal.key"
-
-
-@pytest.fixture
-def certificate(vendor, card, rule_pack, staff):
-    return issue_certificate(submission=judged_submission(vendor, card, rule_pack, verdict()), track="pretraining", level=1, issued_by=staff)
 
 
 def post_body(client, body: bytes):

@@ -17,17 +17,11 @@ from portal.certificates.errors import CertificateError
 from portal.certificates.services import issue_certificate, revoke_certificate
 
 from .conftest import login
-from .helpers_verdict import judged_submission, verdict
 
 
 @pytest.fixture(autouse=True)
 def key_in_tmp(settings, tmp_path):
     settings.PORTAL_CREDENTIAL_KEY_PATH = tmp_path / "keys" / "portal.key"
-
-
-@pytest.fixture
-def certificate(vendor, card, rule_pack, staff):
-    return issue_certificate(submission=judged_submission(vendor, card, rule_pack, verdict()), track="pretraining", level=1, issued_by=staff)
 
 
 def post_json(client, envelope):

@@ -1,17 +1,8 @@
 """Public pages without login: the listing, verification by number and the PDF."""
 
-import pytest
 from django.urls import reverse
 
-from portal.certificates.services import issue_certificate, revoke_certificate
-
-from .helpers_verdict import judged_submission, verdict
-
-
-@pytest.fixture
-def certificate(vendor, card, rule_pack, staff):
-    submission = judged_submission(vendor, card, rule_pack, verdict())
-    return issue_certificate(submission=submission, track="pretraining", level=1, issued_by=staff)
+from portal.certificates.services import revoke_certificate
 
 
 def test_listing_without_login(client, certificate):

@@ -15,11 +15,6 @@ from portal.certificates.services import issue_certificate, revoke_certificate
 from .helpers_verdict import judged_submission, verdict
 
 
-@pytest.fixture
-def certificate(vendor, card, rule_pack, staff):
-    return issue_certificate(submission=judged_submission(vendor, card, rule_pack, verdict()), track="pretraining", level=1, issued_by=staff)
-
-
 def feed_urls(client, name: str, key: str, **headers) -> set[str]:
     response = client.get(reverse(name), **headers)
     assert response.status_code == 200
