@@ -1,10 +1,10 @@
 """Mark a retired credential key compromised: credentials it signed stop verifying, and the certificates get new ones."""
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from portal.certificates.credentials import mark_key_compromised, shown_time
 from portal.certificates.errors import CertificateError
+from portal.certificates.management.commands._staff import optional_staff_user
 
 
 class Command(BaseCommand):
@@ -20,11 +20,7 @@ class Command(BaseCommand):
         parser.add_argument("--staff-user", default="", help="staff user recorded in the audit log as the one who marked it (default: the system)")
 
     def handle(self, *args, **options):
-        actor = None
-        if options["staff_user"]:
-            actor = get_user_model().objects.filter(username=options["staff_user"], is_staff=True).first()
-            if actor is None:
-                raise CommandError(f"staff user {options['staff_user']!r} not found; pass the username of a staff account or leave --staff-user out")
+        actor = optional_staff_user(options["staff_user"])
         try:
             compromise = mark_key_compromised(options["key_id"], reason=options["reason"], actor=actor)
         except CertificateError as error:

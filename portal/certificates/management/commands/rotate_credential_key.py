@@ -1,9 +1,9 @@
 """Rotate the portal's credential key: sign new credentials with a new key, keep verifying the old ones."""
 
-from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
 from portal.certificates.credentials import rotate_credential_key
+from portal.certificates.management.commands._staff import optional_staff_user
 
 
 class Command(BaseCommand):
@@ -16,11 +16,7 @@ class Command(BaseCommand):
         parser.add_argument("--staff-user", default="", help="staff user recorded in the audit log as the one who rotated (default: the system)")
 
     def handle(self, *args, **options):
-        actor = None
-        if options["staff_user"]:
-            actor = get_user_model().objects.filter(username=options["staff_user"], is_staff=True).first()
-            if actor is None:
-                raise CommandError(f"staff user {options['staff_user']!r} not found; pass the username of a staff account or leave --staff-user out")
+        actor = optional_staff_user(options["staff_user"])
         rotation = rotate_credential_key(actor=actor)
         self.stdout.write(f"new credential key {rotation.new_key_id}; retired {rotation.old_key_id}")
         self.stdout.write(f"the retired private key is {rotation.retired_file}: it signs nothing any more, so store it offline or delete it")
