@@ -254,7 +254,8 @@ def whole_model(preset: dict[str, Any], model):
     stage's layers only and saves one file per stage, and a tensor-parallel
     model saves one file per rank. Every process of the pipeline or
     tensor-parallel group must call this, because the weights are gathered
-    over that group.
+    over that group. A `*Pipe` model that is also tensor-parallel raises
+    ValueError, because the ranks of its stages are not merged.
     """
     from paddle.distributed.fleet.meta_parallel import PipelineLayer
 
@@ -264,8 +265,11 @@ def whole_model(preset: dict[str, Any], model):
     from paddle.distributed import fleet
     from paddlenlp.transformers.model_utils import dtype_guard
 
-    # NOTE: with tensor parallelism too, this gathers the process's tensor-parallel part only and does not merge
-    # the ranks; that combination was never run. Every process keeps the whole model in host memory while gathering.
+    if int(getattr(model.config, "tensor_parallel_degree", 1)) > 1:
+        # The stages' gather below would collect each process's tensor-parallel part without merging the ranks.
+        raise ValueError("whole_model cannot merge a model split over both pipeline stages and tensor-parallel ranks: "
+                         "set tensor_parallel_degree or pipeline_parallel_degree to 1")
+    # Every process keeps the whole model in host memory while gathering.
     # The weights travel as float32 NumPy arrays, which represent bfloat16 and float16 values exactly.
     dtype = model.parameters()[0].dtype
     stage = {name: tensor.astype("float32").numpy() for name, tensor in model.state_dict().items()}
