@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -59,9 +60,20 @@ def dumps(value: Any) -> str:
 
 
 def write_json(path: Path, value: Any) -> None:
-    """Write `value` as indented UTF-8 JSON, refusing non-finite floats."""
+    """Write `value` as indented UTF-8 JSON, refusing non-finite floats.
+
+    The text goes to a temporary file in the same folder, which then replaces
+    `path`, so a process reading the file meanwhile (another rank of a
+    launched run) sees the old or the new content, never a part of it.
+    """
+    path = Path(path)
     text = json.dumps(value, ensure_ascii=False, allow_nan=False, indent=2, sort_keys=True)
-    Path(path).write_text(text + "\n", encoding="utf-8")
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        partial.write_text(text + "\n", encoding="utf-8")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def read_json(path: Path) -> Any:

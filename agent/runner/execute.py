@@ -182,8 +182,7 @@ def open_folder(request: RunRequest, profile: Profile, pack: RulePack, workloads
         "card_serial": request.card_serial or profile.card_serial,
     }
     out = request.out or Path("runs") / f"{profile.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    folder = RunFolder.create(out, profile, pack, labels, workloads)
-    folder.update_run(overrides=request.overrides, device=device)
+    folder = RunFolder.create(out, profile, pack, labels, workloads, overrides=request.overrides, device=device)
     write_json(folder.path / "environment.json", environment(device_record(device, launch.world_size), launch.nodes))
     if request.ticket is not None:
         folder.update_run(ticket=request.ticket)

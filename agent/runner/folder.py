@@ -99,8 +99,13 @@ class RunFolder:
 
     @classmethod
     def create(cls, path: Path, profile: Profile, pack: RulePack, labels: dict[str, str],
-               workloads: list[str]) -> "RunFolder":
-        """Start a new run in `path`, which must be missing or empty."""
+               workloads: list[str], overrides: dict[str, Any] | None = None, device: str | None = None) -> "RunFolder":
+        """Start a new run in `path`, which must be missing or empty.
+
+        run.json is written once, with the `--set` values and the device, because
+        the other ranks of a launched run read their overrides from it as soon as
+        it exists.
+        """
         check_new_run_folder(path)
         if path.exists() and (path / "run.json").exists():
             raise AgentError("run_folder_not_empty", _("output folder {path} already contains another run").format(path=path),
@@ -127,6 +132,8 @@ class RunFolder:
             "agent_version": __version__,
             "started_at": utc_now(),
             "finished_at": None,
+            "overrides": dict(overrides or {}),
+            "device": device,
         })
         return folder
 
