@@ -38,7 +38,12 @@ def page(browser, live_server):
     # Generous: under two test workers a Paddle run on the other worker can slow the live server a lot.
     opened.set_default_timeout(60_000)
     yield opened
-    context.close()
+    # Let the last page's requests (such as plot images) finish before pytest-django flushes the shared
+    # in-memory database: a request still running in the live server's thread makes SQLite report a table as locked.
+    try:
+        opened.wait_for_load_state("networkidle", timeout=30_000)
+    finally:
+        context.close()
 
 
 def log_in(page, username: str, password: str) -> None:
