@@ -49,60 +49,6 @@ def wait_for_plots(page) -> None:
     page.wait_for_load_state("networkidle")
 
 
-def test_report_inputs_and_earlier_verdict(page, world, bundles):
-    submission = judged_human_submission(bundles, vendor=world["vendor"], reference_lab=world["reference_lab"], owner=world["owner"])
-    inputs = submission.report.verdict["inputs"]
-    workload, compared = next(iter(inputs.items()))
-    explanation = compared["reference_choice"]["explanation"]
-    log_in(page, "reviewer", PASSWORD)
-    page.goto(f"/submissions/{submission.pk}/")
-    wait_for_plots(page)
-
-    # The current report: a heading, one reference line per workload and every digest in full on hover.
-    assert page.inner_text("h2#inputs") == "与参考比较的输入"
-    assert page.locator("table.inputs tr.input-reference").count() == len(inputs)
-    assert workload in page.inner_text("table.inputs tr.input-reference >> nth=0")
-    assert explanation["zh"] in page.inner_text("table.inputs")
-    assert compared["reference_bundle_id"] in explanation["zh"]
-    titles = digest_titles(page, "main")
-    assert titles
-    assert all(SHA256.match(title) for title in titles)
-    first_input = compared["inputs"][0]
-    vendor_digest = first_input["vendor"]
-    assert vendor_digest in titles
-    assert first_input["reference"] in titles
-    assert vendor_digest[:12] in page.inner_text("table.inputs")
-    # Both bundles were built from the same run folder, so every input is equal.
-    assert first_input["status"] == "equal"
-    assert page.locator("table.inputs tr.input-different").count() == 0
-    assert page.inner_text("table.inputs tr.input-equal >> nth=0 >> td >> nth=-1") == "是"
-
-    # Validate again: the report that was shown moves under Earlier verdicts with its inputs folded.
-    with page.expect_navigation():
-        page.click(f"form[action$='/staff/submissions/{submission.pk}/revalidate/'] button[type=submit]")
-    wait_for_plots(page)
-    assert f"提交 {submission.pk} 已重新排队等待验证。" in page.inner_text("main")
-    earlier = SupersededReport.objects.get(submission=submission)
-    section = f"#earlier-verdict-{earlier.pk}"
-    assert page.inner_text("h2#earlier-verdicts") == "早先的评判结果"
-    assert page.inner_text(f"{section} details.inputs > summary") == "与参考比较的输入"
-    assert not page.is_visible(f"{section} table.inputs")
-    page.click(f"{section} details.inputs > summary")
-    assert page.is_visible(f"{section} table.inputs")
-    assert explanation["zh"] in page.inner_text(f"{section} table.inputs")
-    assert vendor_digest in digest_titles(page, section)
-    assert page.locator("h2#inputs").count() == 1
-
-    switch_language(page, "en")
-    wait_for_plots(page)
-    assert page.inner_text("h2#inputs") == "Inputs compared with the reference"
-    assert explanation["en"] in page.inner_text("table.inputs")
-    assert page.inner_text("h2#earlier-verdicts") == "Earlier verdicts"
-    assert page.inner_text(f"{section} details.inputs > summary") == "Inputs compared with the reference"
-    page.click(f"{section} details.inputs > summary")
-    assert explanation["en"] in page.inner_text(f"{section} table.inputs")
-
-
 @pytest.mark.parametrize("value, status, chinese, english", [
     ("999", 404, "不存在", "does not exist"),
     ("abc", 400, "无效", "is invalid"),
