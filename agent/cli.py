@@ -79,7 +79,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, entry in COMMANDS.items():
-        # Without its arguments a subparser must not answer --help itself: the second parse does that.
+        # Without its arguments a subparser must not handle --help itself: the second parse does that.
         subparser = subparsers.add_parser(name, help=_(entry.help), description=_(entry.help), add_help=name == command)
         if name == command:
             module = importlib.import_module(entry.module)

@@ -64,7 +64,7 @@ def write_json(path: Path, value: Any) -> None:
 
     The text goes to a temporary file in the same folder, which then replaces
     `path`, so a process reading the file meanwhile (another rank of a
-    launched run) sees the old or the new content, never a part of it.
+    launched run) reads the old or the new content, never a part of it.
     """
     path = Path(path)
     text = json.dumps(value, ensure_ascii=False, allow_nan=False, indent=2, sort_keys=True)

@@ -4,7 +4,7 @@ After training, the agent evaluates and saves a plain model that it gathers
 from every process, merging either the pipeline stages or the
 tensor-parallel ranks. A run with both degrees above 1 must fail before
 PaddleNLP sets up its process groups, name both degrees, and leave no saved
-model. docs/training.md says why the merge of both could not be tested here:
+model. docs/training.md explains why the merge of both could not be tested here:
 on the CPU, Paddle 3.3.1 failed to set up the gloo groups of four processes
 with tensor and pipeline degree 2.
 """

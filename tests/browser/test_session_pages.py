@@ -1,23 +1,20 @@
-"""The input digests on the report, earlier verdicts, listing page errors and compromised credential keys, in a real browser."""
+"""Listing page errors and compromised credential keys, in a real browser."""
 
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 from django.core.management import call_command
 
 from portal.certificates.credentials import rotate_credential_key, shown_time
 from portal.certificates.models import CredentialKey
-from portal.submissions.models import SupersededReport
 from tests.portal.helpers_gsb import judged_human_submission
 
 from .conftest import log_in, switch_language
 from .test_certification_flow import PASSWORD, bundles, world  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
 LEAK_REASON = "private key copied to a lost laptop"
 
 
@@ -32,21 +29,6 @@ def issued_certificate(world, bundles):
         record_judgement(pair, world["staff"], "same")
     sign_off(evaluation_set, signer=world["staff"], password=PASSWORD, statement="ok")
     return issue_certificate(submission=submission, track="finetuning", level=1, issued_by=world["staff"])
-
-
-def digest_titles(page, scope: str) -> list[str]:
-    """Return the full sha256 values that the input table under `scope` shows as hover titles."""
-    return page.eval_on_selector_all(f"{scope} table.inputs code[title]", "codes => codes.map(code => code.title)")
-
-
-def wait_for_plots(page) -> None:
-    """Wait until the report's plot images have loaded.
-
-    Each plot is drawn by its own request. One still running in the live
-    server's thread when the test reads or flushes the shared in-memory
-    database makes SQLite report the table as locked.
-    """
-    page.wait_for_load_state("networkidle")
 
 
 @pytest.mark.parametrize("value, status, chinese, english", [
