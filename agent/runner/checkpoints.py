@@ -169,7 +169,7 @@ def verify_checkpoint(pack: RulePack, model: str, directory: Path) -> dict[str, 
     else:
         saved = read_checkpoint_config(model, directory)
         check_checkpoint_config(pack, model, saved)
-        weights = check_weight_files(label, directory)
+        weights = check_weight_files(label, directory, config=saved)
     record = check_digest(label, directory, manifest(folder_files(directory)), pack.data["models"][model]["checkpoint"].get("sha256"), pack)
     record["config"] = saved
     if weights is not None:

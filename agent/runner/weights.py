@@ -11,6 +11,18 @@ folder, named `<stem>-<i>-of-<n><suffix>` (`model-00001-of-00003.safetensors`,
 loaded format that the loaded index does not name is a stray shard, such as
 the leftover of another release, and is rejected. Files of a format that is
 not loaded are left alone, but the folder's digest still covers them.
+
+A tensor-parallel model that `save_pretrained` writes without merging its
+ranks stores one file (or one index and its shards) per rank, with
+`tp<rank>` inserted before the last dot of the name (model_utils._add_variant
+with utils.weight_name_suffix): `model_state.tp00.pdparams`,
+`model.tp00.safetensors`, `model_state.pdparams.index.tp00.json` naming
+`model_state.tp00-00001-of-00002.pdparams`. In a run with
+tensor_parallel_degree N, `from_pretrained` has rank r load the file of rank r
+as it is, and a run without tensor parallelism finds none of them. So such a
+folder is accepted only complete (ranks 0 to N-1 of one layout, N at least 2,
+nothing else that from_pretrained could load) and only for a run with the
+same degree (check_tensor_parallel_degree).
 """
 
 from __future__ import annotations
@@ -55,14 +67,22 @@ DIFFUSION_FORMATS = (WeightFormat("diffusion_paddle_model.safetensors", "diffusi
                      WeightFormat("model_state.pdparams", "model_state.pdparams.index.json"))
 
 
-def check_weight_files(label: str, directory: Path, formats: tuple[WeightFormat, ...] = FORMATS) -> dict[str, Any]:
+def check_weight_files(label: str, directory: Path, formats: tuple[WeightFormat, ...] = FORMATS,
+                       config: dict[str, Any] | None = None) -> dict[str, Any]:
     """Find the weights that from_pretrained loads from `directory` and check them. Return their record.
 
     The record names the single file or the index (`index`, else None) and
     lists the weight `files` it covers. An index must name at least one shard,
     each a plain file name that exists in the folder, and no file named like a
     shard of the loaded format may lie there that the index does not name.
+    A folder of per-rank files (language models only) is checked by
+    check_rank_files against `config`, the folder's config.json.
     """
+    if formats == FORMATS:
+        rank_files = {name: parsed for name in sorted(path.name for path in directory.iterdir())
+                      if (parsed := parse_rank_file(name)) is not None}
+        if rank_files:
+            return check_rank_files(label, directory, rank_files, config or {})
     for weight_format in formats:
         if (directory / weight_format.index).is_file():
             files, index = index_shards(label, directory, weight_format.index), weight_format.index
@@ -72,6 +92,8 @@ def check_weight_files(label: str, directory: Path, formats: tuple[WeightFormat,
             break
     else:
         names = [name for weight_format in formats for name in (weight_format.single, weight_format.index)]
+        if formats == FORMATS:
+            names += [rank_name(name, 0) for name in names]
         raise AgentError("checkpoint_incomplete", _("{label} at {path} has no weights: none of {names}").format(
                              label=label, path=directory, names=", ".join(names)),
                          _("copy the whole checkpoint folder, as save_pretrained wrote it"))
@@ -81,6 +103,130 @@ def check_weight_files(label: str, directory: Path, formats: tuple[WeightFormat,
                              label=label, path=directory, names=", ".join(stray), loaded=index or files[0]),
                          _("remove them, or copy the released checkpoint folder again"))
     return {"index": index, "files": files}
+
+
+# Per-rank tensor-parallel files ------------------------------------------------------------------
+
+# utils.weight_name_suffix formats the rank as `tp{rank:0>2d}`: two digits at least.
+RANK_PATTERN = r"\.tp(\d{2,})"
+
+
+@dataclass(frozen=True)
+class RankFile:
+    """A per-rank weight file: its format, its kind ("single", "index" or "shard") and its tensor-parallel rank."""
+
+    weight_format: WeightFormat
+    kind: str
+    rank: int
+
+
+def rank_name(name: str, rank: int) -> str:
+    """Return the per-rank name of a weight or index file name: `tp<rank>` inserted before the last dot."""
+    head, _dot, tail = name.rpartition(".")
+    return f"{head}.tp{rank:0>2d}.{tail}"
+
+
+def parse_rank_file(name: str) -> RankFile | None:
+    """Return what a file name is as a per-rank weight file of FORMATS, or None when it is not one."""
+    for weight_format in FORMATS:
+        stem, _dot, suffix = weight_format.single.rpartition(".")
+        patterns = {"single": re.escape(stem) + RANK_PATTERN + r"\." + re.escape(suffix),
+                    "index": re.escape(weight_format.index.rpartition(".")[0]) + RANK_PATTERN + r"\.json",
+                    "shard": re.escape(stem) + RANK_PATTERN + r"-\d+-of-\d+\." + re.escape(suffix)}
+        for kind, pattern in patterns.items():
+            match = re.fullmatch(pattern, name)
+            # A rank written with more digits than PaddleNLP writes (tp000) is not a name it looks for.
+            if match and match[1] == f"{int(match[1]):0>2d}":
+                return RankFile(weight_format, kind, int(match[1]))
+    return None
+
+
+def _is_plain_weight_file(name: str) -> bool:
+    return any(name in (weight_format.single, weight_format.index) or weight_format.is_shard(name) for weight_format in FORMATS)
+
+
+def check_rank_files(label: str, directory: Path, rank_files: dict[str, RankFile], config: dict[str, Any]) -> dict[str, Any]:
+    """Check a folder of per-rank tensor-parallel weight files and return their record.
+
+    The folder must hold no weights of one whole model beside them, one layout
+    only (one format, and for every rank either one file or one index with its
+    shards), the ranks 0 to N-1 with N at least 2, and no per-rank file that is
+    not loaded. A `tensor_parallel_degree` in config.json must be N. The record
+    adds `tensor_parallel_degree` (N) and `rank_indexes` (the per-rank indexes, if any).
+    """
+    plain = sorted(path.name for path in directory.iterdir() if _is_plain_weight_file(path.name))
+    if plain:
+        raise AgentError("checkpoint_mixed_weights", _("{label} at {path} contains per-rank tensor-parallel weight files ({ranked}) and the weights of a whole model ({plain})").format(
+                             label=label, path=directory, ranked=", ".join(rank_files), plain=", ".join(plain)),
+                         _("keep the files of one save only: remove the per-rank files or the others, or copy the released checkpoint folder again"))
+    layouts: dict[tuple[WeightFormat, str], list[str]] = {}
+    for name, parsed in rank_files.items():
+        if parsed.kind != "shard":
+            layouts.setdefault((parsed.weight_format, parsed.kind), []).append(name)
+    if len(layouts) > 1:
+        raise AgentError("checkpoint_mixed_weights", _("{label} at {path} mixes per-rank weight files of {count} layouts: {names}").format(
+                             label=label, path=directory, count=len(layouts), names=", ".join(names[0] for names in layouts.values())),
+                         _("keep the files of one save only: one format, and for every rank either one file or one index with its shards"))
+    if not layouts:
+        raise AgentError("checkpoint_incomplete", _("{label} at {path} contains per-rank shards ({names}) but no per-rank index that names them").format(
+                             label=label, path=directory, names=", ".join(rank_files)),
+                         _("copy the whole checkpoint folder, as save_pretrained wrote it"))
+    (weight_format, kind), names = next(iter(layouts.items()))
+    degree = _check_rank_numbers(label, directory, weight_format.single if kind == "single" else weight_format.index, names, rank_files, config)
+
+    files = list(names)
+    if kind == "index":
+        files = [shard for name in names for shard in _rank_shards(label, directory, name, rank_files[name])]
+    stray = sorted(set(rank_files) - set(files) - set(names))
+    if stray:
+        raise AgentError("checkpoint_stray_weights", _("{label} at {path} contains weight files {names} that none of {loaded} names").format(
+                             label=label, path=directory, names=", ".join(stray), loaded=", ".join(names)),
+                         _("remove them, or copy the released checkpoint folder again"))
+    return {"index": None, "files": sorted(files), "tensor_parallel_degree": degree, "rank_indexes": names if kind == "index" else []}
+
+
+def _check_rank_numbers(label: str, directory: Path, plain_name: str, names: list[str], rank_files: dict[str, RankFile],
+                        config: dict[str, Any]) -> int:
+    """Check that `names` are the ranks 0 to N-1, N at least 2, and agree with config.json. Return N."""
+    ranks = {rank_files[name].rank for name in names}
+    degree = max(max(ranks) + 1, 2)
+    missing = [rank_name(plain_name, rank) for rank in range(degree) if rank not in ranks]
+    if missing:
+        raise AgentError("checkpoint_incomplete", _("{label} at {path} has the per-rank weight files {names} but lacks {missing}").format(
+                             label=label, path=directory, names=", ".join(names), missing=", ".join(missing)),
+                         _("copy the file of every rank: a save with tensor_parallel_degree N writes one for each rank from tp00 to N-1, and N is at least 2"))
+    recorded = config.get("tensor_parallel_degree")
+    if recorded is not None and recorded != degree:
+        raise AgentError("checkpoint_config_mismatch", _("{label} at {path} has per-rank weight files for {degree} tensor-parallel ranks, but its config.json records tensor_parallel_degree={recorded}").format(
+                             label=label, path=directory, degree=degree, recorded=repr(recorded)),
+                         _("copy the config.json and the weight files of one save again; they must come from the same save_pretrained call"))
+    return degree
+
+
+def _rank_shards(label: str, directory: Path, index_name: str, index: RankFile) -> list[str]:
+    """Return the shards that a per-rank index names, after checking that each exists and belongs to the index's rank."""
+    shards = index_shards(label, directory, index_name)
+    foreign = [shard for shard in shards if parse_rank_file(shard) != RankFile(index.weight_format, "shard", index.rank)]
+    if foreign:
+        raise AgentError("checkpoint_index_invalid", _("{label} at {path}: {index} names {shards}, which are not shard files of rank {rank}").format(
+                             label=label, path=directory, index=index_name, shards=", ".join(foreign), rank=index.rank),
+                         _("copy the index file again, as save_pretrained wrote it"))
+    return shards
+
+
+def check_tensor_parallel_degree(weights: dict[str, Any], path: str, degree: int) -> None:
+    """Reject per-rank weight files for a run whose tensor_parallel_degree is not the number of files.
+
+    PaddleNLP 3.0.0b4's from_pretrained loads the file of rank r into rank r as
+    it is, without splitting or merging, and a run without tensor parallelism
+    finds no weights in such a folder. A checkpoint of one whole model (no
+    `tensor_parallel_degree` in `weights`) loads under any degree.
+    """
+    saved = weights.get("tensor_parallel_degree")
+    if saved is not None and saved != degree:
+        raise AgentError("checkpoint_parallel_mismatch", _("the checkpoint at {path} is saved as per-rank files of tensor_parallel_degree {saved}, but this run has tensor_parallel_degree {degree}").format(
+                             path=path, saved=saved, degree=degree),
+                         _("run with --set tensor_parallel_degree={saved}, or load a checkpoint with the ranks merged into one model (see docs/training.md, 'Released checkpoints')").format(saved=saved))
 
 
 def index_shards(label: str, directory: Path, index_name: str) -> list[str]:

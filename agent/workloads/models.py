@@ -190,10 +190,15 @@ def load_checkpoint(preset: dict[str, Any], record: dict[str, Any], config: dict
     The checkpoint's config.json is read, the run's `config` (the pack's
     values, dropout and kernel choices) and `parallel` are set on top, and
     PaddleNLP's `from_pretrained` reads the weights from the folder. The
-    runner has already refused a config.json that contradicts the pack.
+    runner has already refused a config.json that contradicts the pack. A
+    folder of per-rank tensor-parallel files loads only under the degree it
+    was saved with, each rank reading its own file.
     """
-    config_class, model_class = _classes(preset["architecture"], is_pipelined(parallel))
+    from agent.runner.weights import check_tensor_parallel_degree
+
     folder = str(record["path"])
+    check_tensor_parallel_degree(record.get("weights", {}), folder, int((parallel or {}).get("tensor_parallel_degree", 1)))
+    config_class, model_class = _classes(preset["architecture"], is_pipelined(parallel))
     model_config_object = config_class.from_pretrained(folder)
     for key, value in {**config, **_without_pipeline(parallel)}.items():
         setattr(model_config_object, key, value)
