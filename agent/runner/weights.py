@@ -79,7 +79,7 @@ def check_weight_files(label: str, directory: Path, formats: tuple[WeightFormat,
     check_rank_files against `config`, the folder's config.json.
     """
     if formats == FORMATS:
-        rank_files = {name: parsed for name in sorted(path.name for path in directory.iterdir())
+        rank_files = {name: parsed for name in sorted(path.name for path in directory.iterdir() if path.is_file())
                       if (parsed := parse_rank_file(name)) is not None}
         if rank_files:
             return check_rank_files(label, directory, rank_files, config or {})
@@ -148,11 +148,12 @@ def _is_plain_weight_file(name: str) -> bool:
 def check_rank_files(label: str, directory: Path, rank_files: dict[str, RankFile], config: dict[str, Any]) -> dict[str, Any]:
     """Check a folder of per-rank tensor-parallel weight files and return their record.
 
-    The folder must hold no weights of one whole model beside them, one layout
-    only (one format, and for every rank either one file or one index with its
-    shards), the ranks 0 to N-1 with N at least 2, and no per-rank file that is
-    not loaded. A `tensor_parallel_degree` in config.json must be N. The record
-    adds `tensor_parallel_degree` (N) and `rank_indexes` (the per-rank indexes, if any).
+    The folder may contain no weights of one whole model beside them. Its
+    per-rank files have one layout: one format, and for every rank either one
+    file or one index with its shards. They cover ranks 0 to N-1 with N at
+    least 2, and every one of them is loaded. A `tensor_parallel_degree` in
+    config.json must be N. The record adds `tensor_parallel_degree` (N) and
+    `rank_indexes` (the per-rank indexes, if any).
     """
     plain = sorted(path.name for path in directory.iterdir() if _is_plain_weight_file(path.name))
     if plain:

@@ -197,7 +197,9 @@ def load_checkpoint(preset: dict[str, Any], record: dict[str, Any], config: dict
     from agent.runner.weights import check_tensor_parallel_degree
 
     folder = str(record["path"])
-    check_tensor_parallel_degree(record.get("weights", {}), folder, int((parallel or {}).get("tensor_parallel_degree", 1)))
+    # TrainingArguments leaves tensor_parallel_degree at -1 in a run without tensor parallelism.
+    degree = max(int((parallel or {}).get("tensor_parallel_degree", 1)), 1)
+    check_tensor_parallel_degree(record.get("weights", {}), folder, degree)
     config_class, model_class = _classes(preset["architecture"], is_pipelined(parallel))
     model_config_object = config_class.from_pretrained(folder)
     for key, value in {**config, **_without_pipeline(parallel)}.items():
