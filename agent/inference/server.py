@@ -9,9 +9,10 @@ returns 200.
 
 Scheduling: one engine thread decodes greedily, by one of two schedulers.
 `continuous` (the default) schedules per iteration: at each step it admits
-waiting requests up to `max_batch_size`, prefills each on its own, decodes
-one token for every running request with a shared key/value cache
-(`agent.inference.decoding`), and retires a request as soon as it finishes.
+the waiting requests up to `max_batch_size`, prefills them together in one
+left-padded batch, decodes one token for every running request with a shared
+key/value cache (`agent.inference.decoding`), and retires a request as soon
+as it finishes.
 `static` takes the first waiting request and every request that arrives
 within `batch_wait_seconds`, up to `max_batch_size`, and decodes them as one
 left-padded batch with PaddleNLP's `generate`. Requests that arrive during a
@@ -152,6 +153,8 @@ class BatchingEngine:
         self.pending: queue.Queue[Completion | None] = queue.Queue()
         self.batches = 0  # static batches, or continuous decode steps
         self.largest_batch = 0  # most requests decoded in one batch or step
+        self.prefills = 0  # continuous only: batched prefill passes
+        self.largest_prefill = 0  # continuous only: most requests prefilled in one pass
         self.thread = threading.Thread(target=self._loop, name="inference-engine", daemon=True)
 
     def start(self) -> None:
@@ -163,8 +166,8 @@ class BatchingEngine:
         if self.scheduler == "static":
             self._run_batch([completion])
             return
-        batch = RunningBatch(self.model)
-        self._admit(batch, completion)
+        batch = RunningBatch(self.model, self._pad_token_id())
+        self._admit(batch, [completion])
         while len(batch):
             self._decode_step(batch)
 
@@ -187,33 +190,47 @@ class BatchingEngine:
     # Continuous batching -----------------------------------------------------
 
     def _continuous_loop(self) -> None:
-        batch = RunningBatch(self.model)
+        batch = RunningBatch(self.model, self._pad_token_id())
         while True:
-            # Admit waiting requests: block only when nothing is running.
-            while len(batch) < self.max_batch_size:
+            # Admit the waiting requests: block only when nothing is running.
+            arrived: list[Completion] = []
+            while len(batch) + len(arrived) < self.max_batch_size:
                 try:
-                    item = self.pending.get(block=not len(batch))
+                    item = self.pending.get(block=not (len(batch) or arrived))
                 except queue.Empty:
                     break
                 if item is None:
-                    self._abandon(batch)
+                    self._abandon(batch, arrived)
                     return
-                self._admit(batch, item)
+                arrived.append(item)
+            if arrived:
+                self._admit(batch, arrived)
 
             # Decode one token for every running request, then retire the finished ones.
             if len(batch):
                 self._decode_step(batch)
 
-    def _admit(self, batch: RunningBatch, completion: Completion) -> None:
-        """Prefill a request and stream its first token. The request joins the batch unless that token ended it."""
+    def _admit(self, batch: RunningBatch, arrived: list[Completion]) -> None:
+        """Prefill the arrived requests together and stream their first tokens. Each joins the batch unless that token ended it."""
+        self.prefills += 1
+        self.largest_prefill = max(self.largest_prefill, len(arrived))
         try:
-            prefilled = batch.prefill(completion.prompt_ids)
-            self.stream.deliver(completion, prefilled.token)
-            if not completion.done:
-                batch.add(completion, prefilled)
+            prefilled = batch.prefill([completion.prompt_ids for completion in arrived])
+            for completion, token in zip(arrived, prefilled.tokens):
+                self.stream.deliver(completion, token)
+            keep = [not completion.done for completion in arrived]
+            joining = prefilled.select(keep)
+            if joining is not None:
+                batch.add([completion for completion, kept in zip(arrived, keep) if kept], joining)
         except Exception as error:
-            logger.exception("admitting a request of %d prompt tokens failed", len(completion.prompt_ids))
-            self.stream.fail(completion, error)
+            logger.exception("admitting %d requests of %s prompt tokens failed", len(arrived),
+                             ", ".join(str(len(completion.prompt_ids)) for completion in arrived))
+            for completion in arrived:
+                self.stream.fail(completion, error)
+
+    def _pad_token_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        return 0 if pad is None else int(pad)
 
     def _decode_step(self, batch: RunningBatch) -> None:
         self.batches += 1
@@ -229,8 +246,8 @@ class BatchingEngine:
                 self.stream.fail(completion, error)
             batch.clear()
 
-    def _abandon(self, batch: RunningBatch) -> None:
-        for completion in batch.owners:
+    def _abandon(self, batch: RunningBatch, arrived: list[Completion]) -> None:
+        for completion in [*batch.owners, *arrived]:
             self.stream.fail(completion, RuntimeError("the server is stopping"))
         batch.clear()
 
@@ -442,5 +459,10 @@ class CompletionsServer(ThreadingHTTPServer):
         self.shutdown()
         self.server_close()
         self.engine.stop()
-        logger.info("stopped the server at %s after %d %s, at most %d requests in one", self.url, self.engine.batches,
-                    "batches" if self.engine.scheduler == "static" else "decode steps", self.engine.largest_batch)
+        engine = self.engine
+        if engine.scheduler == "static":
+            logger.info("stopped the server at %s after %d batches, at most %d requests in one", self.url, engine.batches,
+                        engine.largest_batch)
+        else:
+            logger.info("stopped the server at %s after %d decode steps of at most %d requests and %d prefills of at most %d",
+                        self.url, engine.batches, engine.largest_batch, engine.prefills, engine.largest_prefill)

@@ -1,7 +1,8 @@
 """Continuous batching in the agent's server: each request's greedy tokens equal those of decoding it alone.
 
-The requests differ in prompt length and output length and join the running
-batch at different decode steps. The models are the tiny LLaMA (SentencePiece)
+The requests differ in prompt length and output length, arrive alone or
+together (then they are prefilled in one left-padded batch) and join the
+running batch at different decode steps. The models are the tiny LLaMA (SentencePiece)
 and the tiny Qwen2 (byte-level BPE), built from their pack presets.
 """
 
@@ -52,6 +53,37 @@ def decode_alone(model, ids: list[int], max_tokens: int) -> list[int]:
     return generated.numpy().tolist()[0]
 
 
+def run_arrivals(model, requests, max_rows: int):
+    """Decode (prompt ids, output tokens, arrival step) requests with a RunningBatch. Return the outputs and the per-step records."""
+    batch, outputs, waiting = RunningBatch(model), [[] for _ in requests], list(range(len(requests)))
+    record = {"widths": [], "sizes": [], "prefills": []}
+    step = 0
+    while waiting or len(batch):
+        # The requests that have arrived by this step are prefilled together.
+        arrived = [index for index in waiting if requests[index][2] <= step][:max_rows - len(batch)]
+        if arrived:
+            for index in arrived:
+                waiting.remove(index)
+            prefilled = batch.prefill([requests[index][0] for index in arrived])
+            record["prefills"].append(len(arrived))
+            for index, token in zip(arrived, prefilled.tokens):
+                outputs[index].append(token)
+            keep = [len(outputs[index]) < requests[index][1] for index in arrived]
+            joining = prefilled.select(keep)
+            if joining is not None:
+                assert int(joining.mask.shape[1]) == max(joining.lengths)  # select drops padding no kept row needs
+                batch.add([index for index, kept in zip(arrived, keep) if kept], joining)
+        if len(batch):
+            record["sizes"].append(len(batch))
+            for index, token in zip(batch.owners, batch.step()):
+                outputs[index].append(token)
+            batch.remove([len(outputs[index]) < requests[index][1] for index in batch.owners])
+            record["widths"].append(batch.width)
+            assert batch.width == max(batch.lengths, default=0)  # no padding column beyond the longest row
+        step += 1
+    return outputs, record
+
+
 def test_running_batch_matches_decoding_alone(model_and_tokenizer):
     model, tokenizer = model_and_tokenizer
     rng = random.Random(3)
@@ -59,29 +91,51 @@ def test_running_batch_matches_decoding_alone(model_and_tokenizer):
     requests = [(prompt_ids(tokenizer, text), rng.randrange(1, 24), rng.randrange(0, 16)) for text in PROMPTS]
     expected = [decode_alone(model, ids, count) for ids, count, _ in requests]
 
-    batch, outputs, waiting = RunningBatch(model), [[] for _ in requests], list(range(len(requests)))
-    widths, sizes, step = [], [], 0
-    while waiting or len(batch):
-        for index in [index for index in waiting if requests[index][2] <= step][:4 - len(batch)]:
-            waiting.remove(index)
-            prefilled = batch.prefill(requests[index][0])
-            outputs[index].append(prefilled.token)
-            if len(outputs[index]) < requests[index][1]:
-                batch.add(index, prefilled)
-        if len(batch):
-            sizes.append(len(batch))
-            for index, token in zip(batch.owners, batch.step()):
-                outputs[index].append(token)
-            batch.remove([len(outputs[index]) < requests[index][1] for index in batch.owners])
-            widths.append(batch.width)
-            assert batch.width == max(batch.lengths, default=0)  # no padding column beyond the longest row
-        step += 1
+    outputs, record = run_arrivals(model, requests, max_rows=4)
 
     for index, output in enumerate(outputs):
         assert output == expected[index], f"request {index}: {PROMPTS[index]!r}"
-    assert max(sizes) == 4
-    assert len(set(sizes)) > 2  # rows joined and left at different steps
-    assert widths[-1] == 0
+    assert max(record["sizes"]) == 4
+    assert len(set(record["sizes"])) > 2  # rows joined and left at different steps
+    assert record["widths"][-1] == 0
+
+
+def test_prompts_of_different_lengths_prefilled_together(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    # Two groups arrive at once: the first with prompts of 2 to 21 tokens, the
+    # second while the first still decodes. One request of each group ends
+    # with its prefill's token, so it never joins the running batch.
+    counts = [7, 1, 12, 3, 9, 1, 5, 14]
+    arrivals = [0, 0, 0, 0, 4, 4, 4, 4]
+    requests = [(prompt_ids(tokenizer, text), count, step) for text, count, step in zip(PROMPTS, counts, arrivals)]
+    assert len({len(ids) for ids, _, _ in requests}) >= 6
+    expected = [decode_alone(model, ids, count) for ids, count, _ in requests]
+
+    outputs, record = run_arrivals(model, requests, max_rows=8)
+
+    for index, output in enumerate(outputs):
+        assert output == expected[index], f"request {index}: {PROMPTS[index]!r}"
+    assert record["prefills"] == [4, 4]
+    assert record["widths"][-1] == 0
+
+
+def test_prefill_pads_each_row_to_its_first_token(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    prompts = [prompt_ids(tokenizer, text) for text in PROMPTS]
+
+    prefilled = RunningBatch(model).prefill(prompts)
+
+    assert prefilled.lengths == [len(ids) for ids in prompts]
+    assert prefilled.mask.numpy().sum(axis=1).tolist() == prefilled.lengths
+    assert prefilled.tokens == [decode_alone(model, ids, 1)[0] for ids in prompts]
+    for key, value in prefilled.cache:
+        assert bool(paddle.isfinite(key).all()) and bool(paddle.isfinite(value).all())
+
+
+def test_prefill_rejects_empty_prompt(model_and_tokenizer):
+    model, _ = model_and_tokenizer
+    with pytest.raises(ValueError, match=r"lengths \[2, 0\]"):
+        RunningBatch(model).prefill([[1, 2], []])
 
 
 def collect(completion) -> tuple[str, str]:
@@ -114,6 +168,8 @@ def test_engine_streams_text_of_decoding_alone(model_and_tokenizer):
         assert reason == "length"
     assert engine.largest_batch == 3
     assert engine.batches < sum(lengths) - len(lengths)
+    assert engine.largest_prefill == 3  # the three requests queued first are prefilled in one pass
+    assert engine.prefills < len(lengths)
 
 
 def test_engine_stops_at_eos(model_and_tokenizer):
