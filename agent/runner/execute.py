@@ -17,7 +17,8 @@ from agent.errors import EXIT_FAILED, EXIT_OK, AgentError, WorkloadNotSupported,
 from agent.i18n import _, ngettext
 from agent.runner.devices import check_device, device_record
 from agent.runner.folder import RunFolder, check_new_run_folder, environment, utc_now
-from agent.runner.overrides import check_micro_batch, check_overrides
+from agent.inference import ENDPOINT_VARIABLE
+from agent.runner.overrides import check_inference_degrees, check_micro_batch, check_overrides
 from agent.runner.checkpoints import check_checkpoint_folders
 from agent.runner.node_inputs import verify_once_per_node
 from agent.runner.plan import plan_workloads, verify_input_files
@@ -105,6 +106,7 @@ def start_run(request: RunRequest) -> tuple[Path, int]:
     check_device(device)
     check_overrides(pack, workloads, request.overrides)
     check_micro_batch(pack, workloads, request.overrides, launch.world_size)
+    check_inference_degrees(pack, workloads, request.overrides or recorded_overrides(request), os.environ.get(ENDPOINT_VARIABLE))
     checkpoint_folders = request.checkpoints or recorded_checkpoint_folders(request)
     check_checkpoint_folders(pack, workloads, checkpoint_folders)
     if request.out is not None and not request.resume and launch.rank == 0:
@@ -144,6 +146,14 @@ def recorded_checkpoint_folders(request: RunRequest) -> dict[str, Path]:
     if run_json is None or not run_json.is_file():
         return {}
     return {model: Path(path) for model, path in read_json(run_json).get("checkpoint_folders", {}).items()}
+
+
+def recorded_overrides(request: RunRequest) -> dict[str, Any]:
+    """Return the `--set` values that the run in --out was started with, which --resume keeps."""
+    run_json = request.out / "run.json" if request.resume and request.out is not None else None
+    if run_json is None or not run_json.is_file():
+        return {}
+    return read_json(run_json).get("overrides", {})
 
 
 @dataclass(frozen=True)

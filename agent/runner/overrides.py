@@ -12,6 +12,7 @@ from certification.rulepack import RulePack
 
 from agent.errors import AgentError
 from agent.i18n import _
+from agent.inference import ENDPOINT_VARIABLE
 
 
 def parse_assignments(assignments: list[str]) -> dict[str, Any]:
@@ -147,6 +148,40 @@ def check_parallel_degrees(pack: RulePack, workload_ids: list[str], overrides: d
               "python -m paddle.distributed.launch --nproc_per_node {product} agent/__main__.py run ..., "
               "or lower the degrees with --set").format(product=product),
         )
+
+
+def check_inference_degrees(pack: RulePack, workload_ids: list[str], overrides: dict[str, Any], endpoint: str | None) -> None:
+    """Raise AgentError when an inference workload sets a parallel degree above 1 and the agent's own server would serve it.
+
+    The agent's server runs the model in one process without tensor or
+    pipeline parallelism, so a record of such a degree would claim a layout
+    that did not run. With `endpoint` set, the load generator measures that
+    server instead, which runs whatever layout its operator started it with.
+    """
+    if endpoint:
+        return
+    for workload_id in workload_ids:
+        if pack.workload(workload_id)["kind"] != "infer":
+            continue
+        degrees = parallel_degrees_above_one(_workload_values(pack, workload_id, overrides))
+        if not degrees:
+            continue
+        key, value = next(iter(degrees.items()))
+        raise AgentError(
+            "inference_parallel_unsupported",
+            _("{workload}: {key} {value} cannot run on the agent's own inference server, "
+              "which serves the model in one process without tensor or pipeline parallelism").format(
+                workload=workload_id, key=key, value=value),
+            _("serve the model with an OpenAI-compatible completions server that runs {key} {value} (such as FastDeploy's), "
+              "set {variable} to its completions URL and run again; or run with --set {key}=1, "
+              "which also applies to the training workloads that have this key").format(
+                key=key, value=value, variable=ENDPOINT_VARIABLE),
+        )
+
+
+def parallel_degrees_above_one(values: dict[str, Any]) -> dict[str, int]:
+    """Return the parallel degrees above 1 among a workload's hyperparameter values."""
+    return {key: int(values[key]) for key in DEGREE_KEYS if key in values and int(values[key]) > 1}
 
 
 def check_micro_batch(pack: RulePack, workload_ids: list[str], overrides: dict[str, Any], cards: int) -> None:

@@ -37,16 +37,15 @@ import paddle
 from certification.records import append_jsonl, read_json, write_json
 
 from agent.errors import WorkloadNotSupported
-from agent.inference import datatypes
+from agent.inference import ENDPOINT_VARIABLE, MODEL_VARIABLE, datatypes
 from agent.inference.search import SearchSettings
 from agent.inference.server import SCHEDULERS, BatchingEngine, CompletionsServer
+from agent.runner.overrides import parallel_degrees_above_one
 from agent.workloads import lambada, models
 from agent.workloads.common import WorkloadContext, apply_determinism, encode
 
 logger = logging.getLogger(__name__)
 
-ENDPOINT_VARIABLE = "AGENT_INFERENCE_ENDPOINT"
-MODEL_VARIABLE = "AGENT_INFERENCE_MODEL"
 BATCHING = {"continuous": "per decode step: requests join and leave the running batch at each step",
             "static": "per batch: requests that arrive together, decoded to the end of the batch"}
 
@@ -93,6 +92,11 @@ def run(context: WorkloadContext) -> dict[str, Any]:
     if scheduler not in SCHEDULERS:
         raise ValueError(f"{context.workload_id}: scheduler {scheduler!r} is not known: "
                          f"use {' or '.join(f'--set scheduler={name}' for name in SCHEDULERS)}")
+    # The runner rejects these before the run starts (check_inference_degrees); this guards other callers.
+    degrees = ", ".join(f"{key} {value}" for key, value in parallel_degrees_above_one(context.free).items())
+    if degrees and not os.environ.get(ENDPOINT_VARIABLE):
+        raise ValueError(f"{context.workload_id}: {degrees} cannot run on the agent's own server, which has no parallelism: "
+                         f"set {ENDPOINT_VARIABLE} to a server that runs it, or set the degree to 1")
     config = resolve_config(context)
     config["determinism"] = apply_determinism(int(fixed["seed"]), context.device)
     tokenizer = context.load_tokenizer()
@@ -199,7 +203,9 @@ def measure_qps(context: WorkloadContext, model, tokenizer, prompts: list[dict[s
     model_name = context.model_name
     if external:
         model_name = os.environ.get(MODEL_VARIABLE, model_name)
-        config["server"] = {"kind": "external", "endpoint": external, "model": model_name}
+        # The agent cannot observe how the external server lays the model out, so it records the degree as declared.
+        config["server"] = {"kind": "external", "endpoint": external, "model": model_name, "tensor_parallel_degree": None,
+                            "declared_tensor_parallel_degree": int(context.free.get("tensor_parallel_degree", 1))}
         write_json(context.out_dir / "config.json", config)
         return _run_loadgen(context, external, model_name, prompts)
 
@@ -212,7 +218,7 @@ def measure_qps(context: WorkloadContext, model, tokenizer, prompts: list[dict[s
     with CompletionsServer(engine) as server:
         config["server"] = {"kind": "agent", "endpoint": server.url, "scheduler": engine.scheduler,
                             "max_batch_size": engine.max_batch_size, "batch_wait_seconds": engine.batch_wait_seconds,
-                            "batching": BATCHING[engine.scheduler]}
+                            "batching": BATCHING[engine.scheduler], "tensor_parallel_degree": 1}
         write_json(context.out_dir / "config.json", config)
         return _run_loadgen(context, server.url, model_name, prompts)
 

@@ -113,6 +113,7 @@ def test_inference_runs_the_saved_llama(tmp_path):
     assert config["data_type"]["loaded_in"] == "float32"
     assert config["init_from"] is None
     assert config["server"]["scheduler"] == "continuous"
+    assert config["server"]["tensor_parallel_degree"] == 1  # the agent's own server runs one process
 
 
 @pytest.mark.slow
