@@ -6,6 +6,11 @@
 //   var hash = new Sha256();
 //   hash.update(uint8Array);  // any number of times, parts of any length
 //   hash.hexDigest();         // 64 lowercase hexadecimal characters; ends the hash
+//
+// hash.midstate() returns the state after the last whole 64-byte block, and
+// Sha256.fromMidstate(midstate) continues a hash from it, so the upload page
+// can store the state and resume hashing after a reload. The script runs in a
+// page (global `window`) and in a Web Worker (global `self`).
 (function (global) {
   "use strict";
 
@@ -104,6 +109,63 @@
     return this;
   };
 
+  // Return {words, length}: the 8 state words (signed 32-bit integers) after the
+  // first `length` bytes, where `length` is the byte count of the whole 64-byte
+  // blocks compressed so far. The bytes of a partial block are not included, so
+  // a hash resumed from this state must be given the message from `length` on.
+  Sha256.prototype.midstate = function () {
+    if (this.finished) { throw new Error("Sha256.midstate() called after hexDigest(); the state of a finished hash includes the padding"); }
+    return {words: Array.prototype.slice.call(this.state), length: this.byteCount - this.pendingLength};
+  };
+
+  // Return a Sha256 that continues from `midstate` (the object that midstate() returns).
+  // Throws a TypeError naming the field when the object cannot be such a state.
+  Sha256.fromMidstate = function (midstate) {
+    var words = midstate && midstate.words;
+    var length = midstate && midstate.length;
+    if (!Array.isArray(words) || words.length !== 8 || !words.every(function (word) { return word === (word | 0); })) {
+      throw new TypeError("Sha256.fromMidstate() needs `words`: 8 signed 32-bit integers, not " + JSON.stringify(words));
+    }
+    if (!Number.isSafeInteger(length) || length < 0 || length % BLOCK_BYTES !== 0) {
+      throw new TypeError("Sha256.fromMidstate() needs `length`: a non-negative multiple of 64, not " + JSON.stringify(length));
+    }
+    var hash = new Sha256();
+    hash.state.set(words);
+    hash.byteCount = length;
+    return hash;
+  };
+
+  // Hash `blob` (a Blob or File) in parts of `options.partBytes` and resolve to its hex digest.
+  // With `options.midstate` the hash continues from that state and reads `blob` from the
+  // state's length on. The next part is read while the current one is hashed, so at most
+  // two parts are in memory at once. `options.onProgress(hashedBytes, midstate)` runs at the
+  // start and after every part. When `options.signal` (an AbortSignal) is aborted, the
+  // promise rejects with the signal's reason after the part being hashed.
+  Sha256.hashBlob = async function (blob, options) {
+    var partBytes = options.partBytes;
+    if (!Number.isSafeInteger(partBytes) || partBytes <= 0) {
+      throw new RangeError("Sha256.hashBlob() needs partBytes, a positive integer, not " + JSON.stringify(partBytes));
+    }
+    var hash = options.midstate ? Sha256.fromMidstate(options.midstate) : new Sha256();
+    var start = hash.byteCount;
+    if (start > blob.size) {
+      throw new RangeError("the hashing state covers " + start + " bytes, but the file has only " + blob.size + "; hash it from the start");
+    }
+    var report = options.onProgress || function () {};
+
+    report(start, hash.midstate());
+    var next = blob.slice(start, start + partBytes).arrayBuffer();
+    for (; start < blob.size; start += partBytes) {
+      var part = await next;
+      if (options.signal) { options.signal.throwIfAborted(); }
+      var nextStart = start + partBytes;
+      if (nextStart < blob.size) { next = blob.slice(nextStart, nextStart + partBytes).arrayBuffer(); }
+      hash.update(part);
+      report(Math.min(nextStart, blob.size), hash.midstate());
+    }
+    return hash.hexDigest();
+  };
+
   // Pad the message, finish the hash and return its digest as 64 lowercase hexadecimal characters.
   Sha256.prototype.hexDigest = function () {
     if (this.finished) { throw new Error("Sha256.hexDigest() called twice; create a new Sha256 for a new message"); }
@@ -132,4 +194,4 @@
   };
 
   global.Sha256 = Sha256;
-}(window));
+}(typeof window !== "undefined" ? window : self));

@@ -82,3 +82,68 @@ def test_sha256_rejects_use_after_digest(sha256_page):
     }""")
 
     assert "after hexDigest()" in message
+
+
+# Hash the first `cut` bytes, store the midstate as JSON, and finish the message
+# from that state in a new Sha256, as the upload page does across a reload.
+RESUME_IN_BROWSER = """([encoded, cut]) => {
+  const binary = atob(encoded);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i += 1) { bytes[i] = binary.charCodeAt(i); }
+  const stored = JSON.stringify(new Sha256().update(bytes.subarray(0, cut)).midstate());
+  const midstate = JSON.parse(stored);
+  return [midstate.length, Sha256.fromMidstate(midstate).update(bytes.subarray(midstate.length)).hexDigest()];
+}"""
+
+
+@pytest.mark.parametrize("cut", [0, 1, 63, 64, 65, 1000, 4096])
+def test_sha256_resumes_from_midstate(sha256_page, cut):
+    data = random.Random(cut).randbytes(5000)
+    length, digest = sha256_page.evaluate(RESUME_IN_BROWSER, [base64.b64encode(data).decode("ascii"), cut])
+
+    assert length == cut - cut % 64
+    assert digest == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("midstate, field", [
+    ({"words": [0] * 7, "length": 64}, "words"),
+    ({"words": [0] * 7 + [2**31], "length": 64}, "words"),
+    ({"words": [0] * 7 + ["1"], "length": 64}, "words"),
+    ({"words": [0] * 8, "length": 65}, "length"),
+    ({"words": [0] * 8, "length": -64}, "length"),
+    ({"words": [0] * 8}, "length"),
+])
+def test_sha256_rejects_invalid_midstate(sha256_page, midstate, field):
+    message = sha256_page.evaluate("""(midstate) => {
+      try { Sha256.fromMidstate(midstate); } catch (error) { return error.name + ": " + error.message; }
+      return "no error";
+    }""", midstate)
+
+    assert message.startswith(f"TypeError: Sha256.fromMidstate() needs `{field}`")
+
+
+def test_sha256_hashes_blob_from_midstate(sha256_page):
+    """hashBlob() in parts that are not whole blocks, continued from the midstate of its own first parts."""
+    data = random.Random(3).randbytes(10_000)
+    digest, progress = sha256_page.evaluate("""async (encoded) => {
+      const binary = atob(encoded);
+      const bytes = new Uint8Array(binary.length);
+      for (let i = 0; i < binary.length; i += 1) { bytes[i] = binary.charCodeAt(i); }
+      const blob = new Blob([bytes]);
+      const controller = new AbortController();
+      let midstate = null;
+      const progress = [];
+      try {
+        await Sha256.hashBlob(blob, {partBytes: 1000, signal: controller.signal, onProgress: (hashed, state) => {
+          progress.push(hashed);
+          midstate = state;
+          if (hashed >= 3000) { controller.abort(); }
+        }});
+      } catch (error) { progress.push(error.name); }
+      const digest = await Sha256.hashBlob(blob, {partBytes: 1000, midstate: midstate, onProgress: (hashed) => progress.push(hashed)});
+      return [digest, progress];
+    }""", base64.b64encode(data).decode("ascii"))
+
+    assert progress[:5] == [0, 1000, 2000, 3000, "AbortError"]
+    assert progress[5:] == [2944, 3944, 4944, 5944, 6944, 7944, 8944, 9944, 10_000]
+    assert digest == hashlib.sha256(data).hexdigest()

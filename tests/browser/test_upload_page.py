@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 import re
 
@@ -46,9 +48,11 @@ def bundle(vendor_key, tmp_path):
 
 
 @pytest.fixture
-def large_bundle(vendor_key, tmp_path):
-    """A signed bundle of vendor acme with 1 MiB + 3 bytes of random predictions, many hash parts long."""
+def large_bundle(vendor_key, tmp_path, settings):
+    """A signed bundle of vendor acme with 1 MiB + 3 bytes of random predictions, many hash parts long; byte ranges of 256 KiB."""
     from certification.bundle import write_bundle
+
+    settings.BUNDLE_UPLOAD_CHUNK_MAX_BYTES = 256 * 1024
 
     run_dir = write_run_folder(tmp_path / "large.run")
     (run_dir / "workloads/pretrain-llama/predictions.bin").write_bytes(random.Random(7).randbytes(1024**2 + 3))
@@ -67,6 +71,45 @@ document.addEventListener("DOMContentLoaded", () => {
   new MutationObserver(() => window.statusTexts.push(status.textContent)).observe(status, {childList: true, characterData: true, subtree: true});
 });
 """
+
+
+# Record every message that a Web Worker of the page posts to it.
+RECORD_WORKER_MESSAGES = """
+window.workerMessages = [];
+const NativeWorker = window.Worker;
+window.Worker = function (url, options) {
+  const worker = new NativeWorker(url, options);
+  worker.addEventListener("message", (event) => window.workerMessages.push(event.data));
+  return worker;
+};
+"""
+
+# Press the Cancel button as soon as the status shows a hashing percentage above 0.
+CANCEL_AT_FIRST_PROGRESS = """() => {
+  const status = document.getElementById("upload-status");
+  const observer = new MutationObserver(() => {
+    if (/（[1-9][0-9]?%）/.test(status.textContent)) {
+      observer.disconnect();
+      document.getElementById("upload-cancel").click();
+    }
+  });
+  observer.observe(status, {childList: true, characterData: true, subtree: true});
+}"""
+
+READ_STORED_STATES = """() => Object.fromEntries(Object.keys(localStorage)
+  .filter(key => key.startsWith("accel-cert.upload-hash:")).map(key => [key, JSON.parse(localStorage.getItem(key))]))"""
+
+
+def declared_digests(page) -> list[str]:
+    """Collect the sha256 of every upload that the page declares to the portal."""
+    digests = []
+
+    def record(request):
+        if request.method == "POST" and request.url.endswith("/api/v1/uploads/"):
+            digests.append(json.loads(request.post_data)["sha256"])
+
+    page.on("request", record)
+    return digests
 
 
 def range_requests(page) -> list[str]:
@@ -151,26 +194,30 @@ def test_plain_form_without_javascript(browser, live_server, bundle):
 
 
 def test_page_hashes_file_in_parts(page, large_bundle, settings, monkeypatch):
-    """A file many hash parts long: each read is at most one part, and the status shows the hashing progress."""
+    """A file many hash parts long: a Web Worker hashes it part by part, and the status shows the hashing progress."""
     part_bytes = 64 * 1024
     monkeypatch.setattr(views, "BROWSER_HASH_PART_BYTES", part_bytes)
     settings.BUNDLE_UPLOAD_CHUNK_MAX_BYTES = 256 * 1024
     size = large_bundle.stat().st_size
-    page.add_init_script(RECORD_READS_AND_STATUS)
+    page.add_init_script(RECORD_READS_AND_STATUS + RECORD_WORKER_MESSAGES)
     log_in(page, "owner", PASSWORD)
     sent = range_requests(page)
+    declared = declared_digests(page)
     page.goto("/submissions/upload/")
     page.set_input_files("input[type=file]", str(large_bundle))
     page.click("main form button[type=submit]")
     page.wait_for_function("window.statusTexts.some(text => text.includes('100%'))")
     statuses = page.evaluate("window.statusTexts")
     reads = page.evaluate("window.blobReads")
+    messages = page.evaluate("window.workerMessages")
     page.wait_for_url(re.compile(r"/submissions/\d+/$"))
 
     assert size > 16 * part_bytes
-    assert len(reads) == -(-size // part_bytes)
-    assert max(reads) == part_bytes
-    assert sum(reads) == size
+    hashed = [message["hashed"] for message in messages if message["type"] == "progress"]
+    assert hashed == [*range(0, size, part_bytes), size]
+    assert messages[-1] == {"type": "done", "sha256": hashlib.sha256(large_bundle.read_bytes()).hexdigest()}
+    assert declared == [hashlib.sha256(large_bundle.read_bytes()).hexdigest()]
+    assert reads == [], "the page itself read the file, so it hashed on the main thread"
     assert "正在计算文件的 sha256（0%）……" in statuses
     assert any(re.fullmatch(r"正在计算文件的 sha256（([1-9]|[1-9][0-9])%）……", text) for text in statuses)
     assert "正在计算文件的 sha256（100%）……" in statuses
@@ -178,8 +225,150 @@ def test_page_hashes_file_in_parts(page, large_bundle, settings, monkeypatch):
     assert Submission.objects.get().bundle.read() == large_bundle.read_bytes()
 
 
+def test_page_hashes_without_worker(page, large_bundle, monkeypatch):
+    """A browser without Web Workers: the page shows a notice and hashes the file itself, in parts."""
+    part_bytes = 64 * 1024
+    monkeypatch.setattr(views, "BROWSER_HASH_PART_BYTES", part_bytes)
+    size = large_bundle.stat().st_size
+    page.add_init_script("delete window.Worker;" + RECORD_READS_AND_STATUS)
+    log_in(page, "owner", PASSWORD)
+    declared = declared_digests(page)
+    page.goto("/submissions/upload/")
+    page.set_input_files("input[type=file]", str(large_bundle))
+    page.click("main form button[type=submit]")
+    page.wait_for_function("window.statusTexts.some(text => text.includes('100%'))")
+    notice = page.inner_text("#upload-notice")
+    reads = page.evaluate("window.blobReads")
+    page.wait_for_url(re.compile(r"/submissions/\d+/$"))
+
+    assert notice == "此浏览器不支持 Web Worker，因此由页面自己计算 sha256，计算结束前页面可能响应缓慢。"
+    assert reads == [part_bytes] * (size // part_bytes) + [size % part_bytes]
+    assert declared == [hashlib.sha256(large_bundle.read_bytes()).hexdigest()]
+    assert Submission.objects.get().bundle.read() == large_bundle.read_bytes()
+
+
+def cancel_after_first_part(page, path) -> dict:
+    """Upload `path` and press Cancel as soon as the first hash part is done; return the stored hashing state."""
+    page.goto("/submissions/upload/")
+    page.evaluate(CANCEL_AT_FIRST_PROGRESS)
+    page.set_input_files("input[type=file]", str(path))
+    page.click("main form button[type=submit]")
+    page.wait_for_function("document.getElementById('upload-status').textContent.startsWith('上传已取消')")
+    return page.evaluate(READ_STORED_STATES)
+
+
+def test_cancel_stops_hashing(page, large_bundle, monkeypatch):
+    part_bytes = 64 * 1024
+    monkeypatch.setattr(views, "BROWSER_HASH_PART_BYTES", part_bytes)
+    page.add_init_script(RECORD_READS_AND_STATUS + RECORD_WORKER_MESSAGES)
+    log_in(page, "owner", PASSWORD)
+    stored = cancel_after_first_part(page, large_bundle)
+    statuses = page.evaluate("window.statusTexts")
+    page.wait_for_timeout(1000)  # a worker still running would post its next parts and the digest meanwhile
+
+    assert statuses[-1] == "上传已取消。请选择同一文件再次上传，页面会从停止处继续。"
+    assert page.evaluate("window.statusTexts") == statuses
+    assert "done" not in [message["type"] for message in page.evaluate("window.workerMessages")]
+    assert page.is_enabled("main form button[type=submit]")
+    assert page.is_hidden("#upload-cancel")
+    assert [state["midstate"]["length"] for state in stored.values()] == [part_bytes]
+    assert UploadSession.objects.count() == 0
+
+
+def test_cancel_stops_sending(page, bundle):
+    """Cancel while a byte range is on its way: the request is aborted, and the same file later continues the open upload."""
+    log_in(page, "owner", PASSWORD)
+    held = []
+
+    def hold_second_range(route):
+        if route.request.method == "PUT" and route.request.headers.get("content-range", "").startswith(f"bytes {CHUNK_BYTES}-"):
+            held.append(route.request.url)  # left unanswered, so only the page's abort ends the request
+        else:
+            route.continue_()
+
+    page.route(re.compile(r"/api/v1/uploads/[^/]+/$"), hold_second_range)
+    page.goto("/submissions/upload/")
+    page.set_input_files("input[type=file]", str(bundle))
+    with page.expect_request(lambda request: request.headers.get("content-range", "").startswith(f"bytes {CHUNK_BYTES}-")):
+        page.click("main form button[type=submit]")
+    page.click("#upload-cancel")
+    page.wait_for_function("document.getElementById('upload-status').textContent.startsWith('上传已取消')")
+
+    assert len(held) == 1
+    assert page.is_enabled("main form button[type=submit]")
+    session = UploadSession.objects.get()
+    assert session.state == UploadSession.State.OPEN
+    assert session.received == CHUNK_BYTES
+
+    page.unroute(re.compile(r"/api/v1/uploads/[^/]+/$"))
+    page.reload()
+    sent = range_requests(page)
+    page.set_input_files("input[type=file]", str(bundle))
+    page.click("main form button[type=submit]")
+    page.wait_for_url(re.compile(r"/submissions/\d+/$"))
+    assert sent[0] == f"bytes {CHUNK_BYTES}-{2 * CHUNK_BYTES - 1}/{bundle.stat().st_size}"
+    assert Submission.objects.get().bundle.read() == bundle.read_bytes()
+
+
+def test_page_continues_hash_after_reload(page, large_bundle, monkeypatch):
+    """Cancel after the first hash part, reload, choose the file again: the worker starts at the stored midstate."""
+    part_bytes = 64 * 1024
+    monkeypatch.setattr(views, "BROWSER_HASH_PART_BYTES", part_bytes)
+    size = large_bundle.stat().st_size
+    page.add_init_script(RECORD_READS_AND_STATUS + RECORD_WORKER_MESSAGES)
+    log_in(page, "owner", PASSWORD)
+    cancel_after_first_part(page, large_bundle)
+
+    page.reload()
+    declared = declared_digests(page)
+    page.set_input_files("input[type=file]", str(large_bundle))
+    page.click("main form button[type=submit]")
+    page.wait_for_function("window.workerMessages.some(message => message.type === 'done')")
+    notice = page.inner_text("#upload-notice")
+    messages = page.evaluate("window.workerMessages")
+    page.wait_for_url(re.compile(r"/submissions/\d+/$"))
+
+    assert notice == "从上次停止处（6%）继续计算 sha256。"
+    hashed = [message["hashed"] for message in messages if message["type"] == "progress"]
+    assert hashed == [*range(part_bytes, size, part_bytes), size]
+    assert messages[-1] == {"type": "done", "sha256": hashlib.sha256(large_bundle.read_bytes()).hexdigest()}
+    assert declared == [hashlib.sha256(large_bundle.read_bytes()).hexdigest()]
+    assert Submission.objects.get().bundle.read() == large_bundle.read_bytes()
+    assert page.evaluate(READ_STORED_STATES) == {}, "the stored state outlived the finished upload"
+
+
+def test_wrong_stored_midstate_fails_clearly(page, large_bundle, monkeypatch):
+    """A stored midstate with one changed bit: the portal rejects the digest, the page deletes the state, and a retry hashes anew."""
+    part_bytes = 64 * 1024
+    monkeypatch.setattr(views, "BROWSER_HASH_PART_BYTES", part_bytes)
+    page.add_init_script(RECORD_READS_AND_STATUS + RECORD_WORKER_MESSAGES)
+    log_in(page, "owner", PASSWORD)
+    cancel_after_first_part(page, large_bundle)
+    page.evaluate("""() => {
+      const key = Object.keys(localStorage).find(name => name.startsWith("accel-cert.upload-hash:"));
+      const record = JSON.parse(localStorage.getItem(key));
+      record.midstate.words[0] ^= 1;
+      localStorage.setItem(key, JSON.stringify(record));
+    }""")
+
+    page.reload()
+    page.set_input_files("input[type=file]", str(large_bundle))
+    page.click("main form button[type=submit]")
+    page.wait_for_selector("#upload-status.error", timeout=120_000)
+    assert "upload_digest_mismatch" in page.inner_text("#upload-status")
+    assert Submission.objects.count() == 0
+    assert UploadSession.objects.get().received == 0
+    assert page.evaluate(READ_STORED_STATES) == {}
+
+    page.reload()
+    page.set_input_files("input[type=file]", str(large_bundle))
+    page.click("main form button[type=submit]")
+    page.wait_for_url(re.compile(r"/submissions/\d+/$"))
+    assert Submission.objects.get().bundle.read() == large_bundle.read_bytes()
+
+
 def test_page_resumes_after_reload(page, bundle):
-    """A failed upload, then a reload and the same file: the page continues at the portal's offset in the same upload."""
+    """A failed upload, then a reload and the same file: the page reuses the stored digest and continues at the portal's offset."""
     log_in(page, "owner", PASSWORD)
 
     def fail_second_range(route):
@@ -189,13 +378,17 @@ def test_page_resumes_after_reload(page, bundle):
             route.continue_()
 
     page.route(re.compile(r"/api/v1/uploads/[^/]+/$"), fail_second_range)
+    workers = []
+    page.on("worker", lambda worker: workers.append(worker.url))
     page.goto("/submissions/upload/")
     page.set_input_files("input[type=file]", str(bundle))
     page.click("main form button[type=submit]")
     page.wait_for_selector("#upload-status.error")
     assert "http_502" in page.inner_text("#upload-status")
     assert UploadSession.objects.get().received == CHUNK_BYTES
+    assert [url.rsplit("/", 1)[-1] for url in workers] == ["sha256_worker.js"]
 
+    workers.clear()
     page.unroute(re.compile(r"/api/v1/uploads/[^/]+/$"))
     page.reload()
     sent = range_requests(page)
@@ -203,6 +396,7 @@ def test_page_resumes_after_reload(page, bundle):
     page.click("main form button[type=submit]")
     page.wait_for_url(re.compile(r"/submissions/\d+/$"))
 
+    assert workers == [], "the page hashed the file again"
     assert sent[0] == f"bytes {CHUNK_BYTES}-{2 * CHUNK_BYTES - 1}/{bundle.stat().st_size}"
     assert len(sent) == -(-bundle.stat().st_size // CHUNK_BYTES) - 1
     assert UploadSession.objects.get().state == UploadSession.State.COMPLETED
