@@ -119,6 +119,7 @@
       });
       worker.onmessage = function (event) {
         var message = event.data;
+        if (signal.aborted) { return; }  // posted before terminate() took effect
         if (message.type === "progress") { onProgress(message.hashed, message.midstate); return; }
         worker.terminate();
         if (message.type === "done") { resolve(message.sha256); } else { reject(new Error(message.message)); }
@@ -138,10 +139,11 @@
     try { return new Worker(form.dataset.workerUrl); } catch (error) { return null; }
   }
 
-  // Resolve to the sha256 of `file`: the stored digest, or a hash continued from the stored midstate, or a new hash.
+  // Resolve to {sha256, fromStoredState} for `file`: the stored digest, or a hash continued from
+  // the stored midstate, or a new hash. fromStoredState is true in the first two cases.
   async function hashFile(file, signal) {
     var stored = readState(file);
-    if (stored && stored.sha256) { return stored.sha256; }
+    if (stored && stored.sha256) { return {sha256: stored.sha256, fromStoredState: true}; }
     var midstate = stored ? stored.midstate : null;
     if (midstate && midstate.length > 0) {
       notice.textContent = form.dataset.continuingText.replace("%(percent)s", percentOf(midstate.length, file.size));
@@ -156,7 +158,7 @@
     var sha256 = worker ? await hashInWorker(worker, file, midstate, signal, onProgress)
       : await Sha256.hashBlob(file, {partBytes: hashPartBytes, midstate: midstate, signal: signal, onProgress: onProgress});
     saveState(file, {sha256: sha256});
-    return sha256;
+    return {sha256: sha256, fromStoredState: Boolean(midstate && midstate.length > 0)};
   }
 
   // Sending ----------------------------------------------------------------------
@@ -217,9 +219,16 @@
   }
 
   async function upload(file) {
-    var sha256 = await hashFile(file, running.signal);
+    var hashed = await hashFile(file, running.signal);
     for (var attempt = 0; attempt < 2; attempt += 1) {
-      var session = await declare(file, sha256);
+      var session = await declare(file, hashed.sha256);
+      if (session.submission && hashed.fromStoredState) {
+        // The portal already stores a bundle with this digest and checks no bytes of this file,
+        // so a stored state made from another file would go unnoticed: hash the whole file.
+        forgetState(file);
+        hashed = await hashFile(file, running.signal);
+        session = await declare(file, hashed.sha256);
+      }
       if (session.submission) { return session.submission; }
       show(form.dataset.sendingText);
       try {

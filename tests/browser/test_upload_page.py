@@ -367,6 +367,28 @@ def test_wrong_stored_midstate_fails_clearly(page, large_bundle, monkeypatch):
     assert Submission.objects.get().bundle.read() == large_bundle.read_bytes()
 
 
+def test_stored_digest_of_stored_bundle_is_rechecked(page, bundle, large_bundle):
+    """A stored digest that names another stored bundle: the page hashes the chosen file anew instead of trusting it."""
+    log_in(page, "owner", PASSWORD)
+    upload(page, bundle)
+    first = Submission.objects.get()
+    page.goto("/submissions/upload/")
+    page.set_input_files("input[type=file]", str(large_bundle))
+    page.evaluate("""(sha256) => {
+      const file = document.querySelector("input[type=file]").files[0];
+      const key = "accel-cert.upload-hash:" + JSON.stringify([file.name, file.size, file.lastModified]);
+      localStorage.setItem(key, JSON.stringify({savedAt: Date.now(), sha256: sha256}));
+    }""", first.sha256)
+    declared = declared_digests(page)
+    page.click("main form button[type=submit]")
+    page.wait_for_url(re.compile(r"/submissions/\d+/$"))
+
+    assert declared == [first.sha256, hashlib.sha256(large_bundle.read_bytes()).hexdigest()]
+    second = Submission.objects.exclude(pk=first.pk).get()
+    assert page.url.endswith(f"/submissions/{second.pk}/")
+    assert second.bundle.read() == large_bundle.read_bytes()
+
+
 def test_page_resumes_after_reload(page, bundle):
     """A failed upload, then a reload and the same file: the page reuses the stored digest and continues at the portal's offset."""
     log_in(page, "owner", PASSWORD)
