@@ -12,9 +12,9 @@
 // lastModified, and once hashing ends it stores the digest instead. Choosing
 // the same file after a reload continues hashing from the stored state, or
 // skips it, and continues the open upload at the portal's offset. The portal
-// computes the digest of the received bytes when the upload completes, so a
-// wrong stored state ends in upload_digest_mismatch, never in a wrong
-// bundle; the page then deletes the stored state.
+// computes the digest of the received bytes when the upload completes. A
+// wrong stored state therefore ends in upload_digest_mismatch, never in a
+// wrong bundle, and the page then deletes the stored state.
 // Without JavaScript the plain form posts the file in one request.
 (function () {
   "use strict";
