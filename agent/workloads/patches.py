@@ -6,6 +6,7 @@ the fault leaves the fix unapplied. Nothing under site-packages is edited.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from types import SimpleNamespace
 
@@ -256,6 +257,145 @@ def _mp_ops_fail_on_cpu() -> bool:
     return False
 
 
+class _CudaBuildView:
+    """A view of `paddle.base.core` that reports a CUDA build, for the build check of Paddle's stage-2 optimizer."""
+
+    def __init__(self, core):
+        self._core = core
+
+    def __getattr__(self, name):
+        return getattr(self._core, name)
+
+    @staticmethod
+    def is_compiled_with_cuda() -> bool:
+        return True
+
+
+class _NumberedCpuView:
+    """A view of the `paddle` module in which `get_device()` names the CPU "cpu:0", with the device number Paddle parses."""
+
+    def __init__(self, module):
+        self._module = module
+
+    def __getattr__(self, name):
+        return getattr(self._module, name)
+
+    def get_device(self) -> str:
+        device = self._module.get_device()
+        return "cpu:0" if device == "cpu" else device
+
+
+@contextlib.contextmanager
+def _replaced(module, name: str, value):
+    """Replace the global `name` of `module` with `value` while the block runs."""
+    saved = getattr(module, name)
+    setattr(module, name, value)
+    try:
+        yield
+    finally:
+        setattr(module, name, saved)
+
+
+@contextlib.contextmanager
+def _cpu_accepted_by(module):
+    """Let the stage-2 optimizer in `module` accept the CPU while the block runs.
+
+    Paddle 3.3.1's `GroupShardedOptimizerStage2.__init__` asserts a CUDA, XPU
+    or custom-device build, and reads a device number from
+    `paddle.get_device().split(":")[1]`, which "cpu" lacks. Inside the block
+    `module` sees a CUDA build and device "cpu:0". It uses neither to choose
+    where to run: that is its `device` argument, here "cpu".
+    """
+    with _replaced(module, "core", _CudaBuildView(module.core)), \
+            _replaced(module, "paddle", _NumberedCpuView(module.paddle)):
+        yield
+
+
+def group_sharded_parallel_cpu(original):
+    """Return Paddle's `group_sharded_parallel`, extended to stage 2 on the CPU; otherwise it calls `original`.
+
+    For stage 2 (level "os" or "os_g") on the CPU, it wraps the optimizer and
+    the model in Paddle's own stage-2 classes with `device="cpu"`, as
+    `original` does on a card. Stage 3 ("p_g_os") goes to `original`, which
+    rejects the CPU: with further fixes it ran there, but its loss curve
+    drifted from the one-process run (docs/training.md).
+    """
+    def group_sharded_parallel(model, optimizer, level, scaler=None, group=None, offload=False, sync_buffers=False,
+                               buffer_max_size=2**23, segment_size=2**20, sync_comm=False, dp_group=None,
+                               exclude_layer=None):
+        import paddle
+        from paddle.distributed.fleet.meta_parallel.sharding import group_sharded_optimizer_stage2, group_sharded_stage2
+        from paddle.distributed.fleet.meta_parallel.sharding.group_sharded_utils import GroupShardedScaler
+
+        if paddle.get_device() != "cpu" or level not in ("os", "os_g"):
+            return original(model, optimizer, level, scaler=scaler, group=group, offload=offload,
+                            sync_buffers=sync_buffers, buffer_max_size=buffer_max_size, segment_size=segment_size,
+                            sync_comm=sync_comm, dp_group=dp_group, exclude_layer=exclude_layer)
+        with _cpu_accepted_by(group_sharded_optimizer_stage2):
+            optimizer = group_sharded_optimizer_stage2.GroupShardedOptimizerStage2(
+                params=optimizer._parameter_list, optim=optimizer, group=group, offload=offload, dp_group=dp_group,
+                device="cpu")
+        model = group_sharded_stage2.GroupShardedStage2(model, optimizer, group=group, sync_buffers=sync_buffers,
+                                                        buffer_max_size=buffer_max_size, dp_group=dp_group, device="cpu")
+        if isinstance(scaler, paddle.amp.GradScaler):
+            scaler = GroupShardedScaler(scaler)
+        return model, optimizer, scaler
+
+    return group_sharded_parallel
+
+
+def _group_sharded_rejects_cpu() -> bool:
+    """Return True when the current device is the CPU and Paddle's `group_sharded_parallel` rejects it.
+
+    Paddle 3.3.1's `group_sharded_parallel`, which PaddleNLP's Trainer calls
+    for sharding stages 2 and 3, asserts that the device is a GPU, an XPU or
+    a custom device before it checks its arguments, so the probe passes none.
+    """
+    import paddle
+    from paddle.distributed import sharding
+
+    if paddle.get_device() != "cpu":
+        return False
+    try:
+        sharding.group_sharded_parallel(None, None, "os_g")
+    except AssertionError as error:
+        return "only support gpu" in str(error)
+    return False
+
+
+def param_storage_on_cpu(original):
+    """Return `ParamStorage.add_rank_params` that, for a CPU storage, makes the parameters views of its buffer in place."""
+    def add_rank_params(self, trainable_params, param2align, convert_gpu=True):
+        if self._device == "cpu" and self.buffer.place.is_cpu_place():
+            convert_gpu = False
+        return original(self, trainable_params, param2align, convert_gpu=convert_gpu)
+
+    return add_rank_params
+
+
+def _param_storage_fails_on_cpu() -> bool:
+    """Return True when Paddle's stage-2 `ParamStorage` loses or rejects a CPU parameter.
+
+    Paddle 3.3.1's `ParamStorage.add_rank_params` copies each parameter to
+    host memory with `param.cpu()`, clears the parameter, and then moves the
+    flat buffer to the card. On the CPU `param.cpu()` shares the parameter's
+    memory, so clearing it leaves nothing to copy ("Tensor not initialized
+    yet"), and the move to the card raises on a CPU-only build.
+    """
+    import paddle
+    from paddle.distributed.fleet.meta_parallel.sharding.group_sharded_storage import ParamStorage
+
+    if paddle.get_device() != "cpu":
+        return False
+    parameter = paddle.create_parameter([2], "float32", default_initializer=paddle.nn.initializer.Constant(1.0))
+    storage = ParamStorage(size=2, dtype=parameter.dtype, device="cpu")
+    try:
+        storage.add_rank_params([parameter], {parameter.name: 0})
+    except (OSError, RuntimeError):
+        return True
+    return False
+
+
 def apply() -> list[str]:
     """Apply every fix whose fault the installed stack shows. Return the names of the fixes applied so far."""
     if "moe_priority_same_dtype" not in APPLIED and _moe_priority_fails():
@@ -285,4 +425,18 @@ def apply() -> list[str]:
             setattr(collective, name, function)
         APPLIED.append("mp_ops_on_cpu")
         logger.debug("patched Paddle's tensor-parallel communication to run on the CPU with gloo")
+    if "group_sharded_parallel_cpu" not in APPLIED and _group_sharded_rejects_cpu():
+        from paddle.distributed import sharding
+        from paddle.distributed.sharding import group_sharded
+
+        replacement = group_sharded_parallel_cpu(group_sharded.group_sharded_parallel)
+        sharding.group_sharded_parallel = group_sharded.group_sharded_parallel = replacement
+        APPLIED.append("group_sharded_parallel_cpu")
+        logger.debug("patched Paddle's group_sharded_parallel to build sharding stage 2 on the CPU")
+    if "param_storage_on_cpu" not in APPLIED and _param_storage_fails_on_cpu():
+        from paddle.distributed.fleet.meta_parallel.sharding.group_sharded_storage import ParamStorage
+
+        ParamStorage.add_rank_params = param_storage_on_cpu(ParamStorage.add_rank_params)
+        APPLIED.append("param_storage_on_cpu")
+        logger.debug("patched Paddle's stage-2 ParamStorage to keep CPU parameters in place")
     return list(APPLIED)

@@ -2,8 +2,8 @@
 
 A run killed with SIGKILL after a checkpoint and resumed with --resume, and
 runs of two CPU processes under `paddle.distributed.launch` (data parallel,
-sharding stage 1, and killed and resumed), all give the uninterrupted run's
-loss curve. Sharding stages 2 and 3, which Paddle rejects on the CPU, leave
+sharding stages 1 and 2, and killed and resumed), all give the uninterrupted
+run's loss curve. Sharding stage 3, which Paddle rejects on the CPU, leaves
 a failed workload with no step records. Tensor parallelism is tested in
 test_tensor_parallel.py.
 """
@@ -198,6 +198,45 @@ def test_sharding_stage1_matches_one_process(sharded_processes, uninterrupted):
 
 
 @pytest.fixture(scope="module")
+def stage2_processes(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sharding2")
+    completed = launch(folder, "--set", "sharding_stage=2", "--set", "per_device_train_batch_size=2")
+    assert completed.returncode == 0, launch_failure(completed, folder / "logs")
+    return folder / "run"
+
+
+def test_sharding_stage2_matches_one_process(stage2_processes, uninterrupted):
+    two, one = losses(stage2_processes), losses(uninterrupted)
+    trainer = read_json(stage2_processes / "workloads" / WORKLOAD / "config.json")["trainer"]
+
+    assert sorted(two) == list(range(1, 41))
+    assert two == pytest.approx(one, rel=1e-5)
+    assert trainer["sharding"] == "stage2"
+    assert trainer["parallel_degrees"] == {"data": 1, "sharding": 2, "tensor": 1, "pipeline": 1}
+    assert trainer["gradient_accumulation_steps"] == 1
+
+
+def test_sharding_stage2_evaluations_match(stage2_processes, uninterrupted):
+    folder, reference = stage2_processes / "workloads" / WORKLOAD, uninterrupted / "workloads" / WORKLOAD
+    validation, expected = read_json(folder / "validation.json"), read_json(reference / "validation.json")
+
+    assert validation["tokens"] == expected["tokens"]
+    assert decode_float(validation["loss"]) == pytest.approx(decode_float(expected["loss"]), abs=1e-5)
+    assert read_jsonl(folder / "lambada.jsonl") == read_jsonl(reference / "lambada.jsonl")
+
+
+def test_sharding_stage2_records(stage2_processes):
+    # Both ranks of the sharding group read different micro-batches, so each step counts the 4 sequences of 64 tokens once.
+    records = read_jsonl(stage2_processes / "workloads" / WORKLOAD / "steps.jsonl")
+
+    assert all(record["cards"] == 2 for record in records)
+    assert all(record["effective_tokens"] == 4 * 64 for record in records)
+    assert all(record["padded_tokens"] == 4 * 64 for record in records)
+    assert records[-1]["consumed_samples"] == 40 * 4
+    assert read_json(stage2_processes / "workloads" / WORKLOAD / "result.json")["status"] == "completed"
+
+
+@pytest.fixture(scope="module")
 def launched_killed_and_resumed(tmp_path_factory):
     """Kill the launcher and both workers with SIGKILL after the step-20 checkpoint, then resume under the launcher."""
     folder = tmp_path_factory.mktemp("launch-resume")
@@ -233,9 +272,8 @@ def test_launched_resume_reproduces_loss_curve(launched_killed_and_resumed, unin
 
 
 @pytest.mark.parametrize(("setting", "paddle_error"), [
-    ("sharding_stage=2", "AssertionError: group_sharded_parallel only support gpu, xpu and custom_device now"),
     ("sharding_stage=3", "AssertionError: group_sharded_parallel only support gpu, xpu and custom_device now"),
-], ids=["sharding-stage-2", "sharding-stage-3"])
+], ids=["sharding-stage-3"])
 def test_cpu_rejection_records_no_run(tmp_path, setting, paddle_error):
     completed = launch(tmp_path, "--set", setting, "--set", "per_device_train_batch_size=2")
     folder = tmp_path / "run" / "workloads" / WORKLOAD
