@@ -57,3 +57,29 @@ def test_cause_int32_cumsum_promotes():
     assert paddle.cumsum(mask, axis=0).dtype == paddle.int64
     with pytest.raises(TypeError, match="int64"):
         paddle.cumsum(mask, axis=0) * mask
+
+
+def test_param_storage_keeps_cpu_values():
+    from paddle.distributed.fleet.meta_parallel.sharding.group_sharded_storage import ParamStorage
+
+    patches.apply()
+    first = paddle.create_parameter([2, 3], "float32", default_initializer=paddle.nn.initializer.Constant(1.5))
+    second = paddle.create_parameter([4], "float32", default_initializer=paddle.nn.initializer.Constant(-2.0))
+    storage = ParamStorage(size=10, dtype=first.dtype, device="cpu")
+
+    storage.add_rank_params([first, second], {first.name: 0, second.name: 0})
+
+    assert first.shape == [2, 3]
+    assert np.array_equal(first.numpy(), np.full((2, 3), 1.5, dtype="float32"))
+    assert np.array_equal(second.numpy(), np.full(4, -2.0, dtype="float32"))
+    assert np.array_equal(storage.buffer.numpy(), np.array([1.5] * 6 + [-2.0] * 4, dtype="float32"))
+
+
+def test_cause_cpu_copy_shares_memory():
+    # The fault behind the ParamStorage fix: on the CPU, .cpu() returns a tensor that loses its data when the source is cleared.
+    source = paddle.ones([2]).cpu()
+    copy = source.cpu()
+
+    source._clear_data()
+
+    assert not copy._is_initialized()
