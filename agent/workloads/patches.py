@@ -303,8 +303,9 @@ def _cpu_accepted_by(module):
     Paddle 3.3.1's `GroupShardedOptimizerStage2.__init__` asserts a CUDA, XPU
     or custom-device build, and reads a device number from
     `paddle.get_device().split(":")[1]`, which "cpu" lacks. Inside the block
-    `module` sees a CUDA build and device "cpu:0". It uses neither to choose
-    where to run: that is its `device` argument, here "cpu".
+    `module` reads a CUDA build from `core` and the device "cpu:0" from
+    `paddle`. It uses neither to choose where to run: its `device` argument,
+    here "cpu", does that.
     """
     with _replaced(module, "core", _CudaBuildView(module.core)), \
             _replaced(module, "paddle", _NumberedCpuView(module.paddle)):
