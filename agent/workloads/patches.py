@@ -318,8 +318,10 @@ def group_sharded_parallel_cpu(original):
     For stage 2 (level "os" or "os_g") on the CPU, it wraps the optimizer and
     the model in Paddle's own stage-2 classes with `device="cpu"`, as
     `original` does on a card. Stage 3 ("p_g_os") goes to `original`, which
-    rejects the CPU: with further fixes it ran there, but its loss curve
-    drifted from the one-process run (docs/training.md).
+    rejects the CPU. With further fixes stage 3 ran there, but its losses
+    drifted from the one-process run, most likely because stage 3 renames
+    the parameters it slices to `slice@<name>` and so PaddleNLP's Trainer
+    applies no weight decay to them, on any device.
     """
     def group_sharded_parallel(model, optimizer, level, scaler=None, group=None, offload=False, sync_buffers=False,
                                buffer_max_size=2**23, segment_size=2**20, sync_comm=False, dp_group=None,
