@@ -319,8 +319,8 @@ def group_sharded_parallel_cpu(original):
     the model in Paddle's own stage-2 classes with `device="cpu"`, as
     `original` does on a card. Stage 3 ("p_g_os") goes to `original`, which
     rejects the CPU. With further fixes stage 3 ran there, but its losses
-    drifted from the one-process run, most likely because stage 3 renames
-    the parameters it slices to `slice@<name>` and so PaddleNLP's Trainer
+    drifted from the one-process run, because stage 3 renames the
+    parameters it slices to `slice@<name>`, and so PaddleNLP's Trainer
     applies no weight decay to them, on any device.
     """
     def group_sharded_parallel(model, optimizer, level, scaler=None, group=None, offload=False, sync_buffers=False,
