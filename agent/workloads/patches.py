@@ -276,10 +276,10 @@ def _open_group_store(global_store, group_rank: int, group_id: int):
         host, port = bytes(global_store.get(key)).decode().rsplit(":", 1)
         return core.TCPStore(host, int(port), False, 0, STORE_TIMEOUT_SECONDS)
     host = _get_global_env().current_endpoint.rsplit(":", 1)[0]
-    # NOTE: another process may take the port between the probe socket's close and the server's bind.
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        port = probe.getsockname()[1]
+    # NOTE: another process may take the port between this socket's close and the server's bind.
+    with socket.socket() as free:
+        free.bind((host, 0))
+        port = free.getsockname()[1]
     store = core.TCPStore(host, port, True, 0, STORE_TIMEOUT_SECONDS)
     global_store.set(key, f"{host}:{port}".encode())
     return store
@@ -311,11 +311,10 @@ def _gloo_group_keys_shared() -> bool:
     pipeline groups [0, 2] and [1, 3] of four processes, overwrite each
     other's addresses. A process then connects to a member of the other
     group and fails with `pair.cc:784] connect ... Connection refused` or a
-    TIMEOUT. The probe
-    forms a group of one process on a private store and checks for the
-    unprefixed key "0": an integer add on it fails because it holds an
-    address, and on a missing key it returns 0. It runs once per process,
-    because Paddle keeps each group id it has seen.
+    TIMEOUT. The probe forms a group of one process on a private store and
+    checks for the unprefixed key "0": an integer add on it fails because
+    it holds an address, and on a missing key it returns 0. It runs once per
+    process, because Paddle keeps each group id it has seen.
     """
     from paddle.base import core
 
@@ -327,6 +326,9 @@ def _gloo_group_keys_shared() -> bool:
     launched = "PADDLE_TRAINER_ID" in os.environ
     os.environ.setdefault("PADDLE_TRAINER_ID", "0")
     try:
+        # NOTE: Paddle's CommContextManager keeps the store of the last gloo group created, here the probe's, until
+        # the next group replaces it. The agent probes before TrainingArguments create the groups. Whether any
+        # Paddle path reads that store after a probe made later was not checked.
         core.ProcessGroupGloo.create(store, 0, 1, _PROBE_GROUP_ID)
     finally:
         if not launched:
