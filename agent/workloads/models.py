@@ -261,8 +261,8 @@ def whole_model(preset: dict[str, Any], model):
     stage's layers only and saves one file per stage, and a tensor-parallel
     model saves one file per rank. Every process of the pipeline or
     tensor-parallel group must call this, because the weights are gathered
-    over that group. A `*Pipe` model that is also tensor-parallel raises
-    ValueError, because the ranks of its stages are not merged.
+    over that group. A `*Pipe` model that is also tensor-parallel has the
+    ranks of each stage merged first, then the stages.
     """
     from paddle.distributed.fleet.meta_parallel import PipelineLayer
 
@@ -272,14 +272,12 @@ def whole_model(preset: dict[str, Any], model):
     from paddle.distributed import fleet
     from paddlenlp.transformers.model_utils import dtype_guard
 
-    if int(getattr(model.config, "tensor_parallel_degree", 1)) > 1:
-        # The stages' gather below would collect each process's tensor-parallel part without merging the ranks.
-        raise ValueError("whole_model cannot merge a model split over both pipeline stages and tensor-parallel ranks: "
-                         "set tensor_parallel_degree or pipeline_parallel_degree to 1")
     # Every process keeps the whole model in host memory while gathering.
     # The weights travel as float32 NumPy arrays, which represent bfloat16 and float16 values exactly.
     dtype = model.parameters()[0].dtype
     stage = {name: tensor.astype("float32").numpy() for name, tensor in model.state_dict().items()}
+    if int(getattr(model.config, "tensor_parallel_degree", 1)) > 1:
+        stage = _merged_stage(preset, model.config, stage)
     stages: list[dict[str, Any]] = []
     paddle.distributed.all_gather_object(stages, stage, group=fleet.get_hybrid_communicate_group().get_pipe_parallel_group())
     weights = {name: paddle.to_tensor(value).astype(dtype) for part in stages for name, value in part.items()}
@@ -287,6 +285,9 @@ def whole_model(preset: dict[str, Any], model):
     _, model_class = _classes(preset["architecture"])
     config = copy.deepcopy(model.config)
     config.pipeline_parallel_degree = 1
+    if int(getattr(config, "tensor_parallel_degree", 1)) > 1:
+        config.tensor_parallel_degree, config.tensor_parallel_rank = 1, 0
+        config.tensor_parallel_output = type(config)().tensor_parallel_output
     with dtype_guard(str(dtype).split(".")[-1]):
         plain = model_class(config)
     _load_weights(plain, weights)
@@ -322,3 +323,21 @@ def _merged_tensor_parallel(preset: dict[str, Any], model):
         plain = model_class(config)
     _load_weights(plain, weights)
     return plain
+
+
+def _merged_stage(preset: dict[str, Any], config, part: dict[str, Any]) -> dict[str, Any]:
+    """Return the float32 NumPy weights of one pipeline stage with its tensor-parallel ranks' parts merged.
+
+    `part` contains this rank's weights of the stage, keyed by the plain
+    model's names. The parts travel over the tensor-parallel group, whose
+    ranks all belong to the same stage, and PaddleNLP's merge actions for
+    the architecture join each split weight.
+    """
+    import paddle
+    from paddle.distributed import fleet
+
+    parts: list[dict[str, Any]] = []
+    paddle.distributed.all_gather_object(parts, part, group=fleet.get_hybrid_communicate_group().get_model_parallel_group())
+    _, model_class = _classes(preset["architecture"])
+    actions = model_class.get_tensor_parallel_convert_actions(config, list(part), is_split=False, ignore_error=True)
+    return {name: actions[name]([rank[name] for rank in parts]) if name in actions else value for name, value in part.items()}

@@ -7,7 +7,10 @@ the fault leaves the fix unapplied. Nothing under site-packages is edited.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import os
+import socket
 from types import SimpleNamespace
 
 logger = logging.getLogger(__name__)
@@ -399,6 +402,87 @@ def _param_storage_fails_on_cpu() -> bool:
     return False
 
 
+# The TCPStores of the gloo groups that this process created, kept alive for as long as their groups.
+_GROUP_STORES: list = []
+# A group id far above the ids Paddle gives its groups (10 and up, one per new_group call).
+_PROBE_GROUP_ID = 1 << 30
+STORE_TIMEOUT_SECONDS = 900
+
+
+def _open_group_store(global_store, group_rank: int, group_id: int):
+    """Return a TCPStore of the group's own, served by its rank 0, whose address travels through `global_store`."""
+    from paddle.base import core
+    from paddle.distributed.collective import _get_global_env
+
+    key = f"agent/gloo-group-store/{group_id}"
+    if group_rank != 0:
+        host, port = bytes(global_store.get(key)).decode().rsplit(":", 1)
+        return core.TCPStore(host, int(port), False, 0, STORE_TIMEOUT_SECONDS)
+    host = _get_global_env().current_endpoint.rsplit(":", 1)[0]
+    # NOTE: another process may take the port between this socket's close and the server's bind.
+    with socket.socket() as free:
+        free.bind((host, 0))
+        port = free.getsockname()[1]
+    store = core.TCPStore(host, port, True, 0, STORE_TIMEOUT_SECONDS)
+    global_store.set(key, f"{host}:{port}".encode())
+    return store
+
+
+def gloo_group_store(original):
+    """Return Paddle's `_new_process_group_impl`, changed to give each gloo group a TCPStore of its own.
+
+    Other backends get the shared store, as in `original`.
+    """
+    def _new_process_group_impl(backend, store, rank, world_size, group_name, pg_options, group_id=0, **kwargs):
+        if backend == "gloo":
+            store = _open_group_store(store, rank, group_id)
+            _GROUP_STORES.append(store)
+        return original(backend, store, rank, world_size, group_name, pg_options, group_id, **kwargs)
+
+    return _new_process_group_impl
+
+
+@functools.cache
+def _gloo_group_keys_shared() -> bool:
+    """Return True when a gloo process group's rendezvous writes keys that other groups on the same store also write.
+
+    Paddle 3.3.1's `ProcessGroupGloo` constructor runs gloo's full-mesh
+    rendezvous on the store it is given without a group prefix, so every
+    group stores each member's address under the member's group rank ("0",
+    "1", ...). Only the communication context created next uses a prefix.
+    Groups of the same size that form at the same time, such as the
+    pipeline groups [0, 2] and [1, 3] of four processes, overwrite each
+    other's addresses. A process then connects to a member of the other
+    group and fails with `pair.cc:784] connect ... Connection refused` or a
+    TIMEOUT. The probe forms a group of one process on a private store and
+    checks for the unprefixed key "0": an integer add on it fails because
+    it holds an address, and on a missing key it returns 0. It runs once per
+    process, because Paddle keeps each group id it has seen.
+    """
+    from paddle.base import core
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    store = core.TCPStore("127.0.0.1", port, True, 1, STORE_TIMEOUT_SECONDS)
+    # Paddle's ProcessGroup reads the process's global rank from the launcher's variable.
+    launched = "PADDLE_TRAINER_ID" in os.environ
+    os.environ.setdefault("PADDLE_TRAINER_ID", "0")
+    try:
+        # NOTE: Paddle's CommContextManager keeps the store of the last gloo group created, here the probe's, until
+        # the next group replaces it. The agent probes before TrainingArguments create the groups. Whether any
+        # Paddle path reads that store after a probe made later was not checked.
+        core.ProcessGroupGloo.create(store, 0, 1, _PROBE_GROUP_ID)
+    finally:
+        if not launched:
+            del os.environ["PADDLE_TRAINER_ID"]
+    try:
+        store.add("0", 0)
+    except ValueError:
+        return True
+    return False
+
+
 def apply() -> list[str]:
     """Apply every fix whose fault the installed stack shows. Return the names of the fixes applied so far."""
     if "moe_priority_same_dtype" not in APPLIED and _moe_priority_fails():
@@ -442,4 +526,11 @@ def apply() -> list[str]:
         ParamStorage.add_rank_params = param_storage_on_cpu(ParamStorage.add_rank_params)
         APPLIED.append("param_storage_on_cpu")
         logger.debug("patched Paddle's stage-2 ParamStorage to keep CPU parameters in place")
+
+    if "gloo_group_store" not in APPLIED and _gloo_group_keys_shared():
+        import paddle.distributed.collective as collective
+
+        collective._new_process_group_impl = gloo_group_store(collective._new_process_group_impl)
+        APPLIED.append("gloo_group_store")
+        logger.debug("patched Paddle's new_group to give each gloo group a TCPStore of its own")
     return list(APPLIED)

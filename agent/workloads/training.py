@@ -24,6 +24,7 @@ from paddlenlp.utils.log import logger as paddlenlp_logger
 
 from certification.records import append_jsonl, encode_float
 
+from agent.workloads import patches
 from agent.workloads.common import IGNORE_INDEX, WorkloadContext, synchronize
 from agent.workloads.models import pipeline_class
 
@@ -100,7 +101,8 @@ def training_arguments(context: WorkloadContext, output_dir: str | None = None) 
     checkpoint_steps = fixed.get("checkpoint_steps")
     parallel = parallel_arguments(free)
     check_pipeline_support(context, parallel["pipeline_parallel_degree"])
-    check_pipeline_with_tensor_parallel(parallel["tensor_parallel_degree"], parallel["pipeline_parallel_degree"])
+    # The gloo group fix must be in place before TrainingArguments set up the groups.
+    patches.apply()
     model_ranks = parallel["tensor_parallel_degree"] * parallel["pipeline_parallel_degree"]
     args = TrainingArguments(
         output_dir=output_dir or str(context.checkpoint_dir),
@@ -166,23 +168,6 @@ def check_pipeline_support(context: WorkloadContext, degree: int) -> None:
             f"pipeline_parallel_degree {degree} is not supported for {kind} workloads such as {context.workload_id} "
             f"({architecture}): the agent decodes their dev sets with the plain model's generate(); set it to 1")
     pipeline_class(architecture)
-
-
-def check_pipeline_with_tensor_parallel(tensor_degree: int, pipeline_degree: int) -> None:
-    """Raise ValueError when both degrees are above 1, before TrainingArguments set up the process groups.
-
-    After training, the agent evaluates and saves a plain model gathered
-    from every process. It merges either the pipeline stages or the
-    tensor-parallel ranks, but not both. On the CPU, Paddle 3.3.1 cannot set
-    up the groups of four processes with both degrees at 2 (a gloo
-    connection fails in `HybridCommunicateGroup`), so a merge of both could
-    not be tested.
-    """
-    if tensor_degree > 1 and pipeline_degree > 1:
-        raise ValueError(
-            f"tensor_parallel_degree {tensor_degree} with pipeline_parallel_degree {pipeline_degree} is not supported: "
-            "the agent cannot yet merge a model split both ways into the plain model it evaluates and saves; "
-            "set one of the two degrees to 1")
 
 
 def pipeline_settings(context: WorkloadContext, degree: int) -> dict[str, Any]:
