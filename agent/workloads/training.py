@@ -26,6 +26,7 @@ from certification.records import append_jsonl, encode_float
 
 from agent.workloads import patches
 from agent.workloads.common import IGNORE_INDEX, WorkloadContext, synchronize
+from agent.workloads.grad_norm import GradientNormCapture
 from agent.workloads.models import pipeline_class
 
 logger = logging.getLogger(__name__)
@@ -310,10 +311,11 @@ class TimedStepRecorder(TrainerCallback):
 
     It times each step from on_step_begin to on_step_end (forward, backward
     and the optimizer update), with a device synchronisation before each
-    clock reading. It also reads the learning rate and the gradient norm
-    before the update, writes the record that `step_record` returns, logs
-    progress and sends the heartbeat. Subclasses count their micro-batches
-    between `reset_counts` calls.
+    clock reading. It also reads the learning rate before the update and
+    the global gradient norm before clipping (see agent.workloads.grad_norm),
+    writes the record that `step_record` returns, logs progress and sends
+    the heartbeat. Subclasses count their micro-batches between
+    `reset_counts` calls.
     """
 
     def __init__(self, context: WorkloadContext, cards: int, max_steps: int):
@@ -321,6 +323,7 @@ class TimedStepRecorder(TrainerCallback):
         self.path = context.out_dir / "steps.jsonl"
         self.cards = cards
         self.max_steps = max_steps
+        self.gradient_norm = None
         self._reset()
 
     def _reset(self) -> None:
@@ -343,9 +346,20 @@ class TimedStepRecorder(TrainerCallback):
         synchronize(self.context.device)
         self.started = time.monotonic()
 
+    def on_train_begin(self, args, state, control, optimizer=None, **kwargs):
+        # The Trainer has built and wrapped its optimizer by now, so the clip in use is the one it will run.
+        self.gradient_norm = GradientNormCapture(optimizer)
+
     def on_optimizer_begin(self, args, state, control, optimizer=None, model=None, **kwargs):
         self.learning_rate = float(optimizer.get_lr())
-        self.grad_norm = global_grad_norm(model)
+        self.gradient_norm.before_step(model, args.use_hybrid_parallel)
+
+    def on_optimizer_end(self, args, state, control, scaler=None, **kwargs):
+        self.grad_norm = self.gradient_norm.take()
+        if self.grad_norm is None and scaler is not None and step_skipped(scaler):
+            # NOTE: the float16 loss scaler found Inf or NaN in the gradients and skipped the optimizer, clip
+            # included, so the norm is not finite. Which of the two is not known, and NaN is recorded.
+            self.grad_norm = math.nan
 
     def on_step_end(self, args, state, control, **kwargs):
         synchronize(self.context.device)
@@ -448,19 +462,6 @@ def data_groups(args: TrainingArguments) -> list:
     return groups
 
 
-def global_grad_norm(model) -> float | None:
-    """Return the L2 norm of this rank's gradients before clipping, or None when no parameter has one.
-
-    NOTE: with tensor or pipeline parallelism each rank has only part of the
-    gradients, so this is the norm of rank 0's part, not of the whole model.
-    Under data parallelism the gradients are already averaged, so it is exact.
-    """
-    grads = [p.grad if p.grad.dtype == paddle.float32 else p.grad.astype("float32")
-             for p in model.parameters() if p.grad is not None]
-    if not grads:
-        return None
-    # squared_l2_norm is the kernel Paddle's ClipGradByGlobalNorm uses; it is about 4 times faster on the
-    # CPU than square and sum, because it makes no full-size temporary.
-    squared = getattr(paddle._C_ops, "squared_l2_norm", None)
-    squares = [squared(grad) if squared else paddle.sum(paddle.square(grad)) for grad in grads]
-    return float(paddle.sqrt(paddle.add_n([square.reshape([]) for square in squares])).item())
+def step_skipped(scaler) -> bool:
+    """Return whether the float16 loss scaler skipped the latest optimizer step (Paddle 2.6 spells the flag `_cache_founf_inf`)."""
+    return bool(getattr(scaler, "_cache_found_inf", getattr(scaler, "_cache_founf_inf", False)))
