@@ -67,6 +67,11 @@ def losses(run: Path, workload: str) -> dict[int, float]:
             for record in read_jsonl(run / "workloads" / workload / "steps.jsonl")}
 
 
+def grad_norms(run: Path, workload: str) -> dict[int, float]:
+    return {record["step"]: decode_float(record["grad_norm"])
+            for record in read_jsonl(run / "workloads" / workload / "steps.jsonl")}
+
+
 def wait_for_checkpoint(process: subprocess.Popen, events: Path, step: int, timeout: float = 240.0) -> None:
     """Wait until the run's `events.jsonl` records the checkpoint of `step`, failing if the run ends first."""
     deadline = time.monotonic() + timeout

@@ -16,7 +16,7 @@ import pytest
 from certification.records import decode_float, read_json, read_jsonl
 from certification.rulepack import load_rule_pack
 
-from tests.agent.launching import kill_launcher, wait_for_checkpoint
+from tests.agent.launching import grad_norms, kill_launcher, wait_for_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 WORKLOAD = "pretrain-llama"
@@ -174,6 +174,16 @@ def test_two_stages_match_one_process(two_stages, one_process):
 
 
 @pytest.mark.slow
+def test_two_stages_gradient_norm_matches(two_stages, one_process):
+    # Each stage has the gradients of its own layers only, and the clip's all-reduce makes the norm the whole model's.
+    two, one = grad_norms(two_stages, WORKLOAD), grad_norms(one_process, WORKLOAD)
+
+    assert sorted(two) == list(range(1, 41))
+    assert all(value > 0 for value in two.values())
+    assert two == pytest.approx(one, rel=1e-5)
+
+
+@pytest.mark.slow
 def test_two_stages_step_records(two_stages):
     records = read_jsonl(two_stages / "workloads" / WORKLOAD / "steps.jsonl")
 
@@ -251,6 +261,7 @@ def test_two_stages_resume_reproduces(two_stages_resumed, one_process):
     assert 20 <= steps_at_kill < 40
     assert sorted(losses(run)) == list(range(1, 41))
     assert losses(run) == pytest.approx(losses(one_process), rel=1e-5)
+    assert grad_norms(run, WORKLOAD) == pytest.approx(grad_norms(one_process, WORKLOAD), rel=1e-5)
     assert restarts[-1]["resumed_from_step"] == 20
 
 

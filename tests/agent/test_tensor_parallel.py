@@ -17,8 +17,8 @@ import pytest
 from certification.records import decode_float, read_json, read_jsonl
 from certification.rulepack import load_rule_pack
 
-from tests.agent.launching import (environment, kill_launcher, launch_failure, launcher_command, losses, run_arguments,
-                                   run_one_process, wait_for_checkpoint)
+from tests.agent.launching import (environment, grad_norms, kill_launcher, launch_failure, launcher_command, losses,
+                                   run_arguments, run_one_process, wait_for_checkpoint)
 
 REPO = Path(__file__).resolve().parents[2]
 WORKLOAD = "pretrain-llama"
@@ -147,6 +147,16 @@ def test_two_ranks_match_one_process(two_ranks, one_process):
 
 
 @pytest.mark.slow
+def test_two_ranks_gradient_norm_matches(two_ranks, one_process):
+    # Each rank has half of the split layers' gradients, and the clip's all-reduce makes the norm the whole model's.
+    two, one = grad_norms(two_ranks, WORKLOAD), grad_norms(one_process, WORKLOAD)
+
+    assert sorted(two) == list(range(1, 41))
+    assert all(value > 0 for value in two.values())
+    assert two == pytest.approx(one, rel=1e-5)
+
+
+@pytest.mark.slow
 def test_two_ranks_step_records(two_ranks):
     records = read_jsonl(two_ranks / "workloads" / WORKLOAD / "steps.jsonl")
     trainer = read_json(two_ranks / "workloads" / WORKLOAD / "config.json")["trainer"]
@@ -216,6 +226,7 @@ def test_two_ranks_resume_reproduces(two_ranks_resumed, one_process):
     assert 20 <= steps_at_kill < 40
     assert sorted(losses(run, WORKLOAD)) == list(range(1, 41))
     assert losses(run, WORKLOAD) == pytest.approx(losses(one_process, WORKLOAD), rel=1e-5)
+    assert grad_norms(run, WORKLOAD) == pytest.approx(grad_norms(one_process, WORKLOAD), rel=1e-5)
     assert restarts[-1]["resumed_from_step"] == 20
 
 
