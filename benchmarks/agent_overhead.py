@@ -5,8 +5,8 @@ freshly initialised with the same seed) on the same packed blocks with the
 same TrainingArguments, optimizer and learning-rate schedule, without
 checkpoints. The agent side is `agent.workloads.training.train`: the
 RecordingTrainer with its fixed data order and the StepRecorder callback
-(device synchronisation, gradient norm, token counts, one steps.jsonl line
-per step, heartbeat). The bare side is `paddlenlp.trainer.Trainer` with no
+(device synchronisation, the gradient norm read from the Trainer's clip,
+token counts, one steps.jsonl line per step, heartbeat). The bare side is `paddlenlp.trainer.Trainer` with no
 callbacks of ours. Rounds alternate between the two sides, and the ratio is
 agent tokens/s divided by bare tokens/s, each from the fastest round of its
 side, because other work on a shared machine only ever slows a round down.
