@@ -54,9 +54,9 @@ class GradientNormCapture:
             clip.capture = self
             return "ClipGradByGlobalNorm"
         if clip is not None:
-            # NOTE: sharding stages 2 and 3 clip with GroupShardedClipGrad, whose norm cannot be read. The agent
-            # then sums the squares of the gradients each rank holds as for tensor and pipeline parallelism.
-            # No test compares that sum with the clip's norm.
+            # NOTE: sharding stages 2 and 3 without hybrid parallelism, or with offload, clip with
+            # GroupShardedClipGrad, whose norm cannot be read. The agent then sums the squares of the gradients
+            # each rank has as for tensor and pipeline parallelism. No test compares that sum with the clip's norm.
             logger.warning("The gradient norm is computed by the agent, because the optimizer's clip %s does not "
                            "expose it", type(clip).__name__)
         return "agent"
