@@ -25,7 +25,7 @@ from paddlenlp.utils.log import logger as paddlenlp_logger
 from certification.records import append_jsonl, encode_float
 
 from agent.workloads import patches
-from agent.workloads.common import IGNORE_INDEX, WorkloadContext, synchronize
+from agent.workloads.common import IGNORE_INDEX, WorkloadContext, barrier, synchronize
 from agent.workloads.grad_norm import GradientNormCapture
 from agent.workloads.models import pipeline_class
 
@@ -418,7 +418,9 @@ class StepRecorder(TimedStepRecorder):
         self.loss_sum, self.effective_tokens, self.padded_tokens = self._sum_over_data_ranks(args)
 
     def on_save(self, args, state, control, **kwargs):
-        # The Trainer calls this after the checkpoint's files are written, so the event marks a complete checkpoint.
+        # The Trainer calls this on every rank after that rank's checkpoint files are written. The barrier waits
+        # for the other ranks' files too, so the event, which --resume trusts, marks a complete checkpoint.
+        barrier(self.context)
         if self.context.is_writer and self.context.events is not None:
             self.context.events("checkpoint", workload=self.context.workload_id, step=state.global_step,
                                 path=f"checkpoints/{self.context.workload_id}/checkpoint-{state.global_step}")
