@@ -147,7 +147,8 @@ def write_shards(tensors: Iterable[tuple[str, np.ndarray]], folder: Path, shard_
 
     One shard is `model.safetensors`; several are `model-<i>-of-<n>.safetensors`
     with `model.safetensors.index.json`, as PaddleNLP's `save_pretrained`
-    names them. Only the shard being filled is held in memory.
+    names them. Only the shard being filled is kept in memory, and it never
+    exceeds `shard_bytes` while the next tensor is read.
     """
     from safetensors.numpy import save_file
 
@@ -162,7 +163,12 @@ def write_shards(tensors: Iterable[tuple[str, np.ndarray]], folder: Path, shard_
         shard[name] = np.ascontiguousarray(array)
         size += array.nbytes
         total += array.nbytes
-    written.append(flush(save_file, shard, folder, len(written)))
+        if size >= shard_bytes:
+            # A full shard, or a tensor larger than a shard, is written before the next tensor is read.
+            written.append(flush(save_file, shard, folder, len(written)))
+            shard, size = {}, 0
+    if shard or not written:
+        written.append(flush(save_file, shard, folder, len(written)))
     name_shards(folder, written, total)
 
 

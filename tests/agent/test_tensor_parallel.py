@@ -102,6 +102,23 @@ def test_rank_parts_merge_into_a_loadable_folder(pack, tmp_path):
         np.testing.assert_array_equal(value.numpy(), weights[name].numpy(), err_msg=name)
 
 
+
+def test_shards_stay_within_limit(tmp_path):
+    # A shard exceeds the limit only when it is one tensor larger than the limit, which is written on its own.
+    import numpy as np
+
+    from agent.workloads.rank_merge import iter_tensors, read_header, write_shards
+
+    sizes = [300, 500, 2000, 100, 100, 900, 50]
+    tensors = [(f"t{index}", np.full(size // 4, index, dtype="float32")) for index, size in enumerate(sizes)]
+    write_shards(iter(tensors), tmp_path, 1000)
+
+    shards = [read_header(path)[1] for path in sorted(tmp_path.glob("model-*.safetensors"))]
+    assert [sorted(header) for header in shards] == [["t0", "t1"], ["t2"], ["t3", "t4"], ["t5", "t6"]]
+    assert [name for name, _ in iter_tensors(tmp_path)] == [name for name, _ in tensors]
+    for name, array in iter_tensors(tmp_path):
+        np.testing.assert_array_equal(array, dict(tensors)[name])
+
 def test_merge_refuses_missing_rank(pack, tmp_path):
     import paddle
     from paddlenlp.transformers import LlamaConfig, LlamaForCausalLM
