@@ -6,9 +6,9 @@ the LM head gathers the whole logits on every rank (`gathered_logits`).
 Saving runs in two steps. Each tensor-parallel rank of the first
 data-parallel and sharding replica writes the weights it holds, as
 safetensors shards, into a folder of parts. Global rank 0 then reads the
-ranks' parts of one tensor at a time, merges them with PaddleNLP's merge
-rules for the architecture, and writes the results as the safetensors
-shards of a folder that `from_pretrained` loads as a plain model. The
+ranks' parts of one tensor at a time and merges them with PaddleNLP's merge
+rules for the architecture. It writes the results as the safetensors shards
+of a folder that `from_pretrained` loads as a plain model. The
 merging process holds the shard it is filling and the parts of one tensor,
 never the model.
 """
@@ -220,7 +220,7 @@ def read_header(path: Path) -> tuple[int, dict[str, Any]]:
 def read_tensor(path: Path, start: int, entry: dict[str, Any]) -> np.ndarray:
     """Read one tensor into memory with a plain file read, so that nothing else of the file stays mapped."""
     if entry["dtype"] not in NUMPY_DTYPES:
-        raise ValueError(f"{path} stores a tensor as {entry['dtype']}, which the merge cannot read; "
+        raise ValueError(f"{path} stores a tensor as {entry['dtype']}, which the merge cannot read: "
                          f"it reads {', '.join(NUMPY_DTYPES)}")
     begin, end = entry["data_offsets"]
     dtype = np.dtype(NUMPY_DTYPES[entry["dtype"]])

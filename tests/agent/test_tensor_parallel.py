@@ -90,7 +90,8 @@ def test_rank_parts_merge_into_a_loadable_folder(pack, tmp_path):
     merge_parts(LlamaForCausalLM, split_config, plain.generation_config, tmp_path / "parts", tmp_path / "merged", 1 << 20)
 
     merged = dict(iter_tensors(tmp_path / "merged"))
-    assert (tmp_path / "merged" / SAFE_INDEX).exists() and len(list((tmp_path / "merged").glob("model-*.safetensors"))) > 2
+    assert (tmp_path / "merged" / SAFE_INDEX).exists()
+    assert len(list((tmp_path / "merged").glob("model-*.safetensors"))) > 2
     assert list(merged) == list(weights)
     for name, value in weights.items():
         np.testing.assert_array_equal(merged[name], value.numpy(), err_msg=name)
@@ -239,8 +240,8 @@ def test_two_ranks_evaluations_match(two_ranks, one_process):
 
 @pytest.mark.slow
 def test_two_ranks_save_plain_model(two_ranks, one_process):
-    # Each rank wrote its part and rank 0 merged them into safetensors and a config of one process, so later
-    # workloads load the folder as it is; the parts are gone.
+    # Each rank wrote its part, and rank 0 merged them into safetensors and a config of one process. So later
+    # workloads load the folder as it is, and the parts are gone.
     import numpy as np
     import paddle
 
@@ -250,7 +251,8 @@ def test_two_ranks_save_plain_model(two_ranks, one_process):
     weights = dict(iter_tensors(folder))
     expected = paddle.load(str(one_process / "models" / WORKLOAD / "model_state.pdparams"))
 
-    assert not (folder / PARTS_FOLDER).exists() and not list(folder.glob("model_state*"))
+    assert not (folder / PARTS_FOLDER).exists()
+    assert not list(folder.glob("model_state*"))
     assert read_json(folder / "config.json").get("tensor_parallel_degree", 1) in (-1, 1)
     assert sorted(weights) == sorted(expected)
     # Adam magnifies rounding differences of near-zero gradients: 1.1e-4 was the largest difference measured.
