@@ -84,6 +84,8 @@ def save_tensor_parallel(context, model_class, model, shard_bytes: int = SHARD_B
         generation_config = getattr(model, "generation_config", None)
         merge_parts(model_class, model.config, generation_config, parts, context.model_dir, shard_bytes)
         shutil.rmtree(parts)
+    # NOTE: the other processes wait here for the whole merge, an estimated few minutes of disk writes for a 70e9
+    # parameter model. Whether a device's collective timeout allows that was not tried on any card.
     barrier(context)
 
 
