@@ -5,6 +5,7 @@ ARCHITECTURES. The pack's fixed `dropout` goes to every dropout setting the
 architecture has; an architecture without dropout layers (PaddleNLP's LLaMA)
 accepts only dropout 0. With pipeline parallelism the agent builds the
 architecture's PaddleNLP `*Pipe` class, and evaluates and saves a plain copy.
+Tensor parallelism is evaluated on the ranks and saved by agent.workloads.rank_merge.
 """
 
 from __future__ import annotations
@@ -253,21 +254,27 @@ def decoder_and_head(model):
     return getattr(inner, inner.base_model_prefix), inner.lm_head
 
 
+def is_split(model) -> bool:
+    """True when `model` holds only its tensor-parallel rank's part of the weights."""
+    return int(getattr(getattr(model, "config", None), "tensor_parallel_degree", 1)) > 1
+
+
+def plain_class(preset: dict[str, Any]):
+    """Return the PaddleNLP class of the preset's model on one process, whose merge rules put split weights together."""
+    return _classes(preset["architecture"])[1]
+
+
 def whole_model(preset: dict[str, Any], model):
-    """Return `model`, or for a `*Pipe` or tensor-parallel model a plain model with the weights of every stage or rank.
+    """Return a plain model with the weights of every stage of the `*Pipe` model `model`.
 
     The plain copy is what validation, LAMBADA and `save_pretrained` read
-    under pipeline and tensor parallelism: a `*Pipe` model computes its
-    stage's layers only and saves one file per stage, and a tensor-parallel
-    model saves one file per rank. Every process of the pipeline or
-    tensor-parallel group must call this, because the weights are gathered
-    over that group. A `*Pipe` model that is also tensor-parallel has the
-    ranks of each stage merged first, then the stages.
+    under pipeline parallelism: a `*Pipe` model computes its stage's layers
+    only and saves one file per stage. Every process of the pipeline group
+    must call this, because the weights are gathered over that group. A
+    `*Pipe` model that is also tensor-parallel has the ranks of each stage
+    merged first, then the stages. Tensor parallelism alone is evaluated on
+    the ranks and saved by agent.workloads.rank_merge.
     """
-    from paddle.distributed.fleet.meta_parallel import PipelineLayer
-
-    if not isinstance(model, PipelineLayer):
-        return _merged_tensor_parallel(preset, model)
     import paddle
     from paddle.distributed import fleet
     from paddlenlp.transformers.model_utils import dtype_guard
@@ -288,37 +295,6 @@ def whole_model(preset: dict[str, Any], model):
     if int(getattr(config, "tensor_parallel_degree", 1)) > 1:
         config.tensor_parallel_degree, config.tensor_parallel_rank = 1, 0
         config.tensor_parallel_output = type(config)().tensor_parallel_output
-    with dtype_guard(str(dtype).split(".")[-1]):
-        plain = model_class(config)
-    _load_weights(plain, weights)
-    return plain
-
-
-def _merged_tensor_parallel(preset: dict[str, Any], model):
-    """Return `model`, or where it is split over tensor-parallel ranks a plain model with the merged weights of every rank.
-
-    The ranks' weights are gathered over the tensor-parallel group as
-    float32 NumPy arrays, and PaddleNLP's merge actions for the architecture
-    put each split weight back together.
-    """
-    if int(getattr(getattr(model, "config", None), "tensor_parallel_degree", 1)) <= 1:
-        return model
-    import paddle
-    from paddle.distributed import fleet
-    from paddlenlp.transformers.model_utils import dtype_guard
-
-    dtype = model.parameters()[0].dtype
-    part = {name: tensor.astype("float32").numpy() for name, tensor in model.state_dict().items()}
-    parts: list[dict[str, Any]] = []
-    paddle.distributed.all_gather_object(parts, part, group=fleet.get_hybrid_communicate_group().get_model_parallel_group())
-
-    _, model_class = _classes(preset["architecture"])
-    actions = model_class.get_tensor_parallel_convert_actions(model.config, list(part), is_split=False, ignore_error=True)
-    weights = {name: paddle.to_tensor(actions[name]([rank[name] for rank in parts]) if name in actions else value).astype(dtype)
-               for name, value in part.items()}
-    config = copy.deepcopy(model.config)
-    config.tensor_parallel_degree, config.tensor_parallel_rank = 1, 0
-    config.tensor_parallel_output = type(config)().tensor_parallel_output
     with dtype_guard(str(dtype).split(".")[-1]):
         plain = model_class(config)
     _load_weights(plain, weights)

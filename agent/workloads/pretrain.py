@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import paddle
+from paddle.distributed.fleet.meta_parallel import PipelineLayer
 
 from certification.records import encode_float, write_json
 
@@ -26,7 +27,8 @@ from agent.workloads.common import (
     interleave,
     read_text_documents,
 )
-from agent.workloads.models import effective_model_config, model_record, start_model, whole_model
+from agent.workloads.models import effective_model_config, is_split, model_record, plain_class, start_model, whole_model
+from agent.workloads.rank_merge import gathered_logits, save_tensor_parallel
 from agent.workloads.training import parallel_model_settings, train, training_arguments
 
 logger = logging.getLogger(__name__)
@@ -177,33 +179,63 @@ def run(context: WorkloadContext) -> dict[str, Any]:
     args = training_arguments(context)
     model = start_model(context, parallel_model_settings(args))
     trainer, config["trainer"] = train(context, args, model, PackedSequences(blocks), collate_packed)
+    config["evaluation"] = evaluation_layout(model)
     if context.is_writer:
         write_json(context.out_dir / "config.json", config)
 
-    # Under pipeline parallelism, a plain model with every stage's weights is saved and evaluated.
-    evaluated = whole_model(context.model_preset, model)
-    if evaluated is model:
-        trainer.save_model(str(context.model_dir))
-    elif context.is_writer:
-        evaluated.save_pretrained(str(context.model_dir))
+    # Saving as a plain model: a pipeline model through a gathered copy, a tensor-parallel one rank by rank.
+    evaluated = save_model(context, trainer, model)
     barrier(context)
 
     # Validation loss over the whole validation set, when a criterion of the workload reads it.
+    # Every rank evaluates in lockstep, because a tensor-parallel model communicates in each forward pass.
     summary: dict[str, Any] = {}
-    if context.measures("validation_loss_difference"):
-        validation = validation_loss(context, evaluated, tokenizer, block_length)
-        if context.is_writer:
-            write_json(context.out_dir / "validation.json", validation)
-        logger.info("%s: validation loss %s over %d tokens", context.workload_id, validation["loss"], validation["tokens"])
-        summary["validation_loss"] = validation["loss"]
+    with gathered_logits(evaluated):
+        if context.measures("validation_loss_difference"):
+            validation = validation_loss(context, evaluated, tokenizer, block_length)
+            if context.is_writer:
+                write_json(context.out_dir / "validation.json", validation)
+            logger.info("%s: validation loss %s over %d tokens", context.workload_id, validation["loss"], validation["tokens"])
+            summary["validation_loss"] = validation["loss"]
 
-    # LAMBADA, when a criterion of the workload reads it.
-    if context.measures("lambada_accuracy_difference"):
-        items = context.pack.data["settings"]["lambada"].get("items")
-        out_path = context.out_dir / "lambada.jsonl" if context.is_writer else None
-        summary.update(lambada.evaluate(evaluated, tokenizer, context.dataset_path(context.spec["datasets"]["lambada"]),
-                                        out_path, items))
+        # LAMBADA, when a criterion of the workload reads it.
+        if context.measures("lambada_accuracy_difference"):
+            items = context.pack.data["settings"]["lambada"].get("items")
+            out_path = context.out_dir / "lambada.jsonl" if context.is_writer else None
+            summary.update(lambada.evaluate(evaluated, tokenizer, context.dataset_path(context.spec["datasets"]["lambada"]),
+                                            out_path, items))
     return summary
+
+
+def evaluation_layout(model) -> dict[str, str]:
+    """Say where validation and LAMBADA run after training, and how `models/<workload>` is written."""
+    if isinstance(model, PipelineLayer):
+        return {"evaluated_on": "a plain copy gathered from the pipeline stages on every process",
+                "saved_by": "global rank 0, from that plain copy"}
+    if is_split(model):
+        return {"evaluated_on": "tensor-parallel ranks",
+                "saved_by": "each tensor-parallel rank of the first replica writes its part; global rank 0 merges "
+                            "them tensor by tensor with PaddleNLP's merge rules"}
+    return {"evaluated_on": "the trained model on every process", "saved_by": "the Trainer (save_model)"}
+
+
+def save_model(context: WorkloadContext, trainer, model):
+    """Save the trained model to `models/<workload>` as a plain model; return the model to evaluate.
+
+    A pipeline model is gathered into a plain copy on every process, which
+    global rank 0 saves. A tensor-parallel model is saved rank by rank and
+    merged by global rank 0, and is evaluated as it is.
+    """
+    if isinstance(model, PipelineLayer):
+        evaluated = whole_model(context.model_preset, model)
+        if context.is_writer:
+            evaluated.save_pretrained(str(context.model_dir))
+        return evaluated
+    if is_split(model):
+        save_tensor_parallel(context, plain_class(context.model_preset), model)
+        return model
+    trainer.save_model(str(context.model_dir))
+    return model
 
 
 def validation_loss(context: WorkloadContext, model, tokenizer, block_length: int) -> dict[str, Any]:
