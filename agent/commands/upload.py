@@ -106,7 +106,7 @@ def check_arguments(args) -> str:
     if not args.portal:
         raise AgentError("portal_url_missing", _("no portal URL given"), _("pass --portal URL or set AGENT_PORTAL_URL"), EXIT_USAGE)
     if not is_web_address(args.portal):
-        raise AgentError("portal_url_invalid", _("portal URL {value} is not an http:// or https:// address").format(value=repr(args.portal)),
+        raise AgentError("portal_url_invalid", _("portal URL {value} is not an http:// or https:// address with a host name and a port from 1 to 65535").format(value=repr(args.portal)),
                          _("pass the portal's base URL with --portal or AGENT_PORTAL_URL, for example https://cert.example.com"), EXIT_USAGE)
     if not args.token:
         raise AgentError("portal_token_missing", _("no API token given"),
@@ -118,10 +118,11 @@ def check_arguments(args) -> str:
 
 
 def is_web_address(text: str) -> bool:
-    """True for an http:// or https:// URL with a host name."""
+    """True for an http:// or https:// URL with a host name, and a port from 1 to 65535 where it names one."""
     try:
         address = urlsplit(text)
-        return address.scheme in ("http", "https") and bool(address.hostname)
+        # Reading .port raises ValueError for a port that is not a number from 0 to 65535.
+        return address.scheme in ("http", "https") and bool(address.hostname) and address.port != 0
     except ValueError:  # such as an unclosed [ of an IPv6 address
         return False
 

@@ -6,7 +6,8 @@ from agent.cli import main
 from agent.errors import EXIT_USAGE
 
 
-@pytest.mark.parametrize("portal", ["notaurl", "cert.example.com", "ftp://cert.example.com", "http://", "https://[::1"])
+@pytest.mark.parametrize("portal", ["notaurl", "cert.example.com", "ftp://cert.example.com", "http://", "https://[::1",
+                                    "http://127.0.0.1:99999", "http://127.0.0.1:0", "http://cert.example.com:port"])
 def test_portal_not_web_address(tmp_path, capsys, portal):
     bundle = tmp_path / "run.bundle.tar"
     bundle.write_bytes(b"")
@@ -15,7 +16,7 @@ def test_portal_not_web_address(tmp_path, capsys, portal):
 
     error = capsys.readouterr().err
     assert code == EXIT_USAGE
-    assert f"error[portal_url_invalid]: portal URL {portal!r} is not an http:// or https:// address" in error
+    assert f"error[portal_url_invalid]: portal URL {portal!r} is not an http:// or https:// address with a host name and a port from 1 to 65535" in error
     assert "portal_unreachable" not in error
 
 
@@ -27,4 +28,4 @@ def test_portal_not_web_address_in_chinese(tmp_path, capsys):
 
     error = capsys.readouterr().err
     assert code == EXIT_USAGE
-    assert "门户网址 'notaurl' 不是 http:// 或 https:// 地址" in error
+    assert "门户网址 'notaurl' 不是带主机名、端口在 1 到 65535 之间的 http:// 或 https:// 地址" in error
