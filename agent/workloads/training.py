@@ -153,6 +153,21 @@ def resolved_degrees(context: WorkloadContext, args: TrainingArguments) -> dict[
     return resolved
 
 
+def sharding_used(context: WorkloadContext, args: TrainingArguments) -> dict[str, str]:
+    """Return the sharding stage PaddleNLP set up ("" for none) and the one the pack and --set asked for.
+
+    PaddleNLP drops the sharding stage when the run has one process or a
+    sharding degree of 1, so the record must not repeat the request as if it ran.
+    """
+    requested = parallel_arguments(context.free)["sharding"]
+    used = " ".join(str(getattr(option, "value", option)) for option in args.sharding)
+    if used != requested:
+        logger.warning("%s: sharding %r was asked for, but PaddleNLP set up %s, because the sharding degree is %d",
+                       context.workload_id, requested, repr(used) if used else "none",
+                       max(1, int(args.sharding_parallel_degree)))
+    return {"sharding": used, "sharding_requested": requested}
+
+
 def check_pipeline_support(context: WorkloadContext, degree: int) -> None:
     """Raise ValueError when the workload cannot run with pipeline parallelism of `degree`.
 
@@ -260,6 +275,7 @@ def train(context: WorkloadContext, args: TrainingArguments, model, dataset, col
         "data_parallel_ranks": args.dataset_world_size,
         "world_size": args.world_size,
         **parallel_arguments(context.free),
+        **sharding_used(context, args),
         # The degrees of PaddleNLP's hybrid-parallel topology as this run set them up, equal to the requested ones.
         "parallel_degrees": resolved_degrees(context, args),
         "max_grad_norm": args.max_grad_norm,

@@ -134,3 +134,15 @@ def test_one_process_degrees_recorded_as_one(pack, tmp_path):
     args = training_arguments(context)
 
     assert resolved_degrees(context, args) == {"data": 1, "sharding": 1, "tensor": 1, "pipeline": 1}
+
+
+def test_sharding_stage_recorded_as_set_up(pack, tmp_path, caplog):
+    from agent.workloads.training import sharding_used, training_arguments
+
+    # One process: PaddleNLP drops the requested stage, and the record says so.
+    context = workload_context(pack, tmp_path, {"sharding_stage": 2})
+    with caplog.at_level("WARNING", logger="agent.workloads.training"):
+        recorded = sharding_used(context, training_arguments(context))
+
+    assert recorded == {"sharding": "", "sharding_requested": "stage2"}
+    assert "sharding 'stage2' was asked for, but PaddleNLP set up none" in caplog.text

@@ -192,7 +192,7 @@ def test_sharding_stage1_matches_one_process(sharded_processes, uninterrupted):
 
     assert sorted(two) == list(range(1, 41))
     assert two == pytest.approx(one, rel=1e-5)
-    assert trainer["sharding"] == "stage1"
+    assert trainer["sharding"] == trainer["sharding_requested"] == "stage1"
     assert trainer["parallel_degrees"] == {"data": 1, "sharding": 2, "tensor": 1, "pipeline": 1}
     assert trainer["gradient_accumulation_steps"] == 1
 
@@ -211,7 +211,7 @@ def test_sharding_stage2_matches_one_process(stage2_processes, uninterrupted):
 
     assert sorted(two) == list(range(1, 41))
     assert two == pytest.approx(one, rel=1e-5)
-    assert trainer["sharding"] == "stage2"
+    assert trainer["sharding"] == trainer["sharding_requested"] == "stage2"
     assert trainer["parallel_degrees"] == {"data": 1, "sharding": 2, "tensor": 1, "pipeline": 1}
     assert trainer["gradient_accumulation_steps"] == 1
 
