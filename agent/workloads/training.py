@@ -284,12 +284,31 @@ def train(context: WorkloadContext, args: TrainingArguments, model, dataset, col
         "model_class": type(model).__name__,
         "pipeline_parallel_config": args.pipeline_parallel_config,
         "optimizer": "AdamW (PaddleNLP Trainer default)",
+        "weight_decay_parameters": "all but biases and norms, by their own names, also the slices of sharding stage 3",
         "learning_rate_schedule": "LambdaDecay: linear warmup, then decay to min_learning_rate",
     }
 
 
+SLICE_PREFIX = "slice@"
+
+
+def decay_by_own_name(decides):
+    """Return the weight-decay rule `decides`, applied to a parameter's name without sharding stage 3's `slice@` prefix.
+
+    Stage 3 hands the optimizer a slice of each parameter it shards, named
+    `slice@<name>`. PaddleNLP's Trainer lists the parameters to decay by
+    their plain names, so without this the slices get no weight decay.
+    """
+    def applies(name: str) -> bool:
+        return decides(name.removeprefix(SLICE_PREFIX))
+
+    applies.by_own_name = True
+    return applies
+
+
 class RecordingTrainer(Trainer):
-    """PaddleNLP's Trainer with each micro-batch handed to a StepRecorder and a fixed data order."""
+    """PaddleNLP's Trainer with each micro-batch handed to a StepRecorder, a fixed data order, and weight decay
+    chosen by each parameter's own name."""
 
     def __init__(self, *args, recorder: "StepRecorder", **kwargs):
         super().__init__(*args, **kwargs)
@@ -307,6 +326,13 @@ class RecordingTrainer(Trainer):
             shuffle=False,
             drop_last=self.args.dataloader_drop_last,
         )
+
+    def create_optimizer(self, lr_scheduler=None):
+        optimizer = super().create_optimizer(lr_scheduler)
+        decides = getattr(optimizer, "_apply_decay_param_fun", None)
+        if decides is not None and not getattr(decides, "by_own_name", False):
+            optimizer._apply_decay_param_fun = decay_by_own_name(decides)
+        return optimizer
 
     def training_step(self, model, inputs, **kwargs):
         # Counted here and not in on_load_data_end, which the Trainer also calls for the batches a resume skips.
