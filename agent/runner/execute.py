@@ -18,7 +18,7 @@ from agent.i18n import _, ngettext
 from agent.runner.devices import check_device, device_record
 from agent.runner.folder import RunFolder, check_new_run_folder, environment, utc_now
 from agent.inference import ENDPOINT_VARIABLE
-from agent.runner.overrides import check_inference_degrees, check_micro_batch, check_overrides
+from agent.runner.overrides import check_inference_degrees, check_micro_batch, check_overrides, check_sharding_on_device
 from agent.runner.checkpoints import check_checkpoint_folders
 from agent.runner.node_inputs import verify_once_per_node
 from agent.runner.plan import plan_workloads, verify_input_files
@@ -107,6 +107,7 @@ def start_run(request: RunRequest) -> tuple[Path, int]:
     check_overrides(pack, workloads, request.overrides)
     check_micro_batch(pack, workloads, request.overrides, launch.world_size)
     check_inference_degrees(pack, workloads, request.overrides or recorded_overrides(request), os.environ.get(ENDPOINT_VARIABLE))
+    check_sharding_on_device(pack, workloads, request.overrides or recorded_overrides(request), device, launch.world_size)
     checkpoint_folders = request.checkpoints or recorded_checkpoint_folders(request)
     check_checkpoint_folders(pack, workloads, checkpoint_folders)
     if request.out is not None and not request.resume and launch.rank == 0:

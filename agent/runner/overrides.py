@@ -179,6 +179,32 @@ def check_inference_degrees(pack: RulePack, workload_ids: list[str], overrides: 
         )
 
 
+def check_sharding_on_device(pack: RulePack, workload_ids: list[str], overrides: dict[str, Any], device: str,
+                             processes: int) -> None:
+    """Raise AgentError when a trained workload asks for sharding stage 3 on the CPU with more than one process.
+
+    Paddle 3.3.1's stage 3 asserts a GPU, XPU or custom device, and the
+    agent's CPU fixes cover stages 1 and 2 only (agent.workloads.patches). In
+    one process PaddleNLP sets up no sharding, and the record says so.
+    """
+    if device != "cpu" or processes <= 1:
+        return
+    for workload_id in workload_ids:
+        if pack.workload(workload_id)["kind"] not in TRAINER_KINDS:
+            continue
+        values = _workload_values(pack, workload_id, overrides)
+        stage = str(values.get("sharding", "stage3" if int(values.get("sharding_stage", 0) or 0) == 3 else ""))
+        if "stage3" in stage:
+            key = "sharding" if "sharding" in values else "sharding_stage"
+            raise AgentError(
+                "sharding_stage_unsupported",
+                _("{workload}: {key} {value} (sharding stage 3) cannot run on the CPU: Paddle's stage 3 needs a GPU, "
+                  "an XPU or a custom device").format(workload=workload_id, key=key, value=values[key]),
+                _("run on the cards with --device, or use sharding stage 1 or 2 on the CPU, such as --set {key}={example}").format(
+                    key=key, example="stage2" if key == "sharding" else 2),
+            )
+
+
 def parallel_degrees_above_one(values: dict[str, Any]) -> dict[str, int]:
     """Return the parallel degrees above 1 among a workload's hyperparameter values."""
     return {key: int(values[key]) for key in DEGREE_KEYS if key in values and int(values[key]) > 1}
