@@ -183,11 +183,15 @@ def innermost_optimizer(optimizer):
     """Return the optimizer that HybridParallelOptimizer, the sharding optimizers and MixPrecisionOptimizer wrap.
 
     The wrappers forward attribute reads to the wrapped optimizer, so their
-    own attributes are read from `vars()`.
+    own attributes are read from `vars()`. Paddle's sharding stage 3 sets the
+    `_optim` of the optimizer it wraps to that optimizer itself, so the search
+    stops at an optimizer it has already seen.
     """
+    seen = {id(optimizer)}
     while True:
         attributes = vars(optimizer)
         inner = attributes.get("_inner_opt", attributes.get("_optim"))
-        if inner is None:
+        if inner is None or id(inner) in seen:
             return optimizer
+        seen.add(id(inner))
         optimizer = inner

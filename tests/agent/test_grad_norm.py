@@ -7,6 +7,7 @@ with those of Paddle's own ClipGradByGlobalNorm.
 
 import copy
 import math
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -120,6 +121,25 @@ def test_wrapped_optimizer_clip_found():
 
     assert innermost_optimizer(Wrapper(Wrapper(optimizer))) is optimizer
     assert innermost_optimizer(optimizer) is optimizer
+
+
+def test_stage3_optimizer_found():
+    # Sharding stage 3 wraps the optimizer with _OptimizerWrapper, which sets its `_optim` to the optimizer itself.
+    from paddle.distributed.fleet.meta_parallel.sharding.group_sharded_stage3 import _OptimizerWrapper
+
+    from agent.workloads.grad_norm import GradientNormCapture, innermost_optimizer
+
+    optimizer = adamw(tiny_layers(), 1.0)
+    wrapped = _OptimizerWrapper(optimizer, False, None, None, None)
+    # The search runs in a thread, so that a search that never ends fails the test instead of stopping the session.
+    found = []
+    search = threading.Thread(target=lambda: found.append(innermost_optimizer(wrapped)), daemon=True)
+    search.start()
+    search.join(timeout=30)
+
+    assert vars(wrapped)["_optim"] is wrapped
+    assert found == [optimizer], "innermost_optimizer did not return within 30 s"
+    assert GradientNormCapture(wrapped).source == "ClipGradByGlobalNorm"
 
 
 # A one-process tiny LLaMA pretraining run through the agent's train(), with a callback that reads the gradients.

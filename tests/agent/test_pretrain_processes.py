@@ -18,7 +18,7 @@ import pytest
 
 from certification.records import decode_float, read_json, read_jsonl
 
-from tests.agent.launching import kill_launcher, launch_failure, wait_for_checkpoint, worker_logs
+from tests.agent.launching import grad_norms, kill_launcher, launch_failure, wait_for_checkpoint, worker_logs
 
 REPO = Path(__file__).resolve().parents[2]
 WORKLOAD = "pretrain-llama"
@@ -214,6 +214,15 @@ def test_sharding_stage2_matches_one_process(stage2_processes, uninterrupted):
     assert trainer["sharding"] == trainer["sharding_requested"] == "stage2"
     assert trainer["parallel_degrees"] == {"data": 1, "sharding": 2, "tensor": 1, "pipeline": 1}
     assert trainer["gradient_accumulation_steps"] == 1
+
+
+def test_sharding_stage2_gradient_norm_matches(stage2_processes, uninterrupted):
+    # Each rank holds the gradients of the parameters it updates, and the clip sums their squares over the sharding group.
+    two, one = grad_norms(stage2_processes, WORKLOAD), grad_norms(uninterrupted, WORKLOAD)
+
+    assert sorted(two) == list(range(1, 41))
+    assert all(value > 0 for value in two.values())
+    assert two == pytest.approx(one, rel=1e-5)
 
 
 def test_sharding_stage2_evaluations_match(stage2_processes, uninterrupted):
