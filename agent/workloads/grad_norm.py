@@ -13,6 +13,10 @@ computes, so the norm is computed once per step and covers every rank:
 - `ClipGradByGlobalNorm` (one process, or plain data parallelism, where the
   gradients are already averaged when the optimizer runs): it is replaced by
   `RecordingGlobalNormClip`, which clips the same way and keeps the norm.
+- `GroupShardedClipGrad` (sharding stage 3, and stage 2 outside hybrid
+  parallelism or with offload): its `_dygraph_clip` is wrapped, and the
+  same norm is computed just before it, see `sharded_norm`. NOTE: no test
+  runs this path, because the agent refuses stage 3 on the CPU.
 - No clip (`max_grad_norm` 0), per-group clips or another clip class: the
   agent computes the norm itself before the optimizer step, see
   `computed_norm`.
@@ -24,6 +28,7 @@ import logging
 
 import paddle
 from paddle.distributed.fleet.meta_optimizers.dygraph_optimizer.hybrid_parallel_optimizer import HybridParallelClipGrad
+from paddle.distributed.fleet.meta_parallel.sharding.group_sharded_utils import GroupShardedClipGrad
 from paddle.nn import ClipGradByGlobalNorm
 
 logger = logging.getLogger(__name__)
@@ -53,10 +58,10 @@ class GradientNormCapture:
         if isinstance(clip, RecordingGlobalNormClip):
             clip.capture = self
             return "ClipGradByGlobalNorm"
+        if isinstance(clip, GroupShardedClipGrad):
+            self._wrap_sharded_clip(clip)
+            return "GroupShardedClipGrad"
         if clip is not None:
-            # NOTE: sharding stages 2 and 3 without hybrid parallelism, or with offload, clip with
-            # GroupShardedClipGrad, whose norm cannot be read. The agent then sums the squares of the gradients
-            # each rank has as for tensor and pipeline parallelism. No test compares that sum with the clip's norm.
             logger.warning("The gradient norm is computed by the agent, because the optimizer's clip %s does not "
                            "expose it", type(clip).__name__)
         return "agent"
@@ -70,6 +75,17 @@ class GradientNormCapture:
             self.norm = paddle.sqrt(squares_distributed + squares_replicated)
 
         clip._global_norm = reduce_and_record
+
+    def _wrap_sharded_clip(self, clip: GroupShardedClipGrad) -> None:
+        clip_gradients = clip._dygraph_clip
+
+        def record_and_clip(params_grads):
+            # GroupShardedClipGrad keeps its norm in a local variable, so the agent computes the same sum once
+            # more before it clips.
+            self.norm = sharded_norm(params_grads, clip._group)
+            return clip_gradients(params_grads)
+
+        clip._dygraph_clip = record_and_clip
 
     def before_step(self, model, hybrid_parallel: bool) -> None:
         """Compute the norm now when the optimizer's clip will not compute it, and forget the previous step's."""
@@ -144,6 +160,24 @@ def sum_of_squares(grads):
     dtype = paddle.float64 if double else paddle.float32
     partial = [paddle.stack(group).sum().astype(dtype) for group in (low, single, double) if group]
     return paddle.stack(partial).sum()
+
+
+def sharded_norm(params_grads, group):
+    """Return the global norm that GroupShardedClipGrad computes from the `(parameter, gradient)` pairs it clips.
+
+    Each rank clips the gradients of the parameters it owns (stage 2) or of its
+    slices of them (stage 3), so their squares are summed over the sharding
+    group. Stage 3 keeps small parameters whole on every rank (they have the
+    attribute `unslice`), and their squares count once.
+    """
+    clipped = [(param, grad) for param, grad in params_grads
+               if grad is not None and getattr(param, "need_clip", True) is not False]
+    owned = [grad for param, grad in clipped if not hasattr(param, "unslice")]
+    whole = [grad for param, grad in clipped if hasattr(param, "unslice")]
+    owned_sum = sum_of_squares(owned).astype("float32") if owned else paddle.zeros([], dtype="float32")
+    paddle.distributed.all_reduce(owned_sum, group=group)
+    whole_sum = sum_of_squares(whole).astype("float32") if whole else paddle.zeros([], dtype="float32")
+    return paddle.sqrt(owned_sum + whole_sum)
 
 
 def computed_norm(model, hybrid_parallel: bool):
