@@ -8,6 +8,7 @@ losses of a one-process run from the plain folder.
 """
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -144,7 +145,8 @@ def test_bad_rank_files_rejected(tmp_path, prepare, code, named):
 
     assert error.value.code == code
     assert named in error.value.message
-    assert str(folder) in error.value.message
+    # The pack names the folder relative to the data root (the repository), and the message shows that path.
+    assert str(REPO / os.path.relpath(folder, REPO)) in error.value.message
     assert error.value.hint
 
 
