@@ -181,7 +181,7 @@ def check_inference_degrees(pack: RulePack, workload_ids: list[str], overrides: 
 
 def check_sharding_on_device(pack: RulePack, workload_ids: list[str], overrides: dict[str, Any], device: str,
                              processes: int) -> None:
-    """Raise AgentError when a trained workload asks for sharding stage 3 on the CPU with more than one process.
+    """Raise AgentError when a trained workload requests sharding stage 3 on the CPU with more than one process.
 
     Paddle 3.3.1's stage 3 asserts a GPU, XPU or custom device, and the
     agent's CPU fixes cover stages 1 and 2 only (agent.workloads.patches). In
@@ -193,8 +193,11 @@ def check_sharding_on_device(pack: RulePack, workload_ids: list[str], overrides:
         if pack.workload(workload_id)["kind"] not in TRAINER_KINDS:
             continue
         values = _workload_values(pack, workload_id, overrides)
-        stage = str(values.get("sharding", "stage3" if int(values.get("sharding_stage", 0) or 0) == 3 else ""))
-        if "stage3" in stage:
+        if "sharding" in values:
+            stage_three = "stage3" in str(values["sharding"])
+        else:
+            stage_three = int(values.get("sharding_stage") or 0) == 3
+        if stage_three:
             key = "sharding" if "sharding" in values else "sharding_stage"
             raise AgentError(
                 "sharding_stage_unsupported",

@@ -456,7 +456,7 @@ def _gloo_group_keys_shared() -> bool:
     group and fails with `pair.cc:784] connect ... Connection refused` or a
     TIMEOUT. The probe forms a group of one process on a private store and
     checks for the unprefixed key "0": an integer add on it fails because
-    it holds an address, and on a missing key it returns 0. It runs once per
+    it contains an address, and on a missing key it returns 0. It runs once per
     process, because Paddle keeps each group id it has seen.
     """
     from paddle.base import core

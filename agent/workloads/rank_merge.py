@@ -9,7 +9,7 @@ safetensors shards, into a folder of parts. Global rank 0 then reads the
 ranks' parts of one tensor at a time and merges them with PaddleNLP's merge
 rules for the architecture. It writes the results as the safetensors shards
 of a folder that `from_pretrained` loads as a plain model. The
-merging process holds the shard it is filling and the parts of one tensor,
+merging process keeps in memory only the shard it is filling and the parts of one tensor,
 never the model.
 """
 

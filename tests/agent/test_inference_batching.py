@@ -129,7 +129,8 @@ def test_prefill_pads_each_row_to_its_first_token(model_and_tokenizer):
     assert prefilled.mask.numpy().sum(axis=1).tolist() == prefilled.lengths
     assert prefilled.tokens == [decode_alone(model, ids, 1)[0] for ids in prompts]
     for key, value in prefilled.cache:
-        assert bool(paddle.isfinite(key).all()) and bool(paddle.isfinite(value).all())
+        assert bool(paddle.isfinite(key).all())
+        assert bool(paddle.isfinite(value).all())
 
 
 def test_prefill_rejects_empty_prompt(model_and_tokenizer):

@@ -139,7 +139,7 @@ def test_one_process_degrees_recorded_as_one(pack, tmp_path):
 def test_sharding_stage_recorded_as_set_up(pack, tmp_path, caplog):
     from agent.workloads.training import sharding_used, training_arguments
 
-    # One process: PaddleNLP drops the requested stage, and the record says so.
+    # In one process PaddleNLP drops the requested stage, so the record shows no sharding.
     context = workload_context(pack, tmp_path, {"sharding_stage": 2})
     with caplog.at_level("WARNING", logger="agent.workloads.training"):
         recorded = sharding_used(context, training_arguments(context))

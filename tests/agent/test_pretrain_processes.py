@@ -217,7 +217,7 @@ def test_sharding_stage2_matches_one_process(stage2_processes, uninterrupted):
 
 
 def test_sharding_stage2_gradient_norm_matches(stage2_processes, uninterrupted):
-    # Each rank holds the gradients of the parameters it updates, and the clip sums their squares over the sharding group.
+    # Each rank keeps the gradients of the parameters it updates, and the clip sums their squares over the sharding group.
     two, one = grad_norms(stage2_processes, WORKLOAD), grad_norms(uninterrupted, WORKLOAD)
 
     assert sorted(two) == list(range(1, 41))
