@@ -261,7 +261,7 @@ def _mp_ops_fail_on_cpu() -> bool:
 
 
 class _CudaBuildView:
-    """A view of `paddle.base.core` that reports a CUDA build, for the build check of Paddle's stage-2 optimizer."""
+    """A view of `paddle.base.core` that reports a CUDA build, for the build checks of Paddle's sharding classes."""
 
     def __init__(self, core):
         self._core = core
@@ -316,33 +316,39 @@ def _cpu_accepted_by(module):
 
 
 def group_sharded_parallel_cpu(original):
-    """Return Paddle's `group_sharded_parallel`, extended to stage 2 on the CPU; otherwise it calls `original`.
+    """Return Paddle's `group_sharded_parallel`, extended to stages 2 and 3 on the CPU; otherwise it calls `original`.
 
-    For stage 2 (level "os" or "os_g") on the CPU, it wraps the optimizer and
-    the model in Paddle's own stage-2 classes with `device="cpu"`, as
-    `original` does on a card. Stage 3 ("p_g_os") goes to `original`, which
-    rejects the CPU. With further fixes stage 3 ran there, but its losses
-    drifted from the one-process run, because stage 3 renames the
-    parameters it slices to `slice@<name>`, and so PaddleNLP's Trainer
-    applies no weight decay to them, on any device.
+    On the CPU, stage 2 (level "os" or "os_g") wraps the optimizer and the
+    model in Paddle's own stage-2 classes, and stage 3 ("p_g_os") wraps the
+    model in `GroupShardedStage3`, all with `device="cpu"`, as `original`
+    does on a card. Stage 3 on the CPU also needs the fixes
+    `stage3_build_check_on_cpu`, `sharded_clip_on_cpu` and
+    `device2cpu_on_cpu`.
     """
     def group_sharded_parallel(model, optimizer, level, scaler=None, group=None, offload=False, sync_buffers=False,
                                buffer_max_size=2**23, segment_size=2**20, sync_comm=False, dp_group=None,
                                exclude_layer=None):
         import paddle
-        from paddle.distributed.fleet.meta_parallel.sharding import group_sharded_optimizer_stage2, group_sharded_stage2
+        from paddle.distributed.fleet.meta_parallel.sharding import (
+            group_sharded_optimizer_stage2, group_sharded_stage2, group_sharded_stage3)
         from paddle.distributed.fleet.meta_parallel.sharding.group_sharded_utils import GroupShardedScaler
 
-        if paddle.get_device() != "cpu" or level not in ("os", "os_g"):
+        if paddle.get_device() != "cpu" or level not in ("os", "os_g", "p_g_os"):
             return original(model, optimizer, level, scaler=scaler, group=group, offload=offload,
                             sync_buffers=sync_buffers, buffer_max_size=buffer_max_size, segment_size=segment_size,
                             sync_comm=sync_comm, dp_group=dp_group, exclude_layer=exclude_layer)
-        with _cpu_accepted_by(group_sharded_optimizer_stage2):
-            optimizer = group_sharded_optimizer_stage2.GroupShardedOptimizerStage2(
-                params=optimizer._parameter_list, optim=optimizer, group=group, offload=offload, dp_group=dp_group,
-                device="cpu")
-        model = group_sharded_stage2.GroupShardedStage2(model, optimizer, group=group, sync_buffers=sync_buffers,
-                                                        buffer_max_size=buffer_max_size, dp_group=dp_group, device="cpu")
+        if level == "p_g_os":
+            model = group_sharded_stage3.GroupShardedStage3(
+                model, optimizer=optimizer, group=group, sync_buffers=sync_buffers, segment_size=segment_size,
+                offload=offload, sync_comm=sync_comm, dp_group=dp_group, device="cpu", exclude_layer=exclude_layer)
+        else:
+            with _cpu_accepted_by(group_sharded_optimizer_stage2):
+                optimizer = group_sharded_optimizer_stage2.GroupShardedOptimizerStage2(
+                    params=optimizer._parameter_list, optim=optimizer, group=group, offload=offload,
+                    dp_group=dp_group, device="cpu")
+            model = group_sharded_stage2.GroupShardedStage2(model, optimizer, group=group, sync_buffers=sync_buffers,
+                                                            buffer_max_size=buffer_max_size, dp_group=dp_group,
+                                                            device="cpu")
         if isinstance(scaler, paddle.amp.GradScaler):
             scaler = GroupShardedScaler(scaler)
         return model, optimizer, scaler
@@ -400,6 +406,165 @@ def _param_storage_fails_on_cpu() -> bool:
     except (OSError, RuntimeError):
         return True
     return False
+
+
+def stage3_build_check_on_cpu(original):
+    """Return `GroupShardedStage3.__init__` that, for `device="cpu"`, passes Paddle's build check.
+
+    While `original` builds a CPU model, its module reads a CUDA build from
+    `core`. The class uses the build only for that check: its `device`
+    argument, and `paddle.get_device()` for the current device, decide where
+    it runs.
+    """
+    import inspect
+
+    from paddle.distributed.fleet.meta_parallel.sharding import group_sharded_stage3
+
+    signature = inspect.signature(original)
+
+    @functools.wraps(original)
+    def __init__(self, *args, **kwargs):
+        device = signature.bind(self, *args, **kwargs).arguments.get("device")
+        if device != "cpu":
+            return original(self, *args, **kwargs)
+        with _replaced(group_sharded_stage3, "core", _CudaBuildView(group_sharded_stage3.core)):
+            return original(self, *args, **kwargs)
+
+    return __init__
+
+
+def _stage3_rejects_cpu_build() -> bool:
+    """Return True when Paddle's `GroupShardedStage3` rejects a build without CUDA, XPU or a custom device.
+
+    Paddle 3.3.1's `GroupShardedStage3.__init__` asserts such a build before
+    anything else ("Only support CUDA / XPU / CustomDevice."). The probe
+    passes an invalid `exclude_layer`, which the constructor rejects with
+    another assertion right after the build check, before it creates a
+    communication group or touches the model.
+    """
+    from paddle.distributed.fleet.meta_parallel.sharding.group_sharded_stage3 import GroupShardedStage3
+
+    try:
+        GroupShardedStage3(None, None, device="cpu", exclude_layer="not a list")
+    except AssertionError as error:
+        return "Only support CUDA" in str(error)
+    return False
+
+
+class _CpuClipDeviceView:
+    """A view of `paddle.device` in which the CPU is named "cpu:0", so that GroupShardedClipGrad keeps its norm there."""
+
+    def __init__(self, module):
+        self._module = module
+
+    def __getattr__(self, name):
+        return getattr(self._module, name)
+
+    def get_device(self) -> str:
+        device = self._module.get_device()
+        return "cpu:0" if device == "cpu" else device
+
+
+class _CpuClipPaddleView:
+    """A view of the `paddle` module for GroupShardedClipGrad on the CPU.
+
+    Its `device.get_device()` names the CPU "cpu:0", and its `set_device`
+    accepts that name back, because Paddle's `device_guard` restores the
+    device that it read.
+    """
+
+    def __init__(self, module):
+        self._module = module
+        self.device = _CpuClipDeviceView(module.device)
+
+    def __getattr__(self, name):
+        return getattr(self._module, name)
+
+    def set_device(self, device: str):
+        return self._module.set_device("cpu" if device == "cpu:0" else device)
+
+
+def sharded_clip_on_cpu(original):
+    """Return `GroupShardedClipGrad._dygraph_clip` that, on the CPU, computes and all-reduces the norm there.
+
+    Paddle 3.3.1's clip reads a device number from its device string, which
+    "cpu" lacks (IndexError). When the current device is the CPU, it also
+    moves the norm to a GPU, XPU or custom device before the all-reduce
+    (ValueError on a CPU-only build). For a clip built for "cpu" while the
+    current device is the CPU, `original` runs with the device "cpu:0", and
+    its module sees the current device as "cpu:0" too, so the norm stays on
+    the CPU and gloo all-reduces it. Otherwise `original` runs unchanged.
+    """
+    from paddle.distributed.fleet.meta_parallel.sharding import group_sharded_utils
+
+    @functools.wraps(original)
+    def _dygraph_clip(self, params_grads):
+        if self._device != "cpu" or group_sharded_utils.paddle.get_device() != "cpu":
+            return original(self, params_grads)
+        self._device = "cpu:0"
+        try:
+            with _replaced(group_sharded_utils, "paddle", _CpuClipPaddleView(group_sharded_utils.paddle)):
+                return original(self, params_grads)
+        finally:
+            self._device = "cpu"
+
+    return _dygraph_clip
+
+
+def _sharded_clip_fails_on_cpu() -> bool:
+    """Return True when the current device is the CPU and Paddle's `GroupShardedClipGrad` cannot clip there.
+
+    Stage 3 builds the clip with `paddle.get_device()`, here "cpu". Paddle
+    3.3.1 raises IndexError on reading a device number from it, and without
+    that fault would raise ValueError on moving the norm to a card. The probe
+    clips no gradients, for a group that this process is not a member of, so
+    that a Paddle without either fault skips the all-reduce.
+    """
+    import paddle
+    from paddle.distributed.fleet.meta_parallel.sharding.group_sharded_utils import GroupShardedClipGrad
+
+    if paddle.get_device() != "cpu":
+        return False
+    outside = SimpleNamespace(is_member=lambda: False, name="agent-probe", id=-1, ranks=[], nranks=0, rank=-1)
+    clip = GroupShardedClipGrad(paddle.nn.ClipGradByGlobalNorm(1.0), "cpu", outside)
+    try:
+        clip._dygraph_clip([])
+    except (IndexError, ValueError):
+        return True
+    return False
+
+
+def device2cpu_on_cpu(original):
+    """Return stage 3's `_device2cpu` that, for a CPU tensor, returns a copy before it clears the tensor.
+
+    `original` copies a tensor to host memory with `.cpu()` and then clears
+    the tensor. For a CPU tensor `.cpu()` shares the memory, so the copy is
+    cleared too. Stage 3 calls it with offload, and when the Trainer gathers
+    the whole parameters to save a checkpoint.
+    """
+    @functools.wraps(original)
+    def _device2cpu(trans_param, convert_dtype=False):
+        if not trans_param.place.is_cpu_place():
+            return original(trans_param, convert_dtype)
+        import paddle
+        from paddle.distributed.fleet.meta_parallel.sharding.group_sharded_utils import Type
+
+        if convert_dtype:
+            trans_param = paddle.cast(trans_param, Type.fp32.value)
+        copy = trans_param.detach().clone()
+        trans_param._clear_data()
+        return copy
+
+    return _device2cpu
+
+
+def _device2cpu_loses_cpu_tensor() -> bool:
+    """Return True when Paddle's stage-3 `_device2cpu` returns an empty tensor for a CPU tensor (Paddle 3.3.1 does)."""
+    import paddle
+    from paddle.distributed.fleet.meta_parallel.sharding import group_sharded_stage3
+
+    moved = group_sharded_stage3._device2cpu(paddle.ones([2]).cpu())
+    return not moved._is_initialized()
 
 
 # The TCPStores of the gloo groups that this process created, kept alive for as long as their groups.
@@ -526,6 +691,25 @@ def apply() -> list[str]:
         ParamStorage.add_rank_params = param_storage_on_cpu(ParamStorage.add_rank_params)
         APPLIED.append("param_storage_on_cpu")
         logger.debug("patched Paddle's stage-2 ParamStorage to keep CPU parameters in place")
+
+    if "stage3_build_check_on_cpu" not in APPLIED and _stage3_rejects_cpu_build():
+        from paddle.distributed.fleet.meta_parallel.sharding.group_sharded_stage3 import GroupShardedStage3
+
+        GroupShardedStage3.__init__ = stage3_build_check_on_cpu(GroupShardedStage3.__init__)
+        APPLIED.append("stage3_build_check_on_cpu")
+        logger.debug("patched Paddle's GroupShardedStage3 to accept the CPU")
+    if "sharded_clip_on_cpu" not in APPLIED and _sharded_clip_fails_on_cpu():
+        from paddle.distributed.fleet.meta_parallel.sharding.group_sharded_utils import GroupShardedClipGrad
+
+        GroupShardedClipGrad._dygraph_clip = sharded_clip_on_cpu(GroupShardedClipGrad._dygraph_clip)
+        APPLIED.append("sharded_clip_on_cpu")
+        logger.debug("patched Paddle's GroupShardedClipGrad to keep the norm on the CPU")
+    if "device2cpu_on_cpu" not in APPLIED and _device2cpu_loses_cpu_tensor():
+        from paddle.distributed.fleet.meta_parallel.sharding import group_sharded_stage3
+
+        group_sharded_stage3._device2cpu = device2cpu_on_cpu(group_sharded_stage3._device2cpu)
+        APPLIED.append("device2cpu_on_cpu")
+        logger.debug("patched Paddle's stage-3 _device2cpu to copy a CPU tensor before clearing it")
 
     if "gloo_group_store" not in APPLIED and _gloo_group_keys_shared():
         import paddle.distributed.collective as collective

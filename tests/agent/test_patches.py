@@ -1,4 +1,4 @@
-"""The MoE routing fix: the same slots as a plain loop over choices and tokens, in int64 throughout."""
+"""Fixes of the installed Paddle stack: the MoE routing slots, sharding on the CPU, and the probes that switch them on."""
 
 import numpy as np
 import pytest
@@ -83,3 +83,75 @@ def test_cause_cpu_copy_shares_memory():
     source._clear_data()
 
     assert not copy._is_initialized()
+
+
+def test_stage3_fixes_leave_no_fault():
+    applied = patches.apply()
+
+    if paddle.get_device() == "cpu":
+        assert {"stage3_build_check_on_cpu", "sharded_clip_on_cpu", "device2cpu_on_cpu"} <= set(applied)
+    assert not patches._stage3_rejects_cpu_build()
+    assert not patches._sharded_clip_fails_on_cpu()
+    assert not patches._device2cpu_loses_cpu_tensor()
+
+
+def test_stage3_build_check_passes_for_cpu_only():
+    from paddle.distributed.fleet.meta_parallel.sharding.group_sharded_stage3 import GroupShardedStage3
+
+    patches.apply()
+
+    # An invalid exclude_layer is rejected right after the build check, so reaching that assertion means the check passed.
+    with pytest.raises(AssertionError, match="exclude_layers"):
+        GroupShardedStage3(None, None, device="cpu", exclude_layer="not a list")
+    if not paddle.is_compiled_with_cuda():
+        with pytest.raises(AssertionError, match="Only support CUDA"):
+            GroupShardedStage3(None, None, device="gpu", exclude_layer="not a list")
+
+
+def test_stage3_device2cpu_keeps_cpu_values():
+    from paddle.distributed.fleet.meta_parallel.sharding import group_sharded_stage3
+
+    patches.apply()
+    source = paddle.to_tensor([1.0, -2.5, 3.0]).cpu()
+
+    moved = group_sharded_stage3._device2cpu(source)
+
+    assert moved.place.is_cpu_place()
+    assert np.array_equal(moved.numpy(), np.array([1.0, -2.5, 3.0], dtype="float32"))
+    assert not source._is_initialized()
+
+
+def test_stage3_device2cpu_converts_to_float32():
+    from paddle.distributed.fleet.meta_parallel.sharding import group_sharded_stage3
+
+    patches.apply()
+    source = paddle.to_tensor([1.0, -2.5, 3.0], dtype="float16").cpu()
+
+    moved = group_sharded_stage3._device2cpu(source, convert_dtype=True)
+
+    # As in Paddle, the float32 cast is cleared, not the float16 source.
+    assert moved.dtype == paddle.float32
+    assert np.array_equal(moved.numpy(), np.array([1.0, -2.5, 3.0], dtype="float32"))
+    assert source._is_initialized()
+
+
+def test_sharded_clip_scales_on_cpu():
+    from types import SimpleNamespace
+
+    from paddle.distributed.fleet.meta_parallel.sharding.group_sharded_utils import GroupShardedClipGrad
+
+    patches.apply()
+    # A group this process is not a member of: Paddle's all-reduce returns at once, so the norm is this process's own.
+    outside = SimpleNamespace(is_member=lambda: False, name="outside", id=-1, ranks=[], nranks=0, rank=-1)
+    clip = GroupShardedClipGrad(paddle.nn.ClipGradByGlobalNorm(1.0), "cpu", outside)
+    sliced = paddle.create_parameter([2], "float32")
+    whole = paddle.create_parameter([1], "float32")
+    whole.unslice = True
+
+    clipped = clip._dygraph_clip([(sliced, paddle.to_tensor([3.0, 0.0])), (whole, paddle.to_tensor([4.0]))])
+
+    # The global norm is sqrt(3^2 + 4^2) = 5, so every gradient is scaled by 1 / 5.
+    assert np.allclose(clipped[0][1].numpy(), [0.6, 0.0])
+    assert np.allclose(clipped[1][1].numpy(), [0.8])
+    assert paddle.get_device() == "cpu"
+    assert clip._device == "cpu"
