@@ -181,30 +181,30 @@ def check_inference_degrees(pack: RulePack, workload_ids: list[str], overrides: 
 
 def check_sharding_on_device(pack: RulePack, workload_ids: list[str], overrides: dict[str, Any], device: str,
                              processes: int) -> None:
-    """Raise AgentError when a trained workload requests sharding stage 3 on the CPU with more than one process.
+    """Raise AgentError when a trained workload requests sharding stage 3 with offload on the CPU with more than one process.
 
-    Paddle 3.3.1's stage 3 asserts a GPU, XPU or custom device, and the
-    agent's CPU fixes cover stages 1 and 2 only (agent.workloads.patches). In
-    one process PaddleNLP sets up no sharding, and the record says so.
+    With the agent's CPU fixes (agent.workloads.patches) stage 3 runs on the
+    CPU, but Paddle 3.3.1's stage 3 with offload moves each offloaded slice
+    back with `tensor.to("cpu:0")` before it gathers the parameter, and Paddle
+    rejects that device name (ValueError). Only PaddleNLP's `sharding`
+    string can request offload. In one process PaddleNLP sets up no
+    sharding, and config.json records that.
     """
     if device != "cpu" or processes <= 1:
         return
     for workload_id in workload_ids:
         if pack.workload(workload_id)["kind"] not in TRAINER_KINDS:
             continue
-        values = _workload_values(pack, workload_id, overrides)
-        if "sharding" in values:
-            stage_three = "stage3" in str(values["sharding"])
-        else:
-            stage_three = int(values.get("sharding_stage") or 0) == 3
-        if stage_three:
-            key = "sharding" if "sharding" in values else "sharding_stage"
+        value = str(_workload_values(pack, workload_id, overrides).get("sharding", ""))
+        options = value.split()
+        if "stage3" in options and "offload" in options:
             raise AgentError(
                 "sharding_stage_unsupported",
-                _("{workload}: {key} {value} (sharding stage 3) cannot run on the CPU: Paddle's stage 3 needs a GPU, "
-                  "an XPU or a custom device").format(workload=workload_id, key=key, value=values[key]),
-                _("run on the cards with --device, or use sharding stage 1 or 2 on the CPU, such as --set {key}={example}").format(
-                    key=key, example="stage2" if key == "sharding" else 2),
+                _("{workload}: sharding {value} (sharding stage 3 with offload) cannot run on the CPU: Paddle's "
+                  "stage 3 moves offloaded parameters to a device named \"cpu:0\", which Paddle rejects").format(
+                    workload=workload_id, value=repr(value)),
+                _("leave out offload, which moves parameters to host memory, where a CPU run keeps them anyway: "
+                  "--set sharding={example}").format(example=" ".join(option for option in options if option != "offload")),
             )
 
 

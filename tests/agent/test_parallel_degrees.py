@@ -148,21 +148,34 @@ def test_sharding_stage_recorded_as_set_up(pack, tmp_path, caplog):
     assert "sharding 'stage2' was asked for, but PaddleNLP set up none" in caplog.text
 
 
-def test_cpu_sharding_stage3_rejected(pack):
+def test_cpu_sharding_stage3_offload_rejected():
     from agent.runner.overrides import check_sharding_on_device
 
+    standard = load_rule_pack("standard-2024.1")
     with pytest.raises(AgentError) as error:
-        check_sharding_on_device(pack, PLANNED, {"sharding_stage": 3}, "cpu", 2)
+        check_sharding_on_device(standard, ["pretrain-llama1-13b"], {"sharding": "stage3 offload"}, "cpu", 2)
 
     assert error.value.code == "sharding_stage_unsupported"
-    assert "pretrain-llama: sharding_stage 3 (sharding stage 3) cannot run on the CPU" in error.value.message
-    assert "--set sharding_stage=2" in error.value.hint
+    assert "pretrain-llama1-13b: sharding 'stage3 offload' (sharding stage 3 with offload) cannot run on the CPU" in error.value.message
+    assert "--set sharding=stage3" in error.value.hint
 
 
 @pytest.mark.parametrize(("overrides", "device", "processes"), [
-    ({"sharding_stage": 2}, "cpu", 2), ({"sharding_stage": 3}, "gpu", 2), ({"sharding_stage": 3}, "cpu", 1),
+    ({"sharding_stage": 2}, "cpu", 2), ({"sharding_stage": 3}, "cpu", 2), ({"sharding_stage": 3}, "gpu", 2),
+    ({"sharding_stage": 3}, "cpu", 1),
 ])
 def test_sharding_stage_accepted(pack, overrides, device, processes):
     from agent.runner.overrides import check_sharding_on_device
 
     check_sharding_on_device(pack, PLANNED, overrides, device, processes)
+
+
+@pytest.mark.parametrize(("overrides", "device", "processes"), [
+    ({"sharding": "stage3"}, "cpu", 2), ({"sharding": "stage2 offload"}, "cpu", 2),
+    ({"sharding": "stage3 offload"}, "gpu", 2), ({"sharding": "stage3 offload"}, "cpu", 1),
+])
+def test_sharding_string_accepted(overrides, device, processes):
+    from agent.runner.overrides import check_sharding_on_device
+
+    standard = load_rule_pack("standard-2024.1")
+    check_sharding_on_device(standard, ["pretrain-llama1-13b"], overrides, device, processes)
