@@ -15,8 +15,7 @@ computes, so the norm is computed once per step and covers every rank:
   `RecordingGlobalNormClip`, which clips the same way and keeps the norm.
 - `GroupShardedClipGrad` (sharding stage 3, and stage 2 outside hybrid
   parallelism or with offload): its `_dygraph_clip` is wrapped, and the
-  same norm is computed just before it, see `sharded_norm`. NOTE: no test
-  runs this path, because the agent refuses stage 3 on the CPU.
+  same norm is computed just before it, see `sharded_norm`.
 - No clip (`max_grad_norm` 0), per-group clips or another clip class: the
   agent computes the norm itself before the optimizer step, see
   `computed_norm`.

@@ -391,6 +391,8 @@ class TimedStepRecorder(TrainerCallback):
     def on_train_begin(self, args, state, control, optimizer=None, **kwargs):
         # The Trainer has built and wrapped its optimizer by now, so the clip in use is the one it will run.
         self.gradient_norm = GradientNormCapture(optimizer)
+        logger.info("%s: grad_norm comes from %s", self.context.workload_id,
+                    "the agent's own computation" if self.gradient_norm.source == "agent" else self.gradient_norm.source)
 
     def on_optimizer_begin(self, args, state, control, optimizer=None, model=None, **kwargs):
         self.learning_rate = float(optimizer.get_lr())

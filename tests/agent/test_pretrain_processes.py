@@ -2,9 +2,8 @@
 
 A run killed with SIGKILL after a checkpoint and resumed with --resume, and
 runs of two CPU processes under `paddle.distributed.launch` (data parallel,
-sharding stages 1 and 2, and killed and resumed), all give the uninterrupted
-run's loss curve. Sharding stage 3, which Paddle rejects on the CPU, is refused
-before the run folder is created. Tensor parallelism is tested in
+sharding stages 1, 2 and 3, and killed and resumed, also under stage 3), all
+give the uninterrupted run's loss curve. Tensor parallelism is tested in
 test_tensor_parallel.py.
 """
 
@@ -245,12 +244,13 @@ def test_sharding_stage2_records(stage2_processes):
     assert read_json(stage2_processes / "workloads" / WORKLOAD / "result.json")["status"] == "completed"
 
 
-@pytest.fixture(scope="module")
-def launched_killed_and_resumed(tmp_path_factory):
-    """Kill the launcher and both workers with SIGKILL after the step-20 checkpoint, then resume under the launcher."""
-    folder = tmp_path_factory.mktemp("launch-resume")
+def kill_and_resume(folder: Path, *extra: str) -> tuple[Path, int]:
+    """Kill the launcher and both workers with SIGKILL after the step-20 checkpoint, then resume under the launcher.
+
+    Return the run folder and the number of steps recorded at the kill.
+    """
     out = folder / "run"
-    process = subprocess.Popen(launch_command(folder / "logs", out, "--set", "per_device_train_batch_size=2"), cwd=REPO, env=environment(),
+    process = subprocess.Popen(launch_command(folder / "logs", out, *extra), cwd=REPO, env=environment(),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_checkpoint(process, out / "events.jsonl", KILL_AFTER_CHECKPOINT)
@@ -258,10 +258,15 @@ def launched_killed_and_resumed(tmp_path_factory):
         kill_launcher(process)
     steps_at_kill = len(read_jsonl(out / "workloads" / WORKLOAD / "steps.jsonl"))
 
-    resumed = subprocess.run(launch_command(folder / "logs-resume", out, "--set", "per_device_train_batch_size=2", "--resume"),
+    resumed = subprocess.run(launch_command(folder / "logs-resume", out, *extra, "--resume"),
                              cwd=REPO, env=environment(), capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, launch_failure(resumed, folder / "logs-resume")
     return out, steps_at_kill
+
+
+@pytest.fixture(scope="module")
+def launched_killed_and_resumed(tmp_path_factory):
+    return kill_and_resume(tmp_path_factory.mktemp("launch-resume"), "--set", "per_device_train_batch_size=2")
 
 
 def test_launched_resume_reproduces_loss_curve(launched_killed_and_resumed, uninterrupted):
@@ -280,10 +285,52 @@ def test_launched_resume_reproduces_loss_curve(launched_killed_and_resumed, unin
     assert read_json(run / "environment.json")["device"]["processes"] == 2
 
 
-def test_cpu_sharding_stage3_rejected_before_the_run(tmp_path):
-    completed = launch(tmp_path, "--set", "sharding_stage=3", "--set", "per_device_train_batch_size=2")
+@pytest.fixture(scope="module")
+def stage3_processes(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sharding3")
+    completed = launch(folder, "--set", "sharding_stage=3", "--set", "per_device_train_batch_size=2")
+    assert completed.returncode == 0, launch_failure(completed, folder / "logs")
+    return folder
 
-    # Both ranks stop with exit code 2, but the launcher may stop the second with SIGTERM first and report that.
-    assert completed.returncode in (2, 256 - 15), completed.stderr[-3000:]
-    assert "error[sharding_stage_unsupported]" in worker_logs(tmp_path / "logs")
-    assert not (tmp_path / "run").exists()
+
+def test_sharding_stage3_matches_one_process(stage3_processes, uninterrupted):
+    run = stage3_processes / "run"
+    two, one = losses(run), losses(uninterrupted)
+    trainer = read_json(run / "workloads" / WORKLOAD / "config.json")["trainer"]
+
+    assert sorted(two) == list(range(1, 41))
+    assert two == pytest.approx(one, rel=1e-5)
+    assert trainer["sharding"] == trainer["sharding_requested"] == "stage3"
+    assert trainer["parallel_degrees"] == {"data": 1, "sharding": 2, "tensor": 1, "pipeline": 1}
+
+
+def test_sharding_stage3_gradient_norm_matches(stage3_processes, uninterrupted):
+    # Stage 3 clips with GroupShardedClipGrad, and the agent sums the same squares just before it (sharded_norm).
+    two, one = grad_norms(stage3_processes / "run", WORKLOAD), grad_norms(uninterrupted, WORKLOAD)
+
+    assert "pretrain-llama: grad_norm comes from GroupShardedClipGrad" in worker_logs(stage3_processes / "logs", tail=10**7)
+    assert sorted(two) == list(range(1, 41))
+    assert all(value > 0 for value in two.values())
+    assert two == pytest.approx(one, rel=1e-5)
+
+
+def test_sharding_stage3_evaluations_match(stage3_processes, uninterrupted):
+    folder, reference = stage3_processes / "run" / "workloads" / WORKLOAD, uninterrupted / "workloads" / WORKLOAD
+    validation, expected = read_json(folder / "validation.json"), read_json(reference / "validation.json")
+
+    assert validation["tokens"] == expected["tokens"]
+    assert decode_float(validation["loss"]) == pytest.approx(decode_float(expected["loss"]), abs=1e-5)
+    assert read_jsonl(folder / "lambada.jsonl") == read_jsonl(reference / "lambada.jsonl")
+    assert read_json(folder / "result.json")["status"] == "completed"
+
+
+def test_sharding_stage3_resume_reproduces_loss_curve(tmp_path, uninterrupted):
+    run, steps_at_kill = kill_and_resume(tmp_path, "--set", "sharding_stage=3", "--set", "per_device_train_batch_size=2")
+    events = [event for event in read_jsonl(run / "events.jsonl") if event["event"] != "heartbeat"]
+    resume = next(event for event in events if event["event"] == "workload_start" and "resumed_from_step" in event)
+
+    assert KILL_AFTER_CHECKPOINT <= steps_at_kill < 40
+    assert resume["resumed_from_step"] == KILL_AFTER_CHECKPOINT
+    assert sorted(losses(run)) == list(range(1, 41))
+    assert losses(run) == pytest.approx(losses(uninterrupted), rel=1e-5)
+    assert read_json(run / "workloads" / WORKLOAD / "config.json")["trainer"]["sharding"] == "stage3"
