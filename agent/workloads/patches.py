@@ -492,7 +492,7 @@ def sharded_clip_on_cpu(original):
     moves the norm to a GPU, XPU or custom device before the all-reduce
     (ValueError on a CPU-only build). For a clip built for "cpu" while the
     current device is the CPU, `original` runs with the device "cpu:0", and
-    its module sees the current device as "cpu:0" too, so the norm stays on
+    its module reads the current device as "cpu:0" too, so the norm stays on
     the CPU and gloo all-reduces it. Otherwise `original` runs unchanged.
     """
     from paddle.distributed.fleet.meta_parallel.sharding import group_sharded_utils
