@@ -559,10 +559,15 @@ def device2cpu_on_cpu(original):
 
 
 def _device2cpu_loses_cpu_tensor() -> bool:
-    """Return True when Paddle's stage-3 `_device2cpu` returns an empty tensor for a CPU tensor (Paddle 3.3.1 does)."""
+    """Return True when the current device is the CPU and Paddle's stage-3 `_device2cpu` empties a CPU tensor's copy.
+
+    Paddle 3.3.1 does. The fix is meant for CPU runs, so on other devices the probe reports no fault.
+    """
     import paddle
     from paddle.distributed.fleet.meta_parallel.sharding import group_sharded_stage3
 
+    if paddle.get_device() != "cpu":
+        return False
     moved = group_sharded_stage3._device2cpu(paddle.ones([2]).cpu())
     return not moved._is_initialized()
 
