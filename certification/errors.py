@@ -28,7 +28,7 @@ BUNDLE_ERRORS: dict[str, tuple[str, str]] = {
     "member_link": ("archive member is a link: {value}", "bundles contain regular files only"),
     "member_special": ("archive member is a device, FIFO or other special file: {value}", "bundles contain regular files only"),
     "member_type_unsupported": ("archive member has an unsupported type: {value}", "bundles contain regular files and folders only"),
-    "member_truncated": ("archive member is shorter than its header says: {value}", "the file was cut off; copy or download it again"),
+    "member_truncated": ("archive member is shorter than its header says (bytes read / bytes in the header): {value}", "the file was cut off; copy or download it again"),
     "member_nested_archive": ("archive member is itself an archive or compressed file: {value}", "bundles hold plain records; nothing inside is expanded, so leave such files out of the run folder"),
     "folder_has_content": ("a folder entry of the archive carries data: {value}", "the archive was not written by the bundler; pack the run again"),
     "path_not_utf8": ("archive member name is not valid UTF-8: {value}", "rename the file in the run folder with a UTF-8 name and pack it again"),

@@ -32,7 +32,7 @@ REJECTION_MESSAGES = {
     "member_link": _("The archive contains a link: %(value)s. Bundles contain regular files only; pack the run folder again."),
     "member_special": _("The archive contains a device, FIFO or other special file: %(value)s. Bundles contain regular files only; pack the run folder again."),
     "member_type_unsupported": _("The archive contains an entry of an unsupported type: %(value)s. Pack the run folder again with the agent."),
-    "member_truncated": _("A file in the archive is shorter than its header says: %(value)s. The upload was cut off or the file damaged; upload the bundle again."),
+    "member_truncated": _("A file in the archive is shorter than its header says (bytes received / bytes in the header): %(value)s. The upload was cut off or the file damaged; upload the bundle again."),
     "member_nested_archive": _("The archive contains another archive or compressed file: %(value)s. Leave such files out of the run folder, pack again and upload."),
     "folder_has_content": _("A folder entry of the archive carries data: %(value)s. The archive was not written by the agent; pack the run folder again."),
     "path_not_utf8": _("A file name in the archive is not valid UTF-8: %(value)s. Rename the file in the run folder, pack again and upload."),
