@@ -233,10 +233,10 @@ class _Pass:
         self._check_unique(info.name)
         if info.isdir():
             if info.size:
-                raise BundleError("folder_has_content", f"{info.name} ({info.size} bytes)")
+                raise BundleError("folder_has_content", f"{info.name} ({info.size} B)")
             self.index.folders.add(info.name)
         elif info.size > self.limits.max_member_bytes:
-            raise BundleError("member_too_large", f"{info.name} ({info.size} bytes)")
+            raise BundleError("member_too_large", f"{info.name} ({info.size} B)")
         self._check_header(info)
         if not info.isdir():
             self._hash_data(info)
@@ -264,7 +264,7 @@ class _Pass:
         while remaining:
             count = self.reader.readinto(view[:min(remaining, READ_BLOCK_BYTES)])
             if not count:
-                raise BundleError("member_truncated", f"{info.name}: {info.size - remaining} of {info.size} bytes")
+                raise BundleError("member_truncated", f"{info.name}: {info.size - remaining} B / {info.size} B")
             if first:
                 self._check_nested(info.name, bytes(view[:count]))
                 first = False

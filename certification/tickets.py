@@ -158,11 +158,11 @@ def check_fits(ticket: Ticket, manifest: dict[str, Any], received_at: datetime) 
     claims = ticket.claims
     vendor = _vendor_name(manifest.get("vendor"))
     if vendor != claims["vendor"]:
-        raise TicketError("ticket_vendor_mismatch", f"ticket {claims['vendor']!r}, bundle {vendor!r}")
+        raise TicketError("ticket_vendor_mismatch", f"{claims['vendor']!r} / {vendor!r}")
     card = manifest.get("card") if isinstance(manifest.get("card"), dict) else {}
     named = {"model": str(card.get("model", "")), "serial": str(card.get("serial", ""))}
     if named != claims["card"]:
-        raise TicketError("ticket_card_mismatch", f"ticket {claims['card']['model']} serial {claims['card']['serial']}, bundle {named['model']} serial {named['serial']}")
+        raise TicketError("ticket_card_mismatch", f"{claims['card']['model']} ({claims['card']['serial']}) / {named['model']} ({named['serial']})")
     _check_scope(claims, manifest)
     _check_times(ticket, manifest, received_at)
 
@@ -170,21 +170,28 @@ def check_fits(ticket: Ticket, manifest: dict[str, Any], received_at: datetime) 
 def _check_scope(claims: dict, manifest: dict) -> None:
     run = manifest.get("run") or {}
     if manifest.get("rule_pack") != claims["rule_pack"]:
-        raise TicketError("ticket_scope_mismatch", f"rule pack {claims['rule_pack']['name']} in the ticket, {manifest.get('rule_pack', {}).get('name')} in the bundle")
+        raise TicketError("ticket_scope_mismatch", f"rule_pack {_pack_label(claims['rule_pack'])} / {_pack_label(manifest.get('rule_pack'))}")
     tracks = run.get("tracks") or []
     if claims["track"] not in tracks:
-        raise TicketError("ticket_scope_mismatch", f"track {claims['track']} in the ticket, {', '.join(map(str, tracks)) or 'none'} in the bundle")
+        raise TicketError("ticket_scope_mismatch", f"track {claims['track']} / {', '.join(map(str, tracks)) or '-'}")
     if run.get("level") != claims["level"]:
-        raise TicketError("ticket_scope_mismatch", f"level {claims['level']} in the ticket, {run.get('level')} in the bundle")
+        raise TicketError("ticket_scope_mismatch", f"level {claims['level']} / {run.get('level')}")
+
+
+def _pack_label(rule_pack: Any) -> str:
+    """Return the pack's name and the first 12 hex digits of its sha256, so two packs of one name still read apart, or "-" for none."""
+    if not isinstance(rule_pack, dict):
+        return "-"
+    return f"{rule_pack.get('name')} ({str(rule_pack.get('sha256'))[:12]})"
 
 
 def _check_times(ticket: Ticket, manifest: dict, received_at: datetime) -> None:
     if received_at > ticket.expires_at:
         raise TicketError("ticket_expired", ticket.claims["expires_at"])
-    claimed = {"run started_at": (manifest.get("run") or {}).get("started_at"), "bundle created_at": manifest.get("created_at")}
+    claimed = {"run.started_at": (manifest.get("run") or {}).get("started_at"), "created_at": manifest.get("created_at")}
     for label, text in claimed.items():
         if text and _parse_time(text, "ticket_not_yet_valid") < ticket.issued_at:
-            raise TicketError("ticket_not_yet_valid", f"{label} {text}, ticket issued at {ticket.claims['issued_at']}")
+            raise TicketError("ticket_not_yet_valid", f"{label} {text} < issued_at {ticket.claims['issued_at']}")
 
 
 def check_run_fits(ticket: Ticket, *, vendor: str, card_model: str, card_serial: str,

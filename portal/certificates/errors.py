@@ -28,6 +28,13 @@ CERTIFICATE_ERRORS = {
     "not_staff_revoke": ErrorSpec(403, _("Only certification staff can revoke certificates; %(user)s is not staff.")),
     "credential_invalid": ErrorSpec(400, _("The credential could not be verified: %(reason)s. Upload the JSON file downloaded from the certificate page.")),
     "filter_text_invalid": ErrorSpec(400, _("The filter %(name)s=%(value)s contains control characters and was ignored. Search with plain text.")),
+    "filter_not_listed": ErrorSpec(
+        400,
+        _("No certificate matches the filter %(name)s=%(value)s, so it was ignored. Use one of: %(known)s, or leave %(name)s out to list every certificate."),
+    ),
+    "filter_not_listed_none_issued": ErrorSpec(
+        400, _("No certificate matches the filter %(name)s=%(value)s, so it was ignored. No certificate has been issued yet, so leave %(name)s out.")
+    ),
     "already_revoked": ErrorSpec(409, _("Certificate %(number)s was already revoked on %(revoked_at)s.")),
     "key_compromised": ErrorSpec(
         400,

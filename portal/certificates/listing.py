@@ -37,17 +37,18 @@ class ListingFilters:
     def from_params(cls, params) -> tuple[ListingFilters, list[PortalError]]:
         """Read filters from query parameters.
 
-        An invalid value is left out of the filters and returned as an error
-        naming it, so the page can name what it ignored.
+        An invalid value, or a vendor or rule pack that no certificate has, is
+        left out of the filters and returned as an error naming it, so the page
+        can name what it ignored.
         """
         errors: list[PortalError] = []
         level = read_choice(params, "level", ("1", "2", "3"), errors)
         filters = cls(
             query=_text(params, "q", 200, errors),
-            vendor=_text(params, "vendor", 200, errors),
+            vendor=_listed(_text(params, "vendor", 200, errors), "vendor", "card__vendor__slug", errors),
             track=read_choice(params, "track", tuple(Track.values), errors),
             level=int(level) if level else None,
-            rule_pack=_text(params, "rule_pack", 100, errors),
+            rule_pack=_listed(_text(params, "rule_pack", 100, errors), "rule_pack", "rule_pack__name", errors),
             status=read_choice(params, "status", STATUS_FILTERS, errors) or "all",
         )
         return filters, errors
@@ -66,6 +67,22 @@ def _text(params, name: str, limit: int, errors: list) -> str:
         errors.append(CertificateError("filter_text_invalid", name=name, value=shown_value(value)))
         return ""
     return value[:limit]
+
+
+def _listed(value: str, name: str, field: str, errors: list) -> str:
+    """Return `value` when a certificate has it in `field`, or "" after appending to `errors` an error that names the values certificates have.
+
+    Without this check a mistyped vendor slug or rule-pack name would list no
+    rows and give no reason.
+    """
+    if value == "" or Certificate.objects.filter(**{field: value}).exists():
+        return value
+    known = list(Certificate.objects.values_list(field, flat=True).distinct().order_by(field))
+    if not known:
+        errors.append(CertificateError("filter_not_listed_none_issued", name=name, value=shown_value(value)))
+    else:
+        errors.append(CertificateError("filter_not_listed", name=name, value=shown_value(value), known=", ".join(known)))
+    return ""
 
 
 def page_count(filters: ListingFilters) -> int:

@@ -27,7 +27,7 @@ from portal.certificates.services import issue_certificate, revoke_certificate
 from portal.errors import PortalError
 from portal.links import public_base_url
 from portal.permissions import staff_required
-from portal.query_params import ParameterError, read_page
+from portal.query_params import ParameterError, read_page, response_status
 from portal.registry.models import Card
 from portal.submissions.models import Submission
 from portal.submissions.views import IssueForm
@@ -40,10 +40,11 @@ CREDENTIAL_MAX_BYTES = 256 * 1024
 def certificate_list(request):
     """Render the public listing in pages of LISTING_PAGE_SIZE rows; the static site export gets every row on one page.
 
-    An invalid filter is left out and named in a message above the rows, so an
-    old or mistyped link still shows the listing. An invalid page is named the
-    same way, with HTTP 400 (not a whole number from 1) or 404 (past the last
-    page), and page 1 or the last page is shown instead.
+    An invalid filter, or a vendor or rule pack that no certificate has, is left
+    out and named in a message above the rows with HTTP 400, so an old or
+    mistyped link still shows the listing. An invalid page is named the same
+    way, with HTTP 400 (not a whole number from 1) or 404 (past the last page),
+    and page 1 or the last page is shown instead.
     The rows, filters and page links are cached per language, filters and page
     until the data changes (portal.certificates.listing_cache).
     """
@@ -54,8 +55,9 @@ def certificate_list(request):
     page_number, page_error = _read_page(request, filters)
     key = listing_cache_key("list", get_language(), filters, page_number)
     body = cached_listing(key, lambda: render_to_string("certificates/listing_body.html", _listing_context(filters, page_number), request=request))
-    context = {"body": body, "errors": errors + ([page_error] if page_error else []), "page_error": page_error, "shown_page": page_number}
-    return render(request, "certificates/list.html", context, status=page_error.status if page_error else 200)
+    errors += [page_error] if page_error else []
+    context = {"body": body, "errors": errors, "page_error": page_error, "shown_page": page_number}
+    return render(request, "certificates/list.html", context, status=response_status(errors))
 
 
 def _read_page(request, filters: ListingFilters) -> tuple[int, ParameterError | None]:

@@ -84,7 +84,7 @@ def _claim(submission: Submission, ticket_id: str, nonce: str) -> RunTicket:
     if ticket is None:
         raise TicketError("ticket_unknown", ticket_id)
     if ticket.vendor_id != submission.vendor_id:
-        raise TicketError("ticket_vendor_mismatch", f"ticket {ticket.vendor.slug}, upload {submission.vendor.slug}")
+        raise TicketError("ticket_vendor_mismatch", f"{ticket.vendor.slug!r} / {submission.vendor.slug!r}")
     if ticket.used_by_id not in (None, submission.pk):
         raise TicketError("ticket_reused", ticket_id)
     if ticket.used_by_id is None:

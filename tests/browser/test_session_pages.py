@@ -31,6 +31,12 @@ def issued_certificate(world, bundles):
     return issue_certificate(submission=submission, track="finetuning", level=1, issued_by=world["staff"])
 
 
+def listing_alert(page, query: str) -> tuple[int, str]:
+    """Open the listing with `query` and return the HTTP status and the text of its error message."""
+    response = page.goto(f"/?{query}")
+    return response.status, page.inner_text("main p.error[role=alert]")
+
+
 @pytest.mark.parametrize("value, status, chinese, english", [
     ("999", 404, "不存在", "does not exist"),
     ("abc", 400, "无效", "is invalid"),
@@ -38,21 +44,34 @@ def issued_certificate(world, bundles):
 def test_listing_page_error_message(page, world, bundles, value, status, chinese, english):
     certificate = issued_certificate(world, bundles)
 
-    response = page.goto(f"/?page={value}")
-    alert = page.inner_text("main p.error[role=alert]")
-    assert response.status == status
+    shown_status, alert = listing_alert(page, f"page={value}")
+    assert shown_status == status
     assert alert.startswith(f"页码 '{value}' ")
     assert chinese in alert
     assert alert.endswith("现在显示第 1 页。")
     assert certificate.number in page.inner_text("#listing")
 
     switch_language(page, "en")
-    response = page.goto(f"/?page={value}")
-    alert = page.inner_text("main p.error[role=alert]")
-    assert response.status == status
+    shown_status, alert = listing_alert(page, f"page={value}")
+    assert shown_status == status
     assert alert.startswith(f"The page '{value}' ")
     assert english in alert
     assert alert.endswith("Page 1 is shown instead.")
+    assert certificate.number in page.inner_text("#listing")
+
+
+def test_listing_names_unlisted_vendor(page, world, bundles):
+    certificate = issued_certificate(world, bundles)
+
+    status, alert = listing_alert(page, "vendor=acme2")
+    assert status == 400
+    assert alert == "没有证书与筛选条件 vendor='acme2' 匹配，该条件已忽略。请使用以下取值之一：acme，或去掉 vendor 以列出全部证书。"
+    assert certificate.number in page.inner_text("#listing")
+
+    switch_language(page, "en")
+    status, alert = listing_alert(page, "vendor=acme2")
+    assert status == 400
+    assert alert == "No certificate matches the filter vendor='acme2', so it was ignored. Use one of: acme, or leave vendor out to list every certificate."
     assert certificate.number in page.inner_text("#listing")
 
 

@@ -9,21 +9,21 @@ import re
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import transaction
 
-from certification.signing import generate_key
 from portal.audit.models import AuditEntry
 from portal.registry.models import Card, Membership, Vendor
-from portal.registry.services import register_signing_key
 from portal.submissions import views
 from portal.submissions.models import Submission, UploadSession
-from tests.portal.conftest import build_bundle, write_run_folder
+from tests.portal.conftest import build_bundle, register_new_key, write_run_folder
 
 from .conftest import log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 PASSWORD = "correct-horse-battery"
 CHUNK_BYTES = 2048
+HASH_PART_BYTES = 64 * 1024
+# The byte ranges of one upload session go to this API path.
+UPLOAD_SESSION_URL = re.compile(r"/api/v1/uploads/[^/]+/$")
 
 
 @pytest.fixture
@@ -33,10 +33,7 @@ def vendor_key(settings):
     vendor = Vendor.objects.create(slug="acme", name="Acme 芯片")
     Card.objects.create(vendor=vendor, model="X100", serial="sn-1", peak_tflops={"fp32": 2.0}, approved=True)
     Membership.objects.create(vendor=vendor, user=get_user_model().objects.create_user("owner", password=PASSWORD))
-    key = generate_key()
-    with transaction.atomic():
-        register_signing_key(vendor, key.public_pem())
-    return key
+    return register_new_key(vendor)
 
 
 @pytest.fixture
@@ -118,11 +115,41 @@ def range_requests(page) -> list[str]:
     return sent
 
 
-def upload(page, path) -> None:
-    page.goto("/submissions/upload/")
+@pytest.fixture
+def hash_parts(monkeypatch) -> int:
+    """Make the page hash files in parts of HASH_PART_BYTES, so the large bundle is many parts long, and return the part size."""
+    monkeypatch.setattr(views, "BROWSER_HASH_PART_BYTES", HASH_PART_BYTES)
+    return HASH_PART_BYTES
+
+
+def log_in_recording(page, script: str) -> None:
+    """Run `script` in every page the browser opens from now on, then log in as the vendor member owner."""
+    page.add_init_script(script)
+    log_in(page, "owner", PASSWORD)
+
+
+def is_second_range(request) -> bool:
+    return request.method == "PUT" and request.headers.get("content-range", "").startswith(f"bytes {CHUNK_BYTES}-")
+
+
+def submit_file(page, path) -> None:
+    """Choose `path` in the upload form and press its submit button."""
     page.set_input_files("input[type=file]", str(path))
     page.click("main form button[type=submit]")
+
+
+def wait_for_submission_page(page) -> None:
     page.wait_for_url(re.compile(r"/submissions/\d+/$"))
+
+
+def wait_for_cancelled(page) -> None:
+    page.wait_for_function("document.getElementById('upload-status').textContent.startsWith('上传已取消')")
+
+
+def upload(page, path) -> None:
+    page.goto("/submissions/upload/")
+    submit_file(page, path)
+    wait_for_submission_page(page)
 
 
 def test_page_sends_byte_ranges(page, bundle):
@@ -144,13 +171,13 @@ def test_page_resumes_after_broken_connection(page, bundle):
     aborted = []
 
     def break_second_range(route):
-        if route.request.method == "PUT" and route.request.headers.get("content-range", "").startswith(f"bytes {CHUNK_BYTES}-") and not aborted:
+        if is_second_range(route.request) and not aborted:
             aborted.append(route.request.url)
             route.abort("connectionreset")
         else:
             route.continue_()
 
-    page.route(re.compile(r"/api/v1/uploads/[^/]+/$"), break_second_range)
+    page.route(UPLOAD_SESSION_URL, break_second_range)
     sent = range_requests(page)
     upload(page, bundle)
 
@@ -165,8 +192,7 @@ def test_page_shows_api_error(page, bundle):
     bad.write_bytes(b"plain text, not an archive" * 400)
     log_in(page, "owner", PASSWORD)
     page.goto("/submissions/upload/")
-    page.set_input_files("input[type=file]", str(bad))
-    page.click("main form button[type=submit]")
+    submit_file(page, bad)
     page.wait_for_selector("#upload-status.error")
 
     assert "bundle_not_archive" in page.inner_text("#upload-status")
@@ -193,24 +219,21 @@ def test_plain_form_without_javascript(browser, live_server, bundle):
     assert Submission.objects.get().bundle.read() == bundle.read_bytes()
 
 
-def test_page_hashes_file_in_parts(page, large_bundle, settings, monkeypatch):
+def test_page_hashes_file_in_parts(page, large_bundle, settings, hash_parts):
     """A file many hash parts long: a Web Worker hashes it part by part, and the status shows the hashing progress."""
-    part_bytes = 64 * 1024
-    monkeypatch.setattr(views, "BROWSER_HASH_PART_BYTES", part_bytes)
+    part_bytes = hash_parts
     settings.BUNDLE_UPLOAD_CHUNK_MAX_BYTES = 256 * 1024
     size = large_bundle.stat().st_size
-    page.add_init_script(RECORD_READS_AND_STATUS + RECORD_WORKER_MESSAGES)
-    log_in(page, "owner", PASSWORD)
+    log_in_recording(page, RECORD_READS_AND_STATUS + RECORD_WORKER_MESSAGES)
     sent = range_requests(page)
     declared = declared_digests(page)
     page.goto("/submissions/upload/")
-    page.set_input_files("input[type=file]", str(large_bundle))
-    page.click("main form button[type=submit]")
+    submit_file(page, large_bundle)
     page.wait_for_function("window.statusTexts.some(text => text.includes('100%'))")
     statuses = page.evaluate("window.statusTexts")
     reads = page.evaluate("window.blobReads")
     messages = page.evaluate("window.workerMessages")
-    page.wait_for_url(re.compile(r"/submissions/\d+/$"))
+    wait_for_submission_page(page)
 
     assert size > 16 * part_bytes
     hashed = [message["hashed"] for message in messages if message["type"] == "progress"]
@@ -225,21 +248,18 @@ def test_page_hashes_file_in_parts(page, large_bundle, settings, monkeypatch):
     assert Submission.objects.get().bundle.read() == large_bundle.read_bytes()
 
 
-def test_page_hashes_without_worker(page, large_bundle, monkeypatch):
+def test_page_hashes_without_worker(page, large_bundle, hash_parts):
     """A browser without Web Workers: the page shows a notice and hashes the file itself, in parts."""
-    part_bytes = 64 * 1024
-    monkeypatch.setattr(views, "BROWSER_HASH_PART_BYTES", part_bytes)
+    part_bytes = hash_parts
     size = large_bundle.stat().st_size
-    page.add_init_script("delete window.Worker;" + RECORD_READS_AND_STATUS)
-    log_in(page, "owner", PASSWORD)
+    log_in_recording(page, "delete window.Worker;" + RECORD_READS_AND_STATUS)
     declared = declared_digests(page)
     page.goto("/submissions/upload/")
-    page.set_input_files("input[type=file]", str(large_bundle))
-    page.click("main form button[type=submit]")
+    submit_file(page, large_bundle)
     page.wait_for_function("window.statusTexts.some(text => text.includes('100%'))")
     notice = page.inner_text("#upload-notice")
     reads = page.evaluate("window.blobReads")
-    page.wait_for_url(re.compile(r"/submissions/\d+/$"))
+    wait_for_submission_page(page)
 
     assert notice == "此浏览器不支持 Web Worker，因此由页面自己计算 sha256，计算结束前页面可能响应缓慢。"
     assert reads == [part_bytes] * (size // part_bytes) + [size % part_bytes]
@@ -251,17 +271,14 @@ def cancel_after_first_part(page, path) -> dict:
     """Upload `path` and press Cancel as soon as the first hash part is done; return the stored hashing state."""
     page.goto("/submissions/upload/")
     page.evaluate(CANCEL_AT_FIRST_PROGRESS)
-    page.set_input_files("input[type=file]", str(path))
-    page.click("main form button[type=submit]")
-    page.wait_for_function("document.getElementById('upload-status').textContent.startsWith('上传已取消')")
+    submit_file(page, path)
+    wait_for_cancelled(page)
     return page.evaluate(READ_STORED_STATES)
 
 
-def test_cancel_stops_hashing(page, large_bundle, monkeypatch):
-    part_bytes = 64 * 1024
-    monkeypatch.setattr(views, "BROWSER_HASH_PART_BYTES", part_bytes)
-    page.add_init_script(RECORD_READS_AND_STATUS + RECORD_WORKER_MESSAGES)
-    log_in(page, "owner", PASSWORD)
+def test_cancel_stops_hashing(page, large_bundle, hash_parts):
+    part_bytes = hash_parts
+    log_in_recording(page, RECORD_READS_AND_STATUS + RECORD_WORKER_MESSAGES)
     stored = cancel_after_first_part(page, large_bundle)
     statuses = page.evaluate("window.statusTexts")
     page.wait_for_timeout(1000)  # a worker still running would post its next parts and the digest meanwhile
@@ -281,18 +298,18 @@ def test_cancel_stops_sending(page, bundle):
     held = []
 
     def hold_second_range(route):
-        if route.request.method == "PUT" and route.request.headers.get("content-range", "").startswith(f"bytes {CHUNK_BYTES}-"):
+        if is_second_range(route.request):
             held.append(route.request.url)  # left unanswered, so only the page's abort ends the request
         else:
             route.continue_()
 
-    page.route(re.compile(r"/api/v1/uploads/[^/]+/$"), hold_second_range)
+    page.route(UPLOAD_SESSION_URL, hold_second_range)
     page.goto("/submissions/upload/")
     page.set_input_files("input[type=file]", str(bundle))
     with page.expect_request(lambda request: request.headers.get("content-range", "").startswith(f"bytes {CHUNK_BYTES}-")):
         page.click("main form button[type=submit]")
     page.click("#upload-cancel")
-    page.wait_for_function("document.getElementById('upload-status').textContent.startsWith('上传已取消')")
+    wait_for_cancelled(page)
 
     assert len(held) == 1
     assert page.is_enabled("main form button[type=submit]")
@@ -300,33 +317,29 @@ def test_cancel_stops_sending(page, bundle):
     assert session.state == UploadSession.State.OPEN
     assert session.received == CHUNK_BYTES
 
-    page.unroute(re.compile(r"/api/v1/uploads/[^/]+/$"))
+    page.unroute(UPLOAD_SESSION_URL)
     page.reload()
     sent = range_requests(page)
-    page.set_input_files("input[type=file]", str(bundle))
-    page.click("main form button[type=submit]")
-    page.wait_for_url(re.compile(r"/submissions/\d+/$"))
+    submit_file(page, bundle)
+    wait_for_submission_page(page)
     assert sent[0] == f"bytes {CHUNK_BYTES}-{2 * CHUNK_BYTES - 1}/{bundle.stat().st_size}"
     assert Submission.objects.get().bundle.read() == bundle.read_bytes()
 
 
-def test_page_continues_hash_after_reload(page, large_bundle, monkeypatch):
+def test_page_continues_hash_after_reload(page, large_bundle, hash_parts):
     """Cancel after the first hash part, reload, choose the file again: the worker starts at the stored midstate."""
-    part_bytes = 64 * 1024
-    monkeypatch.setattr(views, "BROWSER_HASH_PART_BYTES", part_bytes)
+    part_bytes = hash_parts
     size = large_bundle.stat().st_size
-    page.add_init_script(RECORD_READS_AND_STATUS + RECORD_WORKER_MESSAGES)
-    log_in(page, "owner", PASSWORD)
+    log_in_recording(page, RECORD_READS_AND_STATUS + RECORD_WORKER_MESSAGES)
     cancel_after_first_part(page, large_bundle)
 
     page.reload()
     declared = declared_digests(page)
-    page.set_input_files("input[type=file]", str(large_bundle))
-    page.click("main form button[type=submit]")
+    submit_file(page, large_bundle)
     page.wait_for_function("window.workerMessages.some(message => message.type === 'done')")
     notice = page.inner_text("#upload-notice")
     messages = page.evaluate("window.workerMessages")
-    page.wait_for_url(re.compile(r"/submissions/\d+/$"))
+    wait_for_submission_page(page)
 
     assert notice == "从上次停止处（6%）继续计算 sha256。"
     hashed = [message["hashed"] for message in messages if message["type"] == "progress"]
@@ -337,12 +350,9 @@ def test_page_continues_hash_after_reload(page, large_bundle, monkeypatch):
     assert page.evaluate(READ_STORED_STATES) == {}, "the stored state outlived the finished upload"
 
 
-def test_wrong_stored_midstate_fails_clearly(page, large_bundle, monkeypatch):
+def test_wrong_stored_midstate_fails_clearly(page, large_bundle, hash_parts):
     """A stored midstate with one changed bit: the portal rejects the digest, the page deletes the state, and a retry hashes anew."""
-    part_bytes = 64 * 1024
-    monkeypatch.setattr(views, "BROWSER_HASH_PART_BYTES", part_bytes)
-    page.add_init_script(RECORD_READS_AND_STATUS + RECORD_WORKER_MESSAGES)
-    log_in(page, "owner", PASSWORD)
+    log_in_recording(page, RECORD_READS_AND_STATUS + RECORD_WORKER_MESSAGES)
     cancel_after_first_part(page, large_bundle)
     page.evaluate("""() => {
       const key = Object.keys(localStorage).find(name => name.startsWith("accel-cert.upload-hash:"));
@@ -352,8 +362,7 @@ def test_wrong_stored_midstate_fails_clearly(page, large_bundle, monkeypatch):
     }""")
 
     page.reload()
-    page.set_input_files("input[type=file]", str(large_bundle))
-    page.click("main form button[type=submit]")
+    submit_file(page, large_bundle)
     page.wait_for_selector("#upload-status.error", timeout=120_000)
     assert "upload_digest_mismatch" in page.inner_text("#upload-status")
     assert Submission.objects.count() == 0
@@ -361,9 +370,8 @@ def test_wrong_stored_midstate_fails_clearly(page, large_bundle, monkeypatch):
     assert page.evaluate(READ_STORED_STATES) == {}
 
     page.reload()
-    page.set_input_files("input[type=file]", str(large_bundle))
-    page.click("main form button[type=submit]")
-    page.wait_for_url(re.compile(r"/submissions/\d+/$"))
+    submit_file(page, large_bundle)
+    wait_for_submission_page(page)
     assert Submission.objects.get().bundle.read() == large_bundle.read_bytes()
 
 
@@ -381,7 +389,7 @@ def test_stored_digest_of_stored_bundle_is_rechecked(page, bundle, large_bundle)
     }""", first.sha256)
     declared = declared_digests(page)
     page.click("main form button[type=submit]")
-    page.wait_for_url(re.compile(r"/submissions/\d+/$"))
+    wait_for_submission_page(page)
 
     assert declared == [first.sha256, hashlib.sha256(large_bundle.read_bytes()).hexdigest()]
     second = Submission.objects.exclude(pk=first.pk).get()
@@ -394,29 +402,27 @@ def test_page_resumes_after_reload(page, bundle):
     log_in(page, "owner", PASSWORD)
 
     def fail_second_range(route):
-        if route.request.method == "PUT" and route.request.headers.get("content-range", "").startswith(f"bytes {CHUNK_BYTES}-"):
+        if is_second_range(route.request):
             route.fulfill(status=502, body="Bad Gateway")
         else:
             route.continue_()
 
-    page.route(re.compile(r"/api/v1/uploads/[^/]+/$"), fail_second_range)
+    page.route(UPLOAD_SESSION_URL, fail_second_range)
     workers = []
     page.on("worker", lambda worker: workers.append(worker.url))
     page.goto("/submissions/upload/")
-    page.set_input_files("input[type=file]", str(bundle))
-    page.click("main form button[type=submit]")
+    submit_file(page, bundle)
     page.wait_for_selector("#upload-status.error")
     assert "http_502" in page.inner_text("#upload-status")
     assert UploadSession.objects.get().received == CHUNK_BYTES
     assert [url.rsplit("/", 1)[-1] for url in workers] == ["sha256_worker.js"]
 
     workers.clear()
-    page.unroute(re.compile(r"/api/v1/uploads/[^/]+/$"))
+    page.unroute(UPLOAD_SESSION_URL)
     page.reload()
     sent = range_requests(page)
-    page.set_input_files("input[type=file]", str(bundle))
-    page.click("main form button[type=submit]")
-    page.wait_for_url(re.compile(r"/submissions/\d+/$"))
+    submit_file(page, bundle)
+    wait_for_submission_page(page)
 
     assert workers == [], "the page hashed the file again"
     assert sent[0] == f"bytes {CHUNK_BYTES}-{2 * CHUNK_BYTES - 1}/{bundle.stat().st_size}"
@@ -427,11 +433,9 @@ def test_page_resumes_after_reload(page, bundle):
 
 def test_page_rejects_too_large_file_before_hashing(page, bundle, settings):
     settings.BUNDLE_UPLOAD_MAX_BYTES = bundle.stat().st_size - 1
-    page.add_init_script(RECORD_READS_AND_STATUS)
-    log_in(page, "owner", PASSWORD)
+    log_in_recording(page, RECORD_READS_AND_STATUS)
     page.goto("/submissions/upload/")
-    page.set_input_files("input[type=file]", str(bundle))
-    page.click("main form button[type=submit]")
+    submit_file(page, bundle)
     page.wait_for_selector("#upload-status.error")
 
     assert "bundle_too_large" in page.inner_text("#upload-status")

@@ -517,3 +517,16 @@ def test_key_window_at_signing_time(packed, window, code):
         assert open_bundle(info.path, keyring).key_id == KEY.key_id
     else:
         assert_rejected(info.path, code, keyring=keyring)
+
+
+def test_truncated_member_named_with_byte_counts(tmp_path, packed):
+    _, info = packed
+    original = info.path.read_bytes()
+    with tarfile.open(info.path) as archive:
+        member = next(item for item in archive.getmembers() if item.size > 1)
+    target = tmp_path / "cut.tar"
+    target.write_bytes(original[: member.offset_data + 1])
+
+    error = assert_rejected(target, "member_truncated")
+
+    assert error.value == f"{member.name}: 1 B / {member.size} B"

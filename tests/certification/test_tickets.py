@@ -115,6 +115,35 @@ def test_bundle_that_does_not_fit_is_refused(edit, received, code):
     assert caught.value.code == code
 
 
+@pytest.mark.parametrize(
+    ("edit", "value"),
+    [
+        ({"vendor": "globex"}, "'acme' / 'globex'"),
+        ({"card": {"model": "X100", "serial": "sn-2"}}, "X100 (sn-1) / X100 (sn-2)"),
+        ({"rule_pack": {"name": "other-2026.1", "sha256": "0" * 64}}, f"rule_pack {PACK.name} ({PACK.sha256[:12]}) / other-2026.1 (000000000000)"),
+        ({"rule_pack": {"name": PACK.name, "sha256": "0" * 64}}, f"rule_pack {PACK.name} ({PACK.sha256[:12]}) / {PACK.name} (000000000000)"),
+        ({"rule_pack": None}, f"rule_pack {PACK.name} ({PACK.sha256[:12]}) / -"),
+        ({"run": {"tracks": ["finetuning"], "level": 1}}, "track pretraining / finetuning"),
+        ({"run": {"tracks": [], "level": 1}}, "track pretraining / -"),
+        ({"run": {"tracks": ["pretraining"], "level": 2}}, "level 1 / 2"),
+    ],
+)
+def test_mismatch_value_names_ticket_then_bundle(edit, value):
+    ticket = verify_ticket(sign_ticket(claims(), PORTAL_KEY), PORTAL)
+
+    with pytest.raises(TicketError) as caught:
+        check_fits(ticket, manifest(**edit), ISSUED)
+    assert caught.value.value == value
+
+
+def test_early_time_value_names_both_times():
+    ticket = verify_ticket(sign_ticket(claims(), PORTAL_KEY), PORTAL)
+
+    with pytest.raises(TicketError) as caught:
+        check_fits(ticket, manifest(created_at="2026-02-28T00:00:00+00:00"), ISSUED)
+    assert caught.value.value == f"created_at 2026-02-28T00:00:00+00:00 < issued_at {ticket.claims['issued_at']}"
+
+
 def test_fitting_bundle_passes():
     ticket = verify_ticket(sign_ticket(claims(), PORTAL_KEY), PORTAL)
 

@@ -186,6 +186,15 @@ def human_pack(enabled):
     return edited_pack(edit)
 
 
+def judged_human(tmp_path_factory, enabled, human):
+    """Judge an SFT vendor run against an SFT reference run under human_pack(enabled), with the human evaluation counts `human`."""
+    pack = human_pack(enabled)
+    folder = tmp_path_factory.mktemp("human")
+    reference = make_bundle(folder / "reference", pack=pack, workloads=("sft-llama",))
+    vendor = make_bundle(folder / "vendor", pack=pack, workloads=("sft-llama",))
+    return judge(vendor, [Reference(reference, PEAKS)], pack, PEAKS, human)
+
+
 @pytest.mark.parametrize(
     ("enabled", "human", "status", "code"),
     [
@@ -198,12 +207,7 @@ def human_pack(enabled):
     ],
 )
 def test_human_gsb(tmp_path_factory, enabled, human, status, code):
-    pack = human_pack(enabled)
-    folder = tmp_path_factory.mktemp("human")
-    reference = make_bundle(folder / "reference", pack=pack, workloads=("sft-llama",))
-    vendor = make_bundle(folder / "vendor", pack=pack, workloads=("sft-llama",))
-
-    verdict = judge(vendor, [Reference(reference, PEAKS)], pack, PEAKS, human)
+    verdict = judged_human(tmp_path_factory, enabled, human)
 
     assert status_and_code(verdict, "sft.human") == (status, code)
 

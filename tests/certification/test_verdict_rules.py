@@ -208,15 +208,11 @@ def test_rouge_interval_shown(tmp_path, reference):
     ],
 )
 def test_gsb_bounds(tmp_path_factory, good, same, bad, status):
-    from tests.certification.test_verdict import human_pack
+    from tests.certification.test_verdict import judged_human
 
-    pack = human_pack(True)
-    folder = tmp_path_factory.mktemp("gsb")
-    reference = make_bundle(folder / "reference", pack=pack, workloads=("sft-llama",))
-    vendor = make_bundle(folder / "vendor", pack=pack, workloads=("sft-llama",))
     human = {"sft.human": {"good": good, "same": same, "bad": bad, "signed_off_by": "Li Lei"}}
 
-    result = judge(vendor, [Reference(reference, PEAKS)], pack, PEAKS, human).criterion("sft.human")
+    result = judged_human(tmp_path_factory, True, human).criterion("sft.human")
 
     assert result.status == status
     assert result.details["p_value"] == pytest.approx(sign_test_p_value(good, bad))

@@ -148,8 +148,8 @@ def upload_file(data: bytes, name: str = "run.tar") -> SimpleUploadedFile:
 
 # Signed bundles built from a hand-made run folder ---------------------------
 
-@pytest.fixture
-def vendor_key(vendor):
+def register_new_key(vendor):
+    """Generate a signing key, register its public key for `vendor` and return it."""
     from certification.signing import generate_key
     from portal.registry.services import register_signing_key
 
@@ -159,15 +159,23 @@ def vendor_key(vendor):
     return key
 
 
+def vendor_with_key(name: str, slug: str, model: str, serial: str):
+    """Create a vendor with one approved card, a member user named SLUG-member and a registered signing key. Return the vendor, member and key."""
+    vendor = Vendor.objects.create(slug=slug, name=name)
+    Card.objects.create(vendor=vendor, model=model, serial=serial, peak_tflops={"fp32": 1.5}, approved=True)
+    member = make_user(f"{slug}-member")
+    Membership.objects.create(vendor=vendor, user=member)
+    return vendor, member, register_new_key(vendor)
+
+
+@pytest.fixture
+def vendor_key(vendor):
+    return register_new_key(vendor)
+
+
 @pytest.fixture
 def lab_key(reference_lab):
-    from certification.signing import generate_key
-    from portal.registry.services import register_signing_key
-
-    key = generate_key()
-    with transaction.atomic():
-        register_signing_key(reference_lab, key.public_pem())
-    return key
+    return register_new_key(reference_lab)
 
 
 def write_run_folder(root: Path, *, vendor: str = "acme", model: str = "X100", serial: str = "sn-1") -> Path:

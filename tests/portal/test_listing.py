@@ -151,6 +151,8 @@ def test_cache_keyed_by_language_and_page(client, listed):
     ({"status": "expired"}, "filter_invalid", "status='expired'"),
     ({"q": "a\x00b"}, "filter_text_invalid", "q='a\\x00b'"),
     ({"vendor": "\x07"}, "filter_text_invalid", "vendor='\\x07'"),
+    ({"vendor": "acme2"}, "filter_not_listed", "vendor='acme2'"),
+    ({"rule_pack": "demo-2099.1"}, "filter_not_listed", "rule_pack='demo-2099.1'"),
 ])
 def test_feed_rejects_invalid_filter(client, listed, feed, params, code, named):
     response = client.get(reverse(feed), params)
@@ -176,31 +178,75 @@ def test_listing_page_names_invalid_filter(client, listed, language, message):
     client.cookies["django_language"] = language
     response = client.get(reverse("certificate-list"), {"level": "abc", "track": "pretraining"})
     page = response.content.decode()
-    assert response.status_code == 200
+    assert response.status_code == 400
     assert message in page
     assert listed[0].number in page
     assert listed[1].number not in page
 
 
-@pytest.mark.parametrize("value", ["-1", "0", "abc", "1.5", "²", " 1"])
-def test_listing_page_names_invalid_page(client, listed, value):
-    client.cookies["django_language"] = "en"
-    response = client.get(reverse("certificate-list"), {"page": value})
+@pytest.mark.parametrize("language, name, value, message", [
+    ("en", "vendor", "acme2",
+     "No certificate matches the filter vendor=&#x27;acme2&#x27;, so it was ignored. Use one of: acme, initech, or leave vendor out to list every certificate."),
+    ("en", "rule_pack", "demo-2099.1",
+     "No certificate matches the filter rule_pack=&#x27;demo-2099.1&#x27;, so it was ignored. Use one of: demo-2026.1, or leave rule_pack out to list every certificate."),
+    ("zh-hans", "vendor", "acme2", "没有证书与筛选条件 vendor=&#x27;acme2&#x27; 匹配，该条件已忽略。请使用以下取值之一：acme, initech，或去掉 vendor 以列出全部证书。"),
+])
+def test_listing_page_names_unlisted_filter(client, listed, language, name, value, message):
+    client.cookies["django_language"] = language
+    response = client.get(reverse("certificate-list"), {name: value})
     page = response.content.decode()
     assert response.status_code == 400
-    assert f"The page {escape(repr(value))} is invalid. Use a whole number from 1 to 1. Page 1 is shown instead." in page
+    assert message in page
     assert listed[0].number in page
     assert listed[1].number in page
 
 
-@pytest.mark.parametrize("value", ["2", "999", "9999999999999", "0000000002"])
-def test_listing_page_names_page_past_last(client, listed, value):
+def test_feed_rejects_vendor_without_certificates(client, listed, other_vendor):
+    client.cookies["django_language"] = "en"
+    response = client.get(reverse("feed-json"), {"vendor": other_vendor.slug})
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "filter_not_listed"
+    assert "vendor='globex'" in body["detail"]
+    assert "Use one of: acme, initech," in body["detail"]
+
+
+def test_listed_filter_values_pass(client, listed):
+    response = client.get(reverse("certificate-list"), {"vendor": "initech", "rule_pack": "demo-2026.1"})
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert 'role="alert"' not in page
+    assert listed[1].number in page
+    assert listed[0].number not in page
+
+
+@pytest.mark.parametrize("language, message", [
+    ("en", "No certificate matches the filter vendor=&#x27;acme&#x27;, so it was ignored. No certificate has been issued yet, so leave vendor out."),
+    ("zh-hans", "没有证书与筛选条件 vendor=&#x27;acme&#x27; 匹配，该条件已忽略。目前尚未签发任何证书，请去掉 vendor。"),
+])
+def test_listing_filter_before_any_certificate(client, vendor, language, message):
+    client.cookies["django_language"] = language
+    response = client.get(reverse("certificate-list"), {"vendor": "acme"})
+    assert response.status_code == 400
+    assert message in response.content.decode()
+
+
+INVALID_PAGE = "is invalid. Use a whole number from 1 to 1. Page 1 is shown instead."
+PAGE_PAST_LAST = "does not exist: there is 1 page. Use page 1. Page 1 is shown instead."
+
+
+@pytest.mark.parametrize("value, status, message", [
+    *[(value, 400, INVALID_PAGE) for value in ["-1", "0", "abc", "1.5", "²", " 1"]],
+    *[(value, 404, PAGE_PAST_LAST) for value in ["2", "999", "9999999999999", "0000000002"]],
+])
+def test_listing_page_names_invalid_page(client, listed, value, status, message):
     client.cookies["django_language"] = "en"
     response = client.get(reverse("certificate-list"), {"page": value})
     page = response.content.decode()
-    assert response.status_code == 404
-    assert f"The page {escape(repr(value))} does not exist: there is 1 page. Use page 1. Page 1 is shown instead." in page
+    assert response.status_code == status
+    assert f"The page {escape(repr(value))} {message}" in page
     assert listed[0].number in page
+    assert listed[1].number in page
 
 
 def test_listing_page_past_last_in_chinese(client, listed):

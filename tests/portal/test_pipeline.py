@@ -11,7 +11,7 @@ from portal.submissions import pipeline
 from portal.submissions.models import ReferenceBundle, Submission
 from portal.submissions.services import add_reference, receive_bundle
 
-from .conftest import build_bundle, make_user, upload_file
+from .conftest import build_bundle, upload_file, vendor_with_key
 
 pytest.importorskip("certification.bundle")
 
@@ -78,19 +78,10 @@ def test_good_bundle_is_judged(tmp_path, vendor, owner, card, vendor_key, refere
 @pytest.mark.skipif(not HAS_VERDICT_ENGINE, reason="certification.verdict has not landed yet")
 def test_real_engine_verdict_allows_certificate(tmp_path, rule_pack, lab_key, staff, django_capture_on_commit_callbacks):
     from certification.bundle import write_bundle
-    from certification.signing import generate_key
     from portal.certificates.services import issue_certificate
-    from portal.registry.models import Card, Membership, Vendor
-    from portal.registry.services import register_signing_key
     from tests.certification.runfolder import build_run
 
-    vendor = Vendor.objects.create(slug="example-vendor", name="Example Vendor")
-    Card.objects.create(vendor=vendor, model="X100", serial="SN-1", peak_tflops={"fp32": 1.5}, approved=True)
-    member = make_user("example-member")
-    Membership.objects.create(vendor=vendor, user=member)
-    vendor_key = generate_key()
-    with transaction.atomic():
-        register_signing_key(vendor, vendor_key.public_pem())
+    vendor, member, vendor_key = vendor_with_key("Example Vendor", "example-vendor", "X100", "SN-1")
     reference_path = write_bundle(build_run(tmp_path / "reference"), tmp_path / "reference.tar", lab_key).path
     add_reference(reference_path, rule_pack=rule_pack, peak_tflops={"fp32": 1.5})
 
@@ -156,15 +147,20 @@ def stored_submission(vendor, data: bytes) -> Submission:
     return submission
 
 
+def validated_submission(tmp_path, vendor, vendor_key, /, **run_fields) -> Submission:
+    """Store a freshly built bundle of `vendor` with `run_fields` in its run.json, run the validation on it and return it reloaded."""
+    submission = stored_submission(vendor, build_bundle(tmp_path, vendor_key, **run_fields).read_bytes())
+    pipeline.validate_submission(submission.pk)
+    submission.refresh_from_db()
+    return submission
+
+
 @pytest.mark.parametrize("run_fields, code", [
     ({"vendor": "somebody-else"}, "vendor_mismatch"),
     ({"model": "Y200"}, "card_not_registered"),
 ])
 def test_bundle_for_wrong_vendor_or_card_is_rejected(tmp_path, vendor, card, vendor_key, reference, recorded_judge, run_fields, code):
-    path = build_bundle(tmp_path, vendor_key, **run_fields)
-    submission = stored_submission(vendor, path.read_bytes())
-    pipeline.validate_submission(submission.pk)
-    submission.refresh_from_db()
+    submission = validated_submission(tmp_path, vendor, vendor_key, **run_fields)
     assert submission.state == "rejected"
     assert submission.report.error_code == code
     assert submission.report.error_detail
@@ -173,16 +169,12 @@ def test_bundle_for_wrong_vendor_or_card_is_rejected(tmp_path, vendor, card, ven
 def test_unapproved_card_is_rejected(tmp_path, vendor, card, vendor_key, reference, recorded_judge):
     card.approved = False
     card.save()
-    submission = stored_submission(vendor, build_bundle(tmp_path, vendor_key).read_bytes())
-    pipeline.validate_submission(submission.pk)
-    submission.refresh_from_db()
+    submission = validated_submission(tmp_path, vendor, vendor_key)
     assert submission.report.error_code == "card_not_approved"
 
 
 def test_missing_reference_is_rejected(tmp_path, vendor, card, vendor_key, rule_pack, recorded_judge):
-    submission = stored_submission(vendor, build_bundle(tmp_path, vendor_key).read_bytes())
-    pipeline.validate_submission(submission.pk)
-    submission.refresh_from_db()
+    submission = validated_submission(tmp_path, vendor, vendor_key)
     assert submission.report.error_code == "reference_missing"
 
 
@@ -192,9 +184,7 @@ def test_revoked_key_is_not_trusted(tmp_path, vendor, card, vendor_key, referenc
     from django.utils import timezone
 
     vendor.signing_keys.update(revoked_at=timezone.now() - timedelta(minutes=1))
-    submission = stored_submission(vendor, build_bundle(tmp_path, vendor_key).read_bytes())
-    pipeline.validate_submission(submission.pk)
-    submission.refresh_from_db()
+    submission = validated_submission(tmp_path, vendor, vendor_key)
     assert submission.report.error_code == "signature_key_revoked"
 
 

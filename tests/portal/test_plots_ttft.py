@@ -11,31 +11,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from django.db import transaction
 from django.urls import reverse
 
 from certification.bundle import write_bundle
-from certification.signing import generate_key
-from portal.registry.models import Card, Membership, Vendor
-from portal.registry.services import register_signing_key
 from portal.submissions.services import add_reference, load_rule_packs, receive_bundle
 from tests.certification.runfolder import build_run
 
-from .conftest import login, make_user, upload_file
+from .conftest import login, upload_file, vendor_with_key
 
 ROOT = Path(__file__).resolve().parents[2]
 INFERENCE_ONLY = {"workloads": ("infer-llama",), "planned": ("infer-llama",)}
-
-
-def vendor_with_key(name: str, slug: str, model: str, serial: str):
-    vendor = Vendor.objects.create(slug=slug, name=name)
-    Card.objects.create(vendor=vendor, model=model, serial=serial, peak_tflops={"fp32": 1.5}, approved=True)
-    member = make_user(f"{slug}-member")
-    Membership.objects.create(vendor=vendor, user=member)
-    key = generate_key()
-    with transaction.atomic():
-        register_signing_key(vendor, key.public_pem())
-    return vendor, member, key
 
 
 def validate(run_dir: Path, reference_dir: Path, tmp_path: Path, pack_name: str, vendor, member, key, lab_key, callbacks):

@@ -2,14 +2,12 @@
 
 import json
 
-from django.db import transaction
 from django.urls import reverse
 from django.utils.html import escape
 
-from portal.registry.models import Card, Membership, Vendor
 from portal.submissions.services import add_reference, receive_bundle
 
-from .conftest import login, make_user, upload_file
+from .conftest import login, upload_file, vendor_with_key
 from .test_revalidation import revalidate
 
 OTHER = "a" * 64
@@ -21,18 +19,10 @@ def judged_with_lambada(tmp_path, rule_pack, lab_key, digest, django_capture_on_
     One reference is added per item of `reference_lambadas`, in order: the sha256 of its LAMBADA file, None for the pack's file.
     """
     from certification.bundle import write_bundle
-    from certification.signing import generate_key
-    from portal.registry.services import register_signing_key
     from tests.certification.runfolder import build_run
     from tests.certification.test_verdict_inputs import set_digest
 
-    vendor = Vendor.objects.create(slug="example-vendor", name="Example Vendor")
-    Card.objects.create(vendor=vendor, model="X100", serial="SN-1", peak_tflops={"fp32": 1.5}, approved=True)
-    member = make_user("example-member")
-    Membership.objects.create(vendor=vendor, user=member)
-    vendor_key = generate_key()
-    with transaction.atomic():
-        register_signing_key(vendor, vendor_key.public_pem())
+    vendor, member, vendor_key = vendor_with_key("Example Vendor", "example-vendor", "X100", "SN-1")
     for number, lambada in enumerate(reference_lambadas):
         reference_dir = build_run(tmp_path / f"reference-{number}")
         if lambada is not None:
