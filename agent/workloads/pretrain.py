@@ -225,7 +225,7 @@ def save_model(context: WorkloadContext, trainer, model) -> None:
     """Save the trained model to `models/<workload>` as a plain model.
 
     A pipeline or tensor-parallel model is saved part by part and merged
-    by global rank 0, so no process holds the whole model.
+    by global rank 0, so no process has the whole model in memory.
     """
     if isinstance(model, PipelineLayer) or is_split(model):
         save_split(context, plain_class(context.model_preset), model)

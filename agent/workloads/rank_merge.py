@@ -10,8 +10,8 @@ Saving runs in two steps. Each process of the first data-parallel and
 sharding replica (one per stage and tensor-parallel rank) writes the
 weights it holds, keyed by the plain model's names, as safetensors shards
 into a folder of parts. Global rank 0 then reads the parts of one tensor at
-a time, merges the tensor-parallel ranks of a stage with PaddleNLP's merge
-rules for the architecture, and writes the stages in order as the
+a time and merges the tensor-parallel ranks of a stage with PaddleNLP's
+merge rules for the architecture. It writes the stages in order as the
 safetensors shards of a folder that `from_pretrained` loads as a plain
 model. The merging process keeps in memory only the shard it is filling and
 the parts of one tensor, never the model.
@@ -152,7 +152,7 @@ def merge_parts(model_class, config, generation_config, parts: Path, out: Path, 
     """
     folders = part_folders(parts, config, stages)
     plan: list[tuple[list[dict[str, Any]], dict[str, Any], str]] = []
-    taken: set[str] = set()
+    merged_names: set[str] = set()
     for ranks in folders:
         locations = [tensor_locations(rank) for rank in ranks]
         names = list(locations[0])
@@ -163,8 +163,8 @@ def merge_parts(model_class, config, generation_config, parts: Path, out: Path, 
         actions = {}
         if len(ranks) > 1:
             actions = model_class.get_tensor_parallel_convert_actions(config, names, is_split=False, ignore_error=True)
-        plan.extend((locations, actions, name) for name in names if name not in taken)
-        taken.update(names)
+        plan.extend((locations, actions, name) for name in names if name not in merged_names)
+        merged_names.update(names)
 
     def merged(locations: list[dict[str, Any]], actions: dict[str, Any], name: str) -> np.ndarray:
         pieces = [read_tensor(*located[name]) for located in locations]

@@ -1,9 +1,9 @@
 """Forward passes of a pipeline-parallel (`*Pipe`) model for evaluation, run on the stages themselves.
 
-Every process of a pipe group runs the same batch in step: the first stage
-reads the inputs, each stage runs its own layers and sends its output to
-the next stage with send and recv over the pipe group, and the last stage
-computes what the evaluation needs from the logits. It then broadcasts the
+Every process of a pipe group runs the same batch in step. The first stage
+reads the inputs, and each stage runs its own layers and sends its output
+to the next stage with send and recv over the pipe group. The last stage
+computes what the evaluation needs from the logits and broadcasts the
 per-batch result over the pipe group, so every process returns the same
 values. No process holds more than its own stage's weights. Under tensor
 parallelism too, each tensor-parallel rank has its own pipe group, and the
@@ -17,7 +17,7 @@ from typing import Any
 import paddle
 import paddle.distributed as dist
 
-# Paddle's gloo process group (the CPU backend, Paddle 3.3.1) sends no bool tensors, so masks travel as uint8.
+# Bool masks travel as uint8, so that sending them does not rely on a backend's bool support, which was not checked.
 TRANSPORT_DTYPES = {paddle.bool: paddle.uint8}
 
 
@@ -78,6 +78,9 @@ def forward_to_last_stage(model, inputs, keep_head: bool = False):
     head, and returns `(hidden_states, head)`, so that the caller applies
     the head to the positions it needs only.
     """
+    if getattr(model, "_num_virtual_pipeline_stages", 1) > 1:
+        raise ValueError(f"{type(model).__name__} has {model._num_virtual_pipeline_stages} virtual stages per process, "
+                         "which evaluation on the stages does not run: set the model config's virtual_pp_degree to 1")
     group = pipe_group()
     ranks = group.ranks
     stage = ranks.index(dist.get_rank())
