@@ -5,7 +5,7 @@ reads the inputs, and each stage runs its own layers and sends its output
 to the next stage with send and recv over the pipe group. The last stage
 computes what the evaluation needs from the logits and broadcasts the
 per-batch result over the pipe group, so every process returns the same
-values. No process holds more than its own stage's weights. Under tensor
+values. No process has more than its own stage's weights in memory. Under tensor
 parallelism too, each tensor-parallel rank has its own pipe group, and the
 ranks of a stage run their layers together.
 """
@@ -127,9 +127,9 @@ def predictions_at(model, input_ids, attention_mask, rows: list[int], columns: l
     """Return the greedy (argmax) predictions at the given (row, column) positions of a padded batch, on every stage.
 
     The last stage applies the LM head to those positions only. The first
-    stage receives a bool mask, which PaddleNLP's `*Pipe` embedding layers
-    take as the attention mask on every device (an int64 one is read as
-    position ids on GPUs in PaddleNLP 3.0.0b4).
+    stage receives the mask as bool, because PaddleNLP 3.0.0b4's
+    LlamaEmbeddingPipe reads an int64 mask as position ids on GPUs and a
+    bool one as the attention mask on every device.
     """
     outcome = forward_to_last_stage(model, (input_ids, attention_mask.astype("bool")), keep_head=True)
     predictions = None
