@@ -99,6 +99,12 @@ def save_split(context, model_class, model, shard_bytes: int = SHARD_BYTES) -> N
     barrier(context)
     if context.is_writer:
         generation_config = getattr(model, "generation_config", None)
+        if generation_config is None:
+            # A `*Pipe` model cannot generate, so it has no generation config. The plain class derives its own
+            # from the model config when it is built, and so does this.
+            from paddlenlp.generation import GenerationConfig
+
+            generation_config = GenerationConfig.from_model_config(plain_config(model.config, model_class))
         merge_parts(model_class, model.config, generation_config, parts, context.model_dir, shard_bytes,
                     stages=max(group.get_pipe_parallel_world_size(), 1))
         shutil.rmtree(parts)

@@ -234,6 +234,7 @@ def test_two_stages_save_plain_model(two_stages, one_process):
     assert not list(folder.glob("model_state*"))
     assert config.get("pipeline_parallel_degree", 1) in (-1, 1)
     assert config["architectures"] == ["LlamaForCausalLM"]
+    assert read_json(folder / "generation_config.json") == read_json(one_process / "models" / WORKLOAD / "generation_config.json")
     assert sorted(weights) == sorted(expected)
     # Adam magnifies rounding differences of near-zero gradients: 4.8e-5 was the largest difference measured,
     # in embedding rows of rare tokens. 40 steps at learning rate 3e-3 move the weights far more than 1e-4.
