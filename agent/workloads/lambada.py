@@ -21,6 +21,7 @@ import paddle
 
 from certification.records import append_jsonl
 
+from agent.workloads import stage_forward
 from agent.workloads.common import encode
 from agent.workloads.models import decoder_and_head
 
@@ -82,14 +83,16 @@ def read_items(tokenizer, path: Path, limit: int | None) -> list[LambadaItem]:
     return [split_passage(tokenizer, index, json.loads(line)["text"]) for index, line in enumerate(lines)]
 
 
-def score_batch(model, items: list[LambadaItem]) -> list[bool]:
-    """Run the decoder once on right-padded passages, then the LM head only where targets are predicted."""
+def padded_batch(items: list[LambadaItem]):
+    """Return the input ids and attention mask of the passages, right-padded to the longest."""
     width = max(len(item.ids) for item in items)
     input_ids = paddle.to_tensor([item.ids + [0] * (width - len(item.ids)) for item in items], dtype="int64")
     attention_mask = paddle.to_tensor([[1] * len(item.ids) + [0] * (width - len(item.ids)) for item in items], dtype="int64")
-    decoder, lm_head = decoder_and_head(model)
-    hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, return_dict=True).last_hidden_state
+    return input_ids, attention_mask
 
+
+def target_positions(items: list[LambadaItem]) -> tuple[list[int], list[int], list[int]]:
+    """Return the rows, the columns and the target ids of the positions that predict target tokens."""
     # Position p predicts token p + 1, so target tokens start one position earlier.
     rows, columns, targets = [], [], []
     for row, item in enumerate(items):
@@ -97,8 +100,26 @@ def score_batch(model, items: list[LambadaItem]) -> list[bool]:
             rows.append(row)
             columns.append(position)
             targets.append(item.ids[position + 1])
-    picked = hidden[paddle.to_tensor(rows), paddle.to_tensor(columns)]
-    predictions = lm_head(picked.unsqueeze(0)).squeeze(0).argmax(axis=-1).numpy().tolist()
+    return rows, columns, targets
+
+
+def score_batch(model, items: list[LambadaItem]) -> list[bool]:
+    """Run the decoder once on right-padded passages, then the LM head only where targets are predicted.
+
+    A pipeline-parallel (`*Pipe`) model runs on its stages, and every
+    process of its pipe group must score the same batch.
+    """
+    from paddle.distributed.fleet.meta_parallel import PipelineLayer
+
+    input_ids, attention_mask = padded_batch(items)
+    rows, columns, targets = target_positions(items)
+    if isinstance(model, PipelineLayer):
+        predictions = stage_forward.predictions_at(model, input_ids, attention_mask, rows, columns)
+    else:
+        decoder, lm_head = decoder_and_head(model)
+        hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, return_dict=True).last_hidden_state
+        picked = hidden[paddle.to_tensor(rows), paddle.to_tensor(columns)]
+        predictions = lm_head(picked.unsqueeze(0)).squeeze(0).argmax(axis=-1).numpy().tolist()
 
     hits = [prediction == target for prediction, target in zip(predictions, targets)]
     correct, offset = [], 0

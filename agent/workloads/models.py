@@ -4,13 +4,13 @@ A pack's `models.<name>.architecture` is a PaddleNLP class name from
 ARCHITECTURES. The pack's fixed `dropout` goes to every dropout setting the
 architecture has; an architecture without dropout layers (PaddleNLP's LLaMA)
 accepts only dropout 0. With pipeline parallelism the agent builds the
-architecture's PaddleNLP `*Pipe` class, and evaluates and saves a plain copy.
-Tensor parallelism is evaluated on the ranks and saved by agent.workloads.rank_merge.
+architecture's PaddleNLP `*Pipe` class. A pipeline or tensor-parallel model is
+evaluated on its stages and ranks (agent.workloads.stage_forward) and saved
+as a plain model by agent.workloads.rank_merge.
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -262,58 +262,3 @@ def is_split(model) -> bool:
 def plain_class(preset: dict[str, Any]):
     """Return the PaddleNLP class of the preset's model on one process, whose merge rules put split weights together."""
     return _classes(preset["architecture"])[1]
-
-
-def whole_model(preset: dict[str, Any], model):
-    """Return a plain model with the weights of every stage of the `*Pipe` model `model`.
-
-    The plain copy is what validation, LAMBADA and `save_pretrained` read
-    under pipeline parallelism: a `*Pipe` model computes its stage's layers
-    only and saves one file per stage. Every process of the pipeline group
-    must call this, because the weights are gathered over that group. A
-    `*Pipe` model that is also tensor-parallel has the ranks of each stage
-    merged first, then the stages. Tensor parallelism alone is evaluated on
-    the ranks and saved by agent.workloads.rank_merge.
-    """
-    import paddle
-    from paddle.distributed import fleet
-    from paddlenlp.transformers.model_utils import dtype_guard
-
-    # Every process keeps the whole model in host memory while gathering.
-    # The weights travel as float32 NumPy arrays, which represent bfloat16 and float16 values exactly.
-    dtype = model.parameters()[0].dtype
-    stage = {name: tensor.astype("float32").numpy() for name, tensor in model.state_dict().items()}
-    if int(getattr(model.config, "tensor_parallel_degree", 1)) > 1:
-        stage = _merged_stage(preset, model.config, stage)
-    stages: list[dict[str, Any]] = []
-    paddle.distributed.all_gather_object(stages, stage, group=fleet.get_hybrid_communicate_group().get_pipe_parallel_group())
-    weights = {name: paddle.to_tensor(value).astype(dtype) for part in stages for name, value in part.items()}
-
-    _, model_class = _classes(preset["architecture"])
-    config = copy.deepcopy(model.config)
-    config.pipeline_parallel_degree = 1
-    if int(getattr(config, "tensor_parallel_degree", 1)) > 1:
-        config.tensor_parallel_degree, config.tensor_parallel_rank = 1, 0
-        config.tensor_parallel_output = type(config)().tensor_parallel_output
-    with dtype_guard(str(dtype).split(".")[-1]):
-        plain = model_class(config)
-    _load_weights(plain, weights)
-    return plain
-
-
-def _merged_stage(preset: dict[str, Any], config, part: dict[str, Any]) -> dict[str, Any]:
-    """Return the float32 NumPy weights of one pipeline stage with its tensor-parallel ranks' parts merged.
-
-    `part` contains this rank's weights of the stage, keyed by the plain
-    model's names. The parts travel over the tensor-parallel group, whose
-    ranks all belong to the same stage, and PaddleNLP's merge actions for
-    the architecture join each split weight.
-    """
-    import paddle
-    from paddle.distributed import fleet
-
-    parts: list[dict[str, Any]] = []
-    paddle.distributed.all_gather_object(parts, part, group=fleet.get_hybrid_communicate_group().get_model_parallel_group())
-    _, model_class = _classes(preset["architecture"])
-    actions = model_class.get_tensor_parallel_convert_actions(config, list(part), is_split=False, ignore_error=True)
-    return {name: actions[name]([rank[name] for rank in parts]) if name in actions else value for name, value in part.items()}

@@ -18,7 +18,7 @@ from paddle.distributed.fleet.meta_parallel import PipelineLayer
 from certification.records import encode_float, write_json
 
 from agent.runner.checkpoints import MMAP_FORMAT
-from agent.workloads import lambada
+from agent.workloads import lambada, stage_forward
 from agent.workloads.common import (
     WorkloadContext,
     apply_determinism,
@@ -27,8 +27,8 @@ from agent.workloads.common import (
     interleave,
     read_text_documents,
 )
-from agent.workloads.models import effective_model_config, is_split, model_record, plain_class, start_model, whole_model
-from agent.workloads.rank_merge import gathered_logits, save_tensor_parallel
+from agent.workloads.models import effective_model_config, is_split, model_record, plain_class, start_model
+from agent.workloads.rank_merge import gathered_logits, save_split
 from agent.workloads.training import parallel_model_settings, train, training_arguments
 
 logger = logging.getLogger(__name__)
@@ -183,16 +183,16 @@ def run(context: WorkloadContext) -> dict[str, Any]:
     if context.is_writer:
         write_json(context.out_dir / "config.json", config)
 
-    # Saving as a plain model: a pipeline model through a gathered copy, a tensor-parallel one rank by rank.
-    evaluated = save_model(context, trainer, model)
+    # Saving as a plain model: a split model part by part, merged by global rank 0.
+    save_model(context, trainer, model)
     barrier(context)
 
     # Validation loss over the whole validation set, when a criterion of the workload reads it.
-    # Every rank evaluates in lockstep, because a tensor-parallel model communicates in each forward pass.
+    # Every rank evaluates in lockstep, because a split model communicates in each forward pass.
     summary: dict[str, Any] = {}
-    with gathered_logits(evaluated):
+    with gathered_logits(model):
         if context.measures("validation_loss_difference"):
-            validation = validation_loss(context, evaluated, tokenizer, block_length)
+            validation = validation_loss(context, model, tokenizer, block_length)
             if context.is_writer:
                 write_json(context.out_dir / "validation.json", validation)
             logger.info("%s: validation loss %s over %d tokens", context.workload_id, validation["loss"], validation["tokens"])
@@ -202,40 +202,35 @@ def run(context: WorkloadContext) -> dict[str, Any]:
         if context.measures("lambada_accuracy_difference"):
             items = context.pack.data["settings"]["lambada"].get("items")
             out_path = context.out_dir / "lambada.jsonl" if context.is_writer else None
-            summary.update(lambada.evaluate(evaluated, tokenizer, context.dataset_path(context.spec["datasets"]["lambada"]),
+            summary.update(lambada.evaluate(model, tokenizer, context.dataset_path(context.spec["datasets"]["lambada"]),
                                             out_path, items))
     return summary
 
 
 def evaluation_layout(model) -> dict[str, str]:
-    """Say where validation and LAMBADA run after training, and how `models/<workload>` is written."""
+    """Describe where validation and LAMBADA run after training, and how `models/<workload>` is written."""
+    split_saving = ("the first replica's processes write their parts, one per pipeline stage and tensor-parallel rank; "
+                    "global rank 0 merges them tensor by tensor, tensor-parallel ranks with PaddleNLP's merge rules")
     if isinstance(model, PipelineLayer):
-        return {"evaluated_on": "a plain copy gathered from the pipeline stages on every process",
-                "saved_by": "global rank 0, from that plain copy"}
+        place = "tensor-parallel ranks of the pipeline stages" if is_split(model) else "pipeline stages"
+        return {"evaluated_on": f"{place}: each stage runs its own layers and sends its activations to the next, and "
+                                "the last stage computes the losses and predictions and broadcasts them",
+                "saved_by": split_saving}
     if is_split(model):
-        return {"evaluated_on": "tensor-parallel ranks",
-                "saved_by": "each tensor-parallel rank of the first replica writes its part; global rank 0 merges "
-                            "them tensor by tensor with PaddleNLP's merge rules"}
+        return {"evaluated_on": "tensor-parallel ranks", "saved_by": split_saving}
     return {"evaluated_on": "the trained model on every process", "saved_by": "the Trainer (save_model)"}
 
 
-def save_model(context: WorkloadContext, trainer, model):
-    """Save the trained model to `models/<workload>` as a plain model; return the model to evaluate.
+def save_model(context: WorkloadContext, trainer, model) -> None:
+    """Save the trained model to `models/<workload>` as a plain model.
 
-    A pipeline model is gathered into a plain copy on every process, which
-    global rank 0 saves. A tensor-parallel model is saved rank by rank and
-    merged by global rank 0, and is evaluated as it is.
+    A pipeline or tensor-parallel model is saved part by part and merged
+    by global rank 0, so no process has the whole model in memory.
     """
-    if isinstance(model, PipelineLayer):
-        evaluated = whole_model(context.model_preset, model)
-        if context.is_writer:
-            evaluated.save_pretrained(str(context.model_dir))
-        return evaluated
-    if is_split(model):
-        save_tensor_parallel(context, plain_class(context.model_preset), model)
-        return model
+    if isinstance(model, PipelineLayer) or is_split(model):
+        save_split(context, plain_class(context.model_preset), model)
+        return
     trainer.save_model(str(context.model_dir))
-    return model
 
 
 def validation_loss(context: WorkloadContext, model, tokenizer, block_length: int) -> dict[str, Any]:
@@ -248,10 +243,21 @@ def validation_loss(context: WorkloadContext, model, tokenizer, block_length: in
     with paddle.no_grad():
         for start in range(0, count, VALIDATION_BATCH_SIZE):
             batch = paddle.to_tensor(blocks[start:start + VALIDATION_BATCH_SIZE])
-            logits = model(input_ids=batch[:, :-1], return_dict=True).logits.astype("float32")
-            losses = paddle.nn.functional.cross_entropy(logits, batch[:, 1:].unsqueeze(-1), reduction="none")
-            total += float(losses.astype("float64").sum().item())
+            total += token_loss_sum(model, batch)
             tokens += batch.shape[0] * (block_length - 1)
             batches += 1
     return {"loss": encode_float(total / tokens), "loss_sum": encode_float(total), "tokens": tokens,
             "batches": batches, "sequences": count}
+
+
+def token_loss_sum(model, blocks) -> float:
+    """Return the sum of the float32 token cross-entropies of `blocks`, whose labels are the inputs shifted by one.
+
+    A pipeline-parallel model computes it on its stages, and every process
+    of its pipe group must call this with the same blocks.
+    """
+    if isinstance(model, PipelineLayer):
+        return stage_forward.token_loss_sum(model, blocks)
+    logits = model(input_ids=blocks[:, :-1], return_dict=True).logits.astype("float32")
+    losses = paddle.nn.functional.cross_entropy(logits, blocks[:, 1:].unsqueeze(-1), reduction="none")
+    return float(losses.astype("float64").sum().item())

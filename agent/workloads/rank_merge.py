@@ -1,16 +1,20 @@
-"""Evaluating and saving a tensor-parallel model without a whole copy of it on any process.
+"""Evaluating and saving a split model without a whole copy of it on any process.
 
-Evaluation runs on the split model: every rank runs the same batches, and
-the LM head gathers the whole logits on every rank (`gathered_logits`).
+A model is split over tensor-parallel ranks, pipeline stages, or both.
+Evaluation runs on the split model. Under tensor parallelism every rank runs
+the same batches, and the LM head gathers the whole logits on every rank
+(`gathered_logits`). Pipeline stages pass activations to each other
+(agent.workloads.stage_forward).
 
-Saving runs in two steps. Each tensor-parallel rank of the first
-data-parallel and sharding replica writes the weights it holds, as
-safetensors shards, into a folder of parts. Global rank 0 then reads the
-ranks' parts of one tensor at a time and merges them with PaddleNLP's merge
-rules for the architecture. It writes the results as the safetensors shards
-of a folder that `from_pretrained` loads as a plain model. The
-merging process keeps in memory only the shard it is filling and the parts of one tensor,
-never the model.
+Saving runs in two steps. Each process of the first data-parallel and
+sharding replica (one per stage and tensor-parallel rank) writes the
+weights it holds, keyed by the plain model's names, as safetensors shards
+into a folder of parts. Global rank 0 then reads the parts of one tensor at
+a time and merges the tensor-parallel ranks of a stage with PaddleNLP's
+merge rules for the architecture. It writes the stages in order as the
+safetensors shards of a folder that `from_pretrained` loads as a plain
+model. The merging process keeps in memory only the shard it is filling and
+the parts of one tensor, never the model.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import re
 import shutil
 import struct
 from pathlib import Path
@@ -27,8 +32,10 @@ import numpy as np
 
 # A shard is written once it would grow past this size, so it bounds what the merging process holds.
 SHARD_BYTES = 1 << 30
-# The folder under the model folder that contains each rank's part until rank 0 has merged them.
-PARTS_FOLDER = "tensor-parallel-parts"
+# The folder under the model folder that contains each process's part until rank 0 has merged them.
+PARTS_FOLDER = "parallel-parts"
+# A part's folder name: its pipeline stage and its tensor-parallel rank in that stage.
+PART_NAME = re.compile(r"stage(\d+)-rank(\d+)")
 SAFE_WEIGHTS = "model.safetensors"
 SAFE_INDEX = "model.safetensors.index.json"
 # safetensors dtype codes of what a part may hold. Paddle returns bfloat16 tensors as uint16 arrays, and
@@ -42,16 +49,20 @@ def gathered_logits(model):
     """Within the block, let the LM head of a tensor-parallel `model` return the whole logits on every rank.
 
     PaddleNLP's LM heads read `config.tensor_parallel_output` at forward time,
-    and false makes them gather the ranks' vocabulary columns. The value the
-    model trained with is restored on exit. A model that is not split is
+    and false makes them gather the ranks' vocabulary columns. The configs of
+    the model and of every layer that has its own are changed, which covers
+    the LM head of a plain model and of a `*Pipe` stage. The values the
+    model trained with are restored on exit. A model that is not split is
     left as it is.
     """
-    from agent.workloads.models import decoder_and_head, is_split
+    from agent.workloads.models import is_split
 
     if not is_split(model):
         yield model
         return
-    configs = {id(config): config for config in (model.config, decoder_and_head(model)[1].config)}.values()
+    layers = [model, *model.sublayers()]
+    configs = {id(layer.config): layer.config for layer in layers
+               if hasattr(getattr(layer, "config", None), "tensor_parallel_output")}.values()
     saved = [(config, config.tensor_parallel_output) for config in configs]
     try:
         for config, _ in saved:
@@ -62,11 +73,16 @@ def gathered_logits(model):
             config.tensor_parallel_output = value
 
 
-def save_tensor_parallel(context, model_class, model, shard_bytes: int = SHARD_BYTES) -> None:
-    """Save tensor-parallel `model` to `context.model_dir` as a plain model. Every process must call this.
+def part_name(stage: int, rank: int) -> str:
+    return f"stage{stage:02d}-rank{rank:02d}"
 
-    The ranks of the first replica write their parts, and global
-    rank 0 merges them and removes the parts.
+
+def save_split(context, model_class, model, shard_bytes: int = SHARD_BYTES) -> None:
+    """Save a tensor-parallel or pipeline `model` to `context.model_dir` as a plain model. Every process must call this.
+
+    The processes of the first replica write their parts, one per stage
+    and tensor-parallel rank, and global rank 0 merges them and removes
+    the parts.
     """
     from paddle.distributed import fleet
 
@@ -78,11 +94,19 @@ def save_tensor_parallel(context, model_class, model, shard_bytes: int = SHARD_B
         shutil.rmtree(parts)
     barrier(context)
     if group.get_data_parallel_rank() == 0 and group.get_sharding_parallel_rank() == 0:
-        write_part(model, parts / f"rank{group.get_model_parallel_rank():02d}", shard_bytes)
+        stage = max(group.get_stage_id(), 0)
+        write_part(model, parts / part_name(stage, max(group.get_model_parallel_rank(), 0)), shard_bytes)
     barrier(context)
     if context.is_writer:
         generation_config = getattr(model, "generation_config", None)
-        merge_parts(model_class, model.config, generation_config, parts, context.model_dir, shard_bytes)
+        if generation_config is None:
+            # A `*Pipe` model cannot generate, so it has no generation config. The plain class derives its own
+            # from the model config when it is built, and so does this.
+            from paddlenlp.generation import GenerationConfig
+
+            generation_config = GenerationConfig.from_model_config(plain_config(model.config, model_class))
+        merge_parts(model_class, model.config, generation_config, parts, context.model_dir, shard_bytes,
+                    stages=max(group.get_pipe_parallel_world_size(), 1))
         shutil.rmtree(parts)
     # NOTE: the other processes wait here for the whole merge, an estimated few minutes of disk writes for a 70e9
     # parameter model. Whether a device's collective timeout allows that was not tried on any card.
@@ -90,46 +114,80 @@ def save_tensor_parallel(context, model_class, model, shard_bytes: int = SHARD_B
 
 
 def write_part(model, folder: Path, shard_bytes: int = SHARD_BYTES) -> None:
-    """Write the weights of this rank's part, copied to the host one tensor at a time."""
+    """Write the weights of this process's part, keyed by the plain model's names, copied to the host one tensor at a time.
+
+    A `*Pipe` model's state_dict already names its weights as the plain
+    model does (PaddleNLP's PipelinePretrainedModel maps them).
+    """
     state = model.state_dict()
     write_shards(((name, tensor.numpy()) for name, tensor in state.items()), folder, shard_bytes)
 
 
-def merge_parts(model_class, config, generation_config, parts: Path, out: Path, shard_bytes: int = SHARD_BYTES) -> None:
-    """Merge the rank folders under `parts` tensor by tensor into a plain model folder `out`.
+def part_folders(parts: Path, config, stages: int) -> list[list[Path]]:
+    """Return the part folders under `parts` grouped by pipeline stage, each stage's in tensor-parallel rank order.
 
-    `config` is the split model's config. PaddleNLP's merge actions for
-    `model_class` under it put each split tensor back together, and the
-    others are taken from rank 0. `out` gets a config of one process.
+    Raise RuntimeError when a stage or a rank of `config`'s tensor-parallel
+    degree has no folder, or a folder is not a part.
     """
-    ranks = sorted(path for path in parts.iterdir() if path.is_dir())
-    degree = int(config.tensor_parallel_degree)
-    if len(ranks) != degree:
-        raise RuntimeError(f"{parts} contains the parts of {len(ranks)} ranks ({[path.name for path in ranks]}), but the "
-                           f"model is split over {degree}: the missing ranks failed to write their part, so save again")
-    locations = [tensor_locations(rank) for rank in ranks]
-    names = list(locations[0])
-    for rank, located in zip(ranks, locations):
-        if sorted(located) != sorted(names):
-            raise RuntimeError(f"{rank} and {ranks[0]} contain different tensors ({sorted(set(located) ^ set(names))}): "
-                               "the parts come from different models, so save again")
-    actions = model_class.get_tensor_parallel_convert_actions(config, names, is_split=False, ignore_error=True)
+    degree = max(int(getattr(config, "tensor_parallel_degree", 1)), 1)
+    found = {}
+    for path in sorted(parts.iterdir()):
+        match = PART_NAME.fullmatch(path.name)
+        if not path.is_dir() or match is None:
+            raise RuntimeError(f"{path} is not a part: a part is a folder named like {part_name(0, 0)}, so save again")
+        found[int(match[1]), int(match[2])] = path
+    expected = [(stage, rank) for stage in range(stages) for rank in range(degree)]
+    if sorted(found) != expected:
+        raise RuntimeError(f"{parts} contains the parts of {len(found)} ranks ({[path.name for path in found.values()]}), "
+                           f"but the model is split over {stages} stage(s) x {degree} tensor-parallel rank(s): the "
+                           "missing ranks failed to write their part, so save again")
+    return [[found[stage, rank] for rank in range(degree)] for stage in range(stages)]
 
-    def merged(name: str) -> np.ndarray:
+
+def merge_parts(model_class, config, generation_config, parts: Path, out: Path, shard_bytes: int = SHARD_BYTES,
+                stages: int = 1) -> None:
+    """Merge the part folders under `parts` tensor by tensor into a plain model folder `out`.
+
+    `config` is the split model's config, and `stages` the number of
+    pipeline stages, which a `*Pipe` model's config does not always
+    record. Within a stage, PaddleNLP's merge
+    actions for `model_class` under it put each split tensor back together,
+    and the others are taken from rank 0. The stages follow each other in
+    order. A weight that two stages both hold (tied embeddings) is taken
+    from the first. `out` gets a config of one process.
+    """
+    folders = part_folders(parts, config, stages)
+    plan: list[tuple[list[dict[str, Any]], dict[str, Any], str]] = []
+    merged_names: set[str] = set()
+    for ranks in folders:
+        locations = [tensor_locations(rank) for rank in ranks]
+        names = list(locations[0])
+        for rank, located in zip(ranks, locations):
+            if sorted(located) != sorted(names):
+                raise RuntimeError(f"{rank} and {ranks[0]} contain different tensors ({sorted(set(located) ^ set(names))}): "
+                                   "the parts come from different models, so save again")
+        actions = {}
+        if len(ranks) > 1:
+            actions = model_class.get_tensor_parallel_convert_actions(config, names, is_split=False, ignore_error=True)
+        plan.extend((locations, actions, name) for name in names if name not in merged_names)
+        merged_names.update(names)
+
+    def merged(locations: list[dict[str, Any]], actions: dict[str, Any], name: str) -> np.ndarray:
         pieces = [read_tensor(*located[name]) for located in locations]
         return actions[name](pieces) if name in actions else pieces[0]
 
     remove_weights(out)
-    write_shards(((name, merged(name)) for name in names), out, shard_bytes)
+    write_shards(((name, merged(locations, actions, name)) for locations, actions, name in plan), out, shard_bytes)
     plain_config(config, model_class).save_pretrained(str(out))
     if generation_config is not None:
         generation_config.save_pretrained(str(out))
 
 
 def plain_config(config, model_class):
-    """Return a copy of a tensor-parallel model's config for one process."""
+    """Return a copy of a split model's config for one process."""
     plain = copy.deepcopy(config)
     plain.tensor_parallel_degree, plain.tensor_parallel_rank = 1, 0
+    plain.pipeline_parallel_degree = 1
     plain.tensor_parallel_output = type(config)().tensor_parallel_output
     plain.architectures = [model_class.__name__]
     return plain

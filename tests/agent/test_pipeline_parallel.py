@@ -2,8 +2,10 @@
 
 The two-stage run of tiny LLaMA pretraining under `paddle.distributed.launch`
 must give the one-process run's loss curve, step records, validation loss
-and LAMBADA predictions, also when killed after a checkpoint and resumed. A
-saved tiny LLaMA loaded into two stages must give the plain model's loss.
+and LAMBADA predictions, evaluated on the stages, and save a plain model
+merged by rank 0 from the stages' parts, also when killed after a checkpoint
+and resumed. A saved tiny LLaMA loaded into two stages must give the plain
+model's loss, run stage by stage, and save parts that merge into it again.
 """
 
 import copy
@@ -217,20 +219,37 @@ def test_two_stages_evaluations_match(two_stages, one_process):
 
 @pytest.mark.slow
 def test_two_stages_save_plain_model(two_stages, one_process):
-    # The saved model has the plain class's single file with every stage's weights, so later workloads load it as is.
+    # The stages' parts merged by rank 0 into plain safetensors shards, which later workloads load as they are.
     import numpy as np
     import paddle
 
-    folder = two_stages / "models" / WORKLOAD
-    weights = paddle.load(str(folder / "model_state.pdparams"))
-    expected = paddle.load(str(one_process / "models" / WORKLOAD / "model_state.pdparams"))
+    from agent.workloads.rank_merge import PARTS_FOLDER, iter_tensors
 
-    assert not list(folder.glob("model_state.pp*"))
+    folder = two_stages / "models" / WORKLOAD
+    weights = dict(iter_tensors(folder))
+    expected = paddle.load(str(one_process / "models" / WORKLOAD / "model_state.pdparams"))
+    config = read_json(folder / "config.json")
+
+    assert not (folder / PARTS_FOLDER).exists()
+    assert not list(folder.glob("model_state*"))
+    assert config.get("pipeline_parallel_degree", 1) in (-1, 1)
+    assert config["architectures"] == ["LlamaForCausalLM"]
+    assert read_json(folder / "generation_config.json") == read_json(one_process / "models" / WORKLOAD / "generation_config.json")
     assert sorted(weights) == sorted(expected)
     # Adam magnifies rounding differences of near-zero gradients: 4.8e-5 was the largest difference measured,
     # in embedding rows of rare tokens. 40 steps at learning rate 3e-3 move the weights far more than 1e-4.
     for name, value in expected.items():
-        assert np.abs(weights[name].numpy() - value.numpy()).max() < 1e-4, name
+        assert weights[name].shape == tuple(value.shape), name
+        assert np.abs(weights[name] - value.numpy()).max() < 1e-4, name
+
+
+@pytest.mark.slow
+def test_two_stages_record_evaluation_layout(two_stages):
+    layout = read_json(two_stages / "workloads" / WORKLOAD / "config.json")["evaluation"]
+
+    assert layout["evaluated_on"].startswith("pipeline stages: each stage runs its own layers")
+    assert "one per pipeline stage and tensor-parallel rank" in layout["saved_by"]
+    assert "global rank 0 merges them" in layout["saved_by"]
 
 
 def launch_two_stages(folder: Path, *extra: str) -> list[str]:
@@ -265,15 +284,17 @@ def test_two_stages_resume_reproduces(two_stages_resumed, one_process):
     assert restarts[-1]["resumed_from_step"] == 20
 
 
-# Loading a save_pretrained folder into the *Pipe class, as a workload that starts from a released checkpoint does.
+# Loading a save_pretrained folder into the *Pipe class, as a workload that starts from a released checkpoint does,
+# then evaluating it stage by stage and saving the stages' parts merged into a folder of one process.
 CHECKPOINT_SCRIPT = """
 import sys
 sys.path.insert(0, sys.argv[1])
+from pathlib import Path
 import numpy as np, paddle
 from paddle.distributed import fleet
 from paddlenlp.trainer import TrainingArguments
 from certification.rulepack import load_rule_pack
-from agent.workloads import models
+from agent.workloads import lambada, models, rank_merge, stage_forward
 
 TrainingArguments(output_dir=sys.argv[3], device="cpu", pipeline_parallel_degree=2, per_device_train_batch_size=2,
                   gradient_accumulation_steps=2, pipeline_parallel_config="disable_batch_p2p_comm", report_to=["none"])
@@ -282,14 +303,40 @@ config = models.model_config(preset, {}, "cpu")
 parallel = {"tensor_parallel_degree": 1, "tensor_parallel_rank": 0, "pipeline_parallel_degree": 2, "recompute": False}
 pipe = models.load_checkpoint(preset, {"path": sys.argv[2]}, config, "float32", parallel)
 plain = models.load_checkpoint(preset, {"path": sys.argv[2]}, config, "float32")
+pipe.eval()
+plain.eval()
 data = paddle.to_tensor(np.random.default_rng(0).integers(0, 32000, size=(4, 65)), dtype="int64")
 inputs, labels = data[:, :-1], data[:, 1:]
 print("CLASS", type(pipe).__name__)
+print("PARAMETERS", sum(int(np.prod(p.shape)) for p in pipe.parameters()), sum(int(np.prod(p.shape)) for p in plain.parameters()))
 print("PLAIN", float(plain(input_ids=inputs, labels=labels, return_dict=True).loss))
 print("PIPE", float(fleet.distributed_model(pipe).eval_batch([inputs, labels], compute_loss=True)))
-whole = models.whole_model(preset, pipe)
-print("WHOLE", float(whole(input_ids=inputs, labels=labels, return_dict=True).loss))
+with paddle.no_grad():
+    print("STAGES", stage_forward.token_loss_sum(pipe, data) / int(labels.numel()))
+    items = [lambada.LambadaItem(index, [1, *data[index, :length].numpy().tolist()], length - 2, False)
+             for index, length in enumerate((9, 30, 17, 64))]
+    print("LAMBADA_PLAIN", lambada.score_batch(plain, items))
+    print("LAMBADA_STAGES", lambada.score_batch(pipe, items))
+    input_ids, attention_mask = lambada.padded_batch(items)
+    rows, columns, _ = lambada.target_positions(items)
+    print("PREDICTIONS_STAGES", stage_forward.predictions_at(pipe, input_ids, attention_mask, rows, columns))
+    hidden = plain.llama(input_ids=input_ids, attention_mask=attention_mask, return_dict=True).last_hidden_state
+    logits = plain.lm_head(hidden[paddle.to_tensor(rows), paddle.to_tensor(columns)].unsqueeze(0)).squeeze(0)
+    print("PREDICTIONS_PLAIN", logits.argmax(axis=-1).numpy().tolist())
+hcg = fleet.get_hybrid_communicate_group()
+out = Path(sys.argv[3])
+rank_merge.write_part(pipe, out / "parts" / rank_merge.part_name(hcg.get_stage_id(), 0), 1 << 20)
+paddle.distributed.barrier()
+if hcg.get_stage_id() == 0:
+    rank_merge.merge_parts(models.plain_class(preset), pipe.config, None, out / "parts", out / "merged", 1 << 20,
+                           stages=2)
+paddle.distributed.barrier()
+merged = models.load_pretrained(preset, out / "merged")
+print("MERGED", float(merged(input_ids=inputs, labels=labels, return_dict=True).loss))
 """
+
+CHECKPOINT_KEYS = ("CLASS", "PARAMETERS", "PLAIN", "PIPE", "STAGES", "LAMBADA_PLAIN", "LAMBADA_STAGES", "PREDICTIONS_PLAIN",
+                   "PREDICTIONS_STAGES", "MERGED")
 
 
 @pytest.mark.slow
@@ -305,9 +352,15 @@ def test_checkpoint_loads_into_stages(pack, tmp_path):
 
     for rank in (0, 1):
         lines = dict(line.split(" ", 1) for line in (tmp_path / "logs" / f"workerlog.{rank}").read_text().splitlines()
-                     if line.split(" ", 1)[0] in ("CLASS", "PLAIN", "PIPE", "WHOLE"))
+                     if line.split(" ", 1)[0] in CHECKPOINT_KEYS)
+        stage_parameters, plain_parameters = map(int, lines["PARAMETERS"].split())
         assert lines["CLASS"] == "LlamaForCausalLMPipe"
-        # eval_batch returns the last stage's loss on every stage, and the gathered copy is a plain model again.
+        # Each stage holds only its own layers' weights.
+        assert stage_parameters < plain_parameters
+        # eval_batch returns the last stage's loss on every stage, and so does the forward pass stage by stage.
         assert float(lines["PIPE"]) == pytest.approx(float(lines["PLAIN"]), rel=1e-6)
-        assert float(lines["WHOLE"]) == pytest.approx(float(lines["PLAIN"]), rel=1e-6)
-
+        assert float(lines["STAGES"]) == pytest.approx(float(lines["PLAIN"]), rel=1e-6)
+        assert lines["PREDICTIONS_STAGES"] == lines["PREDICTIONS_PLAIN"]
+        assert lines["LAMBADA_STAGES"] == lines["LAMBADA_PLAIN"]
+        assert float(lines["MERGED"]) == pytest.approx(float(lines["PLAIN"]), rel=1e-6)
+    assert not list((tmp_path / "out" / "merged").glob("model_state*"))

@@ -4,7 +4,8 @@ Paddle 3.3.1 cannot set up the gloo groups of four processes with tensor
 and pipeline degree 2, because the groups' rendezvous keys collide in the
 shared store; agent/workloads/patches.py gives each gloo group a store of
 its own. The four-process run must give the one-process run's loss curve,
-and evaluate and save one plain model merged from every stage and rank.
+evaluate on its stages and ranks, and save one plain model that rank 0
+merges from every stage's and rank's part.
 """
 
 import json
@@ -61,6 +62,69 @@ def test_four_process_groups_with_fix(tmp_path):
     assert [results[rank]["pipeline"]["sum"] for rank in range(4)] == [2, 4, 2, 4]
 
 
+def test_stage_and_rank_parts_merge(tmp_path):
+    # Two stages of two tensor-parallel ranks, each written as a process writes its part, merge into the plain weights.
+    import paddle
+    from paddlenlp.transformers import LlamaConfig, LlamaForCausalLM
+
+    from certification.rulepack import load_rule_pack
+
+    from agent.workloads.models import _tensor_parallel_part
+    from agent.workloads.rank_merge import iter_tensors, merge_parts, part_name, write_shards
+
+    preset = load_rule_pack("tiny-2026.1").data["models"]["llama-tiny"]["config"]
+    paddle.seed(11)
+    plain = LlamaForCausalLM(LlamaConfig(**preset))
+    weights = plain.state_dict()
+    names = list(weights)
+    first_stage = names[:len(names) // 2]
+    stages = [{name: weights[name] for name in first_stage},
+              {name: weights[name] for name in names if name not in first_stage}]
+    for stage, stage_weights in enumerate(stages):
+        for rank in (0, 1):
+            rank_config = LlamaConfig(**preset, tensor_parallel_degree=2, tensor_parallel_rank=rank)
+            part = _tensor_parallel_part(LlamaForCausalLM, rank_config, stage_weights)
+            write_shards(((name, tensor.numpy()) for name, tensor in part.items()), tmp_path / "parts" / part_name(stage, rank),
+                         1 << 20)
+    merge_parts(LlamaForCausalLM, LlamaConfig(**preset, tensor_parallel_degree=2), None, tmp_path / "parts",
+                tmp_path / "merged", 1 << 20, stages=2)
+
+    merged = dict(iter_tensors(tmp_path / "merged"))
+    config = read_json(tmp_path / "merged" / "config.json")
+    assert list(merged) == names
+    for name, value in weights.items():
+        np.testing.assert_array_equal(merged[name], value.numpy(), err_msg=name)
+    assert config.get("tensor_parallel_degree", 1) in (-1, 1)
+    assert config.get("pipeline_parallel_degree", 1) in (-1, 1)
+
+
+def test_weight_of_two_stages_taken_once(tmp_path):
+    # A tied weight that two stages hold is written once, from the first stage.
+    from paddlenlp.transformers import LlamaConfig, LlamaForCausalLM
+
+    from agent.workloads.rank_merge import iter_tensors, merge_parts, part_name, write_shards
+
+    tied = np.arange(6, dtype="float32").reshape(3, 2)
+    write_shards([("embed", tied), ("first", np.zeros(2, dtype="float32"))], tmp_path / "parts" / part_name(0, 0))
+    write_shards([("last", np.ones(2, dtype="float32")), ("embed", tied + 100)], tmp_path / "parts" / part_name(1, 0))
+    merge_parts(LlamaForCausalLM, LlamaConfig(), None, tmp_path / "parts", tmp_path / "merged", stages=2)
+
+    merged = dict(iter_tensors(tmp_path / "merged"))
+    assert list(merged) == ["embed", "first", "last"]
+    np.testing.assert_array_equal(merged["embed"], tied)
+
+
+def test_merge_rejects_missing_stage(tmp_path):
+    from paddlenlp.transformers import LlamaConfig, LlamaForCausalLM
+
+    from agent.workloads.rank_merge import merge_parts, part_name, write_shards
+
+    write_shards([("first", np.zeros(2, dtype="float32"))], tmp_path / "parts" / part_name(0, 0))
+
+    with pytest.raises(RuntimeError, match=r"parts of 1 ranks \(\['stage00-rank00'\]\).* split over 2 stage\(s\) x 1"):
+        merge_parts(LlamaForCausalLM, LlamaConfig(), None, tmp_path / "parts", tmp_path / "merged", stages=2)
+
+
 @pytest.fixture(scope="module")
 def one_process(tmp_path_factory):
     out = tmp_path_factory.mktemp("one") / "run"
@@ -112,19 +176,29 @@ def test_four_processes_evaluations_match(four_processes, one_process):
 
 @pytest.mark.slow
 def test_four_processes_save_plain_model(four_processes, one_process):
-    # One file with the weights of every stage and rank merged, and a config of one process.
+    # Safetensors shards with the weights of every stage and rank merged by rank 0, and a config of one process.
     import paddle
 
+    from agent.workloads.rank_merge import PARTS_FOLDER, iter_tensors
+
     folder = four_processes / "models" / WORKLOAD
-    weights = paddle.load(str(folder / "model_state.pdparams"))
+    weights = dict(iter_tensors(folder))
     expected = paddle.load(str(one_process / "models" / WORKLOAD / "model_state.pdparams"))
     config = read_json(folder / "config.json")
 
-    assert not list(folder.glob("model_state.tp*"))
-    assert not list(folder.glob("model_state.pp*"))
+    assert not (folder / PARTS_FOLDER).exists()
+    assert not list(folder.glob("model_state*"))
     assert config.get("tensor_parallel_degree", 1) in (-1, 1)
     assert config.get("pipeline_parallel_degree", 1) in (-1, 1)
     assert sorted(weights) == sorted(expected)
     for name, value in expected.items():
-        assert weights[name].shape == value.shape, name
-        assert np.abs(weights[name].numpy() - value.numpy()).max() < 5e-4, name
+        assert weights[name].shape == tuple(value.shape), name
+        assert np.abs(weights[name] - value.numpy()).max() < 5e-4, name
+
+
+@pytest.mark.slow
+def test_four_processes_record_evaluation_layout(four_processes):
+    layout = read_json(four_processes / "workloads" / WORKLOAD / "config.json")["evaluation"]
+
+    assert layout["evaluated_on"].startswith("tensor-parallel ranks of the pipeline stages: each stage runs its own layers")
+    assert "one per pipeline stage and tensor-parallel rank" in layout["saved_by"]

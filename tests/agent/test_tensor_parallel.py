@@ -44,7 +44,7 @@ def test_cpu_tensor_parallel_gathers_logits():
 
 
 def test_rank_parts_merge_to_plain_weights(pack):
-    # build_model gives each rank the part that PaddleNLP's merge actions, which whole_model uses, put back together.
+    # build_model gives each rank the part that PaddleNLP's merge actions, which merge_parts uses, put back together.
     import numpy as np
     import paddle
     from paddlenlp.transformers import LlamaConfig, LlamaForCausalLM
@@ -76,7 +76,7 @@ def test_rank_parts_merge_into_a_loadable_folder(pack, tmp_path):
     from paddlenlp.transformers import LlamaConfig, LlamaForCausalLM
 
     from agent.workloads.models import _tensor_parallel_part
-    from agent.workloads.rank_merge import SAFE_INDEX, iter_tensors, merge_parts, write_shards
+    from agent.workloads.rank_merge import SAFE_INDEX, iter_tensors, merge_parts, part_name, write_shards
 
     preset = pack.data["models"]["llama-tiny"]["config"]
     paddle.seed(5)
@@ -86,7 +86,7 @@ def test_rank_parts_merge_into_a_loadable_folder(pack, tmp_path):
     for rank in (0, 1):
         part = _tensor_parallel_part(LlamaForCausalLM, LlamaConfig(**preset, tensor_parallel_degree=2, tensor_parallel_rank=rank),
                                      weights)
-        write_shards(((name, tensor.numpy()) for name, tensor in part.items()), tmp_path / "parts" / f"rank{rank:02d}", 1 << 20)
+        write_shards(((name, tensor.numpy()) for name, tensor in part.items()), tmp_path / "parts" / part_name(0, rank), 1 << 20)
     merge_parts(LlamaForCausalLM, split_config, plain.generation_config, tmp_path / "parts", tmp_path / "merged", 1 << 20)
 
     merged = dict(iter_tensors(tmp_path / "merged"))
@@ -124,12 +124,12 @@ def test_merge_refuses_missing_rank(pack, tmp_path):
     import paddle
     from paddlenlp.transformers import LlamaConfig, LlamaForCausalLM
 
-    from agent.workloads.rank_merge import merge_parts, write_shards
+    from agent.workloads.rank_merge import merge_parts, part_name, write_shards
 
     preset = pack.data["models"]["llama-tiny"]["config"]
-    write_shards([("lm_head.weight", paddle.zeros([4, 2]).numpy())], tmp_path / "parts" / "rank00")
+    write_shards([("lm_head.weight", paddle.zeros([4, 2]).numpy())], tmp_path / "parts" / part_name(0, 0))
 
-    with pytest.raises(RuntimeError, match="parts of 1 ranks .* split over 2"):
+    with pytest.raises(RuntimeError, match=r"parts of 1 ranks .* split over 1 stage\(s\) x 2 tensor-parallel"):
         merge_parts(LlamaForCausalLM, LlamaConfig(**preset, tensor_parallel_degree=2), None, tmp_path / "parts",
                     tmp_path / "merged")
 
@@ -337,7 +337,7 @@ print("SPLIT", float(split(input_ids=inputs, labels=labels, return_dict=True).lo
 with rank_merge.gathered_logits(split):
     print("GATHERED", float(split(input_ids=inputs, labels=labels, return_dict=True).loss))
 out = Path(sys.argv[3])
-rank_merge.write_part(split, out / "parts" / f"rank{args.tensor_parallel_rank:02d}", 1 << 20)
+rank_merge.write_part(split, out / "parts" / rank_merge.part_name(0, args.tensor_parallel_rank), 1 << 20)
 paddle.distributed.barrier()
 if args.tensor_parallel_rank == 0:
     rank_merge.merge_parts(models.plain_class(preset), split.config, split.generation_config, out / "parts", out / "merged",

@@ -1,0 +1,141 @@
+"""Forward passes of a pipeline-parallel (`*Pipe`) model for evaluation, run on the stages themselves.
+
+Every process of a pipe group runs the same batch in step. The first stage
+reads the inputs, and each stage runs its own layers and sends its output
+to the next stage with send and recv over the pipe group. The last stage
+computes what the evaluation needs from the logits and broadcasts the
+per-batch result over the pipe group, so every process returns the same
+values. No process has more than its own stage's weights in memory. Under tensor
+parallelism too, each tensor-parallel rank has its own pipe group, and the
+ranks of a stage run their layers together.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import paddle
+import paddle.distributed as dist
+
+# Bool masks travel as uint8, so that sending them does not rely on a backend's bool support, which was not checked.
+TRANSPORT_DTYPES = {paddle.bool: paddle.uint8}
+
+
+def pipe_group():
+    """Return this process's pipe group, whose global ranks are listed in stage order."""
+    from paddle.distributed import fleet
+
+    hcg = fleet.get_hybrid_communicate_group()
+    group = hcg.get_pipe_parallel_group()
+    if group.ranks[hcg.get_stage_id()] != dist.get_rank():
+        raise RuntimeError(f"the pipe group {group.ranks} does not list global rank {dist.get_rank()} at its stage "
+                           f"{hcg.get_stage_id()}, so stages cannot tell their neighbours apart")
+    return group
+
+
+def send_activations(output, destination: int, group) -> None:
+    """Send a stage's output, one tensor or a tuple of tensors, to global rank `destination`.
+
+    The shapes and data types go first, so that the receiver can allocate
+    the tensors. They change from batch to batch, because LAMBADA batches
+    have different lengths.
+    """
+    tensors = output if isinstance(output, tuple) else (output,)
+    layout = [(str(tensor.dtype), list(tensor.shape)) for tensor in tensors]
+    dist.send_object_list([isinstance(output, tuple), layout], dst=destination, group=group)
+    for tensor in tensors:
+        transport = TRANSPORT_DTYPES.get(tensor.dtype)
+        dist.send(tensor.astype(transport) if transport else tensor.contiguous(), dst=destination, group=group)
+
+
+def receive_activations(source: int, group):
+    """Receive what send_activations sent from global rank `source`, as the tensor or tuple it was."""
+    header: list[Any] = [None, None]
+    dist.recv_object_list(header, src=source, group=group)
+    is_tuple, layout = header
+    tensors = []
+    for dtype_name, shape in layout:
+        dtype = getattr(paddle, dtype_name.split(".")[-1])
+        transport = TRANSPORT_DTYPES.get(dtype, dtype)
+        tensor = paddle.empty(shape, dtype=transport)
+        dist.recv(tensor, src=source, group=group)
+        tensors.append(tensor.astype(dtype) if transport != dtype else tensor)
+    return tuple(tensors) if is_tuple else tensors[0]
+
+
+def run_layers(layers, inputs):
+    """Run a stage's layers in order, as PipelineLayer.forward does without recompute."""
+    output = inputs
+    for layer in layers:
+        output = layer(output)
+    return output
+
+
+def forward_to_last_stage(model, inputs, keep_head: bool = False):
+    """Run `inputs` through every stage of `model`; return the last stage's output there and None on the others.
+
+    With `keep_head`, the last stage stops before its last layer, the LM
+    head, and returns `(hidden_states, head)`, so that the caller applies
+    the head to the positions it needs only.
+    """
+    if getattr(model, "_num_virtual_pipeline_stages", 1) > 1:
+        raise ValueError(f"{type(model).__name__} has {model._num_virtual_pipeline_stages} virtual stages per process, "
+                         "which evaluation on the stages does not run: set the model config's virtual_pp_degree to 1")
+    group = pipe_group()
+    ranks = group.ranks
+    stage = ranks.index(dist.get_rank())
+    layers = list(model.run_function)
+    if stage > 0:
+        inputs = receive_activations(ranks[stage - 1], group)
+    if stage < len(ranks) - 1:
+        send_activations(run_layers(layers, inputs), ranks[stage + 1], group)
+        return None
+    if keep_head:
+        return run_layers(layers[:-1], inputs), layers[-1]
+    return run_layers(layers, inputs)
+
+
+def broadcast_from_last_stage(values, shape: list[int], dtype: str):
+    """Return the last stage's `values` (ignored elsewhere) on every stage of the pipe group."""
+    group = pipe_group()
+    if values is None:
+        values = paddle.empty(shape, dtype=dtype)
+    dist.broadcast(values, src=group.ranks[-1], group=group)
+    return values
+
+
+def checked_logits(logits, vocab_size: int):
+    """Return `logits` after checking that the last stage's last layer produced logits over the whole vocabulary."""
+    if logits.shape[-1] != vocab_size:
+        raise RuntimeError(f"the last pipeline stage returned an output of width {logits.shape[-1]}, not logits over the "
+                           f"vocabulary of {vocab_size}: its last layer is not the LM head, or the head's output is split")
+    return logits
+
+
+def token_loss_sum(model, blocks) -> float:
+    """Return the sum of the float32 token cross-entropies of `blocks` (inputs and labels one token apart), on every stage."""
+    outcome = forward_to_last_stage(model, blocks[:, :-1])
+    total = None
+    if outcome is not None:
+        logits = checked_logits(outcome, model.config.vocab_size).astype("float32")
+        losses = paddle.nn.functional.cross_entropy(logits, blocks[:, 1:].unsqueeze(-1), reduction="none")
+        total = losses.astype("float64").sum().reshape([1])
+    return float(broadcast_from_last_stage(total, [1], "float64").item())
+
+
+def predictions_at(model, input_ids, attention_mask, rows: list[int], columns: list[int]) -> list[int]:
+    """Return the greedy (argmax) predictions at the given (row, column) positions of a padded batch, on every stage.
+
+    The last stage applies the LM head to those positions only. The first
+    stage receives the mask as bool, because PaddleNLP 3.0.0b4's
+    LlamaEmbeddingPipe reads an int64 mask as position ids on GPUs and a
+    bool one as the attention mask on every device.
+    """
+    outcome = forward_to_last_stage(model, (input_ids, attention_mask.astype("bool")), keep_head=True)
+    predictions = None
+    if outcome is not None:
+        hidden, head = outcome
+        picked = hidden[paddle.to_tensor(rows), paddle.to_tensor(columns)]
+        logits = checked_logits(head(picked.unsqueeze(0)).squeeze(0), model.config.vocab_size)
+        predictions = logits.argmax(axis=-1).astype("int64")
+    return broadcast_from_last_stage(predictions, [len(rows)], "int64").numpy().tolist()
