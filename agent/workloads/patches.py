@@ -260,28 +260,26 @@ def _mp_ops_fail_on_cpu() -> bool:
     return False
 
 
-class _CudaBuildView:
-    """A view of `paddle.base.core` that reports a CUDA build, for the build checks of Paddle's sharding classes."""
-
-    def __init__(self, core):
-        self._core = core
-
-    def __getattr__(self, name):
-        return getattr(self._core, name)
-
-    @staticmethod
-    def is_compiled_with_cuda() -> bool:
-        return True
-
-
-class _NumberedCpuView:
-    """A view of the `paddle` module in which `get_device()` names the CPU "cpu:0", with the device number Paddle parses."""
+class _ModuleView:
+    """A view of a module that passes every attribute through, except those its subclass defines."""
 
     def __init__(self, module):
         self._module = module
 
     def __getattr__(self, name):
         return getattr(self._module, name)
+
+
+class _CudaBuildView(_ModuleView):
+    """A view of `paddle.base.core` that reports a CUDA build, for the build checks of Paddle's sharding classes."""
+
+    @staticmethod
+    def is_compiled_with_cuda() -> bool:
+        return True
+
+
+class _NumberedCpuView(_ModuleView):
+    """A view of `paddle` or `paddle.device` in which `get_device()` names the CPU "cpu:0", with the device number Paddle parses."""
 
     def get_device(self) -> str:
         device = self._module.get_device()
@@ -451,21 +449,7 @@ def _stage3_rejects_cpu_build() -> bool:
     return False
 
 
-class _CpuClipDeviceView:
-    """A view of `paddle.device` in which the CPU is named "cpu:0", so that GroupShardedClipGrad keeps its norm there."""
-
-    def __init__(self, module):
-        self._module = module
-
-    def __getattr__(self, name):
-        return getattr(self._module, name)
-
-    def get_device(self) -> str:
-        device = self._module.get_device()
-        return "cpu:0" if device == "cpu" else device
-
-
-class _CpuClipPaddleView:
+class _CpuClipPaddleView(_ModuleView):
     """A view of the `paddle` module for GroupShardedClipGrad on the CPU.
 
     Its `device.get_device()` names the CPU "cpu:0", and its `set_device`
@@ -474,11 +458,8 @@ class _CpuClipPaddleView:
     """
 
     def __init__(self, module):
-        self._module = module
-        self.device = _CpuClipDeviceView(module.device)
-
-    def __getattr__(self, name):
-        return getattr(self._module, name)
+        super().__init__(module)
+        self.device = _NumberedCpuView(module.device)
 
     def set_device(self, device: str):
         return self._module.set_device("cpu" if device == "cpu:0" else device)
@@ -689,7 +670,7 @@ def apply() -> list[str]:
         replacement = group_sharded_parallel_cpu(group_sharded.group_sharded_parallel)
         sharding.group_sharded_parallel = group_sharded.group_sharded_parallel = replacement
         APPLIED.append("group_sharded_parallel_cpu")
-        logger.debug("patched Paddle's group_sharded_parallel to build sharding stage 2 on the CPU")
+        logger.debug("patched Paddle's group_sharded_parallel to build sharding stages 2 and 3 on the CPU")
     if "param_storage_on_cpu" not in APPLIED and _param_storage_fails_on_cpu():
         from paddle.distributed.fleet.meta_parallel.sharding.group_sharded_storage import ParamStorage
 
