@@ -32,6 +32,11 @@ from agent.i18n import N_, _, accept_language, ngettext
 
 UPLOAD_PATH = "/api/v1/bundles/"
 SESSIONS_PATH = "/api/v1/uploads/"
+# The portal's Django admin page of API tokens (rest_framework.authtoken's TokenProxy) and its web upload page.
+TOKEN_ADMIN_PATH = "/admin/authtoken/tokenproxy/"
+WEB_UPLOAD_PATH = "/submissions/upload/"
+# Error codes of Django REST framework for a token the portal does not accept (401, or 403 without a WWW-Authenticate scheme).
+TOKEN_REJECTED_CODES = ("authentication_failed", "not_authenticated")
 READ_BLOCK_BYTES = 1024 * 1024
 # The portal's submission states (portal.submissions.models.Submission.State), as upload prints them.
 SUBMISSION_STATES = {"received": N_("received"), "validating": N_("validating"), "judged": N_("judged"), "rejected": N_("rejected")}
@@ -152,7 +157,8 @@ def unreachable(url: str, error: Exception) -> AgentError:
                       _("check --portal and the network; a repeated upload is safe"), EXIT_REMOTE)
 
 
-def parse_reply(response: requests.Response) -> dict:
+def parse_reply(response: requests.Response, portal: str) -> dict:
+    """Return the portal's submission from a reply, or raise AgentError for an error reply. `portal` is the base URL."""
     try:
         body = response.json()
     except (ValueError, json.JSONDecodeError):
@@ -160,22 +166,39 @@ def parse_reply(response: requests.Response) -> dict:
     if response.status_code in (200, 201) and isinstance(body, dict) and "url" in body:
         return body
     if isinstance(body, dict) and "code" in body:
+        hint = _("fix what the message names and upload again")
+        if response.status_code == 401 or body["code"] in TOKEN_REJECTED_CODES:
+            hint = token_hint(portal)
         raise AgentError(
             "upload_rejected",
             # The detail is the portal's own sentence, already in the language asked for with Accept-Language.
             _("the portal rejected the upload with HTTP {status} [{code}]: {detail}").format(
                 status=response.status_code, code=body["code"], detail=body.get("detail", "")),
-            _("fix what the message names and upload again"), EXIT_REMOTE,
+            hint, EXIT_REMOTE,
         )
     raise AgentError("portal_reply_invalid", _("the portal replied with HTTP {status} and no usable body").format(status=response.status_code),
                      _("check that --portal is the portal's base URL"), EXIT_REMOTE)
+
+
+def token_hint(portal: str) -> str:
+    """Return the hint for a token the portal did not accept: where to pass it, and where a new one comes from.
+
+    The portal's API tokens are Django REST framework tokens (3.18), which
+    do not expire: a token stops working when staff delete or replace it in
+    the Django admin. Vendors have no page that issues tokens, but they can
+    upload on the portal's web page after logging in.
+    """
+    base = portal.rstrip("/")
+    return _("pass a valid API token with --token TOKEN or in the environment variable AGENT_PORTAL_TOKEN. A token stops working "
+             "when the portal's staff delete or replace it: ask them for a new one (they create tokens in the portal's admin, "
+             "{admin}), or log in and upload the bundle at {upload}").format(admin=base + TOKEN_ADMIN_PATH, upload=base + WEB_UPLOAD_PATH)
 
 
 def run(args) -> int:
     url = check_arguments(args)
     if args.single_request:
         response = send(url, args)
-        return report(parse_reply(response), response.status_code == 200, args)
+        return report(parse_reply(response, args.portal), response.status_code == 200, args)
     body, already_stored = ResumableUpload(args).run()
     return report(body, already_stored, args)
 
@@ -240,13 +263,13 @@ class ResumableUpload:
             session = self.send_range(session)
         reply = self.call("post", session["complete_url"])
         raise_if_expired(reply)
-        return parse_reply(reply), reply.status_code == 200
+        return parse_reply(reply, self.base), reply.status_code == 200
 
     def declare(self) -> dict:
         fields = {"size": self.size, "sha256": file_sha256(self.args.bundle), "name": self.args.bundle.name}
         if self.args.vendor:
             fields["vendor"] = self.args.vendor
-        session = session_reply(self.call("post", self.base + SESSIONS_PATH, json=fields))
+        session = session_reply(self.base, self.call("post", self.base + SESSIONS_PATH, json=fields))
         if session["received"]:
             logger.info("resuming the open upload %s at byte %d of %d", session["id"], session["received"], self.size)
         return session
@@ -261,11 +284,11 @@ class ResumableUpload:
         try:
             reply = self.call("put", session["upload_url"], data=data, headers=headers, resumable=True)
         except _Broken:
-            return session_reply(self.call("get", session["upload_url"]))
+            return session_reply(self.base, self.call("get", session["upload_url"]))
         if reply.status_code == 409:
-            return session_reply(self.call("get", session["upload_url"]))
+            return session_reply(self.base, self.call("get", session["upload_url"]))
         logger.debug("sent bytes %d-%d of %d", start, end, self.size)
-        return session_reply(reply)
+        return session_reply(self.base, reply)
 
     def call(self, method: str, url: str, *, resumable: bool = False, **kwargs) -> requests.Response:
         """Send one request; a broken connection is retried after a pause until --retries breaks in total."""
@@ -321,7 +344,7 @@ def raise_if_expired(response: requests.Response) -> None:
         raise _Expired(str(body.get("detail", "")))
 
 
-def session_reply(response: requests.Response) -> dict:
+def session_reply(portal: str, response: requests.Response) -> dict:
     raise_if_expired(response)
     try:
         body = response.json()
@@ -329,4 +352,4 @@ def session_reply(response: requests.Response) -> dict:
         body = None
     if response.status_code in (200, 201) and isinstance(body, dict) and "upload_url" in body:
         return body
-    return parse_reply(response)
+    return parse_reply(response, portal)

@@ -26,6 +26,7 @@ from typing import Any
 from certification.rulepack import RulePack
 
 from agent.errors import AgentError
+from agent.runner.overrides import TRAINER_KINDS
 from agent.runner.sd_inputs import check_config_keys
 from agent.runner.weights import DIFFUSION_FORMATS, FORMATS, check_weight_files, stored_dtypes
 from agent.i18n import N_, _
@@ -146,6 +147,55 @@ def check_checkpoint_folders(pack: RulePack, workload_ids: list[str], folders: d
             raise AgentError("checkpoint_not_used", _("--checkpoint names model {model}, but no planned workload of rule pack {pack} starts from its checkpoint").format(
                                  model=repr(model), pack=pack.name),
                              _("name one of: {names}").format(names=", ".join(used)) if used else _("this plan loads no checkpoint; drop --checkpoint"))
+
+
+def check_checkpoint_degrees(pack: RulePack, workload_ids: list[str], data_root: Path, folders: dict[str, Path],
+                             overrides: dict[str, Any]) -> None:
+    """Reject a folder of per-rank tensor-parallel weight files that a planned workload would load under another degree.
+
+    It reads only the folder's file names and config.json, so start_run
+    calls it before any input is hashed or the run folder is written. A
+    missing folder is left to verify_checkpoint, which reports it.
+    """
+    for workload_id in workload_ids:
+        model = pack.checkpoint_model(workload_id)
+        if model is None or pack.data["models"][model]["architecture"] == SD_ARCHITECTURE:
+            continue
+        directory = checkpoint_folder(pack, model, data_root, folders)
+        if not directory.is_dir():
+            continue
+        label = describe_input(f"checkpoint {model}")
+        weights = check_weight_files(label, directory, config=read_checkpoint_config(model, directory))
+        saved = weights.get("tensor_parallel_degree")
+        degree, settable = loading_degree(pack, workload_id, overrides)
+        if saved is None or saved == degree:
+            continue
+        if settable:
+            hint = _("run with --set tensor_parallel_degree={saved} on a multiple of {saved} processes, or pass --checkpoint {model}=DIR "
+                     "with a folder whose ranks are merged into one model (see docs/training.md, 'Released checkpoints')").format(saved=saved, model=model)
+        else:
+            hint = _("pass --checkpoint {model}=DIR with a folder whose ranks are merged into one model, which loads under any degree "
+                     "(see docs/training.md, 'Released checkpoints')").format(model=model)
+        raise AgentError("checkpoint_parallel_mismatch",
+                         _("{workload}: {label} at {path} is saved as per-rank files of tensor_parallel_degree {saved}, "
+                           "but the workload loads it with tensor_parallel_degree {degree}").format(
+                             workload=workload_id, label=label, path=directory, saved=saved, degree=degree),
+                         hint)
+
+
+def loading_degree(pack: RulePack, workload_id: str, overrides: dict[str, Any]) -> tuple[int, bool]:
+    """Return the tensor_parallel_degree a workload loads its checkpoint with, and whether `--set` may change it.
+
+    The Trainer's kinds split the model by the pack's free
+    tensor_parallel_degree with the `--set` value applied
+    (agent.workloads.training.parallel_arguments). The inference kind loads
+    the model in one process.
+    """
+    spec = pack.workload(workload_id)
+    free = spec["hyperparameters"].get("free") or {}
+    if spec["kind"] not in TRAINER_KINDS or "tensor_parallel_degree" not in free:
+        return 1, False
+    return max(int(overrides.get("tensor_parallel_degree", free["tensor_parallel_degree"])), 1), True
 
 
 def verify_checkpoint(pack: RulePack, model: str, directory: Path) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from agent.runner.devices import check_device, device_record
 from agent.runner.folder import RunFolder, check_new_run_folder, environment, utc_now
 from agent.inference import ENDPOINT_VARIABLE
 from agent.runner.overrides import check_inference_degrees, check_micro_batch, check_overrides, check_sharding_on_device
-from agent.runner.checkpoints import check_checkpoint_folders
+from agent.runner.checkpoints import check_checkpoint_degrees, check_checkpoint_folders
 from agent.runner.node_inputs import verify_once_per_node
 from agent.runner.plan import plan_workloads, verify_input_files
 from agent.runner.profiles import Profile, load_profile
@@ -103,13 +103,15 @@ def start_run(request: RunRequest) -> tuple[Path, int]:
         profile=profile.name, pack=pack.name, tracks=", ".join(profile.tracks), level=profile.level, workloads=", ".join(workloads)))
     launch = Launch.from_environment()
     device = request.device or profile.device
-    check_device(device)
+    # The checks that need no Paddle come first, so that bad input is rejected before Paddle's import (seconds).
     check_overrides(pack, workloads, request.overrides)
     check_micro_batch(pack, workloads, request.overrides, launch.world_size)
     check_inference_degrees(pack, workloads, request.overrides or recorded_overrides(request), os.environ.get(ENDPOINT_VARIABLE))
     check_sharding_on_device(pack, workloads, request.overrides or recorded_overrides(request), device, launch.world_size)
     checkpoint_folders = request.checkpoints or recorded_checkpoint_folders(request)
     check_checkpoint_folders(pack, workloads, checkpoint_folders)
+    check_checkpoint_degrees(pack, workloads, request.data_root, checkpoint_folders, request.overrides or recorded_overrides(request))
+    check_device(device)
     if request.out is not None and not request.resume and launch.rank == 0:
         check_new_run_folder(request.out)
     # Local rank 0 of each node hashes the inputs; the other processes of that node wait for its records.

@@ -11,6 +11,8 @@ import functools
 import logging
 import os
 import socket
+import subprocess
+import sys
 from types import SimpleNamespace
 
 logger = logging.getLogger(__name__)
@@ -593,6 +595,28 @@ def gloo_group_store(original):
     return _new_process_group_impl
 
 
+# Run by _gloo_group_keys_shared in a child interpreter. It forms a gloo group of one process on a private store and
+# prints "shared" when the rendezvous wrote the unprefixed key "0". An integer add on that key fails when the key
+# contains an address, and it returns 0 on a missing key.
+_GLOO_PROBE = f"""
+import socket
+from paddle.base import core
+
+with socket.socket() as probe:
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+store = core.TCPStore("127.0.0.1", port, True, 1, {STORE_TIMEOUT_SECONDS})
+core.ProcessGroupGloo.create(store, 0, 1, {_PROBE_GROUP_ID})
+try:
+    store.add("0", 0)
+except ValueError:
+    print("shared")
+else:
+    print("separate")
+"""
+PROBE_TIMEOUT_SECONDS = 300
+
+
 @functools.cache
 def _gloo_group_keys_shared() -> bool:
     """Return True when a gloo process group's rendezvous writes keys that other groups on the same store also write.
@@ -605,33 +629,26 @@ def _gloo_group_keys_shared() -> bool:
     pipeline groups [0, 2] and [1, 3] of four processes, overwrite each
     other's addresses. A process then connects to a member of the other
     group and fails with `pair.cc:784] connect ... Connection refused` or a
-    TIMEOUT. The probe forms a group of one process on a private store and
-    checks for the unprefixed key "0": an integer add on it fails because
-    it contains an address, and on a missing key it returns 0. It runs once per
-    process, because Paddle keeps each group id it has seen.
-    """
-    from paddle.base import core
+    TIMEOUT.
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    store = core.TCPStore("127.0.0.1", port, True, 1, STORE_TIMEOUT_SECONDS)
+    The probe (_GLOO_PROBE) runs once per process in a child interpreter,
+    which costs one import of Paddle. Run in this process, it would leave
+    its group, the group's communication context and its TCPStore behind
+    until the process ends. Paddle 3.3.1 keeps every group it creates, and
+    its one release call, `ProcessGroupIdMap.destroy`, drops every group of
+    the process while the communication context still keeps the store.
+    The store's server listens on every interface, not only on 127.0.0.1.
+    """
+    environment = dict(os.environ)
     # Paddle's ProcessGroup reads the process's global rank from the launcher's variable.
-    launched = "PADDLE_TRAINER_ID" in os.environ
-    os.environ.setdefault("PADDLE_TRAINER_ID", "0")
-    try:
-        # NOTE: Paddle's CommContextManager keeps the store of the last gloo group created, here the probe's, until
-        # the next group replaces it. The agent probes before TrainingArguments create the groups. Whether any
-        # Paddle path reads that store after a probe made later was not checked.
-        core.ProcessGroupGloo.create(store, 0, 1, _PROBE_GROUP_ID)
-    finally:
-        if not launched:
-            del os.environ["PADDLE_TRAINER_ID"]
-    try:
-        store.add("0", 0)
-    except ValueError:
-        return True
-    return False
+    environment.setdefault("PADDLE_TRAINER_ID", "0")
+    completed = subprocess.run([sys.executable, "-c", _GLOO_PROBE], env=environment, capture_output=True, text=True,
+                               timeout=PROBE_TIMEOUT_SECONDS)
+    verdict = completed.stdout.split()[-1:]
+    if completed.returncode != 0 or verdict not in (["shared"], ["separate"]):
+        raise RuntimeError(f"the probe of Paddle's gloo groups exited with code {completed.returncode} and printed "
+                           f"{completed.stdout[-200:]!r}. Its error output ends with: {completed.stderr[-2000:]}")
+    return verdict == ["shared"]
 
 
 def apply() -> list[str]:

@@ -82,35 +82,69 @@ def save_split(context, model_class, model, shard_bytes: int = SHARD_BYTES) -> N
 
     The processes of the first replica write their parts, one per stage
     and tensor-parallel rank, and global rank 0 merges them and removes
-    the parts.
+    the parts. When a step fails on any rank, every rank raises SaveFailed
+    right after that step.
     """
     from paddle.distributed import fleet
 
-    from agent.workloads.common import barrier
-
     group = fleet.get_hybrid_communicate_group()
     parts = context.model_dir / PARTS_FOLDER
-    if context.is_writer and parts.exists():
-        shutil.rmtree(parts)
-    barrier(context)
-    if group.get_data_parallel_rank() == 0 and group.get_sharding_parallel_rank() == 0:
-        stage = max(group.get_stage_id(), 0)
-        write_part(model, parts / part_name(stage, max(group.get_model_parallel_rank(), 0)), shard_bytes)
-    barrier(context)
-    if context.is_writer:
-        generation_config = getattr(model, "generation_config", None)
-        if generation_config is None:
-            # A `*Pipe` model cannot generate, so it has no generation config. The plain class derives its own
-            # from the model config when it is built, and so does this.
-            from paddlenlp.generation import GenerationConfig
+    with failure_on_all_ranks(context, "removing the parts of an earlier save"):
+        if context.is_writer and parts.exists():
+            shutil.rmtree(parts)
+    with failure_on_all_ranks(context, "writing the ranks' parts"):
+        if group.get_data_parallel_rank() == 0 and group.get_sharding_parallel_rank() == 0:
+            stage = max(group.get_stage_id(), 0)
+            write_part(model, parts / part_name(stage, max(group.get_model_parallel_rank(), 0)), shard_bytes)
+    # NOTE: the other processes wait at the end of this block for the whole merge, an estimated few minutes of disk
+    # writes for a 70e9 parameter model. Whether a device's collective timeout allows that was not tried on any card.
+    with failure_on_all_ranks(context, "merging the parts"):
+        if context.is_writer:
+            generation_config = getattr(model, "generation_config", None)
+            if generation_config is None:
+                # A `*Pipe` model cannot generate, so it has no generation config. The plain class derives its own
+                # from the model config when it is built, and so does this.
+                from paddlenlp.generation import GenerationConfig
 
-            generation_config = GenerationConfig.from_model_config(plain_config(model.config, model_class))
-        merge_parts(model_class, model.config, generation_config, parts, context.model_dir, shard_bytes,
-                    stages=max(group.get_pipe_parallel_world_size(), 1))
-        shutil.rmtree(parts)
-    # NOTE: the other processes wait here for the whole merge, an estimated few minutes of disk writes for a 70e9
-    # parameter model. Whether a device's collective timeout allows that was not tried on any card.
-    barrier(context)
+                generation_config = GenerationConfig.from_model_config(plain_config(model.config, model_class))
+            merge_parts(model_class, model.config, generation_config, parts, context.model_dir, shard_bytes,
+                        stages=max(group.get_pipe_parallel_world_size(), 1))
+            shutil.rmtree(parts)
+
+
+class SaveFailed(RuntimeError):
+    """A step of a tensor-parallel or pipeline save failed on at least one rank. Every rank raises it."""
+
+
+@contextlib.contextmanager
+def failure_on_all_ranks(context, step: str):
+    """Run the block on every process, wait for all of them, and raise SaveFailed on each if the block failed on any.
+
+    The processes exchange their error messages (None after success) with
+    `all_gather_object` over the global group. That exchange is the barrier
+    after the block, so a rank whose block raised still reaches it, and the
+    others learn of the failure at once instead of waiting at a later
+    barrier until the collective timeout. The message names `step`, the
+    model folder and each failed rank with its error, and on a failed rank
+    the exception chains that rank's own error.
+    """
+    error: Exception | None = None
+    try:
+        yield
+    except Exception as raised:  # any failure of the step must reach the other ranks, or they wait for this one
+        error = raised
+    message = f"{type(error).__name__}: {error}" if error is not None else None
+    messages = [message]
+    if context.cards > 1:
+        import paddle.distributed
+
+        messages = []
+        paddle.distributed.all_gather_object(messages, message)
+    failed = [f"rank {rank}: {text}" for rank, text in enumerate(messages) if text is not None]
+    if failed:
+        raise SaveFailed(f"saving the split model to {context.model_dir} failed while {step} on "
+                         f"{len(failed)} of {len(messages)} ranks ({'; '.join(failed)}): fix the cause, then continue "
+                         "the run with --resume") from error
 
 
 def write_part(model, folder: Path, shard_bytes: int = SHARD_BYTES) -> None:

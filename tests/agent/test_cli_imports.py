@@ -14,6 +14,7 @@ import pytest
 
 from agent.cli import build_parser
 from agent.commands import COMMANDS
+from agent.errors import EXIT_USAGE
 from tests.certification.runfolder import build_run
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -22,12 +23,13 @@ TRAINING_PACKAGES = ("paddle", "paddlenlp", "ppdiffusers")
 VERDICT_PACKAGES = ("rouge_score", "nltk", "scipy")
 
 # Code run in the fresh interpreter: it runs `steps`, then prints the heavy top-level packages that were imported.
+# A "main" step may give the exit code it expects as a third item (default 0).
 REPORT_IMPORTS = """
 import json, sys
 from agent.cli import main, parse_arguments
 
 def run_steps(steps, heavy):
-    for kind, argv in steps:
+    for kind, argv, *expected in steps:
         if kind == "parse":
             parse_arguments(argv)
             continue
@@ -35,13 +37,13 @@ def run_steps(steps, heavy):
             code = main(argv)
         except SystemExit as exit:
             code = exit.code
-        if code != 0:
+        if code != (expected[0] if expected else 0):
             raise SystemExit(f"{argv} exited with {code}")
     print(json.dumps(sorted({name.split('.')[0] for name in sys.modules} & set(heavy))))
 """
 
 
-def imported_after(steps: list[tuple[str, list[str]]], heavy: tuple[str, ...]) -> list[str]:
+def imported_after(steps: list[tuple], heavy: tuple[str, ...]) -> list[str]:
     code = REPORT_IMPORTS + f"\nrun_steps({steps!r}, {list(heavy)!r})\n"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPOSITORY, capture_output=True, text=True, timeout=150)
     assert result.returncode == 0, result.stderr
@@ -81,6 +83,18 @@ def test_help_imports_no_paddle():
     steps = [("main", ["--help"]), ("main", ["check", "--help"]), ("main", ["run", "--help"])]
 
     assert imported_after(steps, TRAINING_PACKAGES + VERDICT_PACKAGES) == []
+
+
+# Bad --set values of `run`, each rejected by a check that needs no Paddle.
+BAD_SETTINGS = ["bad_key=1", "learning_rate=0.1", "tensor_parallel_degree=x", "per_device_train_batch_size=3"]
+
+
+@pytest.mark.parametrize("assignment", BAD_SETTINGS)
+def test_bad_setting_rejected_without_paddle(tmp_path, assignment):
+    argv = ["run", "--profile", "tiny", "--out", str(tmp_path / "run"), "--set", assignment]
+
+    assert imported_after([("main", argv, EXIT_USAGE)], TRAINING_PACKAGES) == []
+    assert not (tmp_path / "run").exists()
 
 
 def test_signing_commands_import_no_paddle(tmp_path):

@@ -155,3 +155,54 @@ def test_sharded_clip_scales_on_cpu():
     assert np.allclose(clipped[1][1].numpy(), [0.8])
     assert paddle.get_device() == "cpu"
     assert clip._device == "cpu"
+
+
+# Run in a fresh interpreter: the resources of this process before and after the gloo probe, as JSON.
+PROBE_RESOURCES = """
+import json, os
+from pathlib import Path
+from agent.workloads import patches
+
+
+def listening_ports():
+    # The TCP ports whose listening socket is one of this process's file descriptors (Linux /proc).
+    sockets = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            sockets.add(os.readlink(f"/proc/self/fd/{fd}"))
+        except FileNotFoundError:  # the descriptor that listed the folder, closed since
+            pass
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and f"socket:[{fields[9]}]" in sockets:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return sorted(ports)
+
+
+def snapshot():
+    return {"ports": listening_ports(), "threads": len(os.listdir("/proc/self/task"))}
+
+
+before = snapshot()
+shared = patches._gloo_group_keys_shared()
+print(json.dumps({"before": before, "after": snapshot(), "shared": shared}))
+"""
+
+
+def test_gloo_probe_leaves_nothing_open():
+    # The probe's store server, group and communication context must not outlive it in this process.
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    completed = subprocess.run([sys.executable, "-c", PROBE_RESOURCES], cwd=Path(__file__).resolve().parents[2],
+                               capture_output=True, text=True, timeout=300)
+
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert report["shared"] is True
+    assert report["after"]["ports"] == report["before"]["ports"]
+    assert report["after"]["threads"] <= report["before"]["threads"]

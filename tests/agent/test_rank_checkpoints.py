@@ -19,14 +19,14 @@ import yaml
 from certification.records import decode_float, read_json, read_jsonl
 from certification.rulepack import load_rule_pack
 
-from agent.errors import AgentError
-from agent.runner.checkpoints import verify_checkpoint
+from agent.errors import EXIT_USAGE, AgentError
+from agent.runner.checkpoints import check_checkpoint_degrees, verify_checkpoint
 from agent.runner.plan import verify_input_files
 from agent.runner.weights import check_tensor_parallel_degree
 
 from tests.agent.launching import environment, launch_failure
-from tests.agent.test_checkpoints import (checkpoint_pack, fake_checkpoint, safetensors_bytes, save_tiny_model, sha256sum_digest,
-                                          tiny_data)
+from tests.agent.test_checkpoints import (checkpoint_pack, fake_checkpoint, make_pack, safetensors_bytes, save_tiny_model,
+                                          sha256sum_digest, tiny_data)
 
 REPO = Path(__file__).resolve().parents[2]
 WORKLOAD = "pretrain-llama"
@@ -164,6 +164,58 @@ def test_rank_count_must_match_run_degree():
         assert "tensor_parallel_degree=2" in error.value.hint
 
 
+def test_run_degree_checked_before_start(tmp_path):
+    folder = rank_folder(tmp_path / "ckpt", ["model.tp00.safetensors", "model.tp01.safetensors"])
+    pack = checkpoint_pack(folder, None)
+
+    check_checkpoint_degrees(pack, [WORKLOAD], REPO, {}, {"tensor_parallel_degree": 2})
+    # Workloads that start from the trained model, not from the checkpoint, are not checked.
+    check_checkpoint_degrees(pack, ["sft-llama"], REPO, {}, {})
+    for overrides, degree in (({}, 1), ({"tensor_parallel_degree": 4}, 4)):
+        with pytest.raises(AgentError) as error:
+            check_checkpoint_degrees(pack, [WORKLOAD], REPO, {}, overrides)
+        assert error.value.code == "checkpoint_parallel_mismatch"
+        assert f"{WORKLOAD}: checkpoint of model llama-tiny at {REPO / os.path.relpath(folder, REPO)}" in error.value.message
+        assert f"per-rank files of tensor_parallel_degree 2, but the workload loads it with tensor_parallel_degree {degree}" in error.value.message
+        assert "--set tensor_parallel_degree=2" in error.value.hint
+        assert "--checkpoint llama-tiny=DIR" in error.value.hint
+
+
+def test_run_degree_check_without_free_degree(tmp_path):
+    # A workload whose degree --set cannot change loads the checkpoint in one process, so only a merged folder fits.
+    folder = rank_folder(tmp_path / "ckpt", ["model.tp00.safetensors", "model.tp01.safetensors"])
+    data = checkpoint_pack(folder, None).data
+    del data["workloads"][WORKLOAD]["hyperparameters"]["free"]["tensor_parallel_degree"]
+    pack = make_pack(data)
+
+    with pytest.raises(AgentError) as error:
+        check_checkpoint_degrees(pack, [WORKLOAD], REPO, {"llama-tiny": folder}, {})
+
+    assert "tensor_parallel_degree 2, but the workload loads it with tensor_parallel_degree 1" in error.value.message
+    assert "--set" not in error.value.hint
+    assert "--checkpoint llama-tiny=DIR" in error.value.hint
+
+
+def test_run_command_rejects_rank_files_early(tmp_path, monkeypatch, capsys):
+    # The run is rejected before it makes its folder.
+    import certification.rulepack
+    import agent.runner.profiles
+    from agent.cli import main
+
+    folder = rank_folder(tmp_path / "ckpt", ["model_state.tp00.pdparams", "model_state.tp01.pdparams"])
+    monkeypatch.setattr(certification.rulepack, "RULEPACK_DIR", write_ranked_pack(tmp_path / "packs"))
+    monkeypatch.setattr(agent.runner.profiles, "PROFILE_DIR", write_ranked_profile(tmp_path / "profiles"))
+    out = tmp_path / "run"
+
+    code = main(["--lang", "en", "run", "--profile", "ranked", "--out", str(out), "--checkpoint", f"llama-tiny={folder}"])
+
+    error = capsys.readouterr().err
+    assert code == EXIT_USAGE
+    assert "error[checkpoint_parallel_mismatch]" in error
+    assert f"checkpoint of model llama-tiny at {folder} is saved as per-rank files of tensor_parallel_degree 2" in error
+    assert not out.exists()
+
+
 # Per-rank files saved by two launched ranks, and training from them --------------------------
 
 # Each rank loads the plain folder, which from_pretrained splits by PaddleNLP's rules for LLaMA, and saves its part.
@@ -220,9 +272,8 @@ def saved(tmp_path_factory):
     return folder
 
 
-@pytest.fixture(scope="module")
-def agent_folders(saved):
-    """A rule pack with llama-tiny's checkpoint and a short pretrain-llama, and a profile that runs only that workload."""
+def write_ranked_pack(packs: Path) -> Path:
+    """Write rule pack ranked-2026.1 into `packs`: llama-tiny with a checkpoint and a short pretrain-llama."""
     data = tiny_data()
     data["id"] = "ranked"
     data["models"]["llama-tiny"]["checkpoint"] = {"path": "absent/llama", "sha256": None}
@@ -230,13 +281,24 @@ def agent_folders(saved):
     fixed.update(max_steps=STEPS, warmup_steps=1)
     fixed.pop("checkpoint_steps")
     data["workloads"][WORKLOAD]["criteria"] = data["workloads"][WORKLOAD]["criteria"][:1]
-    packs, profiles = saved / "packs", saved / "profiles"
     packs.mkdir()
-    profiles.mkdir()
     (packs / "ranked-2026.1.yaml").write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return packs
+
+
+def write_ranked_profile(profiles: Path) -> Path:
+    """Write profile ranked into `profiles`: pack ranked-2026.1, only pretrain-llama."""
     profile = {"rule_pack": "ranked-2026.1", "tracks": ["pretraining"], "level": 1, "device": "cpu",
                "vendor": "Test Vendor", "card": {"model": "CPU", "serial": "1"}, "workloads": [WORKLOAD]}
+    profiles.mkdir()
     (profiles / "ranked.yaml").write_text(yaml.safe_dump(profile), encoding="utf-8")
+    return profiles
+
+
+@pytest.fixture(scope="module")
+def agent_folders(saved):
+    """A rule pack with llama-tiny's checkpoint and a short pretrain-llama, and a profile that runs only that workload."""
+    packs, profiles = write_ranked_pack(saved / "packs"), write_ranked_profile(saved / "profiles")
     (saved / "run.py").write_text(RUN_SCRIPT)
     return [str(REPO), str(packs), str(profiles)]
 
@@ -296,9 +358,7 @@ def test_one_process_rejects_rank_files(saved, agent_folders):
     completed = subprocess.run([sys.executable, *agent_run(saved, agent_folders, out, saved / "safetensors")], cwd=REPO,
                                env=environment(), capture_output=True, text=True, timeout=600)
 
-    assert completed.returncode == 1, completed.stderr[-3000:]
-    result = read_json(out / "workloads" / WORKLOAD / "result.json")
-    assert result["status"] == "failed"
-    assert "checkpoint_parallel_mismatch" in result["summary"]["error"]
-    assert "tensor_parallel_degree 2, but this run has tensor_parallel_degree 1" in result["summary"]["error"]
-    assert not (out / "workloads" / WORKLOAD / "steps.jsonl").exists() or not read_jsonl(out / "workloads" / WORKLOAD / "steps.jsonl")
+    assert completed.returncode == EXIT_USAGE, completed.stderr[-3000:]
+    assert "error[checkpoint_parallel_mismatch]" in completed.stderr
+    assert "tensor_parallel_degree 2, but the workload loads it with tensor_parallel_degree 1" in completed.stderr
+    assert not out.exists()

@@ -9,6 +9,7 @@ ranks must give the plain model's loss, and so must the model merged from
 their parts.
 """
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,7 @@ from certification.records import decode_float, read_json, read_jsonl
 from certification.rulepack import load_rule_pack
 
 from tests.agent.launching import (environment, grad_norms, kill_launcher, launch_failure, launcher_command, losses,
-                                   run_arguments, run_one_process, wait_for_checkpoint)
+                                   run_arguments, run_one_process, wait_for_checkpoint, worker_logs)
 
 REPO = Path(__file__).resolve().parents[2]
 WORKLOAD = "pretrain-llama"
@@ -132,6 +133,116 @@ def test_merge_refuses_missing_rank(pack, tmp_path):
     with pytest.raises(RuntimeError, match=r"parts of 1 ranks .* split over 1 stage\(s\) x 2 tensor-parallel"):
         merge_parts(LlamaForCausalLM, LlamaConfig(**preset, tensor_parallel_degree=2), None, tmp_path / "parts",
                     tmp_path / "merged")
+
+# Two launched tensor-parallel ranks save a tiny LLaMA three times through run_one, as a workload does. In the first
+# save, rank 0's merge fails because a folder is where its index file belongs. In the second, rank 1 fails to write
+# its part under a file size limit. The third save succeeds. Each rank prints a RESULT line per save.
+SAVE_FAILURE_SCRIPT = """
+import contextlib, json, logging, resource, signal, sys, time
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+import paddle
+from paddlenlp.trainer import TrainingArguments
+from certification.rulepack import load_rule_pack
+from agent.runner.execute import run_one
+from agent.runner.folder import RunFolder
+from agent.workloads import models
+from agent.workloads.common import WorkloadContext
+from agent.workloads.rank_merge import SAFE_INDEX, save_split
+from agent.workloads.training import parallel_model_settings
+
+logging.basicConfig(level=logging.INFO)
+out = Path(sys.argv[2])
+args = TrainingArguments(output_dir=str(out / "trainer"), device="cpu", tensor_parallel_degree=2,
+                         per_device_train_batch_size=4, report_to=["none"])
+rank = paddle.distributed.get_rank()
+pack = load_rule_pack("tiny-2026.1")
+preset = pack.data["models"]["llama-tiny"]
+model = models.build_model(preset, models.model_config(preset, {}, "cpu"), parallel_model_settings(args))
+folder = RunFolder(out, writer=rank == 0)
+
+
+@contextlib.contextmanager
+def file_size_limit(limited):
+    # Writing past RLIMIT_FSIZE fails with EFBIG ("File too large") once SIGXFSZ is ignored, as on a full disk.
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if limited:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+def save(workload_id, limited=False):
+    context = WorkloadContext(workload_id=workload_id, spec=pack.workload("pretrain-llama"), pack=pack,
+                              data_root=Path(sys.argv[1]), run_dir=out, device="cpu", cards=2, rank=rank)
+
+    def runner(context):
+        with file_size_limit(limited):
+            save_split(context, models.plain_class(preset), model, 1 << 20)
+        return {}
+
+    started = time.monotonic()
+    completed = run_one(folder, context, runner)
+    print("RESULT", json.dumps({"workload": workload_id, "completed": completed,
+                                "seconds": time.monotonic() - started}), flush=True)
+
+
+if rank == 0:
+    (out / "models" / "merge-fails" / SAFE_INDEX).mkdir(parents=True)
+save("merge-fails")
+save("part-fails", limited=rank == 1)
+save("saved")
+"""
+
+
+@pytest.mark.slow
+def test_save_failure_reaches_every_rank(tmp_path):
+    from agent.workloads.rank_merge import PARTS_FOLDER, SAFE_INDEX
+
+    out, logs = tmp_path / "run", tmp_path / "logs"
+    out.mkdir()
+    (tmp_path / "save.py").write_text(SAVE_FAILURE_SCRIPT)
+    command = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir", str(logs),
+               str(tmp_path / "save.py"), str(REPO), str(out)]
+    process = subprocess.Popen(command, cwd=REPO, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    try:
+        output, _ = process.communicate(timeout=420)
+    except subprocess.TimeoutExpired:
+        kill_launcher(process)
+        pytest.fail(f"a rank still waited after 420 s\n{worker_logs(logs)}")
+    assert process.returncode == 0, f"{output[-3000:]}\n{worker_logs(logs)}"
+
+    logged = {rank: (logs / f"workerlog.{rank}").read_text(errors="replace") for rank in (0, 1)}
+    results = {rank: {record["workload"]: record for record in (json.loads(line.split(" ", 1)[1])
+                                                                for line in log.splitlines() if line.startswith("RESULT "))}
+               for rank, log in logged.items()}
+    for rank in (0, 1):
+        assert [results[rank][name]["completed"] for name in ("merge-fails", "part-fails", "saved")] == [False, False, True], rank
+    for rank in (0, 1):
+        # A rank that waited for the collective timeout would take many minutes.
+        assert results[rank]["merge-fails"]["seconds"] < 60, rank
+        assert results[rank]["part-fails"]["seconds"] < 60, rank
+        assert logged[rank].count("SaveFailed: saving the split model to") == 2, rank
+
+    merge = read_json(out / "workloads" / "merge-fails" / "result.json")
+    assert merge["status"] == "failed"
+    assert f"saving the split model to {out / 'models' / 'merge-fails'} failed while merging the parts" in merge["summary"]["error"]
+    assert "rank 0: IsADirectoryError" in merge["summary"]["error"]
+    part = read_json(out / "workloads" / "part-fails" / "result.json")
+    assert part["status"] == "failed"
+    assert "failed while writing the ranks' parts on 1 of 2 ranks (rank 1: SafetensorError" in part["summary"]["error"]
+    assert "File too large" in part["summary"]["error"]
+    crashes = [event["workload"] for event in read_jsonl(out / "events.jsonl") if event["event"] == "crash"]
+    assert crashes == ["merge-fails", "part-fails"]
+    # The ranks stayed in step: the next save merged both parts.
+    assert read_json(out / "workloads" / "saved" / "result.json")["status"] == "completed"
+    assert (out / "models" / "saved" / SAFE_INDEX).is_file()
+    assert not (out / "models" / "saved" / PARTS_FOLDER).exists()
+
 
 CAUSE_SCRIPT = """
 import paddle

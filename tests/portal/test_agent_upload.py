@@ -1,13 +1,15 @@
 """`python -m agent upload` against a live portal on the loopback interface."""
 
 import pytest
+from django.urls import reverse
 from rest_framework.authtoken.models import Token
 
 from agent.cli import main
+from agent.commands.upload import TOKEN_ADMIN_PATH, WEB_UPLOAD_PATH
 from agent.errors import EXIT_OK, EXIT_REMOTE, EXIT_USAGE
 from portal.submissions.models import Submission
 
-from .conftest import tar_bytes
+from .conftest import make_user, tar_bytes
 
 
 @pytest.fixture
@@ -49,13 +51,35 @@ def test_upload_reads_environment(live_server, token, bundle_file, monkeypatch, 
     assert Submission.objects.count() == 1
 
 
-def test_upload_bad_token(live_server, owner, bundle_file, capsys):
+@pytest.mark.parametrize("extra", [[], ["--single-request"]])
+def test_upload_bad_token(live_server, owner, bundle_file, capsys, extra):
     secret = "f" * 40
-    assert main(["upload", str(bundle_file), "--portal", live_server.url, "--token", secret]) == EXIT_REMOTE
+    assert main(["--lang", "en", "upload", str(bundle_file), "--portal", live_server.url, "--token", secret, *extra]) == EXIT_REMOTE
     output = capsys.readouterr()
     assert "error[upload_rejected]" in output.err
     assert "authentication_failed" in output.err
+    assert "--token TOKEN" in output.err
+    assert "AGENT_PORTAL_TOKEN" in output.err
+    assert f"{live_server.url}{reverse('admin:authtoken_tokenproxy_changelist')}" in output.err
+    assert f"{live_server.url}{reverse('submission-upload')}" in output.err
     assert secret not in output.out + output.err
+
+
+def test_upload_hint_names_pages():
+    # The hint's paths are the portal's own pages.
+    assert TOKEN_ADMIN_PATH == reverse("admin:authtoken_tokenproxy_changelist")
+    assert WEB_UPLOAD_PATH == reverse("submission-upload")
+
+
+def test_non_member_gets_no_token_hint(live_server, db, bundle_file, capsys):
+    # A valid token of a user who belongs to no vendor: the portal returns 403 vendor_membership_missing.
+    token = Token.objects.create(user=make_user("loner")).key
+
+    assert main(["--lang", "en", "upload", str(bundle_file), "--portal", live_server.url, "--token", token]) == EXIT_REMOTE
+
+    error = capsys.readouterr().err
+    assert "HTTP 403 [vendor_membership_missing]" in error
+    assert "AGENT_PORTAL_TOKEN" not in error
 
 
 def test_upload_portal_unreachable(bundle_file, capsys):
