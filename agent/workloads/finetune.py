@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import zlib
 from functools import partial
 from typing import Any
 
@@ -19,7 +20,8 @@ from agent.workloads.common import (
     interleave,
     read_pairs,
 )
-from agent.workloads.models import load_pretrained, model_record, start_model
+from agent.workloads.models import is_split, load_pretrained, model_record, start_model
+from agent.workloads.rank_merge import gathered_logits
 from agent.workloads.training import RecordingTrainer, parallel_model_settings, train, training_arguments
 
 logger = logging.getLogger(__name__)
@@ -176,8 +178,8 @@ def resolve_config(context: WorkloadContext, kind: str) -> dict[str, Any]:
             "padding_side": "left",
             "prompt": "BOS + src, keeping the last max_seq_length - max_new_tokens ids",
             "prediction": "generated ids up to the first EOS, decoded with special tokens removed",
-            "ranks": ("batches dealt round-robin over the data-parallel ranks; global rank 0 gathers them and "
-                      "writes every prediction once, in dev-set order"),
+            "ranks": ("batches dealt round-robin over the model copies that decode on their own; global rank 0 "
+                      "gathers them and writes every prediction once, in dev-set order"),
         },
     }
     if kind == "lora":
@@ -213,7 +215,8 @@ def _run(context: WorkloadContext, kind: str) -> dict[str, Any]:
         model = start_model(context, parallel_model_settings(args))
     else:
         raise ValueError(f"{context.workload_id} has no init_from and model {context.model_name} has no checkpoint to fine-tune")
-    trained = wrap_lora(model, fixed, args.tensor_parallel_degree) if kind == "lora" else model
+    trained = wrap_lora(model, fixed, args.tensor_parallel_degree, args.tensor_parallel_rank) if kind == "lora" else model
+    config["generation"]["decoded_on"] = decoding_layout(model, args)
 
     # Training.
     collator = partial(collate_right_padded, pad_id=tokenizer.pad_token_id)
@@ -243,7 +246,8 @@ def training_pairs(context: WorkloadContext) -> list[dict[str, str]]:
     return pairs[: len(pairs) // global_batch * global_batch]
 
 
-def wrap_lora(model, fixed: dict[str, Any], tensor_parallel_degree: int = 1):
+def wrap_lora(model, fixed: dict[str, Any], tensor_parallel_degree: int = 1, tensor_parallel_rank: int = 0):
+    """Add LoRA adapters to `model` and freeze everything else; under tensor parallelism `model` is one rank's part."""
     from paddlenlp.peft import LoRAConfig, LoRAModel
 
     lora_config = LoRAConfig(
@@ -256,32 +260,61 @@ def wrap_lora(model, fixed: dict[str, Any], tensor_parallel_degree: int = 1):
         dtype="float32",
     )
     lora_model = LoRAModel(model, lora_config)
+    initialize_lora_a(model, int(fixed["seed"]), tensor_parallel_degree, tensor_parallel_rank)
     lora_model.mark_only_lora_as_trainable()
     return lora_model
+
+
+def initialize_lora_a(model, seed: int, tensor_parallel_degree: int = 1, tensor_parallel_rank: int = 0) -> None:
+    """Set every LoRA A matrix of `model` from the seed and the layer's name, so that every layout starts alike.
+
+    PaddleNLP 3.0.0b4 draws A from Paddle's global generator, so its values
+    depend on what the model drew before, and a row-parallel layer draws its
+    rows with the fan-in of its part. Here A is drawn whole for each layer,
+    from the distribution PaddleNLP uses (KaimingUniform with a negative
+    slope of sqrt(5), which is U(-1/sqrt(in_features), 1/sqrt(in_features))),
+    and a row-parallel layer keeps this rank's block of rows. B starts at zero
+    in every layout.
+    """
+    for name, layer in model.named_sublayers():
+        lora_a = getattr(layer, "lora_A", None)
+        if lora_a is None:
+            continue
+        rows, rank = lora_a.shape
+        # Row-parallel layers split A along its input rows (PaddleNLP sets is_distributed and split_axis 0).
+        row_parallel = getattr(lora_a, "is_distributed", False) and tensor_parallel_degree > 1
+        in_features = rows * tensor_parallel_degree if row_parallel else rows
+        generator = np.random.default_rng([seed, zlib.crc32(name.encode())])
+        limit = 1.0 / np.sqrt(in_features)
+        whole = generator.uniform(-limit, limit, size=(in_features, rank)).astype("float32")
+        part = whole[tensor_parallel_rank * rows:(tensor_parallel_rank + 1) * rows] if row_parallel else whole
+        lora_a.set_value(paddle.to_tensor(part, dtype=lora_a.dtype))
 
 
 def generate_predictions(context: WorkloadContext, model, tokenizer, args) -> dict[str, int]:
     """Decode every dev prompt greedily and write one predictions.jsonl line per sample, in dev-set order.
 
-    Batch i goes to data rank i mod the number of data ranks (the ranks of a
-    tensor-parallel group decode the same batch together). Global rank 0
-    gathers every batch's records and writes them. Return the number of
-    prompts per dev set.
+    Batch i goes to model copy i mod the number of copies (see
+    decoding_copies). Global rank 0 gathers every batch's records and writes
+    them. Return the number of prompts per dev set.
     """
     fixed = context.fixed
     prompt_budget = int(fixed["max_seq_length"]) - int(fixed["max_new_tokens"])
     batches = dev_batches(context)
+    copy, copies = decoding_copies(args)
     model.eval()
     records: dict[int, list[dict[str, Any]]] = {}
-    for index, (name, start, batch) in enumerate(batches):
-        if index % args.dataset_world_size != args.dataset_rank:
-            continue
-        prompts = [[tokenizer.bos_token_id, *encode(tokenizer, pair["src"])][-prompt_budget:] for pair in batch]
-        outputs = greedy_generate(model, tokenizer, prompts, int(fixed["max_new_tokens"]))
-        records[index] = [prediction_record(tokenizer, name, start + offset, pair, output)
-                          for offset, (pair, output) in enumerate(zip(batch, outputs))]
-    logger.info("%s: decoded %d of %d dev batches on data rank %d", context.workload_id, len(records), len(batches),
-                args.dataset_rank)
+    # A split model's LM head gathers the whole logits, so every rank of the group picks the same greedy token.
+    with gathered_logits(model):
+        for index, (name, start, batch) in enumerate(batches):
+            if index % copies != copy:
+                continue
+            prompts = [[tokenizer.bos_token_id, *encode(tokenizer, pair["src"])][-prompt_budget:] for pair in batch]
+            outputs = greedy_generate(model, tokenizer, prompts, int(fixed["max_new_tokens"]))
+            records[index] = [prediction_record(tokenizer, name, start + offset, pair, output)
+                              for offset, (pair, output) in enumerate(zip(batch, outputs))]
+    logger.info("%s: decoded %d of %d dev batches on model copy %d of %d", context.workload_id, len(records),
+                len(batches), copy, copies)
 
     ordered = gather_batches(records, len(batches), args)
     if context.is_writer:
@@ -290,6 +323,39 @@ def generate_predictions(context: WorkloadContext, model, tokenizer, args) -> di
     for name, _, batch in batches:
         counts[name] = counts.get(name, 0) + len(batch)
     return counts
+
+
+def shards_parameters(args) -> bool:
+    """Return whether sharding stage 3 holds only a slice of each parameter on every rank of the sharding group."""
+    stages = " ".join(str(getattr(option, "value", option)) for option in args.sharding)
+    return "stage3" in stages and max(1, int(args.sharding_parallel_degree)) > 1
+
+
+def decoding_copies(args) -> tuple[int, int]:
+    """Return this process's model copy and the number of copies that decode dev batches on their own.
+
+    The ranks of a tensor-parallel group decode the same batches together,
+    because the split layers communicate in each forward pass. Under
+    sharding stage 3 so do the ranks of a sharding group, because Paddle's
+    stage 3 all-gathers each layer's parameters over the group in a hook
+    before the layer runs. Stages 1 and 2 keep whole parameters on every
+    rank, so there each sharding rank decodes batches of its own.
+    """
+    if shards_parameters(args):
+        return args.data_parallel_rank, max(1, int(args.data_parallel_degree))
+    return args.dataset_rank, args.dataset_world_size
+
+
+def decoding_layout(model, args) -> str:
+    """Describe which processes decode a dev batch together, for config.json."""
+    together = []
+    if is_split(model):
+        together.append("the tensor-parallel ranks, whose LM head gathers the whole logits on every rank")
+    if shards_parameters(args):
+        together.append("the sharding ranks, which all-gather each layer's parameters (stage 3)")
+    if not together:
+        return "each data-parallel and sharding rank decodes its own batches with the whole model"
+    return f"{' and '.join(together)} decode the same batches together"
 
 
 def dev_batches(context: WorkloadContext) -> list[tuple[str, int, list[dict[str, str]]]]:
@@ -306,14 +372,15 @@ def dev_batches(context: WorkloadContext) -> list[tuple[str, int, list[dict[str,
 def gather_batches(records: dict[int, list[dict[str, Any]]], total: int, args) -> list[dict[str, Any]]:
     """Collect every rank's decoded batches and return their records in batch order.
 
-    Every rank takes part. Only the first rank of each tensor-parallel group
-    sends its batches, because the other ranks of the group decoded the same ones.
+    Every rank takes part. Only the first rank of each model copy sends its
+    batches, because the other ranks of the copy decoded the same ones.
     """
     if args.world_size > 1:
         import paddle.distributed
 
+        first = args.tensor_parallel_rank == 0 and (args.sharding_parallel_rank == 0 or not shards_parameters(args))
         parts: list[dict[int, list[dict[str, Any]]]] = []
-        paddle.distributed.all_gather_object(parts, records if args.tensor_parallel_rank == 0 else {})
+        paddle.distributed.all_gather_object(parts, records if first else {})
         records = {}
         for part in parts:
             for index, batch in part.items():

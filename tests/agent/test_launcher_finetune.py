@@ -107,8 +107,8 @@ def test_dev_batches_split_over_ranks(two_ranks):
     logs = {path.name: path.read_text(errors="replace") for path in (two_ranks / "logs").glob("workerlog.*")}
 
     for workload in WORKLOADS:
-        assert f"{workload}: decoded 2 of 4 dev batches on data rank 0" in logs["workerlog.0"]
-        assert f"{workload}: decoded 2 of 4 dev batches on data rank 1" in logs["workerlog.1"]
+        assert f"{workload}: decoded 2 of 4 dev batches on model copy 0 of 2" in logs["workerlog.0"]
+        assert f"{workload}: decoded 2 of 4 dev batches on model copy 1 of 2" in logs["workerlog.1"]
 
 
 @slow
