@@ -247,7 +247,7 @@ def training_pairs(context: WorkloadContext) -> list[dict[str, str]]:
 
 
 def wrap_lora(model, fixed: dict[str, Any], tensor_parallel_degree: int = 1, tensor_parallel_rank: int = 0):
-    """Add LoRA adapters to `model` and freeze everything else; under tensor parallelism `model` is one rank's part."""
+    """Add LoRA adapters to `model` and freeze everything else. Under tensor parallelism `model` is one rank's part."""
     from paddlenlp.peft import LoRAConfig, LoRAModel
 
     lora_config = LoRAConfig(
