@@ -135,6 +135,36 @@ def test_ranks_decode_every_batch_together(launched, layout):
             assert f"{workload}: decoded {DEV_BATCHES} of {DEV_BATCHES} dev batches on model copy 0 of 1" in log
 
 
+def test_lora_a_ignores_generator_state():
+    # PaddleNLP would draw A from Paddle's global generator, whose state here differs between the two models.
+    import numpy as np
+    import paddle
+    from paddlenlp.transformers import LlamaConfig, LlamaForCausalLM
+
+    from agent.workloads.finetune import wrap_lora
+    from certification.rulepack import load_rule_pack
+
+    preset = load_rule_pack("tiny-2026.1").data["models"]["llama-tiny"]["config"]
+    fixed = {"lora_rank": 8, "lora_alpha": 16, "seed": 42}
+    adapters = []
+    for seed in (1, 2):
+        paddle.seed(seed)
+        model = LlamaForCausalLM(LlamaConfig(**preset))
+        wrap_lora(model, fixed)
+        adapters.append({name: layer.lora_A.numpy() for name, layer in model.named_sublayers() if hasattr(layer, "lora_A")})
+    other_seed = LlamaForCausalLM(LlamaConfig(**preset))
+    wrap_lora(other_seed, {**fixed, "seed": 43})
+
+    assert len(adapters[0]) == 14
+    for name, matrix in adapters[0].items():
+        np.testing.assert_array_equal(matrix, adapters[1][name], err_msg=name)
+        # KaimingUniform's bound for a negative slope of sqrt(5): 1/sqrt(in_features).
+        assert np.abs(matrix).max() <= 1 / np.sqrt(matrix.shape[0]), name
+        assert matrix.std() > 0.5 / np.sqrt(3 * matrix.shape[0]), name
+    assert not np.array_equal(other_seed.llama.layers[0].self_attn.q_proj.lora_A.numpy(),
+                              adapters[0]["llama.layers.0.self_attn.q_proj"])
+
+
 # Two launched ranks load a saved tiny LLaMA split over them, with the vocabulary-parallel logits that PaddleNLP
 # keeps by default on a card, and the plain model beside it. Each rank prints its greedy tokens for both, and how
 # its LoRA A matrices compare with the plain model's.
