@@ -18,11 +18,13 @@ import pytest
 
 from certification.records import decode_float, read_json, read_jsonl
 
-from tests.agent.launching import environment, launch_failure, launcher_command, losses, run_arguments, run_one_process
+from tests.agent.launching import (environment, grad_norms, kill_and_resume, launch_failure, launcher_command, losses, run_arguments,
+                                   run_one_process)
 
 REPO = Path(__file__).resolve().parents[2]
 WORKLOAD = "pretrain-llama"
 BOTH = ("--set", "tensor_parallel_degree=2", "--set", "pipeline_parallel_degree=2", "--set", "per_device_train_batch_size=2")
+FOUR_PROCESSES = ("--nproc_per_node", "4")
 GROUPS_SCRIPT = REPO / "tests" / "agent" / "hybrid_groups.py"
 
 
@@ -137,7 +139,7 @@ def one_process(tmp_path_factory):
 def four_processes(tmp_path_factory):
     """Two stages of two tensor-parallel ranks, each step's global batch of 4 as two micro-batches of 2."""
     folder = tmp_path_factory.mktemp("pipeline-tensor")
-    completed = subprocess.run([*launcher_command(folder / "logs", "--nproc_per_node", "4"),
+    completed = subprocess.run([*launcher_command(folder / "logs", *FOUR_PROCESSES),
                                 *run_arguments(folder / "run", WORKLOAD, *BOTH)],
                                cwd=REPO, env=environment(), capture_output=True, text=True, timeout=1200)
     assert completed.returncode == 0, launch_failure(completed, folder / "logs")
@@ -202,3 +204,25 @@ def test_four_processes_record_evaluation_layout(four_processes):
 
     assert layout["evaluated_on"].startswith("tensor-parallel ranks of the pipeline stages: each stage runs its own layers")
     assert "one per pipeline stage and tensor-parallel rank" in layout["saved_by"]
+
+
+@pytest.fixture(scope="module")
+def four_processes_resumed(tmp_path_factory):
+    """Kill the launcher and the four processes with SIGKILL after the step-20 checkpoint, then relaunch with --resume."""
+    return kill_and_resume(tmp_path_factory.mktemp("pipeline-tensor-resume"), FOUR_PROCESSES, WORKLOAD, *BOTH, timeout=1200)
+
+
+@pytest.mark.slow
+def test_four_processes_resume_reproduces(four_processes_resumed, one_process):
+    run, steps_at_kill, checkpoint_files = four_processes_resumed
+    restarts = [event for event in read_jsonl(run / "events.jsonl") if event["event"] == "workload_start"]
+
+    # One file per tensor-parallel rank and pipeline stage.
+    assert [name for name in checkpoint_files if name.startswith("model_state")] == [
+        "model_state.tp00_pp00.pdparams", "model_state.tp00_pp01.pdparams", "model_state.tp01_pp00.pdparams",
+        "model_state.tp01_pp01.pdparams"]
+    assert 20 <= steps_at_kill < 40
+    assert restarts[-1]["resumed_from_step"] == 20
+    assert sorted(losses(run, WORKLOAD)) == list(range(1, 41))
+    assert losses(run, WORKLOAD) == pytest.approx(losses(one_process, WORKLOAD), rel=1e-5)
+    assert grad_norms(run, WORKLOAD) == pytest.approx(grad_norms(one_process, WORKLOAD), rel=1e-5)
