@@ -40,6 +40,12 @@ def worker_logs(logs: Path, tail: int = 2000) -> str:
     return "".join(f"--- {path.name}\n" + path.read_text(errors="replace")[-tail:] for path in sorted(logs.glob("workerlog.*")))
 
 
+def printed_values(log: Path, keys: tuple[str, ...]) -> dict[str, str]:
+    """Return the lines of a worker log that start with one of `keys` and a space, as {key: rest of the line}."""
+    lines = (line.split(" ", 1) for line in log.read_text(errors="replace").splitlines())
+    return {words[0]: words[1] for words in lines if len(words) == 2 and words[0] in keys}
+
+
 def launch_failure(completed: subprocess.CompletedProcess, *log_folders: Path) -> str:
     """Describe a failed launch for an assertion message: what the exit code means, the launcher's output and the worker logs.
 
