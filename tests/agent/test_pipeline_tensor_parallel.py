@@ -282,10 +282,11 @@ def test_checkpoint_loads_into_stages_and_ranks(tmp_path):
 
     for rank in range(4):
         values = printed_values(tmp_path / "logs" / f"workerlog.{rank}", ("CLASS", "PARAMETERS", "PLAIN", "PIPE", "STAGES"))
-        held, whole = map(int, values["PARAMETERS"].split())
+        process_parameters, model_parameters = map(int, values["PARAMETERS"].split())
         assert values["CLASS"] == "LlamaForCausalLMPipe", rank
-        # Each process holds half of its stage's split weights, so less than half of the model.
-        assert held < whole / 2, rank
+        # Each process has about half of one stage's weights: a quarter of the model (measured 0.25), where
+        # either split alone would leave a half.
+        assert process_parameters < model_parameters / 3, rank
         # eval_batch returns the last stage's loss on every stage, and so does the forward pass stage by stage.
         assert float(values["PIPE"]) == pytest.approx(float(values["PLAIN"]), rel=1e-6), rank
         assert float(values["STAGES"]) == pytest.approx(float(values["PLAIN"]), rel=1e-6), rank
