@@ -151,7 +151,7 @@ def check_checkpoint_folders(pack: RulePack, workload_ids: list[str], folders: d
 
 def check_checkpoint_degrees(pack: RulePack, workload_ids: list[str], data_root: Path, folders: dict[str, Path],
                              overrides: dict[str, Any]) -> None:
-    """Reject a folder of per-rank tensor-parallel weight files that a planned workload would load under another degree.
+    """Reject a folder of per-rank tensor-parallel weight files that a planned workload would load under another degree or in pipeline stages.
 
     It reads only the folder's file names and config.json, so start_run
     calls it before any input is hashed or the run folder is written. A
@@ -168,8 +168,17 @@ def check_checkpoint_degrees(pack: RulePack, workload_ids: list[str], data_root:
         weights = check_weight_files(label, directory, config=read_checkpoint_config(model, directory))
         saved = weights.get("tensor_parallel_degree")
         degree, settable = loading_degree(pack, workload_id, overrides)
-        if saved is None or saved == degree:
+        pipeline_degree = loading_degree(pack, workload_id, overrides, "pipeline_parallel_degree")[0]
+        if saved is None or (saved == degree and pipeline_degree == 1):
             continue
+        if saved == degree:
+            # PaddleNLP 3.0.0b4's from_pretrained looks for files of rank and stage under pipeline parallelism.
+            raise AgentError("checkpoint_parallel_mismatch",
+                             _("{workload}: {label} at {path} is saved as per-rank files of tensor_parallel_degree {saved}, "
+                               "which PaddleNLP does not load under pipeline_parallel_degree {pipeline}").format(
+                                 workload=workload_id, label=label, path=directory, saved=saved, pipeline=pipeline_degree),
+                             _("run with --set pipeline_parallel_degree=1, or pass --checkpoint {model}=DIR with a folder whose ranks are merged "
+                               "into one model (see docs/training.md, 'Released checkpoints')").format(model=model))
         if settable:
             hint = _("run with --set tensor_parallel_degree={saved} on a multiple of {saved} processes, or pass --checkpoint {model}=DIR "
                      "with a folder whose ranks are merged into one model (see docs/training.md, 'Released checkpoints')").format(saved=saved, model=model)
@@ -183,19 +192,19 @@ def check_checkpoint_degrees(pack: RulePack, workload_ids: list[str], data_root:
                          hint)
 
 
-def loading_degree(pack: RulePack, workload_id: str, overrides: dict[str, Any]) -> tuple[int, bool]:
-    """Return the tensor_parallel_degree a workload loads its checkpoint with, and whether `--set` may change it.
+def loading_degree(pack: RulePack, workload_id: str, overrides: dict[str, Any], key: str = "tensor_parallel_degree") -> tuple[int, bool]:
+    """Return the degree `key` a workload loads its checkpoint with, and whether `--set` may change it.
 
     The Trainer's kinds split the model by the pack's free
-    tensor_parallel_degree with the `--set` value applied
-    (agent.workloads.training.parallel_arguments). The inference kind loads
-    the model in one process.
+    tensor_parallel_degree and pipeline_parallel_degree with the `--set`
+    values applied (agent.workloads.training.parallel_arguments). The
+    inference kind loads the model in one process.
     """
     spec = pack.workload(workload_id)
     free = spec["hyperparameters"].get("free") or {}
-    if spec["kind"] not in TRAINER_KINDS or "tensor_parallel_degree" not in free:
+    if spec["kind"] not in TRAINER_KINDS or key not in free:
         return 1, False
-    return max(int(overrides.get("tensor_parallel_degree", free["tensor_parallel_degree"])), 1), True
+    return max(int(overrides.get(key, free[key])), 1), True
 
 
 def verify_checkpoint(pack: RulePack, model: str, directory: Path) -> dict[str, Any]:

@@ -22,7 +22,12 @@ tensor_parallel_degree N, `from_pretrained` has rank r load the file of rank r
 as it is, and a run without tensor parallelism finds none of them. So such a
 folder is accepted only complete (ranks 0 to N-1 of one layout, N at least 2,
 nothing else that from_pretrained could load) and only for a run with the
-same degree (check_tensor_parallel_degree).
+same degree and without pipeline parallelism (check_tensor_parallel_degree).
+
+Under pipeline parallelism the suffix names the stage as well: `pp<stage>`,
+or `tp<rank>_pp<stage>` with tensor parallelism (`model_state.tp00_pp01.pdparams`).
+The agent does not load such per-stage files, and a folder that has no other
+weights is rejected with a message that names them.
 """
 
 from __future__ import annotations
@@ -91,6 +96,8 @@ def check_weight_files(label: str, directory: Path, formats: tuple[WeightFormat,
             files, index = [weight_format.single], None
             break
     else:
+        if formats == FORMATS:
+            reject_stage_files(label, directory)
         names = [name for weight_format in formats for name in (weight_format.single, weight_format.index)]
         if formats == FORMATS:
             names += [rank_name(name, 0) for name in names]
@@ -106,6 +113,9 @@ def check_weight_files(label: str, directory: Path, formats: tuple[WeightFormat,
 
 
 # Per-rank tensor-parallel files ------------------------------------------------------------------
+
+# utils.weight_name_suffix writes `pp{stage:0>2d}` after the rank, joined by "_", under pipeline parallelism.
+STAGE_PATTERN = r"\.(?:tp\d{2,}_)?pp\d{2,}(?:\.|-\d+-of-\d+\.)"
 
 # utils.weight_name_suffix formats the rank as `tp{rank:0>2d}`: two digits at least.
 RANK_PATTERN = r"\.tp(\d{2,})"
@@ -215,19 +225,35 @@ def _rank_shards(label: str, directory: Path, index_name: str, index: RankFile) 
     return shards
 
 
-def check_tensor_parallel_degree(weights: dict[str, Any], path: str, degree: int) -> None:
-    """Reject per-rank weight files for a run whose tensor_parallel_degree is not the number of files.
+def reject_stage_files(label: str, directory: Path) -> None:
+    """Reject a folder without other weights whose weight files are per pipeline stage (`model_state.tp00_pp01.pdparams`)."""
+    stage_files = sorted(path.name for path in directory.iterdir()
+                         if path.name.startswith("model") and re.search(STAGE_PATTERN, path.name))
+    if stage_files:
+        raise AgentError("checkpoint_stage_weights", _("{label} at {path} contains only per-stage pipeline weight files ({names}), which the agent does not load").format(
+                             label=label, path=directory, names=", ".join(stage_files)),
+                         _("pin a folder with the weights of the whole model, or with per-rank tensor-parallel files only (see docs/training.md, 'Released checkpoints')"))
+
+
+def check_tensor_parallel_degree(weights: dict[str, Any], path: str, degree: int, pipeline_degree: int = 1) -> None:
+    """Reject per-rank weight files for a run whose tensor_parallel_degree is not the number of files, or that has pipeline stages.
 
     PaddleNLP 3.0.0b4's from_pretrained loads the file of rank r into rank r as
     it is, without splitting or merging, and a run without tensor parallelism
-    finds no weights in such a folder. A checkpoint of one whole model (no
-    `tensor_parallel_degree` in `weights`) loads under any degree.
+    finds no weights in such a folder. Under pipeline parallelism it looks for
+    files of rank and stage (`model_state.tp00_pp00.pdparams`), so it finds no
+    weights either. A checkpoint of one whole model (no
+    `tensor_parallel_degree` in `weights`) loads under any degrees.
     """
     saved = weights.get("tensor_parallel_degree")
     if saved is not None and saved != degree:
         raise AgentError("checkpoint_parallel_mismatch", _("the checkpoint at {path} is saved as per-rank files of tensor_parallel_degree {saved}, but this run has tensor_parallel_degree {degree}").format(
                              path=path, saved=saved, degree=degree),
                          _("run with --set tensor_parallel_degree={saved}, or load a checkpoint with the ranks merged into one model (see docs/training.md, 'Released checkpoints')").format(saved=saved))
+    if saved is not None and pipeline_degree > 1:
+        raise AgentError("checkpoint_parallel_mismatch", _("the checkpoint at {path} is saved as per-rank files of tensor_parallel_degree {saved}, which PaddleNLP does not load under pipeline_parallel_degree {pipeline}").format(
+                             path=path, saved=saved, pipeline=pipeline_degree),
+                         _("run with --set pipeline_parallel_degree=1, or load a checkpoint with the ranks merged into one model (see docs/training.md, 'Released checkpoints')"))
 
 
 def index_shards(label: str, directory: Path, index_name: str) -> list[str]:

@@ -193,14 +193,16 @@ def load_checkpoint(preset: dict[str, Any], record: dict[str, Any], config: dict
     PaddleNLP's `from_pretrained` reads the weights from the folder. The
     runner has already refused a config.json that contradicts the pack. A
     folder of per-rank tensor-parallel files loads only under the degree it
-    was saved with, each rank reading its own file.
+    was saved with and without pipeline parallelism, each rank reading its
+    own file.
     """
     from agent.runner.weights import check_tensor_parallel_degree
 
     folder = str(record["path"])
     # TrainingArguments leaves tensor_parallel_degree at -1 in a run without tensor parallelism.
     degree = max(int((parallel or {}).get("tensor_parallel_degree", 1)), 1)
-    check_tensor_parallel_degree(record.get("weights", {}), folder, degree)
+    pipeline_degree = max(int((parallel or {}).get("pipeline_parallel_degree", 1)), 1)
+    check_tensor_parallel_degree(record.get("weights", {}), folder, degree, pipeline_degree)
     config_class, model_class = _classes(preset["architecture"], is_pipelined(parallel))
     model_config_object = config_class.from_pretrained(folder)
     for key, value in {**config, **_without_pipeline(parallel)}.items():

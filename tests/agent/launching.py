@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from certification.records import decode_float, read_jsonl
 
@@ -37,6 +38,12 @@ def launcher_command(logs: Path, *launcher_options: str) -> list[str]:
 def worker_logs(logs: Path, tail: int = 2000) -> str:
     """Return the end of every worker log in `logs`, for an assertion message."""
     return "".join(f"--- {path.name}\n" + path.read_text(errors="replace")[-tail:] for path in sorted(logs.glob("workerlog.*")))
+
+
+def printed_values(log: Path, keys: tuple[str, ...]) -> dict[str, str]:
+    """Return the lines of a worker log that start with one of `keys` and a space, as {key: rest of the line}."""
+    lines = (line.split(" ", 1) for line in log.read_text(errors="replace").splitlines())
+    return {words[0]: words[1] for words in lines if len(words) == 2 and words[0] in keys}
 
 
 def launch_failure(completed: subprocess.CompletedProcess, *log_folders: Path) -> str:
@@ -98,3 +105,39 @@ def kill_launcher(process: subprocess.Popen) -> None:
                 os.kill(int(worker), signal.SIGKILL)
     finally:
         process.wait(timeout=60)
+
+
+class ResumedRun(NamedTuple):
+    """A run killed after a checkpoint and resumed: its folder, the steps recorded at the kill, and the checkpoint's files."""
+
+    run: Path
+    steps_at_kill: int
+    checkpoint_files: list[str]
+
+
+def kill_and_resume(folder: Path, launcher_options: tuple[str, ...], workload: str, *extra: str, step: int = 20,
+                    timeout: float = 600.0) -> ResumedRun:
+    """Launch `workload`, kill the launcher and its workers with SIGKILL after the checkpoint of `step`, and relaunch it with --resume.
+
+    The run folder is `folder/run`, and the two launches log to `folder/logs`
+    and `folder/logs-resume`. `checkpoint_files` lists the names of the files
+    in the checkpoint folder of `step` at the kill, before the resumed run can
+    rotate it away. `timeout` bounds the wait for the checkpoint and the
+    resumed launch, each.
+    """
+    out = folder / "run"
+    process = subprocess.Popen([*launcher_command(folder / "logs", *launcher_options), *run_arguments(out, workload, *extra)],
+                               cwd=REPO, env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_checkpoint(process, out / "events.jsonl", step, timeout)
+    finally:
+        kill_launcher(process)
+    steps_at_kill = len(read_jsonl(out / "workloads" / workload / "steps.jsonl"))
+    checkpoint = out / "checkpoints" / workload / f"checkpoint-{step}"
+    checkpoint_files = sorted(path.name for path in checkpoint.iterdir() if path.is_file())
+
+    resumed = subprocess.run([*launcher_command(folder / "logs-resume", *launcher_options),
+                              *run_arguments(out, workload, *extra, "--resume")],
+                             cwd=REPO, env=environment(), capture_output=True, text=True, timeout=timeout)
+    assert resumed.returncode == 0, launch_failure(resumed, folder / "logs-resume")
+    return ResumedRun(out, steps_at_kill, checkpoint_files)

@@ -18,7 +18,7 @@ import pytest
 from certification.records import decode_float, read_json, read_jsonl
 from certification.rulepack import load_rule_pack
 
-from tests.agent.launching import grad_norms, kill_launcher, wait_for_checkpoint
+from tests.agent.launching import grad_norms, kill_and_resume
 
 REPO = Path(__file__).resolve().parents[2]
 WORKLOAD = "pretrain-llama"
@@ -252,31 +252,20 @@ def test_two_stages_record_evaluation_layout(two_stages):
     assert "global rank 0 merges them" in layout["saved_by"]
 
 
-def launch_two_stages(folder: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir", str(folder),
-            "agent/__main__.py", "run", "--profile", "tiny", "--workloads", WORKLOAD, "--out", str(folder.parent / "run"),
-            "--set", "pipeline_parallel_degree=2", "--set", "per_device_train_batch_size=2", *extra]
-
-
 @pytest.fixture(scope="module")
 def two_stages_resumed(tmp_path_factory):
     """Kill the launcher and both stages with SIGKILL after the step-20 checkpoint, then relaunch with --resume."""
-    folder = tmp_path_factory.mktemp("pipeline-resume")
-    process = subprocess.Popen(launch_two_stages(folder / "logs"), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_checkpoint(process, folder / "run" / "events.jsonl", 20)
-    finally:
-        kill_launcher(process)
-    steps_at_kill = len(read_jsonl(folder / "run" / "workloads" / WORKLOAD / "steps.jsonl"))
-    run_agent(launch_two_stages(folder / "logs-resume", "--resume"), folder / "logs-resume")
-    return folder / "run", steps_at_kill
+    return kill_and_resume(tmp_path_factory.mktemp("pipeline-resume"), ("--nproc_per_node", "2"), WORKLOAD,
+                           "--set", "pipeline_parallel_degree=2", "--set", "per_device_train_batch_size=2")
 
 
 @pytest.mark.slow
 def test_two_stages_resume_reproduces(two_stages_resumed, one_process):
-    run, steps_at_kill = two_stages_resumed
+    run, steps_at_kill, checkpoint_files = two_stages_resumed
     restarts = [event for event in read_jsonl(run / "events.jsonl") if event["event"] == "workload_start"]
 
+    assert [name for name in checkpoint_files if name.startswith("model_state")] == ["model_state.pp00.pdparams",
+                                                                                     "model_state.pp01.pdparams"]
     assert 20 <= steps_at_kill < 40
     assert sorted(losses(run)) == list(range(1, 41))
     assert losses(run) == pytest.approx(losses(one_process), rel=1e-5)

@@ -4,8 +4,10 @@ Paddle 3.3.1 cannot set up the gloo groups of four processes with tensor
 and pipeline degree 2, because the groups' rendezvous keys collide in the
 shared store; agent/workloads/patches.py gives each gloo group a store of
 its own. The four-process run must give the one-process run's loss curve,
-evaluate on its stages and ranks, and save one plain model that rank 0
-merges from every stage's and rank's part.
+evaluate on its stages and ranks, save one plain model that rank 0
+merges from every stage's and rank's part, and resume from its per-stage,
+per-rank checkpoint. A saved tiny LLaMA loaded into the four processes
+must give the plain model's loss.
 """
 
 import json
@@ -18,11 +20,13 @@ import pytest
 
 from certification.records import decode_float, read_json, read_jsonl
 
-from tests.agent.launching import environment, launch_failure, launcher_command, losses, run_arguments, run_one_process
+from tests.agent.launching import (environment, grad_norms, kill_and_resume, launch_failure, launcher_command, losses,
+                                   printed_values, run_arguments, run_one_process)
 
 REPO = Path(__file__).resolve().parents[2]
 WORKLOAD = "pretrain-llama"
 BOTH = ("--set", "tensor_parallel_degree=2", "--set", "pipeline_parallel_degree=2", "--set", "per_device_train_batch_size=2")
+FOUR_PROCESSES = ("--nproc_per_node", "4")
 GROUPS_SCRIPT = REPO / "tests" / "agent" / "hybrid_groups.py"
 
 
@@ -137,7 +141,7 @@ def one_process(tmp_path_factory):
 def four_processes(tmp_path_factory):
     """Two stages of two tensor-parallel ranks, each step's global batch of 4 as two micro-batches of 2."""
     folder = tmp_path_factory.mktemp("pipeline-tensor")
-    completed = subprocess.run([*launcher_command(folder / "logs", "--nproc_per_node", "4"),
+    completed = subprocess.run([*launcher_command(folder / "logs", *FOUR_PROCESSES),
                                 *run_arguments(folder / "run", WORKLOAD, *BOTH)],
                                cwd=REPO, env=environment(), capture_output=True, text=True, timeout=1200)
     assert completed.returncode == 0, launch_failure(completed, folder / "logs")
@@ -202,3 +206,87 @@ def test_four_processes_record_evaluation_layout(four_processes):
 
     assert layout["evaluated_on"].startswith("tensor-parallel ranks of the pipeline stages: each stage runs its own layers")
     assert "one per pipeline stage and tensor-parallel rank" in layout["saved_by"]
+
+
+@pytest.fixture(scope="module")
+def four_processes_resumed(tmp_path_factory):
+    """Kill the launcher and the four processes with SIGKILL after the step-20 checkpoint, then relaunch with --resume."""
+    return kill_and_resume(tmp_path_factory.mktemp("pipeline-tensor-resume"), FOUR_PROCESSES, WORKLOAD, *BOTH, timeout=1200)
+
+
+@pytest.mark.slow
+def test_four_processes_resume_reproduces(four_processes_resumed, one_process):
+    run, steps_at_kill, checkpoint_files = four_processes_resumed
+    restarts = [event for event in read_jsonl(run / "events.jsonl") if event["event"] == "workload_start"]
+
+    # One file per tensor-parallel rank and pipeline stage.
+    assert [name for name in checkpoint_files if name.startswith("model_state")] == [
+        "model_state.tp00_pp00.pdparams", "model_state.tp00_pp01.pdparams", "model_state.tp01_pp00.pdparams",
+        "model_state.tp01_pp01.pdparams"]
+    assert 20 <= steps_at_kill < 40
+    assert restarts[-1]["resumed_from_step"] == 20
+    assert sorted(losses(run, WORKLOAD)) == list(range(1, 41))
+    assert losses(run, WORKLOAD) == pytest.approx(losses(one_process, WORKLOAD), rel=1e-5)
+    assert grad_norms(run, WORKLOAD) == pytest.approx(grad_norms(one_process, WORKLOAD), rel=1e-5)
+
+
+# Loading a save_pretrained folder into two stages of two tensor-parallel ranks by the checkpoint path, as a
+# workload that starts from a released checkpoint does.
+CHECKPOINT_SCRIPT = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np, paddle
+from paddle.distributed import fleet
+from paddlenlp.trainer import TrainingArguments
+from certification.rulepack import load_rule_pack
+from agent.workloads import models, patches, stage_forward
+from agent.workloads.training import parallel_model_settings
+
+# The gloo group fix must be in place before TrainingArguments set up the four processes' groups.
+patches.apply()
+args = TrainingArguments(output_dir=sys.argv[3], device="cpu", tensor_parallel_degree=2, pipeline_parallel_degree=2,
+                         per_device_train_batch_size=2, gradient_accumulation_steps=2,
+                         pipeline_parallel_config="disable_batch_p2p_comm", report_to=["none"])
+preset = load_rule_pack("tiny-2026.1").data["models"]["llama-tiny"]
+config = models.model_config(preset, {}, "cpu")
+split = models.load_checkpoint(preset, {"path": sys.argv[2]}, config, "float32", parallel_model_settings(args))
+plain = models.load_checkpoint(preset, {"path": sys.argv[2]}, config, "float32")
+split.eval()
+plain.eval()
+data = paddle.to_tensor(np.random.default_rng(0).integers(0, 32000, size=(4, 65)), dtype="int64")
+inputs, labels = data[:, :-1], data[:, 1:]
+print("CLASS", type(split).__name__)
+print("PARAMETERS", sum(int(np.prod(p.shape)) for p in split.parameters()), sum(int(np.prod(p.shape)) for p in plain.parameters()))
+print("PLAIN", float(plain(input_ids=inputs, labels=labels, return_dict=True).loss))
+print("PIPE", float(fleet.distributed_model(split).eval_batch([inputs, labels], compute_loss=True)))
+with paddle.no_grad():
+    print("STAGES", stage_forward.token_loss_sum(split, data) / int(labels.numel()))
+"""
+
+
+@pytest.mark.slow
+def test_checkpoint_loads_into_stages_and_ranks(tmp_path):
+    import paddle
+    from paddlenlp.transformers import LlamaConfig, LlamaForCausalLM
+
+    from certification.rulepack import load_rule_pack
+
+    paddle.seed(7)
+    LlamaForCausalLM(LlamaConfig(**load_rule_pack("tiny-2026.1").data["models"]["llama-tiny"]["config"])).save_pretrained(
+        str(tmp_path / "ckpt"))
+    (tmp_path / "load.py").write_text(CHECKPOINT_SCRIPT)
+    completed = subprocess.run([sys.executable, "-m", "paddle.distributed.launch", *FOUR_PROCESSES, "--log_dir", str(tmp_path / "logs"),
+                                str(tmp_path / "load.py"), str(REPO), str(tmp_path / "ckpt"), str(tmp_path / "out")],
+                               cwd=REPO, env=environment(), capture_output=True, text=True, timeout=1200)
+    assert completed.returncode == 0, launch_failure(completed, tmp_path / "logs")
+
+    for rank in range(4):
+        values = printed_values(tmp_path / "logs" / f"workerlog.{rank}", ("CLASS", "PARAMETERS", "PLAIN", "PIPE", "STAGES"))
+        process_parameters, model_parameters = map(int, values["PARAMETERS"].split())
+        assert values["CLASS"] == "LlamaForCausalLMPipe", rank
+        # Each process has about half of one stage's weights: a quarter of the model (measured 0.25), where
+        # either split alone would leave a half.
+        assert process_parameters < model_parameters / 3, rank
+        # eval_batch returns the last stage's loss on every stage, and so does the forward pass stage by stage.
+        assert float(values["PIPE"]) == pytest.approx(float(values["PLAIN"]), rel=1e-6), rank
+        assert float(values["STAGES"]) == pytest.approx(float(values["PLAIN"]), rel=1e-6), rank

@@ -17,11 +17,12 @@ import pytest
 
 from certification.records import decode_float, read_json, read_jsonl
 
-from tests.agent.launching import grad_norms, kill_launcher, launch_failure, wait_for_checkpoint, worker_logs
+from tests.agent.launching import grad_norms, kill_and_resume, launch_failure, wait_for_checkpoint, worker_logs
 
 REPO = Path(__file__).resolve().parents[2]
 WORKLOAD = "pretrain-llama"
 KILL_AFTER_CHECKPOINT = 20  # of 40 steps, checkpoints every 10
+TWO_PROCESSES = ("--nproc_per_node", "2")
 
 pytestmark = pytest.mark.slow
 
@@ -168,7 +169,7 @@ def test_sigterm_records_stop(tmp_path):
 
 
 def launch_command(logs: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir", str(logs),
+    return [sys.executable, "-m", "paddle.distributed.launch", *TWO_PROCESSES, "--log_dir", str(logs),
             "agent/__main__.py", *agent_command(out, *extra)[3:]]
 
 
@@ -244,33 +245,14 @@ def test_sharding_stage2_records(stage2_processes):
     assert read_json(stage2_processes / "workloads" / WORKLOAD / "result.json")["status"] == "completed"
 
 
-def kill_and_resume(folder: Path, *extra: str) -> tuple[Path, int]:
-    """Kill the launcher and both workers with SIGKILL after the step-20 checkpoint, then resume under the launcher.
-
-    Return the run folder and the number of steps recorded at the kill.
-    """
-    out = folder / "run"
-    process = subprocess.Popen(launch_command(folder / "logs", out, *extra), cwd=REPO, env=environment(),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_checkpoint(process, out / "events.jsonl", KILL_AFTER_CHECKPOINT)
-    finally:
-        kill_launcher(process)
-    steps_at_kill = len(read_jsonl(out / "workloads" / WORKLOAD / "steps.jsonl"))
-
-    resumed = subprocess.run(launch_command(folder / "logs-resume", out, *extra, "--resume"),
-                             cwd=REPO, env=environment(), capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, launch_failure(resumed, folder / "logs-resume")
-    return out, steps_at_kill
-
-
 @pytest.fixture(scope="module")
 def launched_killed_and_resumed(tmp_path_factory):
-    return kill_and_resume(tmp_path_factory.mktemp("launch-resume"), "--set", "per_device_train_batch_size=2")
+    return kill_and_resume(tmp_path_factory.mktemp("launch-resume"), TWO_PROCESSES, WORKLOAD, "--set", "per_device_train_batch_size=2",
+                           step=KILL_AFTER_CHECKPOINT)
 
 
 def test_launched_resume_reproduces_loss_curve(launched_killed_and_resumed, uninterrupted):
-    run, steps_at_kill = launched_killed_and_resumed
+    run, steps_at_kill, _ = launched_killed_and_resumed
     events = [event for event in read_jsonl(run / "events.jsonl") if event["event"] != "heartbeat"]
     names = [event["event"] for event in events]
 
@@ -325,7 +307,8 @@ def test_sharding_stage3_evaluations_match(stage3_processes, uninterrupted):
 
 
 def test_sharding_stage3_resume_reproduces_loss_curve(tmp_path, uninterrupted):
-    run, steps_at_kill = kill_and_resume(tmp_path, "--set", "sharding_stage=3", "--set", "per_device_train_batch_size=2")
+    run, steps_at_kill, _ = kill_and_resume(tmp_path, TWO_PROCESSES, WORKLOAD, "--set", "sharding_stage=3",
+                                            "--set", "per_device_train_batch_size=2", step=KILL_AFTER_CHECKPOINT)
     events = [event for event in read_jsonl(run / "events.jsonl") if event["event"] != "heartbeat"]
     resume = next(event for event in events if event["event"] == "workload_start" and "resumed_from_step" in event)
 

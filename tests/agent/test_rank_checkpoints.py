@@ -132,6 +132,13 @@ BAD_FOLDERS = [
     (lambda folder: (sharded_ranks(folder), write_index(folder, "model.safetensors.index.tp01.json", [shard(1, 1), shard(0, 2)])),
      "checkpoint_index_invalid", shard(0, 2)),
     (lambda folder: rank_folder(folder, [shard(0, 1), shard(1, 1)]), "checkpoint_incomplete", "no per-rank index"),
+    # Per-stage files, as save_pretrained writes them under pipeline parallelism, with and without tensor parallelism.
+    (lambda folder: rank_folder(folder, [f"model_state.tp{rank:02d}_pp{stage:02d}.pdparams" for rank in (0, 1) for stage in (0, 1)]),
+     "checkpoint_stage_weights", "model_state.tp00_pp01.pdparams"),
+    (lambda folder: rank_folder(folder, ["model.pp00.safetensors", "model.pp01.safetensors"]), "checkpoint_stage_weights",
+     "model.pp00.safetensors, model.pp01.safetensors"),
+    (lambda folder: rank_folder(folder, ["model.tp00_pp00-00001-of-00002.safetensors"]), "checkpoint_stage_weights",
+     "model.tp00_pp00-00001-of-00002.safetensors"),
 ]
 
 
@@ -162,6 +169,33 @@ def test_rank_count_must_match_run_degree():
         assert error.value.code == "checkpoint_parallel_mismatch"
         assert f"tensor_parallel_degree 2, but this run has tensor_parallel_degree {degree}" in error.value.message
         assert "tensor_parallel_degree=2" in error.value.hint
+
+
+def test_rank_files_rejected_in_stages():
+    weights = {"files": ["model_state.tp00.pdparams", "model_state.tp01.pdparams"], "tensor_parallel_degree": 2}
+
+    # A checkpoint of the whole model loads into pipeline stages.
+    check_tensor_parallel_degree({"files": ["model_state.pdparams"], "index": None}, "/ckpt", 2, 2)
+    with pytest.raises(AgentError) as error:
+        check_tensor_parallel_degree(weights, "/ckpt", 2, 2)
+
+    assert error.value.code == "checkpoint_parallel_mismatch"
+    assert "tensor_parallel_degree 2, which PaddleNLP does not load under pipeline_parallel_degree 2" in error.value.message
+    assert "--set pipeline_parallel_degree=1" in error.value.hint
+
+
+def test_run_stages_checked_before_start(tmp_path):
+    folder = rank_folder(tmp_path / "ckpt", ["model.tp00.safetensors", "model.tp01.safetensors"])
+    pack = checkpoint_pack(folder, None)
+
+    with pytest.raises(AgentError) as error:
+        check_checkpoint_degrees(pack, [WORKLOAD], REPO, {}, {"tensor_parallel_degree": 2, "pipeline_parallel_degree": 2})
+
+    assert error.value.code == "checkpoint_parallel_mismatch"
+    assert f"{WORKLOAD}: checkpoint of model llama-tiny at" in error.value.message
+    assert "which PaddleNLP does not load under pipeline_parallel_degree 2" in error.value.message
+    assert "--set pipeline_parallel_degree=1" in error.value.hint
+    assert "--checkpoint llama-tiny=DIR" in error.value.hint
 
 
 def test_run_degree_checked_before_start(tmp_path):
