@@ -12,12 +12,12 @@ agent tokens/s divided by bare tokens/s, each from the fastest round of its
 side, because other work on a shared machine only ever slows a round down.
 
 Whole runs vary by more than the 2% the target allows on a shared VM, so
-both sides also time every step: a callback added last to each Trainer
-records the wall time between consecutive step ends, which covers the
-step and every callback the side runs. `step_ratio` divides the bare
-side's median step by the agent side's, pooled over all rounds without
-each run's first step; one slow burst then moves a few of the pooled
-steps, not a whole round.
+both sides also time every step. A callback added last to each Trainer
+records the wall time between consecutive step ends, which covers the step
+and every callback the side runs. `step_ratio` divides the bare side's
+median step by the agent side's, pooled over all rounds without each run's
+first step. One slow burst then moves a few of the pooled steps, not a
+whole round.
 
     python benchmarks/agent_overhead.py [--steps 40] [--rounds 5]
 
