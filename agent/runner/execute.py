@@ -23,7 +23,7 @@ from agent.inference import ENDPOINT_VARIABLE
 from agent.runner.overrides import check_inference_degrees, check_micro_batch, check_overrides, check_sharding_on_device
 from agent.runner.checkpoints import check_checkpoint_degrees, check_checkpoint_folders
 from agent.runner.node_inputs import verify_once_per_node
-from agent.runner.plan import plan_workloads, verify_input_files
+from agent.runner.plan import check_data_root, plan_workloads, verify_input_files
 from agent.runner.profiles import Profile, load_profile
 
 logger = logging.getLogger(__name__)
@@ -143,6 +143,7 @@ def start_run(request: RunRequest) -> tuple[Path, int]:
     checkpoint_folders = request.checkpoints or recorded_checkpoint_folders(request)
     check_checkpoint_folders(pack, workloads, checkpoint_folders)
     check_checkpoint_degrees(pack, workloads, request.data_root, checkpoint_folders, request.overrides or recorded_overrides(request))
+    check_data_root(pack, workloads, request.data_root)
     check_device(device)
     request = _with_default_out(request, profile, launch)
     run_lock = lock_before_inputs(request, launch)

@@ -124,7 +124,7 @@ def test_resume_rejected_while_run_holds_folder(tmp_path, holders):
     (out / "run.json").write_text(json.dumps({"run_id": "other", "profile": "smoke"}), encoding="utf-8")
     holder = holders(out, 0)
     # A data root without the data: the busy folder must be reported before any input is read.
-    request = RunRequest(profile="smoke", out=out, resume=True, data_root=tmp_path / "no-data")
+    request = RunRequest(profile="smoke", out=out, resume=True, data_root=tmp_path)
 
     error = busy_error(lambda: start_run(request))
 
