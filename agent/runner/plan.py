@@ -117,9 +117,12 @@ def check_data_root(pack: RulePack, workload_ids: list[str], data_root: Path) ->
     """Raise `data_root_missing` when --data-root is not an existing folder, before any input path under it is named."""
     if data_root.is_dir():
         return
-    problem = _("is not a folder") if data_root.exists() else _("does not exist")
+    if data_root.exists():
+        message = _("data root {path} is not a folder").format(path=data_root)
+    else:
+        message = _("data root {path} does not exist").format(path=data_root)
     relative = next((entry["path"] for entry in input_files(pack, workload_ids).values()), "data/")
-    raise AgentError("data_root_missing", _("data root {path} {problem}").format(path=data_root, problem=problem),
+    raise AgentError("data_root_missing", message,
                      _("pass as --data-root the folder that contains the rule pack's data paths, such as {relative}").format(relative=relative))
 
 
