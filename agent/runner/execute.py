@@ -171,7 +171,7 @@ def start_run(request: RunRequest) -> tuple[Path, int]:
 
 def _run_workloads(folder: RunFolder, pack: RulePack, workloads: list[str], request: RunRequest, device: str,
                    launch: Launch, inputs: dict[str, Any], checkpoint_folders: dict[str, Path]) -> list[str]:
-    """Record the inputs, run the workloads with SIGTERM handled and write the stop event. Return the failed ids."""
+    """Record the inputs, run the workloads with SIGTERM and SIGINT handled, and write the stop event. Return the failed ids."""
     folder.update_run(inputs=inputs, checkpoint_folders={model: str(path) for model, path in checkpoint_folders.items()})
     overrides = folder.read_run().get("overrides", {})
     try:

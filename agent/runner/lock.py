@@ -13,9 +13,10 @@ which names their own job (the launcher's PADDLE_TRAINER_ENDPOINTS), take a
 shared lock and add their own record line. A worker that outlives its killed
 launcher therefore keeps the folder locked.
 
-NOTE: on NFS, Linux emulates flock with fcntl byte-range locks, which the
-NFS lock manager shares between nodes; other network file systems may not
-lock across nodes at all.
+NOTE: since Linux 2.6.12 an NFS client emulates flock with fcntl byte-range
+locks on the whole file (flock(2)), which the server shares between nodes.
+Other network file systems may not lock across nodes at all, and a
+multi-node run with the lock on NFS was never tried.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
-import logging
 import os
 import socket
 import time
@@ -32,8 +32,6 @@ from typing import Any
 
 from agent.errors import AgentError
 from agent.i18n import _
-
-logger = logging.getLogger(__name__)
 
 LOCK_NAME = "run.lock"
 POLL_SECONDS = 0.2
@@ -73,8 +71,8 @@ def lock_leader(run_dir: Path, launched: bool) -> RunLock:
 
     os.ftruncate(descriptor, 0)
     _append_record(descriptor, rank=0)
-    # Linux converts an flock by dropping it and taking the new one, so another run can slip in between.
-    # It then holds the lock exclusively, this conversion fails, and this run is the one rejected.
+    # Linux may convert an flock by dropping it and taking the new one (flock(2)), so another run can slip in
+    # between. That run then holds the lock exclusively, so this conversion fails and this run is rejected.
     if launched and not _try_flock(descriptor, fcntl.LOCK_SH):
         os.close(descriptor)
         raise busy_error(run_dir)
@@ -88,9 +86,9 @@ def lock_follower(run_dir: Path, rank: int, timeout: float = 300.0) -> RunLock:
     while True:
         descriptor = _open_lock_file(run_dir) if run_dir.is_dir() else -1
         if descriptor >= 0:
-            if _leader_job(run_dir) == token and _try_flock(descriptor, fcntl.LOCK_SH):
+            if _leader_job(descriptor) == token and _try_flock(descriptor, fcntl.LOCK_SH):
                 # Check again under the lock: rank 0 of another run cannot take the lock over while this one holds it.
-                if _leader_job(run_dir) == token:
+                if _leader_job(descriptor) == token:
                     _append_record(descriptor, rank=rank)
                     return RunLock(run_dir / LOCK_NAME, descriptor)
             os.close(descriptor)
@@ -106,7 +104,8 @@ def check_not_busy(run_dir: Path) -> None:
     path = run_dir / LOCK_NAME
     if not path.is_file():
         return
-    descriptor = os.open(path, os.O_RDONLY)
+    # Opened for writing, because NFS grants an exclusive lock only on a file open for writing.
+    descriptor = os.open(path, os.O_RDWR)
     try:
         if not _try_flock(descriptor, fcntl.LOCK_EX):
             raise busy_error(run_dir)
@@ -134,11 +133,19 @@ def busy_error(run_dir: Path) -> AgentError:
 
 
 def read_records(run_dir: Path) -> list[dict[str, Any]]:
-    """Return the records of the processes that took the lock of `run_dir` last, one per line, skipping damaged lines."""
+    """Return the records of the processes that took the lock of `run_dir` last, one per line, skipping damaged lines.
+
+    Call it only in a process that holds no lock on the file: on NFS, closing
+    any descriptor of a file drops all of the process's locks on it.
+    """
     try:
         text = (run_dir / LOCK_NAME).read_text(encoding="utf-8", errors="replace")
     except OSError:
         return []
+    return _parse_records(text)
+
+
+def _parse_records(text: str) -> list[dict[str, Any]]:
     records = []
     for line in text.splitlines():
         try:
@@ -150,8 +157,10 @@ def read_records(run_dir: Path) -> list[dict[str, Any]]:
     return records
 
 
-def _leader_job(run_dir: Path) -> str | None:
-    leaders = [record for record in read_records(run_dir) if record.get("rank") == 0]
+def _leader_job(descriptor: int) -> str | None:
+    # Read through the descriptor that takes the lock, because closing another one would drop the lock on NFS.
+    text = os.pread(descriptor, os.fstat(descriptor).st_size, 0).decode("utf-8", errors="replace")
+    leaders = [record for record in _parse_records(text) if record.get("rank") == 0]
     return leaders[0].get("job") if leaders else None
 
 
