@@ -64,7 +64,12 @@ def lock_leader(run_dir: Path, launched: bool) -> RunLock:
     `run_dir` must exist. In a launched run (`launched`), the lock becomes
     shared after this process records itself, so that the other ranks can join.
     """
-    descriptor = _open_lock_file(run_dir)
+    try:
+        descriptor = _open_lock_file(run_dir)
+    except OSError as error:
+        raise AgentError("run_folder_not_writable", _("cannot create the lock file {path}: {error}").format(
+                             path=run_dir / LOCK_NAME, error=error.strerror or error),
+                         _("choose an --out folder that you can write to")) from None
     if not _try_flock(descriptor, fcntl.LOCK_EX):
         os.close(descriptor)
         raise busy_error(run_dir)

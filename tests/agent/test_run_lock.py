@@ -132,6 +132,19 @@ def test_resume_rejected_while_run_holds_folder(tmp_path, holders):
     assert {path.name for path in out.iterdir()} == {LOCK_NAME, "run.json"}
 
 
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write a read-only folder")
+def test_read_only_folder_rejected(tmp_path):
+    tmp_path.chmod(0o555)
+    try:
+        with pytest.raises(AgentError) as error:
+            lock_leader(tmp_path, launched=False)
+    finally:
+        tmp_path.chmod(0o755)
+
+    assert error.value.code == "run_folder_not_writable"
+    assert LOCK_NAME in error.value.message
+
+
 def test_run_lock_not_bundled(tmp_path):
     (tmp_path / "run.json").write_text("{}", encoding="utf-8")
     (tmp_path / LOCK_NAME).write_text("{}\n", encoding="utf-8")
