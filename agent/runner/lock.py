@@ -46,14 +46,17 @@ class RunLock:
 
     def release(self) -> None:
         if self.descriptor >= 0:
-            os.close(self.descriptor)  # closing the only descriptor drops the flock
+            # The flock goes with the last descriptor of this open file, which a forked child may still share.
+            os.close(self.descriptor)
             self.descriptor = -1
 
 
 def job_token() -> str:
-    """Return a string that all processes of one launched job share, and another launch almost never does.
+    """Return a string that all processes of one launched job share: the launcher's list of rank endpoints.
 
-    The launcher gives every job fresh ports, so its list of rank endpoints serves as the job's name.
+    The launcher picks free ports for each job, so another launch rarely has
+    the same list. If it does, its non-zero ranks may join an older run's lock,
+    but its rank 0 is still rejected, and the launcher then stops the job.
     """
     return os.environ.get("PADDLE_TRAINER_ENDPOINTS", "")
 
@@ -122,7 +125,7 @@ def busy_error(run_dir: Path) -> AgentError:
     """Build the `run_folder_busy` error, naming the processes that the lock file records."""
     records = read_records(run_dir)
     host = socket.gethostname()
-    # Only processes on this host can be checked; a record of another host is named as it is.
+    # Only processes on this host can be checked, so a record of another host is named as it is.
     alive = [record for record in records if record.get("host") != host or _process_exists(record.get("pid"))]
     holders = alive or records
     if not holders:
