@@ -41,6 +41,9 @@ RESERVED_NAMES = frozenset({MANIFEST_NAME, ENVELOPE_NAME})
 # are gigabytes on real clusters and nothing in a verdict reads them, so the
 # bundle leaves them out.
 UNPACKED_FOLDERS = frozenset({"models", "checkpoints"})
+# Top-level files of a run that are no result: the agent's run-folder lock
+# (the ids and hosts of the processes that ran).
+UNPACKED_FILES = frozenset({"run.lock"})
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 # The host is under the reserved .invalid domain (RFC 2606) because the
@@ -194,6 +197,7 @@ def list_run_files(run_dir: Path) -> list[str]:
     for folder, folder_names, file_names in os.walk(run_dir, followlinks=False):
         if Path(folder) == run_dir:
             folder_names[:] = [name for name in folder_names if name not in UNPACKED_FOLDERS]
+            file_names = [name for name in file_names if name not in UNPACKED_FILES]
         for name in folder_names + file_names:
             _check_run_entry(Path(folder) / name, name in file_names)
         for name in file_names:

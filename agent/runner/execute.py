@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from certification.records import append_jsonl, read_json, read_jsonl, write_json
 from certification.rulepack import RulePack, RulePackError, load_rule_pack
@@ -16,12 +17,13 @@ from certification.rulepack import RulePack, RulePackError, load_rule_pack
 from agent.errors import EXIT_FAILED, EXIT_OK, AgentError, WorkloadNotSupported, from_coded_error
 from agent.i18n import _, ngettext
 from agent.runner.devices import check_device, device_record
-from agent.runner.folder import RunFolder, check_new_run_folder, environment, utc_now
+from agent.runner.folder import RunFolder, check_new_run_folder, environment, make_run_folder, utc_now
+from agent.runner.lock import RunLock, lock_follower, lock_leader
 from agent.inference import ENDPOINT_VARIABLE
 from agent.runner.overrides import check_inference_degrees, check_micro_batch, check_overrides, check_sharding_on_device
 from agent.runner.checkpoints import check_checkpoint_degrees, check_checkpoint_folders
 from agent.runner.node_inputs import verify_once_per_node
-from agent.runner.plan import plan_workloads, verify_input_files
+from agent.runner.plan import check_data_root, plan_workloads, verify_input_files
 from agent.runner.profiles import Profile, load_profile
 
 logger = logging.getLogger(__name__)
@@ -45,8 +47,38 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM arrived: the run stops like on Ctrl-C and records why."""
 
 
-def _raise_terminated(signum, frame):
-    raise Terminated()
+# The stop signals (SIGINT, SIGTERM) that arrived during the current run, in order.
+_stop_signals: list[int] = []
+
+
+def _raise_stop(signum, frame):
+    _stop_signals.append(signum)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+@contextlib.contextmanager
+def stop_signals_handled() -> Iterator[None]:
+    """Raise Terminated on SIGTERM and KeyboardInterrupt on SIGINT inside the block, and note which signal arrived."""
+    _stop_signals.clear()
+    previous_handlers = {number: signal.signal(number, _raise_stop) for number in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for number, handler in previous_handlers.items():
+            signal.signal(number, handler)
+
+
+def stop_requested() -> KeyboardInterrupt | None:
+    """Return the exception for the stop signal that arrived during the run, or None when none did.
+
+    Paddle turns an exception raised inside a backward PyLayer into its own
+    error (`OSError: (External) ...` or `ValueError: ... Get backward function
+    failed`), so the exception type alone does not show that a signal stopped
+    the run.
+    """
+    if not _stop_signals:
+        return None
+    return Terminated() if _stop_signals[-1] == signal.SIGTERM else KeyboardInterrupt()
 
 
 @dataclass(frozen=True)
@@ -111,28 +143,22 @@ def start_run(request: RunRequest) -> tuple[Path, int]:
     checkpoint_folders = request.checkpoints or recorded_checkpoint_folders(request)
     check_checkpoint_folders(pack, workloads, checkpoint_folders)
     check_checkpoint_degrees(pack, workloads, request.data_root, checkpoint_folders, request.overrides or recorded_overrides(request))
+    check_data_root(pack, workloads, request.data_root)
     check_device(device)
-    if request.out is not None and not request.resume and launch.rank == 0:
-        check_new_run_folder(request.out)
-    # Local rank 0 of each node hashes the inputs; the other processes of that node wait for its records.
-    inputs = verify_once_per_node(launch.local_rank, launch.local_size,
-                                  lambda: verify_input_files(pack, workloads, request.data_root, checkpoint_folders))
-    logger.info(_("verified the digest of every input file"))
-
-    folder = open_folder(request, profile, pack, workloads, launch, device)
-    folder.update_run(inputs=inputs, checkpoint_folders={model: str(path) for model, path in checkpoint_folders.items()})
-    overrides = folder.read_run().get("overrides", {})
-    previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
+    request = _with_default_out(request, profile, launch)
+    run_lock = lock_before_inputs(request, launch)
     try:
-        checkpoints = {label.removeprefix("checkpoint "): record for label, record in inputs.items() if label.startswith("checkpoint ")}
-        failed = execute(folder, pack, workloads, request, RunSettings(device, overrides, launch, checkpoints))
-    except KeyboardInterrupt as interrupt:
-        folder.event("stop", reason="terminated" if isinstance(interrupt, Terminated) else "interrupted")
-        raise
+        # Local rank 0 of each node hashes the inputs; the other processes of that node wait for its records.
+        inputs = verify_once_per_node(launch.local_rank, launch.local_size,
+                                      lambda: verify_input_files(pack, workloads, request.data_root, checkpoint_folders))
+        logger.info(_("verified the digest of every input file"))
+        run_lock = run_lock or lock_after_inputs(request, launch)
+        folder = open_folder(request, profile, pack, workloads, launch, device)
+        failed = _run_workloads(folder, pack, workloads, request, device, launch, inputs, checkpoint_folders)
     finally:
-        signal.signal(signal.SIGTERM, previous_handler)
-    folder.update_run(finished_at=utc_now())
-    folder.event("stop", failed=failed)
+        if run_lock is not None:
+            run_lock.release()
+
     if failed:
         logger.warning(ngettext("run finished in {path}: {failed} of {total} workload failed: {names}",
                                 "run finished in {path}: {failed} of {total} workloads failed: {names}", len(workloads)).format(
@@ -141,6 +167,64 @@ def start_run(request: RunRequest) -> tuple[Path, int]:
         logger.info(ngettext("run finished in {path}: the {total} workload is done", "run finished in {path}: all {total} workloads are done",
                              len(workloads)).format(path=folder.path, total=len(workloads)))
     return folder.path, EXIT_FAILED if failed else EXIT_OK
+
+
+def _run_workloads(folder: RunFolder, pack: RulePack, workloads: list[str], request: RunRequest, device: str,
+                   launch: Launch, inputs: dict[str, Any], checkpoint_folders: dict[str, Path]) -> list[str]:
+    """Record the inputs, run the workloads with SIGTERM and SIGINT handled, and write the stop event. Return the failed ids."""
+    folder.update_run(inputs=inputs, checkpoint_folders={model: str(path) for model, path in checkpoint_folders.items()})
+    overrides = folder.read_run().get("overrides", {})
+    try:
+        with stop_signals_handled():
+            checkpoints = {label.removeprefix("checkpoint "): record for label, record in inputs.items() if label.startswith("checkpoint ")}
+            failed = execute(folder, pack, workloads, request, RunSettings(device, overrides, launch, checkpoints))
+    except KeyboardInterrupt as interrupt:
+        folder.event("stop", reason="terminated" if isinstance(interrupt, Terminated) else "interrupted")
+        raise
+    except Exception as error:
+        interrupt = stop_requested()
+        if interrupt is None:
+            raise
+        folder.event("stop", reason="terminated" if isinstance(interrupt, Terminated) else "interrupted")
+        raise interrupt from error
+    folder.update_run(finished_at=utc_now())
+    folder.event("stop", failed=failed)
+    return failed
+
+
+def _with_default_out(request: RunRequest, profile: Profile, launch: Launch) -> RunRequest:
+    """Return the request with --out set to runs/<profile>-<time> when global rank 0 starts a new run without one."""
+    if request.out is not None or request.resume or launch.rank != 0:
+        return request
+    return replace(request, out=Path("runs") / f"{profile.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def lock_before_inputs(request: RunRequest, launch: Launch) -> RunLock | None:
+    """Reject a run folder that is busy or not empty, and lock it when it exists, before any input is hashed.
+
+    Global rank 0 locks an existing folder at once, so a second run is rejected
+    in seconds rather than after minutes of hashing. A new folder is created,
+    and locked, only after the inputs pass, so that a rejected run leaves no folder.
+    """
+    if launch.rank != 0 or request.out is None:
+        return None
+    if not request.resume:
+        check_new_run_folder(request.out)
+    if not request.out.is_dir():
+        return None
+    return lock_leader(request.out, launched=launch.world_size > 1)
+
+
+def lock_after_inputs(request: RunRequest, launch: Launch) -> RunLock | None:
+    """Lock the run folder for the rest of the run: create and lock it on global rank 0, join rank 0's lock on the other ranks."""
+    if request.out is None:
+        return None  # open_folder rejects a resumed or launched run without --out
+    if launch.rank != 0:
+        return lock_follower(request.out, launch.rank)
+    if request.resume and not request.out.is_dir():
+        return None  # open_folder rejects it with run_not_found
+    make_run_folder(request.out)
+    return lock_leader(request.out, launched=launch.world_size > 1)
 
 
 def recorded_checkpoint_folders(request: RunRequest) -> dict[str, Path]:
@@ -194,8 +278,7 @@ def open_folder(request: RunRequest, profile: Profile, pack: RulePack, workloads
         "card_model": request.card_model or profile.card_model,
         "card_serial": request.card_serial or profile.card_serial,
     }
-    out = request.out or Path("runs") / f"{profile.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    folder = RunFolder.create(out, profile, pack, labels, workloads, overrides=request.overrides, device=device)
+    folder = RunFolder.create(request.out, profile, pack, labels, workloads, overrides=request.overrides, device=device)
     write_json(folder.path / "environment.json", environment(device_record(device, launch.world_size), launch.nodes))
     if request.ticket is not None:
         folder.update_run(ticket=request.ticket)
@@ -268,6 +351,10 @@ def run_one(folder: RunFolder, context, runner, resumed_from_step: int | None = 
         write_result(folder, workload_id, kind, "not_supported", {"reason": str(error), **error.details})
         return True
     except Exception as error:
+        interrupt = stop_requested()
+        if interrupt is not None:
+            # The workload raised because a stop signal arrived, which the caller records as a stop, not a crash.
+            raise interrupt from error
         logger.exception(_("{workload}: the workload failed").format(workload=workload_id))
         folder.event("crash", workload=workload_id, error=f"{type(error).__name__}: {error}")
         write_result(folder, workload_id, kind, "failed", {"error": f"{type(error).__name__}: {error}"})

@@ -19,6 +19,7 @@ from certification.rulepack import RulePack
 from agent import __version__
 from agent.errors import AgentError
 from agent.i18n import _
+from agent.runner.lock import LOCK_NAME, check_not_busy
 from agent.runner.profiles import Profile
 
 
@@ -106,18 +107,9 @@ class RunFolder:
         the other ranks of a launched run read their overrides from it as soon as
         it exists.
         """
-        check_new_run_folder(path)
-        if path.exists() and (path / "run.json").exists():
-            raise AgentError("run_folder_not_empty", _("output folder {path} already contains another run").format(path=path),
-                             _("pass --resume to continue that run, or choose a new --out folder"))
-        if path.exists() and any(path.iterdir()):
-            raise AgentError("run_folder_not_empty", _("output folder {path} already contains other files, and no run").format(path=path),
-                             _("choose an --out folder that is empty or does not exist yet"))
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise AgentError("run_folder_not_writable", _("cannot create output folder {path}: {error}").format(
-                                 path=path, error=error.strerror or error), _("choose an --out folder that you can write to")) from None
+        # The caller holds the folder's lock when the folder exists, so the lock is not probed again here.
+        check_new_run_folder(path, probe_lock=False)
+        make_run_folder(path)
         folder = cls(path)
         write_json(folder.run_json, {
             "run_id": f"{profile.name}-{uuid.uuid4().hex[:12]}",
@@ -188,14 +180,41 @@ def _cpu_model() -> str:
     return platform.processor()
 
 
-def check_new_run_folder(path: Path) -> None:
-    """Reject an --out that is a file or whose nearest existing folder is not writable, before any input is read."""
+def check_new_run_folder(path: Path, probe_lock: bool = True) -> None:
+    """Reject an --out that another run locks, that holds files, that is a file or whose nearest existing folder is not writable.
+
+    Nothing is read but the folder's listing, so this runs before any input is hashed.
+    `probe_lock=False` skips the lock check, for a process that holds the lock itself.
+    """
     if path.exists() and not path.is_dir():
         raise AgentError("run_folder_not_a_folder", _("output path {path} is a file, not a folder").format(path=path),
                          _("choose a folder path for --out"))
+    if path.is_dir():
+        if probe_lock:
+            check_not_busy(path)
+        _check_empty(path)
     existing = path.absolute()
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise AgentError("run_folder_not_writable", _("cannot create output folder {path}: {existing} is not a writable folder").format(
                              path=path, existing=existing), _("choose an --out folder that you can write to"))
+
+
+def _check_empty(path: Path) -> None:
+    # A lock file alone is what a run leaves when its inputs were rejected, so it counts as empty.
+    if (path / "run.json").exists():
+        raise AgentError("run_folder_not_empty", _("output folder {path} already contains another run").format(path=path),
+                         _("pass --resume to continue that run, or choose a new --out folder"))
+    if any(child.name != LOCK_NAME for child in path.iterdir()):
+        raise AgentError("run_folder_not_empty", _("output folder {path} already contains other files, and no run").format(path=path),
+                         _("choose an --out folder that is empty or does not exist yet"))
+
+
+def make_run_folder(path: Path) -> None:
+    """Create the folder of a new run (with its parents), or raise `run_folder_not_writable`."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise AgentError("run_folder_not_writable", _("cannot create output folder {path}: {error}").format(
+                             path=path, error=error.strerror or error), _("choose an --out folder that you can write to")) from None

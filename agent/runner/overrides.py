@@ -150,6 +150,36 @@ def check_parallel_degrees(pack: RulePack, workload_ids: list[str], overrides: d
         )
 
 
+def _describe_batch_split(values: dict[str, Any], data_ranks: int) -> str:
+    """Name the data-parallel and sharding degrees whose product, `data_ranks`, splits the global batch.
+
+    Every rank of a sharding group reads its own micro-batch. With sharding on
+    and no sharding_parallel_degree, PaddleNLP 3.0.0b4 puts every data rank in
+    one sharding group (TrainingArguments sets the degree to the process count
+    over tensor x pipeline), so the data-parallel degree is 1.
+    """
+    stage = int(values.get("sharding_stage", 0) or 0)
+    sharding_on = stage >= 1 or bool(str(values.get("sharding", "")).strip())
+    sharding = int(values.get("sharding_parallel_degree", -1) or -1)
+    if not sharding_on or data_ranks <= 1:
+        return _("data-parallel {ranks}").format(ranks=data_ranks)
+    if sharding < 1 or data_ranks % sharding:
+        sharding = data_ranks
+    return _("data-parallel {data} x sharding {sharding}").format(data=data_ranks // sharding, sharding=sharding)
+
+
+def _micro_batch_hint(global_batch: int, data_ranks: int) -> str:
+    """Name the per_device_train_batch_size values that split `global_batch` over `data_ranks`, or say that none does."""
+    if global_batch % data_ranks:
+        return _("no micro-batch fits, because {ranks} ranks do not divide global_batch_size {global_batch}: "
+                 "start a process count whose data-parallel x sharding ranks divide it").format(ranks=data_ranks, global_batch=global_batch)
+    per_rank = global_batch // data_ranks
+    sizes = [size for size in range(1, per_rank + 1) if per_rank % size == 0]
+    return _("set per_device_train_batch_size to one of {sizes}, which divide the {per_rank} samples per rank, "
+             "such as --set per_device_train_batch_size={example}").format(
+        sizes=", ".join(str(size) for size in sizes), per_rank=per_rank, example=sizes[-1])
+
+
 def check_inference_degrees(pack: RulePack, workload_ids: list[str], overrides: dict[str, Any], endpoint: str | None) -> None:
     """Raise AgentError when an inference workload sets a parallel degree above 1 and the agent's own server would serve it.
 
@@ -227,12 +257,10 @@ def check_micro_batch(pack: RulePack, workload_ids: list[str], overrides: dict[s
         if pack.workload(workload_id)["kind"] in TRAINER_KINDS:
             model_ranks = int(values.get("tensor_parallel_degree", 1)) * int(values.get("pipeline_parallel_degree", 1))
         data_ranks = cards // max(1, model_ranks)
-        micro = int(values["per_device_train_batch_size"])
-        if micro < 1 or int(values["global_batch_size"]) % (micro * data_ranks):
-            raise AgentError(
-                "micro_batch_invalid",
-                _("{workload}: global_batch_size {global_batch} is not a multiple of "
-                  "per_device_train_batch_size {micro} x {ranks} data-parallel ranks").format(
-                    workload=workload_id, global_batch=values["global_batch_size"], micro=micro, ranks=data_ranks),
-                _("choose a per_device_train_batch_size that divides the global batch per data-parallel rank"),
-            )
+        micro, global_batch = int(values["per_device_train_batch_size"]), int(values["global_batch_size"])
+        if micro < 1 or global_batch % (micro * data_ranks):
+            raise AgentError("micro_batch_invalid", _("{workload}: global_batch_size {global_batch} is not a multiple of "
+                                                      "per_device_train_batch_size {micro} x {ranks} ranks that split the batch ({split})").format(
+                                 workload=workload_id, global_batch=global_batch, micro=micro, ranks=data_ranks,
+                                 split=_describe_batch_split(values, data_ranks)),
+                             _micro_batch_hint(global_batch, data_ranks))

@@ -113,6 +113,29 @@ def moved_tokenizers(pack: RulePack, workload_ids: list[str], data_root: Path, f
     return moved
 
 
+def check_data_root(pack: RulePack, workload_ids: list[str], data_root: Path) -> None:
+    """Raise `data_root_missing` when --data-root is not an existing folder, before any input path under it is named."""
+    if data_root.is_dir():
+        return
+    if data_root.exists():
+        message = _("data root {path} is not a folder").format(path=data_root)
+    else:
+        message = _("data root {path} does not exist").format(path=data_root)
+    relative = next((entry["path"] for entry in input_files(pack, workload_ids).values()), "data/")
+    raise AgentError("data_root_missing", message,
+                     _("pass as --data-root the folder that contains the rule pack's data paths, such as {relative}").format(relative=relative))
+
+
+def _data_root_hint(data_root: Path, relative: str) -> str:
+    """Say which data root was used and what it should contain, and name its parent when the root is one level too deep."""
+    top = Path(relative).parts[0]
+    if data_root.name == top and (data_root.parent / relative).exists():
+        return _("--data-root is {root}, which is the {top} folder itself; pass its parent: --data-root {parent}").format(
+            root=data_root, top=top, parent=data_root.parent)
+    return _("the rule pack's paths are relative to --data-root, which is {root}, so it must contain {relative}; "
+             "restore the file from the release, or pass the folder that contains it").format(root=data_root, relative=relative)
+
+
 def verify_input_files(pack: RulePack, workload_ids: list[str], data_root: Path,
                        checkpoint_folders: dict[str, Path] | None = None) -> dict[str, dict[str, Any]]:
     """Check each input's digest against the pack before anything trains; return the records by label.
@@ -144,7 +167,8 @@ def verify_input_files(pack: RulePack, workload_ids: list[str], data_root: Path,
             continue
         if not path.is_file():
             raise AgentError("data_missing", _("{label} is missing: no file at {path}").format(label=described, path=path),
-                             _("restore the data folder from the release, or pass --data-root"))
+                             _("restore the file in the checkpoint folder {folder}").format(folder=path.parent) if label in moved
+                             else _data_root_hint(data_root, entry["path"]))
         digest = sha256_file(path)
         if entry["sha256"] is None:
             logger.warning("%s at %s is not pinned in draft rule pack %s; its sha256 is %s", label, path, pack.name, digest)

@@ -77,6 +77,32 @@ def test_micro_batch_divides_global_batch(pack, micro, cards, valid):
         assert error.value.code == "micro_batch_invalid"
 
 
+def test_micro_batch_error_names_sharding_split(pack):
+    with pytest.raises(AgentError) as error:
+        check_micro_batch(pack, ["pretrain-llama"], {"sharding_stage": 3}, 2)
+
+    assert error.value.code == "micro_batch_invalid"
+    assert "4 x 2 ranks" in error.value.message
+    assert "(data-parallel 1 x sharding 2)" in error.value.message
+    assert "--set per_device_train_batch_size=2" in error.value.hint
+    check_micro_batch(pack, ["pretrain-llama"], {"sharding_stage": 3, "per_device_train_batch_size": 2}, 2)
+
+
+def test_micro_batch_error_without_sharding(pack):
+    with pytest.raises(AgentError) as error:
+        check_micro_batch(pack, ["pretrain-llama"], {"per_device_train_batch_size": 3}, 1)
+
+    assert "(data-parallel 1)" in error.value.message
+    assert "one of 1, 2, 4" in error.value.hint
+
+
+def test_micro_batch_hint_when_ranks_do_not_divide(pack):
+    with pytest.raises(AgentError) as error:
+        check_micro_batch(pack, ["pretrain-llama"], {"per_device_train_batch_size": 1}, 3)
+
+    assert "3 ranks do not divide global_batch_size 4" in error.value.hint
+
+
 def test_command_rejects_fixed_key(tmp_path, capsys):
     exit_code = main(["run", "--profile", "tiny", "--out", str(tmp_path / "run"), "--set", "learning_rate=0.5"])
 

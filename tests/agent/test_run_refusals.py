@@ -133,3 +133,32 @@ def test_out_folder_that_cannot_be_made(tmp_path):
         RunFolder.create(out, load_profile("smoke"), load_rule_pack("smoke-2026.1"), labels, ["pretrain-llama"])
     assert error.value.code == "run_folder_not_writable"
     assert str(out) in error.value.message
+
+
+def test_data_root_that_does_not_exist(tmp_path):
+    with pytest.raises(AgentError) as error:
+        start_run(request(tmp_path, data_root=tmp_path / "nosuch"))
+
+    assert error.value.code == "data_root_missing"
+    assert str(tmp_path / "nosuch") in error.value.message
+    assert "data/" in error.value.hint
+    assert not (tmp_path / "run").exists()
+
+
+def test_data_root_one_level_too_deep(data_copy):
+    with pytest.raises(AgentError) as error:
+        start_run(request(data_copy, data_root=data_copy / "data"))
+
+    assert error.value.code == "data_missing"
+    assert f"--data-root {data_copy}" in error.value.hint
+    assert "or pass --data-root" not in error.value.hint
+
+
+def test_data_missing_hint_names_data_root(data_copy):
+    (data_copy / "data" / "sft" / "alpaca_en_demo_dev.json").unlink()
+
+    with pytest.raises(AgentError) as error:
+        start_run(request(data_copy, data_root=data_copy))
+
+    assert f"which is {data_copy}," in error.value.hint
+    assert "data/sft/alpaca_en_demo_dev.json" in error.value.hint

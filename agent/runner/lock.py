@@ -1,0 +1,204 @@
+"""The run-folder lock: one run at a time writes a run folder, with all the processes of a launched run.
+
+Every process of a run holds an flock(2) on RUN/run.lock from before it
+writes into the folder until it exits, so a second `python -m agent run` on
+the same --out, with or without --resume, is rejected with `run_folder_busy`.
+The kernel drops the lock when the process ends, even after SIGKILL, so a
+crashed run leaves no stale lock behind.
+
+Global rank 0 takes the lock exclusively, which fails while any process of
+another run holds it. It then records itself in the file and, in a launched
+run, turns its lock into a shared one. The other ranks wait for that record,
+which names their own job (the launcher's PADDLE_TRAINER_ENDPOINTS), take a
+shared lock and add their own record line. A worker that outlives its killed
+launcher therefore keeps the folder locked.
+
+NOTE: since Linux 2.6.12 an NFS client emulates flock with fcntl byte-range
+locks on the whole file (flock(2)), which the server shares between nodes.
+Other network file systems may not lock across nodes at all, and a
+multi-node run with the lock on NFS was never tried.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from agent.errors import AgentError
+from agent.i18n import _
+
+LOCK_NAME = "run.lock"
+POLL_SECONDS = 0.2
+
+
+class RunLock:
+    """An flock on RUN/run.lock that this process holds until `release` or its exit."""
+
+    def __init__(self, path: Path, descriptor: int):
+        self.path = path
+        self.descriptor = descriptor
+
+    def release(self) -> None:
+        if self.descriptor >= 0:
+            # The flock goes with the last descriptor of this open file, which a forked child may still share.
+            os.close(self.descriptor)
+            self.descriptor = -1
+
+
+def job_token() -> str:
+    """Return a string that all processes of one launched job share: the launcher's list of rank endpoints.
+
+    The launcher picks free ports for each job, so another launch rarely has
+    the same list. If it does, its non-zero ranks may join an older run's lock,
+    but its rank 0 is still rejected, and the launcher then stops the job.
+    """
+    return os.environ.get("PADDLE_TRAINER_ENDPOINTS", "")
+
+
+def lock_leader(run_dir: Path, launched: bool) -> RunLock:
+    """Lock `run_dir` for global rank 0, or raise AgentError `run_folder_busy` when another run holds it.
+
+    `run_dir` must exist. In a launched run (`launched`), the lock becomes
+    shared after this process records itself, so that the other ranks can join.
+    """
+    try:
+        descriptor = _open_lock_file(run_dir)
+    except OSError as error:
+        raise AgentError("run_folder_not_writable", _("cannot create the lock file {path}: {error}").format(
+                             path=run_dir / LOCK_NAME, error=error.strerror or error),
+                         _("choose an --out folder that you can write to")) from None
+    if not _try_flock(descriptor, fcntl.LOCK_EX):
+        os.close(descriptor)
+        raise busy_error(run_dir)
+
+    os.ftruncate(descriptor, 0)
+    _append_record(descriptor, rank=0)
+    # Linux may convert an flock by dropping it and taking the new one (flock(2)), so another run can slip in
+    # between. That run then holds the lock exclusively, so this conversion fails and this run is rejected.
+    if launched and not _try_flock(descriptor, fcntl.LOCK_SH):
+        os.close(descriptor)
+        raise busy_error(run_dir)
+    return RunLock(run_dir / LOCK_NAME, descriptor)
+
+
+def lock_follower(run_dir: Path, rank: int, timeout: float = 300.0) -> RunLock:
+    """Join the lock that global rank 0 of this launched job took on `run_dir`, waiting up to `timeout` seconds."""
+    token = job_token()
+    deadline = time.monotonic() + timeout
+    while True:
+        descriptor = _open_lock_file(run_dir) if run_dir.is_dir() else -1
+        if descriptor >= 0:
+            if _leader_job(descriptor) == token and _try_flock(descriptor, fcntl.LOCK_SH):
+                # Check again under the lock: rank 0 of another run cannot take the lock over while this one holds it.
+                if _leader_job(descriptor) == token:
+                    _append_record(descriptor, rank=rank)
+                    return RunLock(run_dir / LOCK_NAME, descriptor)
+            os.close(descriptor)
+        if time.monotonic() > deadline:
+            raise AgentError("run_folder_busy", _("rank 0 of this launched run did not lock the run folder {path} within {seconds:.0f} s").format(
+                                 path=run_dir, seconds=timeout),
+                             _("check rank 0's log (workerlog.0): another run may hold the folder"))
+        time.sleep(POLL_SECONDS)
+
+
+def check_not_busy(run_dir: Path) -> None:
+    """Raise `run_folder_busy` when a process holds the lock of an existing `run_dir`, without taking the lock."""
+    path = run_dir / LOCK_NAME
+    if not path.is_file():
+        return
+    # Opened for writing, because NFS grants an exclusive lock only on a file open for writing.
+    descriptor = os.open(path, os.O_RDWR)
+    try:
+        if not _try_flock(descriptor, fcntl.LOCK_EX):
+            raise busy_error(run_dir)
+    finally:
+        os.close(descriptor)
+
+
+def busy_error(run_dir: Path) -> AgentError:
+    """Build the `run_folder_busy` error, naming the processes that the lock file records."""
+    records = read_records(run_dir)
+    host = socket.gethostname()
+    # Only processes on this host can be checked, so a record of another host is named as it is.
+    alive = [record for record in records if record.get("host") != host or _process_exists(record.get("pid"))]
+    holders = alive or records
+    if not holders:
+        holder = _("an unknown process")
+    else:
+        holder = ", ".join(_("process {pid} on {host}").format(pid=record.get("pid"), host=record.get("host")) for record in holders)
+    return AgentError(
+        "run_folder_busy",
+        _("run folder {path} is in use by another run: {holder} holds its lock").format(path=run_dir, holder=holder),
+        _("wait until that run ends, or stop it (for a launched run, stop the launcher and each of its workers); "
+          "then run the command again, with --resume to continue that run"),
+    )
+
+
+def read_records(run_dir: Path) -> list[dict[str, Any]]:
+    """Return the records of the processes that took the lock of `run_dir` last, one per line, skipping damaged lines.
+
+    Call it only in a process that holds no lock on the file: on NFS, closing
+    any descriptor of a file drops all of the process's locks on it.
+    """
+    try:
+        text = (run_dir / LOCK_NAME).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    return _parse_records(text)
+
+
+def _parse_records(text: str) -> list[dict[str, Any]]:
+    records = []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def _leader_job(descriptor: int) -> str | None:
+    # Read through the descriptor that takes the lock, because closing another one would drop the lock on NFS.
+    text = os.pread(descriptor, os.fstat(descriptor).st_size, 0).decode("utf-8", errors="replace")
+    leaders = [record for record in _parse_records(text) if record.get("rank") == 0]
+    return leaders[0].get("job") if leaders else None
+
+
+def _open_lock_file(run_dir: Path) -> int:
+    # O_APPEND so that each rank's record line lands whole at the end of the file.
+    return os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+
+
+def _try_flock(descriptor: int, operation: int) -> bool:
+    try:
+        fcntl.flock(descriptor, operation | fcntl.LOCK_NB)
+    except OSError as error:
+        if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return False
+        raise
+    return True
+
+
+def _append_record(descriptor: int, rank: int) -> None:
+    record = {"pid": os.getpid(), "host": socket.gethostname(), "rank": rank, "job": job_token()}
+    os.write(descriptor, (json.dumps(record) + "\n").encode("utf-8"))
+
+
+def _process_exists(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
