@@ -92,7 +92,7 @@ def lock_follower(run_dir: Path, rank: int, timeout: float = 300.0) -> RunLock:
     token = job_token()
     deadline = time.monotonic() + timeout
     while True:
-        descriptor = _open_lock_file(run_dir) if run_dir.is_dir() else -1
+        descriptor = _open_existing_lock_file(run_dir)
         if descriptor >= 0:
             if _leader_job(descriptor) == token and _try_flock(descriptor, fcntl.LOCK_SH):
                 # Check again under the lock: rank 0 of another run cannot take the lock over while this one holds it.
@@ -175,6 +175,14 @@ def _leader_job(descriptor: int) -> str | None:
 def _open_lock_file(run_dir: Path) -> int:
     # O_APPEND so that each rank's record line lands whole at the end of the file.
     return os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+
+
+def _open_existing_lock_file(run_dir: Path) -> int:
+    # Only rank 0 creates the lock file: a worker whose rank 0 was rejected must leave no file in the folder.
+    try:
+        return os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_APPEND)
+    except (FileNotFoundError, NotADirectoryError):
+        return -1
 
 
 def _try_flock(descriptor: int, operation: int) -> bool:

@@ -109,6 +109,23 @@ def test_worker_waits_for_own_job(tmp_path, holders, monkeypatch):
     assert "rank 0" in error.message
 
 
+def test_worker_creates_no_lock_file(tmp_path, monkeypatch):
+    # Rank 0 rejected this folder (it holds another user's file), so it never created the lock file.
+    (tmp_path / "notes.txt").write_text("not a run", encoding="utf-8")
+    monkeypatch.setenv("PADDLE_TRAINER_ENDPOINTS", "127.0.0.1:8000,127.0.0.1:8001")
+
+    busy_error(lambda: lock_follower(tmp_path, 1, timeout=0.5))
+
+    assert [path.name for path in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_worker_out_path_is_file(tmp_path, monkeypatch):
+    (tmp_path / "run").write_text("a file", encoding="utf-8")
+    monkeypatch.setenv("PADDLE_TRAINER_ENDPOINTS", "127.0.0.1:8000,127.0.0.1:8001")
+
+    busy_error(lambda: lock_follower(tmp_path / "run", 1, timeout=0.5))
+
+
 def test_new_run_check_rejects_busy_folder(tmp_path, holders):
     (tmp_path / "run").mkdir()
     holder = holders(tmp_path / "run", 0)
