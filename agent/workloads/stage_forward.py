@@ -95,12 +95,31 @@ def forward_to_last_stage(model, inputs, keep_head: bool = False):
     return run_layers(layers, inputs)
 
 
-def broadcast_from_last_stage(values, shape: list[int], dtype: str):
-    """Return the last stage's `values` (ignored elsewhere) on every stage of the pipe group."""
+def broadcast_from_last_stage(outcome, compute, shape: list[int], dtype: str):
+    """Apply `compute` to the last stage's `outcome` (None elsewhere) there, and return its result on every stage of the pipe group.
+
+    The last stage first broadcasts whether `compute` raised. If it did, that
+    stage raises its error and the other stages raise RuntimeError, instead
+    of waiting in the broadcast of the result until the collective timeout.
+    """
     group = pipe_group()
+    last = group.ranks[-1]
+    values, error = None, None
+    if outcome is not None:
+        try:
+            values = compute(outcome)
+        except Exception as raised:  # the other stages must learn of any failure, or they wait for the result
+            error = raised
+    failed = paddle.to_tensor([0 if error is None else 1], dtype="int32")
+    dist.broadcast(failed, src=last, group=group)
+    if error is not None:
+        raise error
+    if int(failed.item()):
+        raise RuntimeError(f"the last pipeline stage (global rank {last}) failed to evaluate the batch: "
+                           "its worker log names the error")
     if values is None:
         values = paddle.empty(shape, dtype=dtype)
-    dist.broadcast(values, src=group.ranks[-1], group=group)
+    dist.broadcast(values, src=last, group=group)
     return values
 
 
@@ -115,12 +134,13 @@ def checked_logits(logits, vocab_size: int):
 def token_loss_sum(model, blocks) -> float:
     """Return the sum of the float32 token cross-entropies of `blocks` (inputs and labels one token apart), on every stage."""
     outcome = forward_to_last_stage(model, blocks[:, :-1])
-    total = None
-    if outcome is not None:
-        logits = checked_logits(outcome, model.config.vocab_size).astype("float32")
+
+    def loss_sum(output):
+        logits = checked_logits(output, model.config.vocab_size).astype("float32")
         losses = paddle.nn.functional.cross_entropy(logits, blocks[:, 1:].unsqueeze(-1), reduction="none")
-        total = losses.astype("float64").sum().reshape([1])
-    return float(broadcast_from_last_stage(total, [1], "float64").item())
+        return losses.astype("float64").sum().reshape([1])
+
+    return float(broadcast_from_last_stage(outcome, loss_sum, [1], "float64").item())
 
 
 def predictions_at(model, input_ids, attention_mask, rows: list[int], columns: list[int]) -> list[int]:
@@ -132,10 +152,11 @@ def predictions_at(model, input_ids, attention_mask, rows: list[int], columns: l
     bool one as the attention mask on every device.
     """
     outcome = forward_to_last_stage(model, (input_ids, attention_mask.astype("bool")), keep_head=True)
-    predictions = None
-    if outcome is not None:
-        hidden, head = outcome
+
+    def predictions(output):
+        hidden, head = output
         picked = hidden[paddle.to_tensor(rows), paddle.to_tensor(columns)]
         logits = checked_logits(head(picked.unsqueeze(0)).squeeze(0), model.config.vocab_size)
-        predictions = logits.argmax(axis=-1).astype("int64")
-    return broadcast_from_last_stage(predictions, [len(rows)], "int64").numpy().tolist()
+        return logits.argmax(axis=-1).astype("int64")
+
+    return broadcast_from_last_stage(outcome, predictions, [len(rows)], "int64").numpy().tolist()

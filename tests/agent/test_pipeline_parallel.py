@@ -353,3 +353,59 @@ def test_checkpoint_loads_into_stages(pack, tmp_path):
         assert lines["LAMBADA_STAGES"] == lines["LAMBADA_PLAIN"]
         assert float(lines["MERGED"]) == pytest.approx(float(lines["PLAIN"]), rel=1e-6)
     assert not list((tmp_path / "out" / "merged").glob("model_state*"))
+
+
+# Stage-by-stage evaluation of a two-stage tiny LLaMA whose config names a vocabulary that its LM head does not have,
+# so the last stage's logits check raises. The alarm ends a stage that still waits for the result.
+FAILING_STAGE_SCRIPT = """
+import signal, sys
+signal.alarm(120)
+sys.path.insert(0, sys.argv[1])
+import numpy as np, paddle
+from paddle.distributed import fleet
+from paddlenlp.trainer import TrainingArguments
+from certification.rulepack import load_rule_pack
+from agent.workloads import lambada, models, stage_forward
+
+TrainingArguments(output_dir=sys.argv[3], device="cpu", pipeline_parallel_degree=2, per_device_train_batch_size=2,
+                  gradient_accumulation_steps=2, pipeline_parallel_config="disable_batch_p2p_comm", report_to=["none"])
+preset = load_rule_pack("tiny-2026.1").data["models"]["llama-tiny"]
+config = models.model_config(preset, {}, "cpu")
+parallel = {"tensor_parallel_degree": 1, "tensor_parallel_rank": 0, "pipeline_parallel_degree": 2, "recompute": False}
+pipe = models.load_checkpoint(preset, {"path": sys.argv[2]}, config, "float32", parallel)
+pipe.eval()
+pipe.config.vocab_size += 1
+data = paddle.to_tensor(np.random.default_rng(0).integers(0, 32000, size=(2, 17)), dtype="int64")
+items = [lambada.LambadaItem(index, [1, *data[index].numpy().tolist()], 14, False) for index in range(2)]
+input_ids, attention_mask = lambada.padded_batch(items)
+rows, columns, _ = lambada.target_positions(items)
+evaluations = {"LOSS": lambda: stage_forward.token_loss_sum(pipe, data),
+               "PREDICTIONS": lambda: stage_forward.predictions_at(pipe, input_ids, attention_mask, rows, columns)}
+with paddle.no_grad():
+    for key, evaluate in evaluations.items():
+        try:
+            print(key, "returned", evaluate(), flush=True)
+        except RuntimeError as error:
+            print(key, "raised", error, flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_last_stage_failure_reaches_all_stages(pack, tmp_path):
+    import paddle
+    from paddlenlp.transformers import LlamaConfig, LlamaForCausalLM
+
+    paddle.seed(7)
+    LlamaForCausalLM(LlamaConfig(**pack.data["models"]["llama-tiny"]["config"])).save_pretrained(str(tmp_path / "ckpt"))
+    (tmp_path / "evaluate.py").write_text(FAILING_STAGE_SCRIPT)
+    run_agent([sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir", str(tmp_path / "logs"),
+               str(tmp_path / "evaluate.py"), str(REPO), str(tmp_path / "ckpt"), str(tmp_path / "out")], tmp_path / "logs")
+
+    logs = [(tmp_path / "logs" / f"workerlog.{rank}").read_text() for rank in (0, 1)]
+    lines = [dict(line.split(" ", 1) for line in log.splitlines() if line.split(" ", 1)[0] in ("LOSS", "PREDICTIONS"))
+             for log in logs]
+    for key in ("LOSS", "PREDICTIONS"):
+        # The last stage raises its own error, naming the vocabulary it expected.
+        assert lines[1].get(key, "").startswith("raised the last pipeline stage returned an output of width"), logs[1][-2000:]
+        # The first stage raises too instead of waiting for a result, and names the failed stage.
+        assert lines[0].get(key, "").startswith("raised the last pipeline stage (global rank 1) failed"), logs[0][-2000:]
