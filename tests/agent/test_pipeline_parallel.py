@@ -273,9 +273,8 @@ def test_two_stages_resume_reproduces(two_stages_resumed, one_process):
     assert restarts[-1]["resumed_from_step"] == 20
 
 
-# Loading a save_pretrained folder into the *Pipe class, as a workload that starts from a released checkpoint does,
-# then evaluating it stage by stage and saving the stages' parts merged into a folder of one process.
-CHECKPOINT_SCRIPT = """
+# The start of a script that load_into_stages launches: arguments repository, checkpoint folder, output folder.
+STAGES_SETUP = """
 import sys
 sys.path.insert(0, sys.argv[1])
 from pathlib import Path
@@ -291,6 +290,11 @@ preset = load_rule_pack("tiny-2026.1").data["models"]["llama-tiny"]
 config = models.model_config(preset, {}, "cpu")
 parallel = {"tensor_parallel_degree": 1, "tensor_parallel_rank": 0, "pipeline_parallel_degree": 2, "recompute": False}
 pipe = models.load_checkpoint(preset, {"path": sys.argv[2]}, config, "float32", parallel)
+"""
+
+# Loading a save_pretrained folder into the *Pipe class, as a workload that starts from a released checkpoint does,
+# then evaluating it stage by stage and saving the stages' parts merged into a folder of one process.
+CHECKPOINT_SCRIPT = STAGES_SETUP + """
 plain = models.load_checkpoint(preset, {"path": sys.argv[2]}, config, "float32")
 pipe.eval()
 plain.eval()
@@ -328,16 +332,21 @@ CHECKPOINT_KEYS = ("CLASS", "PARAMETERS", "PLAIN", "PIPE", "STAGES", "LAMBADA_PL
                    "PREDICTIONS_STAGES", "MERGED")
 
 
-@pytest.mark.slow
-def test_checkpoint_loads_into_stages(pack, tmp_path):
+def load_into_stages(pack, tmp_path: Path, script: str) -> None:
+    """Save a tiny LLaMA to tmp_path/ckpt and run `script` on two processes; the logs go to tmp_path/logs."""
     import paddle
     from paddlenlp.transformers import LlamaConfig, LlamaForCausalLM
 
     paddle.seed(7)
     LlamaForCausalLM(LlamaConfig(**pack.data["models"]["llama-tiny"]["config"])).save_pretrained(str(tmp_path / "ckpt"))
-    (tmp_path / "load.py").write_text(CHECKPOINT_SCRIPT)
+    (tmp_path / "script.py").write_text(script)
     run_agent([sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir", str(tmp_path / "logs"),
-               str(tmp_path / "load.py"), str(REPO), str(tmp_path / "ckpt"), str(tmp_path / "out")], tmp_path / "logs")
+               str(tmp_path / "script.py"), str(REPO), str(tmp_path / "ckpt"), str(tmp_path / "out")], tmp_path / "logs")
+
+
+@pytest.mark.slow
+def test_checkpoint_loads_into_stages(pack, tmp_path):
+    load_into_stages(pack, tmp_path, CHECKPOINT_SCRIPT)
 
     for rank in (0, 1):
         lines = dict(line.split(" ", 1) for line in (tmp_path / "logs" / f"workerlog.{rank}").read_text().splitlines()
@@ -358,21 +367,9 @@ def test_checkpoint_loads_into_stages(pack, tmp_path):
 # Stage-by-stage evaluation of a two-stage tiny LLaMA whose config names a vocabulary that its LM head does not have,
 # so the last stage's logits check raises. The alarm ends a stage that still waits for the result.
 FAILING_STAGE_SCRIPT = """
-import signal, sys
+import signal
 signal.alarm(120)
-sys.path.insert(0, sys.argv[1])
-import numpy as np, paddle
-from paddle.distributed import fleet
-from paddlenlp.trainer import TrainingArguments
-from certification.rulepack import load_rule_pack
-from agent.workloads import lambada, models, stage_forward
-
-TrainingArguments(output_dir=sys.argv[3], device="cpu", pipeline_parallel_degree=2, per_device_train_batch_size=2,
-                  gradient_accumulation_steps=2, pipeline_parallel_config="disable_batch_p2p_comm", report_to=["none"])
-preset = load_rule_pack("tiny-2026.1").data["models"]["llama-tiny"]
-config = models.model_config(preset, {}, "cpu")
-parallel = {"tensor_parallel_degree": 1, "tensor_parallel_rank": 0, "pipeline_parallel_degree": 2, "recompute": False}
-pipe = models.load_checkpoint(preset, {"path": sys.argv[2]}, config, "float32", parallel)
+""" + STAGES_SETUP + """
 pipe.eval()
 pipe.config.vocab_size += 1
 data = paddle.to_tensor(np.random.default_rng(0).integers(0, 32000, size=(2, 17)), dtype="int64")
@@ -392,14 +389,7 @@ with paddle.no_grad():
 
 @pytest.mark.slow
 def test_last_stage_failure_reaches_all_stages(pack, tmp_path):
-    import paddle
-    from paddlenlp.transformers import LlamaConfig, LlamaForCausalLM
-
-    paddle.seed(7)
-    LlamaForCausalLM(LlamaConfig(**pack.data["models"]["llama-tiny"]["config"])).save_pretrained(str(tmp_path / "ckpt"))
-    (tmp_path / "evaluate.py").write_text(FAILING_STAGE_SCRIPT)
-    run_agent([sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir", str(tmp_path / "logs"),
-               str(tmp_path / "evaluate.py"), str(REPO), str(tmp_path / "ckpt"), str(tmp_path / "out")], tmp_path / "logs")
+    load_into_stages(pack, tmp_path, FAILING_STAGE_SCRIPT)
 
     logs = [(tmp_path / "logs" / f"workerlog.{rank}").read_text() for rank in (0, 1)]
     lines = [dict(line.split(" ", 1) for line in log.splitlines() if line.split(" ", 1)[0] in ("LOSS", "PREDICTIONS"))
