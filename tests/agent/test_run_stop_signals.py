@@ -49,6 +49,8 @@ def test_signal_in_pylayer_stops_run(tmp_path, number, expected):
     with pytest.raises(expected) as raised, stop_signals_handled():
         run_one(folder, context(tmp_path), backward_with_signal(number))
 
+    # pytest.raises also accepts a subclass, and Terminated subclasses KeyboardInterrupt.
+    assert type(raised.value) is expected
     assert isinstance(raised.value.__cause__, Exception)  # Paddle's own wrapping of the interrupt
     assert [record["event"] for record in read_jsonl(tmp_path / "events.jsonl")] == ["workload_start"]
     assert not (folder.workload_dir(WORKLOAD) / "result.json").exists()
