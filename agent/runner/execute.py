@@ -193,9 +193,18 @@ def _run_workloads(folder: RunFolder, pack: RulePack, workloads: list[str], requ
 
 
 def _with_default_out(request: RunRequest, profile: Profile, launch: Launch) -> RunRequest:
-    """Return the request with --out set to runs/<profile>-<time> when global rank 0 starts a new run without one."""
-    if request.out is not None or request.resume or launch.rank != 0:
+    """Return the request with --out set to runs/<profile>-<time> when a one-process run starts without one.
+
+    A launched run without --out is rejected on every rank before any input
+    is hashed. Only rank 0 would pick the time-stamped folder, and the other
+    ranks could not find it, so rank 0 would leave a started run behind.
+    """
+    if request.out is not None or request.resume:
         return request
+    if launch.world_size > 1:
+        raise AgentError("launch_needs_out", _("a launched run of {processes} processes has no --out folder, which all of "
+                                               "its processes must share").format(processes=launch.world_size),
+                         _("pass --out with a new folder that every process can reach"))
     return replace(request, out=Path("runs") / f"{profile.name}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 

@@ -115,6 +115,23 @@ def test_out_path_is_a_file(tmp_path):
     assert str(out) in error.value.message
 
 
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_launched_run_without_out(data_copy, monkeypatch, rank):
+    # An altered input shows that the rejection comes before any input is hashed.
+    with open(data_copy / "data" / "pretrain" / "tinyshakespeare.txt", "a", encoding="utf-8") as stream:
+        stream.write("One more line.\n")
+    monkeypatch.chdir(data_copy)
+    monkeypatch.setenv("PADDLE_TRAINERS_NUM", "2")
+    monkeypatch.setenv("PADDLE_TRAINER_ID", rank)
+
+    with pytest.raises(AgentError) as error:
+        start_run(request(data_copy, out=None, data_root=data_copy, overrides={"per_device_train_batch_size": 2}))
+
+    assert error.value.code == "launch_needs_out"
+    assert "2 processes" in error.value.message
+    assert not (data_copy / "runs").exists()
+
+
 def test_out_folder_under_a_file(tmp_path):
     (tmp_path / "afile").write_text("not a folder", encoding="utf-8")
 
