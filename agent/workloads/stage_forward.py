@@ -12,6 +12,7 @@ ranks of a stage run their layers together.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import paddle
@@ -33,26 +34,30 @@ def pipe_group():
     return group
 
 
-def send_activations(output, destination: int, group) -> None:
+def send_activations(output, destination: int, group, failure: str | None = None) -> None:
     """Send a stage's output, one tensor or a tuple of tensors, to global rank `destination`.
 
     The shapes and data types go first, so that the receiver can allocate
     the tensors. They change from batch to batch, because LAMBADA batches
-    have different lengths.
+    have different lengths. With `failure` set, only that message goes,
+    and `output` is ignored: this stage or one before it failed on the batch.
     """
-    tensors = output if isinstance(output, tuple) else (output,)
+    if failure is not None:
+        tensors = ()
+    else:
+        tensors = output if isinstance(output, tuple) else (output,)
     layout = [(str(tensor.dtype), list(tensor.shape)) for tensor in tensors]
-    dist.send_object_list([isinstance(output, tuple), layout], dst=destination, group=group)
+    dist.send_object_list([isinstance(output, tuple), layout, failure], dst=destination, group=group)
     for tensor in tensors:
         transport = TRANSPORT_DTYPES.get(tensor.dtype)
         dist.send(tensor.astype(transport) if transport else tensor.contiguous(), dst=destination, group=group)
 
 
 def receive_activations(source: int, group):
-    """Receive what send_activations sent from global rank `source`, as the tensor or tuple it was."""
-    header: list[Any] = [None, None]
+    """Receive what send_activations sent from global rank `source`: the tensor or tuple it was, and the failure message or None."""
+    header: list[Any] = [None, None, None]
     dist.recv_object_list(header, src=source, group=group)
-    is_tuple, layout = header
+    is_tuple, layout, failure = header
     tensors = []
     for dtype_name, shape in layout:
         dtype = getattr(paddle, dtype_name.split(".")[-1])
@@ -60,7 +65,9 @@ def receive_activations(source: int, group):
         tensor = paddle.empty(shape, dtype=transport)
         dist.recv(tensor, src=source, group=group)
         tensors.append(tensor.astype(dtype) if transport != dtype else tensor)
-    return tuple(tensors) if is_tuple else tensors[0]
+    if failure is not None:
+        return None, failure
+    return (tuple(tensors) if is_tuple else tensors[0]), None
 
 
 def run_layers(layers, inputs):
@@ -71,12 +78,26 @@ def run_layers(layers, inputs):
     return output
 
 
-def forward_to_last_stage(model, inputs, keep_head: bool = False):
-    """Run `inputs` through every stage of `model`; return the last stage's output there and None on the others.
+@dataclasses.dataclass
+class StageOutcome:
+    """The result of forward_to_last_stage on one process: the last stage's output, and any failure on the way."""
+
+    output: Any = None
+    is_last: bool = False
+    # This process's own error, and the message of a failure that came from an earlier stage.
+    error: Exception | None = None
+    upstream: str | None = None
+
+
+def forward_to_last_stage(model, inputs, keep_head: bool = False) -> StageOutcome:
+    """Run `inputs` through every stage of `model`, and return this process's outcome, the output on the last stage.
 
     With `keep_head`, the last stage stops before its last layer, the LM
-    head, and returns `(hidden_states, head)`, so that the caller applies
-    the head to the positions it needs only.
+    head, and its output is `(hidden_states, head)`, so that the caller
+    applies the head to the positions it needs only. A stage whose layers
+    raise passes the failure on to the next stages instead of its output, so
+    that none of them waits for activations that never come. The error is
+    raised by broadcast_from_last_stage, on every stage at once.
     """
     if getattr(model, "_num_virtual_pipeline_stages", 1) > 1:
         raise ValueError(f"{type(model).__name__} has {model._num_virtual_pipeline_stages} virtual stages per process, "
@@ -85,38 +106,51 @@ def forward_to_last_stage(model, inputs, keep_head: bool = False):
     ranks = group.ranks
     stage = ranks.index(dist.get_rank())
     layers = list(model.run_function)
+    outcome = StageOutcome(is_last=stage == len(ranks) - 1)
     if stage > 0:
-        inputs = receive_activations(ranks[stage - 1], group)
-    if stage < len(ranks) - 1:
-        send_activations(run_layers(layers, inputs), ranks[stage + 1], group)
-        return None
-    if keep_head:
-        return run_layers(layers[:-1], inputs), layers[-1]
-    return run_layers(layers, inputs)
+        inputs, outcome.upstream = receive_activations(ranks[stage - 1], group)
+    if outcome.upstream is None:
+        try:
+            if outcome.is_last and keep_head:
+                outcome.output = run_layers(layers[:-1], inputs), layers[-1]
+            else:
+                outcome.output = run_layers(layers, inputs)
+        except Exception as raised:  # the later stages must learn of any failure, or they wait for activations
+            outcome.error = raised
+    if not outcome.is_last:
+        failure = outcome.upstream
+        if outcome.error is not None:
+            failure = f"stage {stage} (global rank {ranks[stage]}): {type(outcome.error).__name__}: {outcome.error}"
+        send_activations(outcome.output, ranks[stage + 1], group, failure)
+        outcome.output = None
+    return outcome
 
 
-def broadcast_from_last_stage(outcome, compute, shape: list[int], dtype: str):
-    """Apply `compute` to the last stage's `outcome` (None elsewhere) there, and return its result on every stage of the pipe group.
+def broadcast_from_last_stage(outcome: StageOutcome, compute, shape: list[int], dtype: str):
+    """Apply `compute` to the last stage's output there, and return its result on every stage of the pipe group.
 
-    The last stage first broadcasts whether `compute` raised. If it did, that
-    stage raises its error and the other stages raise RuntimeError, instead
-    of waiting in the broadcast of the result until the collective timeout.
+    The last stage first broadcasts the message of any failure of the batch,
+    on any stage, in the forward pass or in `compute`, or None. After a
+    failure a stage that failed raises its own error and the others raise
+    RuntimeError with that message, instead of waiting in the broadcast of
+    the result until the collective timeout.
     """
     group = pipe_group()
     last = group.ranks[-1]
-    values, error = None, None
-    if outcome is not None:
+    values, error, failure = None, outcome.error, outcome.upstream
+    if outcome.is_last and error is None and failure is None:
         try:
-            values = compute(outcome)
+            values = compute(outcome.output)
         except Exception as raised:  # the other stages must learn of any failure, or they wait for the result
             error = raised
-    failed = paddle.to_tensor([0 if error is None else 1], dtype="int32")
-    dist.broadcast(failed, src=last, group=group)
+    if outcome.is_last and error is not None:
+        failure = f"the last stage (global rank {last}): {type(error).__name__}: {error}"
+    failures = [failure]
+    dist.broadcast_object_list(failures, src=last, group=group)
     if error is not None:
         raise error
-    if int(failed.item()):
-        raise RuntimeError(f"the last pipeline stage (global rank {last}) failed to evaluate the batch: "
-                           "its worker log names the error")
+    if failures[0] is not None:
+        raise RuntimeError(f"evaluating the batch on the pipeline stages failed on {failures[0]}")
     if values is None:
         values = paddle.empty(shape, dtype=dtype)
     dist.broadcast(values, src=last, group=group)

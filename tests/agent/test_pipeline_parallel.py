@@ -376,14 +376,18 @@ data = paddle.to_tensor(np.random.default_rng(0).integers(0, 32000, size=(2, 17)
 items = [lambada.LambadaItem(index, [1, *data[index].numpy().tolist()], 14, False) for index in range(2)]
 input_ids, attention_mask = lambada.padded_batch(items)
 rows, columns, _ = lambada.target_positions(items)
+# A token id past the embedding's 32000 rows makes the first stage's own layers raise.
+outside = data.clone()
+outside[0, 0] = 40000
 evaluations = {"LOSS": lambda: stage_forward.token_loss_sum(pipe, data),
-               "PREDICTIONS": lambda: stage_forward.predictions_at(pipe, input_ids, attention_mask, rows, columns)}
+               "PREDICTIONS": lambda: stage_forward.predictions_at(pipe, input_ids, attention_mask, rows, columns),
+               "FIRST": lambda: stage_forward.token_loss_sum(pipe, outside)}
 with paddle.no_grad():
     for key, evaluate in evaluations.items():
         try:
             print(key, "returned", evaluate(), flush=True)
-        except RuntimeError as error:
-            print(key, "raised", error, flush=True)
+        except Exception as error:
+            print(key, "raised", type(error).__name__, str(error).replace(chr(10), " "), flush=True)
 """
 
 
@@ -392,10 +396,18 @@ def test_last_stage_failure_reaches_all_stages(pack, tmp_path):
     load_into_stages(pack, tmp_path, FAILING_STAGE_SCRIPT)
 
     logs = [(tmp_path / "logs" / f"workerlog.{rank}").read_text() for rank in (0, 1)]
-    lines = [dict(line.split(" ", 1) for line in log.splitlines() if line.split(" ", 1)[0] in ("LOSS", "PREDICTIONS"))
-             for log in logs]
+    keys = ("LOSS", "PREDICTIONS", "FIRST")
+    lines = [dict(line.split(" ", 1) for line in log.splitlines() if line.split(" ", 1)[0] in keys) for log in logs]
     for key in ("LOSS", "PREDICTIONS"):
         # The last stage raises its own error, naming the vocabulary it expected.
-        assert lines[1].get(key, "").startswith("raised the last pipeline stage returned an output of width"), logs[1][-2000:]
-        # The first stage raises too instead of waiting for a result, and names the failed stage.
-        assert lines[0].get(key, "").startswith("raised the last pipeline stage (global rank 1) failed"), logs[0][-2000:]
+        assert lines[1].get(key, "").startswith("raised RuntimeError the last pipeline stage returned an output of width"), logs[1][-2000:]
+        # The first stage raises too instead of waiting for a result, and names the failed stage and its error.
+        assert lines[0].get(key, "").startswith("raised RuntimeError evaluating the batch on the pipeline stages failed on "
+                                                "the last stage (global rank 1): RuntimeError: the last pipeline stage "
+                                                "returned an output of width"), logs[0][-2000:]
+    # The first stage's layers raise on the token id outside the vocabulary, so no activations go to the last stage.
+    assert lines[0].get("FIRST", "").startswith("raised"), logs[0][-2000:]
+    assert "RuntimeError evaluating the batch" not in lines[0]["FIRST"]
+    # The last stage raises instead of waiting for them, naming the first stage.
+    assert lines[1].get("FIRST", "").startswith("raised RuntimeError evaluating the batch on the pipeline stages failed on "
+                                                "stage 0 (global rank 0):"), logs[1][-2000:]
