@@ -23,6 +23,7 @@ from agent.inference import ENDPOINT_VARIABLE
 from agent.runner.overrides import check_inference_degrees, check_micro_batch, check_overrides, check_sharding_on_device
 from agent.runner.checkpoints import check_checkpoint_degrees, check_checkpoint_folders
 from agent.runner.node_inputs import verify_once_per_node
+from agent.runner.settings import positive_seconds
 from agent.runner.plan import check_data_root, plan_workloads, verify_input_files
 from agent.runner.profiles import Profile, load_profile
 
@@ -32,15 +33,7 @@ logger = logging.getLogger(__name__)
 
 def _heartbeat_seconds() -> float:
     """Read AGENT_HEARTBEAT_SECONDS (default 60), the least time between two heartbeat events."""
-    text = os.environ.get("AGENT_HEARTBEAT_SECONDS", "60")
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if value <= 0:
-        raise AgentError("setting_invalid", _("AGENT_HEARTBEAT_SECONDS={value} is not a positive number of seconds").format(value=repr(text)),
-                         _("set it to, for example, 60, or unset it"))
-    return value
+    return positive_seconds("AGENT_HEARTBEAT_SECONDS", 60.0)
 
 
 class Terminated(KeyboardInterrupt):

@@ -1,7 +1,7 @@
 """The run-folder lock: one run at a time writes a run folder, with all the processes of a launched run.
 
 Every process of a run holds an flock(2) on RUN/run.lock from before it
-writes into the folder until it exits, so a second `python -m agent run` on
+writes into the folder until its run ends (or it exits), so a second `python -m agent run` on
 the same --out, with or without --resume, is rejected with `run_folder_busy`.
 The kernel drops the lock when the process ends, even after SIGKILL, so a
 crashed run leaves no stale lock behind.
@@ -24,6 +24,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
+import logging
 import os
 import socket
 import time
@@ -32,9 +33,14 @@ from typing import Any
 
 from agent.errors import AgentError
 from agent.i18n import _
+from agent.runner.settings import positive_seconds
 
 LOCK_NAME = "run.lock"
 POLL_SECONDS = 0.2
+LOCK_WAIT_VARIABLE = "AGENT_LOCK_WAIT_SECONDS"
+DEFAULT_LOCK_WAIT_SECONDS = 1800.0
+
+logger = logging.getLogger(__name__)
 
 
 class RunLock:
@@ -87,10 +93,19 @@ def lock_leader(run_dir: Path, launched: bool) -> RunLock:
     return RunLock(run_dir / LOCK_NAME, descriptor)
 
 
-def lock_follower(run_dir: Path, rank: int, timeout: float = 300.0) -> RunLock:
-    """Join the lock that global rank 0 of this launched job took on `run_dir`, waiting up to `timeout` seconds."""
+def lock_follower(run_dir: Path, rank: int, timeout: float | None = None) -> RunLock:
+    """Join the lock that global rank 0 of this launched job took on `run_dir`, waiting up to `timeout` seconds.
+
+    The default wait, AGENT_LOCK_WAIT_SECONDS or 1800 s, covers rank 0's
+    node hashing its inputs for longer than this node did: rank 0 creates
+    the folder only after that. The wait is logged once a minute.
+    """
+    if timeout is None:
+        timeout = positive_seconds(LOCK_WAIT_VARIABLE, DEFAULT_LOCK_WAIT_SECONDS)
     token = job_token()
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
+    logged = started
     while True:
         descriptor = _open_existing_lock_file(run_dir)
         if descriptor >= 0:
@@ -100,10 +115,17 @@ def lock_follower(run_dir: Path, rank: int, timeout: float = 300.0) -> RunLock:
                     _append_record(descriptor, rank=rank)
                     return RunLock(run_dir / LOCK_NAME, descriptor)
             os.close(descriptor)
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if now > deadline:
             raise AgentError("run_folder_busy", _("rank 0 of this launched run did not lock the run folder {path} within {seconds:.0f} s").format(
                                  path=run_dir, seconds=timeout),
-                             _("check rank 0's log (workerlog.0): another run may hold the folder"))
+                             _("check rank 0's log (workerlog.0): another run may hold the folder, or rank 0 may still "
+                               "be checking its inputs; {variable} sets how long the other ranks wait").format(
+                                 variable=LOCK_WAIT_VARIABLE))
+        if now - logged >= 60:
+            logger.info(_("rank {rank} waits for rank 0 to lock the run folder {path} ({seconds:.0f} s so far)").format(
+                rank=rank, path=run_dir, seconds=now - started))
+            logged = now
         time.sleep(POLL_SECONDS)
 
 
@@ -113,7 +135,12 @@ def check_not_busy(run_dir: Path) -> None:
     if not path.is_file():
         return
     # Opened for writing, because NFS grants an exclusive lock only on a file open for writing.
-    descriptor = os.open(path, os.O_RDWR)
+    try:
+        descriptor = os.open(path, os.O_RDWR)
+    except OSError as error:
+        raise AgentError("run_folder_not_writable", _("cannot open the lock file {path}: {error}").format(
+                             path=path, error=error.strerror or error),
+                         _("choose an --out folder that you can write to")) from None
     try:
         if not _try_flock(descriptor, fcntl.LOCK_EX):
             raise busy_error(run_dir)

@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -124,6 +125,29 @@ def test_worker_out_path_is_file(tmp_path, monkeypatch):
     monkeypatch.setenv("PADDLE_TRAINER_ENDPOINTS", "127.0.0.1:8000,127.0.0.1:8001")
 
     busy_error(lambda: lock_follower(tmp_path / "run", 1, timeout=0.5))
+
+
+def test_worker_wait_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("PADDLE_TRAINER_ENDPOINTS", "127.0.0.1:8000,127.0.0.1:8001")
+    monkeypatch.setenv("AGENT_LOCK_WAIT_SECONDS", "1.5")
+    started = time.monotonic()
+
+    error = busy_error(lambda: lock_follower(tmp_path, 1))
+
+    assert time.monotonic() - started < 30
+    assert "within 2 s" in error.message
+    assert "AGENT_LOCK_WAIT_SECONDS" in error.hint
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-5", "inf", "nan"])
+def test_worker_wait_setting_invalid(tmp_path, monkeypatch, value):
+    monkeypatch.setenv("AGENT_LOCK_WAIT_SECONDS", value)
+
+    with pytest.raises(AgentError) as raised:
+        lock_follower(tmp_path, 1)
+
+    assert raised.value.code == "setting_invalid"
+    assert f"AGENT_LOCK_WAIT_SECONDS={value!r}" in raised.value.message
 
 
 def test_new_run_check_rejects_busy_folder(tmp_path, holders):
