@@ -96,17 +96,17 @@ def earlier_run(run_dir: Path, labels: dict[str, str]) -> bool:
     """
     if not run_dir.is_dir() or not any(run_dir.iterdir()):
         return False
-    shown = run_dir.relative_to(ROOT) if run_dir.is_relative_to(ROOT) else run_dir
+    folder = run_dir.relative_to(ROOT) if run_dir.is_relative_to(ROOT) else run_dir
     run_json = run_dir / "run.json"
     if not run_json.is_file():
-        sys.exit(f"demo: {shown} contains files but no run.json, so it is not a run the agent can continue; "
-                 f"delete {shown} and run the demo again")
+        sys.exit(f"demo: {folder} contains files but no run.json, so it is not a run the agent can continue; "
+                 f"delete {folder} and run the demo again")
     differences = run_differences(json.loads(run_json.read_text(encoding="utf-8")), labels)
     if differences:
-        sys.exit(f"demo: {shown} contains a run with other settings ({'; '.join(differences)}), "
-                 f"so the agent cannot continue it; delete {shown} and run the demo again")
-    print(f"demo: {shown} contains a run that an earlier demo started and did not pack; continuing it with --resume, "
-          f"which skips the workloads it completed (delete {shown} to start that run again)", flush=True)
+        sys.exit(f"demo: {folder} contains a run with other settings ({'; '.join(differences)}), "
+                 f"so the agent cannot continue it; delete {folder} and run the demo again")
+    print(f"demo: {folder} contains a run that an earlier demo started and did not pack; continuing it with --resume, "
+          f"which skips the workloads it completed (delete {folder} to start that run again)", flush=True)
     return True
 
 
