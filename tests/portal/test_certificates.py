@@ -86,6 +86,30 @@ def test_staff_page_refuses_failing_level(client, passing, staff):
     assert "verdict_not_passing" in response.content.decode()
 
 
+@pytest.mark.parametrize("language, expected", [
+    ("zh-hans", "提交 {pk} 的评判结果授予调优方向等级 0，而不是等级 1。"),
+    ("en", "The verdict of submission {pk} grants fine-tuning level 0, not level 1."),
+])
+def test_refusal_names_track(client, passing, staff, language, expected):
+    client.cookies["django_language"] = language
+
+    response = login(client, staff).post(reverse("certificate-issue", args=[passing.pk]), {"track": "finetuning", "level": 1}, follow=True)
+
+    page = response.content.decode()
+    assert expected.format(pk=passing.pk) in page
+    assert "finetuning level" not in page
+
+
+def test_command_refusal_names_track(passing, staff):
+    from django.utils import translation
+
+    with translation.override("zh-hans"), pytest.raises(CommandError) as raised:
+        call_command("issue_certificate", "--card", str(passing.card_id), "--track", "inference", "--level", "1",
+                     "--staff-user", staff.get_username())
+    assert "授予推理方向等级 1 的提交" in str(raised.value)
+    assert "inference" not in str(raised.value).split("[")[0]
+
+
 @pytest.mark.parametrize("persona, status", [("owner", 403), ("outsider", 403)])
 def test_issue_page_needs_staff(client, request, passing, outsider, persona, status):
     response = login(client, request.getfixturevalue(persona)).post(reverse("certificate-issue", args=[passing.pk]), {"track": "pretraining", "level": 1})
