@@ -40,7 +40,7 @@ def granted_level(submission: Submission, track: str) -> int:
 def check_passing(submission: Submission, track: str, level: int) -> None:
     """Raise unless the submission's verdict grants `track` at `level` or higher."""
     if submission.state != Submission.State.JUDGED:
-        raise CertificateError("submission_not_judged", submission=submission.pk, state=submission.state)
+        raise CertificateError("submission_not_judged", submission=submission.pk, state=Submission.State(submission.state).label)
     granted = granted_level(submission, track)
     if granted < level:
         raise CertificateError("verdict_not_passing", submission=submission.pk, track=track_name(track), granted=granted, level=level)

@@ -54,6 +54,19 @@ def test_issue_refused_for_unjudged(passing, staff):
     assert raised.value.code == "submission_not_judged"
 
 
+def test_unjudged_refusal_names_state(passing, staff):
+    from django.utils import translation
+
+    passing.state = "validating"
+    passing.save()
+    with pytest.raises(CertificateError) as raised:
+        issue_certificate(submission=passing, track="pretraining", level=1, issued_by=staff)
+    with translation.override("zh-hans"):
+        assert f"提交 {passing.pk} 的状态是“校验中”，尚未完成评判。" in raised.value.detail
+    with translation.override("en"):
+        assert f"Submission {passing.pk} is in state validating, not judged." in raised.value.detail
+
+
 def test_issue_twice_refused_until_revoked(passing, staff):
     first = issue_certificate(submission=passing, track="pretraining", level=1, issued_by=staff)
     with pytest.raises(CertificateError) as raised:
