@@ -16,22 +16,37 @@ from dataclasses import dataclass
 from typing import Any
 
 
+# English descriptions of accepted values, by the name a ValueRule gives in `description`. The agent
+# shows them in the user's language through the same strings in agent.commands.validate_pack.
+EXPECTED_TEXTS = {
+    "boolean": "true or false",
+    "one_of": "one of {choices}",
+    "sharding": "empty, or stage1, stage2, stage3 or offload, several separated by spaces",
+    "integer_at_least": "an integer of at least {minimum}",
+    "integer_range": "an integer from {minimum} to {maximum}",
+    "number_above": "a number above {above}",
+    "number_at_least": "a number of at least {minimum}",
+    "number_at_least_below": "a number of at least {minimum} and below {below}",
+}
+
+
 @dataclass(frozen=True)
 class ValueRule:
     """The values one hyperparameter accepts: a YAML type, and a range or a list of choices.
 
     `minimum` and `maximum` are inclusive; `above` and `below` are exclusive.
     `pattern` is a regular expression that a whole string value must match.
+    `description` names the EXPECTED_TEXTS entry that describes these values.
     """
 
     type: str  # "integer", "number", "boolean" or "string"
+    description: str
     minimum: float | None = None
     maximum: float | None = None
     above: float | None = None
     below: float | None = None
     choices: tuple[str, ...] = ()
     pattern: str = ""
-    pattern_text: str = ""
 
     def accepts(self, value: Any) -> bool:
         if self.type == "boolean":
@@ -58,41 +73,30 @@ class ValueRule:
             return False
         return self.below is None or value < self.below
 
-    def expected(self) -> str:
-        """Describe the accepted values in English, such as "an integer of at least 1"."""
-        if self.type == "boolean":
-            return "true or false"
-        if self.type == "string":
-            if self.choices:
-                return "one of " + ", ".join(self.choices)
-            return self.pattern_text or "a string"
-        noun = "an integer" if self.type == "integer" else "a number"
-        bounds = []
-        if self.minimum is not None and self.maximum is not None:
-            bounds.append(f"from {_number_text(self.minimum)} to {_number_text(self.maximum)}")
-        elif self.minimum is not None:
-            bounds.append(f"at least {_number_text(self.minimum)}")
-        elif self.maximum is not None:
-            bounds.append(f"at most {_number_text(self.maximum)}")
-        if self.above is not None:
-            bounds.append(f"above {_number_text(self.above)}")
-        if self.below is not None:
-            bounds.append(f"below {_number_text(self.below)}")
-        text = " and ".join(bounds)
-        if text.startswith("at "):
-            text = "of " + text
-        return f"{noun} {text}" if text else noun
+    def expected(self, texts: dict[str, str] = EXPECTED_TEXTS) -> str:
+        """Describe the accepted values, such as "an integer of at least 1", with `texts` in place of EXPECTED_TEXTS."""
+        return texts[self.description].format(
+            choices=", ".join(self.choices), minimum=_number_text(self.minimum), maximum=_number_text(self.maximum),
+            above=_number_text(self.above), below=_number_text(self.below),
+        )
 
 
-def _number_text(number: float) -> str:
+def _number_text(number: float | None) -> str:
+    if number is None:
+        return ""
     return str(int(number)) if float(number).is_integer() else str(number)
 
 
-COUNT = ValueRule("integer", minimum=1)
-NON_NEGATIVE_INTEGER = ValueRule("integer", minimum=0)
-POSITIVE_NUMBER = ValueRule("number", above=0)
-NON_NEGATIVE_NUMBER = ValueRule("number", minimum=0)
-BOOLEAN = ValueRule("boolean")
+COUNT = ValueRule("integer", "integer_at_least", minimum=1)
+NON_NEGATIVE_INTEGER = ValueRule("integer", "integer_at_least", minimum=0)
+POSITIVE_NUMBER = ValueRule("number", "number_above", above=0)
+NON_NEGATIVE_NUMBER = ValueRule("number", "number_at_least", minimum=0)
+BOOLEAN = ValueRule("boolean", "boolean")
+
+
+def one_of(*choices: str) -> ValueRule:
+    return ValueRule("string", "one_of", choices=choices)
+
 
 # Hyperparameter -> the values the agent, or PaddleNLP where the agent passes the key on, can use.
 HYPERPARAMETER_RULES: dict[str, ValueRule] = {
@@ -126,27 +130,27 @@ HYPERPARAMETER_RULES: dict[str, ValueRule] = {
     "pipeline_parallel_degree": COUNT,
     "sharding_parallel_degree": COUNT,
     "virtual_pp_degree": COUNT,
-    "sharding_stage": ValueRule("integer", minimum=0, maximum=3),
+    "sharding_stage": ValueRule("integer", "integer_range", minimum=0, maximum=3),
     # PaddleNLP's `sharding` option: stage names and `offload` separated by spaces, or empty for none.
-    "sharding": ValueRule("string", pattern=r"((stage[123]|offload)( (stage[123]|offload))*)?",
-                          pattern_text="empty, or stage1, stage2, stage3 or offload, several separated by spaces"),
+    "sharding": ValueRule("string", "sharding", pattern=r"((stage[123]|offload)( (stage[123]|offload))*)?"),
     # Optimizer and schedule.
     "learning_rate": POSITIVE_NUMBER,
     "min_learning_rate": NON_NEGATIVE_NUMBER,
     "weight_decay": NON_NEGATIVE_NUMBER,
     "max_grad_norm": NON_NEGATIVE_NUMBER,
-    "dropout": ValueRule("number", minimum=0, below=1),
+    "dropout": ValueRule("number", "number_at_least_below", minimum=0, below=1),
     "guidance_scale": NON_NEGATIVE_NUMBER,
-    # The LLM trainer uses cosine or linear decay; SD fine-tuning keeps the rate constant.
-    "lr_scheduler_type": ValueRule("string", choices=("cosine", "linear", "constant")),
-    "fp16_opt_level": ValueRule("string", choices=("O1", "O2")),
-    "recompute_granularity": ValueRule("string", choices=("full", "full_attn", "core_attn")),
+    # The LLM trainer decays the rate by cosine or linearly, and SD fine-tuning keeps it constant.
+    # NOTE: the kind is not checked, so a pretrain workload with `constant` passes here and fails when it starts.
+    "lr_scheduler_type": one_of("cosine", "linear", "constant"),
+    "fp16_opt_level": one_of("O1", "O2"),
+    "recompute_granularity": one_of("full", "full_attn", "core_attn"),
     # The agent decodes greedily whatever the pack sets, so another value would go unnoticed.
-    "decode_strategy": ValueRule("string", choices=("greedy_search",)),
-    # agent.inference.server.SCHEDULERS and agent.workloads.sd_images.SCHEDULERS.
-    "scheduler": ValueRule("string", choices=("continuous", "static")),
-    "inference_scheduler": ValueRule("string", choices=("DDIMScheduler", "EulerDiscreteScheduler", "PNDMScheduler",
-                                                        "DPMSolverMultistepScheduler")),
+    "decode_strategy": one_of("greedy_search"),
+    # Copies of agent.inference.server.SCHEDULERS and agent.workloads.sd_images.SCHEDULERS, which import Paddle.
+    "scheduler": one_of("continuous", "static"),
+    "inference_scheduler": one_of("DDIMScheduler", "EulerDiscreteScheduler", "PNDMScheduler",
+                                  "DPMSolverMultistepScheduler"),
     # Switches.
     "bf16": BOOLEAN,
     "fp16": BOOLEAN,

@@ -5,7 +5,7 @@ import yaml
 
 from agent.cli import main
 from agent.errors import EXIT_REJECTED
-from certification.hyperparameters import HYPERPARAMETER_RULES, expected_value
+from certification.hyperparameters import EXPECTED_TEXTS, HYPERPARAMETER_RULES, expected_value
 from certification.rulepack import RULEPACK_DIR, available_rule_packs, load_rule_pack, validate_rule_pack, validate_rule_pack_file
 
 SMOKE = RULEPACK_DIR / "smoke-2026.1.yaml"
@@ -99,3 +99,35 @@ def test_edge_values_are_accepted(section, key, value):
 def test_unknown_key_is_not_checked():
     assert "logging_first_step" not in HYPERPARAMETER_RULES
     assert demo_with("free", "logging_first_step", "anything") == []
+
+
+def test_rule_descriptions_fit_bounds():
+    import string
+
+    for key, rule in HYPERPARAMETER_RULES.items():
+        fields = {name for _literal, name, _spec, _conversion in string.Formatter().parse(EXPECTED_TEXTS[rule.description]) if name}
+        for field in fields - {"choices"}:
+            assert getattr(rule, field) is not None, (key, field)
+        if "choices" in fields:
+            assert rule.choices, key
+
+
+def test_agent_translates_every_description():
+    from agent.commands.validate_pack import EXPECTED_TEXTS as AGENT_TEXTS
+
+    assert AGENT_TEXTS == EXPECTED_TEXTS
+
+
+@pytest.mark.parametrize(("old", "new", "message"), [
+    ("global_batch_size: 4", "global_batch_size: -4", "工作负载 pretrain-llama：global_batch_size 为 -4，但它必须是不小于 1 的整数"),
+    ("seed: 42", "seed: forty", '工作负载 pretrain-llama：seed 为 "forty"，但它必须是不小于 0 的整数'),
+    ("dropout: 0.0", "dropout: 1.5", "工作负载 pretrain-llama：dropout 为 1.5，但它必须是不小于 0 且小于 1 的数"),
+])
+def test_validate_pack_in_chinese(tmp_path, capsys, old, new, message):
+    path = smoke_copy(tmp_path, old, new)
+
+    code = main(["--lang", "zh", "validate-pack", str(path)])
+
+    output = capsys.readouterr()
+    assert code == EXIT_REJECTED
+    assert message in output.out
