@@ -131,3 +131,11 @@ def test_validate_pack_in_chinese(tmp_path, capsys, old, new, message):
     output = capsys.readouterr()
     assert code == EXIT_REJECTED
     assert message in output.out
+
+
+def test_scheduler_choices_match_agent():
+    from agent.inference.server import SCHEDULERS as SERVER_SCHEDULERS
+    from agent.workloads.sd_images import SCHEDULERS as SD_SCHEDULERS
+
+    assert HYPERPARAMETER_RULES["scheduler"].choices == SERVER_SCHEDULERS
+    assert HYPERPARAMETER_RULES["inference_scheduler"].choices == SD_SCHEDULERS
