@@ -147,7 +147,8 @@ HYPERPARAMETER_RULES: dict[str, ValueRule] = {
     "recompute_granularity": one_of("full", "full_attn", "core_attn"),
     # The agent decodes greedily whatever the pack sets, so another value would go unnoticed.
     "decode_strategy": one_of("greedy_search"),
-    # Copies of agent.inference.server.SCHEDULERS and agent.workloads.sd_images.SCHEDULERS, because certification/ does not import the agent.
+    # Copies of agent.inference.server.SCHEDULERS and agent.workloads.sd_images.SCHEDULERS,
+    # because certification/ does not import the agent.
     "scheduler": one_of("continuous", "static"),
     "inference_scheduler": one_of("DDIMScheduler", "EulerDiscreteScheduler", "PNDMScheduler",
                                   "DPMSolverMultistepScheduler"),
