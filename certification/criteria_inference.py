@@ -12,7 +12,7 @@ own summaries: search.json only declares which trials ran at which level.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from certification import metrics
@@ -48,10 +48,25 @@ MESSAGES.update({
         "Check the server's batching and concurrency settings, raise throughput within the TTFT limit and run again.",
     ),
     "qps_no_level": (
-        "没有任何负载水平在 {confirmations} 次确认中都满足 p{percentile} 首字延迟 ≤ {limit} 秒：{reason}。",
-        "No load level met p{percentile} TTFT ≤ {limit} s in every trial with {confirmations} confirmations: {reason}.",
+        "没有得到确认的负载水平：共 {trials} 次试验，没有一个负载水平有至少 {required} 次试验（1 次加 {confirmations} 次确认）"
+        "且全部满足 p{percentile} 首字延迟 ≤ {limit} 秒。",
+        "No load level was confirmed: of {trials} trials, no level had at least {required} trials (one and {confirmations} "
+        "confirmations) that all met p{percentile} TTFT ≤ {limit} s.",
         "查看 requests.jsonl 中失败或超时的请求；失败的请求按未满足延迟上限计。",
         "Read the failed and timed-out requests in requests.jsonl; a failed request counts as missing the limit.",
+    ),
+    "qps_trial_load_model": (
+        "试验 {trial} 使用的负载模型是 {recorded}，而规则包要求 {required}。无效的试验共 {invalid} 次，没有得到确认的负载水平。",
+        "Trial {trial} used load model {recorded}, but the rule pack requires {required}. Invalid trials: {invalid}, and no load level was confirmed.",
+        "使用与规则包相符的 agent 版本重新运行推理工作负载。",
+        "Run the inference workload again with an agent version that matches the rule pack.",
+    ),
+    "qps_trial_too_short": (
+        "试验 {trial} 只测量了 {recorded} 秒，而规则包要求至少 {required} 秒。无效的试验共 {invalid} 次，没有得到确认的负载水平。",
+        "Trial {trial} was measured for {recorded} s, but the rule pack requires at least {required} s. "
+        "Invalid trials: {invalid}, and no load level was confirmed.",
+        "使用与规则包相符的 agent 版本重新运行推理工作负载，使每次试验达到规定的最短时长。",
+        "Run the inference workload again with an agent version that matches the rule pack, so that each trial lasts the minimum duration.",
     ),
     "data_type_not_supported": (
         "工作负载 {workload} 的数据类型 {data_type} 在该设备上不受支持：{reason}。",
@@ -70,6 +85,9 @@ class QpsResult:
     qps: float | None
     trials: dict[int, TrialSummary]
     reason: str
+    # The MESSAGES code and fields that explain a missing level in each language.
+    reason_code: str = ""
+    reason_fields: dict[str, Any] = field(default_factory=dict)
 
 
 def not_supported_outcome(records: WorkloadRecords) -> Outcome:
@@ -105,8 +123,8 @@ def qps_from_records(records: WorkloadRecords, settings: dict[str, Any]) -> QpsR
         summaries[number] = summarize_trial(by_trial.get(number, []), limit, percentile, failed_max)
         problem = _trial_problem(trial, settings, load_model)
         if problem:
-            problems.append(f"trial {number}: {problem}")
-            summaries[number] = TrialSummary(**{**summaries[number].__dict__, "passed": False, "reason": problem})
+            problems.append((number, *problem))
+            summaries[number] = TrialSummary(**{**summaries[number].__dict__, "passed": False, "reason": _problem_text(*problem)})
         levels[float(trial["level"])].append(number)
     return _best_level(levels, summaries, int(settings.get("confirmations", 2)), problems)
 
@@ -118,21 +136,42 @@ def _trial_list(search: Any) -> list[dict]:
     return trials
 
 
-def _trial_problem(trial: dict, settings: dict[str, Any], load_model: str) -> str:
+# English texts of the problems that make a trial invalid, by the suffix of their `qps_trial_*` message code.
+TRIAL_PROBLEMS = {
+    "load_model": "load model {recorded!r}, the pack requires {required!r}",
+    "too_short": "measured for {recorded} s, the pack requires at least {required} s",
+}
+
+
+def _trial_problem(trial: dict, settings: dict[str, Any], load_model: str) -> tuple[str, dict[str, Any]] | None:
+    """Return the kind (a TRIAL_PROBLEMS key) and fields of what makes a trial invalid, or None for a valid trial."""
     if trial.get("load_model") != load_model:
-        return f"load model {trial.get('load_model')!r}, the pack requires {load_model!r}"
+        return "load_model", {"recorded": trial.get("load_model"), "required": load_model}
     if float(trial.get("duration_seconds", 0)) < float(settings["min_duration_seconds"]):
-        return f"measured for {trial.get('duration_seconds')} s, the pack requires at least {settings['min_duration_seconds']} s"
-    return ""
+        return "too_short", {"recorded": trial.get("duration_seconds"), "required": settings["min_duration_seconds"]}
+    return None
+
+
+def _problem_text(kind: str, fields: dict[str, Any]) -> str:
+    return TRIAL_PROBLEMS[kind].format(**fields)
 
 
 def _best_level(levels: dict[float, list[int]], summaries: dict[int, TrialSummary], confirmations: int,
-                problems: list[str]) -> QpsResult:
+                problems: list[tuple[int, str, dict[str, Any]]]) -> QpsResult:
+    """Find the highest level at which at least 1 + `confirmations` trials ran and all passed, with its QPS.
+
+    `problems` lists the invalid trials as (trial number, TRIAL_PROBLEMS kind, fields).
+    """
+    required = 1 + confirmations
     qualifying = [level for level, numbers in levels.items()
-                  if len(numbers) >= 1 + confirmations and all(summaries[number].passed for number in numbers)]
+                  if len(numbers) >= required and all(summaries[number].passed for number in numbers)]
+    if not qualifying and problems:
+        number, kind, fields = problems[0]
+        reason = "; ".join(f"trial {trial}: {_problem_text(*problem)}" for trial, *problem in problems[:3])
+        return QpsResult(None, None, summaries, reason, f"qps_trial_{kind}", {"trial": number, "invalid": len(problems), **fields})
     if not qualifying:
-        reason = "; ".join(problems[:3]) or f"{len(summaries)} trials, none at a level where all of at least {1 + confirmations} passed"
-        return QpsResult(None, None, summaries, reason)
+        reason = f"of {len(summaries)} trials, no level had at least {required} trials that all passed"
+        return QpsResult(None, None, summaries, reason, "qps_no_level", {"trials": len(summaries), "required": required})
     best = max(qualifying)
     return QpsResult(best, min(summaries[number].qps for number in levels[best]), summaries, "")
 
@@ -157,7 +196,7 @@ def qps_per_tflops_ratio(context: CriterionContext) -> Outcome:
     common = {"percentile": f"{float(settings['time_to_first_token_percentile']):g}", "limit": settings["time_to_first_token_max_seconds"],
               "confirmations": settings.get("confirmations", 2)}
     if vendor.level is None:
-        return Outcome(FAIL, "qps_no_level", bound=bound, fields={**common, "reason": vendor.reason}, details=_trial_details(vendor))
+        return Outcome(FAIL, vendor.reason_code, bound=bound, fields={**common, **vendor.reason_fields}, details=_trial_details(vendor))
     reference = _reference_value(lambda: qps_from_records(context.reference, settings))
     if reference.level is None:
         return _reference_unusable(f"the reference has no confirmed load level ({reference.reason})")

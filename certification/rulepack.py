@@ -11,6 +11,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from certification.hyperparameters import expected_value
+
 RULEPACK_DIR = Path(__file__).parent / "rulepacks"
 # Pack name -> sha256 of every published pack's bytes. A published pack never
 # changes: tests and validation fail when its bytes no longer match this pin.
@@ -326,6 +328,7 @@ def _workload_issues(data: dict, workload_id: str, workload: dict) -> list[RuleP
     if workload["kind"] in ("sft", "lora") and not workload.get("init_from") and "checkpoint" not in data["models"].get(model, {"checkpoint": None}):
         issues.append(RulePackIssue(f"{where}/init_from", f"a {workload['kind']} workload needs init_from or a model with a checkpoint, and model {model!r} has none"))
     issues.extend(_calibration_issues(where, workload))
+    issues.extend(_hyperparameter_issues(workload_id, workload))
     overlap = set(workload["hyperparameters"]["fixed"]) & set(workload["hyperparameters"].get("free", {}))
     if overlap:
         issues.append(RulePackIssue(f"{where}/hyperparameters", f"both fixed and free: {', '.join(sorted(overlap))}"))
@@ -333,15 +336,37 @@ def _workload_issues(data: dict, workload_id: str, workload: dict) -> list[RuleP
 
 
 def _calibration_issues(where: str, workload: dict) -> list[RulePackIssue]:
-    """Report an A8W8 workload without a calibration set, and a `calibration_samples` that is not a positive integer."""
+    """Report an A8W8 workload without a calibration set."""
     issues = []
     if workload.get("data_type") == "a8w8" and not workload["datasets"].get("calibration"):
         issues.append(RulePackIssue(f"{where}/datasets/calibration", "an a8w8 workload needs a calibration set for its PTQ "
                                     "calibration: name a dataset of {\"src\": ...} lines under datasets.calibration"))
-    samples = workload["hyperparameters"]["fixed"].get("calibration_samples")
-    if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
-        issues.append(RulePackIssue(f"{where}/hyperparameters/fixed/calibration_samples", f"{samples!r} is not a positive whole number of texts"))
     return issues
+
+
+def _hyperparameter_issues(workload_id: str, workload: dict) -> list[RulePackIssue]:
+    """Report each fixed or free hyperparameter whose type or range the agent cannot use (certification.hyperparameters)."""
+    issues = []
+    for section in ("fixed", "free"):
+        for key, value in (workload["hyperparameters"].get(section) or {}).items():
+            expected = expected_value(key, value)
+            if expected is None:
+                continue
+            value_text = _yaml_scalar_text(value)
+            issues.append(RulePackIssue(
+                f"workloads/{workload_id}/hyperparameters/{section}/{key}",
+                f"workload {workload_id}: {key} is {value_text}, but it must be {expected}",
+                "hyperparameter_invalid",
+                (("workload", workload_id), ("key", key), ("value", value_text), ("expected", expected)),
+            ))
+    return issues
+
+
+def _yaml_scalar_text(value: Any) -> str:
+    """Return a value as the pack writes it, with strings in double quotes so that "200" differs from 200."""
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return yaml.safe_dump(value, default_flow_style=True, allow_unicode=True).removesuffix("\n...\n").strip()
 
 
 def _corpus_issues(data: dict, where: str, workload: dict) -> list[RulePackIssue]:

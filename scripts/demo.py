@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import socket
@@ -77,10 +78,60 @@ def run_and_pack(label: str, key: Path, vendor: str, card_model: str, card_seria
     if bundle.exists():
         print(f"reusing {bundle.relative_to(ROOT)} (delete var/demo to run it again)")
         return bundle
+    labels = {"vendor": vendor, "card_model": card_model, "card_serial": card_serial}
+    resume = ["--resume"] if earlier_run(run_dir, labels) else []
     agent("run", "--profile", PROFILE, "--out", run_dir,
-          "--vendor", vendor, "--card-model", card_model, "--card-serial", card_serial)
+          "--vendor", vendor, "--card-model", card_model, "--card-serial", card_serial, *resume)
     agent("bundle", run_dir, "--key", key, "--out", bundle)
     return bundle
+
+
+def earlier_run(run_dir: Path, labels: dict[str, str]) -> bool:
+    """Return True when `run_dir` contains a run of this demo that has no bundle yet, so the agent continues it.
+
+    Such a run was stopped before its bundle was packed, such as by Ctrl-C.
+    Return False when the folder is missing or empty. Stop the demo, and keep
+    the folder, when it contains other files or a run with other settings,
+    because the agent would reject both.
+    """
+    if not run_dir.is_dir() or not any(run_dir.iterdir()):
+        return False
+    folder = run_dir.relative_to(ROOT) if run_dir.is_relative_to(ROOT) else run_dir
+    run_json = run_dir / "run.json"
+    if not run_json.is_file():
+        sys.exit(f"demo: {folder} contains files but no run.json, so it is not a run the agent can continue; "
+                 f"delete {folder} and run the demo again")
+    differences = run_differences(json.loads(run_json.read_text(encoding="utf-8")), labels)
+    if differences:
+        sys.exit(f"demo: {folder} contains a run with other settings ({'; '.join(differences)}), "
+                 f"so the agent cannot continue it; delete {folder} and run the demo again")
+    print(f"demo: {folder} contains a run that an earlier demo started and did not pack; continuing it with --resume, "
+          f"which skips the workloads it completed (delete {folder} to start that run again)", flush=True)
+    return True
+
+
+def run_differences(run: dict, labels: dict[str, str]) -> list[str]:
+    """Compare a run.json with this demo's run and return each setting that differs as "NAME: RECORDED, not EXPECTED"."""
+    pack_path = ROOT / "certification" / "rulepacks" / f"{RULE_PACK}.yaml"
+    expected = {
+        "profile": PROFILE,
+        "rule pack": f"{RULE_PACK} ({hashlib.sha256(pack_path.read_bytes()).hexdigest()[:12]})",
+        "vendor": labels["vendor"],
+        "card model": labels["card_model"],
+        "card serial": labels["card_serial"],
+        "--set values": "none",
+    }
+    pack = run.get("rule_pack") or {}
+    card = run.get("card") or {}
+    recorded = {
+        "profile": run.get("profile"),
+        "rule pack": f"{pack.get('name')} ({str(pack.get('sha256'))[:12]})",
+        "vendor": run.get("vendor"),
+        "card model": card.get("model"),
+        "card serial": card.get("serial"),
+        "--set values": json.dumps(run["overrides"], sort_keys=True) if run.get("overrides") else "none",
+    }
+    return [f"{name}: {recorded[name]}, not {value}" for name, value in expected.items() if recorded[name] != value]
 
 
 def choose_port(requested: int) -> int:

@@ -91,3 +91,93 @@ def test_summary_names_earlier_signed_link(demo, capsys):
     output = capsys.readouterr().out
     assert "issued by an earlier demo: its signed credential keeps the link http://127.0.0.1:8000/certificates/PPLM-2026-00001/" in output
     assert output.count("issued by an earlier demo") == 1
+
+
+DEMO_LABELS = {"vendor": "demo-vendor", "card_model": "CPU demo card", "card_serial": "reference-cpu-0"}
+
+
+def start_demo_run(run_dir: Path, labels: dict[str, str]):
+    """Create the run folder that `python -m agent run --profile demo` creates before its first workload."""
+    from agent.runner.folder import RunFolder
+    from agent.runner.profiles import load_profile
+
+    folder = RunFolder.create(run_dir, load_profile("demo"), load_rule_pack("demo-2026.1"), labels, ["pretrain-llama"])
+    folder.event("start", workloads=["pretrain-llama"])
+    return folder
+
+
+@pytest.fixture
+def agent_calls(demo, tmp_path, monkeypatch):
+    """Point the demo's state at tmp_path and record the agent commands that run_and_pack would run."""
+    calls = []
+    monkeypatch.setattr(demo, "STATE", tmp_path)
+    monkeypatch.setattr(demo, "agent", lambda *args, capture=False: calls.append([str(arg) for arg in args]) or "")
+    return calls
+
+
+def run_reference(demo) -> None:
+    demo.run_and_pack("reference", Path("reference.key"), DEMO_LABELS["vendor"], DEMO_LABELS["card_model"], DEMO_LABELS["card_serial"])
+
+
+def test_rerun_starts_fresh_without_run(demo, agent_calls, tmp_path, capsys):
+    run_reference(demo)
+    (tmp_path / "runs" / "reference").mkdir(parents=True)
+    run_reference(demo)
+
+    assert [call[0] for call in agent_calls] == ["run", "bundle", "run", "bundle"]
+    assert "--resume" not in agent_calls[0]
+    assert "--resume" not in agent_calls[2]
+    assert "--resume" not in capsys.readouterr().out
+
+
+def test_rerun_resumes_interrupted_run(demo, agent_calls, tmp_path, capsys):
+    from agent.runner.folder import RunFolder
+    from agent.runner.profiles import load_profile
+
+    run_dir = tmp_path / "runs" / "reference"
+    start_demo_run(run_dir, DEMO_LABELS)
+    run_reference(demo)
+
+    assert agent_calls[0][:5] == ["run", "--profile", "demo", "--out", str(run_dir)]
+    assert agent_calls[0][-1] == "--resume"
+    assert agent_calls[1][0] == "bundle"
+    output = capsys.readouterr().out
+    assert f"{run_dir} contains a run that an earlier demo started and did not pack; continuing it with --resume" in output
+    # The agent accepts that folder for --resume: same profile and rule pack bytes.
+    assert RunFolder.resume(run_dir, load_profile("demo"), load_rule_pack("demo-2026.1")).read_run()["vendor"] == "demo-vendor"
+
+
+def test_rerun_rejects_run_of_other_vendor(demo, agent_calls, tmp_path):
+    run_dir = tmp_path / "runs" / "reference"
+    start_demo_run(run_dir, {**DEMO_LABELS, "vendor": "other-lab"})
+
+    with pytest.raises(SystemExit) as stop:
+        run_reference(demo)
+    assert "contains a run with other settings (vendor: other-lab, not demo-vendor)" in str(stop.value.code)
+    assert f"delete {run_dir} and run the demo again" in str(stop.value.code)
+    assert agent_calls == []
+    assert (run_dir / "run.json").is_file()
+
+
+def test_rerun_rejects_run_of_changed_pack(demo, agent_calls, tmp_path):
+    run_dir = tmp_path / "runs" / "reference"
+    start_demo_run(run_dir, DEMO_LABELS)
+    run = json.loads((run_dir / "run.json").read_text())
+    run["rule_pack"]["sha256"] = "0" * 64
+    (run_dir / "run.json").write_text(json.dumps(run))
+
+    with pytest.raises(SystemExit) as stop:
+        run_reference(demo)
+    assert "rule pack: demo-2026.1 (000000000000), not demo-2026.1 (" in str(stop.value.code)
+    assert agent_calls == []
+
+
+def test_rerun_rejects_folder_without_run(demo, agent_calls, tmp_path):
+    run_dir = tmp_path / "runs" / "reference"
+    run_dir.mkdir(parents=True)
+    (run_dir / "notes.txt").write_text("not a run")
+
+    with pytest.raises(SystemExit) as stop:
+        run_reference(demo)
+    assert f"{run_dir} contains files but no run.json" in str(stop.value.code)
+    assert agent_calls == []

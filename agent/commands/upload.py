@@ -248,7 +248,7 @@ class ResumableUpload:
         try:
             return self.upload_once()
         except _Expired as expired:
-            logger.warning("the portal expired the open upload (%s); starting a new upload from byte 0", expired.detail)
+            logger.warning(_("the portal expired the open upload ({detail}); starting a new upload from byte 0").format(detail=expired.detail))
         try:
             return self.upload_once()
         except _Expired as expired:
@@ -270,8 +270,12 @@ class ResumableUpload:
         if self.args.vendor:
             fields["vendor"] = self.args.vendor
         session = session_reply(self.base, self.call("post", self.base + SESSIONS_PATH, json=fields))
-        if session["received"]:
-            logger.info("resuming the open upload %s at byte %d of %d", session["id"], session["received"], self.size)
+        if session["received"] >= self.size:
+            logger.info(_("the portal has received all {size} bytes of the open upload {id}; completing it").format(
+                size=self.size, id=session["id"]))
+        elif session["received"]:
+            logger.info(_("continuing the open upload {id} from byte {received} of {size}").format(
+                id=session["id"], received=session["received"], size=self.size))
         return session
 
     def send_range(self, session: dict) -> dict:
@@ -317,7 +321,8 @@ class ResumableUpload:
                          "cannot reach the portal at {url} after {retries} retries: {error}", self.args.retries).format(url=url, retries=self.args.retries, error=type(error).__name__),
                 _("check --portal and the network, then run the same command again: it continues the upload"), EXIT_REMOTE,
             )
-        logger.warning("connection to the portal broke (%s); retry %d of %d", type(error).__name__, self.breaks, self.args.retries)
+        logger.warning(_("connection to the portal broke ({error}); retry {attempt} of {retries}").format(
+            error=type(error).__name__, attempt=self.breaks, retries=self.args.retries))
         time.sleep(min(30.0, 0.5 * 2 ** (self.breaks - 1)))
 
 

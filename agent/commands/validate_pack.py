@@ -6,10 +6,23 @@ from pathlib import Path
 
 from agent.errors import EXIT_OK, EXIT_REJECTED, AgentError, from_coded_error, translate_core_message
 from agent.i18n import N_, _, ngettext
+from certification.hyperparameters import HYPERPARAMETER_RULES
 from certification.rulepack import RulePackError, RulePackIssue, validate_rule_pack_file
 
 # The YAML types that a `top_level_not_mapping` problem names (certification.rulepack.TOP_LEVEL_KINDS).
 YAML_KINDS = (N_("string"), N_("list"), N_("number"), N_("boolean"))
+
+# certification.hyperparameters.EXPECTED_TEXTS, marked for translation: the same English strings.
+EXPECTED_TEXTS = {
+    "boolean": N_("true or false"),
+    "one_of": N_("one of {choices}"),
+    "sharding": N_("empty, or stage1, stage2, stage3 or offload, several separated by spaces"),
+    "integer_at_least": N_("an integer of at least {minimum}"),
+    "integer_range": N_("an integer from {minimum} to {maximum}"),
+    "number_above": N_("a number above {above}"),
+    "number_at_least": N_("a number of at least {minimum}"),
+    "number_at_least_below": N_("a number of at least {minimum} and below {below}"),
+}
 
 
 def add_arguments(parser):
@@ -31,8 +44,11 @@ def run(args) -> int:
 
 
 def issue_message(issue: RulePackIssue) -> str:
-    """Return the problem's message in the user's language; schema and cross-reference problems stay in English."""
+    """Return the problem's message in the user's language; schema and most cross-reference problems stay in English."""
     values = dict(issue.values)
     if "kind" in values:
         values["kind"] = _(values["kind"])
+    if issue.code == "hyperparameter_invalid":
+        texts = {name: _(text) for name, text in EXPECTED_TEXTS.items()}
+        values["expected"] = HYPERPARAMETER_RULES[values["key"]].expected(texts)
     return translate_core_message(issue.code, issue.message, values)

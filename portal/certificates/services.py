@@ -27,6 +27,11 @@ def check_scope(track: str, level: int) -> None:
         raise CertificateError("level_invalid", level=level)
 
 
+def track_name(track: str):
+    """Return the track's name in the active language (推理 for inference), or the id of an unknown track."""
+    return Track(track).label if track in Track.values else track
+
+
 def granted_level(submission: Submission, track: str) -> int:
     """Return the level the verdict grants, judged with signed-off human evaluation when there is one."""
     return int((effective_verdict(submission).get("tracks", {}).get(track) or {}).get("level", 0))
@@ -35,10 +40,10 @@ def granted_level(submission: Submission, track: str) -> int:
 def check_passing(submission: Submission, track: str, level: int) -> None:
     """Raise unless the submission's verdict grants `track` at `level` or higher."""
     if submission.state != Submission.State.JUDGED:
-        raise CertificateError("submission_not_judged", submission=submission.pk, state=submission.state)
+        raise CertificateError("submission_not_judged", submission=submission.pk, state=Submission.State(submission.state).label)
     granted = granted_level(submission, track)
     if granted < level:
-        raise CertificateError("verdict_not_passing", submission=submission.pk, track=track, granted=granted, level=level)
+        raise CertificateError("verdict_not_passing", submission=submission.pk, track=track_name(track), granted=granted, level=level)
 
 
 def passing_submission(card: Card, track: str, level: int) -> Submission:
@@ -47,7 +52,7 @@ def passing_submission(card: Card, track: str, level: int) -> Submission:
     for submission in judged:
         if granted_level(submission, track) >= level:
             return submission
-    raise CertificateError("no_passing_submission", card=str(card), track=track, level=level)
+    raise CertificateError("no_passing_submission", card=str(card), track=track_name(track), level=level)
 
 
 def issue_certificate(*, submission: Submission, track: str, level: int, issued_by) -> Certificate:
@@ -96,7 +101,7 @@ def _already_certified(submission: Submission, track: str, level: int) -> Certif
     existing = _active_for(submission, track, level)
     return CertificateError(
         "already_certified", card=str(submission.card), number=existing.number if existing else "-",
-        track=track, level=level, rule_pack=submission.rule_pack.name,
+        track=track_name(track), level=level, rule_pack=submission.rule_pack.name,
     )
 
 

@@ -57,7 +57,7 @@ def build_sets(submission: Submission, *, actor) -> list[EvaluationSet]:
     """Create the blind pairs of every human criterion of a judged submission; existing sets are kept."""
     _require_staff(actor)
     if submission.state != Submission.State.JUDGED:
-        raise EvaluationError("submission_not_judged", submission=submission.pk, state=submission.state)
+        raise EvaluationError("submission_not_judged", submission=submission.pk, state=Submission.State(submission.state).label)
     criteria = human_criteria(submission)
     if not criteria:
         raise EvaluationError("no_human_criteria", submission=submission.pk)

@@ -112,3 +112,33 @@ def test_pack_rejects_bad_inference_settings(key, value):
     data["settings"]["inference"][key] = value
     paths = [issue.path for issue in validate_rule_pack(data)]
     assert any(path.startswith("settings/inference") for path in paths), paths
+
+
+def test_no_level_message_in_both_languages(tmp_path, reference):
+    result = criterion(tmp_path, reference, slow_confirmation=True)
+    required = 1 + SETTINGS.get("confirmations", 2)
+    limit = SETTINGS["time_to_first_token_max_seconds"]
+
+    assert result.explanation["en"].startswith(f"No load level was confirmed: of {len(result.details['vendor_trials'])} trials, "
+                                               f"no level had at least {required} trials")
+    assert f"TTFT ≤ {limit} s." in result.explanation["en"]
+    assert result.explanation["zh"].startswith(f"没有得到确认的负载水平：共 {len(result.details['vendor_trials'])} 次试验")
+    assert "trials" not in result.explanation["zh"]
+    assert "passed" not in result.explanation["zh"]
+
+
+def test_short_trial_message_in_both_languages(tmp_path, reference):
+    import dataclasses
+    import json
+
+    data = json.loads(json.dumps(PACK.data))
+    data["settings"]["inference"]["min_duration_seconds"] = 10
+    pack = dataclasses.replace(PACK, data=data)
+    vendor = make_bundle(tmp_path)
+
+    result = judge(vendor, [Reference(reference, PEAKS)], pack, PEAKS).criterion("infer.qps")
+
+    assert result.details["code"] == "qps_trial_too_short"
+    assert "but the rule pack requires at least 10 s" in result.explanation["en"]
+    assert "而规则包要求至少 10 秒" in result.explanation["zh"]
+    assert "measured" not in result.explanation["zh"]

@@ -190,3 +190,47 @@ def _placeholders(text: str) -> set[str]:
     import string
 
     return {name for _literal, name, _spec, _conversion in string.Formatter().parse(text) if name is not None}
+
+
+@pytest.fixture
+def chinese():
+    set_language("zh")
+    yield
+    set_language(None)
+
+
+@pytest.mark.parametrize(("overrides", "message", "hint"), [
+    ({"sharding_stage": 5}, "sharding_stage 必须是介于 0 和 3 之间的整数", "请把 sharding_stage 设为介于 0 和 3 之间的整数"),
+    ({"per_device_train_batch_size": 0}, "per_device_train_batch_size 必须是正整数", "请把 per_device_train_batch_size 设为正整数"),
+    ({"recompute": 1}, "recompute 必须是布尔值（true 或 false）", "请把 recompute 设为布尔值（true 或 false）"),
+])
+def test_chinese_rule_joins_without_space(chinese, overrides, message, hint):
+    from agent.errors import AgentError
+    from agent.runner.overrides import check_overrides
+    from certification.rulepack import load_rule_pack
+
+    with pytest.raises(AgentError) as error:
+        check_overrides(load_rule_pack("tiny-2026.1"), ["pretrain-llama"], overrides)
+
+    assert message in error.value.message
+    assert hint in error.value.hint
+
+
+def test_chinese_input_label_joins_without_space(chinese):
+    from agent.i18n import _
+    from agent.runner.checkpoints import describe_input
+
+    missing = _("{label} is missing: no file at {path}").format(label=describe_input("dataset lambada"), path="/data/lambada.jsonl")
+    checking = _("checking the digest of {label} at {path}").format(label=describe_input("tokenizer llama"), path="/data/tokenizer")
+
+    assert missing == "缺少数据集 lambada：/data/lambada.jsonl 处没有文件"
+    assert checking == "正在校验位于 /data/tokenizer 的分词器 llama 的摘要"
+
+
+def test_no_space_before_chinese_value():
+    """{label} and {rule} start with a Chinese word in Chinese, so a space before them splits the sentence."""
+    import re
+
+    slips = sorted(text for text in read_po(PO_FILE).values() if re.search(r"[\u4e00-\u9fff] \{(label|rule)\}", text))
+
+    assert slips == []

@@ -73,6 +73,8 @@ def test_vendor_uploads_through_page(page, world, bundles):
     submission = Submission.objects.get()
     assert submission.state == "judged"
     assert "sft.human" in page.content()
+    # A Django comment that spans lines reaches the page as text.
+    assert "{#" not in page.inner_text("body")
 
 
 def test_reviewer_judges_with_keyboard_and_signs_off(page, world, bundles):

@@ -54,6 +54,19 @@ def test_issue_refused_for_unjudged(passing, staff):
     assert raised.value.code == "submission_not_judged"
 
 
+def test_unjudged_refusal_names_state(passing, staff):
+    from django.utils import translation
+
+    passing.state = "validating"
+    passing.save()
+    with pytest.raises(CertificateError) as raised:
+        issue_certificate(submission=passing, track="pretraining", level=1, issued_by=staff)
+    with translation.override("zh-hans"):
+        assert f"提交 {passing.pk} 的状态是“校验中”，尚未完成评判。" in raised.value.detail
+    with translation.override("en"):
+        assert f"Submission {passing.pk} is in state validating, not judged." in raised.value.detail
+
+
 def test_issue_twice_refused_until_revoked(passing, staff):
     first = issue_certificate(submission=passing, track="pretraining", level=1, issued_by=staff)
     with pytest.raises(CertificateError) as raised:
@@ -84,6 +97,30 @@ def test_staff_page_refuses_failing_level(client, passing, staff):
     response = login(client, staff).post(reverse("certificate-issue", args=[passing.pk]), {"track": "finetuning", "level": 1}, follow=True)
     assert Certificate.objects.count() == 0
     assert "verdict_not_passing" in response.content.decode()
+
+
+@pytest.mark.parametrize("language, expected", [
+    ("zh-hans", "提交 {pk} 的评判结果授予调优方向等级 0，而不是等级 1。"),
+    ("en", "The verdict of submission {pk} grants fine-tuning level 0, not level 1."),
+])
+def test_refusal_names_track(client, passing, staff, language, expected):
+    client.cookies["django_language"] = language
+
+    response = login(client, staff).post(reverse("certificate-issue", args=[passing.pk]), {"track": "finetuning", "level": 1}, follow=True)
+
+    page = response.content.decode()
+    assert expected.format(pk=passing.pk) in page
+    assert "finetuning level" not in page
+
+
+def test_command_refusal_names_track(passing, staff):
+    from django.utils import translation
+
+    with translation.override("zh-hans"), pytest.raises(CommandError) as raised:
+        call_command("issue_certificate", "--card", str(passing.card_id), "--track", "inference", "--level", "1",
+                     "--staff-user", staff.get_username())
+    assert "授予推理方向等级 1 的提交" in str(raised.value)
+    assert "inference" not in str(raised.value).split("[")[0]
 
 
 @pytest.mark.parametrize("persona, status", [("owner", 403), ("outsider", 403)])

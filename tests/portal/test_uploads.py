@@ -1,6 +1,7 @@
 """Upload limits and resumable uploads: refused early, nothing left behind, resumed after a broken connection."""
 
 import hashlib
+import logging
 import socket
 import threading
 
@@ -285,6 +286,29 @@ def test_agent_resumes_after_the_connection_breaks(live_server, owner, tmp_path,
     assert proxy.cuts == 1
     assert Submission.objects.get().bundle.read() == data
     assert "retry 1 of 5" in caplog.text
+
+
+@pytest.mark.parametrize("sent, language, expected", [
+    ("half", "en", "continuing the open upload {id} from byte {received} of {size}"),
+    ("half", "zh", "从第 {received} 字节（共 {size} 字节）继续未完成的上传 {id}"),
+    ("all", "en", "the portal has received all {size} bytes of the open upload {id}; completing it"),
+    ("all", "zh", "门户已收到未完成上传 {id} 的全部 {size} 字节，正在完成该上传"),
+])
+def test_agent_names_how_it_resumes(live_server, owner, owner_api, tmp_path, caplog, sent, language, expected):
+    data = tar_bytes({"workloads/a/steps.jsonl": bytes(range(256)) * 400})
+    path = tmp_path / "run.tar"
+    path.write_bytes(data)
+    session = declare(owner_api, data).json()
+    received = len(data) // 2 if sent == "half" else len(data)
+    put_range(owner_api, session["id"], data, 0, received - 1)
+    caplog.set_level(logging.INFO, logger="agent")
+
+    code = main(["--lang", language, "upload", str(path), "--portal", live_server.url, "--token", Token.objects.get(user=owner).key])
+
+    assert code == EXIT_OK
+    assert expected.format(id=session["id"], received=received, size=len(data)) in caplog.text
+    assert "resuming" not in caplog.text
+    assert Submission.objects.get().bundle.read() == data
 
 
 @pytest.mark.parametrize("language, resuming, hashing", [
