@@ -73,15 +73,15 @@ def load_profile(name: str) -> Profile:
 
 def _profile_problems(data) -> str:
     if not isinstance(data, dict):
-        return "the file is not a mapping"
+        return _("the file is not a mapping")
     missing = PROFILE_KEYS - data.keys()
     unknown = data.keys() - PROFILE_KEYS - OPTIONAL_PROFILE_KEYS
     if missing:
-        return f"missing keys {sorted(missing)}"
+        return _("missing keys: {keys}").format(keys=", ".join(sorted(missing)))
     if unknown:
-        return f"unknown keys {sorted(unknown)}"
+        return _("unknown keys: {keys}").format(keys=", ".join(sorted(unknown)))
     if not isinstance(data["card"], dict) or {"model", "serial"} - data["card"].keys():
-        return "'card' needs 'model' and 'serial'"
+        return _("'card' needs 'model' and 'serial'")
     if "workloads" in data and (not isinstance(data["workloads"], list) or not all(isinstance(item, str) for item in data["workloads"])):
-        return "'workloads' must be a list of workload ids"
+        return _("'workloads' must be a list of workload ids")
     return ""

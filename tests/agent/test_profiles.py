@@ -54,3 +54,24 @@ def test_invalid_profile_path_rejected(tmp_path):
     with pytest.raises(AgentError) as error:
         load_profile(str(path))
     assert error.value.code == "profile_invalid"
+
+
+@pytest.mark.parametrize(("language", "expected"), [
+    ("zh", "无效：缺少键 card, device, vendor"),
+    ("en", "is invalid: missing keys: card, device, vendor"),
+])
+def test_invalid_profile_in_language(tmp_path, language, expected):
+    from agent.i18n import set_language
+
+    path = tmp_path / "partial.yaml"
+    path.write_text("rule_pack: demo-2026.1\ntracks: [pretraining]\nlevel: 1\n")
+    set_language(language)
+    try:
+        with pytest.raises(AgentError) as error:
+            load_profile(str(path))
+    finally:
+        set_language(None)
+
+    assert error.value.code == "profile_invalid"
+    assert expected in error.value.message
+    assert "[" not in error.value.message
