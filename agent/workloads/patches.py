@@ -618,6 +618,14 @@ PROBE_TIMEOUT_SECONDS = 300
 
 
 @functools.cache
+def _launched_processes() -> int:
+    """Return the number of processes of this job as the launcher set it, or 1 outside a launched job."""
+    try:
+        return int(os.environ.get("PADDLE_TRAINERS_NUM", "1"))
+    except ValueError:
+        return 1
+
+
 def _gloo_group_keys_shared() -> bool:
     """Return True when a gloo process group's rendezvous writes keys that other groups on the same store also write.
 
@@ -642,8 +650,12 @@ def _gloo_group_keys_shared() -> bool:
     environment = dict(os.environ)
     # Paddle's ProcessGroup reads the process's global rank from the launcher's variable.
     environment.setdefault("PADDLE_TRAINER_ID", "0")
-    completed = subprocess.run([sys.executable, "-c", _GLOO_PROBE], env=environment, capture_output=True, text=True,
-                               timeout=PROBE_TIMEOUT_SECONDS)
+    try:
+        completed = subprocess.run([sys.executable, "-c", _GLOO_PROBE], env=environment, capture_output=True,
+                                   text=True, timeout=PROBE_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired as expired:
+        raise RuntimeError(f"the probe of Paddle's gloo groups did not finish within {PROBE_TIMEOUT_SECONDS} s. "
+                           f"Its error output ends with: {(expired.stderr or b'')[-2000:]!r}") from None
     verdict = completed.stdout.split()[-1:]
     if completed.returncode != 0 or verdict not in (["shared"], ["separate"]):
         raise RuntimeError(f"the probe of Paddle's gloo groups exited with code {completed.returncode} and printed "
@@ -714,7 +726,8 @@ def apply() -> list[str]:
         APPLIED.append("device2cpu_on_cpu")
         logger.debug("patched Paddle's stage-3 _device2cpu to copy a CPU tensor before clearing it")
 
-    if "gloo_group_store" not in APPLIED and _gloo_group_keys_shared():
+    # Groups form only among several processes, so a one-process run skips the probe and its import of Paddle.
+    if "gloo_group_store" not in APPLIED and _launched_processes() > 1 and _gloo_group_keys_shared():
         import paddle.distributed.collective as collective
 
         collective._new_process_group_impl = gloo_group_store(collective._new_process_group_impl)

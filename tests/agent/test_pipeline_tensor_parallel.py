@@ -11,6 +11,7 @@ must give the plain model's loss.
 """
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -37,16 +38,32 @@ def test_cause_gloo_group_keys_shared():
     assert patches._gloo_group_keys_shared()
 
 
-def test_gloo_group_fix_where_fault_shows():
+def test_gloo_group_fix_where_fault_shows(monkeypatch):
     import paddle.distributed.collective as collective
 
     from agent.workloads import patches
 
+    monkeypatch.setenv("PADDLE_TRAINERS_NUM", "4")
     applied = patches.apply()
 
     assert ("gloo_group_store" in applied) == patches._gloo_group_keys_shared()
     if "gloo_group_store" in applied:
         assert collective._new_process_group_impl.__qualname__.startswith("gloo_group_store")
+
+
+@pytest.mark.parametrize(("processes", "probed"), [(None, False), ("1", False), ("2", True)])
+def test_gloo_probe_only_for_several_processes(processes, probed):
+    # A fresh interpreter, because the fixes of this one are already applied.
+    environment = {key: value for key, value in os.environ.items() if key != "PADDLE_TRAINERS_NUM"}
+    if processes is not None:
+        environment["PADDLE_TRAINERS_NUM"] = processes
+    script = "from agent.workloads import patches; print('gloo_group_store' in patches.apply())"
+
+    completed = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=environment, capture_output=True,
+                               text=True, timeout=300)
+
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.stdout.split()[-1] == str(probed)
 
 
 @pytest.mark.slow
