@@ -22,6 +22,8 @@ from portal.registry.models import Card
 FEED_COLUMNS = ["number", "status", "vendor", "card", "track", "level", "rule_pack", "reference_kind", "issued_at", "revoked_at", "revoked_reason", "card_id", "url"]
 STATUS_FILTERS = ("all", "valid", "revoked")
 LISTING_PAGE_SIZE = 100
+# The most known values an unknown-filter error names; the rest are marked with an ellipsis.
+KNOWN_SHOWN = 20
 
 
 @dataclass(frozen=True)
@@ -77,11 +79,13 @@ def _listed(value: str, name: str, field: str, errors: list) -> str:
     """
     if value == "" or Certificate.objects.filter(**{field: value}).exists():
         return value
-    known = list(Certificate.objects.values_list(field, flat=True).distinct().order_by(field))
+    # One more than are shown, to tell whether the list is cut.
+    known = list(Certificate.objects.values_list(field, flat=True).distinct().order_by(field)[: KNOWN_SHOWN + 1])
     if not known:
         errors.append(CertificateError("filter_not_listed_none_issued", name=name, value=shown_value(value)))
     else:
-        errors.append(CertificateError("filter_not_listed", name=name, value=shown_value(value), known=", ".join(known)))
+        shown = ", ".join(known[:KNOWN_SHOWN]) + (", …" if len(known) > KNOWN_SHOWN else "")
+        errors.append(CertificateError("filter_not_listed", name=name, value=shown_value(value), known=shown))
     return ""
 
 

@@ -201,6 +201,16 @@ def test_listing_page_names_unlisted_filter(client, listed, language, name, valu
     assert listed[1].number in page
 
 
+def test_unlisted_filter_names_at_most_known_shown(client, listed, monkeypatch):
+    monkeypatch.setattr(listing, "KNOWN_SHOWN", 1)
+    client.cookies["django_language"] = "en"
+
+    response = client.get(reverse("certificate-list"), {"vendor": "acme2"})
+
+    assert response.status_code == 400
+    assert "Use one of: acme, …, or leave vendor out" in response.content.decode()
+
+
 def test_feed_rejects_vendor_without_certificates(client, listed, other_vendor):
     client.cookies["django_language"] = "en"
     response = client.get(reverse("feed-json"), {"vendor": other_vendor.slug})
