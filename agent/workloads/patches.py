@@ -617,7 +617,6 @@ else:
 PROBE_TIMEOUT_SECONDS = 300
 
 
-@functools.cache
 def _launched_processes() -> int:
     """Return the number of processes of this job as the launcher set it, or 1 outside a launched job."""
     try:
@@ -626,6 +625,7 @@ def _launched_processes() -> int:
         return 1
 
 
+@functools.cache
 def _gloo_group_keys_shared() -> bool:
     """Return True when a gloo process group's rendezvous writes keys that other groups on the same store also write.
 
