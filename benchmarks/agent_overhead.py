@@ -14,10 +14,12 @@ side, because other work on a shared machine only ever slows a round down.
 Whole runs vary by more than the 2% the target allows on a shared VM, so
 both sides also time every step. A callback added last to each Trainer
 records the wall time between consecutive step ends, which covers the step
-and every callback the side runs. `step_ratio` divides the bare side's
-median step by the agent side's, pooled over all rounds without each run's
-first step. One slow burst then moves a few of the pooled steps, not a
-whole round.
+and every callback the side runs. Each run gives its median step, without
+its first step. `step_ratio` is the median over the rounds of the bare
+run's median step divided by that of the agent run right before it. The
+VM this was written on switches between a fast and a slow speed (steps of
+about 155 ms and 180 ms) from one minute to the next, so the two runs of a
+round are compared with each other, not steps pooled over all rounds.
 
     python benchmarks/agent_overhead.py [--steps 40] [--rounds 5]
 
@@ -78,20 +80,25 @@ def fresh_model(context: WorkloadContext):
 
 
 class StepClock(TrainerCallback):
-    """A Trainer callback that collects the wall time between consecutive step ends, first step of each run left out."""
+    """A Trainer callback that collects the wall time between consecutive step ends of each run, first step left out."""
 
     def __init__(self):
-        self.intervals: list[float] = []
+        self.runs: list[list[float]] = []
         self._last: float | None = None
 
     def on_train_begin(self, args, state, control, **kwargs):
+        self.runs.append([])
         self._last = None
 
     def on_step_end(self, args, state, control, **kwargs):
         now = time.perf_counter()
         if self._last is not None:
-            self.intervals.append(now - self._last)
+            self.runs[-1].append(now - self._last)
         self._last = now
+
+    def medians(self) -> list[float]:
+        """Return the median step of each run."""
+        return [statistics.median(intervals) for intervals in self.runs]
 
 
 class ClockedTrainer(RecordingTrainer):
@@ -140,6 +147,7 @@ def main() -> None:
             agent_seconds.append(run_agent(context, dataset, agent_clock))
             bare_seconds.append(run_bare(context, dataset, bare_clock))
 
+    step_ratios = [bare / agent for agent, bare in zip(agent_clock.medians(), bare_clock.medians())]
     agent_rate = tokens / min(agent_seconds)
     bare_rate = tokens / min(bare_seconds)
     print(json.dumps({
@@ -151,10 +159,10 @@ def main() -> None:
         "agent_median_seconds": statistics.median(agent_seconds), "bare_median_seconds": statistics.median(bare_seconds),
         "agent_tokens_per_second": agent_rate, "bare_tokens_per_second": bare_rate,
         "ratio": agent_rate / bare_rate,
-        "agent_median_step_seconds": statistics.median(agent_clock.intervals),
-        "bare_median_step_seconds": statistics.median(bare_clock.intervals),
-        "steps_timed_per_side": len(agent_clock.intervals),
-        "step_ratio": statistics.median(bare_clock.intervals) / statistics.median(agent_clock.intervals),
+        "agent_median_step_seconds": agent_clock.medians(),
+        "bare_median_step_seconds": bare_clock.medians(),
+        "step_ratios": step_ratios,
+        "step_ratio": statistics.median(step_ratios),
     }, indent=2))
 
 
