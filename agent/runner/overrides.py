@@ -169,7 +169,7 @@ def _describe_batch_split(values: dict[str, Any], data_ranks: int) -> str:
 
 
 def _micro_batch_hint(global_batch: int, data_ranks: int) -> str:
-    """Name the per_device_train_batch_size values that split `global_batch` over `data_ranks`, or say that none does."""
+    """Return a hint naming the per_device_train_batch_size values that split `global_batch` over `data_ranks`, or stating that none does."""
     if global_batch % data_ranks:
         return _("no micro-batch fits, because {ranks} ranks do not divide global_batch_size {global_batch}: "
                  "start a process count whose data-parallel x sharding ranks divide it").format(ranks=data_ranks, global_batch=global_batch)

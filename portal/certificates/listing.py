@@ -22,7 +22,7 @@ from portal.registry.models import Card
 FEED_COLUMNS = ["number", "status", "vendor", "card", "track", "level", "rule_pack", "reference_kind", "issued_at", "revoked_at", "revoked_reason", "card_id", "url"]
 STATUS_FILTERS = ("all", "valid", "revoked")
 LISTING_PAGE_SIZE = 100
-# The most known values an unknown-filter error names; the rest are marked with an ellipsis.
+# The maximum number of known values an unknown-filter error names; an ellipsis marks the rest.
 KNOWN_SHOWN = 20
 
 
@@ -84,8 +84,8 @@ def _listed(value: str, name: str, field: str, errors: list) -> str:
     if not known:
         errors.append(CertificateError("filter_not_listed_none_issued", name=name, value=shown_value(value)))
     else:
-        shown = ", ".join(known[:KNOWN_SHOWN]) + (", …" if len(known) > KNOWN_SHOWN else "")
-        errors.append(CertificateError("filter_not_listed", name=name, value=shown_value(value), known=shown))
+        named = ", ".join(known[:KNOWN_SHOWN]) + (", …" if len(known) > KNOWN_SHOWN else "")
+        errors.append(CertificateError("filter_not_listed", name=name, value=shown_value(value), known=named))
     return ""
 
 
