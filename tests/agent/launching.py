@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from certification.records import decode_float, read_jsonl
+from certification.records import decode_float, read_json, read_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -141,3 +141,28 @@ def kill_and_resume(folder: Path, launcher_options: tuple[str, ...], workload: s
                              cwd=REPO, env=environment(), capture_output=True, text=True, timeout=timeout)
     assert resumed.returncode == 0, launch_failure(resumed, folder / "logs-resume")
     return ResumedRun(out, steps_at_kill, checkpoint_files)
+
+
+def check_merged_model(run: Path, one_process: Path, workload: str, tolerance: float) -> dict:
+    """Check that rank 0 merged run's `models/<workload>` into plain safetensors close to one process's weights.
+
+    Assert that no part or per-rank file is left, that the tensor names
+    match, and that each weight has one process's shape and differs from it
+    by less than `tolerance`. Return the merged folder's config.
+    """
+    import numpy as np
+    import paddle
+
+    from agent.workloads.rank_merge import PARTS_FOLDER, iter_tensors
+
+    folder = run / "models" / workload
+    weights = dict(iter_tensors(folder))
+    expected = paddle.load(str(one_process / "models" / workload / "model_state.pdparams"))
+
+    assert not (folder / PARTS_FOLDER).exists()
+    assert not list(folder.glob("model_state*"))
+    assert sorted(weights) == sorted(expected)
+    for name, value in expected.items():
+        assert weights[name].shape == tuple(value.shape), name
+        assert np.abs(weights[name] - value.numpy()).max() < tolerance, name
+    return read_json(folder / "config.json")

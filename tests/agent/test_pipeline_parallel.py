@@ -18,7 +18,7 @@ import pytest
 from certification.records import decode_float, read_json, read_jsonl
 from certification.rulepack import load_rule_pack
 
-from tests.agent.launching import grad_norms, kill_and_resume
+from tests.agent.launching import check_merged_model, grad_norms, kill_and_resume
 
 REPO = Path(__file__).resolve().parents[2]
 WORKLOAD = "pretrain-llama"
@@ -220,27 +220,14 @@ def test_two_stages_evaluations_match(two_stages, one_process):
 @pytest.mark.slow
 def test_two_stages_save_plain_model(two_stages, one_process):
     # The stages' parts merged by rank 0 into plain safetensors shards, which later workloads load as they are.
-    import numpy as np
-    import paddle
-
-    from agent.workloads.rank_merge import PARTS_FOLDER, iter_tensors
-
-    folder = two_stages / "models" / WORKLOAD
-    weights = dict(iter_tensors(folder))
-    expected = paddle.load(str(one_process / "models" / WORKLOAD / "model_state.pdparams"))
-    config = read_json(folder / "config.json")
-
-    assert not (folder / PARTS_FOLDER).exists()
-    assert not list(folder.glob("model_state*"))
-    assert config.get("pipeline_parallel_degree", 1) in (-1, 1)
-    assert config["architectures"] == ["LlamaForCausalLM"]
-    assert read_json(folder / "generation_config.json") == read_json(one_process / "models" / WORKLOAD / "generation_config.json")
-    assert sorted(weights) == sorted(expected)
     # Adam magnifies rounding differences of near-zero gradients: 4.8e-5 was the largest difference measured,
     # in embedding rows of rare tokens. 40 steps at learning rate 3e-3 move the weights far more than 1e-4.
-    for name, value in expected.items():
-        assert weights[name].shape == tuple(value.shape), name
-        assert np.abs(weights[name] - value.numpy()).max() < 1e-4, name
+    config = check_merged_model(two_stages, one_process, WORKLOAD, tolerance=1e-4)
+    generation_config = "generation_config.json"
+
+    assert config.get("pipeline_parallel_degree", 1) in (-1, 1)
+    assert config["architectures"] == ["LlamaForCausalLM"]
+    assert read_json(two_stages / "models" / WORKLOAD / generation_config) == read_json(one_process / "models" / WORKLOAD / generation_config)
 
 
 @pytest.mark.slow

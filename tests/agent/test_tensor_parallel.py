@@ -20,8 +20,8 @@ import pytest
 from certification.records import decode_float, read_json, read_jsonl
 from certification.rulepack import load_rule_pack
 
-from tests.agent.launching import (environment, grad_norms, kill_and_resume, kill_launcher, launch_failure, launcher_command,
-                                   losses, run_arguments, run_one_process, worker_logs)
+from tests.agent.launching import (check_merged_model, environment, grad_norms, kill_and_resume, kill_launcher, launch_failure,
+                                   launcher_command, losses, run_arguments, run_one_process, worker_logs)
 
 REPO = Path(__file__).resolve().parents[2]
 WORKLOAD = "pretrain-llama"
@@ -363,24 +363,11 @@ def test_two_ranks_evaluations_match(two_ranks, one_process):
 def test_two_ranks_save_plain_model(two_ranks, one_process):
     # Each rank wrote its part, and rank 0 merged them into safetensors and a config of one process. So later
     # workloads load the folder as it is, and the parts are gone.
-    import numpy as np
-    import paddle
-
-    from agent.workloads.rank_merge import PARTS_FOLDER, iter_tensors
-
-    folder = two_ranks / "models" / WORKLOAD
-    weights = dict(iter_tensors(folder))
-    expected = paddle.load(str(one_process / "models" / WORKLOAD / "model_state.pdparams"))
-
-    assert not (folder / PARTS_FOLDER).exists()
-    assert not list(folder.glob("model_state*"))
-    assert read_json(folder / "config.json").get("tensor_parallel_degree", 1) in (-1, 1)
-    assert sorted(weights) == sorted(expected)
     # Adam magnifies rounding differences of near-zero gradients: 1.1e-4 was the largest difference measured.
     # 40 steps at learning rate 3e-3 move the weights far more than 5e-4.
-    for name, value in expected.items():
-        assert weights[name].shape == tuple(value.shape), name
-        assert np.abs(weights[name] - value.numpy()).max() < 5e-4, name
+    config = check_merged_model(two_ranks, one_process, WORKLOAD, tolerance=5e-4)
+
+    assert config.get("tensor_parallel_degree", 1) in (-1, 1)
 
 
 @pytest.mark.slow
