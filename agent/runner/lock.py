@@ -148,23 +148,55 @@ def check_not_busy(run_dir: Path) -> None:
         os.close(descriptor)
 
 
+def check_run_finished(run_dir: Path) -> None:
+    """Raise `run_folder_busy` when a run still holds the lock of `run_dir`, so that its folder is not packed half-written.
+
+    Unlike `check_not_busy`, a lock file that this user may only read is probed through a read-only
+    descriptor, so that a finished run folder of another user can still be packed.
+    NOTE: on NFS an exclusive flock needs a descriptor open for writing, so a read-only lock file
+    there may be reported busy although no run holds it.
+    """
+    path = run_dir / LOCK_NAME
+    if not path.is_file():
+        return
+    try:
+        descriptor = _open_for_probe(path)
+    except OSError as error:
+        raise AgentError("run_lock_unreadable", _("cannot open the lock file {path}: {error}").format(
+                             path=path, error=error.strerror or error),
+                         _("make the run folder readable for this user, then pack it again")) from None
+    try:
+        if not _try_flock(descriptor, fcntl.LOCK_EX):
+            raise AgentError(
+                "run_folder_busy",
+                _("run folder {path} is still being written: {holder} holds its lock").format(
+                    path=run_dir, holder=describe_holders(run_dir)),
+                _("wait until that run ends, then pack the folder again; a bundle of a running run would miss its last results"),
+            )
+    finally:
+        os.close(descriptor)
+
+
 def busy_error(run_dir: Path) -> AgentError:
     """Build the `run_folder_busy` error, naming the processes that the lock file records."""
+    return AgentError(
+        "run_folder_busy",
+        _("run folder {path} is in use by another run: {holder} holds its lock").format(path=run_dir, holder=describe_holders(run_dir)),
+        _("wait until that run ends, or stop it (for a launched run, stop the launcher and each of its workers); "
+          "then run the command again, with --resume to continue that run"),
+    )
+
+
+def describe_holders(run_dir: Path) -> str:
+    """Name the processes that the lock file of `run_dir` records, leaving out those of this host that have ended."""
     records = read_records(run_dir)
     host = socket.gethostname()
     # Only processes on this host can be checked, so a record of another host is named as it is.
     alive = [record for record in records if record.get("host") != host or _process_exists(record.get("pid"))]
     holders = alive or records
     if not holders:
-        holder = _("an unknown process")
-    else:
-        holder = ", ".join(_("process {pid} on {host}").format(pid=record.get("pid"), host=record.get("host")) for record in holders)
-    return AgentError(
-        "run_folder_busy",
-        _("run folder {path} is in use by another run: {holder} holds its lock").format(path=run_dir, holder=holder),
-        _("wait until that run ends, or stop it (for a launched run, stop the launcher and each of its workers); "
-          "then run the command again, with --resume to continue that run"),
-    )
+        return _("an unknown process")
+    return ", ".join(_("process {pid} on {host}").format(pid=record.get("pid"), host=record.get("host")) for record in holders)
 
 
 def read_records(run_dir: Path) -> list[dict[str, Any]]:
@@ -190,6 +222,15 @@ def _parse_records(text: str) -> list[dict[str, Any]]:
         if isinstance(record, dict):
             records.append(record)
     return records
+
+
+def _open_for_probe(path: Path) -> int:
+    try:
+        return os.open(path, os.O_RDWR)
+    except OSError as error:
+        if error.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+    return os.open(path, os.O_RDONLY)
 
 
 def _leader_job(descriptor: int) -> str | None:
