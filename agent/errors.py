@@ -5,6 +5,7 @@ from __future__ import annotations
 import string
 
 from agent.i18n import N_
+from certification.errors import choose_template
 
 # Exit codes of `python -m agent`. Scripts may rely on them.
 EXIT_OK = 0
@@ -45,10 +46,34 @@ def from_core_error(error, exit_code: int = EXIT_USAGE) -> AgentError:
     The core keeps English sentences; the agent's catalogue has their translations
     (scripts/agent_messages.sh extracts them from certification/errors.py).
     """
-    from agent.i18n import _
+    from agent.i18n import _, choose_language
 
-    template, hint = error.table[error.code]
-    return AgentError(error.code, _(template).format(value=error.value), _(hint), exit_code)
+    templates, hint = error.table[error.code]
+    templates = (templates,) if isinstance(templates, str) else templates
+    values = {"value": error.value, **error.details}
+    if "problem" in values and choose_language() != "en":
+        # A problem outside JSON_PROBLEMS, such as Python's message that quotes the invalid character, is left
+        # out, so that the position-only template is used instead of mixing in an English sentence.
+        problem = values.pop("problem")
+        if problem in JSON_PROBLEMS:
+            values["problem"] = _(problem)
+    template = choose_template(tuple(_(template) for template in templates), set(values))
+    return AgentError(error.code, template.format(**values), _(hint), exit_code)
+
+
+# Messages of Python's json module (3.11) and of certification.bundle that `json_invalid` carries as {problem}.
+JSON_PROBLEMS = (
+    N_("Expecting value"),
+    N_("Expecting property name enclosed in double quotes"),
+    N_("Expecting ':' delimiter"),
+    N_("Expecting ',' delimiter"),
+    N_("Extra data"),
+    N_("Unterminated string starting at"),
+    N_("Invalid control character at"),
+    N_("Invalid \\escape"),
+    N_("Invalid \\uXXXX escape"),
+    N_("not UTF-8 text"),
+)
 
 
 # Translations of the core's errors that carry their own English sentence (SigningError, RulePackError,

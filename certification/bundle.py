@@ -105,8 +105,8 @@ class VerifiedBundle:
     def read_json(self, path: str) -> Any:
         try:
             return records.loads(self.read_bytes(path))
-        except ValueError:
-            raise BundleError("json_invalid", path) from None
+        except ValueError as error:
+            raise json_error(path, error) from None
 
     def iter_jsonl(self, path: str) -> Iterator[dict]:
         lines = self.read_bytes(path).splitlines()
@@ -115,8 +115,8 @@ class VerifiedBundle:
                 continue
             try:
                 yield records.loads(line)
-            except ValueError:
-                raise BundleError("json_invalid", f"{path} line {number}") from None
+            except ValueError as error:
+                raise json_error(path, error, line=number) from None
 
     def workloads(self) -> list[str]:
         """Return the workload ids, the folder names under `workloads/`, sorted."""
@@ -172,22 +172,25 @@ def _read_run_json(run_dir: Path) -> dict:
     if not path.is_file():
         raise BundleError("run_json_missing", str(run_dir))
     try:
-        run = records.read_json(path)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise BundleError("run_json_invalid", str(error)) from None
+        run = records.loads(path.read_bytes().decode("utf-8"))
+    except ValueError as error:  # UnicodeDecodeError and json.JSONDecodeError are ValueErrors
+        raise json_error("run.json", error) from None
     _check_run_keys(run)
     return run
 
 
 def _check_run_keys(run: Any) -> None:
     if not isinstance(run, dict):
-        raise BundleError("run_json_invalid", "the top level is not an object")
+        raise BundleError("run_json_invalid", "$")
     for key in ("run_id", "started_at", "rule_pack"):
         if not run.get(key):
-            raise BundleError("run_json_invalid", f"missing key {key!r}")
+            raise BundleError("run_json_invalid", f"$.{key}")
     rule_pack = run["rule_pack"]
-    if not isinstance(rule_pack, dict) or not all(isinstance(rule_pack.get(key), str) for key in ("name", "sha256")):
-        raise BundleError("run_json_invalid", "'rule_pack' must have the strings 'name' and 'sha256'")
+    if not isinstance(rule_pack, dict):
+        raise BundleError("run_json_invalid", "$.rule_pack")
+    for key in ("name", "sha256"):
+        if not isinstance(rule_pack.get(key), str):
+            raise BundleError("run_json_invalid", f"$.rule_pack.{key}")
 
 
 def list_run_files(run_dir: Path) -> list[str]:
@@ -258,16 +261,36 @@ def check_json_member(relative: str, data: bytes) -> None:
     elif relative.endswith(".jsonl"):
         for number, line in enumerate(data.splitlines(), start=1):
             if line.strip():
-                _check_json_text(f"{relative} line {number}", line)
+                _check_json_text(relative, line, number)
 
 
-def _check_json_text(where: str, data: bytes) -> None:
+def _check_json_text(relative: str, data: bytes, line: int | None = None) -> None:
     try:
         records.loads(data.decode("utf-8"))
-    except records.NonFiniteNumberError:
-        raise BundleError("json_non_finite", where) from None
-    except ValueError:  # UnicodeDecodeError and json.JSONDecodeError are ValueErrors
-        raise BundleError("json_invalid", where) from None
+    except ValueError as error:  # UnicodeDecodeError and json.JSONDecodeError are ValueErrors
+        raise json_error(relative, error, line) from None
+
+
+def json_error(path: str, error: ValueError, line: int | None = None) -> BundleError:
+    """Build `json_invalid` or `json_non_finite` for `path`, naming the line and column where parsing failed.
+
+    `line` is the line number within the file of a JSON Lines record that was parsed alone.
+    A bare NaN or Infinity token has no position in Python's json module, so it gets only `line`.
+    """
+    if isinstance(error, records.NonFiniteNumberError):
+        details = {} if line is None else {"line": line}
+        return BundleError("json_non_finite", path, **details)
+    if isinstance(error, json.JSONDecodeError):
+        row, column, problem = error.lineno, error.colno, error.msg
+    elif isinstance(error, UnicodeDecodeError):
+        before = error.object[:error.start]
+        # The column counts bytes here, because the text cannot be decoded into characters.
+        row, column, problem = before.count(b"\n") + 1, error.start - (before.rfind(b"\n") + 1) + 1, "not UTF-8 text"
+    else:
+        row, column, problem = 1, 1, str(error)
+    if line is not None:
+        row += line - 1
+    return BundleError("json_invalid", path, line=row, column=column, problem=problem)
 
 
 def build_manifest(run: dict, files: list[dict]) -> dict:
@@ -405,7 +428,7 @@ def _check_subject(statement: dict, manifest_bytes: bytes) -> None:
     signed = digest.get("sha256") if isinstance(digest, dict) else None
     actual = hashlib.sha256(manifest_bytes).hexdigest()
     if signed != actual:
-        raise BundleError("subject_digest_mismatch", f"signed {signed}, actual {actual}")
+        raise BundleError("subject_digest_mismatch", f"{signed or '-'} / {actual}")
 
 
 def _parse_manifest(manifest_bytes: bytes) -> dict:

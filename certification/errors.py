@@ -2,21 +2,32 @@
 
 Each table maps a code to an English sentence about the value and a hint that
 says what to do. Tests assert the code; people read the sentence and the hint.
+A code whose error may carry details besides the value (such as the line of a
+JSON error) has a tuple of sentences: the first one whose placeholders the
+error provides is used. Values and details are language-neutral (paths, numbers,
+digests, key names), so that the agent and the portal can translate the sentence
+around them.
 """
 
 from __future__ import annotations
 
+import string
 from typing import Any
 
-BUNDLE_ERRORS: dict[str, tuple[str, str]] = {
+BUNDLE_ERRORS: dict[str, tuple[str | tuple[str, ...], str]] = {
     # Packing a run folder.
     "run_dir_missing": ("run folder not found: {value}", "pass the folder that `python -m agent run` wrote"),
     "run_json_missing": ("run.json not found in {value}", "pack a complete run folder; run.json is written when the run starts"),
-    "run_json_invalid": ("run.json is invalid: {value}", "rerun `python -m agent run`; run.json must name the rule pack, run id and start time"),
+    # {value} is the JSONPath of the missing or mistyped part: $ for the top level, $.run_id, $.rule_pack.name.
+    "run_json_invalid": ("run.json is invalid: {value} is missing or has the wrong type", "rerun `python -m agent run`; run.json must name the rule pack, run id and start time"),
     "run_file_link": ("the run folder contains a link or special file: {value}", "replace it with a regular file or remove it"),
     "run_file_reserved": ("the run folder contains a file with a reserved bundle name: {value}", "remove it; manifest.json and envelope.dsse.json are written by the bundler"),
-    "json_invalid": ("invalid JSON in {value}", "fix or rerun the workload that wrote this file"),
-    "json_non_finite": ("bare NaN or Infinity token in {value}", "write non-finite numbers as the strings \"NaN\", \"Infinity\" or \"-Infinity\""),
+    # {problem} is Python's json error message, such as "Expecting value", or "not UTF-8 text". A translation
+    # without a sentence for the problem uses the second template, which names only the position.
+    "json_invalid": (("invalid JSON in {value} at line {line}, column {column}: {problem}", "invalid JSON in {value} at line {line}, column {column}"),
+                     "fix or rerun the workload that wrote this file"),
+    "json_non_finite": (("bare NaN or Infinity token in {value} at line {line}", "bare NaN or Infinity token in {value}"),
+                        "write non-finite numbers as the strings \"NaN\", \"Infinity\" or \"-Infinity\""),
     # Reading the archive.
     "archive_unreadable": ("cannot read bundle file {value}", "check the path and that it is a regular file"),
     "archive_invalid": ("the bundle is not a valid uncompressed tar archive: {value}", "pack the run again with `python -m agent bundle`"),
@@ -49,7 +60,7 @@ BUNDLE_ERRORS: dict[str, tuple[str, str]] = {
     "signing_time_invalid": ("the manifest's created_at is not an ISO 8601 time with a time zone: {value}", "pack the run again with this agent version"),
     "signature_invalid": ("the signature does not verify with key {value}", "the bundle was changed after signing or signed with another key; pack it again"),
     "statement_invalid": ("the in-toto statement is invalid: {value}", "pack the run again with this agent version"),
-    "subject_digest_mismatch": ("manifest.json does not match the signed digest: {value}", "manifest.json was changed after signing; pack the run again"),
+    "subject_digest_mismatch": ("manifest.json does not match the signed digest (signed sha256 / actual sha256): {value}", "manifest.json was changed after signing; pack the run again"),
     "member_not_in_manifest": ("archive member is not listed in manifest.json: {value}", "the archive was changed after packing; pack the run again"),
     "member_missing": ("manifest.json lists a file that the archive does not contain: {value}", "the archive was changed after packing; pack the run again"),
     "file_size_mismatch": ("file size differs from manifest.json: {value}", "the file was changed after packing; pack the run again"),
@@ -58,7 +69,7 @@ BUNDLE_ERRORS: dict[str, tuple[str, str]] = {
     "file_not_in_bundle": ("the bundle has no file {value}", "check the workload id and file name"),
 }
 
-TICKET_ERRORS: dict[str, tuple[str, str]] = {
+TICKET_ERRORS: dict[str, tuple[str | tuple[str, ...], str]] = {
     "ticket_unreadable": ("cannot read ticket file {value}", "pass the ticket file downloaded from the portal's run ticket page"),
     "ticket_invalid": ("the run ticket is not a valid signed ticket: {value}", "download the ticket from the portal again; do not edit it"),
     "ticket_signature_invalid": ("the run ticket's signature does not verify with the portal key {value}", "the ticket was changed or not issued by this portal; request a new one"),
@@ -73,16 +84,32 @@ TICKET_ERRORS: dict[str, tuple[str, str]] = {
 }
 
 
+def choose_template(templates: str | tuple[str, ...], names: set[str]) -> str:
+    """Return the first of `templates` whose placeholders are all in `names`, or the last one when none fits."""
+    if isinstance(templates, str):
+        return templates
+    for template in templates:
+        if placeholders(template) <= names:
+            return template
+    return templates[-1]
+
+
+def placeholders(template: str) -> set[str]:
+    """Return the names of the {placeholders} in `template`."""
+    return {name for _literal, name, _spec, _conversion in string.Formatter().parse(template) if name}
+
+
 class CertificationError(Exception):
     """An error with a stable `code`, the offending `value`, a sentence and a `hint`, from one table."""
 
-    table: dict[str, tuple[str, str]] = {}
+    table: dict[str, tuple[str | tuple[str, ...], str]] = {}
 
-    def __init__(self, code: str, value: Any = None):
-        template, hint = self.table[code]
+    def __init__(self, code: str, value: Any = None, **details: Any):
+        templates, hint = self.table[code]
         self.code = code
         self.value = value
-        self.message = template.format(value=value)
+        self.details = details
+        self.message = choose_template(templates, {"value", *details}).format(value=value, **details)
         self.hint = hint
         super().__init__(self.message)
 

@@ -15,8 +15,10 @@ if [ "${1:-}" != "compile" ]; then
     mkdir -p "$work/certification"
     .venv/bin/python -c 'from certification.errors import BUNDLE_ERRORS, TICKET_ERRORS
 for table in (BUNDLE_ERRORS, TICKET_ERRORS):
-    for code, (message, hint) in table.items():
-        print(f"_({message!r})  # {code}\n_({hint!r})")' > "$work/certification/errors.py"
+    for code, (messages, hint) in table.items():
+        for message in (messages,) if isinstance(messages, str) else messages:
+            print(f"_({message!r})  # {code}")
+        print(f"_({hint!r})")' > "$work/certification/errors.py"
     find agent -name '*.py' -not -path '*/locale/*' | sort | xargs xgettext --language=Python --keyword=_ --keyword=N_ --keyword=ngettext:1,2 \
         --from-code=UTF-8 --no-wrap --sort-by-file --package-name=agent --output="$work/agent-source.pot"
     (cd "$work" && xgettext --language=Python --keyword=_ --from-code=UTF-8 --no-wrap --no-location \

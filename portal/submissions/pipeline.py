@@ -45,9 +45,10 @@ class Rejection(Exception):
 
     @classmethod
     def from_bundle_error(cls, error) -> Rejection:
-        """Keep the offending value for the portal's translated sentence, and the core's English text as written."""
+        """Keep the offending value and its details for the portal's translated sentence, and the core's English text as written."""
         value = getattr(error, "value", None)
         params = {"value": "-" if value is None else str(value)}
+        params.update((name, str(detail)) for name, detail in getattr(error, "details", {}).items())
         return cls(error.code, params=params, message=getattr(error, "message", str(error)), hint=getattr(error, "hint", "") or "")
 
 

@@ -5,7 +5,8 @@ command line. A vendor reading the portal needs the same facts in their
 language and without command-line options that do not apply there, so every
 code of BUNDLE_ERRORS and TICKET_ERRORS, and the pipeline's own codes, has a
 translatable sentence here. `%(value)s` is the offending value that the
-certification core recorded with the error.
+certification core recorded with the error, and other placeholders name its
+details (`%(line)s` and `%(column)s` of a JSON error).
 """
 
 from django.utils.translation import gettext_lazy as _
@@ -16,10 +17,10 @@ REJECTION_MESSAGES = {
     # Packing a run folder; the agent reports these before anything is uploaded.
     "run_dir_missing": _("The run folder %(value)s was not found. Pack the folder that 'python -m agent run' wrote."),
     "run_json_missing": _("The run folder %(value)s has no run.json. Pack a complete run folder; run.json is written when the run starts."),
-    "run_json_invalid": _("run.json is invalid: %(value)s. Run the workloads again with 'python -m agent run'."),
+    "run_json_invalid": _("run.json is invalid: %(value)s is missing or has the wrong type. Run the workloads again with 'python -m agent run'."),
     "run_file_link": _("The run folder contains a link or special file: %(value)s. Replace it with a regular file or remove it, then pack again."),
     "run_file_reserved": _("The run folder contains a file with a name reserved for the bundle: %(value)s. Remove it and pack again."),
-    "json_invalid": _("The bundle contains invalid JSON in %(value)s. Run the workload that wrote this file again, then pack and upload."),
+    "json_invalid": _("The bundle contains invalid JSON in %(value)s at line %(line)s, column %(column)s. Run the workload that wrote this file again, then pack and upload."),
     "json_non_finite": _("The bundle contains a bare NaN or Infinity in %(value)s. Use this agent version, which writes them as strings, then pack and upload again."),
     # Reading the archive.
     "archive_unreadable": _("The stored bundle file %(value)s could not be read. Upload the bundle again; if this repeats, tell the certification staff."),
@@ -54,7 +55,7 @@ REJECTION_MESSAGES = {
     "signing_time_invalid": _("The manifest's signing time is not an ISO 8601 time with a time zone: %(value)s. %(pack_again)s"),
     "signature_invalid": _("The signature does not verify with the key %(value)s: the bundle was changed after signing or signed with another key. %(pack_again)s"),
     "statement_invalid": _("The signed in-toto statement is invalid: %(value)s. %(pack_again)s"),
-    "subject_digest_mismatch": _("manifest.json does not match the signed digest (%(value)s); it was changed after signing. %(pack_again)s"),
+    "subject_digest_mismatch": _("manifest.json does not match the signed digest (signed sha256 / actual sha256: %(value)s); it was changed after signing. %(pack_again)s"),
     # Files listed in the manifest.
     "member_not_in_manifest": _("The archive contains a file that manifest.json does not list: %(value)s. The archive was changed after packing. %(pack_again)s"),
     "member_missing": _("manifest.json lists a file that the archive does not contain: %(value)s. The archive was changed after packing. %(pack_again)s"),

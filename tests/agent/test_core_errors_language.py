@@ -7,8 +7,9 @@ import pytest
 from agent.cli import main
 from agent.commands._fields import display_width
 from agent.commands.upload import report
-from agent.errors import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, from_coded_error
+from agent.errors import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, from_coded_error, from_core_error
 from agent.i18n import set_language
+from certification.errors import BundleError
 from certification.rulepack import RulePackError
 from certification.signing import SigningError
 from certification.verdict import VerdictInputError
@@ -184,3 +185,57 @@ def test_option_help_language(capsys, language, expected):
     assert exit.value.code == 0
     # argparse wraps the help text at any width, so the comparison ignores whitespace.
     assert "".join(expected.split()) in "".join(output.split())
+
+
+def break_file(name: str, text: str):
+    def arguments(tmp):
+        run_dir = build_run(tmp / "run", workloads=())
+        (run_dir / name).write_text(text, encoding="utf-8")
+        key = tmp / "vendor.key"
+        assert main(["keygen", "--out", str(key)]) == EXIT_OK
+        return ["bundle", str(run_dir), "--key", str(key)]
+
+    return arguments
+
+
+@pytest.mark.parametrize("arguments, code, chinese, english", [
+    (break_file("environment.json", "{"), "json_invalid",
+     "environment.json 第 1 行第 2 列的 JSON 无效：此处应为双引号括起的属性名",
+     "invalid JSON in environment.json at line 1, column 2: Expecting property name enclosed in double quotes"),
+    (break_file("run.json", '{"run_id": '), "json_invalid",
+     "run.json 第 1 行第 12 列的 JSON 无效：此处应为一个值", "invalid JSON in run.json at line 1, column 12: Expecting value"),
+    (break_file("run.json", '{"run_id": "x"}'), "run_json_invalid",
+     "run.json 无效：$.started_at 缺失或类型错误", "run.json is invalid: $.started_at is missing or has the wrong type"),
+    (break_file("events.jsonl", '{"event": "start"}\n{"loss": NaN}\n'), "json_non_finite",
+     "events.jsonl 第 2 行有未加引号的 NaN 或 Infinity", "bare NaN or Infinity token in events.jsonl at line 2"),
+], ids=["json_invalid", "run_json_syntax", "run_json_invalid", "json_non_finite"])
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_bundle_json_error_language(tmp_path, capsys, arguments, code, chinese, english, language):
+    command = arguments(tmp_path)
+    capsys.readouterr()
+
+    result = main(["--lang", language] + command)
+
+    first_line = capsys.readouterr().err.splitlines()[0]
+    assert result == EXIT_REJECTED
+    assert first_line == f"error[{code}]: {chinese if language == 'zh' else english}"
+
+
+def test_unknown_json_problem_left_out_in_chinese():
+    error = BundleError("json_invalid", "a.json", line=3, column=7, problem="Invalid control character '\\x01' at")
+
+    set_language("zh")
+    chinese = from_core_error(error, EXIT_REJECTED)
+    set_language("en")
+    english = from_core_error(error, EXIT_REJECTED)
+
+    assert chinese.message == "a.json 第 3 行第 7 列的 JSON 无效"
+    assert english.message == "invalid JSON in a.json at line 3, column 7: Invalid control character '\\x01' at"
+
+
+def test_subject_digest_mismatch_in_chinese():
+    set_language("zh")
+
+    failure = from_core_error(BundleError("subject_digest_mismatch", "aaaa / bbbb"), EXIT_REJECTED)
+
+    assert failure.message == "manifest.json 与签名的摘要不符（签名中的 sha256 / 实际的 sha256）：aaaa / bbbb"

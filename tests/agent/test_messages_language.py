@@ -156,8 +156,9 @@ def source_messages() -> set[str]:
                     and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
                 messages.add(node.args[0].value)
     for table in (BUNDLE_ERRORS, TICKET_ERRORS):
-        for message, hint in table.values():
-            messages.update((message, hint))
+        for templates, hint in table.values():
+            messages.update((templates,) if isinstance(templates, str) else templates)
+            messages.add(hint)
     return messages
 
 

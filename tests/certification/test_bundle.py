@@ -294,7 +294,11 @@ def test_replaced_manifest_rejected(tmp_path):
     members = [(name, other[MANIFEST_NAME] if name == MANIFEST_NAME else data) for name, data in members]
     path = write_canonical(tmp_path / "manifest.tar", members)
 
-    assert_rejected(path, "subject_digest_mismatch")
+    error = assert_rejected(path, "subject_digest_mismatch")
+
+    signed, actual = error.value.split(" / ")
+    assert len(signed) == len(actual) == 64
+    assert signed != actual
 
 
 def test_envelope_from_other_key_rejected(tmp_path):
@@ -349,7 +353,9 @@ def test_writer_rejects_bare_nan(tmp_path):
         write_bundle(run_dir, tmp_path / "out.tar", KEY)
 
     assert caught.value.code == "json_non_finite"
-    assert "steps.jsonl line 1" in str(caught.value.value)
+    assert caught.value.value == "workloads/pretrain-llama/steps.jsonl"
+    assert caught.value.details == {"line": 1}
+    assert caught.value.message == "bare NaN or Infinity token in workloads/pretrain-llama/steps.jsonl at line 1"
     assert not (tmp_path / "out.tar").exists()
     assert not (tmp_path / "out.tar.partial").exists()
 
@@ -372,6 +378,51 @@ def test_writer_rejects_bad_run_folder(tmp_path, edit, code):
         write_bundle(run_dir, tmp_path / "out.tar", KEY)
 
     assert caught.value.code == code
+
+
+@pytest.mark.parametrize(("path", "text", "line", "column", "problem"), [
+    ("environment.json", "{\n  \"a\": 1,\n}", 3, 1, "Expecting property name enclosed in double quotes"),
+    ("run.json", "", 1, 1, "Expecting value"),
+    ("events.jsonl", '{"event": "start"}\n{"event": }\n', 2, 11, "Expecting value"),
+])
+def test_writer_names_json_error_position(tmp_path, path, text, line, column, problem):
+    run_dir = build_run(tmp_path / "run", workloads=())
+    (run_dir / path).write_text(text, encoding="utf-8")
+
+    with pytest.raises(BundleError) as caught:
+        write_bundle(run_dir, tmp_path / "out.tar", KEY)
+
+    assert caught.value.code == "json_invalid"
+    assert caught.value.value == path
+    assert caught.value.details == {"line": line, "column": column, "problem": problem}
+
+
+def test_writer_names_undecodable_byte(tmp_path):
+    run_dir = build_run(tmp_path / "run", workloads=())
+    (run_dir / "events.jsonl").write_bytes(b'{"event": "start"}\n{"event": "\xff"}\n')
+
+    with pytest.raises(BundleError) as caught:
+        write_bundle(run_dir, tmp_path / "out.tar", KEY)
+
+    assert caught.value.code == "json_invalid"
+    assert caught.value.details == {"line": 2, "column": 12, "problem": "not UTF-8 text"}
+
+
+@pytest.mark.parametrize(("text", "path"), [
+    ("[]", "$"),
+    ('{"run_id": "x"}', "$.started_at"),
+    ('{"run_id": "x", "started_at": "t", "rule_pack": "demo"}', "$.rule_pack"),
+    ('{"run_id": "x", "started_at": "t", "rule_pack": {"name": "demo", "sha256": 1}}', "$.rule_pack.sha256"),
+])
+def test_writer_names_run_json_path(tmp_path, text, path):
+    run_dir = build_run(tmp_path / "run", workloads=())
+    (run_dir / "run.json").write_text(text, encoding="utf-8")
+
+    with pytest.raises(BundleError) as caught:
+        write_bundle(run_dir, tmp_path / "out.tar", KEY)
+
+    assert caught.value.code == "run_json_invalid"
+    assert caught.value.value == path
 
 
 def test_writer_rejects_missing_folder(tmp_path):

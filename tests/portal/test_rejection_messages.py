@@ -87,3 +87,27 @@ def test_unknown_code_keeps_the_stored_text_and_hint(client, owner, vendor):
     page = client.get(reverse("submission-detail", args=[submission.pk])).content.decode()
     assert "stored English text" in page
     assert "stored hint" in page
+
+
+def test_json_error_keeps_position(vendor):
+    error = BundleError("json_invalid", "workloads/a/steps.jsonl", line=3, column=7, problem="Expecting value")
+
+    submission = rejected_with(vendor, Rejection.from_bundle_error(error))
+
+    report = submission.report
+    assert report.error_params == {"value": "workloads/a/steps.jsonl", "line": "3", "column": "7", "problem": "Expecting value"}
+    with translation.override("en"):
+        assert "invalid JSON in workloads/a/steps.jsonl at line 3, column 7." in report.error_detail
+    with translation.override("zh-hans"):
+        assert "workloads/a/steps.jsonl 第 3 行第 7 列的 JSON 无效" in report.error_detail
+        assert "Expecting" not in report.error_detail
+
+
+def test_digest_mismatch_in_chinese(vendor):
+    error = BundleError("subject_digest_mismatch", "aaaa / bbbb")
+
+    report = rejected_with(vendor, Rejection.from_bundle_error(error)).report
+
+    with translation.override("zh-hans"):
+        assert "（签名中的 sha256 / 实际的 sha256：aaaa / bbbb）" in report.error_detail
+        assert "signed" not in report.error_detail
