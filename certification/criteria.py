@@ -426,9 +426,9 @@ def throughput_ratio(context: CriterionContext) -> Outcome:
     bound = context.throughput_bound
     if bound is None:
         return Outcome(NOT_APPLICABLE, "throughput_not_required")
-    for side, peaks in (("vendor", context.vendor_peaks), ("reference", context.reference_peaks)):
-        if not (peaks or {}).get(data_type, 0) > 0:
-            return Outcome(REFUSED, "peak_missing", bound=bound, fields={"side": side, "data_type": data_type})
+    refused = peak_missing(context, data_type, bound)
+    if refused is not None:
+        return refused
     logged = context.vendor.losses_through(last)
     missing = [step for step in range(first, last + 1) if step not in logged]
     if missing:
@@ -501,6 +501,19 @@ def sign_test_p_value(good: int, bad: int) -> float:
 
 class _ReferenceProblem(Exception):
     """The reference records cannot support the comparison."""
+
+
+# Chinese names of the two sides of a comparison, for messages whose English names the side by its key.
+SIDE_NAMES_ZH = {"vendor": "厂商", "reference": "参考"}
+
+
+def peak_missing(context: CriterionContext, data_type: str, bound: float) -> Outcome | None:
+    """Return the refused outcome when the vendor or reference card has no peak TFLOPS for `data_type`, else None."""
+    for side, peaks in (("vendor", context.vendor_peaks), ("reference", context.reference_peaks)):
+        if not (peaks or {}).get(data_type, 0) > 0:
+            fields = {"side": side, "side_zh": SIDE_NAMES_ZH[side], "data_type": data_type}
+            return Outcome(REFUSED, "peak_missing", bound=bound, fields=fields)
+    return None
 
 
 def _reference_value(read: Callable[[], Any]) -> Any:

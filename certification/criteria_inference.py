@@ -25,12 +25,12 @@ from certification.criteria import (
     Outcome,
     RecordsInvalid,
     WorkloadRecords,
-    _reference_unusable,
     _reference_value,
     criterion,
+    peak_missing,
 )
 from certification.latency import TrialSummary, summarize_trial
-from certification.verdict_messages import MESSAGES
+from certification.verdict_messages import MESSAGES, render
 
 LOAD_MODELS = {"open_loop_poisson": "poisson", "closed_loop_concurrency": "concurrency"}
 
@@ -54,6 +54,12 @@ MESSAGES.update({
         "confirmations) that all met p{percentile} TTFT ≤ {limit} s.",
         "查看 requests.jsonl 中失败或超时的请求；失败的请求按未满足延迟上限计。",
         "Read the failed and timed-out requests in requests.jsonl; a failed request counts as missing the limit.",
+    ),
+    "qps_reference_no_level": (
+        "参考结果无法使用。参考运行：{reason_zh}",
+        "The reference result cannot be used. Reference run: {reason_en}",
+        "使用认证人员为该规则包发布的参考结果包。",
+        "Use the reference bundles that certification staff published for this rule pack.",
     ),
     "qps_trial_load_model": (
         "试验 {trial} 使用的负载模型是 {recorded}，而规则包要求 {required}。无效的试验共 {invalid} 次，没有得到确认的负载水平。",
@@ -188,9 +194,9 @@ def qps_per_tflops_ratio(context: CriterionContext) -> Outcome:
     data_type, bound = settings["peak_data_type"], context.throughput_bound
     if bound is None:
         return Outcome(NOT_APPLICABLE, "throughput_not_required")
-    for side, peaks in (("vendor", context.vendor_peaks), ("reference", context.reference_peaks)):
-        if not (peaks or {}).get(data_type, 0) > 0:
-            return Outcome(REFUSED, "peak_missing", bound=bound, fields={"side": side, "data_type": data_type})
+    refused = peak_missing(context, data_type, bound)
+    if refused is not None:
+        return refused
 
     vendor = qps_from_records(context.vendor, settings)
     common = {"percentile": f"{float(settings['time_to_first_token_percentile']):g}", "limit": settings["time_to_first_token_max_seconds"],
@@ -199,8 +205,14 @@ def qps_per_tflops_ratio(context: CriterionContext) -> Outcome:
         return Outcome(FAIL, vendor.reason_code, bound=bound, fields={**common, **vendor.reason_fields}, details=_trial_details(vendor))
     reference = _reference_value(lambda: qps_from_records(context.reference, settings))
     if reference.level is None:
-        return _reference_unusable(f"the reference has no confirmed load level ({reference.reason})")
+        return _reference_without_level(reference, common)
     return _ratio_outcome(context, vendor, reference, data_type, bound, common)
+
+
+def _reference_without_level(reference: QpsResult, common: dict[str, Any]) -> Outcome:
+    """Refuse the criterion because the reference run confirmed no load level, saying why in each language."""
+    reason, _hint = render(reference.reason_code, **common, **reference.reason_fields)
+    return Outcome(REFUSED, "qps_reference_no_level", fields={"reason_zh": reason["zh"], "reason_en": reason["en"]})
 
 
 def _ratio_outcome(context: CriterionContext, vendor: QpsResult, reference: QpsResult, data_type: str, bound: float,

@@ -24,7 +24,6 @@ from certification.criteria import (
     NOT_APPLICABLE,
     PASS,
     PENDING,
-    REFUSED,
     CriterionContext,
     Outcome,
     RecordsInvalid,
@@ -33,6 +32,7 @@ from certification.criteria import (
     _reference_value,
     criterion,
     loss_window_alignment,
+    peak_missing,
 )
 
 IMAGE_RECORDS = "images.jsonl"
@@ -140,9 +140,9 @@ def images_per_second_ratio(context: CriterionContext) -> Outcome:
     bound = context.throughput_bound
     if bound is None:
         return Outcome(NOT_APPLICABLE, "throughput_not_required")
-    for side, peaks in (("vendor", context.vendor_peaks), ("reference", context.reference_peaks)):
-        if not (peaks or {}).get(data_type, 0) > 0:
-            return Outcome(REFUSED, "peak_missing", bound=bound, fields={"side": side, "data_type": data_type})
+    refused = peak_missing(context, data_type, bound)
+    if refused is not None:
+        return refused
     reference = _reference_value(lambda: images_per_second_per_card(context.reference))
     if not reference > 0:
         raise RecordsInvalid("the reference's images per second is not positive")

@@ -94,7 +94,7 @@ MESSAGES: dict[str, tuple[str, str, str, str]] = {
         "无需操作。", "Nothing to do.",
     ),
     "peak_missing": (
-        "缺少 {side} 的 {data_type} 峰值 TFLOPS。",
+        "缺少{side_zh}加速卡的 {data_type} 峰值 TFLOPS。",
         "The {side} card's peak {data_type} TFLOPS is missing.",
         "用 --peak {data_type}=值 和 --reference-peak {data_type}=值 传入登记的峰值。",
         "Pass the registered peaks with --peak {data_type}=VALUE and --reference-peak {data_type}=VALUE.",

@@ -142,3 +142,31 @@ def test_short_trial_message_in_both_languages(tmp_path, reference):
     assert "but the rule pack requires at least 10 s" in result.explanation["en"]
     assert "而规则包要求至少 10 秒" in result.explanation["zh"]
     assert "measured" not in result.explanation["zh"]
+
+
+def test_reference_without_level_in_both_languages(tmp_path):
+    reference = make_bundle(tmp_path / "reference", slow_confirmation=True)
+    vendor = make_bundle(tmp_path / "vendor")
+
+    result = judge(vendor, [Reference(reference, PEAKS)], PACK, PEAKS).criterion("infer.qps")
+
+    assert result.status == "refused"
+    assert result.details["code"] == "qps_reference_no_level"
+    assert result.explanation["en"].startswith("The reference result cannot be used. Reference run: No load level was confirmed: of ")
+    assert result.explanation["zh"].startswith("参考结果无法使用。参考运行：没有得到确认的负载水平：共 ")
+    assert "reference" not in result.explanation["zh"]
+    assert "trials" not in result.explanation["zh"]
+
+
+@pytest.mark.parametrize(("peaks", "reference_peaks", "english", "chinese"), [
+    ({"bf16": 312.0}, PEAKS, "The vendor card's peak fp32 TFLOPS is missing.", "缺少厂商加速卡的 fp32 峰值 TFLOPS。"),
+    (PEAKS, {"bf16": 312.0}, "The reference card's peak fp32 TFLOPS is missing.", "缺少参考加速卡的 fp32 峰值 TFLOPS。"),
+], ids=["vendor", "reference"])
+def test_peak_missing_names_side(tmp_path, reference, peaks, reference_peaks, english, chinese):
+    vendor = make_bundle(tmp_path)
+
+    result = judge(vendor, [Reference(reference, reference_peaks)], PACK, peaks).criterion("infer.qps")
+
+    assert result.details["code"] == "peak_missing"
+    assert result.explanation["en"] == english
+    assert result.explanation["zh"] == chinese
