@@ -20,7 +20,7 @@ TEXT = {
     "zh": {
         "title": "认证自查报告", "bundle": "结果包", "pack": "规则包", "reference": "参考", "criterion": "判据",
         "workload": "工作负载", "status": "结果", "measured": "实测", "bound": "界限", "explanation": "说明",
-        "hint": "建议", "tracks": "赛道与级别", "track": "赛道", "level": "级别", "gap": "差距", "plots": "曲线",
+        "hint": "建议", "tracks": "认证方向与级别", "track": "认证方向", "level": "级别", "gap": "差距", "plots": "曲线",
         "loss": "训练损失", "throughput": "每卡吞吐 (tokens/s)", "step": "步", "vendor": "待测卡",
         "note": "此报告由 python -m agent check 生成，与门户使用同一判定代码；人工评测不在其中。",
     },

@@ -89,7 +89,7 @@ MESSAGES: dict[str, tuple[str, str, str, str]] = {
         "Check the inference data type and the attention kernels; resolution, steps and scheduler are fixed by the rule pack, and the peak TFLOPS is the registered datasheet value.",
     ),
     "throughput_not_required": (
-        "该赛道的级别未规定性能要求。",
+        "该认证方向的级别未规定性能要求。",
         "The track's levels set no performance requirement.",
         "无需操作。", "Nothing to do.",
     ),

@@ -235,3 +235,14 @@ def test_no_space_before_chinese_value():
     slips = sorted(text for text in read_po(PO_FILE).values() if re.search(r"[\u4e00-\u9fff] \{(label|rule)\}", text))
 
     assert slips == []
+
+
+def test_chinese_track_term_single():
+    # The Chinese texts call a track 认证方向 (or 方向 after a track name), never 赛道.
+    catalogues = [PO_FILE, REPOSITORY / "locale" / "zh_Hans" / "LC_MESSAGES" / "django.po"]
+    texts = {str(path): "\n".join(read_po(path).values()) for path in catalogues}
+    sources = [REPOSITORY / "README.zh-CN.md", REPOSITORY / "certification" / "verdict_messages.py", REPOSITORY / "agent" / "report_html.py",
+               *(REPOSITORY / "docs" / "zh-CN").glob("*.md"), *(REPOSITORY / "templates").rglob("*.html")]
+    texts.update((str(path), path.read_text(encoding="utf-8")) for path in sources)
+
+    assert [name for name, text in texts.items() if "赛道" in text] == []
