@@ -322,7 +322,8 @@ def loss_window_alignment(context: CriterionContext) -> Outcome:
     vendor = metrics.loss_windows(context.vendor.losses_through(steps), steps, window)
     reference = metrics.loss_windows(_reference_value(lambda: context.reference.losses_through(steps)), steps, window)
     if reference.missing_steps or reference.non_finite_steps:
-        return _reference_unusable(f"reference loss curve is incomplete or not finite over steps 1-{steps}")
+        return _reference_unusable(f"reference loss curve is incomplete or not finite over steps 1-{steps}",
+                                   f"参考损失曲线在第 1-{steps} 步不完整或含非有限值")
     non_finite = context.vendor.non_finite_loss_steps()
     if non_finite:
         return Outcome(FAIL, "loss_non_finite", bound=bound, fields={"steps": _step_list(non_finite)}, details={"non_finite_steps": non_finite[:50]})
@@ -347,7 +348,7 @@ def validation_loss_difference(context: CriterionContext) -> Outcome:
     measured = metrics.validation_loss(context.vendor.validation)
     reference = _reference_value(lambda: metrics.validation_loss(context.reference.validation))
     if not math.isfinite(reference):
-        return _reference_unusable("the reference validation loss is missing or not finite")
+        return _reference_unusable("the reference validation loss is missing or not finite", "参考验证集损失缺失或不是有限值")
     difference = abs(measured - reference) if math.isfinite(measured) else math.inf
     passed = difference <= bound
     fields = {"measured": measured, "reference": reference, "difference": difference, "bound": bound}
@@ -409,7 +410,7 @@ def _paired_predictions(context: CriterionContext) -> tuple[list[tuple[str, str]
     vendor = {(row.get("dataset"), row.get("index")): row for row in context.vendor.predictions}
     reference = {(row.get("dataset"), row.get("index")): row for row in _reference_value(lambda: context.reference.predictions)}
     if not reference:
-        raise _ReferenceProblem("the reference has no predictions")
+        raise _ReferenceProblem("the reference has no predictions", "参考结果没有预测输出")
     vendor_pairs, reference_pairs = [], []
     for key in sorted(reference, key=str):
         answer = reference[key].get("reference") or ""
@@ -440,7 +441,7 @@ def _throughput_outcome(context: CriterionContext, first: int, last: int, data_t
     vendor = metrics.throughput(context.vendor.rows_through(last), first, last)
     reference = metrics.throughput(_reference_value(lambda: context.reference.rows_through(last)), first, last)
     if reference.steps != last - first + 1 or not reference.mean > 0:
-        return _reference_unusable(f"the reference lacks throughput for steps {first}-{last}")
+        return _reference_unusable(f"the reference lacks throughput for steps {first}-{last}", f"参考结果缺少第 {first}-{last} 步的吞吐")
     vendor_per_tflops = metrics.per_tflops(vendor.mean, context.vendor_peaks[data_type])
     reference_per_tflops = metrics.per_tflops(reference.mean, context.reference_peaks[data_type])
     ratio = vendor_per_tflops / reference_per_tflops
@@ -500,7 +501,11 @@ def sign_test_p_value(good: int, bad: int) -> float:
 
 
 class _ReferenceProblem(Exception):
-    """The reference records cannot support the comparison."""
+    """The reference records cannot support the comparison, described in English and, where known, in Chinese."""
+
+    def __init__(self, problem: str, problem_zh: str | None = None):
+        super().__init__(problem)
+        self.problem_zh = problem_zh
 
 
 # Chinese names of the two sides of a comparison, for messages whose English names the side by its key.
@@ -523,8 +528,13 @@ def _reference_value(read: Callable[[], Any]) -> Any:
         raise _ReferenceProblem(str(error)) from None
 
 
-def _reference_unusable(problem: str) -> Outcome:
-    return Outcome(REFUSED, "reference_unusable", fields={"problem": problem})
+def _reference_unusable(problem: str, problem_zh: str | None = None) -> Outcome:
+    """Refuse the criterion because the reference cannot be used, with the problem in English and Chinese.
+
+    NOTE: a problem raised by the record readers (RecordsInvalid, BundleError) has no Chinese text,
+    so the Chinese explanation shows its English sentence.
+    """
+    return Outcome(REFUSED, "reference_unusable", fields={"problem": problem, "problem_zh": problem_zh or problem})
 
 
 def _relative(measured: float, reference: float) -> float:
@@ -544,7 +554,7 @@ def evaluate(context: CriterionContext) -> Outcome:
     try:
         return CRITERIA[metric](context)
     except _ReferenceProblem as error:
-        return _reference_unusable(str(error))
+        return _reference_unusable(str(error), error.problem_zh)
     except (RecordsInvalid, BundleError, ValueError, KeyError, TypeError) as error:
         problem = str(error) if isinstance(error, (RecordsInvalid, BundleError)) else f"{type(error).__name__}: {error}"
         return Outcome(FAIL, "records_invalid", fields={"workload": context.workload_id, "problem": problem})

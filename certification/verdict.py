@@ -379,14 +379,15 @@ def _pick_reference(references: list[Reference], pack: RulePack, workload_id: st
     reference, choice = _choose_reference(candidates, pack, workload_id, vendor)
     problem = _reference_problem(reference, pack, workload_id)
     if problem:
-        return reference, Outcome(REFUSED, "reference_unusable", fields={"problem": problem}), None
+        return reference, Outcome(REFUSED, "reference_unusable", fields={"problem": problem[0], "problem_zh": problem[1]}), None
     reference_records = WorkloadRecords(reference.bundle, workload_id)
     try:
         entries = compare_inputs(pack, workload_id, vendor, reference_records)
     except InputRecordsInvalid as error:
         if error.side == "reference":
-            problem = f"reference bundle {reference.bundle.bundle_id}: workload {workload_id} has invalid input records: {error}"
-            return reference, Outcome(REFUSED, "reference_unusable", fields={"problem": problem}), None
+            fields = {"problem": f"reference bundle {reference.bundle.bundle_id}: workload {workload_id} has invalid input records: {error}",
+                      "problem_zh": f"参考结果包 {reference.bundle.bundle_id}：工作负载 {workload_id} 的输入记录无效：{error}"}
+            return reference, Outcome(REFUSED, "reference_unusable", fields=fields), None
         return reference, Outcome(FAIL, "records_invalid", fields={"workload": workload_id, "problem": str(error)}), None
     compared = {
         "reference_bundle_id": reference.bundle.bundle_id,
@@ -438,20 +439,27 @@ def _choice(code: str, chosen: Reference, candidates: list[Reference], workload_
     return {"code": code, "candidates": [reference.bundle.bundle_id for reference in candidates], "explanation": explanation}
 
 
-def _reference_problem(reference: Reference, pack: RulePack, workload_id: str) -> str:
+def _reference_problem(reference: Reference, pack: RulePack, workload_id: str) -> tuple[str, str] | None:
+    """Return why `reference` cannot be used for `workload_id`, as (English, Chinese), or None when it can."""
+    bundle_id = reference.bundle.bundle_id
     found = reference.bundle.rule_pack
     if found != {"name": pack.name, "sha256": pack.sha256}:
-        return f"reference bundle {reference.bundle.bundle_id} was made with rule pack {found.get('name')} ({found.get('sha256', '')[:12]})"
+        pack_label = f"{found.get('name')} ({found.get('sha256', '')[:12]})"
+        return (f"reference bundle {bundle_id} was made with rule pack {pack_label}",
+                f"参考结果包 {bundle_id} 是用规则包 {pack_label} 生成的")
     status = _result_status(WorkloadRecords(reference.bundle, workload_id))
     if status != "completed":
-        return f"reference bundle {reference.bundle.bundle_id}: workload {workload_id} has status {status}"
+        return (f"reference bundle {bundle_id}: workload {workload_id} has status {status}",
+                f"参考结果包 {bundle_id}：工作负载 {workload_id} 的状态是 {status}")
     try:
         mismatched = fixed_differences(WorkloadRecords(reference.bundle, workload_id), pack.workload(workload_id))
     except (RecordsInvalid, BundleError) as error:
-        return f"reference bundle {reference.bundle.bundle_id}: workload {workload_id} has unreadable records: {error}"
+        return (f"reference bundle {bundle_id}: workload {workload_id} has unreadable records: {error}",
+                f"参考结果包 {bundle_id}：工作负载 {workload_id} 的记录无法读取：{error}")
     if mismatched:
-        return f"reference bundle {reference.bundle.bundle_id}: fixed hyperparameters differ from the pack: {', '.join(mismatched)}"
-    return ""
+        return (f"reference bundle {bundle_id}: fixed hyperparameters differ from the pack (reference / pack): {', '.join(mismatched)}",
+                f"参考结果包 {bundle_id}：固定超参数与规则包不同（参考运行 / 规则包）：{'，'.join(mismatched)}")
+    return None
 
 
 def _label(item: dict, workload_id: str, outcome: Outcome) -> CriterionResult:
@@ -489,15 +497,21 @@ def check_run_length(vendor: WorkloadRecords, spec: dict) -> Outcome:
 
 
 def fixed_differences(records: WorkloadRecords, spec: dict) -> list[str]:
-    """Return 'key: found X, pack Y' for each fixed hyperparameter that differs or is missing."""
+    """Return 'key RUN / PACK' for each fixed hyperparameter that differs or is missing ('-' for a missing value).
+
+    The text contains no words, so that messages in either language can label the two sides.
+    """
     fixed = spec.get("hyperparameters", {}).get("fixed", {})
     resolved = _resolved_hyperparameters(records.config)
     differences = []
     for key, expected in fixed.items():
-        found = resolved.get(key, "(missing)")
-        if not _same_value(found, expected):
-            differences.append(f"{key}: found {found!r}, pack {expected!r}")
+        if key not in resolved or not _same_value(resolved[key], expected):
+            differences.append(f"{key} {_shown(resolved, key)} / {expected!r}")
     return differences
+
+
+def _shown(values: dict, key: str) -> str:
+    return repr(values[key]) if key in values else "-"
 
 
 def _resolved_hyperparameters(config: Any) -> dict:
@@ -529,7 +543,7 @@ def compare_conditions(vendor: WorkloadRecords, reference: WorkloadRecords) -> l
     vendor_hyper, reference_hyper = _resolved_hyperparameters(vendor_config), _resolved_hyperparameters(reference_config)
     for key in COMPARED_HYPERPARAMETERS:
         if not _same_value(vendor_hyper.get(key), reference_hyper.get(key)):
-            differences.append(f"{key} {vendor_hyper.get(key)!r} vs reference {reference_hyper.get(key)!r}")
+            differences.append(f"{key} {_shown(vendor_hyper, key)} / {_shown(reference_hyper, key)}")
     differences.extend(_protocol_differences(vendor_config.get("protocol"), reference_config.get("protocol")))
     return differences
 
@@ -539,9 +553,9 @@ def _protocol_differences(vendor: Any, reference: Any) -> list[str]:
     if vendor == reference:
         return []
     if not isinstance(vendor, dict) or not isinstance(reference, dict):
-        return [f"protocol {vendor!r} vs reference {reference!r}"]
+        return [f"protocol {vendor!r} / {reference!r}"]
     keys = sorted(set(vendor) | set(reference))
-    return [f"protocol {key} {vendor.get(key, '(missing)')!r} vs reference {reference.get(key, '(missing)')!r}" for key in keys if vendor.get(key) != reference.get(key)]
+    return [f"protocol.{key} {_shown(vendor, key)} / {_shown(reference, key)}" for key in keys if vendor.get(key) != reference.get(key)]
 
 
 # Levels --------------------------------------------------------------------

@@ -127,8 +127,8 @@ MESSAGES: dict[str, tuple[str, str, str, str]] = {
         "无需操作。", "Nothing to do.",
     ),
     "fixed_hyperparameters_fail": (
-        "固定超参数与规则包不一致：{keys}。",
-        "Fixed hyperparameters differ from the rule pack: {keys}.",
+        "固定超参数与规则包不一致（运行值 / 规则包值）：{keys}。",
+        "Fixed hyperparameters differ from the rule pack (run / pack): {keys}.",
         "只能修改规则包列为可调的超参数（如并行方式、micro batch）；恢复这些值后重新运行。",
         "Only the hyperparameters the rule pack lists as free (such as parallel layout and micro-batch) may change; restore these values and run again.",
     ),
@@ -163,14 +163,14 @@ MESSAGES: dict[str, tuple[str, str, str, str]] = {
         "Use the reference bundles that certification staff published for this rule pack.",
     ),
     "reference_unusable": (
-        "参考结果无法使用：{problem}。",
+        "参考结果无法使用：{problem_zh}。",
         "The reference result cannot be used: {problem}.",
         "使用认证人员为该规则包发布的参考结果包。",
         "Use the reference bundles that certification staff published for this rule pack.",
     ),
     "reference_mismatch": (
-        "与参考结果的运行条件不同，无法比较：{differences}。",
-        "The run conditions differ from the reference, so the results cannot be compared: {differences}.",
+        "与参考结果的运行条件不同，无法比较（厂商 / 参考）：{differences}。",
+        "The run conditions differ from the reference, so the results cannot be compared (vendor / reference): {differences}.",
         "使用同一规则包的序列长度、全局 batch 和测量协议重新运行，或使用匹配的参考结果包。",
         "Run again with the rule pack's sequence length, global batch and measurement protocol, or use the matching reference bundle.",
     ),

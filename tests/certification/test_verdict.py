@@ -248,3 +248,43 @@ def test_unplanned_workload_pending(tmp_path, reference):
     assert status_and_code(verdict, "sd-sft-digits.fixed_hyperparameters") == ("pending", "workload_not_run")
     assert verdict.tracks["finetuning"]["level"] == 1
     assert not verdict.failed
+
+
+@pytest.mark.parametrize(("options", "criterion_id", "chinese", "english"), [
+    ({"fixed_overrides": {"learning_rate": 0.5}}, "pretrain-llama.fixed_hyperparameters",
+     "固定超参数与规则包不一致（运行值 / 规则包值）：learning_rate 0.5 / ", "Fixed hyperparameters differ from the rule pack (run / pack): learning_rate 0.5 / "),
+    ({"fixed_overrides": {"max_seq_length": 128}}, "pretrain.lambada",
+     "与参考结果的运行条件不同，无法比较（厂商 / 参考）：max_seq_length 128 / ", "cannot be compared (vendor / reference): max_seq_length 128 / "),
+], ids=["fixed_hyperparameters", "run_conditions"])
+def test_differences_labelled_in_each_language(tmp_path, reference, options, criterion_id, chinese, english):
+    result = judged(tmp_path, reference, **options).criterion(criterion_id)
+
+    assert chinese in result.explanation["zh"]
+    assert english in result.explanation["en"]
+    for word in ("found", "pack", "vs", "reference"):
+        assert word not in result.explanation["zh"]
+
+
+def test_unusable_reference_in_chinese(tmp_path):
+    broken_reference = make_bundle(tmp_path / "reference", validation_loss="NaN")
+    vendor = make_bundle(tmp_path / "vendor")
+
+    result = judge(vendor, [Reference(broken_reference, PEAKS)], PACK, PEAKS).criterion("pretrain.validation_loss")
+
+    assert result.details["code"] == "reference_unusable"
+    assert result.explanation["zh"] == "参考结果无法使用：参考验证集损失缺失或不是有限值。"
+    assert result.explanation["en"] == "The reference result cannot be used: the reference validation loss is missing or not finite."
+
+
+def test_reference_of_other_pack_in_chinese(tmp_path):
+    other = yaml.safe_load(yaml.safe_dump(PACK.data))
+    other["version"] = "9999.1"
+    other_pack = parse_rule_pack(yaml.safe_dump(other).encode("utf-8"))
+    other_reference = make_bundle(tmp_path / "reference", pack=other_pack)
+    vendor = make_bundle(tmp_path / "vendor")
+
+    result = judge(vendor, [Reference(other_reference, PEAKS)], PACK, PEAKS).criterion("pretrain.lambada")
+
+    assert result.details["code"] == "reference_unusable"
+    assert result.explanation["zh"].startswith(f"参考结果无法使用：参考结果包 {other_reference.bundle_id} 是用规则包 ")
+    assert "was made" not in result.explanation["zh"]
