@@ -118,11 +118,19 @@ def format_verdict(verdict: Verdict, language: str) -> str:
         lines.extend(["", *inputs])
     lines.append("")
     for track, outcome in verdict.tracks.items():
-        gap = ", ".join(f"{item.get('criterion') or item.get('requires_track')} ({item.get('status', 'level ' + str(item.get('reached')))})" for item in outcome["gap"])
+        gap = ", ".join(format_gap_item(item, language) for item in outcome["gap"])
         lines.append(f"{track}: {labels['level']} {outcome['level']}/{outcome['max_level']}" + (f"  {labels['gap']}: {gap}" if gap else ""))
     for flag in verdict.flags:
         lines.append(f"! {flag['explanation'][language]} {labels['hint']}: {flag['hint'][language]}")
     return "\n".join(lines)
+
+
+def format_gap_item(item: dict, language: str) -> str:
+    """Name one blocker of a track's next level: a criterion with its status, or a required track with its level."""
+    if "status" in item:
+        status = STATUS_LABELS[language].get(item["status"], item["status"])
+        return f"{item.get('criterion')} ({status})"
+    return f"{item.get('requires_track')} ({FIELD_LABELS[language]['level']} {item.get('reached')})"
 
 
 def show_value(value: object) -> str:

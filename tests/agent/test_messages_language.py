@@ -246,3 +246,15 @@ def test_chinese_track_term_single():
     texts.update((str(path), path.read_text(encoding="utf-8")) for path in sources)
 
     assert [name for name, text in texts.items() if "赛道" in text] == []
+
+
+def test_check_gap_in_chinese(tmp_path, capsys):
+    main(make_bundles(tmp_path) + ["--lang", "zh"])
+
+    gap_lines = [line for line in capsys.readouterr().out.splitlines() if "差距: " in line]
+    assert gap_lines
+    for line in gap_lines:
+        assert "(fail)" not in line
+        assert "(refused)" not in line
+        assert "(pending)" not in line
+        assert "(level " not in line
