@@ -137,7 +137,8 @@ KIND_HYPERPARAMETERS: dict[str, KindHyperparameters] = {
     ),
     "lora": KindHyperparameters(
         reads=FINETUNE_READS | {"lora_rank", "lora_alpha"},
-        # `lora: true` is PaddleNLP's switch for LoRA fine-tuning, which the lora kind always is.
+        # The standard's pack copies `lora: true` from PaddleNLP's LoRA argument file. A lora workload
+        # always trains LoRA adapters, so only true is accepted.
         recorded=FINETUNE_RECORDED | {"lora"},
         passes_to_trainer=True,
         values={"lr_scheduler_type": DECAYING_SCHEDULES, "pipeline_parallel_degree": NO_PIPELINE,
@@ -154,8 +155,8 @@ KIND_HYPERPARAMETERS: dict[str, KindHyperparameters] = {
         # The agent's own server reads none of these, because the data type comes from the workload's `data_type`.
         recorded=frozenset({"quant_type", "dtype", "block_attn", "max_concurrency", "max_seq_length"}),
     ),
-    # agent.workloads.sd and agent.workloads.sd_training: the UNet trains with a plain Trainer, which gets no
-    # pass-through TrainingArguments, and random flips and crops would break the loss alignment.
+    # agent.workloads.sd and agent.workloads.sd_training. The UNet's TrainingArguments get no pass-through
+    # fields, and random flips and crops would break the loss alignment.
     "sd_sft": KindHyperparameters(
         reads=frozenset({
             "learning_rate", "lr_scheduler_type", "warmup_steps", "min_learning_rate", "max_steps",
