@@ -86,7 +86,7 @@ class KindHyperparameters:
     `passes_to_trainer`, every TrainingArguments field in PASSED_TO_TRAINER is
     accepted too. `values` replaces HYPERPARAMETER_RULES for the keys whose
     values this kind narrows. `sections` maps each key that the kind's code
-    reads from one section only to that section, "fixed" or "free"; other
+    reads from one section only to that section, "fixed" or "free". Other
     accepted keys may be in either. `length_keys` are the keys that set how
     long the kind trains, of which `fixed` must contain exactly one.
     """

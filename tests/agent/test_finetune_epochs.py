@@ -95,6 +95,6 @@ def test_epoch_order_follows_seed(epochs_run):
 def test_epochs_decay_to_the_last_step(epochs_run):
     steps = read_jsonl(epochs_run / "steps.jsonl")
 
-    # Linear decay over the 4 derived steps after one warmup step: the rate falls on every step after the first.
+    # The linear decay spans the 4 steps derived from the epochs, so the rate still falls from step 2 to step 4.
     rates = [record["learning_rate"] for record in steps]
     assert rates[1] > rates[2] > rates[3]
