@@ -8,6 +8,11 @@ workload. KIND_HYPERPARAMETERS adds what depends on the workload's `kind`:
 - A value that the kind's workload rejects at start is rejected before the
   run. For example, pretraining decays the learning rate by cosine or
   linearly, so `lr_scheduler_type: constant` fails there.
+- A key in the section that the kind's code does not read it from is
+  rejected. The agent reads the parallel layout only from `free` and the
+  learning rate only from `fixed`, so elsewhere the key would be ignored.
+- A kind that trains for a set length needs exactly one of its length keys
+  (`max_steps`, or `num_train_epochs` for fine-tuning) in `fixed`.
 
 The key lists follow the workload code in agent/workloads/ and
 agent/inference/. certification/ imports neither the agent nor PaddleNLP, so
@@ -59,7 +64,7 @@ SET_BY_AGENT = frozenset({
     "learning_rate", "lr_scheduler_type", "warmup_steps", "min_learning_rate", "weight_decay", "max_grad_norm",
     "seed", "logging_steps", "save_strategy", "save_steps", "save_total_limit", "report_to", "disable_tqdm",
     "dataloader_num_workers", "remove_unused_columns", "tensor_parallel_degree", "pipeline_parallel_degree",
-    "sharding", "recompute",
+    "sharding", "recompute", "num_train_epochs",
 })
 
 # The TrainingArguments fields that agent.workloads.training.passed_through hands to PaddleNLP as the pack sets them.
@@ -80,13 +85,18 @@ class KindHyperparameters:
     config.json records them, but the run does not act on them. With
     `passes_to_trainer`, every TrainingArguments field in PASSED_TO_TRAINER is
     accepted too. `values` replaces HYPERPARAMETER_RULES for the keys whose
-    values this kind narrows.
+    values this kind narrows. `sections` maps each key that the kind's code
+    reads from one section only to that section, "fixed" or "free". Other
+    accepted keys may be in either. `length_keys` are the keys that set how
+    long the kind trains, of which `fixed` must contain exactly one.
     """
 
     reads: frozenset[str]
     recorded: frozenset[str] = frozenset()
     passes_to_trainer: bool = False
     values: Mapping[str, ValueRule] = field(default_factory=dict)
+    sections: Mapping[str, str] = field(default_factory=dict)
+    length_keys: tuple[str, ...] = ()
 
     def accepts_key(self, key: str) -> bool:
         return key in self.reads or key in self.recorded or (self.passes_to_trainer and key in PASSED_TO_TRAINER)
@@ -108,19 +118,50 @@ TRAINER_READS = frozenset({
     "per_device_train_batch_size", "tensor_parallel_degree", "pipeline_parallel_degree", "sharding_parallel_degree",
     "sharding_stage", "sharding", "recompute", "bf16", "fp16", "fp16_opt_level", *MODEL_CONFIG_KEYS,
 })
-# The fine-tuning kinds also decode the dev sets (agent.workloads.finetune).
-FINETUNE_READS = TRAINER_READS | {"max_new_tokens", "eval_batch_size", "eval_samples_per_dataset"}
+# The fine-tuning kinds also decode the dev sets and can train for a number of epochs (agent.workloads.finetune).
+FINETUNE_READS = TRAINER_READS | {"max_new_tokens", "eval_batch_size", "eval_samples_per_dataset", "num_train_epochs"}
 # NOTE: gradient_accumulation_steps is a TrainingArguments field that the agent derives from
 # global_batch_size and the micro-batch, so the pack's value is only recorded.
 TRAINER_RECORDED = frozenset({"gradient_accumulation_steps"})
 # Fine-tuning keys that the standard's pack copies from the PaddleNLP argument files it cites.
 FINETUNE_RECORDED = TRAINER_RECORDED | {"decode_strategy", "src_length", "zero_padding"}
+
+# The section that the workload code reads each key from: `context.fixed` or `context.free` in
+# agent/workloads/, and the runner's checks in agent/runner/overrides.py and agent/runner/checkpoints.py.
+# Keys read from both sections together, such as the model config keys, bf16 and
+# sharding_parallel_degree, are in neither list.
+TRAINER_FIXED = frozenset({
+    "learning_rate", "lr_scheduler_type", "warmup_steps", "min_learning_rate", "max_steps", "global_batch_size",
+    "max_seq_length", "seed", "dropout", "weight_decay", "max_grad_norm", "checkpoint_steps",
+})
+TRAINER_FREE = frozenset({
+    "per_device_train_batch_size", "tensor_parallel_degree", "pipeline_parallel_degree", "sharding_stage", "sharding",
+    "recompute", "checkpoint_keep",
+})
+FINETUNE_FIXED = TRAINER_FIXED | {"num_train_epochs", "max_new_tokens", "eval_samples_per_dataset"}
+FINETUNE_FREE = TRAINER_FREE | {"eval_batch_size"}
+# Fine-tuning trains for max_steps, or for num_train_epochs passes over its train pairs as PaddleNLP's
+# SFT and LoRA argument files set it. Pretraining and SD fine-tuning read max_steps only.
+FINETUNE_LENGTH_KEYS = ("max_steps", "num_train_epochs")
+
+
+def _sections(fixed: frozenset[str], free: frozenset[str]) -> dict[str, str]:
+    return {**{key: "fixed" for key in fixed}, **{key: "free" for key in free}}
+
+
 # agent.workloads.training.warmup_cosine_schedule raises ValueError for any other schedule.
 DECAYING_SCHEDULES = one_of("cosine", "linear")
 # SD fine-tuning has its own constant schedule, and it shares the cosine and linear ones with the LLM kinds.
 SD_SCHEDULES = one_of("constant", "cosine", "linear")
 # Fine-tuning decodes the dev sets with generate(), which PaddleNLP's pipeline (*Pipe) models do not have.
 NO_PIPELINE = _only("integer", 1)
+SD_SFT_READS = frozenset({
+    "learning_rate", "lr_scheduler_type", "warmup_steps", "min_learning_rate", "max_steps", "global_batch_size",
+    "per_device_train_batch_size", "weight_decay", "max_grad_norm", "seed", "resolution", "max_seq_length",
+    "random_flip", "center_crop", "inference_scheduler", "num_inference_steps", "guidance_scale",
+})
+SD_INFER_READS = frozenset({"resolution", "max_seq_length", "seed", "inference_scheduler", "num_inference_steps",
+                            "guidance_scale"})
 
 KIND_HYPERPARAMETERS: dict[str, KindHyperparameters] = {
     "pretrain": KindHyperparameters(
@@ -128,12 +169,16 @@ KIND_HYPERPARAMETERS: dict[str, KindHyperparameters] = {
         recorded=TRAINER_RECORDED | {"virtual_pp_degree"},
         passes_to_trainer=True,
         values={"lr_scheduler_type": DECAYING_SCHEDULES},
+        sections=_sections(TRAINER_FIXED | {"validation_sequences"}, TRAINER_FREE),
+        length_keys=("max_steps",),
     ),
     "sft": KindHyperparameters(
         reads=FINETUNE_READS,
         recorded=FINETUNE_RECORDED,
         passes_to_trainer=True,
         values={"lr_scheduler_type": DECAYING_SCHEDULES, "pipeline_parallel_degree": NO_PIPELINE},
+        sections=_sections(FINETUNE_FIXED, FINETUNE_FREE),
+        length_keys=FINETUNE_LENGTH_KEYS,
     ),
     "lora": KindHyperparameters(
         reads=FINETUNE_READS | {"lora_rank", "lora_alpha"},
@@ -143,6 +188,8 @@ KIND_HYPERPARAMETERS: dict[str, KindHyperparameters] = {
         passes_to_trainer=True,
         values={"lr_scheduler_type": DECAYING_SCHEDULES, "pipeline_parallel_degree": NO_PIPELINE,
                 "lora": _only("boolean", True)},
+        sections=_sections(FINETUNE_FIXED | {"lora_rank", "lora_alpha"}, FINETUNE_FREE),
+        length_keys=FINETUNE_LENGTH_KEYS,
     ),
     # agent.workloads.inference and the agent's own server (agent.inference.server). The model config
     # keys and dropout shape the model that the server loads; the parallel degrees are checked by the runner.
@@ -154,27 +201,28 @@ KIND_HYPERPARAMETERS: dict[str, KindHyperparameters] = {
         }),
         # The agent's own server reads none of these, because the data type comes from the workload's `data_type`.
         recorded=frozenset({"quant_type", "dtype", "block_attn", "max_concurrency", "max_seq_length"}),
+        sections=_sections(
+            frozenset({"seed", "max_new_tokens", "calibration_samples"}),
+            frozenset({"scheduler", "max_batch_size", "batch_wait_ms", "tensor_parallel_degree",
+                       "pipeline_parallel_degree", "sharding_parallel_degree"})),
     ),
     # agent.workloads.sd and agent.workloads.sd_training. The UNet's TrainingArguments get no pass-through
     # fields, and random flips and crops would break the loss alignment.
     "sd_sft": KindHyperparameters(
-        reads=frozenset({
-            "learning_rate", "lr_scheduler_type", "warmup_steps", "min_learning_rate", "max_steps",
-            "global_batch_size", "per_device_train_batch_size", "weight_decay", "max_grad_norm", "seed",
-            "resolution", "max_seq_length", "random_flip", "center_crop", "inference_scheduler",
-            "num_inference_steps", "guidance_scale",
-        }),
+        reads=SD_SFT_READS,
         # NOTE: the standard's pack sets recompute for SD fine-tuning, but the agent's UNet training does not recompute.
         recorded=frozenset({"recompute"}),
         values={"lr_scheduler_type": SD_SCHEDULES, "random_flip": _only("boolean", False),
                 "center_crop": _only("boolean", True)},
+        sections=_sections(SD_SFT_READS - {"per_device_train_batch_size"}, frozenset({"per_device_train_batch_size"})),
+        length_keys=("max_steps",),
     ),
     # agent.workloads.sd_images generates each prompt alone, so batch_size records that and must be 1.
     "sd_infer": KindHyperparameters(
-        reads=frozenset({"resolution", "max_seq_length", "seed", "inference_scheduler", "num_inference_steps",
-                         "guidance_scale"}),
+        reads=SD_INFER_READS,
         recorded=frozenset({"batch_size", "dtype"}),
         values={"batch_size": _only("integer", 1)},
+        sections=_sections(SD_INFER_READS, frozenset()),
     ),
 }
 
@@ -196,14 +244,24 @@ class HyperparameterProblem:
     values: tuple[tuple[str, str], ...]
 
 
-def hyperparameter_problem(workload_id: str, kind: str, key: str, value: Any, value_text: str) -> HyperparameterProblem | None:
+def hyperparameter_problem(workload_id: str, kind: str, key: str, value: Any, value_text: str,
+                           section: str | None = None) -> HyperparameterProblem | None:
     """Return the problem with `key: value` in workload `workload_id` of `kind`, or None when the workload can run with it.
 
-    `value_text` is the value as the pack or `--set` writes it, for the message.
+    `value_text` is the value as the pack or `--set` writes it, for the message. `section` is "fixed" or
+    "free" where the key is set in the pack; None skips the check of the section.
     """
     rules = KIND_HYPERPARAMETERS.get(kind)
     if rules is not None and not rules.accepts_key(key):
         return _unread_problem(workload_id, kind, key, rules)
+    expected_section = rules.sections.get(key) if rules is not None else None
+    if section is not None and expected_section is not None and section != expected_section:
+        return HyperparameterProblem(
+            "hyperparameter_section",
+            f"workload {workload_id}: {key} is under {section}, but {kind} workloads read it only from "
+            f"{expected_section}; move it to {expected_section}",
+            (("workload", workload_id), ("key", key), ("section", section), ("expected_section", expected_section),
+             ("workload_kind", kind)))
     rule = value_rule(kind, key)
     if rule is None or rule.accepts(value):
         return None
@@ -230,3 +288,33 @@ def _unread_problem(workload_id: str, kind: str, key: str, rules: KindHyperparam
         "hyperparameter_unread",
         f"workload {workload_id}: {kind} workloads do not read {key}; remove it, or use one of {keys}",
         values)
+
+
+def training_length_problem(workload_id: str, kind: str, fixed: Mapping[str, Any]) -> HyperparameterProblem | None:
+    """Return the problem when `fixed` does not contain exactly one of the keys that set how long `kind` trains."""
+    rules = KIND_HYPERPARAMETERS.get(kind)
+    if rules is None or not rules.length_keys:
+        return None
+    present = [key for key in rules.length_keys if key in fixed]
+    if len(present) == 1:
+        return None
+    keys = ", ".join(rules.length_keys)
+    values = (("workload", workload_id), ("workload_kind", kind), ("keys", keys))
+    if not present:
+        return HyperparameterProblem(
+            "training_length_missing",
+            f"workload {workload_id}: {kind} workloads need exactly one of {keys} under fixed, to set how long they train",
+            values)
+    return HyperparameterProblem(
+        "training_length_ambiguous",
+        f"workload {workload_id}: fixed sets {', '.join(present)}, but {kind} workloads train for exactly one of them; "
+        "keep one",
+        (*values, ("present", ", ".join(present))))
+
+
+def is_recorded_only(kind: str, key: str) -> bool:
+    """Return whether workloads of `kind` record `key` in config.json without applying it to the run."""
+    rules = KIND_HYPERPARAMETERS.get(kind)
+    if rules is None or key not in rules.recorded:
+        return False
+    return key not in rules.reads and not (rules.passes_to_trainer and key in PASSED_TO_TRAINER)

@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from certification.kind_hyperparameters import hyperparameter_problem
+from certification.kind_hyperparameters import hyperparameter_problem, training_length_problem
 
 RULEPACK_DIR = Path(__file__).parent / "rulepacks"
 # Pack name -> sha256 of every published pack's bytes. A published pack never
@@ -109,9 +109,14 @@ def parse_rule_pack(raw: bytes) -> RulePack:
     )
 
 
+def rule_pack_path(name: str) -> Path:
+    """Return the file of the shipped rule pack `name`, such as `demo-2026.1`, whether or not it exists."""
+    return RULEPACK_DIR / f"{name}.yaml"
+
+
 def load_rule_pack(name: str) -> RulePack:
     """Load a shipped rule pack by name, such as `demo-2026.1`."""
-    path = RULEPACK_DIR / f"{name}.yaml"
+    path = rule_pack_path(name)
     if not path.is_file():
         known = ", ".join(available_rule_packs()) or "none"
         raise RulePackError(
@@ -345,7 +350,8 @@ def _calibration_issues(where: str, workload: dict) -> list[RulePackIssue]:
 
 
 def _hyperparameter_issues(workload_id: str, workload: dict) -> list[RulePackIssue]:
-    """Report each fixed or free hyperparameter that the workload's kind does not read or cannot run with.
+    """Report each fixed or free hyperparameter that the workload's kind does not read, reads from the other
+    section or cannot run with, and a training length that is missing or set twice.
 
     certification.kind_hyperparameters lists the keys of each kind, and certification.hyperparameters the
     types and ranges of the values.
@@ -353,10 +359,13 @@ def _hyperparameter_issues(workload_id: str, workload: dict) -> list[RulePackIss
     issues = []
     for section in ("fixed", "free"):
         for key, value in (workload["hyperparameters"].get(section) or {}).items():
-            problem = hyperparameter_problem(workload_id, workload["kind"], key, value, _yaml_scalar_text(value))
+            problem = hyperparameter_problem(workload_id, workload["kind"], key, value, _yaml_scalar_text(value), section)
             if problem is not None:
                 issues.append(RulePackIssue(f"workloads/{workload_id}/hyperparameters/{section}/{key}",
                                             problem.message, problem.code, problem.values))
+    length = training_length_problem(workload_id, workload["kind"], workload["hyperparameters"]["fixed"])
+    if length is not None:
+        issues.append(RulePackIssue(f"workloads/{workload_id}/hyperparameters/fixed", length.message, length.code, length.values))
     return issues
 
 

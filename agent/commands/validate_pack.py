@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 from agent.errors import EXIT_OK, EXIT_REJECTED, AgentError, from_coded_error, translate_core_message
 from agent.i18n import N_, _, ngettext
@@ -31,17 +32,25 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
+    check_rule_pack_file(args.file, print)
+    print(_("{path}: valid rule pack {name}").format(path=args.file, name=args.file.stem))
+    return EXIT_OK
+
+
+def check_rule_pack_file(path: Path, report: Callable[[str], None]) -> None:
+    """Validate the rule pack file at `path`, pass each problem to `report` as one line, and raise AgentError if there is one.
+
+    `python -m agent validate-pack` prints the lines, and `python -m agent run` logs them before it starts.
+    """
     try:
-        issues = validate_rule_pack_file(args.file)
+        issues = validate_rule_pack_file(path)
     except RulePackError as error:
         raise from_coded_error(error) from None
     for issue in issues:
-        print(f"{args.file}: {issue.path}: {issue_message(issue)}")
+        report(f"{path}: {issue.path}: {issue_message(issue)}")
     if issues:
-        raise AgentError("rule_pack_invalid", ngettext("{count} problem in {path}", "{count} problems in {path}", len(issues)).format(count=len(issues), path=args.file),
+        raise AgentError("rule_pack_invalid", ngettext("{count} problem in {path}", "{count} problems in {path}", len(issues)).format(count=len(issues), path=path),
                          _("fix each path listed above"), EXIT_REJECTED)
-    print(_("{path}: valid rule pack {name}").format(path=args.file, name=args.file.stem))
-    return EXIT_OK
 
 
 def issue_message(issue: RulePackIssue) -> str:

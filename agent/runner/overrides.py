@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import yaml
 
-from certification.kind_hyperparameters import hyperparameter_problem
+from certification.kind_hyperparameters import hyperparameter_problem, is_recorded_only
 from certification.rulepack import RulePack
 
 from agent.commands.validate_pack import hyperparameter_values
@@ -61,14 +61,24 @@ def check_overrides(pack: RulePack, workload_ids: list[str], overrides: dict[str
 
 
 def _check_workload_kinds(pack: RulePack, workload_ids: list[str], key: str, value: Any) -> None:
-    """Raise AgentError when a planned workload that has `key` free does not read it or cannot run with `value`.
+    """Raise AgentError when a planned workload that has `key` free does not read it, only records it, or cannot run with `value`.
 
-    This is the check that validate-pack runs on the pack's own values (certification.kind_hyperparameters).
+    Apart from the recorded keys, this is the check that validate-pack runs on the pack's own values
+    (certification.kind_hyperparameters). A pack may list a recorded key as free to describe the run,
+    but a `--set` of it would change config.json and not the run.
     """
     for workload_id in workload_ids:
         spec = pack.workload(workload_id)
         if key not in (spec["hyperparameters"].get("free") or {}):
             continue
+        if is_recorded_only(spec["kind"], key):
+            raise AgentError(
+                "hyperparameter_not_applied",
+                _("--set {key}={value} would change nothing: the agent does not apply {key} to {kind} workloads such as "
+                  "{workload}, and only records rule pack {pack}'s value in config.json").format(
+                    key=key, value=_yaml_text(value), kind=spec["kind"], workload=workload_id, pack=pack.name),
+                _("remove --set {key}=..., or leave {workload} out of this run with --workloads").format(
+                    key=key, workload=workload_id))
         problem = hyperparameter_problem(workload_id, spec["kind"], key, value, _yaml_text(value))
         if problem is None:
             continue

@@ -193,3 +193,45 @@ def test_set_kind_message_in_chinese():
 
     assert error.value.message == "工作负载 sft-llama1-13b：pipeline_parallel_degree 为 2，但 sft 工作负载只能使用值 1"
     assert error.value.hint == "请把 pipeline_parallel_degree 设为值 1，或用 --workloads 让本次运行不包含 sft-llama1-13b"
+
+
+@pytest.mark.parametrize(("workload_id", "kind", "key", "value"), [
+    ("sft-llama1-13b", "sft", "gradient_accumulation_steps", 4),
+    ("lora-llama1-13b", "lora", "zero_padding", True),
+    ("pretrain-llama1-13b", "pretrain", "virtual_pp_degree", 2),
+    ("pretrain-llama1-13b", "pretrain", "gradient_accumulation_steps", 8),
+    ("sft-sd", "sd_sft", "recompute", False),
+    ("infer-llama1-13b-bf16", "infer", "max_concurrency", 32),
+    ("infer-llama1-13b-bf16", "infer", "block_attn", False),
+])
+def test_set_recorded_key_rejected(workload_id, kind, key, value):
+    with pytest.raises(AgentError) as error:
+        check_overrides(load_rule_pack("standard-2024.1"), [workload_id], {key: value})
+
+    assert error.value.code == "hyperparameter_not_applied"
+    assert error.value.message.startswith(f"--set {key}=")
+    assert f"the agent does not apply {key} to {kind} workloads such as {workload_id}" in error.value.message
+    assert f"remove --set {key}=..." in error.value.hint
+
+
+def test_set_recorded_key_rejected_for_any_planned_workload():
+    """SFT applies recompute and SD fine-tuning only records it, so a run that plans both rejects it."""
+    pack = load_rule_pack("standard-2024.1")
+
+    check_overrides(pack, ["sft-qwen-14b"], {"recompute": False})
+    with pytest.raises(AgentError) as error:
+        check_overrides(pack, ["sft-qwen-14b", "sft-sd"], {"recompute": False})
+
+    assert error.value.code == "hyperparameter_not_applied"
+    assert "--workloads" in error.value.hint
+
+
+def test_recorded_keys_are_not_applied():
+    """Every key that a kind records must be absent from the code that applies hyperparameters to a run."""
+    from certification.kind_hyperparameters import KIND_HYPERPARAMETERS, is_recorded_only
+
+    for kind, rules in KIND_HYPERPARAMETERS.items():
+        for key in rules.recorded:
+            assert is_recorded_only(kind, key), (kind, key)
+        for key in rules.reads:
+            assert not is_recorded_only(kind, key), (kind, key)

@@ -182,7 +182,7 @@ def test_kind_rejects_value(workload_id, kind, section, key, value, text, expect
     ("sd-infer-digits", "fixed", "batch_size", 1),
     # Fields of PaddleNLP's TrainingArguments that the agent passes to the Trainer as they are.
     ("pretrain-llama", "free", "amp_master_grad", True),
-    ("sft-llama", "fixed", "num_train_epochs", 3),
+    ("sft-llama", "fixed", "adam_beta2", 0.95),
     ("lora-llama", "free", "gradient_accumulation_steps", 1),
 ])
 def test_kind_accepts_value(workload_id, section, key, value):
@@ -305,3 +305,119 @@ def test_kind_rules_match_workload_code():
         check_augmentation({"random_flip": True})
     with pytest.raises(ValueError):
         check_augmentation({"center_crop": False})
+
+
+def demo_workload_moved(workload_id: str, key: str, section: str):
+    """Validate the demo pack with `key` of `workload_id` moved into `section` from the other section."""
+    data = yaml.safe_load(load_rule_pack("demo-2026.1").text)
+    hyperparameters = data["workloads"][workload_id]["hyperparameters"]
+    other = "free" if section == "fixed" else "fixed"
+    hyperparameters.setdefault(section, {})[key] = hyperparameters[other].pop(key)
+    return validate_rule_pack(data)
+
+
+@pytest.mark.parametrize(("workload_id", "kind", "key", "section", "expected_section"), [
+    ("pretrain-llama", "pretrain", "tensor_parallel_degree", "fixed", "free"),
+    ("pretrain-llama", "pretrain", "per_device_train_batch_size", "fixed", "free"),
+    ("pretrain-llama", "pretrain", "learning_rate", "free", "fixed"),
+    ("sft-llama", "sft", "eval_batch_size", "fixed", "free"),
+    ("sft-llama", "sft", "global_batch_size", "free", "fixed"),
+    ("lora-llama", "lora", "lora_rank", "free", "fixed"),
+    ("infer-llama", "infer", "max_batch_size", "fixed", "free"),
+    ("infer-llama", "infer", "seed", "free", "fixed"),
+    ("sd-sft-digits", "sd_sft", "resolution", "free", "fixed"),
+    ("sd-sft-digits", "sd_sft", "per_device_train_batch_size", "fixed", "free"),
+    ("sd-infer-digits", "sd_infer", "num_inference_steps", "free", "fixed"),
+])
+def test_key_in_wrong_section_rejected(workload_id, kind, key, section, expected_section):
+    issues = demo_workload_moved(workload_id, key, section)
+
+    assert len(issues) == 1
+    assert issues[0].path == f"workloads/{workload_id}/hyperparameters/{section}/{key}"
+    assert issues[0].code == "hyperparameter_section"
+    assert issues[0].message == (f"workload {workload_id}: {key} is under {section}, but {kind} workloads read it only "
+                                 f"from {expected_section}; move it to {expected_section}")
+
+
+@pytest.mark.parametrize(("workload_id", "key", "section"), [
+    # Read from both sections together, so either is right.
+    ("pretrain-llama", "use_flash_attention", "fixed"),
+    ("pretrain-llama", "use_flash_attention", "free"),
+    ("sft-llama", "bf16", "free"),
+    ("sft-llama", "sharding_parallel_degree", "fixed"),
+    ("infer-llama", "dropout", "free"),
+    # Recorded only, and PaddleNLP TrainingArguments fields passed on as they are.
+    ("infer-llama", "max_concurrency", "fixed"),
+    ("pretrain-llama", "amp_master_grad", "fixed"),
+])
+def test_key_read_from_both_sections(workload_id, key, section):
+    value = 0.0 if key == "dropout" else 4 if key in ("max_concurrency", "sharding_parallel_degree") else True
+
+    assert demo_workload_with(workload_id, section, key, value) == []
+
+
+def test_sections_only_for_accepted_keys():
+    from certification.kind_hyperparameters import KIND_HYPERPARAMETERS
+
+    for kind, rules in KIND_HYPERPARAMETERS.items():
+        for key, section in rules.sections.items():
+            assert section in ("fixed", "free"), (kind, key)
+            assert key in rules.reads, (kind, key)
+        for key in rules.length_keys:
+            assert rules.sections[key] == "fixed", (kind, key)
+
+
+def demo_lengths(workload_id: str, **changes):
+    """Validate the demo pack with the fixed values of `workload_id` changed; a value of None removes the key."""
+    data = yaml.safe_load(load_rule_pack("demo-2026.1").text)
+    fixed = data["workloads"][workload_id]["hyperparameters"]["fixed"]
+    for key, value in changes.items():
+        fixed.pop(key) if value is None else fixed.__setitem__(key, value)
+    return validate_rule_pack(data)
+
+
+@pytest.mark.parametrize("workload_id", ["sft-llama", "lora-llama"])
+def test_finetune_trains_by_epochs_or_steps(workload_id):
+    assert demo_lengths(workload_id) == []
+    assert demo_lengths(workload_id, max_steps=None, num_train_epochs=2) == []
+
+
+@pytest.mark.parametrize(("workload_id", "kind", "keys"), [
+    ("pretrain-llama", "pretrain", "max_steps"),
+    ("sft-llama", "sft", "max_steps, num_train_epochs"),
+    ("lora-llama", "lora", "max_steps, num_train_epochs"),
+    ("sd-sft-digits", "sd_sft", "max_steps"),
+])
+def test_training_length_missing(workload_id, kind, keys):
+    issues = demo_lengths(workload_id, max_steps=None)
+
+    assert len(issues) == 1
+    assert issues[0].path == f"workloads/{workload_id}/hyperparameters/fixed"
+    assert issues[0].code == "training_length_missing"
+    assert issues[0].message == (f"workload {workload_id}: {kind} workloads need exactly one of {keys} under fixed, "
+                                 "to set how long they train")
+
+
+@pytest.mark.parametrize("workload_id", ["sft-llama", "lora-llama"])
+def test_training_length_set_twice(workload_id):
+    issues = demo_lengths(workload_id, num_train_epochs=2)
+
+    assert len(issues) == 1
+    assert issues[0].code == "training_length_ambiguous"
+    assert "fixed sets max_steps, num_train_epochs" in issues[0].message
+
+
+def test_pretrain_epochs_rejected():
+    codes = {issue.code for issue in demo_lengths("pretrain-llama", max_steps=None, num_train_epochs=2)}
+
+    assert codes == {"hyperparameter_unread", "training_length_missing"}
+
+
+def test_standard_pack_finetunes_by_epochs():
+    data = yaml.safe_load(load_rule_pack("standard-2024.1").text)
+
+    for workload_id, workload in data["workloads"].items():
+        if workload["kind"] in ("sft", "lora"):
+            assert workload["hyperparameters"]["fixed"]["num_train_epochs"] == 3, workload_id
+            assert "max_steps" not in workload["hyperparameters"]["fixed"], workload_id
+    assert validate_rule_pack(data) == []
