@@ -8,6 +8,6 @@ if not __package__:
     sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != here]
     sys.path.insert(0, str(here.parent))
 
-from agent.cli import main  # noqa: E402
+from agent.cli import exit_process, main  # noqa: E402
 
-sys.exit(main())
+exit_process(main())

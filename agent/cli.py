@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -120,3 +121,31 @@ def main(argv: list[str] | None = None) -> int:
         logger.debug("unexpected error", exc_info=True)
         print("error[internal]: " + _("unexpected failure; rerun with --verbose for the traceback"), file=sys.stderr)
         return EXIT_FAILED
+
+
+def exit_process(code: int) -> None:
+    """End the process with `code`; a process of a launched job skips the interpreter's teardown.
+
+    In launched runs of two or more processes on this machine, a worker
+    sometimes died of SIGABRT after its run had finished and every record was
+    written, and the launcher then failed the whole job. The abort comes after
+    main() returns, in the teardown. There Paddle's exit handlers destroy its
+    gloo process groups, and then the C++ static objects go. Which step aborts
+    was not found. A launched worker therefore ends with os._exit once it has
+    deleted its input check result and flushed its streams and log handlers.
+    Every record the agent writes is closed as soon as it is written, so
+    nothing else is left to flush, and the operating system releases the
+    run-folder lock. A process outside a launched job exits the usual way.
+    """
+    if "PADDLE_TRAINER_ID" not in os.environ:
+        sys.exit(code)
+    from agent.runner.node_inputs import remove_own_results
+
+    remove_own_results()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass  # a closed or broken stream has nothing left to write
+    os._exit(code)

@@ -105,7 +105,17 @@ CORE_MESSAGES: dict[str, tuple[tuple[str, ...], str | None]] = {
     "file_is_pem": ((N_("the file looks like a PEM key or certificate, not a rule pack; pass the rule pack's YAML file"),), None),
     "file_name_mismatch": ((N_("the file is named {file_name}, but its id and version make the pack {name}; "
                                "rename the file to {name}.yaml, or change id and version"),), None),
-    "hyperparameter_invalid": ((N_("workload {workload}: {key} is {value}, but it must be {expected}"),), None),
+    "hyperparameter_invalid": ((N_("workload {workload}: {key} is {value}, but {workload_kind} workloads can only run with {expected}"),
+                                N_("workload {workload}: {key} is {value}, but it must be {expected}")), None),
+    "hyperparameter_unread": ((N_("workload {workload}: {workload_kind} workloads do not read {key}; remove it, or use one of {keys}, "
+                                  "or a field of PaddleNLP's {trainer} that the agent does not set itself"),
+                               N_("workload {workload}: {workload_kind} workloads do not read {key}; remove it, or use one of {keys}")), None),
+    "hyperparameter_section": ((N_("workload {workload}: {key} is under {section}, but {workload_kind} workloads read it only from "
+                                   "{expected_section}; move it to {expected_section}"),), None),
+    "training_length_missing": ((N_("workload {workload}: {workload_kind} workloads need exactly one of {keys} under fixed, "
+                                    "to set how long they train"),), None),
+    "training_length_ambiguous": ((N_("workload {workload}: fixed sets {present}, but {workload_kind} workloads train for "
+                                      "exactly one of them; keep one"),), None),
     "published_pack_changed": ((N_("published pack {name} is pinned at sha256 {pinned}, but these bytes hash to {sha256}; "
                                    "a published pack never changes, so publish the change as a new version"),), None),
     "published_pack_unpinned": ((N_("pack {name} is published but has no pin in {pins_file}; add its sha256 there when publishing"),), None),

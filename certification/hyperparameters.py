@@ -4,8 +4,10 @@ A pack sets each workload's hyperparameters under `fixed` (the vendor may not
 change them) or `free` (the vendor may, with `--set`). `validate-pack` checks
 both against HYPERPARAMETER_RULES, so that a value such as a negative batch
 size is rejected before a run starts instead of failing inside PaddleNLP.
-Keys not in the table are passed to PaddleNLP's TrainingArguments as they are
-and are not checked here.
+These rules hold for every workload kind. certification.kind_hyperparameters
+rejects the keys that a kind does not read and narrows some rules per kind.
+A key that a kind accepts and that is not in this table, such as a field of
+PaddleNLP's TrainingArguments that the agent passes on, is not type-checked.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ EXPECTED_TEXTS = {
     "number_above": "a number above {above}",
     "number_at_least": "a number of at least {minimum}",
     "number_at_least_below": "a number of at least {minimum} and below {below}",
+    "only": "exactly {only}",
 }
 
 
@@ -36,6 +39,7 @@ class ValueRule:
 
     `minimum` and `maximum` are inclusive; `above` and `below` are exclusive.
     `pattern` is a regular expression that a whole string value must match.
+    `only`, when set, is the one value accepted, such as false for a switch that a workload kind cannot turn on.
     `description` names the EXPECTED_TEXTS entry that describes these values.
     """
 
@@ -47,8 +51,11 @@ class ValueRule:
     below: float | None = None
     choices: tuple[str, ...] = ()
     pattern: str = ""
+    only: bool | int | None = None
 
     def accepts(self, value: Any) -> bool:
+        if self.only is not None and value != self.only:
+            return False
         if self.type == "boolean":
             return isinstance(value, bool)
         if self.type == "string":
@@ -77,8 +84,14 @@ class ValueRule:
         """Describe the accepted values, such as "an integer of at least 1", with `texts` in place of EXPECTED_TEXTS."""
         return texts[self.description].format(
             choices=", ".join(self.choices), minimum=_number_text(self.minimum), maximum=_number_text(self.maximum),
-            above=_number_text(self.above), below=_number_text(self.below),
+            above=_number_text(self.above), below=_number_text(self.below), only=_only_text(self.only),
         )
+
+
+def _only_text(value: bool | int | None) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
 
 
 def _number_text(number: float | None) -> str:
@@ -140,8 +153,8 @@ HYPERPARAMETER_RULES: dict[str, ValueRule] = {
     "max_grad_norm": NON_NEGATIVE_NUMBER,
     "dropout": ValueRule("number", "number_at_least_below", minimum=0, below=1),
     "guidance_scale": NON_NEGATIVE_NUMBER,
-    # The LLM trainer decays the rate by cosine or linearly, and SD fine-tuning keeps it constant.
-    # NOTE: the kind is not checked, so a pretrain workload with `constant` passes here and fails when it starts.
+    # The LLM trainer decays the rate by cosine or linearly, and SD fine-tuning keeps it constant
+    # (certification.kind_hyperparameters narrows this per kind).
     "lr_scheduler_type": one_of("cosine", "linear", "constant"),
     "fp16_opt_level": one_of("O1", "O2"),
     "recompute_granularity": one_of("full", "full_attn", "core_attn"),

@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from certification.hyperparameters import expected_value
+from certification.kind_hyperparameters import hyperparameter_problem, training_length_problem
 
 RULEPACK_DIR = Path(__file__).parent / "rulepacks"
 # Pack name -> sha256 of every published pack's bytes. A published pack never
@@ -109,9 +109,14 @@ def parse_rule_pack(raw: bytes) -> RulePack:
     )
 
 
+def rule_pack_path(name: str) -> Path:
+    """Return the file of the shipped rule pack `name`, such as `demo-2026.1`, whether or not it exists."""
+    return RULEPACK_DIR / f"{name}.yaml"
+
+
 def load_rule_pack(name: str) -> RulePack:
     """Load a shipped rule pack by name, such as `demo-2026.1`."""
-    path = RULEPACK_DIR / f"{name}.yaml"
+    path = rule_pack_path(name)
     if not path.is_file():
         known = ", ".join(available_rule_packs()) or "none"
         raise RulePackError(
@@ -345,20 +350,22 @@ def _calibration_issues(where: str, workload: dict) -> list[RulePackIssue]:
 
 
 def _hyperparameter_issues(workload_id: str, workload: dict) -> list[RulePackIssue]:
-    """Report each fixed or free hyperparameter whose type or range the agent cannot use (certification.hyperparameters)."""
+    """Report each fixed or free hyperparameter that the workload's kind does not read, reads from the other
+    section or cannot run with, and a training length that is missing or set twice.
+
+    certification.kind_hyperparameters lists the keys of each kind, and certification.hyperparameters the
+    types and ranges of the values.
+    """
     issues = []
     for section in ("fixed", "free"):
         for key, value in (workload["hyperparameters"].get(section) or {}).items():
-            expected = expected_value(key, value)
-            if expected is None:
-                continue
-            value_text = _yaml_scalar_text(value)
-            issues.append(RulePackIssue(
-                f"workloads/{workload_id}/hyperparameters/{section}/{key}",
-                f"workload {workload_id}: {key} is {value_text}, but it must be {expected}",
-                "hyperparameter_invalid",
-                (("workload", workload_id), ("key", key), ("value", value_text), ("expected", expected)),
-            ))
+            problem = hyperparameter_problem(workload_id, workload["kind"], key, value, _yaml_scalar_text(value), section)
+            if problem is not None:
+                issues.append(RulePackIssue(f"workloads/{workload_id}/hyperparameters/{section}/{key}",
+                                            problem.message, problem.code, problem.values))
+    length = training_length_problem(workload_id, workload["kind"], workload["hyperparameters"]["fixed"])
+    if length is not None:
+        issues.append(RulePackIssue(f"workloads/{workload_id}/hyperparameters/fixed", length.message, length.code, length.values))
     return issues
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 from agent.errors import EXIT_OK, EXIT_REJECTED, AgentError, from_coded_error, translate_core_message
 from agent.i18n import N_, _, ngettext
-from certification.hyperparameters import HYPERPARAMETER_RULES
+from certification.kind_hyperparameters import value_rule
 from certification.rulepack import RulePackError, RulePackIssue, validate_rule_pack_file
 
 # The YAML types that a `top_level_not_mapping` problem names (certification.rulepack.TOP_LEVEL_KINDS).
@@ -22,6 +23,7 @@ EXPECTED_TEXTS = {
     "number_above": N_("a number above {above}"),
     "number_at_least": N_("a number of at least {minimum}"),
     "number_at_least_below": N_("a number of at least {minimum} and below {below}"),
+    "only": N_("exactly {only}"),
 }
 
 
@@ -30,17 +32,25 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
+    check_rule_pack_file(args.file, print)
+    print(_("{path}: valid rule pack {name}").format(path=args.file, name=args.file.stem))
+    return EXIT_OK
+
+
+def check_rule_pack_file(path: Path, report: Callable[[str], None]) -> None:
+    """Validate the rule pack file at `path`, pass each problem to `report` as one line, and raise AgentError if there is one.
+
+    `python -m agent validate-pack` prints the lines, and `python -m agent run` logs them before it starts.
+    """
     try:
-        issues = validate_rule_pack_file(args.file)
+        issues = validate_rule_pack_file(path)
     except RulePackError as error:
         raise from_coded_error(error) from None
     for issue in issues:
-        print(f"{args.file}: {issue.path}: {issue_message(issue)}")
+        report(f"{path}: {issue.path}: {issue_message(issue)}")
     if issues:
-        raise AgentError("rule_pack_invalid", ngettext("{count} problem in {path}", "{count} problems in {path}", len(issues)).format(count=len(issues), path=args.file),
+        raise AgentError("rule_pack_invalid", ngettext("{count} problem in {path}", "{count} problems in {path}", len(issues)).format(count=len(issues), path=path),
                          _("fix each path listed above"), EXIT_REJECTED)
-    print(_("{path}: valid rule pack {name}").format(path=args.file, name=args.file.stem))
-    return EXIT_OK
 
 
 def issue_message(issue: RulePackIssue) -> str:
@@ -48,7 +58,17 @@ def issue_message(issue: RulePackIssue) -> str:
     values = dict(issue.values)
     if "kind" in values:
         values["kind"] = _(values["kind"])
-    if issue.code == "hyperparameter_invalid":
-        texts = {name: _(text) for name, text in EXPECTED_TEXTS.items()}
-        values["expected"] = HYPERPARAMETER_RULES[values["key"]].expected(texts)
-    return translate_core_message(issue.code, issue.message, values)
+    return translate_core_message(issue.code, issue.message, hyperparameter_values(issue.code, values))
+
+
+def hyperparameter_values(code: str, values: dict[str, str]) -> dict[str, str]:
+    """Return the parts of a hyperparameter problem's message with the accepted values described in the user's language.
+
+    certification.kind_hyperparameters.hyperparameter_problem names the workload's kind as `workload_kind`
+    where the kind narrows the rule.
+    """
+    if code != "hyperparameter_invalid":
+        return values
+    texts = {name: _(text) for name, text in EXPECTED_TEXTS.items()}
+    rule = value_rule(values.get("workload_kind", ""), values["key"])
+    return {**values, "expected": rule.expected(texts)}

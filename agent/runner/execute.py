@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from certification.records import append_jsonl, read_json, read_jsonl, write_json
-from certification.rulepack import RulePack, RulePackError, load_rule_pack
+from certification.rulepack import RulePack, RulePackError, load_rule_pack, rule_pack_path
 
+from agent.commands.validate_pack import check_rule_pack_file
 from agent.errors import EXIT_FAILED, EXIT_OK, AgentError, WorkloadNotSupported, from_coded_error
 from agent.i18n import _, ngettext
 from agent.runner.devices import check_device, device_record
@@ -123,6 +124,8 @@ def start_run(request: RunRequest) -> tuple[Path, int]:
     """Plan the run, verify the data and run every workload. Return the run folder and the exit code."""
     profile = load_profile(request.profile)
     pack = load_pack(profile.rule_pack)
+    # The whole pack is checked as validate-pack checks it, so that no workload starts with a value it cannot use.
+    check_rule_pack_file(rule_pack_path(profile.rule_pack), logger.error)
     workloads = plan_workloads(pack, profile.tracks, profile.level, request.workloads or profile.workloads)
     logger.info(_("profile {profile}: rule pack {pack}, tracks {tracks}, level {level}, workloads {workloads}").format(
         profile=profile.name, pack=pack.name, tracks=", ".join(profile.tracks), level=profile.level, workloads=", ".join(workloads)))

@@ -39,6 +39,8 @@ POLL_SECONDS = 0.2
 # The launcher starts the processes of a node in one loop, local rank 0 first, so a sibling normally finds it at once.
 # This bound covers a slow start; after it the rank checks the inputs itself.
 FIND_SECONDS = 30.0
+# The result files this process wrote, deleted when it ends.
+OWN_RESULTS: list[Path] = []
 
 
 def verify_once_per_node(local_rank: int | None, local_size: int, verify: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -95,8 +97,21 @@ def _verify_and_share(verify: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     _write_result(path, {"records": records})
     if path is not None:
         # The other local ranks read the file before they start training with this process, so it can go at exit.
-        atexit.register(path.unlink, missing_ok=True)
+        remove_at_exit(path)
     return records
+
+
+def remove_at_exit(path: Path) -> None:
+    """Delete the result file `path` of this process when the process ends."""
+    if not OWN_RESULTS:
+        atexit.register(remove_own_results)
+    OWN_RESULTS.append(path)
+
+
+def remove_own_results() -> None:
+    """Delete the result files this process wrote. atexit calls it, and so does agent.cli.exit_process, which skips atexit."""
+    while OWN_RESULTS:
+        OWN_RESULTS.pop().unlink(missing_ok=True)
 
 
 def _write_result(path: Path | None, result: dict[str, Any]) -> None:

@@ -8,9 +8,11 @@ from typing import Any, Callable
 
 import yaml
 
+from certification.kind_hyperparameters import hyperparameter_problem, is_recorded_only
 from certification.rulepack import RulePack
 
-from agent.errors import AgentError
+from agent.commands.validate_pack import hyperparameter_values
+from agent.errors import AgentError, translate_core_message
 from agent.i18n import _
 from agent.inference import ENDPOINT_VARIABLE
 
@@ -31,12 +33,17 @@ def parse_assignments(assignments: list[str]) -> dict[str, Any]:
 
 
 def check_overrides(pack: RulePack, workload_ids: list[str], overrides: dict[str, Any]) -> None:
-    """Raise AgentError naming the first key that no planned workload marks free, or a value of the wrong type."""
+    """Raise AgentError naming the first key that no planned workload marks free, or a value that is invalid.
+
+    A value is invalid when its type differs from the pack's value, or when a planned workload that has the key
+    free cannot run with it (the rules that validate-pack applies to the pack's own values).
+    """
     free = _keys(pack, workload_ids, "free")
     fixed = _keys(pack, workload_ids, "fixed")
     for key, value in overrides.items():
         if key in free:
             _check_type(pack, key, value, free[key])
+            _check_workload_kinds(pack, workload_ids, key, value)
             continue
         allowed = ", ".join(sorted(free)) or _("none")
         if key in fixed:
@@ -51,6 +58,38 @@ def check_overrides(pack: RulePack, workload_ids: list[str], overrides: dict[str
         raise AgentError("hyperparameter_unknown",
                          _("{key} is not a hyperparameter of the planned workloads of rule pack {pack}").format(key=key, pack=pack.name),
                          hint)
+
+
+def _check_workload_kinds(pack: RulePack, workload_ids: list[str], key: str, value: Any) -> None:
+    """Raise AgentError when a planned workload that has `key` free does not read it, only records it, or cannot run with `value`.
+
+    Apart from the recorded keys, this is the check that validate-pack runs on the pack's own values
+    (certification.kind_hyperparameters). A pack may list a recorded key as free to describe the run,
+    but a `--set` of it would change config.json and not the run.
+    """
+    for workload_id in workload_ids:
+        spec = pack.workload(workload_id)
+        if key not in (spec["hyperparameters"].get("free") or {}):
+            continue
+        if is_recorded_only(spec["kind"], key):
+            raise AgentError(
+                "hyperparameter_not_applied",
+                _("--set {key}={value} would change nothing: the agent does not apply {key} to {kind} workloads such as "
+                  "{workload}, and only records rule pack {pack}'s value in config.json").format(
+                    key=key, value=_yaml_text(value), kind=spec["kind"], workload=workload_id, pack=pack.name),
+                _("remove --set {key}=..., or leave {workload} out of this run with --workloads").format(
+                    key=key, workload=workload_id))
+        problem = hyperparameter_problem(workload_id, spec["kind"], key, value, _yaml_text(value))
+        if problem is None:
+            continue
+        values = hyperparameter_values(problem.code, dict(problem.values))
+        if problem.code == "hyperparameter_unread":
+            hint = _("remove --set {key}=..., because rule pack {pack} marks it free for {workload}, which does not read it").format(
+                key=key, pack=pack.name, workload=workload_id)
+        else:
+            hint = _("set {key} to {expected}, or leave {workload} out of this run with --workloads").format(
+                key=key, expected=values["expected"], workload=workload_id)
+        raise AgentError(problem.code, translate_core_message(problem.code, problem.message, values), hint)
 
 
 def _keys(pack: RulePack, workload_ids: list[str], section: str) -> dict[str, Any]:

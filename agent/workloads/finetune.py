@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import zlib
 from functools import partial
@@ -163,8 +164,10 @@ def resolve_config(context: WorkloadContext, kind: str) -> dict[str, Any]:
         "cards": context.cards,
         "data_recipe": {
             "train": (
-                "pairs of the train sets merged round-robin in the listed order, the first max_steps x "
-                "global_batch_size of them (or, with fewer pairs, whole global batches repeated by epoch); ids = BOS + src + tgt + EOS, cut to max_seq_length + 1 (the prompt "
+                "pairs of the train sets merged round-robin in the listed order; with max_steps the first max_steps x "
+                "global_batch_size of them (or, with fewer pairs, whole global batches repeated by epoch), with "
+                "num_train_epochs each epoch's whole global batches in the order that `epochs` records; "
+                "ids = BOS + src + tgt + EOS, cut to max_seq_length + 1 (the prompt "
                 "keeps at most what leaves half the window to the target); loss on tgt and EOS only"
             ),
             "eval": "every dev pair, or the first eval_samples_per_dataset of each set when the pack sets it",
@@ -203,12 +206,15 @@ def _run(context: WorkloadContext, kind: str) -> dict[str, Any]:
     logger.info("%s: resolved config: %s", context.workload_id, config["hyperparameters"])
     tokenizer = context.load_tokenizer()
 
-    # Data: instruction pairs in a fixed order.
-    dataset = InstructionPairs(tokenizer, training_pairs(context), int(fixed["max_seq_length"]))
+    # Data: instruction pairs in a fixed order, epoch after epoch when the pack sets num_train_epochs.
+    pairs, epochs = training_pairs(context)
+    if epochs is not None:
+        config["epochs"] = epochs
+    dataset = InstructionPairs(tokenizer, pairs, int(fixed["max_seq_length"]))
     tokens = GlobalBatchTokens(dataset.label_tokens(), int(fixed["global_batch_size"]))
 
     # Model: the weights of init_from or the released checkpoint, with LoRA adapters for the lora kind.
-    args = training_arguments(context)
+    args = training_arguments(context, max_steps=len(pairs) // int(fixed["global_batch_size"]))
     if context.init_from is not None:
         model = load_pretrained(context.model_preset, context.init_from, parallel_model_settings(args))
     elif context.checkpoint_model is not None:
@@ -229,12 +235,14 @@ def _run(context: WorkloadContext, kind: str) -> dict[str, Any]:
     return {"predictions": sum(counts.values()), "predictions_per_dataset": counts}
 
 
-def training_pairs(context: WorkloadContext) -> list[dict[str, str]]:
-    """Return the pairs to train on: the first max_steps x global_batch_size, or fewer whole global batches.
+def training_pairs(context: WorkloadContext) -> tuple[list[dict[str, str]], dict[str, Any] | None]:
+    """Return the pairs to train on, one global batch per optimizer step, and the record of the epochs or None.
 
-    When the train sets hold fewer pairs, the Trainer starts new epochs. The
-    pairs are then cut to whole global batches, so that every optimizer step
-    reads a full global batch.
+    With max_steps, these are the first max_steps x global_batch_size pairs,
+    or fewer whole global batches. When the train sets hold fewer pairs, the
+    Trainer starts new epochs. The pairs are then cut to whole global
+    batches, so that every optimizer step reads a full global batch.
+    With num_train_epochs, see epoch_pairs.
     """
     fixed = context.fixed
     global_batch = int(fixed["global_batch_size"])
@@ -242,8 +250,41 @@ def training_pairs(context: WorkloadContext) -> list[dict[str, str]]:
     if len(pairs) < global_batch:
         raise ValueError(f"the train sets of {context.workload_id} hold {len(pairs)} pairs, fewer than one global batch "
                          f"of {global_batch}: add pairs or check the pack's train datasets")
+    if "num_train_epochs" in fixed:
+        return epoch_pairs(pairs, global_batch, int(fixed["num_train_epochs"]), int(fixed["seed"]))
     pairs = pairs[: int(fixed["max_steps"]) * global_batch]
-    return pairs[: len(pairs) // global_batch * global_batch]
+    return pairs[: len(pairs) // global_batch * global_batch], None
+
+
+def epoch_pairs(pairs: list[dict[str, str]], global_batch: int, epochs: int, seed: int) -> tuple[list[dict[str, str]], dict[str, Any]]:
+    """Return the pairs of `epochs` passes in training order, and the record of that order for config.json.
+
+    Each epoch trains on len(pairs) // global_batch whole global batches.
+    Epoch e (1-based) takes the pairs in the order of
+    numpy.random.default_rng([seed, e]).permutation(len(pairs)) and leaves
+    out the last len(pairs) % global_batch of that order, as PaddleNLP's
+    Trainer shuffles its sampler each epoch. The order depends on the seed
+    only, so every layout and every rerun trains on the same batches.
+    """
+    steps_per_epoch = len(pairs) // global_batch
+    ordered: list[dict[str, str]] = []
+    digests = []
+    for epoch in range(1, epochs + 1):
+        order = np.random.default_rng([seed, epoch]).permutation(len(pairs))[: steps_per_epoch * global_batch]
+        ordered.extend(pairs[index] for index in order)
+        digests.append(hashlib.sha256(order.astype("<i8").tobytes()).hexdigest())
+    record = {
+        "num_train_epochs": epochs,
+        "steps_per_epoch": steps_per_epoch,
+        "max_steps": steps_per_epoch * epochs,
+        "train_pairs": len(pairs),
+        "pairs_left_out_per_epoch": len(pairs) % global_batch,
+        "order": ("epoch e (1-based) reads the merged train pairs at the indices "
+                  "numpy.random.default_rng([seed, e]).permutation(train_pairs), without the last pairs_left_out_per_epoch"),
+        "seed": seed,
+        "order_sha256": digests,  # sha256 of each epoch's indices as little-endian int64
+    }
+    return ordered, record
 
 
 def wrap_lora(model, fixed: dict[str, Any], tensor_parallel_degree: int = 1, tensor_parallel_rank: int = 0):

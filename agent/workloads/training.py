@@ -57,13 +57,14 @@ def warmup_cosine_schedule(fixed: dict[str, Any]):
 
 # TrainingArguments that the agent sets itself from the pack. Every other pack key
 # that names a TrainingArguments field (bf16, fp16_opt_level, sharding_parallel_degree
-# and so on) is passed to PaddleNLP as it is.
+# and so on) is passed to PaddleNLP as it is. Fine-tuning turns num_train_epochs into
+# max_steps itself (agent.workloads.finetune.training_pairs).
 SET_BY_AGENT = {
     "output_dir", "device", "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps",
     "learning_rate", "lr_scheduler_type", "warmup_steps", "min_learning_rate", "weight_decay", "max_grad_norm",
     "seed", "logging_steps", "save_strategy", "save_steps", "save_total_limit", "report_to", "disable_tqdm",
     "dataloader_num_workers", "remove_unused_columns", "tensor_parallel_degree", "pipeline_parallel_degree",
-    "sharding", "recompute",
+    "sharding", "recompute", "num_train_epochs",
 }
 
 
@@ -90,12 +91,15 @@ def passed_through(fixed: dict[str, Any], free: dict[str, Any]) -> dict[str, Any
     return {key: value for key, value in {**fixed, **free}.items() if key in fields and key not in SET_BY_AGENT}
 
 
-def training_arguments(context: WorkloadContext, output_dir: str | None = None) -> TrainingArguments:
+def training_arguments(context: WorkloadContext, output_dir: str | None = None,
+                       max_steps: int | None = None) -> TrainingArguments:
     """Build TrainingArguments from the pack, which sets every value that shapes the run.
 
     Build them before the model: under `paddle.distributed.launch` this sets
     up the hybrid-parallel groups that the model's layers are split over.
     Checkpoints go to `output_dir`, by default the workload's checkpoint folder.
+    `max_steps` replaces the pack's max_steps, for a length that the workload
+    derives from num_train_epochs.
     """
     fixed, free = context.fixed, context.free
     micro_batch = int(free.get("per_device_train_batch_size", fixed["global_batch_size"]))
@@ -108,7 +112,7 @@ def training_arguments(context: WorkloadContext, output_dir: str | None = None) 
     args = TrainingArguments(
         output_dir=output_dir or str(context.checkpoint_dir),
         device=context.device,
-        max_steps=int(fixed["max_steps"]),
+        max_steps=int(max_steps if max_steps is not None else fixed["max_steps"]),
         per_device_train_batch_size=micro_batch,
         gradient_accumulation_steps=accumulation_steps(fixed, micro_batch, max(1, context.cards // model_ranks)),
         learning_rate=float(fixed["learning_rate"]),
@@ -261,7 +265,8 @@ def train(context: WorkloadContext, args: TrainingArguments, model, dataset, col
         args=args,
         train_dataset=dataset,
         data_collator=collator,
-        optimizers=(None, warmup_cosine_schedule(context.fixed)),
+        # The schedule decays over the steps that the Trainer runs, which fine-tuning may derive from num_train_epochs.
+        optimizers=(None, warmup_cosine_schedule({**context.fixed, "max_steps": args.max_steps})),
         callbacks=[recorder],
         recorder=recorder,
     )

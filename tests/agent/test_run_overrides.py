@@ -8,7 +8,7 @@ from agent.cli import main
 from agent.errors import EXIT_USAGE, AgentError
 from agent.runner import RunRequest, start_run
 from agent.runner.overrides import check_micro_batch, check_overrides, parse_assignments
-from certification.rulepack import load_rule_pack
+from certification.rulepack import load_rule_pack, parse_rule_pack
 
 REPO = Path(__file__).resolve().parents[2]
 PLANNED = ["pretrain-llama", "sft-llama", "lora-llama"]
@@ -138,3 +138,100 @@ def test_resume_with_other_overrides_rejected(tmp_path):
         start_run(request)
 
     assert error.value.code == "run_mismatch"
+
+
+STANDARD_TRAINING = ["pretrain-llama1-13b", "sft-llama1-13b"]
+
+
+def test_set_value_kind_cannot_run():
+    standard = load_rule_pack("standard-2024.1")
+
+    with pytest.raises(AgentError) as error:
+        check_overrides(standard, STANDARD_TRAINING, {"pipeline_parallel_degree": 2})
+
+    assert error.value.code == "hyperparameter_invalid"
+    assert error.value.message == ("workload sft-llama1-13b: pipeline_parallel_degree is 2, "
+                                   "but sft workloads can only run with exactly 1")
+    assert "--workloads" in error.value.hint
+    check_overrides(standard, ["pretrain-llama1-13b"], {"pipeline_parallel_degree": 2})
+
+
+@pytest.mark.parametrize(("key", "value", "expected"), [
+    ("scheduler", "fancy", "one of continuous, static"),
+    ("scheduler", "Continuous", "one of continuous, static"),
+])
+def test_set_value_checked_like_pack(key, value, expected):
+    with pytest.raises(AgentError) as error:
+        check_overrides(load_rule_pack("smoke-2026.1"), ["infer-llama"], {key: value})
+
+    assert error.value.code == "hyperparameter_invalid"
+    assert error.value.message.startswith(f"workload infer-llama: {key} is {value}, ")
+    assert error.value.message.endswith(f"but it must be {expected}")
+
+
+def test_set_key_kind_does_not_read():
+    text = load_rule_pack("demo-2026.1").text.replace("        batch_wait_ms: 5\n", "        batch_wait_ms: 5\n        recompute: false\n", 1)
+    pack = parse_rule_pack(text.encode("utf-8"))
+
+    with pytest.raises(AgentError) as error:
+        check_overrides(pack, ["infer-llama"], {"recompute": True})
+
+    assert error.value.code == "hyperparameter_unread"
+    assert error.value.message.startswith("workload infer-llama: infer workloads do not read recompute; ")
+    assert "remove --set recompute=..." in error.value.hint
+
+
+def test_set_kind_message_in_chinese():
+    from agent.i18n import set_language
+
+    set_language("zh")
+    try:
+        with pytest.raises(AgentError) as error:
+            check_overrides(load_rule_pack("standard-2024.1"), STANDARD_TRAINING, {"pipeline_parallel_degree": 2})
+    finally:
+        set_language(None)
+
+    assert error.value.message == "工作负载 sft-llama1-13b：pipeline_parallel_degree 为 2，但 sft 工作负载只能使用值 1"
+    assert error.value.hint == "请把 pipeline_parallel_degree 设为值 1，或用 --workloads 让本次运行不包含 sft-llama1-13b"
+
+
+@pytest.mark.parametrize(("workload_id", "kind", "key", "value"), [
+    ("sft-llama1-13b", "sft", "gradient_accumulation_steps", 4),
+    ("lora-llama1-13b", "lora", "zero_padding", True),
+    ("pretrain-llama1-13b", "pretrain", "virtual_pp_degree", 2),
+    ("pretrain-llama1-13b", "pretrain", "gradient_accumulation_steps", 8),
+    ("sft-sd", "sd_sft", "recompute", False),
+    ("infer-llama1-13b-bf16", "infer", "max_concurrency", 32),
+    ("infer-llama1-13b-bf16", "infer", "block_attn", False),
+])
+def test_set_recorded_key_rejected(workload_id, kind, key, value):
+    with pytest.raises(AgentError) as error:
+        check_overrides(load_rule_pack("standard-2024.1"), [workload_id], {key: value})
+
+    assert error.value.code == "hyperparameter_not_applied"
+    assert error.value.message.startswith(f"--set {key}=")
+    assert f"the agent does not apply {key} to {kind} workloads such as {workload_id}" in error.value.message
+    assert f"remove --set {key}=..." in error.value.hint
+
+
+def test_set_recorded_key_rejected_for_any_planned_workload():
+    """SFT applies recompute and SD fine-tuning only records it, so a run that plans both rejects it."""
+    pack = load_rule_pack("standard-2024.1")
+
+    check_overrides(pack, ["sft-qwen-14b"], {"recompute": False})
+    with pytest.raises(AgentError) as error:
+        check_overrides(pack, ["sft-qwen-14b", "sft-sd"], {"recompute": False})
+
+    assert error.value.code == "hyperparameter_not_applied"
+    assert "--workloads" in error.value.hint
+
+
+def test_recorded_keys_are_not_applied():
+    """Every key that a kind records must be absent from the code that applies hyperparameters to a run."""
+    from certification.kind_hyperparameters import KIND_HYPERPARAMETERS, is_recorded_only
+
+    for kind, rules in KIND_HYPERPARAMETERS.items():
+        for key in rules.recorded:
+            assert is_recorded_only(kind, key), (kind, key)
+        for key in rules.reads:
+            assert not is_recorded_only(kind, key), (kind, key)
