@@ -161,11 +161,11 @@ def longest_crash_free_days(events: list[dict]) -> float:
 
 def _parse_time(text: Any) -> datetime:
     if not isinstance(text, str):
-        raise RecordsInvalid(f"{EVENTS} has an event without a time")
+        raise RecordsInvalid(f"{EVENTS} has an event without a time", f"{EVENTS} 中有事件没有时间")
     try:
         return datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise RecordsInvalid(f"{EVENTS} has an invalid time {text!r}") from None
+        raise RecordsInvalid(f"{EVENTS} has an invalid time {text!r}", f"{EVENTS} 中的时间 {text!r} 无效") from None
 
 
 def judge_stability(losses: dict[int, float], events: list[dict], workload_id: str,
@@ -197,7 +197,7 @@ def judge_stability(losses: dict[int, float], events: list[dict], workload_id: s
 
 def run_events(bundle: VerifiedBundle) -> list[dict]:
     if not bundle.has(EVENTS):
-        raise RecordsInvalid(f"{EVENTS} is missing")
+        raise RecordsInvalid(f"{EVENTS} is missing", f"缺少 {EVENTS}")
     return list(bundle.iter_jsonl(EVENTS))
 
 

@@ -22,7 +22,8 @@ from certification import criteria_sd  # noqa: F401  (registers the SD criteria)
 from certification import criteria_stability  # noqa: F401  (registers warm_start_stability)
 from certification import criteria_inference  # noqa: F401  (registers the inference criteria)
 from certification.bundle import VerifiedBundle
-from certification.criteria import FAIL, NOT_APPLICABLE, PASS, PENDING, REFUSED, CriterionContext, Outcome, RecordsInvalid, WorkloadRecords, evaluate, run_too_short
+from certification.criteria import (FAIL, NOT_APPLICABLE, PASS, PENDING, REFUSED, CriterionContext, Outcome, RecordsInvalid, WorkloadRecords,
+                                    evaluate, problem_zh, run_too_short)
 from certification.errors import BundleError
 from certification.inputs import InputRecordsInvalid, compare_inputs, input_outcome
 from certification.records import encode_float
@@ -386,9 +387,10 @@ def _pick_reference(references: list[Reference], pack: RulePack, workload_id: st
     except InputRecordsInvalid as error:
         if error.side == "reference":
             fields = {"problem": f"reference bundle {reference.bundle.bundle_id}: workload {workload_id} has invalid input records: {error}",
-                      "problem_zh": f"参考结果包 {reference.bundle.bundle_id}：工作负载 {workload_id} 的输入记录无效：{error}"}
+                      "problem_zh": f"参考结果包 {reference.bundle.bundle_id}：工作负载 {workload_id} 的输入记录无效：{error.problem_zh}"}
             return reference, Outcome(REFUSED, "reference_unusable", fields=fields), None
-        return reference, Outcome(FAIL, "records_invalid", fields={"workload": workload_id, "problem": str(error)}), None
+        fields = {"workload": workload_id, "problem": str(error), "problem_zh": error.problem_zh}
+        return reference, Outcome(FAIL, "records_invalid", fields=fields), None
     compared = {
         "reference_bundle_id": reference.bundle.bundle_id,
         "reference_choice": choice,
@@ -455,7 +457,7 @@ def _reference_problem(reference: Reference, pack: RulePack, workload_id: str) -
         mismatched = fixed_differences(WorkloadRecords(reference.bundle, workload_id), pack.workload(workload_id))
     except (RecordsInvalid, BundleError) as error:
         return (f"reference bundle {bundle_id}: workload {workload_id} has unreadable records: {error}",
-                f"参考结果包 {bundle_id}：工作负载 {workload_id} 的记录无法读取：{error}")
+                f"参考结果包 {bundle_id}：工作负载 {workload_id} 的记录无法读取：{problem_zh(error)}")
     if mismatched:
         return (f"reference bundle {bundle_id}: fixed hyperparameters differ from the pack (reference / pack): {', '.join(mismatched)}",
                 f"参考结果包 {bundle_id}：固定超参数与规则包不同（参考运行 / 规则包）：{'，'.join(mismatched)}")
@@ -476,7 +478,7 @@ def check_fixed_hyperparameters(vendor: WorkloadRecords, spec: dict) -> Outcome:
     try:
         differences = fixed_differences(vendor, spec)
     except (RecordsInvalid, BundleError) as error:
-        return Outcome(FAIL, "records_invalid", fields={"workload": vendor.workload_id, "problem": str(error)})
+        return Outcome(FAIL, "records_invalid", fields={"workload": vendor.workload_id, "problem": str(error), "problem_zh": problem_zh(error)})
     fixed = spec.get("hyperparameters", {}).get("fixed", {})
     if differences:
         return Outcome(FAIL, "fixed_hyperparameters_fail", bound=fixed, fields={"keys": ", ".join(differences)}, details={"differences": differences})
@@ -489,7 +491,7 @@ def check_run_length(vendor: WorkloadRecords, spec: dict) -> Outcome:
     try:
         logged = vendor.step_numbers_through(required)
     except (RecordsInvalid, BundleError) as error:
-        return Outcome(FAIL, "records_invalid", fields={"workload": vendor.workload_id, "problem": str(error)})
+        return Outcome(FAIL, "records_invalid", fields={"workload": vendor.workload_id, "problem": str(error), "problem_zh": problem_zh(error)})
     missing = [step for step in range(1, required + 1) if step not in logged]
     if missing:
         return run_too_short(required, missing, required)
@@ -516,7 +518,7 @@ def _shown(values: dict, key: str) -> str:
 
 def _resolved_hyperparameters(config: Any) -> dict:
     if not isinstance(config, dict):
-        raise RecordsInvalid("config.json is not an object")
+        raise RecordsInvalid("config.json is not an object", "config.json 不是 JSON 对象")
     hyperparameters = config.get("hyperparameters") or {}
     merged = {key: value for key, value in hyperparameters.items() if key not in ("fixed", "free")}
     merged.update(hyperparameters.get("free") or {})
