@@ -26,7 +26,7 @@ YAML_PROBLEMS = (
     (re.compile(r"expected (?P<expected>.+), but (?:found|got) (?P<found>'.+')"), N_("expected {expected}, but found {found}")),
 )
 
-# Token names that PyYAML's parser writes in "expected X, but found Y" (yaml/tokens.py); others are punctuation.
+# Token names that PyYAML's parser writes in "expected X, but found Y" (yaml/tokens.py). Other tokens are punctuation.
 YAML_TOKENS = {
     "'<stream start>'": N_("the start of the file"),
     "'<stream end>'": N_("the end of the file"),
@@ -67,7 +67,7 @@ def localize_yaml_values(values: dict) -> dict:
     if "yaml_problem" not in values or choose_language() == "en":
         return values
     values = dict(values)
-    del values["problem"]
+    values.pop("problem", None)
     problem = translate_problem(str(values["yaml_problem"]))
     if problem is None:
         return values

@@ -57,9 +57,9 @@ BUNDLE_ERRORS: dict[str, tuple[str | tuple[str, ...], str]] = {
     "json_non_finite": (("bare NaN or Infinity token in {value} at line {line}", "bare NaN or Infinity token in {value}"),
                         "write non-finite numbers as the strings \"NaN\", \"Infinity\" or \"-Infinity\""),
     # Reading the archive.
-    # {reason} names the errno value, as os_error_details describes it; a path that is not a regular file has none.
+    # {reason} names the errno value, as os_error_details describes it. A path that is not a regular file has no reason.
     "archive_unreadable": (("cannot read bundle file {value}: {reason}", "cannot read bundle file {value}"), "check the path and that it is a regular file"),
-    # {value} and {problem} are tarfile's English text, such as "truncated header"; {offset} is where the failed header starts.
+    # {value} and {problem} are tarfile's English text, such as "truncated header". {offset} is where the failed header starts.
     "archive_invalid": (("the bundle is not a valid uncompressed tar archive: {problem} at byte offset {offset}",
                          "the bundle is not a valid uncompressed tar archive: reading failed at byte offset {offset}",
                          "the bundle is not a valid uncompressed tar archive: {value}"), "pack the run again with `python -m agent bundle`"),
