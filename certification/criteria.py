@@ -541,13 +541,16 @@ def _reference_value(read: Callable[[], Any]) -> Any:
 def problem_zh(error: Exception) -> str:
     """Return the Chinese text of a problem that a record reader raised.
 
-    A RecordsInvalid carries its own, a BundleError is described from its code and values, and any other
-    error (a ValueError, KeyError or TypeError of a malformed value) is named by its type.
+    A RecordsInvalid carries its own, a BundleError is described from its code and values, and a KeyError
+    names the missing key. NOTE: another error (a ValueError or TypeError of a malformed value) is named
+    only by its type, because its English message cannot be translated.
     """
     if isinstance(error, RecordsInvalid):
         return error.problem_zh
     if isinstance(error, BundleError):
         return bundle_error_zh(error)
+    if isinstance(error, KeyError) and error.args:
+        return f"记录中缺少键 {error.args[0]!r}"
     return f"记录中的值无法解析（{type(error).__name__}）"
 
 

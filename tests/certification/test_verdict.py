@@ -325,7 +325,8 @@ def test_vendor_records_invalid_in_chinese(tmp_path, reference):
     (BundleError("json_non_finite", "workloads/a/steps.jsonl", line=2), "workloads/a/steps.jsonl 第 2 行有未加引号的 NaN 或 Infinity"),
     (BundleError("file_not_in_bundle", "workloads/a/result.json"), "结果包中没有文件 workloads/a/result.json"),
     (BundleError("member_link", "workloads/a/x"), "member_link：workloads/a/x"),
-    (KeyError("loss"), "记录中的值无法解析（KeyError）"),
-], ids=["records_invalid", "json_invalid", "json_non_finite", "file_not_in_bundle", "other_code", "key_error"])
+    (KeyError("loss"), "记录中缺少键 'loss'"),
+    (TypeError("float() argument must be a string or a real number, not 'dict'"), "记录中的值无法解析（TypeError）"),
+], ids=["records_invalid", "json_invalid", "json_non_finite", "file_not_in_bundle", "other_code", "key_error", "type_error"])
 def test_reader_problem_chinese_text(error, chinese):
     assert problem_zh(error) == chinese
