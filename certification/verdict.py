@@ -344,7 +344,7 @@ def _vendor_blocker(bundle: VerifiedBundle, pack: RulePack, workload_id: str) ->
     if status == "not_supported":
         return criteria_inference.not_supported_outcome(records)
     if status != "completed":
-        return Outcome(FAIL, "workload_not_completed", fields={"workload": workload_id, "status": status})
+        return Outcome(FAIL, "workload_not_completed", fields={"workload": workload_id, "status": status, "status_zh": _status_zh(status)})
     return None
 
 
@@ -357,12 +357,22 @@ def _planned_by_run(bundle: VerifiedBundle, workload_id: str) -> bool:
     return not isinstance(planned, list) or workload_id in planned
 
 
+MISSING_RESULT, INVALID_RESULT = "missing result.json", "invalid result.json"
+# Chinese texts of the statuses that _result_status returns in place of a recorded one. A recorded status,
+# such as failed or crashed, is the agent's identifier and stays as it is.
+STATUS_TEXTS_ZH = {MISSING_RESULT: "缺少 result.json", INVALID_RESULT: "result.json 无效"}
+
+
 def _result_status(records: WorkloadRecords) -> str:
     try:
         result = records.result
     except (RecordsInvalid, BundleError):
-        return "missing result.json"
-    return str(result.get("status")) if isinstance(result, dict) else "invalid result.json"
+        return MISSING_RESULT
+    return str(result.get("status")) if isinstance(result, dict) else INVALID_RESULT
+
+
+def _status_zh(status: str) -> str:
+    return STATUS_TEXTS_ZH.get(status, status)
 
 
 def _pick_reference(references: list[Reference], pack: RulePack, workload_id: str,
@@ -452,7 +462,7 @@ def _reference_problem(reference: Reference, pack: RulePack, workload_id: str) -
     status = _result_status(WorkloadRecords(reference.bundle, workload_id))
     if status != "completed":
         return (f"reference bundle {bundle_id}: workload {workload_id} has status {status}",
-                f"参考结果包 {bundle_id}：工作负载 {workload_id} 的状态是 {status}")
+                f"参考结果包 {bundle_id}：工作负载 {workload_id} 的状态是 {_status_zh(status)}")
     try:
         mismatched = fixed_differences(WorkloadRecords(reference.bundle, workload_id), pack.workload(workload_id))
     except (RecordsInvalid, BundleError) as error:

@@ -147,7 +147,7 @@ MESSAGES: dict[str, tuple[str, str, str, str]] = {
         "Run every workload the level requires, then pack the run again.",
     ),
     "workload_not_completed": (
-        "工作负载 {workload} 的状态为 {status}。",
+        "工作负载 {workload} 未完成（状态：{status_zh}）。",
         "Workload {workload} has status {status}.",
         "查看 events.jsonl 与日志，修复后重新运行（运行可续跑）。",
         "Read events.jsonl and the log, fix the cause and run again (runs resume).",

@@ -330,3 +330,13 @@ def test_vendor_records_invalid_in_chinese(tmp_path, reference):
 ], ids=["records_invalid", "json_invalid", "json_non_finite", "file_not_in_bundle", "other_code", "key_error", "type_error"])
 def test_reader_problem_chinese_text(error, chinese):
     assert problem_zh(error) == chinese
+
+
+def test_missing_result_status_in_chinese(tmp_path, reference):
+    vendor = bundle_without(tmp_path / "vendor", "workloads/pretrain-llama/result.json")
+
+    result = judge(vendor, [Reference(reference, PEAKS)], PACK, PEAKS).criterion("pretrain.lambada")
+
+    assert result.details["code"] == "workload_not_completed"
+    assert result.explanation["zh"] == "工作负载 pretrain-llama 未完成（状态：缺少 result.json）。"
+    assert result.explanation["en"] == "Workload pretrain-llama has status missing result.json."
