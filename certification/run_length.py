@@ -37,7 +37,7 @@ def has_run_length(spec: dict) -> bool:
 
 
 def check_run_length(vendor: WorkloadRecords, spec: dict) -> Outcome:
-    """Fail when steps.jsonl does not hold every step from 1 to the required count.
+    """Fail when steps.jsonl does not contain every step from 1 to the required count.
 
     The count is the pack's fixed max_steps, or the max_steps of the vendor's
     checked `epochs` record when the pack fixes num_train_epochs.
@@ -79,10 +79,11 @@ def first_missing_steps(logged: set[int], required: int) -> list[int]:
 def epochs_record(records: WorkloadRecords, spec: dict) -> dict[str, Any]:
     """Return the `epochs` record of the workload's config.json; raise RecordsInvalid naming the first problem.
 
-    The record is invalid when it is missing, when a count or the seed is not
-    an integer, when it contradicts the pack (num_train_epochs, seed, the
-    steps per epoch that the global batch gives) or itself (max_steps), or
-    when order_sha256 is not one sha256 per epoch.
+    The record is invalid when it is missing or when a count or the seed is
+    not an integer. It is also invalid when it contradicts the pack
+    (num_train_epochs, seed, the steps per epoch that the global batch
+    gives) or itself (max_steps), or when order_sha256 is not one sha256 per
+    epoch.
     """
     config = records.config
     if not isinstance(config, dict):

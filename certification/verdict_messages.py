@@ -199,7 +199,7 @@ MESSAGES: dict[str, tuple[str, str, str, str]] = {
     ),
     "run_length_epochs_pass": (
         "steps.jsonl 包含第 1-{required} 步，即 config.json 的 epochs 记录给出的 {epochs} 轮、每轮 {steps_per_epoch} 步，轮数与规则包一致。",
-        "steps.jsonl holds steps 1-{required}: {epochs} epochs of {steps_per_epoch} steps, as the epochs record of config.json gives them for the rule pack's num_train_epochs.",
+        "steps.jsonl contains steps 1-{required}: {epochs} epochs of {steps_per_epoch} steps, as the epochs record of config.json gives them for the rule pack's num_train_epochs.",
         "无需操作。", "Nothing to do.",
     ),
     "epoch_batches_mismatch": (

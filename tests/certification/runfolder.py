@@ -103,7 +103,7 @@ def epochs_record(fixed: dict, train_pairs: int) -> dict:
 
 
 def write_finetune(folder: Path, pack: RulePack, options: dict) -> None:
-    """Write the step log and predictions; `finetune_steps` sets the logged steps, by default the pack's or the epochs record's max_steps."""
+    """Write the step log and predictions. `finetune_steps` sets the logged steps, by default the pack's or the epochs record's max_steps."""
     fixed = pack.workload(folder.name)["hyperparameters"]["fixed"]
     default_steps = fixed["max_steps"] if "max_steps" in fixed else options["epochs"]["max_steps"]
     steps = options.get("finetune_steps", default_steps)

@@ -119,7 +119,7 @@ def test_other_train_pairs_mismatch(tmp_path, reference):
 
 
 def test_shorter_epochs_mismatch(tmp_path, reference):
-    # A vendor record of 20 pairs asks for 15 steps only, and the run logs 15. The reference shows 30 were due.
+    # A vendor record of 20 pairs requires only 15 steps, and the run logs 15. The reference shows that 30 were due.
     verdict = judged(tmp_path, reference, **{"sft-llama": {"train_pairs": 20}})
 
     assert status_and_code(verdict, "sft-llama.run_length") == ("pass", "run_length_epochs_pass")
