@@ -154,9 +154,9 @@ def epoch_batches_outcome(spec: dict, vendor: WorkloadRecords, reference: Worklo
     and order of every epoch. An invalid vendor record fails, and an invalid
     reference record is refused.
     """
-    # NOTE: numpy.random's compatibility policy promises the same Generator stream only on the same NumPy build,
-    # and environment.json does not record the NumPy version, so two runs that both follow the pack but use
-    # different NumPy versions may fail here.
+    # NOTE: numpy.random's compatibility policy promises the same Generator stream only on the same NumPy version,
+    # so two runs that both follow the pack but use different NumPy versions may fail here. environment.json
+    # records each run's NumPy version for staff who look into such a failure.
     if not trains_by_epochs(spec):
         return None
     try:
