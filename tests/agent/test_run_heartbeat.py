@@ -1,5 +1,7 @@
 """Heartbeat events while workloads train and evaluate, from a one-process smoke run."""
 
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -9,6 +11,7 @@ from agent.cli import main
 from agent.runner.execute import Heartbeat
 from agent.runner.folder import RunFolder
 from agent.workloads.common import WorkloadContext
+from agent.workloads.inference import LOADGEN_POLL_SECONDS, _wait_sending_heartbeats
 from certification.criteria_stability import longest_crash_free_days
 from certification.records import read_jsonl
 
@@ -92,3 +95,20 @@ def test_only_rank_zero_beats(tmp_path: Path):
 
     beats = read_jsonl(tmp_path / "events.jsonl")
     assert [(beat["phase"], beat["batch"]) for beat in beats] == [("lambada", 1)]
+
+
+def test_search_wait_keeps_output(tmp_path: Path):
+    heartbeat = Heartbeat(RunFolder(tmp_path))
+    heartbeat.interval = 0.0
+    context = WorkloadContext(workload_id="infer-llama", spec={}, pack=None, data_root=tmp_path, run_dir=tmp_path,
+                              device="cpu", heartbeat=heartbeat)
+    # The child writes before and after the agent's first poll times out, so both lines must survive the retry.
+    script = f"import sys, time; print('before', file=sys.stderr, flush=True); time.sleep({LOADGEN_POLL_SECONDS * 1.5}); print('after', file=sys.stderr)"
+    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        stderr = _wait_sending_heartbeats(context, process)
+
+    assert stderr.splitlines() == ["before", "after"]
+    assert process.returncode == 0
+    beats = read_jsonl(tmp_path / "events.jsonl")
+    assert beats
+    assert {(beat["workload"], beat["phase"]) for beat in beats} == {("infer-llama", "qps_search")}
