@@ -75,7 +75,7 @@ def test_batch_beats_count_batches(events, phase):
 
 
 def test_stability_counts_evaluation_beats(events):
-    # The events up to a LAMBADA heartbeat hold no stop or crash, so the crash-free span ends at that heartbeat.
+    # The events up to a LAMBADA heartbeat contain no stop or crash, so the crash-free span ends at that heartbeat.
     last = max(index for index, event in enumerate(events) if event.get("phase") == "lambada")
     killed = events[:last + 1]
     seconds = (datetime.fromisoformat(killed[-1]["time"]) - datetime.fromisoformat(killed[0]["time"])).total_seconds()
