@@ -1,4 +1,4 @@
-"""Heartbeat events while workloads train and evaluate, from a one-process smoke run."""
+"""Heartbeat events while workloads train and evaluate, from one-process smoke runs of the language models and of Stable Diffusion."""
 
 import subprocess
 import sys
@@ -25,14 +25,24 @@ EVALUATION_PHASES = {
 pytestmark = pytest.mark.slow
 
 
+def run_events(out: Path, *arguments: str) -> list[dict]:
+    """Run the agent in this process with a heartbeat interval of one millisecond and return the run's events."""
+    with pytest.MonkeyPatch.context() as patch:
+        # Far below the time of one batch on the CPU, so nearly every call writes an event.
+        patch.setenv("AGENT_HEARTBEAT_SECONDS", "0.001")
+        assert main(["run", "--out", str(out), *arguments]) == 0
+    return read_jsonl(out / "events.jsonl")
+
+
 @pytest.fixture(scope="module")
 def events(tmp_path_factory):
     out = tmp_path_factory.mktemp("heartbeat") / "run"
-    with pytest.MonkeyPatch.context() as patch:
-        # One millisecond, far below the time of one batch on the CPU, so nearly every call writes an event.
-        patch.setenv("AGENT_HEARTBEAT_SECONDS", "0.001")
-        assert main(["run", "--profile", "smoke", "--out", str(out), "--workloads", ",".join(EVALUATION_PHASES)]) == 0
-    return read_jsonl(out / "events.jsonl")
+    return run_events(out, "--profile", "smoke", "--workloads", ",".join(EVALUATION_PHASES))
+
+
+@pytest.fixture(scope="module")
+def sd_events(tmp_path_factory):
+    return run_events(tmp_path_factory.mktemp("heartbeat-sd") / "run", "--profile", "smoke-sd")
 
 
 def workload_events(events: list[dict], workload: str) -> list[dict]:
@@ -72,6 +82,16 @@ def test_batch_beats_count_batches(events, phase):
     assert beats
     assert all(isinstance(done, int) and isinstance(total, int) for done, total in counts)
     assert all(1 <= done <= total for done, total in counts)
+
+
+@pytest.mark.parametrize("workload", ["sd-sft-digits", "sd-infer-digits"])
+def test_image_generation_beats(sd_events, workload):
+    beats = [event for event in workload_events(sd_events, workload) if event["event"] == "heartbeat"]
+    generation = [beat for beat in beats if beat.get("phase") == "image_generation"]
+
+    assert generation
+    assert all(1 <= beat["prompt"] <= beat["prompts"] for beat in generation)
+    assert all(beat.get("phase") in {"training", "image_generation"} for beat in beats)
 
 
 def test_stability_counts_evaluation_beats(events):
