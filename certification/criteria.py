@@ -346,8 +346,12 @@ def loss_window_alignment(context: CriterionContext) -> Outcome:
     return Outcome(PASS if passed else FAIL, "loss_alignment_pass" if passed else "loss_alignment_fail", measured, {"window_means": len(reference.means)}, bound, fields, details)
 
 
-def run_too_short(required: int, missing: list[int], bound: Any) -> Outcome:
-    fields = {"required": required, "missing_count": len(missing), "first_missing": missing[0]}
+def run_too_short(required: int, missing: list[int], bound: Any, missing_count: int | None = None) -> Outcome:
+    """Return the failure of a criterion whose steps 1..`required` are not all logged.
+
+    `missing` may list only the first missing steps when `missing_count` gives their number.
+    """
+    fields = {"required": required, "missing_count": len(missing) if missing_count is None else missing_count, "first_missing": missing[0]}
     return Outcome(FAIL, "run_too_short", bound=bound, fields=fields, details={"missing_steps": missing[:50]})
 
 

@@ -145,18 +145,31 @@ def crash_events(events: list[dict], workload_id: str) -> list[dict]:
 
 
 def longest_crash_free_days(events: list[dict]) -> float:
-    """Return the longest span from a start or resume to the next crash or stop (or the last event), in days."""
+    """Return the longest span from a start or resume to the next crash or stop (or the last event), in days.
+
+    A kill found on resume is written as a crash at resume time. Its span
+    ends at the time of the last event before the kill (`last_event`),
+    because the run was down from then until the resume.
+    """
     longest, began = 0.0, None
     for event in events:
         moment = _parse_time(event.get("time"))
         if event.get("event") in ("start", "resume"):
             began = moment if began is None else began
         elif event.get("event") in ("crash", "stop") and began is not None:
-            longest = max(longest, (moment - began).total_seconds())
+            longest = max(longest, (_span_end(event, moment) - began).total_seconds())
             began = None
     if began is not None and events:
         longest = max(longest, (_parse_time(events[-1].get("time")) - began).total_seconds())
     return longest / 86400.0
+
+
+def _span_end(event: dict, moment: datetime) -> datetime:
+    """Return when the run was last seen alive before `event`: the time of its `last_event` if it has one, else `moment`."""
+    last = event.get("last_event")
+    if isinstance(last, dict) and "time" in last:
+        return min(_parse_time(last["time"]), moment)
+    return moment
 
 
 def _parse_time(text: Any) -> datetime:

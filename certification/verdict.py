@@ -22,12 +22,12 @@ from certification import criteria_sd  # noqa: F401  (registers the SD criteria)
 from certification import criteria_stability  # noqa: F401  (registers warm_start_stability)
 from certification import criteria_inference  # noqa: F401  (registers the inference criteria)
 from certification.bundle import VerifiedBundle
-from certification.criteria import (FAIL, NOT_APPLICABLE, PASS, PENDING, REFUSED, CriterionContext, Outcome, RecordsInvalid, WorkloadRecords,
-                                    evaluate, problem_zh, run_too_short)
+from certification.criteria import FAIL, NOT_APPLICABLE, PASS, PENDING, REFUSED, CriterionContext, Outcome, RecordsInvalid, WorkloadRecords, evaluate, problem_zh
 from certification.errors import BundleError
 from certification.inputs import InputRecordsInvalid, compare_inputs, input_outcome
 from certification.records import encode_float
 from certification.rulepack import RulePack
+from certification.run_length import check_run_length, epoch_batches_outcome, has_run_length, reference_epochs_problem
 from certification.verdict_messages import render, render_reference_choice
 
 # Run conditions that must be equal on both sides for a comparison to mean anything.
@@ -301,7 +301,7 @@ def _judge_workload(bundle, references, pack, workload_id, card_peaks, human, bo
     """Judge every criterion of one workload; also return the comparison of its inputs with the reference's, when one was made."""
     spec = pack.workload(workload_id)
     built_in = [{"id": f"{workload_id}.fixed_hyperparameters", "metric": "fixed_hyperparameters"}]
-    if "max_steps" in spec["hyperparameters"]["fixed"]:
+    if has_run_length(spec):
         built_in.append({"id": f"{workload_id}.run_length", "metric": "run_length"})
     criteria = [*built_in, *spec.get("criteria", [])]
     blocker = _vendor_blocker(bundle, pack, workload_id)
@@ -381,8 +381,9 @@ def _pick_reference(references: list[Reference], pack: RulePack, workload_id: st
 
     The reference is chosen by `_choose_reference`. The checks then run in
     this order, and the first that finds a problem blocks: the reference is
-    usable, both runs read inputs with the same digests, and the run
-    conditions are equal.
+    usable, both runs read inputs with the same digests, the run conditions
+    are equal, and a workload that trains by epochs trained on the same
+    batches in both runs.
     """
     candidates = [reference for reference in references if WorkloadRecords(reference.bundle, workload_id).exists()]
     if not candidates:
@@ -412,7 +413,7 @@ def _pick_reference(references: list[Reference], pack: RulePack, workload_id: st
     differences = compare_conditions(vendor, reference_records)
     if differences:
         return reference, Outcome(REFUSED, "reference_mismatch", fields={"differences": "; ".join(differences)}, details={"differences": differences}), compared
-    return reference, None, compared
+    return reference, epoch_batches_outcome(pack.workload(workload_id), vendor, reference_records), compared
 
 
 def _choose_reference(candidates: list[Reference], pack: RulePack, workload_id: str,
@@ -471,7 +472,7 @@ def _reference_problem(reference: Reference, pack: RulePack, workload_id: str) -
     if mismatched:
         return (f"reference bundle {bundle_id}: fixed hyperparameters differ from the pack (reference / pack): {', '.join(mismatched)}",
                 f"参考结果包 {bundle_id}：固定超参数与规则包不同（参考运行 / 规则包）：{'，'.join(mismatched)}")
-    return None
+    return reference_epochs_problem(WorkloadRecords(reference.bundle, workload_id), pack.workload(workload_id))
 
 
 def _label(item: dict, workload_id: str, outcome: Outcome) -> CriterionResult:
@@ -493,19 +494,6 @@ def check_fixed_hyperparameters(vendor: WorkloadRecords, spec: dict) -> Outcome:
     if differences:
         return Outcome(FAIL, "fixed_hyperparameters_fail", bound=fixed, fields={"keys": ", ".join(differences)}, details={"differences": differences})
     return Outcome(PASS, "fixed_hyperparameters_pass", bound=fixed)
-
-
-def check_run_length(vendor: WorkloadRecords, spec: dict) -> Outcome:
-    """Fail when steps.jsonl does not hold every step from 1 to the pack's fixed max_steps."""
-    required = int(spec["hyperparameters"]["fixed"]["max_steps"])
-    try:
-        logged = vendor.step_numbers_through(required)
-    except (RecordsInvalid, BundleError) as error:
-        return Outcome(FAIL, "records_invalid", fields={"workload": vendor.workload_id, "problem": str(error), "problem_zh": problem_zh(error)})
-    missing = [step for step in range(1, required + 1) if step not in logged]
-    if missing:
-        return run_too_short(required, missing, required)
-    return Outcome(PASS, "run_length_pass", measured=required, bound=required, fields={"required": required})
 
 
 def fixed_differences(records: WorkloadRecords, spec: dict) -> list[str]:

@@ -199,6 +199,17 @@ MESSAGES: dict[str, tuple[str, str, str, str]] = {
         "steps.jsonl holds steps 1-{required}, as the rule pack requires.",
         "无需操作。", "Nothing to do.",
     ),
+    "run_length_epochs_pass": (
+        "steps.jsonl 包含第 1-{required} 步，即 config.json 的 epochs 记录给出的 {epochs} 轮、每轮 {steps_per_epoch} 步，轮数与规则包一致。",
+        "steps.jsonl contains steps 1-{required}: {epochs} epochs of {steps_per_epoch} steps, as the epochs record of config.json gives them for the rule pack's num_train_epochs.",
+        "无需操作。", "Nothing to do.",
+    ),
+    "epoch_batches_mismatch": (
+        "工作负载 {workload} 与参考运行训练的批次不同，结果无法比较。两者 config.json 的 epochs 记录不同（厂商 / 参考运行）：{differences}。",
+        "Workload {workload} trained on other batches than the reference run, so the results cannot be compared. The epochs records of their config.json differ (vendor / reference): {differences}.",
+        "每轮的顺序只由训练样本对、随机种子和全局 batch 决定。请用规则包的数据集、随机种子和全局 batch 以及与参考运行相同的 agent 版本重新运行该工作负载；若是参考运行有误，请认证人员换用匹配的参考结果包。",
+        "Each epoch's order follows only from the train pairs, the seed and the global batch. Run the workload again with the rule pack's data sets, seed and global batch and with the agent version of the reference run; if the reference run is at fault, ask certification staff for a matching reference bundle.",
+    ),
     "peak_tflops_mismatch": (
         "结果包 {bundle} 声明的 {data_type} 峰值为 {stated} TFLOPS，与卡登记值 {registered} 不符；评判使用登记值。",
         "Bundle {bundle} states a peak of {stated} {data_type} TFLOPS, but the card registry has {registered}; the verdict uses the registry value.",
@@ -263,6 +274,8 @@ def render(code: str, **fields: Any) -> tuple[dict[str, str], dict[str, str]]:
     """Return the (explanation, hint) pair for `code`, each as {"zh", "en"}."""
     explanation_zh, explanation_en, hint_zh, hint_en = MESSAGES[code]
     values = _Blank(fields)
+    if "problem" in values and "problem_zh" not in values:
+        values["problem_zh"] = values["problem"]  # an outcome built without a Chinese problem shows the English one
     explanation = {"zh": explanation_zh.format_map(values), "en": explanation_en.format_map(values)}
     hint = {"zh": hint_zh.format_map(values), "en": hint_en.format_map(values)}
     return explanation, hint

@@ -394,15 +394,20 @@ def _prepare_folder(path: Path, resumed_from_step: int | None) -> None:
 
 
 class Heartbeat:
-    """Write a heartbeat event at most once per AGENT_HEARTBEAT_SECONDS while a workload trains."""
+    """Write a heartbeat event at most once per AGENT_HEARTBEAT_SECONDS while a workload trains or evaluates.
+
+    Every phase shares the interval, so the first evaluation heartbeat comes
+    one interval after the last training heartbeat.
+    """
 
     def __init__(self, folder: RunFolder):
         self.folder = folder
         self.interval = _heartbeat_seconds()
         self.last = time.monotonic()
 
-    def __call__(self, workload_id: str, step: int) -> None:
+    def __call__(self, workload_id: str, phase: str, **progress: int) -> None:
+        """Write the event with the phase (such as "training" or "lambada") and its progress counts, once the interval has passed."""
         now = time.monotonic()
         if now - self.last >= self.interval:
-            self.folder.event("heartbeat", workload=workload_id, step=step)
+            self.folder.event("heartbeat", workload=workload_id, phase=phase, **progress)
             self.last = now

@@ -156,6 +156,9 @@ def environment(device: dict[str, Any], nodes: int = 1) -> dict[str, Any]:
         "paddle": _version("paddlepaddle"),
         "paddlenlp": _version("paddlenlp"),
         "ppdiffusers": _version("ppdiffusers"),
+        # Fine-tuning by epochs draws each epoch's order from numpy.random, which promises the same stream only on
+        # the same NumPy version, so the verdict needs this to explain an order that differs from the reference's.
+        "numpy": _version("numpy"),
         "device": device,
         "nodes": nodes,
         "cpu": {"model": _cpu_model(), "logical_cores": os.cpu_count(), "machine": platform.machine()},

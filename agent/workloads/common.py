@@ -57,6 +57,11 @@ class WorkloadContext:
         """True on global rank 0, the only process that writes the run folder."""
         return self.rank == 0
 
+    def send_heartbeat(self, phase: str, **progress: int) -> None:
+        """Send the run's heartbeat from global rank 0, which writes it at most once per AGENT_HEARTBEAT_SECONDS."""
+        if self.heartbeat is not None and self.is_writer:
+            self.heartbeat(self.workload_id, phase, **progress)
+
     @property
     def out_dir(self) -> Path:
         return self.run_dir / "workloads" / self.workload_id

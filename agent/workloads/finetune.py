@@ -354,6 +354,7 @@ def generate_predictions(context: WorkloadContext, model, tokenizer, args) -> di
             outputs = greedy_generate(model, tokenizer, prompts, int(fixed["max_new_tokens"]))
             records[index] = [prediction_record(tokenizer, name, start + offset, pair, output)
                               for offset, (pair, output) in enumerate(zip(batch, outputs))]
+            context.send_heartbeat("decoding", batch=index + 1, batches=len(batches))
     logger.info("%s: decoded %d of %d dev batches on model copy %d of %d", context.workload_id, len(records),
                 len(batches), copy, copies)
 

@@ -29,6 +29,7 @@ import logging
 import os
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,9 @@ from agent.workloads import lambada, models
 from agent.workloads.common import WorkloadContext, apply_determinism, encode
 
 logger = logging.getLogger(__name__)
+
+# How often the agent wakes while the QPS search process runs, to send the heartbeat (which rate-limits itself).
+LOADGEN_POLL_SECONDS = 1.0
 
 BATCHING = {"continuous": "per decode step: requests join and leave the running batch at each step",
             "static": "per batch: requests that arrive together, decoded to the end of the batch"}
@@ -125,7 +129,7 @@ def run(context: WorkloadContext) -> dict[str, Any]:
     if "lambada" in context.spec["datasets"]:
         items = context.pack.data["settings"]["lambada"].get("items")
         accuracy = lambada.evaluate(model, tokenizer, context.dataset_path(context.spec["datasets"]["lambada"]),
-                                    context.out_dir / "lambada.jsonl", items)
+                                    context.out_dir / "lambada.jsonl", items, partial(context.send_heartbeat, "lambada"))
 
     # Greedy outputs of the prompt set, for human evaluation.
     prompts = read_prompts(context.dataset_path(context.spec["datasets"]["prompts"]))
@@ -193,6 +197,7 @@ def write_generations(context: WorkloadContext, model, tokenizer, prompts: list[
         rows.append({"index": index, "id": prompt.get("id", str(index)), "language": prompt.get("language"),
                      "prompt": prompt["prompt"], "prediction": tokenizer.decode(output, skip_special_tokens=True),
                      "prompt_tokens": len(ids), "prediction_tokens": len(output)})
+        context.send_heartbeat("decoding", prompt=index + 1, prompts=len(prompts))
     append_jsonl(context.out_dir / "generations.jsonl", rows)
     logger.info("%s: wrote greedy outputs for %d prompts", context.workload_id, len(rows))
 
@@ -229,8 +234,14 @@ def _run_loadgen(context: WorkloadContext, endpoint: str, model_name: str, promp
     command = [sys.executable, "-m", "agent", "loadgen", "--endpoint", endpoint, "--model", model_name,
                "--prompts", str(prompt_file), "--settings", json.dumps(context.pack.data["settings"]["inference"]),
                "--out", str(context.out_dir)]
-    completed = subprocess.run(command, capture_output=True, text=True)
-    for line in completed.stderr.splitlines():
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        try:
+            stderr = _wait_sending_heartbeats(context, process)
+        except BaseException:
+            # As subprocess.run does, so that a stop signal or an error here leaves no search running.
+            process.kill()
+            raise
+    for line in stderr.splitlines():
         if " agent.inference." in line:
             logger.info("loadgen: %s", line.split(": ", 1)[-1])
     # Exit status 1 with a completed search means no load level met the TTFT
@@ -238,6 +249,17 @@ def _run_loadgen(context: WorkloadContext, endpoint: str, model_name: str, promp
     search_path = context.out_dir / "search.json"
     search = read_json(search_path) if search_path.is_file() else {}
     if search.get("status") != "completed":
-        detail = (completed.stderr.strip().splitlines() or ["(no output)"])[-2:]
-        raise RuntimeError(f"the QPS search against {endpoint} failed (exit status {completed.returncode}): {' '.join(detail)}")
+        detail = (stderr.strip().splitlines() or ["(no output)"])[-2:]
+        raise RuntimeError(f"the QPS search against {endpoint} failed (exit status {process.returncode}): {' '.join(detail)}")
     return search
+
+
+def _wait_sending_heartbeats(context: WorkloadContext, process: subprocess.Popen) -> str:
+    """Wait for the QPS search process to exit, sending the run's heartbeat meanwhile, and return its standard error."""
+    while True:
+        try:
+            # Python's subprocess documentation: retrying communicate() after TimeoutExpired loses no output.
+            _, stderr = process.communicate(timeout=LOADGEN_POLL_SECONDS)
+            return stderr
+        except subprocess.TimeoutExpired:
+            context.send_heartbeat("qps_search")

@@ -15,7 +15,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import paddle
 
@@ -129,20 +129,26 @@ def score_batch(model, items: list[LambadaItem]) -> list[bool]:
     return correct
 
 
-def evaluate(model, tokenizer, path: Path, out_path: Path | None, limit: int | None) -> dict[str, Any]:
+def evaluate(model, tokenizer, path: Path, out_path: Path | None, limit: int | None,
+             on_batch: Callable[..., None] | None = None) -> dict[str, Any]:
     """Score passages in batches of similar length, then write one record per passage in index order.
 
     `out_path` None scores without writing, as ranks other than 0 do.
+    `on_batch`, when given, is called after each batch with the keyword
+    arguments `batch` (batches scored so far) and `batches` (their total).
     """
     items = read_items(tokenizer, path, limit)
     by_length = sorted(items, key=lambda item: len(item.ids))
     batch_size = MOE_BATCH_SIZE if "Moe" in type(model).__name__ else BATCH_SIZE
+    batch_count = -(-len(by_length) // batch_size)
     model.eval()
     correct: dict[int, bool] = {}
     with paddle.no_grad():
-        for start in range(0, len(by_length), batch_size):
+        for number, start in enumerate(range(0, len(by_length), batch_size), start=1):
             batch = by_length[start:start + batch_size]
             correct.update(zip((item.index for item in batch), score_batch(model, batch)))
+            if on_batch is not None:
+                on_batch(batch=number, batches=batch_count)
 
     if out_path is not None:
         append_jsonl(out_path, (lambada_record(item, correct[item.index]) for item in items))

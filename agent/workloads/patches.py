@@ -13,7 +13,9 @@ import os
 import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 from types import SimpleNamespace
+from typing import Callable
 
 logger = logging.getLogger(__name__)
 
@@ -663,74 +665,119 @@ def _gloo_group_keys_shared() -> bool:
     return verdict == ["shared"]
 
 
-def apply() -> list[str]:
-    """Apply every fix whose fault the installed stack shows. Return the names of the fixes applied so far."""
-    if "moe_priority_same_dtype" not in APPLIED and _moe_priority_fails():
-        from paddlenlp.transformers.moe_gate import PretrainedMoEGate
+def _install_moe_priority_same_dtype() -> None:
+    from paddlenlp.transformers.moe_gate import PretrainedMoEGate
 
-        PretrainedMoEGate._priority = moe_priority_same_dtype
-        APPLIED.append("moe_priority_same_dtype")
-        logger.debug("patched PaddleNLP PretrainedMoEGate._priority to keep int64 throughout")
-    if "parallel_env_device_id" not in APPLIED and _device_id_missing():
-        import paddle.distributed
+    PretrainedMoEGate._priority = moe_priority_same_dtype
 
-        paddle.distributed.ParallelEnv.device_id = property(parallel_env_device_id)
-        APPLIED.append("parallel_env_device_id")
-        logger.debug("patched Paddle ParallelEnv.device_id to return 0 where no device id is set")
-    if "broadcast_input_data_cpu" not in APPLIED and _broadcast_input_fails_on_cpu():
-        from paddle.distributed.fleet.meta_parallel import tensor_parallel
 
-        tensor_parallel.broadcast_input_data = broadcast_input_data_cpu(tensor_parallel.broadcast_input_data)
-        APPLIED.append("broadcast_input_data_cpu")
-        logger.debug("patched Paddle's TensorParallel to broadcast its inputs on the CPU too")
-    if "mp_ops_on_cpu" not in APPLIED and _mp_ops_fail_on_cpu():
-        import paddle.distributed.collective as collective
-        from paddle.distributed.fleet.layers.mpu import mp_ops
+def _install_parallel_env_device_id() -> None:
+    import paddle.distributed
 
-        for name, function in mp_ops_on_cpu(mp_ops).items():
-            setattr(mp_ops, name, function)
-            setattr(collective, name, function)
-        APPLIED.append("mp_ops_on_cpu")
-        logger.debug("patched Paddle's tensor-parallel communication to run on the CPU with gloo")
-    if "group_sharded_parallel_cpu" not in APPLIED and _group_sharded_rejects_cpu():
-        from paddle.distributed import sharding
-        from paddle.distributed.sharding import group_sharded
+    paddle.distributed.ParallelEnv.device_id = property(parallel_env_device_id)
 
-        replacement = group_sharded_parallel_cpu(group_sharded.group_sharded_parallel)
-        sharding.group_sharded_parallel = group_sharded.group_sharded_parallel = replacement
-        APPLIED.append("group_sharded_parallel_cpu")
-        logger.debug("patched Paddle's group_sharded_parallel to build sharding stages 2 and 3 on the CPU")
-    if "param_storage_on_cpu" not in APPLIED and _param_storage_fails_on_cpu():
-        from paddle.distributed.fleet.meta_parallel.sharding.group_sharded_storage import ParamStorage
 
-        ParamStorage.add_rank_params = param_storage_on_cpu(ParamStorage.add_rank_params)
-        APPLIED.append("param_storage_on_cpu")
-        logger.debug("patched Paddle's stage-2 ParamStorage to keep CPU parameters in place")
+def _install_broadcast_input_data_cpu() -> None:
+    from paddle.distributed.fleet.meta_parallel import tensor_parallel
 
-    if "stage3_build_check_on_cpu" not in APPLIED and _stage3_rejects_cpu_build():
-        from paddle.distributed.fleet.meta_parallel.sharding.group_sharded_stage3 import GroupShardedStage3
+    tensor_parallel.broadcast_input_data = broadcast_input_data_cpu(tensor_parallel.broadcast_input_data)
 
-        GroupShardedStage3.__init__ = stage3_build_check_on_cpu(GroupShardedStage3.__init__)
-        APPLIED.append("stage3_build_check_on_cpu")
-        logger.debug("patched Paddle's GroupShardedStage3 to accept the CPU")
-    if "sharded_clip_on_cpu" not in APPLIED and _sharded_clip_fails_on_cpu():
-        from paddle.distributed.fleet.meta_parallel.sharding.group_sharded_utils import GroupShardedClipGrad
 
-        GroupShardedClipGrad._dygraph_clip = sharded_clip_on_cpu(GroupShardedClipGrad._dygraph_clip)
-        APPLIED.append("sharded_clip_on_cpu")
-        logger.debug("patched Paddle's GroupShardedClipGrad to keep the norm on the CPU")
-    if "device2cpu_on_cpu" not in APPLIED and _device2cpu_loses_cpu_tensor():
-        from paddle.distributed.fleet.meta_parallel.sharding import group_sharded_stage3
+def _install_mp_ops_on_cpu() -> None:
+    import paddle.distributed.collective as collective
+    from paddle.distributed.fleet.layers.mpu import mp_ops
 
-        group_sharded_stage3._device2cpu = device2cpu_on_cpu(group_sharded_stage3._device2cpu)
-        APPLIED.append("device2cpu_on_cpu")
-        logger.debug("patched Paddle's stage-3 _device2cpu to copy a CPU tensor before clearing it")
+    for name, function in mp_ops_on_cpu(mp_ops).items():
+        setattr(mp_ops, name, function)
+        setattr(collective, name, function)
 
+
+def _install_group_sharded_parallel_cpu() -> None:
+    from paddle.distributed import sharding
+    from paddle.distributed.sharding import group_sharded
+
+    replacement = group_sharded_parallel_cpu(group_sharded.group_sharded_parallel)
+    sharding.group_sharded_parallel = group_sharded.group_sharded_parallel = replacement
+
+
+def _install_param_storage_on_cpu() -> None:
+    from paddle.distributed.fleet.meta_parallel.sharding.group_sharded_storage import ParamStorage
+
+    ParamStorage.add_rank_params = param_storage_on_cpu(ParamStorage.add_rank_params)
+
+
+def _install_stage3_build_check_on_cpu() -> None:
+    from paddle.distributed.fleet.meta_parallel.sharding.group_sharded_stage3 import GroupShardedStage3
+
+    GroupShardedStage3.__init__ = stage3_build_check_on_cpu(GroupShardedStage3.__init__)
+
+
+def _install_sharded_clip_on_cpu() -> None:
+    from paddle.distributed.fleet.meta_parallel.sharding.group_sharded_utils import GroupShardedClipGrad
+
+    GroupShardedClipGrad._dygraph_clip = sharded_clip_on_cpu(GroupShardedClipGrad._dygraph_clip)
+
+
+def _install_device2cpu_on_cpu() -> None:
+    from paddle.distributed.fleet.meta_parallel.sharding import group_sharded_stage3
+
+    group_sharded_stage3._device2cpu = device2cpu_on_cpu(group_sharded_stage3._device2cpu)
+
+
+def _gloo_group_keys_shared_among_processes() -> bool:
     # Groups form only among several processes, so a one-process run skips the probe and its import of Paddle.
-    if "gloo_group_store" not in APPLIED and _launched_processes() > 1 and _gloo_group_keys_shared():
-        import paddle.distributed.collective as collective
+    return _launched_processes() > 1 and _gloo_group_keys_shared()
 
-        collective._new_process_group_impl = gloo_group_store(collective._new_process_group_impl)
-        APPLIED.append("gloo_group_store")
-        logger.debug("patched Paddle's new_group to give each gloo group a TCPStore of its own")
+
+def _install_gloo_group_store() -> None:
+    import paddle.distributed.collective as collective
+
+    collective._new_process_group_impl = gloo_group_store(collective._new_process_group_impl)
+
+
+@dataclass(frozen=True)
+class Fix:
+    """One fix: the probe that returns True while its fault shows, the function that installs it, and the debug log line."""
+
+    name: str
+    fault_shows: Callable[[], bool]
+    install: Callable[[], None]
+    log_message: str
+
+
+# The order in which apply() probes and installs the fixes.
+FIXES: tuple[Fix, ...] = (
+    Fix("moe_priority_same_dtype", _moe_priority_fails, _install_moe_priority_same_dtype,
+        "patched PaddleNLP PretrainedMoEGate._priority to keep int64 throughout"),
+    Fix("parallel_env_device_id", _device_id_missing, _install_parallel_env_device_id,
+        "patched Paddle ParallelEnv.device_id to return 0 where no device id is set"),
+    Fix("broadcast_input_data_cpu", _broadcast_input_fails_on_cpu, _install_broadcast_input_data_cpu,
+        "patched Paddle's TensorParallel to broadcast its inputs on the CPU too"),
+    Fix("mp_ops_on_cpu", _mp_ops_fail_on_cpu, _install_mp_ops_on_cpu,
+        "patched Paddle's tensor-parallel communication to run on the CPU with gloo"),
+    Fix("group_sharded_parallel_cpu", _group_sharded_rejects_cpu, _install_group_sharded_parallel_cpu,
+        "patched Paddle's group_sharded_parallel to build sharding stages 2 and 3 on the CPU"),
+    Fix("param_storage_on_cpu", _param_storage_fails_on_cpu, _install_param_storage_on_cpu,
+        "patched Paddle's stage-2 ParamStorage to keep CPU parameters in place"),
+    Fix("stage3_build_check_on_cpu", _stage3_rejects_cpu_build, _install_stage3_build_check_on_cpu,
+        "patched Paddle's GroupShardedStage3 to accept the CPU"),
+    Fix("sharded_clip_on_cpu", _sharded_clip_fails_on_cpu, _install_sharded_clip_on_cpu,
+        "patched Paddle's GroupShardedClipGrad to keep the norm on the CPU"),
+    Fix("device2cpu_on_cpu", _device2cpu_loses_cpu_tensor, _install_device2cpu_on_cpu,
+        "patched Paddle's stage-3 _device2cpu to copy a CPU tensor before clearing it"),
+    Fix("gloo_group_store", _gloo_group_keys_shared_among_processes, _install_gloo_group_store,
+        "patched Paddle's new_group to give each gloo group a TCPStore of its own"),
+)
+
+
+def apply() -> list[str]:
+    """Apply every fix whose fault the installed stack shows. Return the names of the fixes applied so far.
+
+    A fix already applied is not probed again.
+    """
+    for fix in FIXES:
+        if fix.name not in APPLIED and fix.fault_shows():
+            fix.install()
+            APPLIED.append(fix.name)
+            logger.debug(fix.log_message)
     return list(APPLIED)

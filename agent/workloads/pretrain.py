@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -203,7 +204,7 @@ def run(context: WorkloadContext) -> dict[str, Any]:
             items = context.pack.data["settings"]["lambada"].get("items")
             out_path = context.out_dir / "lambada.jsonl" if context.is_writer else None
             summary.update(lambada.evaluate(model, tokenizer, context.dataset_path(context.spec["datasets"]["lambada"]),
-                                            out_path, items))
+                                            out_path, items, partial(context.send_heartbeat, "lambada")))
     return summary
 
 
@@ -238,6 +239,7 @@ def validation_loss(context: WorkloadContext, model, tokenizer, block_length: in
     count = int(context.fixed["validation_sequences"])
     documents = read_text_documents(context.dataset_path(context.spec["datasets"]["validation"]))
     blocks = pack_documents(tokenizer, documents, block_length, count)
+    batch_count = -(-count // VALIDATION_BATCH_SIZE)
     model.eval()
     total, tokens, batches = 0.0, 0, 0
     with paddle.no_grad():
@@ -246,6 +248,7 @@ def validation_loss(context: WorkloadContext, model, tokenizer, block_length: in
             total += token_loss_sum(model, batch)
             tokens += batch.shape[0] * (block_length - 1)
             batches += 1
+            context.send_heartbeat("validation", batch=batches, batches=batch_count)
     return {"loss": encode_float(total / tokens), "loss_sum": encode_float(total), "tokens": tokens,
             "batches": batches, "sequences": count}
 

@@ -11,6 +11,7 @@ workloads then generate the pack's prompt set for blind human evaluation.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -181,7 +182,8 @@ def _generate(context: WorkloadContext, parts: dict[str, Any], encoder: PromptEn
     fixed = context.fixed
     pipeline = sd_images.build_pipeline(parts, model["config"]["noise_scheduler"], fixed["inference_scheduler"])
     prompts = read_prompts(context.dataset_path(context.spec["datasets"]["prompts"]))
-    summary = sd_images.generate_prompt_set(pipeline, encoder, prompts, fixed, context.out_dir, context.device)
+    summary = sd_images.generate_prompt_set(pipeline, encoder, prompts, fixed, context.out_dir, context.device,
+                                            partial(context.send_heartbeat, "image_generation"))
     summary["images_per_second_per_card"] = summary["images_per_second"] / context.cards
     return summary
 

@@ -14,7 +14,7 @@ import hashlib
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -54,14 +54,18 @@ def build_pipeline(parts: dict[str, Any], scheduler_config: dict[str, Any], name
 
 
 def generate_prompt_set(pipeline, encoder: PromptEncoder, prompts: list[dict[str, Any]], settings: dict[str, Any],
-                        out_dir: Path, device: str) -> dict[str, Any]:
-    """Generate every prompt's image into `out_dir`/images and return the count, seconds and images per second."""
+                        out_dir: Path, device: str, on_image: Callable[..., None] | None = None) -> dict[str, Any]:
+    """Generate every prompt's image into `out_dir`/images and return the count, seconds and images per second.
+
+    `on_image`, when given, is called after each image with the keyword
+    arguments `prompt` (prompts done so far) and `prompts` (their total).
+    """
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     empty = _embed(pipeline, encoder, "")
     _generate(pipeline, encoder, prompts[0], empty, settings)  # warm-up, not recorded
 
     total_seconds = 0.0
-    for prompt in prompts:
+    for number, prompt in enumerate(prompts, start=1):
         synchronize(device)
         started = time.monotonic()
         image = _generate(pipeline, encoder, prompt, empty, settings)
@@ -69,6 +73,8 @@ def generate_prompt_set(pipeline, encoder: PromptEncoder, prompts: list[dict[str
         seconds = time.monotonic() - started
         total_seconds += seconds
         append_jsonl(out_dir / "images.jsonl", [_write_png(image, prompt, out_dir, seconds)])
+        if on_image is not None:
+            on_image(prompt=number, prompts=len(prompts))
     logger.info("generated %d images in %.2f s", len(prompts), total_seconds)
     return {"images": len(prompts), "generation_seconds": total_seconds, "images_per_second": len(prompts) / total_seconds}
 

@@ -434,8 +434,7 @@ class TimedStepRecorder(TrainerCallback):
                 self.context.workload_id, step, self.max_steps, record["loss"],
                 record["learning_rate"], record["step_seconds"],
             )
-        if self.context.heartbeat is not None:
-            self.context.heartbeat(self.context.workload_id, step)
+        self.context.send_heartbeat("training", step=step)
 
 
 class StepRecorder(TimedStepRecorder):

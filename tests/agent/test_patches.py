@@ -50,6 +50,21 @@ def test_fix_applied_where_fault_shows():
     assert not patches._moe_priority_fails()
 
 
+def test_apply_probes_unapplied_fixes_only(monkeypatch):
+    probed, installed = [], []
+
+    def fix(name: str, fault_shows: bool):
+        return patches.Fix(name, lambda: probed.append(name) or fault_shows, lambda: installed.append(name), f"{name} fixed")
+
+    monkeypatch.setattr(patches, "FIXES", (fix("first", True), fix("second", False), fix("third", True)))
+    monkeypatch.setattr(patches, "APPLIED", [])
+
+    assert patches.apply() == ["first", "third"]
+    assert patches.apply() == ["first", "third"]
+    assert probed == ["first", "second", "third", "second"]
+    assert installed == ["first", "third"]
+
+
 def test_cause_int32_cumsum_promotes():
     # The fault the fix works around: Paddle's cumsum turns int32 into int64, and int64 x int32 is refused.
     mask = paddle.to_tensor([[1, 0], [0, 1]], dtype="int32")

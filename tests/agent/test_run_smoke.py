@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy
 import pytest
 
 from agent.cli import main
@@ -63,6 +64,7 @@ def test_environment_json(run_dir):
 
     assert environment["paddle"].startswith("3.")
     assert environment["paddlenlp"]
+    assert environment["numpy"] == numpy.__version__
     assert environment["device"] == {"type": "cpu", "count": 1, "processes": 1, "plugins": {}}
     assert environment["nodes"] == 1
 

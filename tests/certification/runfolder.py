@@ -7,10 +7,13 @@ Tests change one thing at a time through the keyword arguments.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from certification.records import encode_float
 from certification.rulepack import RulePack, load_rule_pack
@@ -84,8 +87,26 @@ def write_pretrain(folder: Path, pack: RulePack, options: dict) -> None:
     write_jsonl(folder / "lambada.jsonl", items)
 
 
+def epochs_record(fixed: dict, train_pairs: int) -> dict:
+    """Return config.json `epochs` as the agent writes it for the fixed hyperparameters `fixed` and `train_pairs` pairs."""
+    epochs, seed = fixed["num_train_epochs"], fixed["seed"]
+    steps_per_epoch = train_pairs // fixed["global_batch_size"]
+    digests = []
+    for epoch in range(1, epochs + 1):
+        order = np.random.default_rng([seed, epoch]).permutation(train_pairs)[: steps_per_epoch * fixed["global_batch_size"]]
+        digests.append(hashlib.sha256(order.astype("<i8").tobytes()).hexdigest())
+    return {
+        "num_train_epochs": epochs, "steps_per_epoch": steps_per_epoch, "max_steps": steps_per_epoch * epochs,
+        "train_pairs": train_pairs, "pairs_left_out_per_epoch": train_pairs % fixed["global_batch_size"],
+        "seed": seed, "order_sha256": digests,
+    }
+
+
 def write_finetune(folder: Path, pack: RulePack, options: dict) -> None:
-    steps = pack.workload(folder.name)["hyperparameters"]["fixed"]["max_steps"]
+    """Write the step log and predictions. `finetune_steps` sets the logged steps, by default the pack's or the epochs record's max_steps."""
+    fixed = pack.workload(folder.name)["hyperparameters"]["fixed"]
+    default_steps = fixed["max_steps"] if "max_steps" in fixed else options["epochs"]["max_steps"]
+    steps = options.get("finetune_steps", default_steps)
     write_jsonl(folder / "steps.jsonl", step_rows(loss_curve(steps)))
     predictions = options.get("predictions", PREDICTIONS)
     rows = [
@@ -175,8 +196,14 @@ def build_run(root: Path, pack: RulePack = PACK, workloads: tuple[str, ...] = LE
 
 
 def _write_workload(folder: Path, pack: RulePack, workload_id: str, options: dict) -> None:
+    """Write one workload; one that trains by epochs gets the `epochs` record of `train_pairs` pairs (default 42) in config.json."""
     kind = pack.workload(workload_id)["kind"]
-    write_json(folder / "config.json", {**workload_config(pack, workload_id, options.get("fixed_overrides")), **options.get("config_extra", {})})
+    config = workload_config(pack, workload_id, options.get("fixed_overrides"))
+    fixed = config["hyperparameters"]["fixed"]
+    if "num_train_epochs" in fixed and "max_steps" not in fixed:
+        options = {**options, "epochs": epochs_record(fixed, options.get("train_pairs", 42))}
+        config["epochs"] = options["epochs"]
+    write_json(folder / "config.json", {**config, **options.get("config_extra", {})})
     write_json(folder / "result.json", {"workload": workload_id, "kind": kind, "status": options.get("status", "completed"), "summary": {}})
     if kind == "pretrain":
         write_pretrain(folder, pack, options)

@@ -35,7 +35,7 @@ def events_with_resume(step: int, workload: str = WORKLOAD) -> list[dict]:
         {"time": "2026-01-01T00:00:01Z", "event": "workload_start", "workload": workload},
         {"time": "2026-01-03T00:00:00Z", "event": "heartbeat", "workload": workload, "step": step + 5},
         {"time": "2026-01-03T01:00:00Z", "event": "crash", "detected": "on resume",
-         "last_event": {"event": "heartbeat", "workload": workload}},
+         "last_event": {"time": "2026-01-03T00:00:00Z", "event": "heartbeat", "workload": workload}},
         {"time": "2026-01-03T01:00:00Z", "event": "resume"},
         {"time": "2026-01-03T01:00:01Z", "event": "workload_start", "workload": workload, "resumed_from_step": step},
         {"time": "2026-01-05T01:00:00Z", "event": "workload_end", "workload": workload, "status": "completed"},
@@ -122,7 +122,22 @@ def test_crash_of_other_workload_ignored():
 def test_crash_free_days_split_by_crash():
     days = longest_crash_free_days(events_with_resume(20))
 
-    assert days == pytest.approx(2.0 + 1 / 24, abs=1e-6)
+    assert days == pytest.approx(2.0, abs=1e-6)
+
+
+def test_crash_free_days_exclude_downtime():
+    # The kill came after the heartbeat of day 2; the resume found it a day later.
+    events = events_with_resume(20)
+    events[3]["time"] = events[4]["time"] = "2026-01-04T00:00:00Z"
+
+    assert longest_crash_free_days(events) == pytest.approx(2.0, abs=1e-6)
+
+
+def test_crash_free_days_without_last_time():
+    events = events_with_resume(20)
+    del events[3]["last_event"]["time"]
+
+    assert longest_crash_free_days(events) == pytest.approx(2.0 + 1 / 24, abs=1e-6)
 
 
 KEY = generate_key()
