@@ -96,7 +96,9 @@ def epochs_record(records: WorkloadRecords, spec: dict) -> dict[str, Any]:
         raise RecordsInvalid(f"config.json `epochs` is {record!r}, not an object", f"config.json 的 `epochs` 是 {record!r}，不是 JSON 对象")
 
     for key in EPOCH_INTEGERS:
-        value = record.get(key, "(missing)")
+        if key not in record:
+            raise RecordsInvalid(f"config.json epochs.{key} is missing", f"config.json 缺少 epochs.{key}")
+        value = record[key]
         if not isinstance(value, int) or isinstance(value, bool):
             raise RecordsInvalid(f"config.json epochs.{key} is {value!r}, not an integer", f"config.json 的 epochs.{key} 是 {value!r}，不是整数")
     for key in ("num_train_epochs", "steps_per_epoch", "train_pairs"):
@@ -134,7 +136,9 @@ def _check_against_pack(record: dict[str, Any], fixed: dict[str, Any]) -> None:
 
 
 def _check_order_digests(record: dict[str, Any]) -> None:
-    digests = record.get("order_sha256", "(missing)")
+    if "order_sha256" not in record:
+        raise RecordsInvalid("config.json epochs.order_sha256 is missing", "config.json 缺少 epochs.order_sha256")
+    digests = record["order_sha256"]
     epochs = record["num_train_epochs"]
     if not isinstance(digests, list) or len(digests) != epochs:
         raise RecordsInvalid(f"config.json epochs.order_sha256 is {digests!r}, not a list of {epochs} sha256 digests, one per epoch",

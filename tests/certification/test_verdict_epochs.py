@@ -98,6 +98,18 @@ def test_bad_epochs_record_invalid(tmp_path, reference, changes, named, named_zh
     assert status_and_code(verdict, "sft.rouge") == ("fail", "records_invalid")
 
 
+@pytest.mark.parametrize("key", ["max_steps", "order_sha256"])
+def test_epochs_key_missing_invalid(tmp_path, reference, key):
+    record = epochs_record(FIXED, 42)
+    del record[key]
+    verdict = judged(tmp_path, reference, **{"sft-llama": {"config_extra": {"epochs": record}}})
+
+    result = verdict.criterion("sft-llama.run_length")
+    assert (result.status, result.details["code"]) == ("fail", "records_invalid")
+    assert f"epochs.{key} is missing" in result.explanation["en"]
+    assert f"缺少 epochs.{key}" in result.explanation["zh"]
+
+
 @pytest.mark.parametrize("epochs", [None, "three epochs"])
 def test_missing_epochs_record_invalid(tmp_path, reference, epochs):
     verdict = judged(tmp_path, reference, **{"sft-llama": {"config_extra": {"epochs": epochs}}})
