@@ -214,7 +214,8 @@ def _run(context: WorkloadContext, kind: str) -> dict[str, Any]:
     tokens = GlobalBatchTokens(dataset.label_tokens(), int(fixed["global_batch_size"]))
 
     # Model: the weights of init_from or the released checkpoint, with LoRA adapters for the lora kind.
-    args = training_arguments(context, max_steps=len(pairs) // int(fixed["global_batch_size"]))
+    # With max_steps the Trainer runs the pack's count, repeating the pairs by epoch when they hold fewer batches.
+    args = training_arguments(context, max_steps=None if epochs is None else epochs["max_steps"])
     if context.init_from is not None:
         model = load_pretrained(context.model_preset, context.init_from, parallel_model_settings(args))
     elif context.checkpoint_model is not None:

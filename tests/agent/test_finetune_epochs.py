@@ -19,8 +19,11 @@ EPOCHS = 2
 SEED = 42
 
 
-def epochs_pack(folder) -> dict:
-    """Return tiny-2026.1 as pack `epochs`, whose lora-llama starts from the checkpoint in `folder` and trains by epochs."""
+def epochs_pack(folder, by_epochs: bool = True) -> dict:
+    """Return tiny-2026.1 as pack `epochs`, whose lora-llama starts from the checkpoint in `folder` and trains by epochs.
+
+    With `by_epochs` False, lora-llama trains for max_steps 4 instead, twice the global batches of its train pairs.
+    """
     data = copy.deepcopy(load_rule_pack("tiny-2026.1").data)
     data["id"] = "epochs"
     data["models"]["llama-tiny"]["checkpoint"] = {"path": "absent/llama", "sha256": sha256sum_digest(folder)}
@@ -28,26 +31,38 @@ def epochs_pack(folder) -> dict:
     workload.pop("init_from")
     workload["datasets"] = {"train": "sft_en_train", "eval": "sft_en_dev"}
     fixed = workload["hyperparameters"]["fixed"]
-    fixed.pop("max_steps")
-    fixed.update(num_train_epochs=EPOCHS, global_batch_size=GLOBAL_BATCH, warmup_steps=1, eval_samples_per_dataset=2,
-                 seed=SEED)
+    if by_epochs:
+        fixed.pop("max_steps")
+        fixed["num_train_epochs"] = EPOCHS
+    else:
+        fixed["max_steps"] = EPOCHS * (TRAIN_PAIRS // GLOBAL_BATCH)
+    fixed.update(global_batch_size=GLOBAL_BATCH, warmup_steps=1, eval_samples_per_dataset=2, seed=SEED)
     workload["hyperparameters"]["free"] = {"per_device_train_batch_size": 100, "eval_batch_size": 2}
     return data
 
 
 @pytest.fixture(scope="module")
 def epochs_run(tmp_path_factory):
+    return run_lora_llama(tmp_path_factory.mktemp("epochs"), by_epochs=True)
+
+
+@pytest.fixture(scope="module")
+def max_steps_run(tmp_path_factory):
+    return run_lora_llama(tmp_path_factory.mktemp("max_steps"), by_epochs=False)
+
+
+def run_lora_llama(root, by_epochs: bool):
+    """Run lora-llama of epochs_pack on the CPU in `root` and return its workload folder."""
     import certification.rulepack
     import agent.runner.profiles
     from agent.cli import main
 
-    root = tmp_path_factory.mktemp("epochs")
     folder = root / "vendor" / "llama"
     save_tiny_model(load_rule_pack("tiny-2026.1"), "llama-tiny", folder)
     packs, profiles = root / "packs", root / "profiles"
     packs.mkdir()
     profiles.mkdir()
-    (packs / "epochs-2026.1.yaml").write_text(yaml.safe_dump(epochs_pack(folder), allow_unicode=True, sort_keys=False),
+    (packs / "epochs-2026.1.yaml").write_text(yaml.safe_dump(epochs_pack(folder, by_epochs), allow_unicode=True, sort_keys=False),
                                               encoding="utf-8")
     profile = {"rule_pack": "epochs-2026.1", "tracks": ["finetuning"], "level": 1, "device": "cpu",
                "vendor": "Test Vendor", "card": {"model": "CPU", "serial": "1"}, "workloads": ["lora-llama"]}
@@ -98,3 +113,13 @@ def test_epochs_decay_to_the_last_step(epochs_run):
     # The linear decay spans the 4 steps derived from the epochs, so the rate still falls from step 2 to step 4.
     rates = [record["learning_rate"] for record in steps]
     assert rates[1] > rates[2] > rates[3]
+
+
+@pytest.mark.slow
+def test_max_steps_repeats_pairs(max_steps_run):
+    steps = read_jsonl(max_steps_run / "steps.jsonl")
+
+    # The 899 pairs hold 2 whole global batches, so max_steps 4 reads each of them twice.
+    assert [record["step"] for record in steps] == [1, 2, 3, 4]
+    assert steps[-1]["consumed_samples"] == 4 * GLOBAL_BATCH
+    assert "epochs" not in read_json(max_steps_run / "config.json")
