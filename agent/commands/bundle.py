@@ -10,7 +10,7 @@ from agent.commands._verification import agent_error
 from agent.errors import EXIT_OK, EXIT_USAGE, AgentError
 from agent.i18n import _
 from agent.runner.folder import RunFolder
-from agent.runner.lock import check_run_finished
+from agent.runner.lock import finished_run_lock
 from certification.bundle import write_bundle
 from certification.errors import BundleError
 from certification.signing import SigningError, load_private_key
@@ -34,10 +34,10 @@ def run(args) -> int:
         # A bundle that was already uploaded must not vanish under a new bundle id.
         raise AgentError("bundle_file_exists", _("bundle file {path} already exists").format(path=out),
                          _("pass another --out, or --force to replace it"), EXIT_USAGE)
-    check_run_finished(args.run_dir)
     try:
-        key = load_private_key(args.key)
-        info = write_bundle(args.run_dir, out, key)
+        with finished_run_lock(args.run_dir):
+            key = load_private_key(args.key)
+            info = write_bundle(args.run_dir, out, key)
     except (BundleError, SigningError) as error:
         raise agent_error(error) from None
     print(format_fields([

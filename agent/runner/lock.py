@@ -28,8 +28,9 @@ import logging
 import os
 import socket
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from agent.errors import AgentError, os_error_reason
 from agent.i18n import _
@@ -148,16 +149,20 @@ def check_not_busy(run_dir: Path) -> None:
         os.close(descriptor)
 
 
-def check_run_finished(run_dir: Path) -> None:
-    """Raise `run_folder_busy` when a run still holds the lock of `run_dir`, so that its folder is not packed half-written.
+@contextmanager
+def finished_run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the lock of `run_dir` while its folder is packed, or raise `run_folder_busy` when a run still holds it.
 
-    Unlike `check_not_busy`, a lock file that this user may only read is probed through a read-only
-    descriptor, so that a finished run folder of another user can still be packed.
+    Holding the lock makes a `python -m agent run --resume` started during packing fail as busy, so the
+    folder cannot change between the check and the last file packed. A folder without a lock file is
+    packed without one. Unlike `check_not_busy`, a lock file that this user may only read is locked
+    through a read-only descriptor, so that a finished run folder of another user can still be packed.
     NOTE: on NFS an exclusive flock needs a descriptor open for writing, so a read-only lock file
     there may be reported busy although no run holds it.
     """
     path = run_dir / LOCK_NAME
     if not path.is_file():
+        yield
         return
     try:
         descriptor = _open_for_probe(path)
@@ -173,8 +178,9 @@ def check_run_finished(run_dir: Path) -> None:
                     path=run_dir, holder=describe_holders(run_dir)),
                 _("wait until that run ends, then pack the folder again; a bundle of a running run would miss its last results"),
             )
+        yield
     finally:
-        os.close(descriptor)
+        os.close(descriptor)  # closing the only descriptor of the lock releases it
 
 
 def busy_error(run_dir: Path) -> AgentError:

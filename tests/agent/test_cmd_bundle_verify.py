@@ -6,8 +6,11 @@ from pathlib import Path
 
 import pytest
 
+import agent.commands.bundle
 from agent.cli import main
-from agent.errors import EXIT_OK, EXIT_REJECTED, EXIT_USAGE
+from agent.errors import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, AgentError
+from agent.runner.lock import lock_leader
+from certification.bundle import write_bundle
 from tests.certification.runfolder import build_run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -196,6 +199,30 @@ def test_bundle_accepts_run_after_lock_ends(tmp_path, capsys, lock_holder):
     assert code == EXIT_OK, capsys.readouterr().err
     assert (run_dir / "run.lock").is_file()
     assert (tmp_path / "run.bundle.tar").is_file()
+
+
+def test_bundle_holds_lock_while_packing(tmp_path, capsys, monkeypatch):
+    key = make_key(tmp_path)
+    run_dir = build_run(tmp_path / "run", workloads=("sft-llama",))
+    (run_dir / "run.lock").write_text("", encoding="utf-8")
+    resumed: list[str] = []
+
+    def pack_while_a_run_starts(*args):
+        # A run that starts on the folder in the middle of packing, as `python -m agent run --resume` would.
+        try:
+            lock_leader(run_dir, launched=False).release()
+            resumed.append("locked")
+        except AgentError as error:
+            resumed.append(error.code)
+        return write_bundle(*args)
+
+    monkeypatch.setattr(agent.commands.bundle, "write_bundle", pack_while_a_run_starts)
+    code = main(["bundle", str(run_dir), "--key", str(key)])
+
+    assert code == EXIT_OK, capsys.readouterr().err
+    assert resumed == ["run_folder_busy"]
+    # The lock goes with the command, so a run may start once the folder is packed.
+    lock_leader(run_dir, launched=False).release()
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write a read-only file")
