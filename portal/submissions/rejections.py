@@ -28,7 +28,10 @@ REJECTION_MESSAGES = {
     "run_json_invalid": _("run.json is invalid: %(value)s is missing or has the wrong type. Run the workloads again with 'python -m agent run'."),
     "run_file_link": _("The run folder contains a link or special file: %(value)s. Replace it with a regular file or remove it, then pack again."),
     "run_file_reserved": _("The run folder contains a file with a name reserved for the bundle: %(value)s. Remove it and pack again."),
-    "json_invalid": _("The bundle contains invalid JSON in %(value)s at line %(line)s, column %(column)s. Run the workload that wrote this file again, then pack and upload."),
+    "json_invalid": (
+        _("The bundle contains invalid JSON in %(value)s at line %(line)s, column %(column)s. Run the workload that wrote this file again, then pack and upload."),
+        _("The bundle contains invalid JSON in %(value)s. Run the workload that wrote this file again, then pack and upload."),
+    ),
     "json_non_finite": _("The bundle contains a bare NaN or Infinity in %(value)s. Use this agent version, which writes them as strings, then pack and upload again."),
     # Reading the archive.
     "archive_unreadable": _("The stored bundle file %(value)s could not be read. Upload the bundle again; if this repeats, tell the certification staff."),

@@ -13,7 +13,7 @@ from certification.errors import BUNDLE_ERRORS, TICKET_ERRORS, BundleError, Tick
 from certification.tickets import PAYLOAD_TYPE, parse_ticket
 from portal.submissions.models import Submission, ValidationReport
 from portal.submissions.pipeline import Rejection, _finish_rejected
-from portal.submissions.rejections import REJECTION_MESSAGES
+from portal.submissions.rejections import PLACEHOLDER, REJECTION_MESSAGES
 
 from .conftest import login, upload_file
 
@@ -46,6 +46,27 @@ def test_sentence_translated_and_names_value(code):
     uses_value = "%(value)s" in str(sentences[-1])  # the value-only sentence, which a report with only a value gets
     assert ("VALUE-42" in english) == uses_value
     assert ("VALUE-42" in chinese) == uses_value
+
+
+@pytest.mark.parametrize("code", sorted(REJECTION_MESSAGES))
+def test_last_sentence_needs_only_value(code):
+    # A report stored before the core recorded an error's details has only its value, and gets the last sentence.
+    sentences = REJECTION_MESSAGES[code] if isinstance(REJECTION_MESSAGES[code], tuple) else (REJECTION_MESSAGES[code],)
+
+    assert set(PLACEHOLDER.findall(str(sentences[-1]))) <= {"value", "pack_again"}
+
+
+def test_stored_json_error_without_position():
+    report = ValidationReport(error_code="json_invalid", error_params={"value": "workloads/a/steps.jsonl line 3"},
+                              error_message="core text")
+
+    with translation.override("en"):
+        english = report.error_detail
+    with translation.override("zh-hans"):
+        chinese = report.error_detail
+
+    assert english.startswith("The bundle contains invalid JSON in workloads/a/steps.jsonl line 3. ")
+    assert chinese.startswith("结果包中的 workloads/a/steps.jsonl line 3 含有无效的 JSON。")
 
 
 @pytest.mark.parametrize("error, english, chinese", [
