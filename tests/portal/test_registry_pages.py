@@ -85,7 +85,7 @@ def test_administrator_uploads_a_reference(client, administrator, rule_pack, lab
 
 @pytest.mark.parametrize("data, code", [
     (b"not a tar archive", "bundle_not_archive"),
-    (None, "reference_invalid"),
+    (None, "reference_key_unknown"),
 ])
 def test_wrong_reference_file_is_refused(client, administrator, rule_pack, vendor_key, reference_lab, tmp_path, data, code):
     payload = data or build_bundle(tmp_path, vendor_key).read_bytes()
@@ -93,6 +93,37 @@ def test_wrong_reference_file_is_refused(client, administrator, rule_pack, vendo
     response = client.post(reverse("reference-list"), {"rule_pack": rule_pack.pk, "bundle": upload_file(payload), "peak_fp32": 1.0})
     assert response.status_code == 400
     assert code in response.content.decode()
+    assert ReferenceBundle.objects.count() == 0
+
+
+def _tampered_lab_bundle(tmp_path, lab_key) -> bytes:
+    payload = build_bundle(tmp_path, lab_key, vendor="reference-lab", model="CPU", serial="ref-0").read_bytes()
+    assert payload.count(b'"status": "completed"') == 1
+    return payload.replace(b'"status": "completed"', b'"status": "completeD"')
+
+
+@pytest.mark.parametrize("signer, language, code, words", [
+    ("vendor", "en", "reference_key_unknown", ["not signed by a registered reference lab key", "--key LAB.key", "Signing keys"]),
+    ("vendor", "zh-hans", "reference_key_unknown", ["不是由已登记的参考实验室密钥签名", "--key LAB.key", "签名密钥"]),
+    ("tampered", "en", "reference_tampered", ["changed after the reference lab signed it", "file_digest_mismatch"]),
+    ("tampered", "zh-hans", "reference_tampered", ["参考实验室签名之后被改动过", "file_digest_mismatch"]),
+])
+def test_reference_refusal_says_what_is_wrong(client, administrator, rule_pack, vendor_key, lab_key, tmp_path, signer, language, code, words):
+    if signer == "vendor":
+        payload = build_bundle(tmp_path, vendor_key).read_bytes()
+    else:
+        payload = _tampered_lab_bundle(tmp_path, lab_key)
+    login(client, administrator)
+    client.cookies["django_language"] = language
+    response = client.post(reverse("reference-list"), {"rule_pack": rule_pack.pk, "bundle": upload_file(payload), "peak_fp32": 1.0},
+                           HTTP_ACCEPT_LANGUAGE=language)
+    page = response.content.decode()
+
+    assert response.status_code == 400
+    assert f"[{code}]" in page
+    assert "must replace" not in page
+    for expected in words:
+        assert expected in page
     assert ReferenceBundle.objects.count() == 0
 
 
