@@ -55,6 +55,18 @@ def test_administrator_approves_a_card_once_and_it_is_audited(client, administra
     assert AuditEntry.objects.filter(action="card.approved", object_id=str(card.pk)).count() == 1
 
 
+@pytest.mark.parametrize("language, yes", [("en", "yes"), ("zh-hans", "是")])
+def test_card_list_approved_without_time(client, owner, card, language, yes):
+    # A card approved outside approve_card (in Django admin, or by an older demo_setup) has no approval time.
+    assert card.approved_at is None
+    login(client, owner)
+    client.cookies["django_language"] = language
+    page = client.get(reverse("card-list"), HTTP_ACCEPT_LANGUAGE=language).content.decode()
+
+    assert f"<td>{yes}</td>" in page
+    assert "()" not in page
+
+
 def test_vendor_registers_a_public_key(client, owner, vendor):
     from certification.signing import generate_key
 
