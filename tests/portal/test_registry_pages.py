@@ -77,6 +77,39 @@ def test_vendor_registers_a_public_key(client, owner, vendor):
     assert AuditEntry.objects.filter(action="signing_key.registered").count() == 1
 
 
+def _private_key_texts() -> dict[str, str]:
+    from certification.signing import generate_key
+
+    pem = generate_key().private_pem().decode("ascii")
+    body = "".join(line for line in pem.splitlines() if not line.startswith("-----"))
+    openssh = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n-----END OPENSSH PRIVATE KEY-----\n"
+    return {"pkcs8": pem, "without armour": body, "openssh": openssh}
+
+
+@pytest.mark.parametrize("kind", ["pkcs8", "without armour", "openssh"])
+@pytest.mark.parametrize("language, words", [
+    ("en", ["PRIVATE key", "must not be shared", ".pub file"]),
+    ("zh-hans", ["私钥", "不得与任何人共享", ".pub 文件"]),
+])
+def test_pasted_private_key_is_named_and_not_kept(client, owner, vendor, caplog, kind, language, words):
+    text = _private_key_texts()[kind]
+    secret = next(line for line in text.splitlines() if line and not line.startswith("-----"))[-20:]
+    login(client, owner)
+    client.cookies["django_language"] = language
+    caplog.set_level("DEBUG")
+    response = client.post(reverse("key-list"), {"vendor": vendor.slug, "public_key_pem": text}, HTTP_ACCEPT_LANGUAGE=language)
+    page = response.content.decode()
+
+    assert response.status_code == 400
+    assert "[private_key_pasted]" in page
+    for expected in words:
+        assert expected in page
+    assert secret not in page
+    assert secret not in caplog.text
+    assert SigningKey.objects.count() == 0
+    assert not AuditEntry.objects.filter(action="signing_key.registered").exists()
+
+
 def test_invalid_public_key_is_refused(client, owner, vendor):
     login(client, owner)
     response = client.post(reverse("key-list"), {"vendor": vendor.slug, "public_key_pem": "-----BEGIN PUBLIC KEY-----\nnope\n"})
