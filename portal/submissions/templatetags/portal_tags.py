@@ -2,6 +2,7 @@
 
 from django import template
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext_lazy
 
 from portal.certificates.models import LEVEL_NUMERALS, Track
 
@@ -29,6 +30,12 @@ INPUT_KIND_LABELS = {
     "corpus": _("pre-tokenized corpus"),
     "tokenizer": _("tokenizer"),
     "checkpoint": _("checkpoint"),
+}
+
+
+# Verdict values that are a count of something, as {key: count}: the loss alignment's reference is the number of window means it compares.
+COUNT_LABELS = {
+    "window_means": ngettext_lazy("%(count)s window mean", "%(count)s window means", "count"),
 }
 
 
@@ -75,6 +82,9 @@ def figure(value) -> str:
         return str(value)
     if isinstance(value, (int, float)):
         return f"{value:.4g}"
+    if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in COUNT_LABELS:
+        key, count = next(iter(value.items()))
+        return COUNT_LABELS[key] % {"count": count}
     if isinstance(value, dict):
         return ", ".join(f"{key}: {figure(item)}" for key, item in value.items())
     return str(value)
