@@ -5,7 +5,8 @@ from __future__ import annotations
 import string
 
 from agent.i18n import N_
-from certification.errors import choose_template
+from agent.yaml_problems import localize_yaml_values
+from certification.errors import OS_ERROR_REASONS, choose_template, os_error_details
 
 # Exit codes of `python -m agent`. Scripts may rely on them.
 EXIT_OK = 0
@@ -50,12 +51,12 @@ def from_core_error(error, exit_code: int = EXIT_USAGE) -> AgentError:
 
     templates, hint = error.table[error.code]
     templates = (templates,) if isinstance(templates, str) else templates
-    values = {"value": error.value, **error.details}
+    values = _with_os_reason({"value": error.value, **error.details})
     if "problem" in values and choose_language() != "en":
-        # A problem outside JSON_PROBLEMS, such as Python's message that quotes the invalid character, is left
-        # out, so that the position-only template is used instead of mixing in an English sentence.
+        # A problem outside JSON_PROBLEMS and TAR_PROBLEMS, such as a json message that quotes the invalid
+        # character, is left out, so that the position-only template is used instead of mixing in an English sentence.
         problem = values.pop("problem")
-        if problem in JSON_PROBLEMS:
+        if problem in JSON_PROBLEMS + TAR_PROBLEMS:
             values["problem"] = _(problem)
     template = choose_template(tuple(_(template) for template in templates), set(values))
     return AgentError(error.code, template.format(**values), _(hint), exit_code)
@@ -75,6 +76,18 @@ JSON_PROBLEMS = (
     N_("not UTF-8 text"),
 )
 
+# Messages of Python's tarfile module (3.11) that `archive_invalid` carries as {problem}.
+TAR_PROBLEMS = (
+    N_("empty file"),
+    N_("empty header"),
+    N_("truncated header"),
+    N_("bad checksum"),
+    N_("invalid header"),
+    N_("end of file header"),
+    N_("unexpected end of data"),
+    N_("overflow in number field"),
+)
+
 
 # Translations of the core's errors that carry their own English sentence (SigningError, RulePackError,
 # VerdictInputError): code -> (message templates, hint template or None). Placeholders name entries of the
@@ -88,6 +101,7 @@ CORE_MESSAGES: dict[str, tuple[tuple[str, ...], str | None]] = {
     "key_not_ed25519": ((N_("{path} contains a {type}, not an Ed25519 key"), N_("the public key is a {type}, not an Ed25519 key")), None),
     "public_key_invalid": ((N_("the text is not a PEM public key"),), None),
     "rule_pack_invalid": ((N_("invalid YAML at line {line}, column {column}: {problem}"),
+                           N_("invalid YAML at line {line}, column {column}"),
                            N_("invalid YAML: {problem}"),
                            N_("not UTF-8 text: byte {byte} at offset {offset} is invalid"),
                            N_("the rule pack has no {keys} at its top level")), None),
@@ -98,7 +112,8 @@ CORE_MESSAGES: dict[str, tuple[tuple[str, ...], str | None]] = {
     "carried_verdict_other_card": ((N_("an earlier verdict is of another card: {detail}"),), None),
     # Codes of RulePackIssue: problems with a rule pack file as a whole, which validate-pack lists.
     "file_not_utf8": ((N_("not UTF-8 text: byte {byte} at offset {offset} is invalid; save the file as UTF-8"),), None),
-    "yaml_invalid": ((N_("invalid YAML at line {line}, column {column}: {problem}"), N_("invalid YAML: {problem}")), None),
+    "yaml_invalid": ((N_("invalid YAML at line {line}, column {column}: {problem}"), N_("invalid YAML at line {line}, column {column}"),
+                      N_("invalid YAML: {problem}")), None),
     "file_empty": ((N_("the file is empty or only comments; a rule pack is a YAML mapping with the keys schema, id, version, status, tracks and others"),), None),
     "top_level_not_mapping": ((N_("the file parses as YAML, but its top level is a {kind}, not a mapping; "
                                   "a rule pack is a YAML mapping with the keys schema, id, version, status, tracks and others"),), None),
@@ -166,11 +181,38 @@ def translate_core_message(code: str, message: str, values: dict[str, str]) -> s
 
     if choose_language() == "en" or code not in CORE_MESSAGES:
         return message
-    values = {**values, "detail": message}
+    values = {**localize_yaml_values(_with_os_reason(values)), "detail": message}
     for template in CORE_MESSAGES[code][0]:
         if _placeholders(template) <= values.keys():
             return _(template).format(**values)
     return message
+
+
+def os_error_reason(error: OSError) -> str:
+    """Describe why a file operation failed, in the user's language, naming the errno value (such as ENOENT)."""
+    details = os_error_details(error)
+    return _localized_os_reason(details["errno"], details["reason"])
+
+
+def _localized_os_reason(errno_name: str, english: str) -> str:
+    """Return `english`, the core's reason for an OS error, in the user's language.
+
+    A Chinese reason for an errno outside OS_ERROR_REASONS is the errno name alone, not the operating system's English text.
+    """
+    from agent.i18n import _, choose_language
+
+    if choose_language() == "en":
+        return english
+    if errno_name in OS_ERROR_REASONS:
+        return _(OS_ERROR_REASONS[errno_name]).format(errno=errno_name)
+    return errno_name if errno_name != "-" else english
+
+
+def _with_os_reason(values: dict) -> dict:
+    """Return `values` with its {reason} of an OS error, which the core wrote in English, in the user's language."""
+    if "errno" not in values or "reason" not in values:
+        return values
+    return {**values, "reason": _localized_os_reason(str(values["errno"]), str(values["reason"]))}
 
 
 def _placeholders(template: str) -> set[str]:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from certification.errors import BundleError
+from certification.errors import BundleError, os_error_details
 
 TAR_FORMAT = tarfile.PAX_FORMAT
 ENCODING = "utf-8"
@@ -173,7 +173,7 @@ def read_archive(path: Path, limits: Limits = Limits()) -> ArchiveIndex:
     try:
         raw = open(path, "rb", buffering=0)
     except OSError as error:
-        raise BundleError("archive_unreadable", f"{path}: {error.strerror}") from None
+        raise BundleError("archive_unreadable", str(path), **os_error_details(error)) from None
     with raw:
         if not stat.S_ISREG(os.fstat(raw.fileno()).st_mode):
             raise BundleError("archive_unreadable", str(path))
@@ -215,7 +215,9 @@ class _Pass:
         except UnicodeError as error:
             raise BundleError("path_not_utf8", _undecodable(error)) from None
         except (tarfile.TarError, EOFError, OverflowError, ValueError) as error:
-            raise BundleError("archive_invalid", str(error) or type(error).__name__) from None
+            # The header that failed starts at self.position, the end of the last member read whole.
+            problem = str(error) or type(error).__name__
+            raise BundleError("archive_invalid", problem, offset=self.position, problem=problem) from None
         _check_end_blocks(self.reader, self.position)
         return self.index
 
@@ -341,7 +343,7 @@ def read_member(path: Path, member: Member) -> bytes:
             stream.seek(member.offset)
             data = stream.read(member.size)
     except OSError as error:
-        raise BundleError("archive_unreadable", f"{path}: {error.strerror}") from None
+        raise BundleError("archive_unreadable", str(path), **os_error_details(error)) from None
     if len(data) != member.size or hashlib.sha256(data).hexdigest() != member.sha256:
         raise BundleError("file_changed_after_verification", member.name)
     return data

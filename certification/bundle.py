@@ -280,14 +280,7 @@ def json_error(path: str, error: ValueError, line: int | None = None) -> BundleE
     if isinstance(error, records.NonFiniteNumberError):
         details = {} if line is None else {"line": line}
         return BundleError("json_non_finite", path, **details)
-    if isinstance(error, json.JSONDecodeError):
-        row, column, problem = error.lineno, error.colno, error.msg
-    elif isinstance(error, UnicodeDecodeError):
-        before = error.object[:error.start]
-        # The column counts bytes here, because the text cannot be decoded into characters.
-        row, column, problem = before.count(b"\n") + 1, error.start - (before.rfind(b"\n") + 1) + 1, "not UTF-8 text"
-    else:
-        row, column, problem = 1, 1, str(error)
+    row, column, problem = records.json_error_position(error)
     if line is not None:
         row += line - 1
     return BundleError("json_invalid", path, line=row, column=column, problem=problem)

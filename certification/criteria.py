@@ -22,7 +22,7 @@ from certification.bundle import VerifiedBundle
 from certification.errors import BundleError
 from certification import records
 from certification.records import decode_float
-from certification.verdict_messages import render
+from certification.verdict_messages import bundle_error_zh, render
 
 PASS, FAIL, PENDING, NOT_APPLICABLE, REFUSED = "pass", "fail", "pending", "not_applicable", "refused"
 CRITERIA: dict[str, Callable[[CriterionContext], Outcome]] = {}
@@ -34,7 +34,14 @@ STEP_KEY = re.compile(rb'"step"\s*:\s*(-?\d+)')
 
 
 class RecordsInvalid(ValueError):
-    """A workload record that is missing or malformed; the criterion fails and names the problem."""
+    """A workload record that is missing or malformed; the criterion fails and names the problem.
+
+    `problem_zh` is the problem in Chinese, for the Chinese explanation; without one it shows the English text.
+    """
+
+    def __init__(self, problem: str, problem_zh: str | None = None):
+        super().__init__(problem)
+        self.problem_zh = problem_zh or problem
 
 
 @dataclass
@@ -67,12 +74,12 @@ class WorkloadRecords:
 
     def _json(self, name: str) -> Any:
         if not self.bundle.has(self.prefix + name):
-            raise RecordsInvalid(f"{self.prefix}{name} is missing")
+            raise RecordsInvalid(f"{self.prefix}{name} is missing", f"缺少 {self.prefix}{name}")
         return self.bundle.read_json(self.prefix + name)
 
     def _jsonl(self, name: str) -> list[dict]:
         if not self.bundle.has(self.prefix + name):
-            raise RecordsInvalid(f"{self.prefix}{name} is missing")
+            raise RecordsInvalid(f"{self.prefix}{name} is missing", f"缺少 {self.prefix}{name}")
         return list(self.bundle.iter_jsonl(self.prefix + name))
 
     @cached_property
@@ -90,14 +97,15 @@ class WorkloadRecords:
         line-by-line reader runs to name the first invalid line.
         """
         if not self.bundle.has(self.prefix + name):
-            raise RecordsInvalid(f"{self.prefix}{name} is missing")
+            raise RecordsInvalid(f"{self.prefix}{name} is missing", f"缺少 {self.prefix}{name}")
         lines = [line for line in self.bundle.read_bytes(self.prefix + name).splitlines() if line.strip()]
         try:
             rows = records.loads(b"[" + b",".join(lines) + b"]")
         except ValueError:
             return list(self.bundle.iter_jsonl(self.prefix + name))
         if not all(isinstance(row, dict) for row in rows):
-            raise RecordsInvalid(f"{self.prefix}{name} has a line that is not a JSON object")
+            raise RecordsInvalid(f"{self.prefix}{name} has a line that is not a JSON object",
+                                 f"{self.prefix}{name} 中有一行不是 JSON 对象")
         return rows
 
     @cached_property
@@ -105,7 +113,8 @@ class WorkloadRecords:
         rows = self._jsonl_fast("steps.jsonl")
         numbers = [row.get("step") for row in rows]
         if any(not isinstance(number, int) for number in numbers) or len(set(numbers)) != len(numbers):
-            raise RecordsInvalid(f"{self.prefix}steps.jsonl has missing, non-integer or repeated step numbers")
+            raise RecordsInvalid(f"{self.prefix}steps.jsonl has missing, non-integer or repeated step numbers",
+                                 f"{self.prefix}steps.jsonl 的步数有缺失、不是整数或重复")
         return sorted(rows, key=lambda row: row["step"])
 
     @cached_property
@@ -121,7 +130,7 @@ class WorkloadRecords:
     @cached_property
     def _steps_raw(self) -> bytes:
         if not self.bundle.has(self.prefix + "steps.jsonl"):
-            raise RecordsInvalid(f"{self.prefix}steps.jsonl is missing")
+            raise RecordsInvalid(f"{self.prefix}steps.jsonl is missing", f"缺少 {self.prefix}steps.jsonl")
         return self.bundle.read_bytes(self.prefix + "steps.jsonl")
 
     def _first_lines(self, count: int) -> list[bytes]:
@@ -365,7 +374,8 @@ def lambada_accuracy_difference(context: CriterionContext) -> Outcome:
     bound, items = settings["difference_max_points"], settings["items"]
     vendor = metrics.lambada_accuracy(context.vendor.lambada, items)
     if vendor.duplicate_indices:
-        raise RecordsInvalid(f"lambada.jsonl repeats item indices {vendor.duplicate_indices[:5]}")
+        raise RecordsInvalid(f"lambada.jsonl repeats item indices {vendor.duplicate_indices[:5]}",
+                             f"lambada.jsonl 中的样本编号重复：{vendor.duplicate_indices[:5]}")
     reference = _reference_value(lambda: metrics.lambada_accuracy(context.reference.lambada, items))
     difference = vendor.accuracy - reference.accuracy
     passed = abs(difference) <= bound
@@ -529,15 +539,27 @@ def _reference_value(read: Callable[[], Any]) -> Any:
     try:
         return read()
     except (RecordsInvalid, BundleError, ValueError, KeyError, TypeError) as error:
-        raise _ReferenceProblem(str(error)) from None
+        raise _ReferenceProblem(str(error), problem_zh(error)) from None
+
+
+def problem_zh(error: Exception) -> str:
+    """Return the Chinese text of a problem that a record reader raised.
+
+    A RecordsInvalid carries its own, a BundleError is described from its code and values, and a KeyError
+    names the missing key. NOTE: another error (a ValueError or TypeError of a malformed value) is named
+    only by its type, because its English message cannot be translated.
+    """
+    if isinstance(error, RecordsInvalid):
+        return error.problem_zh
+    if isinstance(error, BundleError):
+        return bundle_error_zh(error)
+    if isinstance(error, KeyError) and error.args:
+        return f"记录中缺少键 {error.args[0]!r}"
+    return f"记录中的值无法解析（{type(error).__name__}）"
 
 
 def _reference_unusable(problem: str, problem_zh: str | None = None) -> Outcome:
-    """Refuse the criterion because the reference cannot be used, with the problem in English and Chinese.
-
-    NOTE: a problem raised by the record readers (RecordsInvalid, BundleError) has no Chinese text,
-    so the Chinese explanation shows its English sentence.
-    """
+    """Refuse the criterion because the reference cannot be used, with the problem in English and Chinese."""
     return Outcome(REFUSED, "reference_unusable", fields={"problem": problem, "problem_zh": problem_zh or problem})
 
 
@@ -561,4 +583,4 @@ def evaluate(context: CriterionContext) -> Outcome:
         return _reference_unusable(str(error), error.problem_zh)
     except (RecordsInvalid, BundleError, ValueError, KeyError, TypeError) as error:
         problem = str(error) if isinstance(error, (RecordsInvalid, BundleError)) else f"{type(error).__name__}: {error}"
-        return Outcome(FAIL, "records_invalid", fields={"workload": context.workload_id, "problem": problem})
+        return Outcome(FAIL, "records_invalid", fields={"workload": context.workload_id, "problem": problem, "problem_zh": problem_zh(error)})

@@ -138,7 +138,7 @@ def qps_from_records(records: WorkloadRecords, settings: dict[str, Any]) -> QpsR
 def _trial_list(search: Any) -> list[dict]:
     trials = search.get("trials") if isinstance(search, dict) else None
     if not isinstance(trials, list) or not all(isinstance(trial, dict) and "trial" in trial and "level" in trial for trial in trials):
-        raise RecordsInvalid("search.json has no list of trials with 'trial' and 'level'")
+        raise RecordsInvalid("search.json has no list of trials with 'trial' and 'level'", "search.json 中没有含 'trial' 与 'level' 的试验列表")
     return trials
 
 

@@ -56,19 +56,23 @@ def image_records(bundle: VerifiedBundle, workload_id: str) -> dict[str, dict]:
     """
     prefix = f"workloads/{workload_id}/"
     if not bundle.has(prefix + IMAGE_RECORDS):
-        raise RecordsInvalid(f"{prefix}{IMAGE_RECORDS} is missing")
+        raise RecordsInvalid(f"{prefix}{IMAGE_RECORDS} is missing", f"缺少 {prefix}{IMAGE_RECORDS}")
     records: dict[str, dict] = {}
     for row in bundle.iter_jsonl(prefix + IMAGE_RECORDS):
         prompt_id, file = row.get("prompt_id"), row.get("file")
         if not isinstance(prompt_id, str) or not isinstance(file, str):
-            raise RecordsInvalid(f"{prefix}{IMAGE_RECORDS} has a line without a string prompt_id and file")
+            raise RecordsInvalid(f"{prefix}{IMAGE_RECORDS} has a line without a string prompt_id and file",
+                                 f"{prefix}{IMAGE_RECORDS} 中有一行缺少字符串 prompt_id 或 file")
         if prompt_id in records:
-            raise RecordsInvalid(f"{prefix}{IMAGE_RECORDS} repeats prompt id {prompt_id!r}")
+            raise RecordsInvalid(f"{prefix}{IMAGE_RECORDS} repeats prompt id {prompt_id!r}",
+                                 f"{prefix}{IMAGE_RECORDS} 中的提示词编号 {prompt_id!r} 重复")
         path = prefix + file
         if not bundle.has(path):
-            raise RecordsInvalid(f"image {path} of prompt {prompt_id!r} is not in the bundle")
+            raise RecordsInvalid(f"image {path} of prompt {prompt_id!r} is not in the bundle",
+                                 f"提示词 {prompt_id!r} 的图像 {path} 不在结果包中")
         if hashlib.sha256(bundle.read_bytes(path)).hexdigest() != row.get("sha256"):
-            raise RecordsInvalid(f"image {path} of prompt {prompt_id!r} does not match the sha256 in {IMAGE_RECORDS}")
+            raise RecordsInvalid(f"image {path} of prompt {prompt_id!r} does not match the sha256 in {IMAGE_RECORDS}",
+                                 f"提示词 {prompt_id!r} 的图像 {path} 与 {IMAGE_RECORDS} 中的 sha256 不符")
         records[prompt_id] = {**row, "path": path}
     return records
 
@@ -86,7 +90,8 @@ def pair_records(vendor_images: dict[str, dict], reference_images: dict[str, dic
     missing = sorted(set(reference_images) - set(vendor_images))
     extra = sorted(set(vendor_images) - set(reference_images))
     if missing or extra:
-        raise RecordsInvalid(f"workload {workload_id}: the vendor lacks images for prompts {missing[:10]} and has extra prompts {extra[:10]}")
+        raise RecordsInvalid(f"workload {workload_id}: the vendor lacks images for prompts {missing[:10]} and has extra prompts {extra[:10]}",
+                             f"工作负载 {workload_id}：厂商缺少提示词 {missing[:10]} 的图像，并多出提示词 {extra[:10]}")
     pairs = []
     for prompt_id in sorted(reference_images):
         vendor_row, reference_row = vendor_images[prompt_id], reference_images[prompt_id]
@@ -145,7 +150,7 @@ def images_per_second_ratio(context: CriterionContext) -> Outcome:
         return refused
     reference = _reference_value(lambda: images_per_second_per_card(context.reference))
     if not reference > 0:
-        raise RecordsInvalid("the reference's images per second is not positive")
+        raise RecordsInvalid("the reference's images per second is not positive", "参考结果的每秒图像数不是正数")
     vendor = images_per_second_per_card(context.vendor)
     vendor_per_tflops = metrics.per_tflops(vendor, context.vendor_peaks[data_type])
     reference_per_tflops = metrics.per_tflops(reference, context.reference_peaks[data_type])
@@ -166,5 +171,6 @@ def images_per_second_per_card(records: WorkloadRecords) -> float:
     seconds = math.fsum(float(row.get("seconds", math.nan)) for row in rows)
     cards = records.config.get("cards", 1) if isinstance(records.config, dict) else 1
     if not rows or not math.isfinite(seconds) or seconds <= 0 or not isinstance(cards, int) or cards < 1:
-        raise RecordsInvalid(f"workloads/{records.workload_id}/{IMAGE_RECORDS} has no images with positive, finite seconds, or config.json has no card count")
+        raise RecordsInvalid(f"workloads/{records.workload_id}/{IMAGE_RECORDS} has no images with positive, finite seconds, or config.json has no card count",
+                             f"workloads/{records.workload_id}/{IMAGE_RECORDS} 中没有耗时为有限正数的图像，或 config.json 中没有卡数")
     return len(rows) / seconds / cards

@@ -42,7 +42,7 @@ MESSAGES.update({
         "无需操作。", "Nothing to do.",
     ),
     "stability_warm_start_fail": (
-        "从第 {step} 步检查点热启动后不满足稳定性规则：{problem}。",
+        "从第 {step} 步检查点热启动后不满足稳定性规则：{problem_zh}。",
         "The warm start from the checkpoint of step {step} breaks the stability rule: {problem}.",
         "检查检查点是否完整（模型、优化器、学习率调度和数据位置），并从最近的完整检查点恢复。",
         "Check that the checkpoint is complete (model, optimizer, learning-rate schedule and data position) and resume from the latest complete one.",
@@ -73,10 +73,13 @@ class StabilitySettings:
 
 @dataclass(frozen=True)
 class WarmStart:
-    """The stability rule applied to one warm start from the checkpoint of `step`; `problems` is empty when it holds."""
+    """The stability rule applied to one warm start from the checkpoint of `step`; `problems` is empty when it holds.
+
+    Each problem is an (English, Chinese) pair of texts.
+    """
 
     step: int
-    problems: tuple[str, ...]
+    problems: tuple[tuple[str, str], ...]
     mean_before: float | None = None
     std_before: float | None = None
     threshold: float | None = None
@@ -86,7 +89,7 @@ class WarmStart:
     steps_after: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"step": self.step, "problems": list(self.problems), "mean_before": self.mean_before,
+        return {"step": self.step, "problems": [english for english, _chinese in self.problems], "mean_before": self.mean_before,
                 "std_before": self.std_before, "threshold": self.threshold, "spike_steps": list(self.spike_steps),
                 "head_mean": self.head_mean, "tail_mean": self.tail_mean, "steps_after": self.steps_after}
 
@@ -102,26 +105,31 @@ def check_warm_start(losses: dict[int, float], step: int, settings: StabilitySet
     history = [losses.get(number, math.nan) for number in range(max(1, step - settings.history_before_resume + 1), step + 1)]
     after_steps = [number for number in range(step + 1, step + settings.window_after_resume + 1) if number in losses]
     if step + 1 not in losses:
-        return WarmStart(step, (f"the first logged step after the warm start is not {step + 1}",))
+        return WarmStart(step, ((f"the first logged step after the warm start is not {step + 1}",
+                                 f"热启动后记录的第一步不是第 {step + 1} 步"),))
     if len(history) < 2 or not all(math.isfinite(value) for value in history):
-        return WarmStart(step, (f"fewer than 2 finite losses before step {step}",))
+        return WarmStart(step, ((f"fewer than 2 finite losses before step {step}", f"第 {step} 步之前有限的损失值少于 2 个"),))
     gaps = [number for number in range(step + 1, after_steps[-1] + 1) if number not in losses]
     if gaps:
-        return WarmStart(step, (f"steps {gaps[:5]} are missing after the warm start",))
+        return WarmStart(step, ((f"steps {gaps[:5]} are missing after the warm start", f"热启动后缺少第 {gaps[:5]} 步"),))
 
     mean_before = sum(history) / len(history)
     std_before = math.sqrt(sum((value - mean_before) ** 2 for value in history) / len(history))
     threshold = mean_before + max(settings.sigma_multiple * std_before, settings.relative_margin * mean_before)
     after = [losses[number] for number in after_steps]
     spikes = tuple(number for number, value in zip(after_steps, after) if not value <= threshold)
-    problems = [f"loss above {threshold:.4g} (or not finite) at steps {list(spikes[:5])}"] if spikes else []
+    problems = []
+    if spikes:
+        problems.append((f"loss above {threshold:.4g} (or not finite) at steps {list(spikes[:5])}",
+                         f"第 {list(spikes[:5])} 步的损失高于 {threshold:.4g}（或不是有限值）"))
 
     head_mean = tail_mean = None
     tail = settings.tail_window
     if len(after) >= 2 * tail:
         head_mean, tail_mean = sum(after[:tail]) / tail, sum(after[-tail:]) / tail
         if not tail_mean < head_mean:
-            problems.append(f"the mean of the last {tail} steps ({tail_mean:.4g}) is not below that of the first {tail} ({head_mean:.4g})")
+            problems.append((f"the mean of the last {tail} steps ({tail_mean:.4g}) is not below that of the first {tail} ({head_mean:.4g})",
+                             f"最后 {tail} 步的平均损失（{tail_mean:.4g}）不低于最初 {tail} 步的平均损失（{head_mean:.4g}）"))
     return WarmStart(step, tuple(problems), mean_before, std_before, threshold, spikes, head_mean, tail_mean, len(after))
 
 
@@ -174,11 +182,11 @@ def _span_end(event: dict, moment: datetime) -> datetime:
 
 def _parse_time(text: Any) -> datetime:
     if not isinstance(text, str):
-        raise RecordsInvalid(f"{EVENTS} has an event without a time")
+        raise RecordsInvalid(f"{EVENTS} has an event without a time", f"{EVENTS} 中有事件没有时间")
     try:
         return datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise RecordsInvalid(f"{EVENTS} has an invalid time {text!r}") from None
+        raise RecordsInvalid(f"{EVENTS} has an invalid time {text!r}", f"{EVENTS} 中的时间 {text!r} 无效") from None
 
 
 def judge_stability(losses: dict[int, float], events: list[dict], workload_id: str,
@@ -203,14 +211,16 @@ def judge_stability(losses: dict[int, float], events: list[dict], workload_id: s
     if failed:
         first = failed[0]
         return Outcome(FAIL, "stability_warm_start_fail", measured={"warm_starts": len(checks), "failed": len(failed)},
-                       bound=bound, fields={"step": first.step, "problem": "; ".join(first.problems)}, details=details)
+                       bound=bound, fields={"step": first.step, "problem": "; ".join(english for english, _chinese in first.problems),
+                                                "problem_zh": "；".join(chinese for _english, chinese in first.problems)},
+                       details=details)
     return Outcome(PASS, "stability_warm_start_pass", measured={"warm_starts": len(checks), "failed": 0}, bound=bound,
                    fields={"count": len(checks), "steps": ", ".join(str(step) for step in starts)}, details=details)
 
 
 def run_events(bundle: VerifiedBundle) -> list[dict]:
     if not bundle.has(EVENTS):
-        raise RecordsInvalid(f"{EVENTS} is missing")
+        raise RecordsInvalid(f"{EVENTS} is missing", f"缺少 {EVENTS}")
     return list(bundle.iter_jsonl(EVENTS))
 
 

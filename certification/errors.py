@@ -11,8 +11,36 @@ around them.
 
 from __future__ import annotations
 
+import errno
 import string
 from typing import Any
+
+# English descriptions of the errno values that reading or writing a file commonly raises, by errno name.
+# {errno} is that name, which each description keeps so that a person can search for it.
+OS_ERROR_REASONS: dict[str, str] = {
+    "ENOENT": "no such file or folder ({errno})",
+    "EACCES": "permission denied ({errno})",
+    "EPERM": "operation not permitted ({errno})",
+    "EISDIR": "the path is a folder, not a file ({errno})",
+    "ENOTDIR": "a part of the path is not a folder ({errno})",
+    "ENOSPC": "no space left on the device ({errno})",
+    "EROFS": "the file system is read-only ({errno})",
+    "ELOOP": "too many levels of symbolic links ({errno})",
+    "ENAMETOOLONG": "the file name is too long ({errno})",
+    "EIO": "input/output error of the device ({errno})",
+}
+
+
+def os_error_details(error: OSError) -> dict[str, str]:
+    """Return the errno name of `error` (such as ENOENT, or "-" when it has none) and an English reason that names it.
+
+    An errno outside OS_ERROR_REASONS keeps the operating system's own text next to its name.
+    """
+    name = errno.errorcode.get(error.errno, "") if isinstance(error.errno, int) else ""
+    if name in OS_ERROR_REASONS:
+        return {"errno": name, "reason": OS_ERROR_REASONS[name].format(errno=name)}
+    text = error.strerror or type(error).__name__
+    return {"errno": name or "-", "reason": f"{text} ({name})" if name else text}
 
 BUNDLE_ERRORS: dict[str, tuple[str | tuple[str, ...], str]] = {
     # Packing a run folder.
@@ -29,8 +57,12 @@ BUNDLE_ERRORS: dict[str, tuple[str | tuple[str, ...], str]] = {
     "json_non_finite": (("bare NaN or Infinity token in {value} at line {line}", "bare NaN or Infinity token in {value}"),
                         "write non-finite numbers as the strings \"NaN\", \"Infinity\" or \"-Infinity\""),
     # Reading the archive.
-    "archive_unreadable": ("cannot read bundle file {value}", "check the path and that it is a regular file"),
-    "archive_invalid": ("the bundle is not a valid uncompressed tar archive: {value}", "pack the run again with `python -m agent bundle`"),
+    # {reason} names the errno value, as os_error_details describes it. A path that is not a regular file has no reason.
+    "archive_unreadable": (("cannot read bundle file {value}: {reason}", "cannot read bundle file {value}"), "check the path and that it is a regular file"),
+    # {value} and {problem} are tarfile's English text, such as "truncated header". {offset} is where the failed header starts.
+    "archive_invalid": (("the bundle is not a valid uncompressed tar archive: {problem} at byte offset {offset}",
+                         "the bundle is not a valid uncompressed tar archive: reading failed at byte offset {offset}",
+                         "the bundle is not a valid uncompressed tar archive: {value}"), "pack the run again with `python -m agent bundle`"),
     "archive_compressed": ("the bundle is a {value} file, not a plain tar archive", "upload the .tar file that `python -m agent bundle` wrote, without compressing it"),
     "archive_not_canonical": ("the archive bytes differ from what the bundler writes, at offset {value}", "the file was changed after packing; pack the run again"),
     "archive_too_large": ("the archive exceeds the size limit: {value} bytes read", "bundles hold logs and evaluation records only; remove large files from the run folder"),
@@ -70,12 +102,26 @@ BUNDLE_ERRORS: dict[str, tuple[str | tuple[str, ...], str]] = {
 }
 
 TICKET_ERRORS: dict[str, tuple[str | tuple[str, ...], str]] = {
-    "ticket_unreadable": ("cannot read ticket file {value}", "pass the ticket file downloaded from the portal's run ticket page"),
-    "ticket_invalid": ("the run ticket is not a valid signed ticket: {value}", "download the ticket from the portal again; do not edit it"),
+    "ticket_unreadable": (("cannot read ticket file {value}: {reason}", "cannot read ticket file {value}"), "pass the ticket file downloaded from the portal's run ticket page"),
+    # The details name what is wrong: the position of invalid JSON in the file or the base64-decoded payload, the
+    # size limit, a DSSE envelope field, the payload type, or a claim (as a JSONPath) and the schema keyword it breaks.
+    "ticket_invalid": (("the run ticket is not a valid signed ticket: invalid JSON in {value} at line {line}, column {column}: {problem}",
+                        "the run ticket is not a valid signed ticket: invalid JSON in {value} at line {line}, column {column}",
+                        "the run ticket is not a valid signed ticket: {value} is larger than {limit} bytes",
+                        "the run ticket is not a DSSE envelope: {envelope_field} is missing or invalid",
+                        "the run ticket has the payload type {payload_type}, not {expected}",
+                        "the run ticket has no claim {missing_claim}",
+                        "the run ticket has claims that its schema does not allow: {unexpected_claim}",
+                        "the run ticket's claim {time_claim} is not an ISO 8601 time with a time zone: {value}",
+                        "the run ticket's claim {claim} does not meet the schema keyword {keyword}: {expected}",
+                        "the run ticket is not a valid signed ticket: {value}"),
+                       "download the ticket from the portal again; do not edit it"),
     "ticket_signature_invalid": ("the run ticket's signature does not verify with the portal key {value}", "the ticket was changed or not issued by this portal; request a new one"),
     "ticket_missing": ("the rule pack {value} requires a run ticket, and the bundle has none", "request a run ticket on the portal and run `python -m agent run --ticket FILE`"),
     "ticket_expired": ("the run ticket expired at {value}", "request a new run ticket and run the workloads again"),
-    "ticket_not_yet_valid": ("the bundle claims a time before its run ticket was issued (bundle < ticket): {value}", "run the workloads after the ticket is issued; check the lab's clock"),
+    "ticket_not_yet_valid": (("the bundle's {time_claim} is not an ISO 8601 time with a time zone: {value}",
+                              "the bundle claims a time before its run ticket was issued (bundle < ticket): {value}"),
+                             "run the workloads after the ticket is issued; check the lab's clock"),
     "ticket_vendor_mismatch": ("the run ticket is for another vendor (ticket / bundle): {value}", "use a ticket issued to your vendor"),
     "ticket_card_mismatch": ("the run ticket is for another card (ticket / bundle, model and serial): {value}", "run on the card the ticket names, or request a ticket for this card"),
     "ticket_scope_mismatch": ("the run does not match its ticket's rule pack, track or level (ticket / bundle): {value}", "run the profile whose rule pack, track and level the ticket names"),

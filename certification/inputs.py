@@ -19,9 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from certification.criteria import FAIL, REFUSED, Outcome, RecordsInvalid, WorkloadRecords
+from certification.criteria import FAIL, REFUSED, Outcome, RecordsInvalid, WorkloadRecords, problem_zh
 from certification.errors import BundleError
 from certification.rulepack import RulePack, dataset_names
+from certification.verdict_messages import bundle_error_zh
 
 EQUAL, DIFFERENT, OFF_PIN = "equal", "different", "off_pin"
 VENDOR_ONLY, REFERENCE_ONLY, NOT_RECORDED = "vendor_only", "reference_only", "not_recorded"
@@ -39,8 +40,8 @@ CORPUS_FORMAT = "paddlenlp_mmap"
 class InputRecordsInvalid(RecordsInvalid):
     """The input records of one side (`vendor` or `reference`) are unreadable or contradict each other."""
 
-    def __init__(self, side: str, problem: str):
-        super().__init__(problem)
+    def __init__(self, side: str, problem: str, problem_zh: str | None = None):
+        super().__init__(problem, problem_zh)
         self.side = side
 
 
@@ -128,7 +129,7 @@ def _side_digests(side: str, records: WorkloadRecords) -> dict[str, str]:
     try:
         return recorded_digests(records)
     except (RecordsInvalid, BundleError) as error:
-        raise InputRecordsInvalid(side, str(error)) from error
+        raise InputRecordsInvalid(side, str(error), problem_zh(error)) from error
 
 
 def recorded_digests(records: WorkloadRecords) -> dict[str, str]:
@@ -142,7 +143,9 @@ def recorded_digests(records: WorkloadRecords) -> dict[str, str]:
     for label in sorted(set(configured) & set(computed)):
         if configured[label] != computed[label]:
             raise RecordsInvalid(f"{label} has sha256 {computed[label]} in run.json `inputs` but {configured[label]} in "
-                                 f"{records.prefix}config.json")
+                                 f"{records.prefix}config.json",
+                                 f"{label} 在 run.json 的 `inputs` 中的 sha256 为 {computed[label]}，"
+                                 f"在 {records.prefix}config.json 中为 {configured[label]}")
     return {**configured, **computed}
 
 
@@ -152,19 +155,20 @@ def _run_digests(records: WorkloadRecords) -> dict[str, str]:
     try:
         run = records.bundle.read_json("run.json")
     except BundleError as error:
-        raise RecordsInvalid(f"run.json cannot be read: {error}") from error
+        raise RecordsInvalid(f"run.json cannot be read: {error}", f"无法读取 run.json：{bundle_error_zh(error)}") from error
     inputs = run.get("inputs") if isinstance(run, dict) else None
     if inputs is None:
         return {}
     if not isinstance(inputs, dict) or not all(isinstance(record, dict) for record in inputs.values()):
-        raise RecordsInvalid("run.json `inputs` is invalid: expected an object of {label: {path, sha256, ...}} records")
+        raise RecordsInvalid("run.json `inputs` is invalid: expected an object of {label: {path, sha256, ...}} records",
+                             "run.json 的 `inputs` 无效：应为 {label: {path, sha256, ...}} 形式的记录对象")
     return {label: _digest(record.get("sha256")) for label, record in inputs.items() if _digest(record.get("sha256"))}
 
 
 def _config_digests(config: Any) -> dict[str, str | None]:
     """Return {label: digest or None} of the dataset, tokenizer and checkpoint records in a config.json."""
     if not isinstance(config, dict):
-        raise RecordsInvalid("config.json is not an object")
+        raise RecordsInvalid("config.json is not an object", "config.json 不是 JSON 对象")
     digests: dict[str, str | None] = {}
     for record in _records_under(config.get("datasets")):
         if isinstance(record.get("name"), str) and "sha256" in record:

@@ -54,6 +54,21 @@ def loads(text: str | bytes) -> Any:
     return json.loads(text, parse_constant=_reject_constant)
 
 
+def json_error_position(error: ValueError) -> tuple[int, int, str]:
+    """Return the 1-based line and column where parsing JSON failed with `error`, and the English problem.
+
+    The problem is the json module's message (such as "Expecting value") or "not UTF-8 text". Other
+    ValueErrors, such as NonFiniteNumberError, have no position and are placed at line 1, column 1.
+    """
+    if isinstance(error, json.JSONDecodeError):
+        return error.lineno, error.colno, error.msg
+    if isinstance(error, UnicodeDecodeError):
+        before = error.object[:error.start]
+        # The column counts bytes here, because the text cannot be decoded into characters.
+        return before.count(b"\n") + 1, error.start - (before.rfind(b"\n") + 1) + 1, "not UTF-8 text"
+    return 1, 1, str(error)
+
+
 def dumps(value: Any) -> str:
     """Serialise to compact JSON; non-finite floats raise ValueError."""
     return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))

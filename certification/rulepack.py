@@ -11,6 +11,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from certification.errors import os_error_details
 from certification.kind_hyperparameters import hyperparameter_problem, training_length_problem
 
 RULEPACK_DIR = Path(__file__).parent / "rulepacks"
@@ -166,8 +167,9 @@ def validate_rule_pack_file(path: Path) -> list[RulePackIssue]:
     try:
         raw = Path(path).read_bytes()
     except OSError as error:
-        raise RulePackError("rule_pack_unreadable", f"cannot read {path}: {error.strerror}", "check the path",
-                            {"path": str(path), "reason": str(error.strerror)}) from None
+        details = os_error_details(error)
+        raise RulePackError("rule_pack_unreadable", f"cannot read {path}: {details['reason']}", "check the path",
+                            {"path": str(path), **details}) from None
     if _looks_like_pem(raw):
         # Nothing of the file is quoted: it may be a private key.
         return [RulePackIssue("(file)", "the file looks like a PEM key or certificate, not a rule pack; pass the rule pack's YAML file",
@@ -205,13 +207,22 @@ def _yaml_error_message(error: yaml.YAMLError) -> str:
 
 
 def _yaml_error_values(error: yaml.YAMLError) -> dict[str, str]:
-    """Return PyYAML's English description of a syntax error and, where PyYAML marks it, its 1-based line and column."""
+    """Return PyYAML's English description of a syntax error and, where PyYAML marks it, its 1-based line and column.
+
+    `problem` joins PyYAML's problem and context texts. `yaml_problem`, `yaml_context` and the context's
+    `context_line` and `context_column` keep them apart, so that a translation can replace each one.
+    """
     problem = getattr(error, "problem", None) or str(error)
+    values = {"yaml_problem": problem}
     context = getattr(error, "context", None)
     if context:
         # Such as "while parsing a flow sequence", which started where context_mark points.
-        problem += f" ({context}{_yaml_position(getattr(error, 'context_mark', None), ' that starts at')})"
-    values = {"problem": problem}
+        context_mark = getattr(error, "context_mark", None)
+        problem += f" ({context}{_yaml_position(context_mark, ' that starts at')})"
+        values["yaml_context"] = context
+        if context_mark is not None:
+            values.update(context_line=str(context_mark.line + 1), context_column=str(context_mark.column + 1))
+    values["problem"] = problem
     mark = getattr(error, "problem_mark", None)
     if mark is not None:
         values.update(line=str(mark.line + 1), column=str(mark.column + 1))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from certification.criteria import FAIL, PASS, REFUSED, Outcome, RecordsInvalid, WorkloadRecords, run_too_short
+from certification.criteria import FAIL, PASS, REFUSED, Outcome, RecordsInvalid, WorkloadRecords, problem_zh, run_too_short
 from certification.errors import BundleError
 
 # The integers of the record. seed and the train pair count fix each epoch's order.
@@ -47,7 +47,7 @@ def check_run_length(vendor: WorkloadRecords, spec: dict) -> Outcome:
         required = int(spec["hyperparameters"]["fixed"]["max_steps"]) if record is None else record["max_steps"]
         logged = vendor.step_numbers_through(required)
     except (RecordsInvalid, BundleError) as error:
-        return Outcome(FAIL, "records_invalid", fields={"workload": vendor.workload_id, "problem": str(error)})
+        return Outcome(FAIL, "records_invalid", fields={"workload": vendor.workload_id, "problem": str(error), "problem_zh": problem_zh(error)})
 
     details = {} if record is None else {"epochs": {key: record[key] for key in ("num_train_epochs", "steps_per_epoch", "train_pairs")}}
     missing_count = required - sum(1 for step in logged if 1 <= step <= required)
@@ -87,26 +87,33 @@ def epochs_record(records: WorkloadRecords, spec: dict) -> dict[str, Any]:
     """
     config = records.config
     if not isinstance(config, dict):
-        raise RecordsInvalid("config.json is not an object")
+        raise RecordsInvalid("config.json is not an object", "config.json 不是 JSON 对象")
     record = config.get("epochs")
     if record is None:
-        raise RecordsInvalid("config.json has no `epochs` record, but the rule pack sets num_train_epochs, so the run must record its epochs")
+        raise RecordsInvalid("config.json has no `epochs` record, but the rule pack sets num_train_epochs, so the run must record its epochs",
+                             "config.json 没有 `epochs` 记录，但规则包设置了 num_train_epochs，运行必须记录其各轮次")
     if not isinstance(record, dict):
-        raise RecordsInvalid(f"config.json `epochs` is {record!r}, not an object")
+        raise RecordsInvalid(f"config.json `epochs` is {record!r}, not an object", f"config.json 的 `epochs` 是 {record!r}，不是 JSON 对象")
 
     for key in EPOCH_INTEGERS:
-        value = record.get(key, "(missing)")
+        if key not in record:
+            raise RecordsInvalid(f"config.json epochs.{key} is missing", f"config.json 缺少 epochs.{key}")
+        value = record[key]
         if not isinstance(value, int) or isinstance(value, bool):
-            raise RecordsInvalid(f"config.json epochs.{key} is {value!r}, not an integer")
+            raise RecordsInvalid(f"config.json epochs.{key} is {value!r}, not an integer", f"config.json 的 epochs.{key} 是 {value!r}，不是整数")
     for key in ("num_train_epochs", "steps_per_epoch", "train_pairs"):
         if record[key] < 1:
-            raise RecordsInvalid(f"config.json epochs.{key} is {record[key]}, but it must be at least 1")
+            raise RecordsInvalid(f"config.json epochs.{key} is {record[key]}, but it must be at least 1",
+                                 f"config.json 的 epochs.{key} 是 {record[key]}，但至少应为 1")
 
     _check_against_pack(record, spec["hyperparameters"]["fixed"])
     if record["max_steps"] != record["steps_per_epoch"] * record["num_train_epochs"]:
+        product = record["steps_per_epoch"] * record["num_train_epochs"]
         raise RecordsInvalid(
             f"config.json epochs.max_steps is {record['max_steps']}, but steps_per_epoch {record['steps_per_epoch']} "
-            f"x num_train_epochs {record['num_train_epochs']} is {record['steps_per_epoch'] * record['num_train_epochs']}")
+            f"x num_train_epochs {record['num_train_epochs']} is {product}",
+            f"config.json 的 epochs.max_steps 是 {record['max_steps']}，但 steps_per_epoch {record['steps_per_epoch']} "
+            f"x num_train_epochs {record['num_train_epochs']} 为 {product}")
     _check_order_digests(record)
     return record
 
@@ -114,24 +121,32 @@ def epochs_record(records: WorkloadRecords, spec: dict) -> dict[str, Any]:
 def _check_against_pack(record: dict[str, Any], fixed: dict[str, Any]) -> None:
     if record["num_train_epochs"] != fixed["num_train_epochs"]:
         raise RecordsInvalid(
-            f"config.json epochs.num_train_epochs is {record['num_train_epochs']}, but the rule pack sets {fixed['num_train_epochs']}")
+            f"config.json epochs.num_train_epochs is {record['num_train_epochs']}, but the rule pack sets {fixed['num_train_epochs']}",
+            f"config.json 的 epochs.num_train_epochs 是 {record['num_train_epochs']}，但规则包设置为 {fixed['num_train_epochs']}")
     if "seed" in fixed and record["seed"] != fixed["seed"]:
-        raise RecordsInvalid(f"config.json epochs.seed is {record['seed']}, but the rule pack sets seed {fixed['seed']}")
+        raise RecordsInvalid(f"config.json epochs.seed is {record['seed']}, but the rule pack sets seed {fixed['seed']}",
+                             f"config.json 的 epochs.seed 是 {record['seed']}，但规则包设置的 seed 为 {fixed['seed']}")
     global_batch = fixed.get("global_batch_size")
     if isinstance(global_batch, int) and global_batch > 0 and record["steps_per_epoch"] != record["train_pairs"] // global_batch:
         raise RecordsInvalid(
             f"config.json epochs.steps_per_epoch is {record['steps_per_epoch']}, but train_pairs {record['train_pairs']} "
-            f"// the rule pack's global_batch_size {global_batch} is {record['train_pairs'] // global_batch}")
+            f"// the rule pack's global_batch_size {global_batch} is {record['train_pairs'] // global_batch}",
+            f"config.json 的 epochs.steps_per_epoch 是 {record['steps_per_epoch']}，但 train_pairs {record['train_pairs']} "
+            f"// 规则包的 global_batch_size {global_batch} 为 {record['train_pairs'] // global_batch}")
 
 
 def _check_order_digests(record: dict[str, Any]) -> None:
-    digests = record.get("order_sha256", "(missing)")
+    if "order_sha256" not in record:
+        raise RecordsInvalid("config.json epochs.order_sha256 is missing", "config.json 缺少 epochs.order_sha256")
+    digests = record["order_sha256"]
     epochs = record["num_train_epochs"]
     if not isinstance(digests, list) or len(digests) != epochs:
-        raise RecordsInvalid(f"config.json epochs.order_sha256 is {digests!r}, not a list of {epochs} sha256 digests, one per epoch")
+        raise RecordsInvalid(f"config.json epochs.order_sha256 is {digests!r}, not a list of {epochs} sha256 digests, one per epoch",
+                             f"config.json 的 epochs.order_sha256 是 {digests!r}，不是每轮一个、共 {epochs} 个 sha256 摘要的列表")
     for epoch, digest in enumerate(digests, start=1):
         if not isinstance(digest, str) or not SHA256_HEX.fullmatch(digest):
-            raise RecordsInvalid(f"config.json epochs.order_sha256 of epoch {epoch} is {digest!r}, not a lowercase hex sha256 digest")
+            raise RecordsInvalid(f"config.json epochs.order_sha256 of epoch {epoch} is {digest!r}, not a lowercase hex sha256 digest",
+                                 f"config.json 中第 {epoch} 轮的 epochs.order_sha256 是 {digest!r}，不是小写十六进制的 sha256 摘要")
 
 
 def reference_epochs_problem(reference: WorkloadRecords, spec: dict) -> tuple[str, str] | None:
@@ -143,7 +158,7 @@ def reference_epochs_problem(reference: WorkloadRecords, spec: dict) -> tuple[st
     except (RecordsInvalid, BundleError) as error:
         bundle_id = reference.bundle.bundle_id
         return (f"reference bundle {bundle_id}: workload {reference.workload_id} has an invalid epochs record: {error}",
-                f"参考结果包 {bundle_id}：工作负载 {reference.workload_id} 的 epochs 记录无效：{error}")
+                f"参考结果包 {bundle_id}：工作负载 {reference.workload_id} 的 epochs 记录无效：{problem_zh(error)}")
     return None
 
 
@@ -162,7 +177,7 @@ def epoch_batches_outcome(spec: dict, vendor: WorkloadRecords, reference: Worklo
     try:
         vendor_record = epochs_record(vendor, spec)
     except (RecordsInvalid, BundleError) as error:
-        return Outcome(FAIL, "records_invalid", fields={"workload": vendor.workload_id, "problem": str(error)})
+        return Outcome(FAIL, "records_invalid", fields={"workload": vendor.workload_id, "problem": str(error), "problem_zh": problem_zh(error)})
     problem = reference_epochs_problem(reference, spec)
     if problem:
         return Outcome(REFUSED, "reference_unusable", fields={"problem": problem[0], "problem_zh": problem[1]})

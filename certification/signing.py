@@ -22,6 +22,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from securesystemslib.exceptions import UnverifiedSignatureError, VerificationError
 from securesystemslib.signer import CryptoSigner, Signature, SSlibKey
 
+from certification.errors import os_error_details
+
 
 class SigningError(ValueError):
     """A key that cannot be read or used, with a stable `code` and a `hint`.
@@ -175,8 +177,9 @@ def load_private_key(path: Path) -> PrivateKey:
     try:
         data = Path(path).read_bytes()
     except OSError as error:
-        raise SigningError("key_file_unreadable", f"cannot read key file {path}: {error.strerror}", "check the path given to --key",
-                           {"path": str(path), "reason": str(error.strerror)}) from None
+        details = os_error_details(error)
+        raise SigningError("key_file_unreadable", f"cannot read key file {path}: {details['reason']}", "check the path given to --key",
+                           {"path": str(path), **details}) from None
     try:
         crypto_key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm):
@@ -205,6 +208,7 @@ def load_public_key_file(path: Path) -> PublicKey:
     try:
         data = Path(path).read_bytes()
     except OSError as error:
-        raise SigningError("key_file_unreadable", f"cannot read public key file {path}: {error.strerror}", "check the path given to --public-key",
-                           {"path": str(path), "reason": str(error.strerror)}) from None
+        details = os_error_details(error)
+        raise SigningError("key_file_unreadable", f"cannot read public key file {path}: {details['reason']}", "check the path given to --public-key",
+                           {"path": str(path), **details}) from None
     return load_public_key(data)

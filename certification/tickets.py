@@ -13,6 +13,8 @@ signed bytes never pass through a JSON parser and back.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
 import json
 import secrets
@@ -27,7 +29,7 @@ from securesystemslib.dsse import Envelope
 from securesystemslib.exceptions import FormatError, VerificationError
 
 from certification import records
-from certification.errors import TicketError
+from certification.errors import TicketError, os_error_details
 from certification.signing import Keyring, PrivateKey
 
 TICKET_VERSION = 1
@@ -117,13 +119,13 @@ def read_ticket_file(path: Path) -> Ticket:
         with open(path, "rb") as stream:
             data = stream.read(MAX_TICKET_BYTES + 1)
     except OSError as error:
-        raise TicketError("ticket_unreadable", f"{path}: {error.strerror}") from None
+        raise TicketError("ticket_unreadable", str(path), **os_error_details(error)) from None
     if len(data) > MAX_TICKET_BYTES:
-        raise TicketError("ticket_invalid", f"{path} is larger than {MAX_TICKET_BYTES} bytes")
+        raise TicketError("ticket_invalid", str(path), limit=MAX_TICKET_BYTES)
     try:
         envelope = records.loads(data)
-    except ValueError:
-        raise TicketError("ticket_invalid", f"{path} is not JSON") from None
+    except ValueError as error:  # UnicodeDecodeError and json.JSONDecodeError are ValueErrors
+        raise _json_error(str(path), error) from None
     return parse_ticket(envelope)
 
 
@@ -132,8 +134,8 @@ def parse_ticket(envelope: Any) -> Ticket:
     parsed = _envelope(envelope)
     try:
         claims = records.loads(parsed.payload)
-    except ValueError:
-        raise TicketError("ticket_invalid", "the payload is not JSON") from None
+    except ValueError as error:
+        raise _json_error("payload", error) from None
     _check_claims(claims)
     return Ticket(claims, envelope)
 
@@ -190,7 +192,7 @@ def _check_times(ticket: Ticket, manifest: dict, received_at: datetime) -> None:
         raise TicketError("ticket_expired", ticket.claims["expires_at"])
     claimed = {"run.started_at": (manifest.get("run") or {}).get("started_at"), "created_at": manifest.get("created_at")}
     for label, text in claimed.items():
-        if text and _parse_time(text, "ticket_not_yet_valid") < ticket.issued_at:
+        if text and _parse_time(text, "ticket_not_yet_valid", label) < ticket.issued_at:
             raise TicketError("ticket_not_yet_valid", f"{label} {text} < issued_at {ticket.claims['issued_at']}")
 
 
@@ -211,30 +213,90 @@ def _vendor_name(vendor: Any) -> str:
     return str(vendor or "")
 
 
+def _json_error(where: str, error: ValueError) -> TicketError:
+    """Build `ticket_invalid` for text at `where` (a file path, or "payload") that is not JSON, naming the position."""
+    line, column, problem = records.json_error_position(error)
+    return TicketError("ticket_invalid", where, line=line, column=column, problem=problem)
+
+
 def _envelope(envelope: Any) -> Envelope:
-    try:
-        parsed = Envelope.from_dict(copy.deepcopy(envelope))
-    except (KeyError, TypeError, ValueError, AttributeError, FormatError) as error:
-        raise TicketError("ticket_invalid", f"not a DSSE envelope ({type(error).__name__})") from None
+    field = _envelope_field_problem(envelope)
+    if field is None:
+        try:
+            parsed = Envelope.from_dict(copy.deepcopy(envelope))
+        except (KeyError, TypeError, ValueError, AttributeError, FormatError):
+            field = _envelope_base64_problem(envelope)
+    if field is not None:
+        raise TicketError("ticket_invalid", field, envelope_field=field)
     if parsed.payload_type != PAYLOAD_TYPE:
-        raise TicketError("ticket_invalid", f"payload type {parsed.payload_type!r} is not {PAYLOAD_TYPE}")
+        raise TicketError("ticket_invalid", parsed.payload_type, payload_type=parsed.payload_type, expected=PAYLOAD_TYPE)
     return parsed
+
+
+def _envelope_field_problem(envelope: Any) -> str | None:
+    """Return the JSONPath of the first DSSE envelope field that is missing or of the wrong type, or None."""
+    if not isinstance(envelope, dict):
+        return "$"
+    for key in ("payload", "payloadType"):
+        if not isinstance(envelope.get(key), str):
+            return f"$.{key}"
+    signatures = envelope.get("signatures")
+    if not isinstance(signatures, list):
+        return "$.signatures"
+    for index, signature in enumerate(signatures):
+        if not isinstance(signature, dict):
+            return f"$.signatures[{index}]"
+        for key in ("keyid", "sig"):
+            if not isinstance(signature.get(key), str):
+                return f"$.signatures[{index}].{key}"
+    return None
+
+
+def _envelope_base64_problem(envelope: dict) -> str:
+    """Return the JSONPath of the envelope's first text that is not base64, or of the signatures when two share a key id.
+
+    Called when every field has its type but securesystemslib still rejected the envelope.
+    """
+    texts = [("$.payload", envelope["payload"])]
+    texts += [(f"$.signatures[{index}].sig", signature["sig"]) for index, signature in enumerate(envelope["signatures"])]
+    for field, text in texts:
+        try:
+            base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            return field
+    return "$.signatures"
 
 
 def _check_claims(claims: Any) -> None:
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(CLAIMS_SCHEMA).iter_errors(claims))
     if error is not None:
-        where = "/".join(str(part) for part in error.absolute_path) or "(top level)"
-        raise TicketError("ticket_invalid", f"{where}: {error.message}")
+        raise _claims_error(error)
     for key in ("issued_at", "expires_at"):
-        _parse_time(claims[key])
+        _parse_time(claims[key], claim=f"$.{key}")
 
 
-def _parse_time(text: str, code: str = "ticket_invalid") -> datetime:
+def _claims_error(error: jsonschema.ValidationError) -> TicketError:
+    """Build `ticket_invalid` naming the claim (a JSONPath) and the schema rule it breaks, without jsonschema's English text."""
+    where = "$" + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error.absolute_path)
+    if error.validator == "required":
+        missing = next((name for name in error.validator_value if name not in error.instance), "")
+        claim = f"{where}.{missing}"
+        return TicketError("ticket_invalid", claim, missing_claim=claim)
+    if error.validator == "additionalProperties":
+        allowed = set(error.schema.get("properties", {}))
+        extra = sorted(str(name) for name in error.instance if name not in allowed)
+        claims = ", ".join(f"{where}.{name}" for name in extra)
+        return TicketError("ticket_invalid", claims, unexpected_claim=claims)
+    expected = error.validator_value if not isinstance(error.validator_value, bool) else str(error.validator_value).lower()
+    return TicketError("ticket_invalid", where, claim=where, keyword=error.validator, expected=expected)
+
+
+def _parse_time(text: str, code: str = "ticket_invalid", claim: str = "-") -> datetime:
+    """Parse an ISO 8601 time with a time zone, or raise `code` naming `claim`, the JSONPath or label of the time."""
     try:
         moment = datetime.fromisoformat(text)
     except (TypeError, ValueError):
-        raise TicketError(code, f"{text!r} is not an ISO 8601 time") from None
-    if moment.tzinfo is None:
-        raise TicketError(code, f"{text!r} has no time zone")
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise TicketError(code, text, time_claim=claim)
     return moment

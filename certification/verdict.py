@@ -22,7 +22,7 @@ from certification import criteria_sd  # noqa: F401  (registers the SD criteria)
 from certification import criteria_stability  # noqa: F401  (registers warm_start_stability)
 from certification import criteria_inference  # noqa: F401  (registers the inference criteria)
 from certification.bundle import VerifiedBundle
-from certification.criteria import FAIL, NOT_APPLICABLE, PASS, PENDING, REFUSED, CriterionContext, Outcome, RecordsInvalid, WorkloadRecords, evaluate
+from certification.criteria import FAIL, NOT_APPLICABLE, PASS, PENDING, REFUSED, CriterionContext, Outcome, RecordsInvalid, WorkloadRecords, evaluate, problem_zh
 from certification.errors import BundleError
 from certification.inputs import InputRecordsInvalid, compare_inputs, input_outcome
 from certification.records import encode_float
@@ -344,7 +344,7 @@ def _vendor_blocker(bundle: VerifiedBundle, pack: RulePack, workload_id: str) ->
     if status == "not_supported":
         return criteria_inference.not_supported_outcome(records)
     if status != "completed":
-        return Outcome(FAIL, "workload_not_completed", fields={"workload": workload_id, "status": status})
+        return Outcome(FAIL, "workload_not_completed", fields={"workload": workload_id, "status": status, "status_zh": _status_zh(status)})
     return None
 
 
@@ -357,12 +357,22 @@ def _planned_by_run(bundle: VerifiedBundle, workload_id: str) -> bool:
     return not isinstance(planned, list) or workload_id in planned
 
 
+MISSING_RESULT, INVALID_RESULT = "missing result.json", "invalid result.json"
+# Chinese texts of the statuses that _result_status returns in place of a recorded one. A recorded status,
+# such as failed or crashed, is the agent's identifier and stays as it is.
+STATUS_TEXTS_ZH = {MISSING_RESULT: "缺少 result.json", INVALID_RESULT: "result.json 无效"}
+
+
 def _result_status(records: WorkloadRecords) -> str:
     try:
         result = records.result
     except (RecordsInvalid, BundleError):
-        return "missing result.json"
-    return str(result.get("status")) if isinstance(result, dict) else "invalid result.json"
+        return MISSING_RESULT
+    return str(result.get("status")) if isinstance(result, dict) else INVALID_RESULT
+
+
+def _status_zh(status: str) -> str:
+    return STATUS_TEXTS_ZH.get(status, status)
 
 
 def _pick_reference(references: list[Reference], pack: RulePack, workload_id: str,
@@ -388,9 +398,10 @@ def _pick_reference(references: list[Reference], pack: RulePack, workload_id: st
     except InputRecordsInvalid as error:
         if error.side == "reference":
             fields = {"problem": f"reference bundle {reference.bundle.bundle_id}: workload {workload_id} has invalid input records: {error}",
-                      "problem_zh": f"参考结果包 {reference.bundle.bundle_id}：工作负载 {workload_id} 的输入记录无效：{error}"}
+                      "problem_zh": f"参考结果包 {reference.bundle.bundle_id}：工作负载 {workload_id} 的输入记录无效：{error.problem_zh}"}
             return reference, Outcome(REFUSED, "reference_unusable", fields=fields), None
-        return reference, Outcome(FAIL, "records_invalid", fields={"workload": workload_id, "problem": str(error)}), None
+        fields = {"workload": workload_id, "problem": str(error), "problem_zh": error.problem_zh}
+        return reference, Outcome(FAIL, "records_invalid", fields=fields), None
     compared = {
         "reference_bundle_id": reference.bundle.bundle_id,
         "reference_choice": choice,
@@ -452,12 +463,12 @@ def _reference_problem(reference: Reference, pack: RulePack, workload_id: str) -
     status = _result_status(WorkloadRecords(reference.bundle, workload_id))
     if status != "completed":
         return (f"reference bundle {bundle_id}: workload {workload_id} has status {status}",
-                f"参考结果包 {bundle_id}：工作负载 {workload_id} 的状态是 {status}")
+                f"参考结果包 {bundle_id}：工作负载 {workload_id} 的状态是 {_status_zh(status)}")
     try:
         mismatched = fixed_differences(WorkloadRecords(reference.bundle, workload_id), pack.workload(workload_id))
     except (RecordsInvalid, BundleError) as error:
         return (f"reference bundle {bundle_id}: workload {workload_id} has unreadable records: {error}",
-                f"参考结果包 {bundle_id}：工作负载 {workload_id} 的记录无法读取：{error}")
+                f"参考结果包 {bundle_id}：工作负载 {workload_id} 的记录无法读取：{problem_zh(error)}")
     if mismatched:
         return (f"reference bundle {bundle_id}: fixed hyperparameters differ from the pack (reference / pack): {', '.join(mismatched)}",
                 f"参考结果包 {bundle_id}：固定超参数与规则包不同（参考运行 / 规则包）：{'，'.join(mismatched)}")
@@ -478,7 +489,7 @@ def check_fixed_hyperparameters(vendor: WorkloadRecords, spec: dict) -> Outcome:
     try:
         differences = fixed_differences(vendor, spec)
     except (RecordsInvalid, BundleError) as error:
-        return Outcome(FAIL, "records_invalid", fields={"workload": vendor.workload_id, "problem": str(error)})
+        return Outcome(FAIL, "records_invalid", fields={"workload": vendor.workload_id, "problem": str(error), "problem_zh": problem_zh(error)})
     fixed = spec.get("hyperparameters", {}).get("fixed", {})
     if differences:
         return Outcome(FAIL, "fixed_hyperparameters_fail", bound=fixed, fields={"keys": ", ".join(differences)}, details={"differences": differences})
@@ -505,7 +516,7 @@ def _shown(values: dict, key: str) -> str:
 
 def _resolved_hyperparameters(config: Any) -> dict:
     if not isinstance(config, dict):
-        raise RecordsInvalid("config.json is not an object")
+        raise RecordsInvalid("config.json is not an object", "config.json 不是 JSON 对象")
     hyperparameters = config.get("hyperparameters") or {}
     merged = {key: value for key, value in hyperparameters.items() if key not in ("fixed", "free")}
     merged.update(hyperparameters.get("free") or {})

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from certification.errors import placeholders
+
 # code: (explanation zh, explanation en, hint zh, hint en)
 MESSAGES: dict[str, tuple[str, str, str, str]] = {
     "loss_alignment_pass": (
@@ -145,13 +147,13 @@ MESSAGES: dict[str, tuple[str, str, str, str]] = {
         "Run every workload the level requires, then pack the run again.",
     ),
     "workload_not_completed": (
-        "工作负载 {workload} 的状态为 {status}。",
+        "工作负载 {workload} 未完成（状态：{status_zh}）。",
         "Workload {workload} has status {status}.",
         "查看 events.jsonl 与日志，修复后重新运行（运行可续跑）。",
         "Read events.jsonl and the log, fix the cause and run again (runs resume).",
     ),
     "records_invalid": (
-        "工作负载 {workload} 的记录无效：{problem}。",
+        "工作负载 {workload} 的记录无效：{problem_zh}。",
         "The records of workload {workload} are invalid: {problem}.",
         "用本版本的 agent 重新运行该工作负载。",
         "Run the workload again with this agent version.",
@@ -247,10 +249,33 @@ class _Blank(dict):
         return "{" + key + "}"
 
 
+# Chinese texts of the BundleError codes that reading a verified bundle's records raises, by the error's values.
+# The first template whose placeholders the error provides is used. json_invalid leaves out the json
+# module's English {problem}.
+BUNDLE_READ_ERRORS_ZH: dict[str, tuple[str, ...]] = {
+    "json_invalid": ("{value} 第 {line} 行第 {column} 列的 JSON 无效", "{value} 的 JSON 无效"),
+    "json_non_finite": ("{value} 第 {line} 行有未加引号的 NaN 或 Infinity", "{value} 中有未加引号的 NaN 或 Infinity"),
+    "file_not_in_bundle": ("结果包中没有文件 {value}",),
+    "file_changed_after_verification": ("结果包文件在验证后被修改：{value}",),
+    "archive_unreadable": ("无法读取结果包文件 {value}",),
+}
+
+
+def bundle_error_zh(error: Any) -> str:
+    """Return the Chinese text of a BundleError raised while reading records, or its code and value for other codes."""
+    values = {"value": error.value, **error.details}
+    for template in BUNDLE_READ_ERRORS_ZH.get(error.code, ()):
+        if placeholders(template) <= values.keys():
+            return template.format(**values)
+    return f"{error.code}：{error.value}"
+
+
 def render(code: str, **fields: Any) -> tuple[dict[str, str], dict[str, str]]:
     """Return the (explanation, hint) pair for `code`, each as {"zh", "en"}."""
     explanation_zh, explanation_en, hint_zh, hint_en = MESSAGES[code]
     values = _Blank(fields)
+    if "problem" in values and "problem_zh" not in values:
+        values["problem_zh"] = values["problem"]  # an outcome built without a Chinese problem shows the English one
     explanation = {"zh": explanation_zh.format_map(values), "en": explanation_en.format_map(values)}
     hint = {"zh": hint_zh.format_map(values), "en": hint_en.format_map(values)}
     return explanation, hint

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent.commands._verification import load_keyring, open_verified
-from agent.errors import EXIT_OK, EXIT_USAGE, EXIT_VERDICT_FAILED, AgentError, from_coded_error
+from agent.errors import EXIT_OK, EXIT_USAGE, EXIT_VERDICT_FAILED, AgentError, from_coded_error, os_error_reason
 from agent.i18n import _, choose_language
 from certification.rulepack import RulePack, RulePackError, load_rule_pack, parse_rule_pack
 
@@ -56,7 +56,7 @@ def load_pack(path: Path | None, name: str) -> RulePack:
     try:
         return parse_rule_pack(path.read_bytes()) if path else load_rule_pack(name)
     except OSError as error:
-        raise AgentError("rule_pack_unreadable", _("cannot read {path}: {reason}").format(path=path, reason=error.strerror),
+        raise AgentError("rule_pack_unreadable", _("cannot read {path}: {reason}").format(path=path, reason=os_error_reason(error)),
                          _("check the --rule-pack path")) from None
     except RulePackError as error:
         failure = from_coded_error(error, EXIT_USAGE)
@@ -97,7 +97,7 @@ def write_html(out_dir: Path, verdict: Verdict, bundle, references, language: st
     try:
         path = write_report(out_dir, verdict, bundle, references, language, STATUS_LABELS[language])
     except OSError as error:
-        raise AgentError("report_unwritable", _("cannot write the report into {path}: {reason}").format(path=out_dir, reason=error.strerror),
+        raise AgentError("report_unwritable", _("cannot write the report into {path}: {reason}").format(path=out_dir, reason=os_error_reason(error)),
                          _("check that the folder is writable")) from None
     print(_("report: {path}").format(path=path), file=sys.stderr)
 

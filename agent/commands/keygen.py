@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.errors import EXIT_OK, AgentError, from_coded_error
+from agent.errors import EXIT_OK, AgentError, from_coded_error, os_error_reason
 from agent.i18n import _
 from certification.signing import SigningError, generate_key, save_private_key, save_public_key
 
@@ -23,7 +23,7 @@ def run(args) -> int:
     except SigningError as error:
         raise from_coded_error(error) from None
     except OSError as error:
-        raise AgentError("key_file_unwritable", _("cannot write {path}: {reason}").format(path=args.out, reason=error.strerror),
+        raise AgentError("key_file_unwritable", _("cannot write {path}: {reason}").format(path=args.out, reason=os_error_reason(error)),
                          _("check that the folder exists and is writable")) from None
     save_public_key(key, public_path)
     print(key.key_id)

@@ -17,7 +17,7 @@ from certification.records import append_jsonl, read_json, read_jsonl, write_jso
 from certification.rulepack import RulePack
 
 from agent import __version__
-from agent.errors import AgentError
+from agent.errors import AgentError, os_error_reason
 from agent.i18n import _
 from agent.runner.lock import LOCK_NAME, check_not_busy
 from agent.runner.profiles import Profile
@@ -220,4 +220,4 @@ def make_run_folder(path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise AgentError("run_folder_not_writable", _("cannot create output folder {path}: {error}").format(
-                             path=path, error=error.strerror or error), _("choose an --out folder that you can write to")) from None
+                             path=path, error=os_error_reason(error)), _("choose an --out folder that you can write to")) from None

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.errors import AgentError
+from agent.errors import AgentError, os_error_reason
 from agent.i18n import _
 from agent.runner.settings import positive_seconds
 
@@ -77,7 +77,7 @@ def lock_leader(run_dir: Path, launched: bool) -> RunLock:
         descriptor = _open_lock_file(run_dir)
     except OSError as error:
         raise AgentError("run_folder_not_writable", _("cannot create the lock file {path}: {error}").format(
-                             path=run_dir / LOCK_NAME, error=error.strerror or error),
+                             path=run_dir / LOCK_NAME, error=os_error_reason(error)),
                          _("choose an --out folder that you can write to")) from None
     if not _try_flock(descriptor, fcntl.LOCK_EX):
         os.close(descriptor)
@@ -139,7 +139,7 @@ def check_not_busy(run_dir: Path) -> None:
         descriptor = os.open(path, os.O_RDWR)
     except OSError as error:
         raise AgentError("run_folder_not_writable", _("cannot open the lock file {path}: {error}").format(
-                             path=path, error=error.strerror or error),
+                             path=path, error=os_error_reason(error)),
                          _("choose an --out folder that you can write to")) from None
     try:
         if not _try_flock(descriptor, fcntl.LOCK_EX):
@@ -163,7 +163,7 @@ def check_run_finished(run_dir: Path) -> None:
         descriptor = _open_for_probe(path)
     except OSError as error:
         raise AgentError("run_lock_unreadable", _("cannot open the lock file {path}: {error}").format(
-                             path=path, error=error.strerror or error),
+                             path=path, error=os_error_reason(error)),
                          _("make the run folder readable for this user, then pack it again")) from None
     try:
         if not _try_flock(descriptor, fcntl.LOCK_EX):

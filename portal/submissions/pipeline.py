@@ -51,6 +51,12 @@ class Rejection(Exception):
         params.update((name, str(detail)) for name, detail in getattr(error, "details", {}).items())
         return cls(error.code, params=params, message=getattr(error, "message", str(error)), hint=getattr(error, "hint", "") or "")
 
+    @classmethod
+    def from_records_error(cls, error) -> Rejection:
+        """Keep a RecordsInvalid's English problem as the value and its Chinese text as value_zh."""
+        return cls("records_invalid", params={"value": str(error), "value_zh": error.problem_zh}, message=str(error),
+                   hint="pack a complete run folder written by `python -m agent run`")
+
 
 def validate_submission(submission_id: int) -> Submission:
     submission = _start(submission_id)
@@ -106,8 +112,7 @@ def _verify_and_judge(submission: Submission) -> tuple[Card, RulePack, dict, dic
     except SubmissionError as error:
         raise Rejection.from_portal_error(error) from None
     except RecordsInvalid as error:
-        raise Rejection("records_invalid", params={"value": str(error)}, message=str(error),
-                        hint="pack a complete run folder written by `python -m agent run`") from None
+        raise Rejection.from_records_error(error) from None
     return card, rule_pack, verdict, series
 
 

@@ -7,8 +7,16 @@ code of BUNDLE_ERRORS and TICKET_ERRORS, and the pipeline's own codes, has a
 translatable sentence here. `%(value)s` is the offending value that the
 certification core recorded with the error, and other placeholders name its
 details (`%(line)s` and `%(column)s` of a JSON error).
+
+A code whose errors carry different details has a tuple of sentences: the first
+one whose placeholders the stored parameters provide is used, so a report
+stored before a detail was recorded falls back to the last, value-only one.
+A parameter `value_zh` replaces `value` on Chinese pages.
 """
 
+import re
+
+from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
 PACK_AGAIN = _("Pack the run folder again with 'python -m agent bundle' and upload the new file.")
@@ -24,7 +32,11 @@ REJECTION_MESSAGES = {
     "json_non_finite": _("The bundle contains a bare NaN or Infinity in %(value)s. Use this agent version, which writes them as strings, then pack and upload again."),
     # Reading the archive.
     "archive_unreadable": _("The stored bundle file %(value)s could not be read. Upload the bundle again; if this repeats, tell the certification staff."),
-    "archive_invalid": _("The uploaded file is not a valid uncompressed tar archive (%(value)s). Upload the .tar file that 'python -m agent bundle' wrote."),
+    "archive_invalid": (
+        _("The uploaded file is not a valid uncompressed tar archive: reading failed at byte offset %(offset)s. "
+          "Upload the .tar file that 'python -m agent bundle' wrote."),
+        _("The uploaded file is not a valid uncompressed tar archive (%(value)s). Upload the .tar file that 'python -m agent bundle' wrote."),
+    ),
     "archive_compressed": _("The uploaded file is a %(value)s file, not a plain tar archive. Upload the .tar file that 'python -m agent bundle' wrote, without compressing it."),
     "archive_not_canonical": _("The archive differs from what the agent writes, at byte offset %(value)s, so it was changed after packing. Pack the run folder again and upload the new file."),
     "archive_too_large": _("The archive is larger than the portal's limit (%(value)s bytes read). Remove large files such as checkpoints from the run folder, pack again and upload."),
@@ -65,11 +77,30 @@ REJECTION_MESSAGES = {
     "file_not_in_bundle": _("The bundle has no file %(value)s, which validation needs. Pack the complete run folder and upload again."),
     # Run tickets.
     "ticket_unreadable": _("The run ticket could not be read: %(value)s. Download the ticket again from the Run tickets page and run with it."),
-    "ticket_invalid": _("The run ticket in the bundle is not a valid signed ticket: %(value)s. Download the ticket again from the Run tickets page; do not edit it."),
+    "ticket_invalid": (
+        _("The run ticket in the bundle is not a valid signed ticket: its %(value)s has invalid JSON at line %(line)s, column %(column)s. "
+          "Download the ticket again from the Run tickets page; do not edit it."),
+        _("The run ticket in the bundle is not a DSSE envelope: %(envelope_field)s is missing or invalid. "
+          "Download the ticket again from the Run tickets page; do not edit it."),
+        _("The run ticket in the bundle has the payload type %(payload_type)s, not %(expected)s. "
+          "Download the ticket again from the Run tickets page; do not edit it."),
+        _("The run ticket in the bundle has no claim %(missing_claim)s. Download the ticket again from the Run tickets page; do not edit it."),
+        _("The run ticket in the bundle has claims that its schema does not allow: %(unexpected_claim)s. "
+          "Download the ticket again from the Run tickets page; do not edit it."),
+        _("The run ticket's claim %(time_claim)s is not an ISO 8601 time with a time zone: %(value)s. "
+          "Download the ticket again from the Run tickets page; do not edit it."),
+        _("The run ticket's claim %(claim)s does not meet the schema keyword %(keyword)s: %(expected)s. "
+          "Download the ticket again from the Run tickets page; do not edit it."),
+        _("The run ticket in the bundle is not a valid signed ticket: %(value)s. Download the ticket again from the Run tickets page; do not edit it."),
+    ),
     "ticket_signature_invalid": _("The run ticket's signature does not verify with this portal's key %(value)s. Request a new ticket on the Run tickets page and run the workloads with it."),
     "ticket_missing": _("The rule pack %(value)s requires a run ticket and the bundle has none. Request a ticket on the Run tickets page and run the workloads with it."),
     "ticket_expired": _("The run ticket expired at %(value)s. Request a new ticket on the Run tickets page and run the workloads again."),
-    "ticket_not_yet_valid": _("The bundle names a time before its run ticket was issued (bundle < ticket: %(value)s). Check the clock of the lab's machines and run the workloads again after the ticket is issued."),
+    "ticket_not_yet_valid": (
+        _("The bundle's %(time_claim)s is not an ISO 8601 time with a time zone: %(value)s. "
+          "Pack the run folder again with 'python -m agent bundle' and upload the new file."),
+        _("The bundle names a time before its run ticket was issued (bundle < ticket: %(value)s). Check the clock of the lab's machines and run the workloads again after the ticket is issued."),
+    ),
     "ticket_vendor_mismatch": _("The run ticket belongs to another vendor (ticket / bundle: %(value)s). Use a ticket issued to your vendor."),
     "ticket_card_mismatch": _("The run ticket is for another card (ticket / bundle, model and serial: %(value)s). Run on the card that the ticket names, or request a ticket for this card."),
     "ticket_scope_mismatch": _("The run does not match its ticket (ticket / bundle: %(value)s). Run the profile whose rule pack, track and level the ticket names."),
@@ -88,9 +119,26 @@ class _Params(dict):
         return "-"
 
 
+# A %(name)s placeholder of a sentence.
+PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+
+
 def rejection_message(code: str, params: dict) -> str | None:
     """Return the portal's sentence for a rejection code in the active language, or None when the code has none."""
-    message = REJECTION_MESSAGES.get(code)
-    if message is None:
+    messages = REJECTION_MESSAGES.get(code)
+    if messages is None:
         return None
-    return str(message) % _Params(params, pack_again=str(PACK_AGAIN))
+    params = dict(params)
+    if "value_zh" in params and (get_language() or "").startswith("zh"):
+        params["value"] = params["value_zh"]
+    message = choose_sentence(messages if isinstance(messages, tuple) else (messages,), set(params))
+    return message % _Params(params, pack_again=str(PACK_AGAIN))
+
+
+def choose_sentence(sentences: tuple, names: set[str]) -> str:
+    """Return the first of `sentences`, translated, whose placeholders other than pack_again are all in `names`, else the last."""
+    for sentence in sentences:
+        text = str(sentence)
+        if set(PLACEHOLDER.findall(text)) - {"pack_again"} <= names:
+            return text
+    return str(sentences[-1])

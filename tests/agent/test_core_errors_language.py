@@ -1,6 +1,11 @@
 """Errors of the certification core and the summary labels of verify, bundle and upload, in Chinese and English."""
 
 import argparse
+import base64
+import errno
+import json
+import os
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -9,7 +14,8 @@ from agent.commands._fields import display_width
 from agent.commands.upload import report
 from agent.errors import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, from_coded_error, from_core_error
 from agent.i18n import set_language
-from certification.errors import BundleError
+from certification.errors import BundleError, os_error_details
+from certification.tickets import MAX_TICKET_BYTES, PAYLOAD_TYPE, new_claims
 from certification.rulepack import RulePackError
 from certification.signing import SigningError
 from certification.verdict import VerdictInputError
@@ -35,12 +41,12 @@ def keygen_over_private_key(tmp_path):
 
 @pytest.mark.parametrize("arguments, code, exit_code, chinese, english", [
     (lambda tmp: ["validate-pack", str(tmp / "absent-2026.1.yaml")], "rule_pack_unreadable", EXIT_USAGE,
-     "无法读取 {tmp}/absent-2026.1.yaml：", "cannot read {tmp}/absent-2026.1.yaml: "),
+     "无法读取 {tmp}/absent-2026.1.yaml：文件或文件夹不存在（ENOENT）", "cannot read {tmp}/absent-2026.1.yaml: no such file or folder (ENOENT)"),
     (keygen_over_private_key, "key_file_exists", EXIT_USAGE, "密钥文件 {tmp}/taken.key 已存在", "key file {tmp}/taken.key already exists"),
     (lambda tmp: ["verify", str(tmp / "x.tar"), "--public-key", str(write_bad_key(tmp))], "public_key_invalid", EXIT_REJECTED,
      "公钥文件 {tmp}/bad.key：内容不是 PEM 格式的公钥", "public key file {tmp}/bad.key: the text is not a PEM public key"),
     (lambda tmp: ["verify", str(tmp / "x.tar"), "--public-key", str(tmp / "absent.pub")], "key_file_unreadable", EXIT_USAGE,
-     "无法读取密钥文件 {tmp}/absent.pub：", "cannot read public key file {tmp}/absent.pub: "),
+     "无法读取密钥文件 {tmp}/absent.pub：文件或文件夹不存在（ENOENT）", "cannot read public key file {tmp}/absent.pub: no such file or folder (ENOENT)"),
     (lambda tmp: ["bundle", str(build_run(tmp / "run", workloads=())), "--key", str(write_bad_key(tmp))], "key_invalid", EXIT_REJECTED,
      "{tmp}/bad.key 不是未加密的 PEM 私钥", "{tmp}/bad.key is not an unencrypted PEM private key"),
 ], ids=["rule_pack_unreadable", "key_file_exists", "public_key_invalid", "key_file_unreadable", "key_invalid"])
@@ -239,3 +245,126 @@ def test_subject_digest_mismatch_in_chinese():
     failure = from_core_error(BundleError("subject_digest_mismatch", "aaaa / bbbb"), EXIT_REJECTED)
 
     assert failure.message == "manifest.json 与签名的摘要不符（签名中的 sha256 / 实际的 sha256）：aaaa / bbbb"
+
+
+@pytest.mark.parametrize("number, chinese, english", [
+    (errno.ENOENT, "文件或文件夹不存在（ENOENT）", "no such file or folder (ENOENT)"),
+    (errno.EACCES, "权限不足（EACCES）", "permission denied (EACCES)"),
+    (errno.EPERM, "不允许该操作（EPERM）", "operation not permitted (EPERM)"),
+    (errno.EISDIR, "该路径是文件夹，不是文件（EISDIR）", "the path is a folder, not a file (EISDIR)"),
+    (errno.ENOTDIR, "路径中的某一部分不是文件夹（ENOTDIR）", "a part of the path is not a folder (ENOTDIR)"),
+    (errno.ENOSPC, "设备上没有剩余空间（ENOSPC）", "no space left on the device (ENOSPC)"),
+    (errno.EROFS, "文件系统为只读（EROFS）", "the file system is read-only (EROFS)"),
+    (errno.ELOOP, "符号链接层数过多（ELOOP）", "too many levels of symbolic links (ELOOP)"),
+    (errno.ENAMETOOLONG, "文件名过长（ENAMETOOLONG）", "the file name is too long (ENAMETOOLONG)"),
+    (errno.EIO, "设备输入/输出错误（EIO）", "input/output error of the device (EIO)"),
+    (errno.ENOSYS, "ENOSYS", f"{os.strerror(errno.ENOSYS)} (ENOSYS)"),
+], ids=lambda value: errno.errorcode[value] if isinstance(value, int) else None)
+def test_os_error_reason_language(number, chinese, english):
+    error = BundleError("archive_unreadable", "b.tar", **os_error_details(OSError(number, os.strerror(number))))
+
+    set_language("zh")
+    chinese_error = from_core_error(error)
+    set_language("en")
+    english_error = from_core_error(error)
+
+    assert chinese_error.message == f"无法读取结果包文件 b.tar：{chinese}"
+    assert english_error.message == f"cannot read bundle file b.tar: {english}"
+
+
+@pytest.mark.parametrize("language, expected", [
+    ("zh", "error[key_file_unwritable]: 无法写入 {path}：文件或文件夹不存在（ENOENT）"),
+    ("en", "error[key_file_unwritable]: cannot write {path}: no such file or folder (ENOENT)"),
+])
+def test_agent_os_error_language(tmp_path, capsys, language, expected):
+    path = tmp_path / "absent" / "vendor.key"
+
+    result = main(["--lang", language, "keygen", "--out", str(path)])
+
+    assert result == EXIT_USAGE
+    assert capsys.readouterr().err.startswith(expected.format(path=path))
+
+
+@pytest.mark.parametrize("content, chinese, english", [
+    (b"x" * 100, "字节偏移 0 处头部被截断", "truncated header at byte offset 0"),
+    (b"x" + bytes(1023), "字节偏移 0 处校验和错误", "bad checksum at byte offset 0"),
+], ids=["truncated_header", "bad_checksum"])
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_archive_invalid_language(tmp_path, capsys, content, chinese, english, language):
+    assert main(["keygen", "--out", str(tmp_path / "vendor.key")]) == EXIT_OK
+    path = tmp_path / "bundle.tar"
+    path.write_bytes(content)
+    capsys.readouterr()
+
+    result = main(["--lang", language, "verify", str(path), "--public-key", str(tmp_path / "vendor.key.pub")])
+
+    error = capsys.readouterr().err
+    assert result == EXIT_REJECTED
+    if language == "zh":
+        assert error.startswith(f"error[archive_invalid]: 结果包 {path}：结果包不是有效的未压缩 tar 归档：{chinese}\n")
+    else:
+        assert error.startswith(f"error[archive_invalid]: bundle {path}: the bundle is not a valid uncompressed tar archive: {english}\n")
+
+
+def test_unknown_tar_problem_left_out_in_chinese():
+    set_language("zh")
+
+    failure = from_core_error(BundleError("archive_invalid", "invalid base-256 field", offset=1536, problem="invalid base-256 field"))
+
+    assert failure.message == "结果包不是有效的未压缩 tar 归档：在字节偏移 1536 处读取失败"
+
+
+def ticket_file(text):
+    def write(tmp):
+        path = tmp / "ticket.json"
+        path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
+        return path
+
+    return write
+
+
+def envelope_text(payload: bytes, payload_type: str = PAYLOAD_TYPE) -> str:
+    """Return an unsigned ticket envelope over `payload`; these tests fail before the signature is checked."""
+    return json.dumps({"payload": base64.b64encode(payload).decode("ascii"), "payloadType": payload_type, "signatures": []})
+
+
+def claims_text(**changes) -> bytes:
+    claims = new_claims(vendor="acme", card_model="X1", card_serial="SN-1", track="finetuning", level=1,
+                        rule_pack={"name": "p-1", "sha256": "0" * 64}, issued_at=datetime.now(timezone.utc), lifetime=timedelta(days=1))
+    return json.dumps({**claims, **changes}).encode("utf-8")
+
+
+@pytest.mark.parametrize("write, chinese, english", [
+    (lambda tmp: tmp / "absent.json", "error[ticket_unreadable]: 无法读取票据文件 {path}：文件或文件夹不存在（ENOENT）",
+     "error[ticket_unreadable]: cannot read ticket file {path}: no such file or folder (ENOENT)"),
+    (ticket_file("{bad"), "error[ticket_invalid]: 运行票据不是有效的签名票据：{path} 第 1 行第 2 列的 JSON 无效：此处应为双引号括起的属性名",
+     "error[ticket_invalid]: the run ticket is not a valid signed ticket: invalid JSON in {path} at line 1, column 2: "
+     "Expecting property name enclosed in double quotes"),
+    (ticket_file(b" " * (MAX_TICKET_BYTES + 1)), f"error[ticket_invalid]: 运行票据不是有效的签名票据：{{path}} 超过 {MAX_TICKET_BYTES} 字节",
+     f"error[ticket_invalid]: the run ticket is not a valid signed ticket: {{path}} is larger than {MAX_TICKET_BYTES} bytes"),
+    (ticket_file('{"payload": 1}'), "error[ticket_invalid]: 运行票据不是 DSSE 信封：$.payload 缺失或无效",
+     "error[ticket_invalid]: the run ticket is not a DSSE envelope: $.payload is missing or invalid"),
+    (ticket_file('{"payload": "!!", "payloadType": "x", "signatures": []}'), "error[ticket_invalid]: 运行票据不是 DSSE 信封：$.payload 缺失或无效",
+     "error[ticket_invalid]: the run ticket is not a DSSE envelope: $.payload is missing or invalid"),
+    (ticket_file(envelope_text(b"{}", "text/plain")), f"error[ticket_invalid]: 运行票据的载荷类型是 text/plain，而不是 {PAYLOAD_TYPE}",
+     f"error[ticket_invalid]: the run ticket has the payload type text/plain, not {PAYLOAD_TYPE}"),
+    (ticket_file(envelope_text(b"[")), "error[ticket_invalid]: 运行票据不是有效的签名票据：payload 第 1 行第 2 列的 JSON 无效：此处应为一个值",
+     "error[ticket_invalid]: the run ticket is not a valid signed ticket: invalid JSON in payload at line 1, column 2: Expecting value"),
+    (ticket_file(envelope_text(b"{}")), "error[ticket_invalid]: 运行票据缺少声明 $.ticket_version",
+     "error[ticket_invalid]: the run ticket has no claim $.ticket_version"),
+    (ticket_file(envelope_text(claims_text(level=0))), "error[ticket_invalid]: 运行票据的声明 $.level 不满足模式关键字 minimum：1",
+     "error[ticket_invalid]: the run ticket's claim $.level does not meet the schema keyword minimum: 1"),
+    (ticket_file(envelope_text(claims_text(issued_at="yesterday"))),
+     "error[ticket_invalid]: 运行票据的声明 $.issued_at 不是带时区的 ISO 8601 时间：yesterday",
+     "error[ticket_invalid]: the run ticket's claim $.issued_at is not an ISO 8601 time with a time zone: yesterday"),
+], ids=["unreadable", "not_json", "too_large", "envelope_field", "not_base64", "payload_type", "payload_not_json",
+        "claim_missing", "claim_schema", "claim_time"])
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_run_ticket_error_language(tmp_path, capsys, write, chinese, english, language):
+    path = write(tmp_path)
+
+    result = main(["--lang", language, "run", "--profile", "smoke", "--out", str(tmp_path / "run"), "--ticket", str(path)])
+
+    first_line = capsys.readouterr().err.splitlines()[0]
+    assert result == EXIT_USAGE
+    assert first_line == (chinese if language == "zh" else english).format(path=path)

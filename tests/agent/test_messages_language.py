@@ -258,3 +258,45 @@ def test_check_gap_in_chinese(tmp_path, capsys):
         assert "(refused)" not in line
         assert "(pending)" not in line
         assert "(level " not in line
+
+
+@pytest.mark.parametrize("text, chinese, english", [
+    ("a: b: c\n", "YAML 无效，位于第 1 行第 5 列：此处不允许映射值", "invalid YAML at line 1, column 5: mapping values are not allowed here"),
+    ("a:\n  b: 1\n c: 2\n", "YAML 无效，位于第 3 行第 2 列：此处应为块的结尾，但遇到了块映射的开头（解析块映射时，该结构从第 1 行第 1 列开始）",
+     "invalid YAML at line 3, column 2: expected <block end>, but found '<block mapping start>' "
+     "(while parsing a block mapping that starts at line 1, column 1)"),
+    ("a: [1, 2\n", "YAML 无效，位于第 2 行第 1 列：此处应为',' 或 ']'，但遇到了文件结尾（解析流序列时，该结构从第 1 行第 4 列开始）",
+     "invalid YAML at line 2, column 1: expected ',' or ']', but got '<stream end>' (while parsing a flow sequence that starts at line 1, column 4)"),
+    ("a:\tb\n", "YAML 无效，位于第 1 行第 3 列：字符 '\\t' 不能作为记号的开头（扫描下一个记号时）",
+     "invalid YAML at line 1, column 3: found character '\\t' that cannot start any token (while scanning for the next token)"),
+    ("a: !foo 1\n", "YAML 无效，位于第 1 行第 4 列：不支持标签 '!foo'", "invalid YAML at line 1, column 4: could not determine a constructor for the tag '!foo'"),
+    # A problem without a translation: Chinese names only the position.
+    ("a: 1\n---\nb: 2\n", "YAML 无效，位于第 2 行第 1 列",
+     "invalid YAML at line 2, column 1: but found another document (expected a single document in the stream that starts at line 1, column 1)"),
+], ids=["mapping_value", "block_end", "flow_sequence", "tab", "tag", "untranslated"])
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_validate_pack_yaml_error(tmp_path, capsys, text, chinese, english, language):
+    path = tmp_path / "broken-2026.1.yaml"
+    path.write_text(text, encoding="utf-8")
+
+    code = main(["--lang", language, "validate-pack", str(path)])
+
+    output = capsys.readouterr().out
+    assert code == EXIT_REJECTED
+    assert output.splitlines()[0] == f"{path}: (file): {chinese if language == 'zh' else english}"
+
+
+@pytest.mark.parametrize("language, expected", [
+    ("zh", "error[rule_pack_invalid]: 规则包 {path}：YAML 无效，位于第 1 行第 5 列：此处不允许映射值\n"),
+    ("en", "error[rule_pack_invalid]: rule pack {path}: invalid YAML at line 1, column 5: mapping values are not allowed here\n"),
+])
+def test_check_rule_pack_yaml_error(tmp_path, capsys, language, expected):
+    path = tmp_path / "broken-2026.1.yaml"
+    path.write_text("a: b: c\n", encoding="utf-8")
+    arguments = make_bundles(tmp_path)
+    capsys.readouterr()
+
+    code = main(["--lang", language] + arguments + ["--rule-pack", str(path)])
+
+    assert code == EXIT_USAGE
+    assert capsys.readouterr().err.startswith(expected.format(path=path))

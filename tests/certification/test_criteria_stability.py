@@ -56,20 +56,21 @@ def spiked(curve: dict[int, float], step: int, value: float) -> dict[int, float]
 
 
 @pytest.mark.parametrize(
-    ("losses", "problem"),
+    ("losses", "problem", "problem_zh"),
     [
-        (spiked(decaying(600), 350, 3.0), "loss above"),  # mu about 2.05 before step 300
-        (spiked(decaying(600), 301, math.nan), "not finite"),
-        ({**decaying(300), **{step: 2.6 for step in range(302, 501)}}, "first logged step"),
-        ({**decaying(300), **{step: 2.0 + 0.0001 * step for step in range(301, 501)}}, "is not below"),
-        ({step: value for step, value in decaying(600).items() if step != 320}, "missing"),
+        (spiked(decaying(600), 350, 3.0), "loss above", "损失高于"),  # mu about 2.05 before step 300
+        (spiked(decaying(600), 301, math.nan), "not finite", "不是有限值"),
+        ({**decaying(300), **{step: 2.6 for step in range(302, 501)}}, "first logged step", "记录的第一步"),
+        ({**decaying(300), **{step: 2.0 + 0.0001 * step for step in range(301, 501)}}, "is not below", "不低于"),
+        ({step: value for step, value in decaying(600).items() if step != 320}, "missing", "缺少第"),
     ],
     ids=["spike", "nan", "step-k-plus-1-missing", "not-decreasing", "gap"],
 )
-def test_warm_start_problems(losses, problem):
+def test_warm_start_problems(losses, problem, problem_zh):
     check = check_warm_start(losses, 300, STANDARD)
 
-    assert any(problem in text for text in check.problems), check.problems
+    assert any(problem in english for english, _chinese in check.problems), check.problems
+    assert any(problem_zh in chinese for _english, chinese in check.problems), check.problems
 
 
 def test_threshold_uses_relative_margin_on_flat_history():
@@ -113,6 +114,16 @@ def test_crash_without_warm_start_fails():
     outcome = judge_stability(decaying(40), events, WORKLOAD, SMALL)
 
     assert (outcome.status, outcome.code) == ("fail", "stability_crash_without_warm_start")
+
+
+def test_warm_start_failure_in_both_languages():
+    outcome = judge_stability(spiked(decaying(600), 350, 3.0), events_with_resume(300), WORKLOAD, STANDARD)
+    explanation, _hint = outcome.messages()
+
+    assert (outcome.status, outcome.code) == ("fail", "stability_warm_start_fail")
+    assert "loss above" in explanation["en"]
+    assert "损失高于" in explanation["zh"]
+    assert "loss above" not in explanation["zh"]
 
 
 def test_crash_of_other_workload_ignored():

@@ -4,6 +4,8 @@ import pytest
 import yaml
 
 from certification.bundle import open_bundle, write_bundle
+from certification.criteria import RecordsInvalid, problem_zh
+from certification.errors import BundleError
 from certification.rulepack import parse_rule_pack
 from certification.signing import Keyring, generate_key
 from certification.verdict import Reference, judge
@@ -288,3 +290,53 @@ def test_reference_of_other_pack_in_chinese(tmp_path):
     assert result.details["code"] == "reference_unusable"
     assert result.explanation["zh"].startswith(f"参考结果无法使用：参考结果包 {other_reference.bundle_id} 是用规则包 ")
     assert "was made" not in result.explanation["zh"]
+
+
+def bundle_without(folder, relative):
+    run_dir = build_run(folder / "run")
+    (run_dir / relative).unlink()
+    return open_bundle(write_bundle(run_dir, folder / "run.tar", KEY).path, KEYRING)
+
+
+def test_reference_reader_problem_in_chinese(tmp_path):
+    broken_reference = bundle_without(tmp_path / "reference", "workloads/pretrain-llama/lambada.jsonl")
+    vendor = make_bundle(tmp_path / "vendor")
+
+    result = judge(vendor, [Reference(broken_reference, PEAKS)], PACK, PEAKS).criterion("pretrain.lambada")
+
+    assert result.details["code"] == "reference_unusable"
+    assert result.explanation["zh"] == "参考结果无法使用：缺少 workloads/pretrain-llama/lambada.jsonl。"
+    assert result.explanation["en"] == "The reference result cannot be used: workloads/pretrain-llama/lambada.jsonl is missing."
+
+
+def test_vendor_records_invalid_in_chinese(tmp_path, reference):
+    vendor = bundle_without(tmp_path / "vendor", "workloads/pretrain-llama/lambada.jsonl")
+
+    result = judge(vendor, [Reference(reference, PEAKS)], PACK, PEAKS).criterion("pretrain.lambada")
+
+    assert result.details["code"] == "records_invalid"
+    assert result.explanation["zh"] == "工作负载 pretrain-llama 的记录无效：缺少 workloads/pretrain-llama/lambada.jsonl。"
+    assert "is missing" in result.explanation["en"]
+
+
+@pytest.mark.parametrize("error, chinese", [
+    (RecordsInvalid("steps.jsonl is missing", "缺少 steps.jsonl"), "缺少 steps.jsonl"),
+    (BundleError("json_invalid", "workloads/a/steps.jsonl", line=3, column=5, problem="Expecting value"), "workloads/a/steps.jsonl 第 3 行第 5 列的 JSON 无效"),
+    (BundleError("json_non_finite", "workloads/a/steps.jsonl", line=2), "workloads/a/steps.jsonl 第 2 行有未加引号的 NaN 或 Infinity"),
+    (BundleError("file_not_in_bundle", "workloads/a/result.json"), "结果包中没有文件 workloads/a/result.json"),
+    (BundleError("member_link", "workloads/a/x"), "member_link：workloads/a/x"),
+    (KeyError("loss"), "记录中缺少键 'loss'"),
+    (TypeError("float() argument must be a string or a real number, not 'dict'"), "记录中的值无法解析（TypeError）"),
+], ids=["records_invalid", "json_invalid", "json_non_finite", "file_not_in_bundle", "other_code", "key_error", "type_error"])
+def test_reader_problem_chinese_text(error, chinese):
+    assert problem_zh(error) == chinese
+
+
+def test_missing_result_status_in_chinese(tmp_path, reference):
+    vendor = bundle_without(tmp_path / "vendor", "workloads/pretrain-llama/result.json")
+
+    result = judge(vendor, [Reference(reference, PEAKS)], PACK, PEAKS).criterion("pretrain.lambada")
+
+    assert result.details["code"] == "workload_not_completed"
+    assert result.explanation["zh"] == "工作负载 pretrain-llama 未完成（状态：缺少 result.json）。"
+    assert result.explanation["en"] == "Workload pretrain-llama has status missing result.json."

@@ -72,29 +72,42 @@ def test_huge_claimed_count_fails_fast(tmp_path, reference):
 
 
 @pytest.mark.parametrize(
-    ("changes", "named"),
+    ("changes", "named", "named_zh"),
     [
-        ({"steps_per_epoch": "10"}, "epochs.steps_per_epoch"),
-        ({"max_steps": 30.0}, "epochs.max_steps"),
-        ({"train_pairs": True}, "epochs.train_pairs"),
-        ({"seed": None}, "epochs.seed"),
-        ({"num_train_epochs": 2, "max_steps": 20}, "num_train_epochs is 2"),
-        ({"max_steps": 15}, "epochs.max_steps is 15"),
-        ({"steps_per_epoch": 0, "max_steps": 0}, "epochs.steps_per_epoch is 0"),
-        ({"train_pairs": 80}, "train_pairs 80"),
-        ({"seed": 7}, "epochs.seed is 7"),
-        ({"order_sha256": ["0" * 64]}, "epochs.order_sha256"),
-        ({"order_sha256": ["0" * 64, "0" * 64, "not a digest"]}, "epoch 3"),
+        ({"steps_per_epoch": "10"}, "epochs.steps_per_epoch", "epochs.steps_per_epoch 是 '10'，不是整数"),
+        ({"max_steps": 30.0}, "epochs.max_steps", "epochs.max_steps 是 30.0，不是整数"),
+        ({"train_pairs": True}, "epochs.train_pairs", "epochs.train_pairs 是 True，不是整数"),
+        ({"seed": None}, "epochs.seed", "epochs.seed 是 None，不是整数"),
+        ({"num_train_epochs": 2, "max_steps": 20}, "num_train_epochs is 2", "epochs.num_train_epochs 是 2，但规则包设置为 3"),
+        ({"max_steps": 15}, "epochs.max_steps is 15", "epochs.max_steps 是 15"),
+        ({"steps_per_epoch": 0, "max_steps": 0}, "epochs.steps_per_epoch is 0", "epochs.steps_per_epoch 是 0，但至少应为 1"),
+        ({"train_pairs": 80}, "train_pairs 80", "train_pairs 80"),
+        ({"seed": 7}, "epochs.seed is 7", "epochs.seed 是 7"),
+        ({"order_sha256": ["0" * 64]}, "epochs.order_sha256", "epochs.order_sha256"),
+        ({"order_sha256": ["0" * 64, "0" * 64, "not a digest"]}, "epoch 3", "第 3 轮的 epochs.order_sha256"),
     ],
 )
-def test_bad_epochs_record_invalid(tmp_path, reference, changes, named):
+def test_bad_epochs_record_invalid(tmp_path, reference, changes, named, named_zh):
     verdict = judged(tmp_path, reference, **with_epochs(**changes))
 
     result = verdict.criterion("sft-llama.run_length")
     assert (result.status, result.details["code"]) == ("fail", "records_invalid")
     assert named in result.explanation["en"]
-    assert named in result.explanation["zh"]
+    assert named_zh in result.explanation["zh"]
+    assert " is " not in result.explanation["zh"]
     assert status_and_code(verdict, "sft.rouge") == ("fail", "records_invalid")
+
+
+@pytest.mark.parametrize("key", ["max_steps", "order_sha256"])
+def test_epochs_key_missing_invalid(tmp_path, reference, key):
+    record = epochs_record(FIXED, 42)
+    del record[key]
+    verdict = judged(tmp_path, reference, **{"sft-llama": {"config_extra": {"epochs": record}}})
+
+    result = verdict.criterion("sft-llama.run_length")
+    assert (result.status, result.details["code"]) == ("fail", "records_invalid")
+    assert f"epochs.{key} is missing" in result.explanation["en"]
+    assert f"缺少 epochs.{key}" in result.explanation["zh"]
 
 
 @pytest.mark.parametrize("epochs", [None, "three epochs"])

@@ -8,7 +8,9 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import translation
 
+from certification.criteria import RecordsInvalid
 from certification.errors import BUNDLE_ERRORS, TICKET_ERRORS, BundleError, TicketError
+from certification.tickets import PAYLOAD_TYPE, parse_ticket
 from portal.submissions.models import Submission, ValidationReport
 from portal.submissions.pipeline import Rejection, _finish_rejected
 from portal.submissions.rejections import REJECTION_MESSAGES
@@ -40,7 +42,8 @@ def test_sentence_translated_and_names_value(code):
         chinese = report.error_detail
     assert english != chinese, code
     assert "core text" not in english
-    uses_value = "%(value)s" in str(REJECTION_MESSAGES[code])
+    sentences = REJECTION_MESSAGES[code] if isinstance(REJECTION_MESSAGES[code], tuple) else (REJECTION_MESSAGES[code],)
+    uses_value = "%(value)s" in str(sentences[-1])  # the value-only sentence, which a report with only a value gets
     assert ("VALUE-42" in english) == uses_value
     assert ("VALUE-42" in chinese) == uses_value
 
@@ -111,3 +114,54 @@ def test_digest_mismatch_in_chinese(vendor):
     with translation.override("zh-hans"):
         assert "（签名中的 sha256 / 实际的 sha256：aaaa / bbbb）" in report.error_detail
         assert "signed" not in report.error_detail
+
+
+@pytest.mark.parametrize("error, english, chinese", [
+    (BundleError("archive_invalid", "truncated header", offset=1536, problem="truncated header"),
+     "not a valid uncompressed tar archive: reading failed at byte offset 1536.", "在字节偏移 1536 处读取失败"),
+    (TicketError("ticket_invalid", "payload", line=1, column=2, problem="Expecting value"),
+     "its payload has invalid JSON at line 1, column 2.", "其 payload 第 1 行第 2 列的 JSON 无效"),
+    (TicketError("ticket_invalid", "$.signatures", envelope_field="$.signatures"),
+     "not a DSSE envelope: $.signatures is missing or invalid.", "不是 DSSE 信封：$.signatures 缺失或无效"),
+    (TicketError("ticket_invalid", "text/plain", payload_type="text/plain", expected=PAYLOAD_TYPE),
+     f"has the payload type text/plain, not {PAYLOAD_TYPE}.", f"载荷类型是 text/plain，而不是 {PAYLOAD_TYPE}"),
+    (TicketError("ticket_invalid", "$.nonce", missing_claim="$.nonce"), "has no claim $.nonce.", "缺少声明 $.nonce"),
+    (TicketError("ticket_invalid", "$.extra", unexpected_claim="$.extra"), "its schema does not allow: $.extra.", "其模式不允许的声明：$.extra"),
+    (TicketError("ticket_invalid", "yesterday", time_claim="$.issued_at"),
+     "claim $.issued_at is not an ISO 8601 time with a time zone: yesterday.", "声明 $.issued_at 不是带时区的 ISO 8601 时间：yesterday"),
+    (TicketError("ticket_invalid", "$.level", claim="$.level", keyword="minimum", expected=1),
+     "claim $.level does not meet the schema keyword minimum: 1.", "声明 $.level 不满足模式关键字 minimum：1"),
+    (TicketError("ticket_not_yet_valid", "soon", time_claim="run.started_at"),
+     "run.started_at is not an ISO 8601 time with a time zone: soon.", "结果包的 run.started_at 不是带时区的 ISO 8601 时间：soon"),
+], ids=["archive_invalid", "ticket_json", "ticket_envelope", "ticket_payload_type", "ticket_claim_missing",
+        "ticket_claim_unexpected", "ticket_claim_time", "ticket_claim_schema", "ticket_bundle_time"])
+def test_error_details_shown_in_each_language(vendor, error, english, chinese):
+    report = rejected_with(vendor, Rejection.from_bundle_error(error)).report
+
+    with translation.override("en"):
+        assert english in report.error_detail
+    with translation.override("zh-hans"):
+        assert chinese in report.error_detail
+        assert "truncated" not in report.error_detail
+        assert "Expecting" not in report.error_detail
+
+
+def test_ticket_from_bundle_named_by_claim(vendor):
+    with pytest.raises(TicketError) as caught:
+        parse_ticket({"payload": "e30=", "payloadType": PAYLOAD_TYPE, "signatures": []})
+
+    report = rejected_with(vendor, Rejection.from_bundle_error(caught.value)).report
+
+    with translation.override("zh-hans"):
+        assert "结果包中的运行票据缺少声明 $.ticket_version" in report.error_detail
+        assert "required property" not in report.error_detail
+
+
+def test_records_invalid_in_chinese(vendor):
+    error = RecordsInvalid("workloads/a/steps.jsonl is missing", "缺少 workloads/a/steps.jsonl")
+    report = rejected_with(vendor, Rejection.from_records_error(error)).report
+
+    with translation.override("en"):
+        assert "incomplete or invalid: workloads/a/steps.jsonl is missing." in report.error_detail
+    with translation.override("zh-hans"):
+        assert "结果包中的记录不完整或无效：缺少 workloads/a/steps.jsonl。" in report.error_detail
