@@ -13,3 +13,32 @@ class IsoTimeFormatter(logging.Formatter):
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         return datetime.fromtimestamp(record.created, timezone.utc).astimezone().isoformat(timespec="milliseconds")
+
+
+class ClientErrorOneLine(logging.Filter):
+    """Shorten django.request records of 4xx responses to one line with the status, method, path and user.
+
+    Django logs a PermissionDenied or other client error with the traceback of
+    the exception that produced it. A vendor opening a staff page is ordinary,
+    so the traceback only hides the real errors. Records of 5xx responses keep
+    their traceback.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        status = getattr(record, "status_code", None)
+        if status is None or status >= 500:
+            return True
+        request = getattr(record, "request", None)
+        message = record.getMessage()
+        record.msg = "%s (status %s, %s %s, user %s)"
+        record.args = (message, status, getattr(request, "method", "-"), getattr(request, "path", "-"), _username(request))
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
+def _username(request) -> str:
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return "anonymous"
+    return user.get_username()

@@ -167,10 +167,14 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"class": "portal.logs.IsoTimeFormatter", "format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "filters": {"client_error_one_line": {"()": "portal.logs.ClientErrorOneLine"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": read_str("PORTAL_LOG_LEVEL", "INFO")},
-    # WeasyPrint logs every rendering step at INFO.
-    "loggers": {"weasyprint": {"level": "WARNING"}, "fontTools": {"level": "WARNING"}},
+    "loggers": {
+        # WeasyPrint logs every rendering step at INFO.
+        "weasyprint": {"level": "WARNING"}, "fontTools": {"level": "WARNING"},
+        "django.request": {"filters": ["client_error_one_line"]},
+    },
 }
 
 SESSION_COOKIE_HTTPONLY = True

@@ -32,7 +32,11 @@ from portal.certificates.models import Certificate
 logger = logging.getLogger(__name__)
 
 LINK_PATTERN = re.compile(r'(?P<attribute>\b(?:href|src))="(?P<url>/[^"]*)"')
-STATIC_FILES = ["css/portal.css"]
+# The web font of the Chinese pages travels with its licence files.
+STATIC_FILES = [
+    "css/portal.css", "css/cjk-font.css",
+    "fonts/wqy-microhei.ttf", "fonts/LICENSE-Apache-2.0.txt", "fonts/wqy-microhei.copyright.txt",
+]
 # (language code, folder of its pages inside the site, the language's own name); the first is the default.
 SITE_LANGUAGES = (("zh-hans", "", "中文"), ("en", "en/", "English"))
 

@@ -16,6 +16,9 @@ from django.utils.translation import gettext as _
 
 # Details of a verdict item that the formatted text uses; the rest is left out of the certificate.
 KEPT_DETAILS = ("pairs", "ratio", "data_type", "peak_data_type")
+# Joins a number to its unit. The PDF also keeps the whole quantity around it on one line (`keep_quantities`),
+# so that tokens/s/TFLOPS does not break at a slash in a narrow table cell.
+NO_BREAK_SPACE = "\u00a0"
 
 
 def _number(value: Any, digits: int = 3) -> str:
@@ -27,7 +30,11 @@ def _number(value: Any, digits: int = 3) -> str:
 
 
 def _percent(value: Any, decimals: int = 2) -> str:
-    return f"{value * 100:.{decimals}f} %" if isinstance(value, (int, float)) else _number(value)
+    return f"{value * 100:.{decimals}f}{NO_BREAK_SPACE}%" if isinstance(value, (int, float)) else _number(value)
+
+
+def _quantity(number: str, unit: str) -> str:
+    return f"{number}{NO_BREAK_SPACE}{unit}"
 
 
 def _points(value: Any) -> str:
@@ -48,7 +55,10 @@ def _validation_loss(item: dict) -> dict:
 
 
 def _accuracy(item: dict) -> dict:
-    return {"measured": f"{_points(item.get('measured'))} %", "reference": f"{_points(item.get('reference'))} %", "bound": _("|Δ| ≤ %(bound)s pt") % {"bound": item.get("bound")}}
+    return {
+        "measured": _quantity(_points(item.get("measured")), "%"), "reference": _quantity(_points(item.get("reference")), "%"),
+        "bound": _("|Δ| ≤ %(bound)s pt") % {"bound": item.get("bound")},
+    }
 
 
 def _rouge(item: dict) -> dict:
@@ -67,8 +77,8 @@ def _ratio(unit: str):
         measured, reference = item.get("measured"), item.get("reference")
         ratio = measured / reference if isinstance(measured, (int, float)) and reference else None
         return {
-            "measured": _("%(value)s %(unit)s (%(ratio)s of the reference)") % {"value": _number(measured), "unit": unit, "ratio": _percent(ratio, 1)},
-            "reference": f"{_number(reference)} {unit}",
+            "measured": _("%(quantity)s (%(ratio)s of the reference)") % {"quantity": _quantity(_number(measured), unit), "ratio": _percent(ratio, 1)},
+            "reference": _quantity(_number(reference), unit),
             "bound": _("≥ %(bound)s of the reference") % {"bound": _percent(item.get("bound"), 0)},
         }
 
@@ -87,10 +97,10 @@ def _human(item: dict) -> dict:
     bound = item.get("bound") or {}
     pairs = (item.get("details") or {}).get("pairs")
     return {
-        "measured": _("GSB %(gsb)s (%(pairs)s pairs)") % {"gsb": f"{item.get('measured', 0) * 100:+.1f} %", "pairs": pairs},
+        "measured": _("GSB %(gsb)s (%(pairs)s pairs)") % {"gsb": _quantity(f"{item.get('measured', 0) * 100:+.1f}", "%"), "pairs": pairs},
         "reference": "—",
         "bound": _("GSB ≥ %(gsb)s, at least %(pairs)s pairs, sign test α = %(alpha)s") % {
-            "gsb": f"{bound.get('gsb_min', 0) * 100:+.0f} %", "pairs": bound.get("min_pairs"), "alpha": bound.get("alpha"),
+            "gsb": _quantity(f"{bound.get('gsb_min', 0) * 100:+.0f}", "%"), "pairs": bound.get("min_pairs"), "alpha": bound.get("alpha"),
         },
     }
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from collections import Counter
-from xml.sax.saxutils import escape
+from xml.sax.saxutils import escape, quoteattr
+
+from django.utils.translation import gettext
+
+from portal.certificates.models import Track
 
 TRACK_ORDER = ["finetuning", "pretraining", "inference", "dpo"]
 LEVEL_COLOURS = {1: "#8fb3e8", 2: "#3f7bd1", 3: "#0b3d91"}
@@ -35,8 +39,12 @@ def levels_by_track_svg(certificates) -> str:
     )
 
 
+def _track_label(track: str) -> str:
+    return str(Track(track).label) if track in Track.values else track
+
+
 def level_history_svg(events: list[dict]) -> str:
-    """Draw the level each submission of a card reached per track, in upload order."""
+    """Draw the level each submission of a card reached per track, in upload order, labelled in the active language."""
     submissions = [event for event in events if event["kind"] == "submission"]
     width, height = 520, 180
     step = (width - 80) / max(len(submissions) - 1, 1)
@@ -44,14 +52,16 @@ def level_history_svg(events: list[dict]) -> str:
     for index, track in enumerate(TRACK_ORDER[:3]):
         points = [(60 + position * step, 140 - 40 * event["levels"].get(track, 0)) for position, event in enumerate(submissions)]
         colour = ["#b35c00", "#0b3d91", "#106b21"][index]
+        label = _track_label(track)
         if points:
             path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
-            lines.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"><title>{track}</title></polyline>')
+            lines.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"><title>{escape(label)}</title></polyline>')
             lines.extend(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colour}"/>' for x, y in points)
-        lines.append(f'<text x="{360 + index * 0}" y="{20 + index * 14}" font-size="11" fill="{colour}">{track}</text>')
+        lines.append(f'<text x="{360 + index * 0}" y="{20 + index * 14}" font-size="11" fill="{colour}">{escape(label)}</text>')
     axis = "".join(f'<text x="8" y="{144 - 40 * level}" font-size="11">{"I" * level or "0"}</text>' for level in range(4))
+    description = quoteattr(gettext("level reached per submission"))
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-label="level reached per submission" font-family="sans-serif">'
+        f'aria-label={description} font-family="sans-serif">'
         f'<line x1="40" y1="140" x2="{width - 10}" y2="140" stroke="#55606b"/>{axis}{"".join(lines)}</svg>'
     )

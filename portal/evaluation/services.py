@@ -38,10 +38,21 @@ def effective_verdict(submission: Submission) -> dict:
 
 
 def human_criteria(submission: Submission) -> list[dict]:
-    """Return the verdict items of the submission's criteria that people judge, unless they are not applicable."""
+    """Return the verdict items that people can judge: human criteria that apply and whose workload the vendor ran.
+
+    The verdict sets `details.missing_workload` on every criterion of a
+    workload that the vendor bundle lacks (pending when the run did not plan
+    it, failed when it did), and such a criterion has no outputs to pair.
+    """
     report = getattr(submission, "report", None)
     items = (report.criteria if report is not None else None) or []
-    return [item for item in items if needs_human_evaluation(item.get("metric", "")) and item.get("status") != "not_applicable"]
+    return [item for item in items if _judged_by_people(item)]
+
+
+def _judged_by_people(item: dict) -> bool:
+    if not needs_human_evaluation(item.get("metric", "")) or item.get("status") == "not_applicable":
+        return False
+    return "missing_workload" not in (item.get("details") or {})
 
 
 def missing_sets(submission: Submission) -> list[str]:

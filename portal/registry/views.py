@@ -6,6 +6,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
 from portal.permissions import APPROVE_CARD, role_required
@@ -46,6 +47,7 @@ def card_list(request):
     return render(request, "registry/cards.html", {"cards": cards, "form": form, "vendors": vendors}, status=_status(request, form))
 
 
+@sensitive_post_parameters("public_key_pem")
 @login_required
 @require_http_methods(["GET", "POST"])
 def key_list(request):
@@ -57,6 +59,10 @@ def key_list(request):
                 _chosen_vendor(form, vendors), form.cleaned_data["public_key_pem"], actor=request.user, remote_addr=client_address(request)
             )
         except RegistryError as error:
+            if error.code == "private_key_pasted":
+                # Keep the secret out of the page that goes back to the browser.
+                form.data = form.data.copy()
+                form.data["public_key_pem"] = ""
             form.add_error(None, f"{error.detail} [{error.code}]")
         else:
             messages.success(request, _("Key %(key_id)s registered.") % {"key_id": key.key_id})

@@ -98,6 +98,28 @@ SUBMISSION_ERRORS = {
         422,
         _("The reference bundle %(sha256)s of rule pack %(name)s failed verification (%(reason)s). The staff must replace it."),
     ),
+    # Refusals of a reference bundle that staff upload. `%(value)s` is the value that verification recorded.
+    "reference_key_unknown": ErrorSpec(
+        422,
+        _("The bundle is not signed by a registered reference lab key (it is signed with the key %(value)s, for example a vendor key), so "
+          "it cannot be a reference. Pack the reference run with the reference lab's private key ('python -m agent bundle --key LAB.key'). "
+          "If that is the lab's key, register its .pub file first in Django admin under Signing keys, for a vendor marked as reference lab."),
+    ),
+    "reference_key_not_valid": ErrorSpec(
+        422,
+        _("The bundle was signed at %(value)s, when its reference lab key was revoked or outside its validity window. Pack the reference run "
+          "again with a current reference lab key, registered in Django admin under Signing keys, and upload the new file."),
+    ),
+    "reference_tampered": ErrorSpec(
+        422,
+        _("The bundle was changed after the reference lab signed it (%(reason)s: %(value)s), so it cannot be trusted. Pack the reference "
+          "run folder again with the reference lab's key and upload the new file, without editing it afterwards."),
+    ),
+    "reference_unverified": ErrorSpec(
+        422,
+        _("The bundle failed verification (%(reason)s: %(value)s). Pack the reference run folder again with the agent and the reference "
+          "lab's key, then upload the new file."),
+    ),
 }
 
 

@@ -191,6 +191,37 @@ def open_reference(path: Path, rule_pack: RulePack, sha256: str):
         raise SubmissionError("reference_invalid", sha256=sha256, name=rule_pack.name, reason=error.code) from None
 
 
+# Bundle error codes that mean the archive was changed after it was signed.
+TAMPERED_CODES = frozenset({
+    "archive_not_canonical", "envelope_not_canonical", "signature_invalid", "subject_digest_mismatch",
+    "member_not_in_manifest", "member_missing", "file_size_mismatch", "file_digest_mismatch",
+})
+KEY_NOT_VALID_CODES = frozenset({"signature_key_revoked", "signature_key_outside_window"})
+
+
+def check_reference_upload(path: Path, rule_pack: RulePack, sha256: str) -> None:
+    """Verify a reference bundle that staff upload, and raise an error that names what is wrong with it."""
+    from certification.bundle import BundleError, open_bundle
+
+    try:
+        open_bundle(path, reference_keyring())
+    except BundleError as error:
+        raise SubmissionError(
+            _reference_upload_code(error.code), sha256=sha256, name=rule_pack.name, reason=error.code,
+            value=error.value if error.value is not None else "-",
+        ) from None
+
+
+def _reference_upload_code(bundle_code: str) -> str:
+    if bundle_code == "signature_key_unknown":
+        return "reference_key_unknown"
+    if bundle_code in KEY_NOT_VALID_CODES:
+        return "reference_key_not_valid"
+    if bundle_code in TAMPERED_CODES:
+        return "reference_tampered"
+    return "reference_unverified"
+
+
 def load_judge():
     """Import the verdict engine when it is first needed, so the portal starts without it."""
     from certification.verdict import judge

@@ -183,7 +183,7 @@ def add_reference(
     bundle_path: Path, *, rule_pack: RulePack, peak_tflops: dict[str, float], actor=None, remote_addr: str | None = None
 ) -> tuple[ReferenceBundle, bool]:
     """Verify a reference bundle against the reference lab's keys and mark it as a reference of `rule_pack`."""
-    from portal.submissions.pipeline import open_reference
+    from portal.submissions.pipeline import check_reference_upload
 
     with open(bundle_path, "rb") as stream:
         sha256 = file_sha256(stream)
@@ -191,7 +191,7 @@ def add_reference(
     if existing is not None:
         return existing, False
 
-    open_reference(bundle_path, rule_pack, sha256)
+    check_reference_upload(bundle_path, rule_pack, sha256)
     with transaction.atomic(), open(bundle_path, "rb") as stream:
         reference = ReferenceBundle(
             rule_pack=rule_pack, sha256=sha256, peak_tflops=peak_tflops,

@@ -12,6 +12,7 @@ from django.utils import timezone
 from certification.errors import TicketError
 from certification.tickets import check_fits, encode_ticket_file, new_claims, sign_ticket, verify_ticket
 from portal.audit.services import record
+from portal.certificates.models import LEVEL_NUMERALS, Track
 from portal.registry.models import Card, Vendor
 from portal.submissions.models import RulePack, Submission
 from portal.tickets.errors import TicketRequestError
@@ -19,6 +20,11 @@ from portal.tickets.keys import ticket_key, ticket_keyring
 from portal.tickets.models import RunTicket
 
 logger = logging.getLogger(__name__)
+
+
+def _track_name(track: str):
+    """Return the track's lazily translated name, or the id of a track the portal does not know."""
+    return Track(track).label if track in Track.values else track
 
 
 def ticket_scopes(rule_pack: RulePack) -> list[tuple[str, int]]:
@@ -40,7 +46,7 @@ def issue_ticket(*, vendor: Vendor, card: Card, track: str, level: int, rule_pac
     if not card.approved:
         raise TicketRequestError("ticket_card_not_approved", model=card.model, serial=card.serial)
     if (track, level) not in ticket_scopes(rule_pack):
-        raise TicketRequestError("ticket_scope_unknown", name=rule_pack.name, track=track, level=level)
+        raise TicketRequestError("ticket_scope_unknown", name=rule_pack.name, track=_track_name(track), level=LEVEL_NUMERALS.get(level, level))
 
     lifetime = lifetime or timedelta(days=settings.PORTAL_TICKET_LIFETIME_DAYS)
     issued_at = timezone.now().replace(microsecond=0)

@@ -6,12 +6,15 @@ from django import forms
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_http_methods
 
+from portal.certificates.models import Track
 from portal.registry.models import Card
 from portal.registry.services import vendors_of
 from portal.submissions.models import RulePack
+from portal.submissions.templatetags.portal_tags import level_numeral, track_label
 from portal.tickets.errors import TicketRequestError
 from portal.tickets.models import RunTicket
 from portal.tickets.services import issue_ticket, ticket_file, ticket_scopes
@@ -27,9 +30,19 @@ class TicketForm(forms.Form):
     def __init__(self, *args, vendors, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["card"].queryset = Card.objects.filter(vendor__in=vendors, approved=True).select_related("vendor")
-        self.fields["scope"].choices = sorted({
-            (f"{track}:{level}", f"{track} {level}") for pack in RulePack.objects.all() for track, level in ticket_scopes(pack)
-        })
+        scopes = {(track, level) for pack in RulePack.objects.all() for track, level in ticket_scopes(pack)}
+        self.fields["scope"].choices = [(f"{track}:{level}", scope_label(track, level)) for track, level in sorted(scopes, key=_scope_order)]
+
+
+def scope_label(track: str, level: int) -> str:
+    """Return a track and level as pages name them, such as "Fine-tuning I" or "调优 I", in the active language."""
+    return f"{capfirst(track_label(track))} {level_numeral(level)}"
+
+
+def _scope_order(scope: tuple[str, int]) -> tuple[int, str, int]:
+    track, level = scope
+    known = Track.values
+    return (known.index(track) if track in known else len(known), track, level)
 
 
 @login_required

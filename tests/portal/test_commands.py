@@ -40,6 +40,8 @@ def test_demo_setup_is_idempotent(db, tmp_path, key_files):
     assert SigningKey.objects.count() == 2
     card = Card.objects.get(pk=first["card"]["id"])
     assert card.approved
+    assert card.approved_by is not None
+    assert card.approved_at is not None
     assert card.peak_tflops == {"fp32": 1.0}
     assert len(first["token"]) == 40
 

@@ -8,7 +8,7 @@ from portal.certificates.errors import CertificateError
 from portal.certificates.services import issue_certificate
 from portal.evaluation.errors import EvaluationError
 from portal.evaluation.models import EvaluationSet, ImmutableError, Outcome, SignOff, vendor_side_for
-from portal.evaluation.services import adjudicate, build_sets, effective_verdict, record_judgement, reviewer_progress, sign_off, tally
+from portal.evaluation.services import adjudicate, build_sets, effective_verdict, missing_sets, record_judgement, reviewer_progress, sign_off, tally
 from portal.registry.roles import REVIEWERS, grant
 
 from .conftest import PASSWORD, login, make_user
@@ -51,6 +51,18 @@ def test_pipeline_leaves_human_pending(submission):
     assert submission.state == "judged"
     assert criterion(submission.report.verdict, HUMAN_CRITERION)["status"] == "pending"
     assert submission.report.track_level("finetuning") == 0
+
+
+def test_unrun_workloads_need_no_pairs(client, submission, evaluation_set, staff):
+    # The pack's SD criteria are pending only because this run did not include the SD workloads.
+    unrun = [item for item in submission.report.criteria if item.get("details", {}).get("code") == "workload_not_run"]
+    assert {"sd-sft.human", "sd-infer.human"} <= {item["id"] for item in unrun}
+
+    assert missing_sets(submission) == []
+    page = login(client, staff).get(reverse("evaluation-index")).content.decode()
+    assert "sd-sft.human" not in page
+    assert 'id="waiting"' in page
+    assert f"#{submission.pk}</td>" not in page.split('id="waiting"')[1].split("</table>")[0]
 
 
 def test_pairs_built_with_identical_as_same(evaluation_set):

@@ -42,6 +42,14 @@ def test_export_writes_pages_and_feeds(site, certificates, card):
         assert (site / name).is_file(), name
 
 
+def test_stylesheet_urls_resolve(site):
+    sheets = list((site / "static" / "css").glob("*.css"))
+    assert sheets
+    for sheet in sheets:
+        for url in re.findall(r'url\("([^"]+)"\)', sheet.read_text(encoding="utf-8")):
+            assert (sheet.parent / url).resolve().is_file(), f"{sheet.name} refers to missing {url}"
+
+
 def test_every_link_resolves(site):
     pages = list(site.rglob("*.html"))
     assert len(pages) >= 10

@@ -37,9 +37,9 @@ def test_no_raw_dicts(item, language):
 def test_qps_has_units_and_latency():
     figure = stored_figure(ITEMS[0], PACK_SETTINGS)
 
-    assert figure["measured"] == "0.012 QPS/TFLOPS (80.0 % of the reference)"
-    assert figure["reference"] == "0.015 QPS/TFLOPS"
-    assert figure["bound"] == "≥ 20 % of the reference, at p99 time to first token ≤ 1.0 s"
+    assert figure["measured"] == "0.012\u00a0QPS/TFLOPS (80.0\u00a0% of the reference)"
+    assert figure["reference"] == "0.015\u00a0QPS/TFLOPS"
+    assert figure["bound"] == "≥ 20\u00a0% of the reference, at p99 time to first token ≤ 1.0 s"
 
 
 def test_figures_follow_language():
@@ -50,10 +50,10 @@ def test_figures_follow_language():
     with translation.override("en"):
         english = display_figures(stored)
 
-    assert chinese[0]["bound"] == "≥ 参考值的 20 %，且 p99 首字延迟 ≤ 1.0 秒"
-    assert chinese[1]["measured"] == "0.5 images/s/TFLOPS（为参考值的 125.0 %）"
-    assert chinese[2]["bound"] == "GSB ≥ -5 %，至少 20 对，符号检验 α = 0.05"
-    assert english[2]["bound"] == "GSB ≥ -5 %, at least 20 pairs, sign test α = 0.05"
+    assert chinese[0]["bound"] == "≥ 参考值的 20\u00a0%，且 p99 首字延迟 ≤ 1.0 秒"
+    assert chinese[1]["measured"] == "0.5\u00a0images/s/TFLOPS（为参考值的 125.0\u00a0%）"
+    assert chinese[2]["bound"] == "GSB ≥ -5\u00a0%，至少 20 对，符号检验 α = 0.05"
+    assert english[2]["bound"] == "GSB ≥ -5\u00a0%, at least 20 pairs, sign test α = 0.05"
 
 
 def test_old_figures_keep_their_text():

@@ -78,6 +78,21 @@ def test_card_page_history_in_time_order(client, listed, card, vendor, rule_pack
     assert "<svg" in page
 
 
+@pytest.mark.parametrize("language, names, raw", [
+    ("zh-hans", ["调优", "预训练", "推理"], ["finetuning", "pretraining", "inference"]),
+    ("en", ["fine-tuning", "pretraining", "inference"], ["finetuning"]),
+])
+def test_card_history_legend_in_page_language(client, listed, card, language, names, raw):
+    client.cookies["django_language"] = language
+    page = client.get(reverse("card-detail", args=[card.pk]), HTTP_ACCEPT_LANGUAGE=language).content.decode()
+    chart = page[page.index("<svg"):page.index("</svg>")]
+
+    for name in names:
+        assert f">{name}</text>" in chart
+    for track_id in raw:
+        assert f">{track_id}<" not in chart
+
+
 def test_revocation_list_page_and_json(client, listed):
     page = client.get(reverse("revocation-list")).content.decode()
     assert listed[1].number in page

@@ -7,6 +7,12 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.http import HttpResponseServerError
+from django.test import RequestFactory
+from django.urls import reverse
+from django.utils.log import log_response
+
+from .conftest import login
 
 
 def configured_formatter() -> logging.Formatter:
@@ -27,3 +33,37 @@ def test_log_time_parses_as_iso_8601():
     stamp = configured_formatter().format(record).split(" ", 1)[0]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d", stamp)
     assert abs(datetime.fromisoformat(stamp).timestamp() - record.created) < 0.001
+
+
+def _request_records(caplog) -> list[logging.LogRecord]:
+    return [record for record in caplog.records if record.name == "django.request"]
+
+
+def test_forbidden_page_logged_in_one_line(client, owner, caplog):
+    login(client, owner)
+    caplog.set_level(logging.WARNING, logger="django.request")
+    assert client.get(reverse("staff-queue")).status_code == 403
+
+    records = _request_records(caplog)
+    assert len(records) == 1
+    assert records[0].exc_info is None
+    line = configured_formatter().format(records[0])
+    assert "\n" not in line
+    assert "Traceback" not in line
+    assert "status 403, GET /staff/queue/, user owner" in line
+
+
+def test_server_error_keeps_traceback(caplog):
+    request = RequestFactory().get("/staff/queue/")
+    caplog.set_level(logging.ERROR, logger="django.request")
+    try:
+        raise RuntimeError("database went away")
+    except RuntimeError as error:
+        log_response("Internal Server Error: %s", request.path, request=request, response=HttpResponseServerError(), exception=error)
+
+    records = _request_records(caplog)
+    assert len(records) == 1
+    assert records[0].exc_info is not None
+    line = configured_formatter().format(records[0])
+    assert "Traceback" in line
+    assert "RuntimeError: database went away" in line

@@ -68,6 +68,24 @@ def test_detail_in_english(client, submission, owner):
     assert "check decoding" in page
 
 
+@pytest.mark.parametrize("language, expected", [("zh-hans", "10 个窗口均值"), ("en", "10 window means")])
+def test_loss_alignment_reference_in_words(client, owner, vendor, card, rule_pack, language, expected):
+    payload = verdict()
+    payload["criteria"].append({
+        "id": "pretrain.loss_alignment", "workload": "pretrain-llama", "metric": "loss_alignment", "status": "pass",
+        "measured": {"mean_relative_error": 0.0, "max_relative_error": 0.0}, "reference": {"window_means": 10},
+        "bound": {"mean_relative_error_max": 0.02, "max_relative_error_max": 0.05},
+        "explanation": {"zh": "", "en": ""}, "hint": {"zh": "", "en": ""}, "details": {},
+    })
+    submission = judged_submission(vendor, card, rule_pack, payload)
+    login(client, owner)
+    client.cookies["django_language"] = language
+    page = client.get(reverse("submission-detail", args=[submission.pk]), HTTP_ACCEPT_LANGUAGE=language).content.decode()
+
+    assert f"<td>{expected}</td>" in page
+    assert "window_means" not in page
+
+
 def test_chinese_is_default(client, db):
     page = client.get(reverse("certificate-list")).content.decode()
     assert 'lang="zh-hans"' in page

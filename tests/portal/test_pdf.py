@@ -118,3 +118,41 @@ def test_pdf_key_figures_have_units(pdf_path):
     text = pdf_text(pdf_path)
     assert "tokens/s/TFLOPS" in text
     assert "签发日期" in text
+
+
+def _wrapping_verdict() -> dict:
+    """Return a verdict whose pretraining figures are as long as the demo's, which wrapped in narrow cells."""
+    payload = verdict()
+    payload["criteria"] = [
+        {"id": "pretrain-llama.fixed_hyperparameters", "workload": "pretrain-llama", "metric": "fixed_hyperparameters", "status": "pass",
+         "measured": None, "reference": None, "details": {},
+         "bound": {"learning_rate": 0.003, "lr_scheduler_type": "cosine", "warmup_steps": 20, "min_learning_rate": 0.0003, "max_steps": 200,
+                   "global_batch_size": 4, "max_seq_length": 64, "seed": 42, "dropout": 0.0, "weight_decay": 0.01, "validation_sequences": 64}},
+        {"id": "pretrain.loss_alignment", "workload": "pretrain-llama", "metric": "loss_window_alignment", "status": "pass",
+         "measured": {"mean_relative_error": 0.0, "max_relative_error": 0.0}, "reference": {"window_means": 10},
+         "bound": {"mean_relative_error_max": 0.02, "max_relative_error_max": 0.05}, "details": {}},
+        {"id": "pretrain.throughput", "workload": "pretrain-llama", "metric": "throughput_ratio", "status": "pass",
+         "measured": 657.17561147515, "reference": 662.2329444540576, "bound": 0.2, "details": {"ratio": 0.99, "data_type": "fp32"}},
+    ]
+    return payload
+
+
+@pytest.mark.parametrize("language, figures", [
+    ("zh-hans", ["平均 0.00 %", "最大 0.00 %", "2.00 %", "5.00 %", "657 tokens/s/TFLOPS", "662 tokens/s/TFLOPS", "99.2 %"]),
+    ("en", ["mean 0.00 %", "max 0.00 %", "2.00 %", "5.00 %", "657 tokens/s/TFLOPS", "662 tokens/s/TFLOPS", "(99.2 %"]),
+])
+def test_pdf_keeps_numbers_with_units(client, vendor, card, rule_pack, staff, tmp_path, language, figures):
+    submission = judged_submission(vendor, card, rule_pack, _wrapping_verdict())
+    certificate = issue_certificate(submission=submission, track="pretraining", level=1, issued_by=staff)
+    client.cookies["django_language"] = language
+    path = tmp_path / f"certificate-{language}.pdf"
+    path.write_bytes(client.get(reverse("certificate-pdf", args=[certificate.number]), HTTP_ACCEPT_LANGUAGE=language).content)
+    lines = [" ".join(line.replace("\u00a0", " ").split()) for line in pdf_text(path).splitlines()]
+    text = "\n".join(lines)
+
+    assert "pretrain-llama.fixed_hyperparameters" in text
+    for figure in figures:
+        assert figure in text, text
+    assert "%" not in [line.strip() for line in lines]
+    assert not any(line.endswith(("tokens/", "tokens/s/")) for line in lines)
+    assert not any(line.endswith("pretrain-") for line in lines)

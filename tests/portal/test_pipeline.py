@@ -202,7 +202,7 @@ def test_reference_needs_lab_key(tmp_path, rule_pack, vendor_key, reference_lab)
     path = build_bundle(tmp_path, vendor_key, name="not-a-reference.tar")
     with pytest.raises(SubmissionError) as raised:
         add_reference(path, rule_pack=rule_pack, peak_tflops={"fp32": 1.0})
-    assert raised.value.code == "reference_invalid"
+    assert raised.value.code == "reference_key_unknown"
     assert ReferenceBundle.objects.count() == 0
 
 

@@ -55,6 +55,18 @@ def test_administrator_approves_a_card_once_and_it_is_audited(client, administra
     assert AuditEntry.objects.filter(action="card.approved", object_id=str(card.pk)).count() == 1
 
 
+@pytest.mark.parametrize("language, yes", [("en", "yes"), ("zh-hans", "是")])
+def test_card_list_approved_without_time(client, owner, card, language, yes):
+    # A card approved outside approve_card (in Django admin, or by an older demo_setup) has no approval time.
+    assert card.approved_at is None
+    login(client, owner)
+    client.cookies["django_language"] = language
+    page = client.get(reverse("card-list"), HTTP_ACCEPT_LANGUAGE=language).content.decode()
+
+    assert f"<td>{yes}</td>" in page
+    assert "()" not in page
+
+
 def test_vendor_registers_a_public_key(client, owner, vendor):
     from certification.signing import generate_key
 
@@ -63,6 +75,39 @@ def test_vendor_registers_a_public_key(client, owner, vendor):
     assert client.post(reverse("key-list"), {"vendor": vendor.slug, "public_key_pem": key.public_pem()}).status_code == 302
     assert SigningKey.objects.get(vendor=vendor).key_id in client.get(reverse("key-list")).content.decode()
     assert AuditEntry.objects.filter(action="signing_key.registered").count() == 1
+
+
+def _private_key_texts() -> dict[str, str]:
+    from certification.signing import generate_key
+
+    pem = generate_key().private_pem().decode("ascii")
+    body = "".join(line for line in pem.splitlines() if not line.startswith("-----"))
+    openssh = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n-----END OPENSSH PRIVATE KEY-----\n"
+    return {"pkcs8": pem, "without armour": body, "openssh": openssh}
+
+
+@pytest.mark.parametrize("kind", ["pkcs8", "without armour", "openssh"])
+@pytest.mark.parametrize("language, words", [
+    ("en", ["PRIVATE key", "must not be shared", ".pub file"]),
+    ("zh-hans", ["私钥", "不得与任何人共享", ".pub 文件"]),
+])
+def test_pasted_private_key_is_named_and_not_kept(client, owner, vendor, caplog, kind, language, words):
+    text = _private_key_texts()[kind]
+    secret = next(line for line in text.splitlines() if line and not line.startswith("-----"))[-20:]
+    login(client, owner)
+    client.cookies["django_language"] = language
+    caplog.set_level("DEBUG")
+    response = client.post(reverse("key-list"), {"vendor": vendor.slug, "public_key_pem": text}, HTTP_ACCEPT_LANGUAGE=language)
+    page = response.content.decode()
+
+    assert response.status_code == 400
+    assert "[private_key_pasted]" in page
+    for expected in words:
+        assert expected in page
+    assert secret not in page
+    assert secret not in caplog.text
+    assert SigningKey.objects.count() == 0
+    assert not AuditEntry.objects.filter(action="signing_key.registered").exists()
 
 
 def test_invalid_public_key_is_refused(client, owner, vendor):
@@ -85,7 +130,7 @@ def test_administrator_uploads_a_reference(client, administrator, rule_pack, lab
 
 @pytest.mark.parametrize("data, code", [
     (b"not a tar archive", "bundle_not_archive"),
-    (None, "reference_invalid"),
+    (None, "reference_key_unknown"),
 ])
 def test_wrong_reference_file_is_refused(client, administrator, rule_pack, vendor_key, reference_lab, tmp_path, data, code):
     payload = data or build_bundle(tmp_path, vendor_key).read_bytes()
@@ -93,6 +138,37 @@ def test_wrong_reference_file_is_refused(client, administrator, rule_pack, vendo
     response = client.post(reverse("reference-list"), {"rule_pack": rule_pack.pk, "bundle": upload_file(payload), "peak_fp32": 1.0})
     assert response.status_code == 400
     assert code in response.content.decode()
+    assert ReferenceBundle.objects.count() == 0
+
+
+def _tampered_lab_bundle(tmp_path, lab_key) -> bytes:
+    payload = build_bundle(tmp_path, lab_key, vendor="reference-lab", model="CPU", serial="ref-0").read_bytes()
+    assert payload.count(b'"status": "completed"') == 1
+    return payload.replace(b'"status": "completed"', b'"status": "completeD"')
+
+
+@pytest.mark.parametrize("signer, language, code, words", [
+    ("vendor", "en", "reference_key_unknown", ["not signed by a registered reference lab key", "--key LAB.key", "Signing keys"]),
+    ("vendor", "zh-hans", "reference_key_unknown", ["不是由已登记的参考实验室密钥签名", "--key LAB.key", "签名密钥"]),
+    ("tampered", "en", "reference_tampered", ["changed after the reference lab signed it", "file_digest_mismatch"]),
+    ("tampered", "zh-hans", "reference_tampered", ["参考实验室签名之后被改动过", "file_digest_mismatch"]),
+])
+def test_reference_refusal_says_what_is_wrong(client, administrator, rule_pack, vendor_key, lab_key, tmp_path, signer, language, code, words):
+    if signer == "vendor":
+        payload = build_bundle(tmp_path, vendor_key).read_bytes()
+    else:
+        payload = _tampered_lab_bundle(tmp_path, lab_key)
+    login(client, administrator)
+    client.cookies["django_language"] = language
+    response = client.post(reverse("reference-list"), {"rule_pack": rule_pack.pk, "bundle": upload_file(payload), "peak_fp32": 1.0},
+                           HTTP_ACCEPT_LANGUAGE=language)
+    page = response.content.decode()
+
+    assert response.status_code == 400
+    assert f"[{code}]" in page
+    assert "must replace" not in page
+    for expected in words:
+        assert expected in page
     assert ReferenceBundle.objects.count() == 0
 
 

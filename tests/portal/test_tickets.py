@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.core.files.base import ContentFile
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from certification.bundle import write_bundle
 from certification.rulepack import parse_rule_pack
@@ -175,6 +175,37 @@ def test_owner_requests_and_downloads_a_ticket(client, owner, card, rule_pack):
     assert "attachment" in download["Content-Disposition"]
     assert verify_ticket(json.loads(download.content), ticket_keyring()).ticket_id == ticket.ticket_id
     assert ticket.ticket_id[:8] in client.get(reverse("ticket-list")).content.decode()
+
+
+@pytest.mark.parametrize("language, choice, row", [
+    ("zh-hans", '<option value="finetuning:1">调优 I</option>', "<td>预训练 I</td>"),
+    ("en", '<option value="finetuning:1">Fine-tuning I</option>', "<td>Pretraining I</td>"),
+])
+def test_ticket_page_names_tracks_and_levels(client, owner, card, rule_pack, language, choice, row):
+    login(client, owner)
+    client.post(reverse("ticket-list"), {"card": card.pk, "rule_pack": rule_pack.pk, "scope": "pretraining:1"})
+    client.cookies["django_language"] = language
+    page = client.get(reverse("ticket-list"), HTTP_ACCEPT_LANGUAGE=language).content.decode()
+
+    assert choice in page
+    assert row in page
+    assert ">finetuning 1<" not in page
+    assert "赛道" not in page
+
+
+@pytest.mark.parametrize("language, words", [
+    ("zh-hans", ["认证方向 预训练 没有等级 III"]),
+    ("en", ["no level III in the track pretraining"]),
+])
+def test_scope_refusal_names_track(vendor, card, rule_pack, language, words):
+    with translation.override(language), pytest.raises(TicketRequestError) as caught:
+        issue_ticket(vendor=vendor, card=card, track="pretraining", level=3, rule_pack=rule_pack)
+    with translation.override(language):
+        detail = caught.value.detail
+
+    for expected in words:
+        assert expected in detail
+    assert "赛道" not in detail
 
 
 def test_outsider_cannot_download(client, outsider, ticket):

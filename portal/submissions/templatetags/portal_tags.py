@@ -1,7 +1,12 @@
 """Template filters for verdict reports and certificates."""
 
+import re
+
 from django import template
+from django.utils.html import escape
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext_lazy
 
 from portal.certificates.models import LEVEL_NUMERALS, Track
 
@@ -29,6 +34,12 @@ INPUT_KIND_LABELS = {
     "corpus": _("pre-tokenized corpus"),
     "tokenizer": _("tokenizer"),
     "checkpoint": _("checkpoint"),
+}
+
+
+# Verdict values that are a count of something, as {key: count}: the loss alignment's reference is the number of window means it compares.
+COUNT_LABELS = {
+    "window_means": ngettext_lazy("%(count)s window mean", "%(count)s window means", "count"),
 }
 
 
@@ -75,6 +86,9 @@ def figure(value) -> str:
         return str(value)
     if isinstance(value, (int, float)):
         return f"{value:.4g}"
+    if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in COUNT_LABELS:
+        key, count = next(iter(value.items()))
+        return COUNT_LABELS[key] % {"count": count}
     if isinstance(value, dict):
         return ", ".join(f"{key}: {figure(item)}" for key, item in value.items())
     return str(value)
@@ -102,3 +116,15 @@ def track_en(track: str) -> str:
 def get_item(mapping, key):
     """Look a key up in a dict from a template: {{ counts|get_item:state }}."""
     return mapping.get(key) if isinstance(mapping, dict) else None
+
+
+# A quantity of the certificate figures: a number and its unit joined by a no-break space, such as 662 tokens/s/TFLOPS.
+# Brackets and commas beside it stay outside, so that Chinese text after a unit can still wrap.
+QUANTITY = re.compile(r"[^\s()（）,，]+\u00a0[^\s()（）,，]+")
+
+
+@register.filter
+def keep_quantities(text) -> str:
+    """Escape the text and wrap each quantity in a span that the PDF's stylesheet keeps on one line."""
+    escaped = escape("" if text is None else str(text))
+    return mark_safe(QUANTITY.sub(lambda match: f'<span class="quantity">{match.group(0)}</span>', escaped))

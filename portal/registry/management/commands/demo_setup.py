@@ -6,6 +6,7 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from certification.signing import SigningError
@@ -72,7 +73,7 @@ class Command(BaseCommand):
         card, created = Card.objects.get_or_create(
             vendor=vendor, model=options["card_model"], serial=options["card_serial"],
             defaults={
-                "peak_tflops": {"fp32": options["peak_fp32"]}, "approved": True,
+                "peak_tflops": {"fp32": options["peak_fp32"]}, "approved": True, "approved_by": staff, "approved_at": timezone.now(),
                 "peak_source": "CPU demo: nominal figure set by demo_setup --peak-fp32, not a datasheet",
             },
         )
