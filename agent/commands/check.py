@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from agent.commands._verification import load_keyring, open_verified
 from agent.errors import EXIT_OK, EXIT_USAGE, EXIT_VERDICT_FAILED, AgentError, from_coded_error
 from agent.i18n import _, choose_language
+from certification.bundle import VerifiedBundle
 from certification.rulepack import RulePack, RulePackError, load_rule_pack, parse_rule_pack
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ def run(args) -> int:
     keyring = load_keyring(args.public_keys)
     bundle = open_verified(args.bundle, keyring)
     reference_peaks = parse_peaks(args.reference_peak, "--reference-peak")
-    references = [Reference(open_verified(path, keyring), reference_peaks) for path in args.references]
+    references = [Reference(open_reference(path, keyring), reference_peaks) for path in args.references]
     pack = load_pack(args.rule_pack, bundle.rule_pack["name"])
     # The portal calls this same function with the same inputs (portal.submissions.pipeline).
     try:
@@ -89,6 +90,17 @@ def run(args) -> int:
     if args.html:
         write_html(args.html, verdict, bundle, references, language)
     return EXIT_VERDICT_FAILED if verdict.failed else EXIT_OK
+
+
+def open_reference(path: Path, keyring) -> VerifiedBundle:
+    """Open a reference bundle; a signature by an unknown key asks for the reference lab's key, not the vendor's."""
+    try:
+        return open_verified(path, keyring)
+    except AgentError as error:
+        if error.code == "signature_key_unknown":
+            error.hint = _("pass the reference lab's public key file (.pub) with another --public-key option, "
+                           "next to the vendor's key; the reference lab or the portal's staff provide it")
+        raise
 
 
 def write_html(out_dir: Path, verdict: Verdict, bundle, references, language: str) -> None:
