@@ -38,18 +38,24 @@ def step(title: str) -> None:
     print(f"\n== {title}", flush=True)
 
 
-def command(*args: str | Path, capture: bool = False) -> str:
-    """Run one command of the product from the project root; stop the demo if it fails."""
+def command(*args: str | Path, capture: bool = False, secret_env: dict[str, str] | None = None) -> str:
+    """Run one command of the product from the project root; stop the demo if it fails.
+
+    `secret_env` adds environment variables for the command only, such as the API token,
+    which stay out of its command line (visible in ps) and out of the printed line.
+    """
     argv = [str(arg) for arg in args]
-    print("$ " + " ".join(argv), flush=True)
-    result = subprocess.run(argv, cwd=ROOT, text=True, stdout=subprocess.PIPE if capture else None)
+    shown = " ".join(f"{name}=…" for name in secret_env or {})
+    print("$ " + (shown + " " if shown else "") + " ".join(argv), flush=True)
+    env = {**os.environ, **secret_env} if secret_env else None
+    result = subprocess.run(argv, cwd=ROOT, text=True, stdout=subprocess.PIPE if capture else None, env=env)
     if result.returncode != 0:
         sys.exit(f"demo: the command above failed with exit code {result.returncode}")
     return result.stdout if capture else ""
 
 
-def agent(*args: str | Path, capture: bool = False) -> str:
-    return command(sys.executable, "-m", "agent", *args, capture=capture)
+def agent(*args: str | Path, capture: bool = False, secret_env: dict[str, str] | None = None) -> str:
+    return command(sys.executable, "-m", "agent", *args, capture=capture, secret_env=secret_env)
 
 
 def manage(*args: str | Path, capture: bool = False) -> str:
@@ -227,7 +233,7 @@ def main() -> int:
     os.environ["PORTAL_BASE_URL"] = f"http://127.0.0.1:{port}"
     with portal_server(port) as url:
         step(f"4/6 upload to the portal at {url}")
-        upload = last_json_line(agent("upload", vendor, "--portal", url, "--token", setup["token"], "--json", capture=True))
+        upload = upload_bundle(url, vendor, setup["token"])
 
         step("5/6 verdict")
         manage("show_submission", str(upload["id"]))
@@ -246,6 +252,11 @@ def main() -> int:
     print("\nThe portal has stopped, so the addresses above work again once you start it with:")
     print(f"  {restart_command(port)}")
     return 0
+
+
+def upload_bundle(url: str, bundle: Path, token: str) -> dict:
+    """Upload the vendor bundle with `agent upload`, passing the API token in AGENT_PORTAL_TOKEN, and return the portal's reply."""
+    return last_json_line(agent("upload", bundle, "--portal", url, "--json", capture=True, secret_env={"AGENT_PORTAL_TOKEN": token}))
 
 
 def restart_command(port: int) -> str:

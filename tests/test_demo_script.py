@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -181,3 +182,25 @@ def test_rerun_rejects_folder_without_run(demo, agent_calls, tmp_path):
         run_reference(demo)
     assert f"{run_dir} contains files but no run.json" in str(stop.value.code)
     assert agent_calls == []
+
+
+def test_upload_keeps_token_out_of_argv(demo, monkeypatch, capsys):
+    token = "0123456789abcdef0123456789abcdef01234567"
+    started = []
+
+    def record(argv, **options):
+        started.append((argv, options))
+        return subprocess.CompletedProcess(argv, 0, stdout='{"id": 1, "url": "http://127.0.0.1:8000/submissions/1/"}\n')
+
+    monkeypatch.setattr(demo.subprocess, "run", record)
+    reply = demo.upload_bundle("http://127.0.0.1:8000", Path("var/demo/vendor.bundle.tar"), token)
+
+    argv, options = started[0]
+    assert reply["id"] == 1
+    assert argv[1:4] == ["-m", "agent", "upload"]
+    assert token not in argv
+    assert "--token" not in argv
+    assert options["env"]["AGENT_PORTAL_TOKEN"] == token
+    output = capsys.readouterr().out
+    assert token not in output
+    assert "AGENT_PORTAL_TOKEN=…" in output
