@@ -244,14 +244,18 @@ def main() -> int:
         print_summary(url, upload, certificates, setup, time.monotonic() - started)
         print("\n".join(track_lines(report, certificates)))
         if options.serve == "yes" or (options.serve == "auto" and sys.stdin.isatty()):
-            print("\nThe portal keeps running; press Ctrl-C to stop it.", flush=True)
-            with contextlib.suppress(KeyboardInterrupt):
-                while True:
-                    time.sleep(3600)
-            return 0
+            serve_until_interrupted()
+    # Printed after Ctrl-C too, so that both --serve choices end with the command that serves the portal again.
     print("\nThe portal has stopped, so the addresses above work again once you start it with:")
     print(f"  {restart_command(port)}")
     return 0
+
+
+def serve_until_interrupted() -> None:
+    print("\nThe portal keeps running; press Ctrl-C to stop it.", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        while True:
+            time.sleep(3600)
 
 
 def upload_bundle(url: str, bundle: Path, token: str) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import socket
@@ -204,3 +205,45 @@ def test_upload_keeps_token_out_of_argv(demo, monkeypatch, capsys):
     output = capsys.readouterr().out
     assert token not in output
     assert "AGENT_PORTAL_TOKEN=…" in output
+
+
+@pytest.fixture
+def demo_steps(demo, monkeypatch, tmp_path):
+    """Replace every command and server of demo.main with a stand-in that returns what the real one would, so main's own output is checked."""
+    setup = {"card": {"model": "CPU demo card", "serial": "CPU-DEMO-0001"}, "reference_lab": {"slug": "reference-lab"},
+             "vendor": {"slug": "demo-vendor"}, "staff_user": "staff", "member_user": "vendor", "token": "t" * 40}
+    report = {"id": 1, "state": "judged", "card_id": 1, "verdict": {"tracks": {}}}
+
+    def manage(*args, capture=False):
+        if args[0] == "demo_setup":
+            return json.dumps(setup)
+        return json.dumps(report) if capture else ""
+
+    @contextlib.contextmanager
+    def server(port):
+        yield f"http://127.0.0.1:{port}"
+
+    monkeypatch.setattr(demo, "STATE", tmp_path)
+    monkeypatch.setattr(demo, "manage", manage)
+    monkeypatch.setattr(demo, "make_key", lambda name: tmp_path / f"{name}.key")
+    monkeypatch.setattr(demo, "run_and_pack", lambda label, *args: tmp_path / f"{label}.bundle.tar")
+    monkeypatch.setattr(demo, "choose_port", lambda port: port)
+    monkeypatch.setattr(demo, "portal_server", server)
+    monkeypatch.setattr(demo, "upload_bundle", lambda url, bundle, token: {"id": 1, "url": f"{url}/submissions/1/"})
+    monkeypatch.setattr(demo, "issue_certificates", lambda report, setup: [])
+    monkeypatch.setattr(demo.os, "environ", {})
+
+
+@pytest.mark.parametrize("serve", ["yes", "no"])
+def test_stop_prints_restart_command(demo, demo_steps, monkeypatch, capsys, serve):
+    def interrupt(seconds):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo.sys, "argv", ["demo.py", "--port", "8123", "--serve", serve])
+    monkeypatch.setattr(demo.time, "sleep", interrupt)
+
+    assert demo.main() == 0
+
+    output = capsys.readouterr().out
+    assert "PORTAL_BASE_URL=http://127.0.0.1:8123 .venv/bin/python manage.py runserver 127.0.0.1:8123 --insecure" in output
+    assert ("press Ctrl-C to stop it" in output) == (serve == "yes")
