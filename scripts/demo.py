@@ -23,6 +23,10 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# The agent of this checkout, as `python -m agent` from ROOT runs it, even where the virtual environment installs another one.
+sys.path.insert(0, str(ROOT))
+
+from agent.gaps import split_gap, unplanned_text  # noqa: E402
 STATE = ROOT / "var" / "demo"
 PROFILE = "demo"
 RULE_PACK = "demo-2026.1"
@@ -286,19 +290,25 @@ def issue_certificates(report: dict, setup: dict) -> list[dict]:
 
 
 def track_lines(report: dict, certificates: list[dict]) -> list[str]:
-    """Return one line per track of the verdict: the certificate issued for it, or the criteria that failed."""
+    """Return one line per track of the verdict: the certificate issued for it, the criteria that failed,
+    and the workloads of the next level that the demo profile does not plan."""
     numbers = {certificate["track"]: certificate["number"] for certificate in certificates}
     lines = ["Tracks:"]
     for track, outcome in report["verdict"]["tracks"].items():
-        failing = ", ".join(gap_text(item) for item in outcome.get("gap", []))
+        ran, unplanned = split_gap(outcome.get("gap", []))
+        failing = ", ".join(gap_text(item) for item in ran)
         if outcome.get("max_level", 1) == 0:
             line = f"  {track}: no requirements in this rule pack"
         elif track in numbers:
             line = f"  {track}: certified level {outcome['level']} ({numbers[track]})"
             if failing:
                 line += f"; level {outcome['level'] + 1} not reached, failing: {failing}"
-        else:
+        elif failing or not unplanned:
             line = f"  {track}: not certified, failing: {failing or 'no criterion (see the verdict above)'}"
+        else:
+            line = f"  {track}: not certified"
+        if unplanned:
+            line += "; " + unplanned_text(outcome["gap"][0]["level"], unplanned, RULE_PACK)
         lines.append(line)
     return lines
 

@@ -247,3 +247,30 @@ def test_stop_prints_restart_command(demo, demo_steps, monkeypatch, capsys, serv
     output = capsys.readouterr().out
     assert "PORTAL_BASE_URL=http://127.0.0.1:8123 .venv/bin/python manage.py runserver 127.0.0.1:8123 --insecure" in output
     assert ("press Ctrl-C to stop it" in output) == (serve == "yes")
+
+
+def not_planned(criterion_id: str, workload: str) -> CriterionResult:
+    return CriterionResult(
+        id=criterion_id, workload=workload, metric="fid", status="pending", measured=None, reference=None, bound=None,
+        explanation={"zh": "", "en": ""}, hint={"zh": "", "en": ""}, details={"code": "workload_not_run"},
+    )
+
+
+def test_summary_names_unplanned_workloads(demo):
+    report = demo_report(not_planned("sd-sft-digits.run_length", "sd-sft-digits"), not_planned("sd-sft.loss_alignment", "sd-sft-digits"),
+                         not_planned("sd-infer.throughput", "sd-infer-digits"))
+    certificates = [{"track": "finetuning", "number": "PPLM-2026-00001"}, {"track": "inference", "number": "PPLM-2026-00003"}]
+    lines = demo.track_lines(report, certificates)
+    assert ("  finetuning: certified level 1 (PPLM-2026-00001); level 2 needs workloads that this run did not plan: "
+            "sd-sft-digits (profile demo-sd)") in lines
+    assert ("  inference: certified level 1 (PPLM-2026-00003); level 2 needs workloads that this run did not plan: "
+            "sd-infer-digits (profile demo-sd)") in lines
+    assert not any("failing" in line for line in lines if "sd-" in line)
+
+
+def test_summary_keeps_failing_beside_unplanned(demo):
+    report = demo_report(failing("sd-infer-digits.fid", "sd-infer-digits", "fid"), not_planned("sd-sft.loss_alignment", "sd-sft-digits"))
+    lines = demo.track_lines(report, [{"track": "inference", "number": "PPLM-2026-00004"}, {"track": "finetuning", "number": "PPLM-2026-00001"}])
+    assert "  inference: certified level 1 (PPLM-2026-00004); level 2 not reached, failing: sd-infer-digits.fid (fail)" in lines
+    assert ("  finetuning: certified level 1 (PPLM-2026-00001); level 2 needs workloads that this run did not plan: "
+            "sd-sft-digits (profile demo-sd)") in lines

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from agent.commands._verification import load_keyring, open_verified
 from agent.errors import EXIT_OK, EXIT_USAGE, EXIT_VERDICT_FAILED, AgentError, from_coded_error
+from agent.gaps import split_gap, unplanned_text
 from agent.i18n import _, choose_language
 from certification.bundle import VerifiedBundle
 from certification.rulepack import RulePack, RulePackError, load_rule_pack, parse_rule_pack
@@ -130,8 +131,11 @@ def format_verdict(verdict: Verdict, language: str) -> str:
         lines.extend(["", *inputs])
     lines.append("")
     for track, outcome in verdict.tracks.items():
-        gap = ", ".join(format_gap_item(item, language) for item in outcome["gap"])
+        ran, unplanned = split_gap(outcome["gap"])
+        gap = ", ".join(format_gap_item(item, language) for item in ran)
         lines.append(f"{track}: {labels['level']} {outcome['level']}/{outcome['max_level']}" + (f"  {labels['gap']}: {gap}" if gap else ""))
+        if unplanned:
+            lines.append("    " + unplanned_text(outcome["gap"][0]["level"], unplanned, verdict.rule_pack["name"]))
     for flag in verdict.flags:
         lines.append(f"! {flag['explanation'][language]} {labels['hint']}: {flag['hint'][language]}")
     return "\n".join(lines)

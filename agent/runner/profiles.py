@@ -85,3 +85,21 @@ def _profile_problems(data) -> str:
     if "workloads" in data and (not isinstance(data["workloads"], list) or not all(isinstance(item, str) for item in data["workloads"])):
         return _("'workloads' must be a list of workload ids")
     return ""
+
+
+def profiles_planning(pack_name: str, workload_ids: list[str]) -> dict[str, list[str]]:
+    """Map each of `workload_ids` to the shipped profiles of rule pack `pack_name` whose plan contains it (empty when none does)."""
+    from certification.rulepack import load_rule_pack
+
+    from agent.runner.plan import plan_workloads
+
+    found: dict[str, list[str]] = {workload_id: [] for workload_id in workload_ids}
+    for name in available_profiles():
+        profile = load_profile(name)
+        if profile.rule_pack != pack_name:
+            continue
+        planned = plan_workloads(load_rule_pack(pack_name), profile.tracks, profile.level, profile.workloads)
+        for workload_id in workload_ids:
+            if workload_id in planned:
+                found[workload_id].append(name)
+    return found
