@@ -72,19 +72,21 @@ def load_profile(name: str) -> Profile:
 
 
 def _profile_problems(data) -> str:
+    """Return every problem of a profile's keys, joined with "; ", or "" when there is none."""
     if not isinstance(data, dict):
         return _("the file is not a mapping")
+    problems = []
     missing = PROFILE_KEYS - data.keys()
     unknown = data.keys() - PROFILE_KEYS - OPTIONAL_PROFILE_KEYS
     if missing:
-        return _("missing keys: {keys}").format(keys=", ".join(sorted(missing)))
+        problems.append(_("missing keys: {keys}").format(keys=", ".join(sorted(missing))))
     if unknown:
-        return _("unknown keys: {keys}").format(keys=", ".join(sorted(unknown)))
-    if not isinstance(data["card"], dict) or {"model", "serial"} - data["card"].keys():
-        return _("'card' needs 'model' and 'serial'")
+        problems.append(_("unknown keys: {keys}").format(keys=", ".join(sorted(str(key) for key in unknown))))
+    if "card" in data and (not isinstance(data["card"], dict) or {"model", "serial"} - data["card"].keys()):
+        problems.append(_("'card' needs 'model' and 'serial'"))
     if "workloads" in data and (not isinstance(data["workloads"], list) or not all(isinstance(item, str) for item in data["workloads"])):
-        return _("'workloads' must be a list of workload ids")
-    return ""
+        problems.append(_("'workloads' must be a list of workload ids"))
+    return "; ".join(problems)
 
 
 def profiles_planning(pack_name: str, workload_ids: list[str]) -> dict[str, list[str]]:
