@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import importlib.util
 import json
@@ -23,6 +24,14 @@ def demo():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(autouse=True)
+def english(monkeypatch):
+    """Run each test in English unless it sets LANG itself, whatever the shell's locale."""
+    monkeypatch.delenv("LC_ALL", raising=False)
+    monkeypatch.delenv("LC_MESSAGES", raising=False)
+    monkeypatch.setenv("LANG", "C.UTF-8")
 
 
 def failing(criterion_id: str, workload: str, metric: str) -> CriterionResult:
@@ -274,3 +283,38 @@ def test_summary_keeps_failing_beside_unplanned(demo):
     assert "  inference: certified level 1 (PPLM-2026-00004); level 2 not reached, failing: sd-infer-digits.fid (fail)" in lines
     assert ("  finetuning: certified level 1 (PPLM-2026-00001); level 2 needs workloads that this run did not plan: "
             "sd-sft-digits (profile demo-sd)") in lines
+
+
+def test_every_text_has_chinese(demo):
+    tree = ast.parse((ROOT / "scripts" / "demo.py").read_text(encoding="utf-8"))
+    texts = {node.args[0].value for node in ast.walk(tree)
+             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "tr" and isinstance(node.args[0], ast.Constant)}
+    assert sorted(texts - demo.CHINESE.keys()) == []
+    assert sorted(demo.CHINESE.keys() - texts) == []
+
+
+def test_summary_in_chinese(demo, monkeypatch):
+    monkeypatch.setenv("LANG", "zh_CN.UTF-8")
+    report = demo_report(failing("infer-llama.qps_per_tflops", "infer-llama", "qps_per_tflops_ratio"),
+                         not_planned("sd-sft.loss_alignment", "sd-sft-digits"))
+    lines = demo.track_lines(report, [{"track": "finetuning", "number": "PPLM-2026-00001"}])
+    assert lines[0] == "认证方向："
+    assert "  finetuning：已认证 1 级（PPLM-2026-00001）；第 2 级需要本次运行未计划的工作负载：sd-sft-digits（配置 demo-sd）" in lines
+    assert "  inference：未获认证，未通过：infer-llama.qps_per_tflops (fail)" in lines
+
+
+def test_main_in_chinese(demo, demo_steps, monkeypatch, capsys):
+    monkeypatch.setattr(demo.os, "environ", {"LANG": "zh_CN.UTF-8"})
+    calls = []
+    show = demo.manage
+    monkeypatch.setattr(demo, "manage", lambda *args, capture=False: calls.append(args) or show(*args, capture=capture))
+    monkeypatch.setattr(demo.sys, "argv", ["demo.py", "--port", "8123", "--serve", "no"])
+
+    assert demo.main() == 0
+
+    output = capsys.readouterr().out
+    assert "== 1/6 门户数据库和演示记录" in output
+    assert "== 5/6 评判结果" in output
+    assert "门户已停止；用下面的命令再次启动后，上面的地址即可重新访问：" in output
+    assert "The portal" not in output
+    assert ("show_submission", "1", "--lang", "zh") in calls
