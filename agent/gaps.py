@@ -1,4 +1,4 @@
-"""What blocks a track's next level, split for people: criteria that ran and did not pass, and workloads the run did not plan.
+"""Blockers of a track's next level, in two groups for people: criteria that ran and did not pass, and workloads the run did not plan.
 
 A verdict's `gap` lists every criterion of the next level that does not
 pass. Criteria of a workload that the run's profile did not plan are pending

@@ -96,7 +96,7 @@ CHINESE = {
 
 
 def tr(text: str) -> str:
-    """Return `text` in the language the agent chooses (agent.i18n: LC_ALL, LC_MESSAGES, then LANG; zh_* gives Chinese)."""
+    """Return `text` in the agent's language, which agent.i18n takes from LC_ALL, LC_MESSAGES, then LANG (zh_* gives Chinese)."""
     return CHINESE.get(text, text) if choose_language() == "zh" else text
 
 

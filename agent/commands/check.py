@@ -94,7 +94,7 @@ def run(args) -> int:
 
 
 def open_reference(path: Path, keyring) -> VerifiedBundle:
-    """Open a reference bundle; a signature by an unknown key asks for the reference lab's key, not the vendor's."""
+    """Open a reference bundle. For a signature by an unknown key, the hint requests the reference lab's key, not the vendor's."""
     try:
         return open_verified(path, keyring)
     except AgentError as error:

@@ -108,7 +108,7 @@ def test_html_inputs_in_chinese(tmp_path, capsys):
     assert "否：" not in page
 
 
-def test_reference_key_missing_asks_for_it(tmp_path, capsys):
+def test_missing_reference_key_hint(tmp_path, capsys):
     vendor_key, reference_key = generate_key(), generate_key()
     save_public_key(vendor_key, tmp_path / "vendor.pub")
     vendor = write_run(tmp_path, "vendor", vendor_key)
