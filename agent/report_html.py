@@ -11,6 +11,7 @@ import html
 import io
 from pathlib import Path
 
+from agent.gaps import split_gap, unplanned_text
 from agent.i18n import _
 from agent.verdict_inputs import short_digest, workload_inputs
 from certification.records import decode_float
@@ -122,7 +123,10 @@ def _digest_cell(digest: str | None) -> str:
 def _tracks_table(verdict: Verdict, text: dict) -> str:
     rows = []
     for track, outcome in verdict.tracks.items():
-        gap = ", ".join(str(item.get("criterion") or item.get("requires_track")) for item in outcome["gap"])
+        ran, unplanned = split_gap(outcome["gap"])
+        gap = ", ".join(str(item.get("criterion") or item.get("requires_track")) for item in ran)
+        if unplanned:
+            gap = "; ".join(part for part in (gap, unplanned_text(outcome["gap"][0]["level"], unplanned, verdict.rule_pack["name"])) if part)
         rows.append(f"<tr><td>{_e(track)}</td><td>{outcome['level']}/{outcome['max_level']}</td><td>{_e(gap)}</td></tr>")
     head = f"<tr><th>{_e(text['track'])}</th><th>{_e(text['level'])}</th><th>{_e(text['gap'])}</th></tr>"
     return f"<h2>{_e(text['tracks'])}</h2><table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"

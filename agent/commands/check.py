@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING
 
 from agent.commands._verification import load_keyring, open_verified
 from agent.errors import EXIT_OK, EXIT_USAGE, EXIT_VERDICT_FAILED, AgentError, from_coded_error, os_error_reason
+from agent.gaps import split_gap, unplanned_text
 from agent.i18n import _, choose_language
+from certification.bundle import VerifiedBundle
 from certification.rulepack import RulePack, RulePackError, load_rule_pack, parse_rule_pack
 
 if TYPE_CHECKING:
@@ -73,7 +75,7 @@ def run(args) -> int:
     keyring = load_keyring(args.public_keys)
     bundle = open_verified(args.bundle, keyring)
     reference_peaks = parse_peaks(args.reference_peak, "--reference-peak")
-    references = [Reference(open_verified(path, keyring), reference_peaks) for path in args.references]
+    references = [Reference(open_reference(path, keyring), reference_peaks) for path in args.references]
     pack = load_pack(args.rule_pack, bundle.rule_pack["name"])
     # The portal calls this same function with the same inputs (portal.submissions.pipeline).
     try:
@@ -89,6 +91,17 @@ def run(args) -> int:
     if args.html:
         write_html(args.html, verdict, bundle, references, language)
     return EXIT_VERDICT_FAILED if verdict.failed else EXIT_OK
+
+
+def open_reference(path: Path, keyring) -> VerifiedBundle:
+    """Open a reference bundle. For a signature by an unknown key, the hint requests the reference lab's key, not the vendor's."""
+    try:
+        return open_verified(path, keyring)
+    except AgentError as error:
+        if error.code == "signature_key_unknown":
+            error.hint = _("pass the reference lab's public key file (.pub) with another --public-key option, "
+                           "next to the vendor's key; the reference lab or the portal's staff provide it")
+        raise
 
 
 def write_html(out_dir: Path, verdict: Verdict, bundle, references, language: str) -> None:
@@ -118,8 +131,11 @@ def format_verdict(verdict: Verdict, language: str) -> str:
         lines.extend(["", *inputs])
     lines.append("")
     for track, outcome in verdict.tracks.items():
-        gap = ", ".join(format_gap_item(item, language) for item in outcome["gap"])
+        ran, unplanned = split_gap(outcome["gap"])
+        gap = ", ".join(format_gap_item(item, language) for item in ran)
         lines.append(f"{track}: {labels['level']} {outcome['level']}/{outcome['max_level']}" + (f"  {labels['gap']}: {gap}" if gap else ""))
+        if unplanned:
+            lines.append("    " + unplanned_text(outcome["gap"][0]["level"], unplanned, verdict.rule_pack["name"]))
     for flag in verdict.flags:
         lines.append(f"! {flag['explanation'][language]} {labels['hint']}: {flag['hint'][language]}")
     return "\n".join(lines)

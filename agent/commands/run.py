@@ -80,7 +80,21 @@ def parse_checkpoint_folders(assignments: list[str]) -> dict[str, Path]:
     return folders
 
 
+def parse_workload_ids(value: str | None) -> list[str] | None:
+    """Split --workloads at commas, dropping blanks; None when the option is absent."""
+    from agent.errors import AgentError
+
+    if value is None:
+        return None
+    ids = [item.strip() for item in value.split(",") if item.strip()]
+    if not ids:
+        raise AgentError("workloads_empty", _("--workloads {value} names no workload").format(value=repr(value)),
+                         _("pass workload ids separated by commas, such as --workloads sft-llama,lora-llama, or leave out --workloads to run the whole plan"))
+    return ids
+
+
 def run(args: argparse.Namespace) -> int:
+    workloads = parse_workload_ids(args.workloads)
     ticket = apply_ticket(args)
     request = RunRequest(
         profile=args.profile,
@@ -92,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         card_serial=args.card_serial,
         device=args.device,
         overrides=parse_assignments(args.assignments),
-        workloads=args.workloads.split(",") if args.workloads else None,
+        workloads=workloads,
         ticket=ticket,
         checkpoints=parse_checkpoint_folders(args.checkpoints),
     )

@@ -38,6 +38,10 @@ WEB_UPLOAD_PATH = "/submissions/upload/"
 # Error codes of Django REST framework for a token the portal does not accept (401, or 403 without a WWW-Authenticate scheme).
 TOKEN_REJECTED_CODES = ("authentication_failed", "not_authenticated")
 READ_BLOCK_BYTES = 1024 * 1024
+# Upper bounds of --chunk-mib and --retries. The agent reads one byte range into memory, and the pause
+# between retries grows to 30 s, so 100 retries already wait close to an hour.
+MAX_CHUNK_MIB = 1024
+MAX_RETRIES = 100
 # The portal's submission states (portal.submissions.models.Submission.State), as upload prints them.
 SUBMISSION_STATES = {"received": N_("received"), "validating": N_("validating"), "judged": N_("judged"), "rejected": N_("rejected")}
 
@@ -51,8 +55,8 @@ def add_arguments(parser):
     parser.add_argument("--vendor", help=_("vendor identifier; needed only when your account belongs to several vendors"))
     parser.add_argument("--timeout", type=float, default=600.0, help=_("seconds to wait for the portal's reply (default: 600)"))
     parser.add_argument("--json", action="store_true", help=_("print the portal's reply as one JSON line instead of text"))
-    parser.add_argument("--chunk-mib", type=int, default=16, help=_("size of each byte range in MiB (default: 16)"))
-    parser.add_argument("--retries", type=int, default=5, help=_("times to resume after a broken connection before giving up (default: 5)"))
+    parser.add_argument("--chunk-mib", type=int, default=16, help=_("size of each byte range in MiB, from 1 to {max} (default: 16)").format(max=MAX_CHUNK_MIB))
+    parser.add_argument("--retries", type=int, default=5, help=_("times to resume after a broken connection before giving up, from 0 to {max} (default: 5)").format(max=MAX_RETRIES))
     parser.add_argument("--single-request", action="store_true", help=_("send the whole bundle in one request, without resuming"))
 
 
@@ -116,10 +120,18 @@ def check_arguments(args) -> str:
     if not args.token:
         raise AgentError("portal_token_missing", _("no API token given"),
                          _("pass --token TOKEN or set AGENT_PORTAL_TOKEN; the portal's staff give you one"), EXIT_USAGE)
+    check_range("--chunk-mib", args.chunk_mib, 1, MAX_CHUNK_MIB)
+    check_range("--retries", args.retries, 0, MAX_RETRIES)
     if not args.bundle.is_file():
         raise AgentError("bundle_not_found", _("bundle file not found: {path}").format(path=args.bundle),
                          _("pass the .tar file that `python -m agent bundle` wrote"), EXIT_USAGE)
     return args.portal.rstrip("/") + UPLOAD_PATH
+
+
+def check_range(option: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise AgentError("option_out_of_range", _("{option} {value} is out of range").format(option=option, value=value),
+                         _("pass {option} with a whole number from {low} to {high}").format(option=option, low=low, high=high), EXIT_USAGE)
 
 
 def is_web_address(text: str) -> bool:
@@ -207,11 +219,13 @@ def report(body: dict, already_stored: bool, args) -> int:
     """Print the submission; exit with EXIT_REJECTED when the portal has already rejected the bundle."""
     state = body.get("state", "unknown")
     exit_code = EXIT_REJECTED if state == "rejected" else EXIT_OK
+    if already_stored:
+        # On stderr with --json, so that stdout stays one JSON line.
+        print(_("the portal already has this bundle as submission {id}, so it made no new submission").format(id=body["id"]),
+              file=sys.stderr if args.json else sys.stdout)
     if args.json:
         print(json.dumps({**body, "already_stored": already_stored}, ensure_ascii=False))
         return exit_code
-    if already_stored:
-        print(_("the portal already had this bundle; it returned the stored submission"))
     print(format_fields([("submission", _("{id} ({state})").format(id=body["id"], state=_(SUBMISSION_STATES.get(state, state)))),
                          ("url", body["url"])]))
     if state == "rejected":
@@ -237,7 +251,7 @@ class ResumableUpload:
         self.args = args
         self.base = args.portal.rstrip("/")
         self.size = args.bundle.stat().st_size
-        self.chunk = max(1, args.chunk_mib) * 1024 * 1024
+        self.chunk = args.chunk_mib * 1024 * 1024
         self.breaks = 0
         self.contacted = False  # retries start after the first reply: a wrong --portal fails at once
         self.headers = {"Authorization": f"Token {args.token}", "User-Agent": f"accel-cert-agent/{__version__}", "Accept": "application/json",
@@ -270,6 +284,9 @@ class ResumableUpload:
         if self.args.vendor:
             fields["vendor"] = self.args.vendor
         session = session_reply(self.base, self.call("post", self.base + SESSIONS_PATH, json=fields))
+        if session.get("submission"):
+            # The portal stored this digest before: its reply is a completed upload naming the submission, so no byte is sent.
+            return session
         if session["received"] >= self.size:
             logger.info(_("the portal has received all {size} bytes of the open upload {id}; completing it").format(
                 size=self.size, id=session["id"]))

@@ -18,7 +18,7 @@ from agent.commands.validate_pack import check_rule_pack_file
 from agent.errors import EXIT_FAILED, EXIT_OK, AgentError, WorkloadNotSupported, from_coded_error
 from agent.i18n import _, ngettext
 from agent.runner.devices import check_device, device_record
-from agent.runner.folder import RunFolder, check_new_run_folder, environment, make_run_folder, utc_now
+from agent.runner.folder import RunFolder, check_new_run_folder, check_run_to_resume, environment, make_run_folder, utc_now
 from agent.runner.lock import RunLock, lock_follower, lock_leader
 from agent.inference import ENDPOINT_VARIABLE
 from agent.runner.overrides import check_inference_degrees, check_micro_batch, check_overrides, check_sharding_on_device
@@ -132,6 +132,7 @@ def start_run(request: RunRequest) -> tuple[Path, int]:
     launch = Launch.from_environment()
     device = request.device or profile.device
     # The checks that need no Paddle come first, so that bad input is rejected before Paddle's import (seconds).
+    check_out_path(request, launch)
     check_overrides(pack, workloads, request.overrides)
     check_micro_batch(pack, workloads, request.overrides, launch.world_size)
     check_inference_degrees(pack, workloads, request.overrides or recorded_overrides(request), os.environ.get(ENDPOINT_VARIABLE))
@@ -202,6 +203,16 @@ def _with_default_out(request: RunRequest, profile: Profile, launch: Launch) -> 
                                                "its processes must share").format(processes=launch.world_size),
                          _("pass --out with a new folder that every process can reach"))
     return replace(request, out=Path("runs") / f"{profile.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def check_out_path(request: RunRequest, launch: Launch) -> None:
+    """Reject an --out that is a file, or --resume of a folder without a run, before Paddle's import (seconds) and the input digests."""
+    if launch.rank != 0 or request.out is None:
+        return
+    if request.resume:
+        check_run_to_resume(request.out)
+    elif request.out.exists() and not request.out.is_dir():
+        check_new_run_folder(request.out)
 
 
 def lock_before_inputs(request: RunRequest, launch: Launch) -> RunLock | None:

@@ -133,9 +133,7 @@ class RunFolder:
     def resume(cls, path: Path, profile: Profile, pack: RulePack) -> "RunFolder":
         """Reopen the run in `path`, which must be a run of the same profile and rule pack bytes."""
         folder = cls(path)
-        if not folder.run_json.is_file():
-            raise AgentError("run_not_found", _("no run to resume in {path}: run.json is missing").format(path=path),
-                             _("drop --resume to start a new run there, or pass the folder of an earlier run"))
+        check_run_to_resume(path)
         run = folder.read_run()
         if run["profile"] != profile.name or run["rule_pack"]["sha256"] != pack.sha256:
             raise AgentError(
@@ -181,6 +179,16 @@ def _cpu_model() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor()
+
+
+def check_run_to_resume(path: Path) -> None:
+    """Reject --resume of a path that is a file or has no run.json; only the listing is read, so this runs before any input is hashed."""
+    if path.exists() and not path.is_dir():
+        raise AgentError("run_folder_not_a_folder", _("output path {path} is a file, not a folder").format(path=path),
+                         _("pass --out with the folder of the run to resume"))
+    if not (path / "run.json").is_file():
+        raise AgentError("run_not_found", _("no run to resume in {path}: run.json is missing").format(path=path),
+                         _("drop --resume to start a new run there, or pass the folder of an earlier run"))
 
 
 def check_new_run_folder(path: Path, probe_lock: bool = True) -> None:

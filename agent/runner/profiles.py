@@ -72,16 +72,36 @@ def load_profile(name: str) -> Profile:
 
 
 def _profile_problems(data) -> str:
+    """Return every problem of a profile's keys, joined with "; ", or "" when there is none."""
     if not isinstance(data, dict):
         return _("the file is not a mapping")
+    problems = []
     missing = PROFILE_KEYS - data.keys()
     unknown = data.keys() - PROFILE_KEYS - OPTIONAL_PROFILE_KEYS
     if missing:
-        return _("missing keys: {keys}").format(keys=", ".join(sorted(missing)))
+        problems.append(_("missing keys: {keys}").format(keys=", ".join(sorted(missing))))
     if unknown:
-        return _("unknown keys: {keys}").format(keys=", ".join(sorted(unknown)))
-    if not isinstance(data["card"], dict) or {"model", "serial"} - data["card"].keys():
-        return _("'card' needs 'model' and 'serial'")
+        problems.append(_("unknown keys: {keys}").format(keys=", ".join(sorted(str(key) for key in unknown))))
+    if "card" in data and (not isinstance(data["card"], dict) or {"model", "serial"} - data["card"].keys()):
+        problems.append(_("'card' needs 'model' and 'serial'"))
     if "workloads" in data and (not isinstance(data["workloads"], list) or not all(isinstance(item, str) for item in data["workloads"])):
-        return _("'workloads' must be a list of workload ids")
-    return ""
+        problems.append(_("'workloads' must be a list of workload ids"))
+    return "; ".join(problems)
+
+
+def profiles_planning(pack_name: str, workload_ids: list[str]) -> dict[str, list[str]]:
+    """Map each of `workload_ids` to the shipped profiles of rule pack `pack_name` whose plan contains it (empty when none does)."""
+    from certification.rulepack import load_rule_pack
+
+    from agent.runner.plan import plan_workloads
+
+    found: dict[str, list[str]] = {workload_id: [] for workload_id in workload_ids}
+    for name in available_profiles():
+        profile = load_profile(name)
+        if profile.rule_pack != pack_name:
+            continue
+        planned = plan_workloads(load_rule_pack(pack_name), profile.tracks, profile.level, profile.workloads)
+        for workload_id in workload_ids:
+            if workload_id in planned:
+                found[workload_id].append(name)
+    return found

@@ -47,6 +47,12 @@ def open_session(*, vendor, actor, size, sha256: str, name: str = "") -> tuple[U
         with transaction.atomic():
             for session in UploadSession.objects.select_for_update().filter(vendor=vendor, sha256=sha256, state=UploadSession.State.OPEN):
                 close_as_duplicate(session, existing)
+            # Declaring a stored bundle again returns its earliest completed upload, so repeated calls keep one upload id.
+            completed = UploadSession.objects.filter(
+                vendor=vendor, sha256=sha256, state=UploadSession.State.COMPLETED, submission=existing,
+            ).order_by("created_at").first()
+            if completed is not None:
+                return completed, False
             return UploadSession.objects.create(
                 vendor=vendor, created_by=actor, name=name[-255:], size=existing.size, sha256=sha256,
                 received=existing.size, state=UploadSession.State.COMPLETED, submission=existing,

@@ -16,3 +16,17 @@ def test_check_prints_peak_flag(tmp_path):
 
     assert "states a peak of 9 fp32 TFLOPS" in english
     assert "登记值 1" in chinese
+
+
+def test_check_names_unplanned_workloads(tmp_path):
+    reference = make_bundle(tmp_path / "reference")
+    vendor = make_bundle(tmp_path / "vendor")
+    verdict = judge(vendor, [Reference(reference, PEAKS)], PACK, PEAKS)
+
+    english = format_verdict(verdict, "en")
+
+    finetuning = next(line for line in english.splitlines() if line.startswith("finetuning:"))
+    assert finetuning == "finetuning: level 1/2"
+    assert "    level 2 needs workloads that this run did not plan: sd-sft-digits (profile demo-sd)" in english
+    assert "    level 2 needs workloads that this run did not plan: sd-infer-digits (profile demo-sd)" in english
+    assert "sd-sft-digits.fixed_hyperparameters (PENDING)" not in english

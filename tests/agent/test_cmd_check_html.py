@@ -49,3 +49,13 @@ def test_html_report_escapes_bundle_text(tmp_path, capsys):
     main(make_bundles(tmp_path, card_model="<script>alert(1)</script>") + ["--html", str(out)])
 
     assert "<script>alert" not in (out / "index.html").read_text(encoding="utf-8")
+
+
+def test_html_report_names_unplanned_workloads(tmp_path, capsys):
+    out = tmp_path / "report"
+
+    main(make_bundles(tmp_path) + ["--lang", "en", "--html", str(out)])
+
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert "level 2 needs workloads that this run did not plan: sd-sft-digits (profile demo-sd)" in page
+    assert "sd-sft-digits.fixed_hyperparameters" not in page.split("<h2>")[-1]

@@ -3,7 +3,7 @@
 import json
 
 from agent.cli import main
-from agent.errors import EXIT_VERDICT_FAILED
+from agent.errors import EXIT_REJECTED, EXIT_VERDICT_FAILED
 from certification.bundle import write_bundle
 from certification.signing import generate_key, save_public_key
 from tests.certification.runfolder import PACK, build_run
@@ -106,3 +106,19 @@ def test_html_inputs_in_chinese(tmp_path, capsys):
     assert "数据集 <code>lambada</code>" in page
     assert '<span class="same-input">相同</span>' in page
     assert "否：" not in page
+
+
+def test_missing_reference_key_hint(tmp_path, capsys):
+    vendor_key, reference_key = generate_key(), generate_key()
+    save_public_key(vendor_key, tmp_path / "vendor.pub")
+    vendor = write_run(tmp_path, "vendor", vendor_key)
+    reference = write_run(tmp_path, "reference", reference_key)
+
+    code = main(["--lang", "en", "check", vendor, "--reference", reference, "--public-key", str(tmp_path / "vendor.pub"),
+                 "--peak", "fp32=1", "--reference-peak", "fp32=1"])
+
+    error = capsys.readouterr().err
+    assert code == EXIT_REJECTED
+    assert f"error[signature_key_unknown]: bundle {reference}:" in error
+    assert "pass the reference lab's public key file (.pub) with another --public-key option" in error
+    assert "register the vendor's public key" not in error

@@ -29,3 +29,20 @@ def test_portal_not_web_address_in_chinese(tmp_path, capsys):
     error = capsys.readouterr().err
     assert code == EXIT_USAGE
     assert "门户网址 'notaurl' 不是带主机名、端口在 1 到 65535 之间的 http:// 或 https:// 地址" in error
+
+
+@pytest.mark.parametrize(("option", "value", "accepted"), [
+    ("--chunk-mib", "0", "from 1 to 1024"), ("--chunk-mib", "-4", "from 1 to 1024"), ("--chunk-mib", "2048", "from 1 to 1024"),
+    ("--retries", "-1", "from 0 to 100"), ("--retries", "101", "from 0 to 100"),
+])
+def test_upload_option_out_of_range(tmp_path, capsys, option, value, accepted):
+    bundle = tmp_path / "run.bundle.tar"
+    bundle.write_bytes(b"")
+
+    code = main(["--lang", "en", "upload", str(bundle), "--portal", "http://127.0.0.1:9", "--token", "t", option, value])
+
+    error = capsys.readouterr().err
+    assert code == EXIT_USAGE
+    assert f"error[option_out_of_range]: {option} {value} is out of range" in error
+    assert f"pass {option} with a whole number {accepted}" in error
+    assert "portal_unreachable" not in error

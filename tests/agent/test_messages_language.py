@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main
+from agent.commands.check import format_gap_item
 from agent.errors import EXIT_REJECTED, EXIT_USAGE
 from agent.i18n import DOMAIN, LOCALE_DIR, accept_language, choose_language, language_in_argv, set_language
 from certification.errors import BUNDLE_ERRORS, TICKET_ERRORS
@@ -251,13 +252,12 @@ def test_chinese_track_term_single():
 def test_check_gap_in_chinese(tmp_path, capsys):
     main(make_bundles(tmp_path) + ["--lang", "zh"])
 
-    gap_lines = [line for line in capsys.readouterr().out.splitlines() if "差距: " in line]
-    assert gap_lines
-    for line in gap_lines:
-        assert "(fail)" not in line
-        assert "(refused)" not in line
-        assert "(pending)" not in line
-        assert "(level " not in line
+    output = capsys.readouterr().out
+    # These bundles run level 1 only, so level 2 is blocked by the unplanned SD workloads, which are not gap entries.
+    assert "    第 2 级需要本次运行未计划的工作负载：sd-sft-digits（配置 demo-sd）" in output
+    for status, label in [("fail", "未通过"), ("refused", "无法比较"), ("pending", "待定")]:
+        assert format_gap_item({"criterion": "sft.rouge", "status": status}, "zh") == f"sft.rouge ({label})"
+    assert format_gap_item({"requires_track": "finetuning", "reached": 0}, "zh") == "finetuning (级别 0)"
 
 
 @pytest.mark.parametrize("text, chinese, english", [

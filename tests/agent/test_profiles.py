@@ -75,3 +75,17 @@ def test_invalid_profile_in_language(tmp_path, language, expected):
     assert error.value.code == "profile_invalid"
     assert expected in error.value.message
     assert "[" not in error.value.message
+
+
+def test_invalid_profile_lists_every_problem(tmp_path):
+    path = tmp_path / "several.yaml"
+    path.write_text("rule_pack: demo-2026.1\ntracks: [pretraining]\nlevel: 1\nvendor: x\ncard: {}\nworkloads: 3\nextra: 1\n")
+
+    with pytest.raises(AgentError) as error:
+        load_profile(str(path))
+
+    assert error.value.code == "profile_invalid"
+    assert "missing keys: device" in error.value.message
+    assert "unknown keys: extra" in error.value.message
+    assert "'card' needs 'model' and 'serial'" in error.value.message
+    assert "'workloads' must be a list of workload ids" in error.value.message

@@ -179,3 +179,39 @@ def test_data_missing_hint_names_data_root(data_copy):
 
     assert f"which is {data_copy}," in error.value.hint
     assert "data/sft/alpaca_en_demo_dev.json" in error.value.hint
+
+
+@pytest.fixture
+def fail_after_path_checks(monkeypatch):
+    """Fail the test when start_run reaches Paddle's import (check_device) or the input digests."""
+    def reached(*args, **kwargs):
+        pytest.fail("start_run went past the --out checks to Paddle or the input digests")
+
+    monkeypatch.setattr("agent.runner.execute.check_device", reached)
+    monkeypatch.setattr("agent.runner.execute.verify_once_per_node", reached)
+
+
+def test_out_file_rejected_before_paddle(tmp_path, fail_after_path_checks):
+    out = tmp_path / "afile"
+    out.write_text("not a folder", encoding="utf-8")
+
+    assert rejection_code(request(tmp_path, out=out)) == "run_folder_not_a_folder"
+
+
+@pytest.mark.parametrize("contents", [[], ["notes.txt"]])
+def test_resume_without_run_before_digests(tmp_path, fail_after_path_checks, contents):
+    (tmp_path / "run").mkdir()
+    for name in contents:
+        (tmp_path / "run" / name).write_text("not a run", encoding="utf-8")
+
+    assert rejection_code(request(tmp_path, resume=True)) == "run_not_found"
+
+
+@pytest.mark.parametrize("value", [",", "", " , ,"])
+def test_empty_workload_list(tmp_path, capsys, value):
+    exit_code = main(["--lang", "en", "run", "--profile", "smoke", "--out", str(tmp_path / "run"), "--workloads", value])
+
+    error = capsys.readouterr().err
+    assert exit_code == EXIT_USAGE
+    assert f"error[workloads_empty]: --workloads {value!r} names no workload" in error
+    assert not (tmp_path / "run").exists()

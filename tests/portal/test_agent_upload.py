@@ -1,5 +1,7 @@
 """`python -m agent upload` against a live portal on the loopback interface."""
 
+import json
+
 import pytest
 from django.urls import reverse
 from rest_framework.authtoken.models import Token
@@ -39,9 +41,24 @@ def test_upload_prints_submission_url(live_server, token, bundle_file, capsys):
 
 def test_upload_twice_returns_same_submission(live_server, token, bundle_file, capsys):
     main(["upload", str(bundle_file), "--portal", live_server.url, "--token", token])
-    assert main(["upload", str(bundle_file), "--portal", live_server.url, "--token", token]) == EXIT_OK
-    assert "already had this bundle" in capsys.readouterr().out
-    assert Submission.objects.count() == 1
+    assert main(["--lang", "en", "upload", str(bundle_file), "--portal", live_server.url, "--token", token]) == EXIT_OK
+    submission = Submission.objects.get()
+    assert f"the portal already has this bundle as submission {submission.pk}, so it made no new submission" in capsys.readouterr().out
+
+
+def test_upload_stored_bundle_sends_nothing(live_server, token, bundle_file, capsys, caplog):
+    main(["upload", str(bundle_file), "--portal", live_server.url, "--token", token, "--json"])
+    capsys.readouterr()
+    caplog.clear()
+
+    assert main(["--lang", "en", "upload", str(bundle_file), "--portal", live_server.url, "--token", token, "--json"]) == EXIT_OK
+
+    output = capsys.readouterr()
+    submission = Submission.objects.get()
+    assert f"the portal already has this bundle as submission {submission.pk}" in output.err
+    assert json.loads(output.out)["already_stored"] is True
+    assert "completing" not in caplog.text
+    assert "bytes of the open upload" not in caplog.text
 
 
 def test_upload_reads_environment(live_server, token, bundle_file, monkeypatch, capsys):

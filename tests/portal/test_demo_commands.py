@@ -37,6 +37,16 @@ def test_show_submission_table_names_criteria(submission, capsys):
     assert "track pretraining: level 1" in output
 
 
+def test_show_submission_table_in_chinese(submission, capsys):
+    call_command("show_submission", str(submission.pk), "--lang", "zh")
+
+    output = capsys.readouterr().out
+
+    assert f"提交 {submission.pk}：已评判（" in output
+    assert "认证方向 预训练：级别 1" in output
+    assert "track pretraining" not in output
+
+
 def test_show_submission_unknown_id(db):
     with pytest.raises(CommandError, match="submission 999 not found"):
         call_command("show_submission", "999")

@@ -134,6 +134,16 @@ def test_declaring_a_stored_bundle_names_its_submission(owner_api):
     assert reply.json()["submission"]["id"] == Submission.objects.get().pk
 
 
+def test_declaring_stored_bundle_twice_keeps_upload(owner_api):
+    data = tar_bytes()
+    owner_api.post(reverse("api-bundle-upload"), {"bundle": upload_file(data)}, format="multipart")
+    first = declare(owner_api, data).json()
+    second = declare(owner_api, data).json()
+    assert first["state"] == "completed"
+    assert second["id"] == first["id"]
+    assert UploadSession.objects.count() == 1
+
+
 def store_by_single_request(api, data: bytes) -> int:
     reply = api.post(reverse("api-bundle-upload"), {"bundle": upload_file(data)}, format="multipart")
     assert reply.status_code == 201

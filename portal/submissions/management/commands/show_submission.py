@@ -3,8 +3,14 @@
 import json
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import translation
+from django.utils.translation import gettext as _
 
 from portal.submissions.models import Submission
+from portal.submissions.templatetags.portal_tags import status_label, track_label
+
+# --lang values, as the agent names them, and the portal's language codes (settings.LANGUAGES).
+LANGUAGE_CODES = {"zh": "zh-hans", "en": "en"}
 
 
 def submission_summary(submission: Submission) -> dict:
@@ -28,6 +34,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("submission", type=int, help="submission id, as `python -m agent upload` prints it")
         parser.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
+        parser.add_argument("--lang", choices=sorted(LANGUAGE_CODES), default="en",
+                            help="language of the table: zh (Simplified Chinese) or en (default: en)")
 
     def handle(self, *args, **options):
         submission = Submission.objects.select_related("vendor", "card", "report").filter(pk=options["submission"]).first()
@@ -37,14 +45,23 @@ class Command(BaseCommand):
         if options["json"]:
             self.stdout.write(json.dumps(summary, ensure_ascii=False))
             return
-        self.write_table(summary)
+        with translation.override(LANGUAGE_CODES[options["lang"]]):
+            self.write_table(summary, options["lang"])
 
-    def write_table(self, summary: dict) -> None:
-        self.stdout.write(f"submission {summary['id']}: {summary['state']} ({summary['vendor']}, {summary['card']})")
+    def write_table(self, summary: dict, language: str) -> None:
+        """Write the summary as text in the active language; `language` picks the criterion explanations ("zh" or "en")."""
+        if language == "en":
+            # The English table keeps the stored codes (state, status, track) that scripts and staff search for.
+            state, status_of, track_of = summary["state"], str, str
+        else:
+            state = str(Submission.State(summary["state"]).label)
+            status_of, track_of = (lambda status: str(status_label(status))), (lambda track: str(track_label(track)))
+        self.stdout.write(_("submission %(id)s: %(state)s (%(vendor)s, %(card)s)") % {
+            "id": summary["id"], "state": state, "vendor": summary["vendor"], "card": summary["card"]})
         if summary["error_code"]:
-            self.stdout.write(f"  rejected [{summary['error_code']}]: {summary['error_message']}")
+            self.stdout.write("  " + _("rejected [%(code)s]: %(message)s") % {"code": summary["error_code"], "message": summary["error_message"]})
         verdict = summary["verdict"] or {}
         for criterion in verdict.get("criteria", []):
-            self.stdout.write(f"  {criterion['status']:>14}  {criterion['id']}: {criterion['explanation']['en']}")
+            self.stdout.write(f"  {status_of(criterion['status']):>14}  {criterion['id']}: {criterion['explanation'][language]}")
         for track, outcome in verdict.get("tracks", {}).items():
-            self.stdout.write(f"  track {track}: level {outcome.get('level', 0)}")
+            self.stdout.write("  " + _("track %(track)s: level %(level)s") % {"track": track_of(track), "level": outcome.get("level", 0)})
