@@ -34,6 +34,14 @@ def media_in_tmp(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
+def cache_in_tmp(settings, tmp_path):
+    """Give each test a cache of its own. The default file cache under var/ is shared by the pytest workers
+    and culls a third of its entries when full, so another worker's test could evict an entry mid-test."""
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                                   "LOCATION": str(tmp_path / "cache")}}
+
+
+@pytest.fixture(autouse=True)
 def fast_password_hashing(settings):
     """The test personas need no slow password hash; each PBKDF2 hash costs about half a second of CPU."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
