@@ -12,20 +12,20 @@ from agent.i18n import N_
 
 RULE_PACK_PROBLEMS: dict[str, tuple[tuple[str, ...], str | None]] = {
     # JSON Schema errors.
-    "schema_type": ((N_("{value} is a {found}, but it must be of type {type}"),), None),
-    "schema_minimum": ((N_("{value} is less than the minimum of {limit}"),), None),
-    "schema_maximum": ((N_("{value} is greater than the maximum of {limit}"),), None),
-    "schema_exclusive_minimum": ((N_("{value} must be greater than {limit}"),), None),
-    "schema_exclusive_maximum": ((N_("{value} must be less than {limit}"),), None),
+    "schema_type": ((N_("{value} is a {found}, but it must be of type {type}"), N_("the value is a {found}, but it must be of type {type}")), None),
+    "schema_minimum": ((N_("{value} is less than the minimum of {limit}"), N_("the value is less than the minimum of {limit}")), None),
+    "schema_maximum": ((N_("{value} is greater than the maximum of {limit}"), N_("the value is greater than the maximum of {limit}")), None),
+    "schema_exclusive_minimum": ((N_("{value} must be greater than {limit}"), N_("the value must be greater than {limit}")), None),
+    "schema_exclusive_maximum": ((N_("{value} must be less than {limit}"), N_("the value must be less than {limit}")), None),
     "schema_min_items": ((N_("the list needs at least {limit} items"),), None),
     "schema_max_items": ((N_("the list may have at most {limit} items"),), None),
     "schema_min_length": ((N_("the text needs at least {limit} characters"),), None),
     "schema_min_properties": ((N_("the mapping needs at least {limit} keys"),), None),
-    "schema_enum": ((N_("{value} is not one of {choices}"),), None),
-    "schema_const": ((N_("{value} must be {expected}"),), None),
+    "schema_enum": ((N_("{value} is not one of {choices}"), N_("the value is not one of {choices}")), None),
+    "schema_const": ((N_("{value} must be {expected}"), N_("the value must be {expected}")), None),
     "schema_required": ((N_("the required key {key} is missing"),), None),
     "schema_additional_properties": ((N_("keys that the schema does not allow here: {keys}"),), None),
-    "schema_pattern": ((N_("{value} does not match the pattern {pattern}"),), None),
+    "schema_pattern": ((N_("{value} does not match the pattern {pattern}"), N_("the value does not match the pattern {pattern}")), None),
     "schema_invalid": ((N_("the value does not meet the schema keyword {keyword}"),), None),
     # Cross-reference problems.
     "unknown_model": ((N_("unknown model {model}: define it under models"),), None),

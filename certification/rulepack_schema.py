@@ -37,15 +37,17 @@ def schema_problem(error: jsonschema.ValidationError) -> tuple[str, dict[str, st
     """Return the code and values that describe one jsonschema error, such as ("schema_type", {...})."""
     keyword = str(error.validator)
     instance = error.instance
+    # A mapping or list is left out of the values, because its text could be long; templates without {value} fit it.
+    value = {} if isinstance(instance, (dict, list)) else {"value": value_text(instance)}
     if keyword == "type":
         expected = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
-        return "schema_type", {"value": value_text(instance), "type": " / ".join(expected), "found": json_type(instance)}
+        return "schema_type", {**value, "type": " / ".join(expected), "found": json_type(instance)}
     if keyword in LIMIT_CODES:
-        return LIMIT_CODES[keyword], {"value": value_text(instance), "limit": value_text(error.validator_value)}
+        return LIMIT_CODES[keyword], {**value, "limit": value_text(error.validator_value)}
     if keyword == "enum":
-        return "schema_enum", {"value": value_text(instance), "choices": ", ".join(value_text(choice) for choice in error.validator_value)}
+        return "schema_enum", {**value, "choices": ", ".join(value_text(choice) for choice in error.validator_value)}
     if keyword == "const":
-        return "schema_const", {"value": value_text(instance), "expected": value_text(error.validator_value)}
+        return "schema_const", {**value, "expected": value_text(error.validator_value)}
     if keyword == "required":
         return "schema_required", {"key": _missing_key(error)}
     if keyword == "additionalProperties":

@@ -109,6 +109,20 @@ def test_schema_problems_in_language(tmp_path, capsys, language, expected):
 
 
 @pytest.mark.parametrize("language, expected", [
+    ("en", "settings/loss_alignment/window: {'size': 20} is not of type 'integer'"),
+    ("zh", "settings/loss_alignment/window: 该值的类型是 object，但必须是 integer"),
+])
+def test_mapping_value_not_echoed(tmp_path, capsys, language, expected):
+    path = write_demo_pack(tmp_path, ("window: 20", "window: {size: 20}"))
+
+    code = main(["--lang", language, "validate-pack", str(path)])
+
+    lines = capsys.readouterr().out.splitlines()
+    assert code == EXIT_REJECTED
+    assert f"{path}: {expected}" in lines
+
+
+@pytest.mark.parametrize("language, expected", [
     ("en", ["workloads/sft-llama/model: unknown model 'gpt-5'",
             "workloads/pretrain-llama/datasets/validation: a pretrain workload reads a validation dataset: name one here"]),
     ("zh", ["workloads/sft-llama/model: 未知模型 gpt-5：请在 models 下定义它",
