@@ -5,6 +5,7 @@ from __future__ import annotations
 import string
 
 from agent.i18n import N_
+from agent.rulepack_problems import RULE_PACK_PROBLEMS
 from agent.yaml_problems import localize_yaml_values
 from certification.errors import OS_ERROR_REASONS, choose_template, os_error_details
 
@@ -134,6 +135,7 @@ CORE_MESSAGES: dict[str, tuple[tuple[str, ...], str | None]] = {
     "published_pack_changed": ((N_("published pack {name} is pinned at sha256 {pinned}, but these bytes hash to {sha256}; "
                                    "a published pack never changes, so publish the change as a new version"),), None),
     "published_pack_unpinned": ((N_("pack {name} is published but has no pin in {pins_file}; add its sha256 there when publishing"),), None),
+    **RULE_PACK_PROBLEMS,
 }
 CORE_HINTS = (
     N_("choose another path or remove the old key first"),

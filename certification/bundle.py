@@ -30,7 +30,7 @@ from securesystemslib.exceptions import FormatError, VerificationError
 
 from certification import records
 from certification.archive import ArchiveIndex, ArchiveWriter, Limits, Member, check_member_path, path_key, read_archive, read_member
-from certification.errors import BundleError
+from certification.errors import BundleError, os_error_details
 from certification.signing import Keyring, PrivateKey
 
 SCHEMA_VERSION = 1
@@ -169,10 +169,10 @@ def _read_run_json(run_dir: Path) -> dict:
     if not run_dir.is_dir():
         raise BundleError("run_dir_missing", str(run_dir))
     path = run_dir / "run.json"
-    if not path.is_file():
+    if not path.exists():
         raise BundleError("run_json_missing", str(run_dir))
     try:
-        run = records.loads(path.read_bytes().decode("utf-8"))
+        run = records.loads(_read_run_file(path).decode("utf-8"))
     except ValueError as error:  # UnicodeDecodeError and json.JSONDecodeError are ValueErrors
         raise json_error("run.json", error) from None
     _check_run_keys(run)
@@ -227,29 +227,46 @@ def _check_run_path(relative: str, seen: dict[str, str]) -> None:
     seen[key] = relative
 
 
+def _read_run_file(path: Path) -> bytes:
+    """Return the bytes of a file in the run folder, or raise `run_file_unreadable` naming the file and errno."""
+    try:
+        return path.read_bytes()
+    except OSError as error:  # such as EACCES, or EISDIR for a folder named run.json
+        raise BundleError("run_file_unreadable", str(path), **os_error_details(error)) from None
+
+
 def _add_run_file(writer: ArchiveWriter, run_dir: Path, relative: str) -> dict:
     """Add one file, streaming it; JSON records are read whole because they are parsed first."""
+    path = run_dir / relative
     if relative.endswith((".json", ".jsonl")):
-        data = (run_dir / relative).read_bytes()
+        data = _read_run_file(path)
         check_json_member(relative, data)
         writer.add(relative, data)
         return {"path": relative, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-    with open(run_dir / relative, "rb") as stream:
+    try:
+        stream = open(path, "rb")
+    except OSError as error:
+        raise BundleError("run_file_unreadable", str(path), **os_error_details(error)) from None
+    with stream:
         size = os.fstat(stream.fileno()).st_size
-        hashing = _HashingReader(stream)
+        hashing = _HashingReader(stream, path)
         writer.add_stream(relative, size, hashing)
     return {"path": relative, "size": size, "sha256": hashing.digest.hexdigest()}
 
 
 class _HashingReader:
-    """Passes reads through and hashes the bytes that went by."""
+    """Reader of the run file at `path` that hashes the bytes it passes through."""
 
-    def __init__(self, stream):
+    def __init__(self, stream, path: Path):
         self._stream = stream
+        self._path = path
         self.digest = hashlib.sha256()
 
     def read(self, size: int = -1) -> bytes:
-        data = self._stream.read(size)
+        try:
+            data = self._stream.read(size)
+        except OSError as error:  # such as EIO; errors writing the bundle are not caught here
+            raise BundleError("run_file_unreadable", str(self._path), **os_error_details(error)) from None
         self.digest.update(data)
         return data
 

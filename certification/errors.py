@@ -48,6 +48,8 @@ BUNDLE_ERRORS: dict[str, tuple[str | tuple[str, ...], str]] = {
     "run_json_missing": ("run.json not found in {value}", "pack a complete run folder; run.json is written when the run starts"),
     # {value} is the JSONPath of the missing or mistyped part: $ for the top level, $.run_id, $.rule_pack.name.
     "run_json_invalid": ("run.json is invalid: {value} is missing or has the wrong type", "rerun `python -m agent run`; run.json must name the rule pack, run id and start time"),
+    # {reason} names the errno value, as os_error_details describes it, such as EACCES or EISDIR for a folder.
+    "run_file_unreadable": ("cannot read the run folder file {value}: {reason}", "make the file readable for this user, then pack the run again"),
     "run_file_link": ("the run folder contains a link or special file: {value}", "replace it with a regular file or remove it"),
     "run_file_reserved": ("the run folder contains a file with a reserved bundle name: {value}", "remove it; manifest.json and envelope.dsse.json are written by the bundler"),
     # {problem} is Python's json error message, such as "Expecting value", or "not UTF-8 text". A translation

@@ -13,6 +13,7 @@ import yaml
 
 from certification.errors import os_error_details
 from certification.kind_hyperparameters import hyperparameter_problem, training_length_problem
+from certification.rulepack_schema import schema_problem
 
 RULEPACK_DIR = Path(__file__).parent / "rulepacks"
 # Pack name -> sha256 of every published pack's bytes. A published pack never
@@ -138,8 +139,8 @@ SCHEMA_PATH = Path(__file__).parent / "schema" / "rulepack.schema.json"
 class RulePackIssue:
     """One problem in a rule pack: the path to the value (such as `workloads/sft-llama/model`) and what is wrong.
 
-    Problems with the file as a whole also have a stable `code` and the parts of the message as `values`
-    (a tuple of name and value pairs), so that a caller can show them in another language.
+    Every problem also has a stable `code` and the parts of the message as `values` (a tuple of name and
+    value pairs), so that a caller can show it in another language.
     """
 
     path: str
@@ -269,10 +270,20 @@ def validate_rule_pack(data: Any) -> list[RulePackIssue]:
     """Return every schema and cross-reference problem in parsed rule pack data; an empty list means valid."""
     normalized = _string_keys(data)
     validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
-    issues = [RulePackIssue(_path(error.absolute_path), error.message) for error in validator.iter_errors(normalized)]
+    issues = [_schema_issue(error) for error in validator.iter_errors(normalized)]
     if not issues:
         issues.extend(_reference_issues(normalized))
     return sorted(issues, key=lambda issue: issue.path)
+
+
+def _schema_issue(error: jsonschema.ValidationError) -> RulePackIssue:
+    code, values = schema_problem(error)
+    return RulePackIssue(_path(error.absolute_path), error.message, code, tuple(values.items()))
+
+
+def _issue(path: str, code: str, message: str, **values: Any) -> RulePackIssue:
+    """Build a cross-reference problem whose `values` are the parts of its English `message`, as strings."""
+    return RulePackIssue(path, message, code, tuple((name, str(value)) for name, value in values.items()))
 
 
 def _string_keys(value: Any) -> Any:
@@ -324,30 +335,35 @@ def _workload_issues(data: dict, workload_id: str, workload: dict) -> list[RuleP
     where = f"workloads/{workload_id}"
     issues = []
     if "model" in workload and workload["model"] not in data["models"]:
-        issues.append(RulePackIssue(f"{where}/model", f"unknown model {workload['model']!r}"))
+        issues.append(_issue(f"{where}/model", "unknown_model", f"unknown model {workload['model']!r}", model=workload["model"]))
     if "model_setting" in workload:
         issues.extend(_model_setting_issues(data, where, workload["model_setting"]))
     if "init_from" in workload and workload["init_from"] not in data["workloads"]:
-        issues.append(RulePackIssue(f"{where}/init_from", f"unknown workload {workload['init_from']!r}"))
+        issues.append(_issue(f"{where}/init_from", "unknown_workload", f"unknown workload {workload['init_from']!r}", workload=workload["init_from"]))
     for role, names in workload["datasets"].items():
         for name in dataset_names(names):
             if name not in data["datasets"]:
-                issues.append(RulePackIssue(f"{where}/datasets/{role}", f"unknown dataset {name!r}"))
+                issues.append(_issue(f"{where}/datasets/{role}", "unknown_dataset", f"unknown dataset {name!r}", dataset=name))
     for role in REQUIRED_DATASET_ROLES[workload["kind"]]:
         if role not in workload["datasets"]:
-            issues.append(RulePackIssue(f"{where}/datasets/{role}", f"a {workload['kind']} workload reads a {role} dataset: name one here"))
+            issues.append(_issue(f"{where}/datasets/{role}", "dataset_role_missing", f"a {workload['kind']} workload reads a {role} dataset: name one here",
+                                 workload_kind=workload["kind"], role=role))
     lambada_criteria = [criterion["id"] for criterion in workload["criteria"] if criterion["metric"] == "lambada_accuracy_difference"]
     if lambada_criteria and "lambada" not in workload["datasets"]:
-        issues.append(RulePackIssue(f"{where}/datasets/lambada", f"criterion {lambada_criteria[0]} measures LAMBADA accuracy: name the lambada dataset here"))
+        issues.append(_issue(f"{where}/datasets/lambada", "lambada_dataset_missing",
+                             f"criterion {lambada_criteria[0]} measures LAMBADA accuracy: name the lambada dataset here", criterion=lambada_criteria[0]))
     issues.extend(_corpus_issues(data, where, workload))
     model = _selected_model(data, workload)
     if workload["kind"] in ("sft", "lora") and not workload.get("init_from") and "checkpoint" not in data["models"].get(model, {"checkpoint": None}):
-        issues.append(RulePackIssue(f"{where}/init_from", f"a {workload['kind']} workload needs init_from or a model with a checkpoint, and model {model!r} has none"))
+        issues.append(_issue(f"{where}/init_from", "init_from_missing",
+                             f"a {workload['kind']} workload needs init_from or a model with a checkpoint, and model {model!r} has none",
+                             workload_kind=workload["kind"], model=model))
     issues.extend(_calibration_issues(where, workload))
     issues.extend(_hyperparameter_issues(workload_id, workload))
     overlap = set(workload["hyperparameters"]["fixed"]) & set(workload["hyperparameters"].get("free", {}))
     if overlap:
-        issues.append(RulePackIssue(f"{where}/hyperparameters", f"both fixed and free: {', '.join(sorted(overlap))}"))
+        keys = ", ".join(sorted(overlap))
+        issues.append(_issue(f"{where}/hyperparameters", "hyperparameter_fixed_and_free", f"both fixed and free: {keys}", keys=keys))
     return issues
 
 
@@ -355,8 +371,8 @@ def _calibration_issues(where: str, workload: dict) -> list[RulePackIssue]:
     """Report an A8W8 workload without a calibration set."""
     issues = []
     if workload.get("data_type") == "a8w8" and not workload["datasets"].get("calibration"):
-        issues.append(RulePackIssue(f"{where}/datasets/calibration", "an a8w8 workload needs a calibration set for its PTQ "
-                                    "calibration: name a dataset of {\"src\": ...} lines under datasets.calibration"))
+        issues.append(_issue(f"{where}/datasets/calibration", "calibration_missing", "an a8w8 workload needs a calibration set for its PTQ "
+                             "calibration: name a dataset of {\"src\": ...} lines under datasets.calibration"))
     return issues
 
 
@@ -394,20 +410,23 @@ def _corpus_issues(data: dict, where: str, workload: dict) -> list[RulePackIssue
         names = dataset_names(names)
         corpora = [name for name in names if data["datasets"].get(name, {}).get("format") == "paddlenlp_mmap"]
         if corpora and (workload["kind"] != "pretrain" or role != "train" or len(names) > 1):
-            issues.append(RulePackIssue(f"{where}/datasets/{role}", f"pre-tokenized corpus {corpora[0]!r} can only be the one train set of a pretrain workload"))
+            issues.append(_issue(f"{where}/datasets/{role}", "corpus_not_pretrain_train",
+                                 f"pre-tokenized corpus {corpora[0]!r} can only be the one train set of a pretrain workload", dataset=corpora[0]))
     return issues
 
 
 def _model_setting_issues(data: dict, where: str, setting: str) -> list[RulePackIssue]:
     interpretation = data["settings"].get("interpretations", {}).get(setting)
     if interpretation is None:
-        return [RulePackIssue(f"{where}/model_setting", f"unknown interpretation setting {setting!r}")]
+        return [_issue(f"{where}/model_setting", "unknown_interpretation", f"unknown interpretation setting {setting!r}", setting=setting)]
     choices = [interpretation["value"], *interpretation.get("options", [])]
     unknown = [choice for choice in choices if choice not in data["models"]]
     if unknown:
-        return [RulePackIssue(f"settings/interpretations/{setting}", f"names models that the pack does not define: {', '.join(map(str, unknown))}")]
+        models = ", ".join(map(str, unknown))
+        return [_issue(f"settings/interpretations/{setting}", "interpretation_unknown_models", f"names models that the pack does not define: {models}", models=models)]
     if interpretation.get("options") and interpretation["value"] not in interpretation["options"]:
-        return [RulePackIssue(f"settings/interpretations/{setting}/value", f"{interpretation['value']!r} is not one of the options")]
+        return [_issue(f"settings/interpretations/{setting}/value", "interpretation_value_not_option",
+                       f"{interpretation['value']!r} is not one of the options", value=interpretation["value"])]
     return []
 
 
@@ -419,10 +438,12 @@ def _unset_digest_issues(data: dict) -> list[RulePackIssue]:
     for section in ("datasets", "tokenizers"):
         for name, record in (data.get(section) or {}).items():
             if record.get("sha256") is None:
-                issues.append(RulePackIssue(f"{section}/{name}/sha256", f"unset digest in a {data['status']} pack; set the file's sha256 or keep the pack a draft"))
+                issues.append(_issue(f"{section}/{name}/sha256", "digest_unset",
+                                     f"unset digest in a {data['status']} pack; set the file's sha256 or keep the pack a draft", status=data["status"]))
     for name, model in data["models"].items():
         if "checkpoint" in model and model["checkpoint"].get("sha256") is None:
-            issues.append(RulePackIssue(f"models/{name}/checkpoint/sha256", f"unset digest in a {data['status']} pack; set the checkpoint's manifest digest or keep the pack a draft"))
+            issues.append(_issue(f"models/{name}/checkpoint/sha256", "checkpoint_digest_unset",
+                                 f"unset digest in a {data['status']} pack; set the checkpoint's manifest digest or keep the pack a draft", status=data["status"]))
     return issues
 
 
@@ -436,7 +457,9 @@ def _sft_only_issues(data: dict) -> list[RulePackIssue]:
     for workload_id, workload in data["workloads"].items():
         model = _selected_model(data, workload)
         if model in sft_only and workload["kind"] in ("pretrain", "lora"):
-            issues.append(RulePackIssue(f"workloads/{workload_id}/kind", f"model {model!r} is SFT only (settings/interpretations/sft_only_models), so it cannot have a {workload['kind']} workload"))
+            issues.append(_issue(f"workloads/{workload_id}/kind", "sft_only_model",
+                                 f"model {model!r} is SFT only (settings/interpretations/sft_only_models), so it cannot have a {workload['kind']} workload",
+                                 model=model, workload_kind=workload["kind"]))
     return issues
 
 
@@ -451,11 +474,11 @@ def _track_issues(data: dict, track_name: str, track: dict) -> list[RulePackIssu
     issues = []
     required = track.get("requires_track")
     if required is not None and (required not in data["tracks"] or required == track_name):
-        issues.append(RulePackIssue(f"tracks/{track_name}/requires_track", f"unknown or circular track {required!r}"))
+        issues.append(_issue(f"tracks/{track_name}/requires_track", "unknown_required_track", f"unknown or circular track {required!r}", track=required))
     for level, spec in (track.get("levels") or {}).items():
         for workload_id in spec["workloads"]:
             if workload_id not in data["workloads"]:
-                issues.append(RulePackIssue(f"tracks/{track_name}/levels/{level}/workloads", f"unknown workload {workload_id!r}"))
+                issues.append(_issue(f"tracks/{track_name}/levels/{level}/workloads", "unknown_workload", f"unknown workload {workload_id!r}", workload=workload_id))
     return issues
 
 
@@ -463,10 +486,11 @@ def _settings_issues(settings: dict) -> list[RulePackIssue]:
     issues = []
     loss = settings["loss_alignment"]
     if loss["steps"] % loss["window"]:
-        issues.append(RulePackIssue("settings/loss_alignment/steps", f"{loss['steps']} steps do not split into windows of {loss['window']}"))
+        issues.append(_issue("settings/loss_alignment/steps", "loss_steps_not_windows", f"{loss['steps']} steps do not split into windows of {loss['window']}",
+                             steps=loss["steps"], window=loss["window"]))
     first, last = settings["throughput"]["mean_steps"]
     if first > last:
-        issues.append(RulePackIssue("settings/throughput/mean_steps", f"first step {first} is after last step {last}"))
+        issues.append(_issue("settings/throughput/mean_steps", "mean_steps_reversed", f"first step {first} is after last step {last}", first=first, last=last))
     return issues
 
 
@@ -476,6 +500,7 @@ def _duplicate_criterion_issues(workloads: dict) -> list[RulePackIssue]:
     for workload_id, workload in workloads.items():
         for index, item in enumerate(workload["criteria"]):
             if item["id"] in seen:
-                issues.append(RulePackIssue(f"workloads/{workload_id}/criteria/{index}/id", f"criterion id {item['id']!r} is also used by {seen[item['id']]}"))
+                issues.append(_issue(f"workloads/{workload_id}/criteria/{index}/id", "criterion_id_duplicate",
+                                     f"criterion id {item['id']!r} is also used by {seen[item['id']]}", criterion=item["id"], workload=seen[item["id"]]))
             seen.setdefault(item["id"], workload_id)
     return issues

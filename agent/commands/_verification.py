@@ -11,7 +11,7 @@ from certification.errors import BundleError
 from certification.signing import Keyring, PublicKey, SigningError, load_public_key_file
 
 # Refusals that come from the command line rather than from the bundle's contents.
-USAGE_CODES = frozenset({"archive_unreadable", "key_file_unreadable", "run_dir_missing"})
+USAGE_CODES = frozenset({"archive_unreadable", "key_file_unreadable", "run_dir_missing", "run_file_unreadable"})
 
 
 def agent_error(error: BundleError | SigningError) -> AgentError:

@@ -54,7 +54,7 @@ def check_rule_pack_file(path: Path, report: Callable[[str], None]) -> None:
 
 
 def issue_message(issue: RulePackIssue) -> str:
-    """Return the problem's message in the user's language; schema and most cross-reference problems stay in English."""
+    """Return the problem's message in the user's language, translated from its code and values."""
     values = dict(issue.values)
     if "kind" in values:
         values["kind"] = _(values["kind"])

@@ -26,6 +26,8 @@ REJECTION_MESSAGES = {
     "run_dir_missing": _("The run folder %(value)s was not found. Pack the folder that 'python -m agent run' wrote."),
     "run_json_missing": _("The run folder %(value)s has no run.json. Pack a complete run folder; run.json is written when the run starts."),
     "run_json_invalid": _("run.json is invalid: %(value)s is missing or has the wrong type. Run the workloads again with 'python -m agent run'."),
+    "run_file_unreadable": (_("The run folder file %(value)s could not be read (%(errno)s). Make it readable, then pack again."),
+                            _("The run folder file %(value)s could not be read. Make it readable, then pack again.")),
     "run_file_link": _("The run folder contains a link or special file: %(value)s. Replace it with a regular file or remove it, then pack again."),
     "run_file_reserved": _("The run folder contains a file with a name reserved for the bundle: %(value)s. Remove it and pack again."),
     "json_invalid": (

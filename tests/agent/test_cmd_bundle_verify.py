@@ -105,6 +105,24 @@ def test_bundle_rejects_bare_nan(tmp_path, capsys):
     assert "json_non_finite" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("language", "sentence"), [
+    ("en", "cannot read the run folder file {path}: the path is a folder, not a file (EISDIR)"),
+    ("zh", "无法读取运行目录中的文件 {path}：该路径是文件夹，不是文件（EISDIR）"),
+])
+def test_bundle_names_unreadable_run_json(tmp_path, capsys, language, sentence):
+    key = make_key(tmp_path)
+    run_dir = build_run(tmp_path / "run", workloads=())
+    (run_dir / "run.json").unlink()
+    (run_dir / "run.json").mkdir()
+
+    code = main(["--lang", language, "bundle", str(run_dir), "--key", str(key)])
+
+    error = capsys.readouterr().err
+    assert code == EXIT_USAGE
+    assert "error[run_file_unreadable]" in error
+    assert sentence.format(path=run_dir / "run.json") in error
+
+
 def test_bundle_missing_key_is_usage_error(tmp_path, capsys):
     run_dir = build_run(tmp_path / "run", workloads=())
 

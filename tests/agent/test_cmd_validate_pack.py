@@ -1,6 +1,7 @@
 """`python -m agent validate-pack` on files that are not rule packs, and on a renamed pack."""
 
 import pytest
+import yaml
 
 from agent.cli import main
 from agent.errors import EXIT_REJECTED, EXIT_USAGE
@@ -74,8 +75,73 @@ def test_problems_in_chinese(tmp_path, capsys):
     assert f"{renamed}: (file name): 文件名为 my-pack.yaml，但按其 id 和 version，规则包应为 demo-2026.1；" \
            "请把文件改名为 demo-2026.1.yaml，或修改 id 和 version" in renamed_lines
     assert any(line.startswith(f"{renamed}: (file): 已发布的规则包 demo-2026.1 固定为 sha256 ") for line in renamed_lines)
-    # Schema problems come from jsonschema in English.
-    assert f"{renamed}: schema: 1 was expected" in renamed_lines
+    assert f"{renamed}: schema: 应为 1，而不是 2" in renamed_lines
+
+
+def write_demo_pack(tmp_path, *replacements):
+    """Write the demo pack under its own name with each (old, new) text replaced once."""
+    text = (RULEPACK_DIR / "demo-2026.1.yaml").read_text(encoding="utf-8")
+    for old, new in replacements:
+        assert old in text
+        text = text.replace(old, new, 1)
+    path = tmp_path / "demo-2026.1.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("language, expected", [
+    ("en", ["status: 'wobbly' is not one of ['draft', 'published', 'withdrawn']",
+            "settings/loss_alignment/window: 'lots' is not of type 'integer'",
+            "settings/loss_alignment/steps: -5 is less than the minimum of 1"]),
+    ("zh", ['status: "wobbly" 不是以下取值之一："draft", "published", "withdrawn"',
+            'settings/loss_alignment/window: "lots" 的类型是 string，但必须是 integer',
+            "settings/loss_alignment/steps: -5 小于最小值 1"]),
+])
+def test_schema_problems_in_language(tmp_path, capsys, language, expected):
+    path = write_demo_pack(tmp_path, ("status: published", "status: wobbly"), ("window: 20", "window: lots"), ("steps: 200", "steps: -5"))
+
+    code = main(["--lang", language, "validate-pack", str(path)])
+
+    lines = capsys.readouterr().out.splitlines()
+    assert code == EXIT_REJECTED
+    for line in expected:
+        assert f"{path}: {line}" in lines
+
+
+@pytest.mark.parametrize("language, expected", [
+    ("en", "settings/loss_alignment/window: {'size': 20} is not of type 'integer'"),
+    ("zh", "settings/loss_alignment/window: 该值的类型是 object，但必须是 integer"),
+])
+def test_mapping_value_not_echoed(tmp_path, capsys, language, expected):
+    path = write_demo_pack(tmp_path, ("window: 20", "window: {size: 20}"))
+
+    code = main(["--lang", language, "validate-pack", str(path)])
+
+    lines = capsys.readouterr().out.splitlines()
+    assert code == EXIT_REJECTED
+    assert f"{path}: {expected}" in lines
+
+
+@pytest.mark.parametrize("language, expected", [
+    ("en", ["workloads/sft-llama/model: unknown model 'gpt-5'",
+            "workloads/pretrain-llama/datasets/validation: a pretrain workload reads a validation dataset: name one here"]),
+    ("zh", ["workloads/sft-llama/model: 未知模型 gpt-5：请在 models 下定义它",
+            "workloads/pretrain-llama/datasets/validation: pretrain 工作负载要读取 validation 数据集：请在此处指定一个"]),
+])
+def test_reference_problems_in_language(tmp_path, capsys, language, expected):
+    pack = yaml.safe_load((RULEPACK_DIR / "demo-2026.1.yaml").read_text(encoding="utf-8"))
+    pack["status"] = "draft"
+    pack["workloads"]["sft-llama"]["model"] = "gpt-5"
+    del pack["workloads"]["pretrain-llama"]["datasets"]["validation"]
+    path = tmp_path / "demo-2026.1.yaml"
+    path.write_text(yaml.safe_dump(pack, allow_unicode=True), encoding="utf-8")
+
+    code = main(["--lang", language, "validate-pack", str(path)])
+
+    lines = capsys.readouterr().out.splitlines()
+    assert code == EXIT_REJECTED
+    for line in expected:
+        assert f"{path}: {line}" in lines
 
 
 # A PEM private key block like the one `python -m agent keygen` writes; the body is made up for this test.

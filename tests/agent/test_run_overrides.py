@@ -191,8 +191,8 @@ def test_set_kind_message_in_chinese():
     finally:
         set_language(None)
 
-    assert error.value.message == "工作负载 sft-llama1-13b：pipeline_parallel_degree 为 2，但 sft 工作负载只能使用值 1"
-    assert error.value.hint == "请把 pipeline_parallel_degree 设为值 1，或用 --workloads 让本次运行不包含 sft-llama1-13b"
+    assert error.value.message == "工作负载 sft-llama1-13b：pipeline_parallel_degree 为 2，但 sft 工作负载只能使用 1"
+    assert error.value.hint == "请把 pipeline_parallel_degree 设为 1，或用 --workloads 让本次运行不包含 sft-llama1-13b"
 
 
 @pytest.mark.parametrize(("workload_id", "kind", "key", "value"), [

@@ -14,7 +14,8 @@ from certification.rulepack import load_rule_pack, rule_pack_path
 
 REPO = Path(__file__).resolve().parents[2]
 
-# Runs the agent with the pack and profile folders of the test, then states whether Paddle was imported.
+# Runs the agent with the pack and profile folders of the test, in English unless a fifth argument names the
+# language, then states whether Paddle was imported.
 RUN_SCRIPT = """
 import sys
 from pathlib import Path
@@ -23,7 +24,8 @@ import agent.runner.profiles
 from agent.cli import main
 certification.rulepack.RULEPACK_DIR = Path(sys.argv[1])
 agent.runner.profiles.PROFILE_DIR = Path(sys.argv[2])
-code = main(["--lang", "en", "run", "--profile", "moved", "--out", sys.argv[3], "--data-root", sys.argv[4]])
+language = sys.argv[5] if len(sys.argv) > 5 else "en"
+code = main(["--lang", language, "run", "--profile", "moved", "--out", sys.argv[3], "--data-root", sys.argv[4]])
 print("exit", code, "paddle imported", "paddle" in sys.modules)
 """
 
@@ -68,6 +70,21 @@ def test_invalid_pack_rejected_before_inputs(tmp_path):
     assert ("workloads/sft-llama/hyperparameters/free/learning_rate: workload sft-llama: learning_rate is under free, "
             "but sft workloads read it only from fixed; move it to fixed") in completed.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_invalid_pack_problems_in_chinese(tmp_path):
+    packs, profiles = write_moved_pack(tmp_path)
+    pack_path = packs / "moved-2026.1.yaml"
+    data = yaml.safe_load(pack_path.read_text(encoding="utf-8"))
+    data["settings"]["loss_alignment"]["window"] = "lots"
+    pack_path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+
+    completed = subprocess.run([sys.executable, "-c", RUN_SCRIPT, str(packs), str(profiles), str(tmp_path / "run"),
+                                str(tmp_path / "no-data"), "zh"], cwd=REPO, capture_output=True, text=True, timeout=120)
+
+    assert "exit 3 paddle imported False" in completed.stdout, completed.stderr[-2000:]
+    assert 'settings/loss_alignment/window: "lots" 的类型是 string，但必须是 integer' in completed.stderr
+    assert "is not of type" not in completed.stderr
 
 
 def test_invalid_pack_same_error_as_validate_pack(tmp_path, capsys):

@@ -380,6 +380,36 @@ def test_writer_rejects_bad_run_folder(tmp_path, edit, code):
     assert caught.value.code == code
 
 
+def test_writer_names_run_json_folder(tmp_path):
+    run_dir = build_run(tmp_path / "run", workloads=())
+    (run_dir / "run.json").unlink()
+    (run_dir / "run.json").mkdir()
+
+    with pytest.raises(BundleError) as caught:
+        write_bundle(run_dir, tmp_path / "out.tar", KEY)
+
+    assert caught.value.code == "run_file_unreadable"
+    assert caught.value.value == str(run_dir / "run.json")
+    assert caught.value.details["errno"] == "EISDIR"
+    assert not (tmp_path / "out.tar.partial").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files without read permission")
+@pytest.mark.parametrize("path", ["run.json", "environment.json", "workloads/pretrain-llama/train.log"])
+def test_writer_names_unreadable_run_file(tmp_path, path):
+    run_dir = build_run(tmp_path / "run", workloads=("pretrain-llama",))
+    (run_dir / "workloads/pretrain-llama/train.log").write_text("step 1\n")
+    (run_dir / path).chmod(0)
+
+    with pytest.raises(BundleError) as caught:
+        write_bundle(run_dir, tmp_path / "out.tar", KEY)
+
+    assert caught.value.code == "run_file_unreadable"
+    assert caught.value.value == str(run_dir / path)
+    assert caught.value.details["errno"] == "EACCES"
+    assert not (tmp_path / "out.tar.partial").exists()
+
+
 @pytest.mark.parametrize(("path", "text", "line", "column", "problem"), [
     ("environment.json", "{\n  \"a\": 1,\n}", 3, 1, "Expecting property name enclosed in double quotes"),
     ("run.json", "", 1, 1, "Expecting value"),

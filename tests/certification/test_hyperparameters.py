@@ -269,7 +269,7 @@ def test_validate_pack_rejects_constant_pretrain(tmp_path, capsys):
 @pytest.mark.parametrize(("old", "new", "message"), [
     ("lr_scheduler_type: cosine", "lr_scheduler_type: constant",
      '工作负载 pretrain-llama：lr_scheduler_type 为 "constant"，但 pretrain 工作负载只能使用以下取值之一：cosine, linear'),
-    ("        batch_size: 1", "        batch_size: 2", "工作负载 sd-infer-digits：batch_size 为 2，但 sd_infer 工作负载只能使用值 1"),
+    ("        batch_size: 1", "        batch_size: 2", "工作负载 sd-infer-digits：batch_size 为 2，但 sd_infer 工作负载只能使用 1"),
     ("validation_sequences: 8", "validation_sequences: 8\n        max_new_tokens: 8",
      "工作负载 pretrain-llama：pretrain 工作负载不读取 max_new_tokens；请删除它，或改用 "),
     ("        max_batch_size: 16", "        max_batch_size: 16\n        recompute: true",

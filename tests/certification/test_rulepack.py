@@ -60,6 +60,69 @@ def test_invalid_pack_reports_path(path, value, reported):
     assert reported in [issue.path for issue in issues]
 
 
+@pytest.mark.parametrize(
+    ("path", "value", "reported", "code", "values"),
+    [
+        (("settings", "loss_alignment", "window"), "lots", "settings/loss_alignment/window", "schema_type",
+         {"value": '"lots"', "type": "integer", "found": "string"}),
+        (("settings", "loss_alignment", "steps"), -5, "settings/loss_alignment/steps", "schema_minimum", {"value": "-5", "limit": "1"}),
+        (("status",), "wobbly", "status", "schema_enum", {"value": '"wobbly"', "choices": '"draft", "published", "withdrawn"'}),
+        (("schema",), 2, "schema", "schema_const", {"value": "2", "expected": "1"}),
+        (("workloads", "sft-llama", "kind"), DELETE, "workloads/sft-llama", "schema_required", {"key": "kind"}),
+        (("bogus",), 1, "(top level)", "schema_additional_properties", {"keys": "bogus"}),
+        (("id",), "Bad Id", "id", "schema_pattern", {"value": '"Bad Id"', "pattern": "^[a-z0-9][a-z0-9_]*$"}),
+        (("settings", "throughput", "mean_steps"), [5], "settings/throughput/mean_steps", "schema_min_items", {"limit": "2"}),
+        (("tracks", "pretraining", "levels", 1, "throughput_ratio_min"), 0, "tracks/pretraining/levels/1/throughput_ratio_min",
+         "schema_exclusive_minimum", {"value": "0", "limit": "0"}),
+        (("settings", "rouge", "variants"), ["rouge1", "rouge1"], "settings/rouge/variants", "schema_invalid", {"keyword": "uniqueItems"}),
+        (("workloads", "sft-llama", "model"), "gpt-5", "workloads/sft-llama/model", "unknown_model", {"model": "gpt-5"}),
+        (("workloads", "lora-llama", "init_from"), "nowhere", "workloads/lora-llama/init_from", "unknown_workload", {"workload": "nowhere"}),
+        (("workloads", "pretrain-llama", "datasets", "train"), "ghost", "workloads/pretrain-llama/datasets/train", "unknown_dataset", {"dataset": "ghost"}),
+        (("workloads", "pretrain-llama", "datasets", "validation"), DELETE, "workloads/pretrain-llama/datasets/validation", "dataset_role_missing",
+         {"workload_kind": "pretrain", "role": "validation"}),
+        (("tracks", "finetuning", "levels", 1, "workloads"), ["absent"], "tracks/finetuning/levels/1/workloads", "unknown_workload", {"workload": "absent"}),
+        (("settings", "loss_alignment", "steps"), 210, "settings/loss_alignment/steps", "loss_steps_not_windows", {"steps": "210", "window": "20"}),
+        (("settings", "throughput", "mean_steps"), [9, 3], "settings/throughput/mean_steps", "mean_steps_reversed", {"first": "9", "last": "3"}),
+        (("workloads", "lora-llama", "criteria", 0, "id"), "sft.rouge", "workloads/lora-llama/criteria/0/id", "criterion_id_duplicate",
+         {"criterion": "sft.rouge", "workload": "sft-llama"}),
+    ],
+)
+def test_issue_code_and_values(path, value, reported, code, values):
+    data = pack_data()
+    set_path(data, path, value)
+
+    issues = {issue.path: issue for issue in validate_rule_pack(data)}
+
+    assert reported in issues
+    assert issues[reported].code == code
+    assert dict(issues[reported].values) == values
+
+
+def test_fixed_and_free_issue_code():
+    data = pack_data()
+    hyperparameters = data["workloads"]["infer-llama"]["hyperparameters"]
+    hyperparameters.setdefault("free", {})["decode_strategy"] = hyperparameters["fixed"]["decode_strategy"]
+
+    issues = validate_rule_pack(data)
+
+    assert [(issue.code, dict(issue.values)) for issue in issues] == [("hyperparameter_fixed_and_free", {"keys": "decode_strategy"})]
+
+
+@pytest.mark.parametrize(("path", "value", "reported"), [
+    (("settings", "rouge", "variants"), ["rouge9"], "settings/rouge/variants/0"),
+    (("workloads", "sft-llama", "datasets", "train"), {"zh": "sft_zh_train"}, "workloads/sft-llama/datasets/train"),
+    (("workloads", "sft-llama", "datasets", "eval"), [], "workloads/sft-llama/datasets/eval"),
+])
+def test_every_issue_has_code(path, value, reported):
+    data = pack_data()
+    set_path(data, path, value)
+
+    issues = validate_rule_pack(data)
+
+    assert reported in [issue.path for issue in issues]
+    assert all(issue.code for issue in issues), issues
+
+
 def test_every_error_is_reported():
     data = pack_data()
     data["schema"] = 2
