@@ -39,6 +39,8 @@ POLL_SECONDS = 0.2
 # The launcher starts the processes of a node in one loop, local rank 0 first, so a sibling normally finds it at once.
 # This bound covers a slow start; after it the rank checks the inputs itself.
 FIND_SECONDS = 30.0
+# A result file counts as a sibling's only if its process started this close to this one (see ended_sibling_result).
+SIBLING_START_SECONDS = 5
 # The result files this process wrote, deleted when it ends.
 OWN_RESULTS: list[Path] = []
 
@@ -85,16 +87,21 @@ def _verify_and_share(verify: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     check_result_folder()
     remove_stale_results()
     path = result_path(os.getpid())
+    # The launcher that started this process, so that a sibling that looks only after this process has ended
+    # can still tell its result from those of other jobs.
+    launcher = [os.getppid(), process_start_ticks(os.getppid())]
     try:
         records = verify()
     except AgentError as error:
-        _write_result(path, {"error": {"code": error.code, "message": error.message, "hint": error.hint, "exit_code": error.exit_code}})
+        _write_result(path, {"launcher": launcher,
+                             "error": {"code": error.code, "message": error.message, "hint": error.hint, "exit_code": error.exit_code}})
         raise
     except Exception as error:
-        _write_result(path, {"error": {"code": "input_check_failed", "message": f"{type(error).__name__}: {error}",
+        _write_result(path, {"launcher": launcher,
+                             "error": {"code": "input_check_failed", "message": f"{type(error).__name__}: {error}",
                                        "hint": _("see the log of local rank 0 on this node"), "exit_code": 1}})
         raise
-    _write_result(path, {"records": records})
+    _write_result(path, {"launcher": launcher, "records": records})
     if path is not None:
         # The other local ranks read the file before they start training with this process, so it can go at exit.
         remove_at_exit(path)
@@ -125,7 +132,12 @@ def _write_result(path: Path | None, result: dict[str, Any]) -> None:
 
 def _wait_for_local_rank_zero(verify: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     check_result_folder()
-    leader = find_local_rank_zero()
+    leader, ended_result = find_local_rank_zero()
+    if ended_result is not None:
+        # Local rank 0 checked the inputs and ended (after a failed check) before this process looked for it.
+        logger.info(_("local rank 0 of this node (process {pid}) checked the inputs and ended; reading its result")
+                    .format(pid=_result_pid(ended_result)))
+        return _read_result(ended_result, _result_pid(ended_result))
     path = result_path(leader) if leader is not None else None
     if path is None:
         logger.warning(_("local rank 0 of this node was not found among the launcher's processes, so this process checks the inputs itself"))
@@ -153,17 +165,56 @@ def _read_result(path: Path, leader: int) -> dict[str, Any]:
     return result["records"]
 
 
-def find_local_rank_zero(timeout: float = FIND_SECONDS) -> int | None:
-    """Return the id of the process that the same launcher started with PADDLE_LOCAL_RANK=0, or None when none is found."""
+def find_local_rank_zero(timeout: float = FIND_SECONDS) -> tuple[int | None, Path | None]:
+    """Find the process that the same launcher started with PADDLE_LOCAL_RANK=0.
+
+    Return (its id, None) while it runs, (None, its result file) when it has
+    already ended after writing a result, and (None, None) when neither is
+    found within `timeout` seconds.
+    """
     deadline = time.monotonic() + timeout
     parent = os.getppid()
     while True:
         for pid in child_processes(parent):
             if pid != os.getpid() and process_environment(pid).get("PADDLE_LOCAL_RANK") == "0":
-                return pid
+                return pid, None
+        ended = ended_sibling_result(parent, process_start_ticks(os.getpid()))
+        if ended is not None:
+            return None, ended
         if time.monotonic() > deadline:
-            return None
+            return None, None
         time.sleep(POLL_SECONDS)
+
+
+def ended_sibling_result(parent: int, own_start: int | None) -> Path | None:
+    """Return the result file of a process of this job that has ended, or None.
+
+    The file must name `parent` (with its start time) as its launcher, and its
+    process must have started within SIBLING_START_SECONDS of `own_start`,
+    this process's start in clock ticks. The
+    launcher starts the processes of a node in one loop, while a result left
+    by an earlier job of the same parent (a test harness that starts the
+    ranks itself) is older.
+    """
+    launcher = [parent, process_start_ticks(parent)]
+    window = SIBLING_START_SECONDS * os.sysconf("SC_CLK_TCK")
+    for path in RESULT_FOLDER.glob(f"inputs-{socket.gethostname()}-*.json"):
+        pid, _separator, started = path.stem.removeprefix(f"inputs-{socket.gethostname()}-").partition("-")
+        if not (pid.isdigit() and started.isdigit()) or own_start is None or abs(int(started) - own_start) > window:
+            continue
+        if process_running(int(pid), int(started)):
+            continue  # a live local rank 0 is found through the process list
+        try:
+            written_by = json.loads(path.read_text(encoding="utf-8")).get("launcher")
+        except (OSError, ValueError, AttributeError):
+            continue  # a half-written or foreign file is not this job's result
+        if written_by == launcher:
+            return path
+    return None
+
+
+def _result_pid(path: Path) -> int:
+    return int(path.stem.removeprefix(f"inputs-{socket.gethostname()}-").partition("-")[0])
 
 
 def child_processes(parent: int) -> list[int]:
