@@ -23,6 +23,7 @@ urlpatterns = [
     path("feeds/certificates.json", certificates.certificate_feed_json, name="feed-json"),
     path("feeds/certificates.csv", certificates.certificate_feed_csv, name="feed-csv"),
     path("feeds/levels.svg", certificates.certificate_plot, name="feed-plot"),
+    path("feeds/levels-<str:language>.svg", certificates.certificate_plot, name="feed-plot-language"),
     path("cards/<int:card_id>/", certificates.card_detail, name="card-detail"),
     path("submissions/", submissions.submission_list, name="submission-list"),
     path("submissions/upload/", submissions.submission_upload, name="submission-upload"),

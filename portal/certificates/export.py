@@ -8,8 +8,11 @@ published on any static host.
 
 The HTML pages are written once per language of SITE_LANGUAGES: Chinese at
 the root and English under `en/`, each page linking to its twin in the
-other language. Data files (JSON, CSV, SVG) do not depend on the language
-and are written once, at the root; the English pages link to those.
+other language. Data files are written once, at the root, and every page
+links to those. The JSON and CSV feeds do not depend on the language; the
+bar chart names tracks, so it is written once per language
+(feeds/levels-zh-hans.svg, feeds/levels-en.svg) and each page links the
+chart of its own language.
 """
 
 from __future__ import annotations
@@ -50,7 +53,8 @@ class ExportReport:
 def site_paths() -> list[str]:
     """Return the URL path of every page and data file the static site contains."""
     paths = [reverse("certificate-list"), reverse("revocation-list"), reverse("revocation-list-json"),
-             reverse("feed-json"), reverse("feed-csv"), reverse("feed-plot")]
+             reverse("feed-json"), reverse("feed-csv")]
+    paths += [reverse("feed-plot-language", args=[language]) for language, _folder, _name in SITE_LANGUAGES]
     certificates = Certificate.objects.order_by("id").values_list("number", "card_id", "credential")
     card_ids = set()
     for number, card_id, credential in certificates:
@@ -83,7 +87,7 @@ def export_site(target: Path, base_url: str) -> ExportReport:
             for path in paths:
                 is_page = output_name(path).endswith(".html")
                 if not is_page and folder:
-                    continue  # data files are the same in every language; the root copy serves all
+                    continue  # data files are written once, at the root, for the pages of every language
                 page = folder + output_name(path) if is_page else output_name(path)
                 _write(target / page, _render(factory, path, language_links(output_name(path), folder), base_url), page, folder)
                 report.pages += 1

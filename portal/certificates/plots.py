@@ -14,27 +14,29 @@ LEVEL_COLOURS = {1: "#8fb3e8", 2: "#3f7bd1", 3: "#0b3d91"}
 
 
 def levels_by_track_svg(certificates) -> str:
-    """Draw a grouped bar chart of valid certificates per track and level."""
+    """Draw a grouped bar chart of valid certificates per track and level, labelled in the active language."""
     counts = Counter((item.track, item.level) for item in certificates if not item.is_revoked)
     peak = max(counts.values(), default=0) or 1
     width, height, bar, gap = 520, 220, 26, 18
     bars = []
     for group, track in enumerate(TRACK_ORDER):
         x0 = 50 + group * (3 * bar + gap)
-        bars.append(f'<text x="{x0 + 1.5 * bar}" y="{height - 8}" text-anchor="middle" font-size="12">{escape(track)}</text>')
+        label = escape(_track_label(track))
+        bars.append(f'<text x="{x0 + 1.5 * bar}" y="{height - 8}" text-anchor="middle" font-size="12">{label}</text>')
         for offset, level in enumerate((1, 2, 3)):
             value = counts.get((track, level), 0)
             bar_height = 150 * value / peak
             x, y = x0 + offset * bar, height - 30 - bar_height
-            bars.append(f'<rect x="{x}" y="{y:.1f}" width="{bar - 3}" height="{bar_height:.1f}" fill="{LEVEL_COLOURS[level]}"><title>{escape(track)} {level}: {value}</title></rect>')
+            bars.append(f'<rect x="{x}" y="{y:.1f}" width="{bar - 3}" height="{bar_height:.1f}" fill="{LEVEL_COLOURS[level]}"><title>{label} {level}: {value}</title></rect>')
             bars.append(f'<text x="{x + (bar - 3) / 2}" y="{y - 3:.1f}" text-anchor="middle" font-size="10">{value}</text>')
     legend = "".join(
         f'<rect x="{380 + index * 45}" y="8" width="10" height="10" fill="{colour}"/><text x="{394 + index * 45}" y="17" font-size="11">{"I" * level}</text>'
         for index, (level, colour) in enumerate(LEVEL_COLOURS.items())
     )
+    description = quoteattr(gettext("Valid certificates per track and level"))
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-label="valid certificates per track and level" font-family="sans-serif">'
+        f'aria-label={description} font-family="sans-serif">'
         f'<line x1="45" y1="{height - 30}" x2="{width - 10}" y2="{height - 30}" stroke="#55606b"/>{"".join(bars)}{legend}</svg>'
     )
 

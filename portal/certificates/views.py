@@ -3,11 +3,13 @@
 import json
 import logging
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import HttpResponse, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
+from django.utils import translation
 from django.utils.translation import get_language
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -117,9 +119,24 @@ def _filter_error_response(errors: list[PortalError]) -> JsonResponse:
     return JsonResponse(body, status=errors[0].status, json_dumps_params={"ensure_ascii": False})
 
 
-def certificate_plot(request):
-    svg = cached(listing_cache_key("feed-plot"), lambda: levels_by_track_svg(Certificate.objects.all()))
+def certificate_plot(request, language: str | None = None):
+    """Return the bar chart of valid certificates per track and level, with track names in `language`.
+
+    Without `language` the chart follows the request's language. An unknown
+    language code is a 404, because every chart URL must name a language the
+    portal translates into.
+    """
+    if language is None:
+        language = get_language()
+    elif language not in dict(settings.LANGUAGES):
+        raise Http404(f"no chart in language {language!r}; use one of {', '.join(dict(settings.LANGUAGES))}")
+    svg = cached(listing_cache_key("feed-plot", language), lambda: _plot_in_language(language))
     return HttpResponse(svg, content_type="image/svg+xml")
+
+
+def _plot_in_language(language: str) -> str:
+    with translation.override(language):
+        return levels_by_track_svg(Certificate.objects.all())
 
 
 def card_detail(request, card_id):

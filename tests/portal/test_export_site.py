@@ -34,7 +34,7 @@ def site(tmp_path, certificates):
 
 
 def test_export_writes_pages_and_feeds(site, certificates, card):
-    expected = ["index.html", "feeds/certificates.json", "feeds/certificates.csv", "feeds/levels.svg",
+    expected = ["index.html", "feeds/certificates.json", "feeds/certificates.csv", "feeds/levels-zh-hans.svg", "feeds/levels-en.svg",
                 "certificates/revoked/index.html", "certificates/revoked.json", f"cards/{card.pk}/index.html"]
     for certificate in certificates:
         expected += [f"certificates/{certificate.number}/index.html", f"certificates/{certificate.number}/credential.json"]
@@ -75,7 +75,19 @@ def test_data_files_parse(site, certificates):
     rows = list(csv.DictReader((site / "feeds/certificates.csv").open(encoding="utf-8")))
     assert {row["status"] for row in rows} == {"valid", "revoked"}
     assert json.loads((site / "certificates/revoked.json").read_text(encoding="utf-8"))["count"] == 1
-    assert ElementTree.parse(site / "feeds/levels.svg").getroot().tag.endswith("svg")
+    for language in ("zh-hans", "en"):
+        assert ElementTree.parse(site / f"feeds/levels-{language}.svg").getroot().tag.endswith("svg")
+
+
+def test_plot_per_language(site):
+    chinese = (site / "feeds/levels-zh-hans.svg").read_text(encoding="utf-8")
+    english = (site / "feeds/levels-en.svg").read_text(encoding="utf-8")
+
+    assert ">预训练</text>" in chinese
+    assert ">pretraining<" not in chinese
+    assert ">fine-tuning</text>" in english
+    assert 'src="feeds/levels-zh-hans.svg"' in (site / "index.html").read_text(encoding="utf-8")
+    assert 'src="../feeds/levels-en.svg"' in (site / "en/index.html").read_text(encoding="utf-8")
 
 
 def test_export_refuses_non_empty_folder(tmp_path, certificates):

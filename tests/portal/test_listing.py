@@ -108,6 +108,39 @@ def test_plot_is_svg(client, listed):
     assert response.content.startswith(b"<svg")
 
 
+@pytest.mark.parametrize("language, names, raw", [
+    ("zh-hans", ["调优", "预训练", "推理"], ["finetuning", "pretraining", "inference"]),
+    ("en", ["fine-tuning", "pretraining", "inference"], ["finetuning"]),
+])
+def test_plot_names_tracks_in_language(client, listed, language, names, raw):
+    chart = client.get(reverse("feed-plot-language", args=[language])).content.decode()
+
+    for name in names:
+        assert f">{name}</text>" in chart
+    for track_id in raw:
+        assert f">{track_id}<" not in chart
+
+
+def test_plot_cached_per_language(client, listed):
+    chinese = client.get(reverse("feed-plot-language", args=["zh-hans"])).content.decode()
+    english = client.get(reverse("feed-plot-language", args=["en"])).content.decode()
+
+    assert ">预训练</text>" in chinese
+    assert ">fine-tuning</text>" in english
+
+
+@pytest.mark.parametrize("language", ["zh-hans", "en"])
+def test_listing_links_plot_of_its_language(client, listed, language):
+    client.cookies["django_language"] = language
+    page = client.get(reverse("certificate-list"), HTTP_ACCEPT_LANGUAGE=language).content.decode()
+
+    assert f'src="{reverse("feed-plot-language", args=[language])}"' in page
+
+
+def test_plot_in_unknown_language_is_404(client, listed):
+    assert client.get(reverse("feed-plot-language", args=["fr"])).status_code == 404
+
+
 def test_unknown_card_is_404(client, db):
     assert client.get(reverse("card-detail", args=[999])).status_code == 404
 
