@@ -73,6 +73,11 @@ def _(message: str) -> str:
     return _catalogue(choose_language()).gettext(message)
 
 
+def gettext_in(language: str, message: str) -> str:
+    """Return `message` in `language` ("zh" or "en") whatever the process's language, for output that names its own language."""
+    return _catalogue(choose_language(language)).gettext(message)
+
+
 def ngettext(singular: str, plural: str, count: int) -> str:
     """Return the form of a message for `count` in the current language (Chinese has one form for every count)."""
     return _catalogue(choose_language()).ngettext(singular, plural, count)

@@ -54,7 +54,7 @@ def write_report(out_dir: Path, verdict: Verdict, bundle, references: list, lang
         _summary(verdict, text),
         _criteria_table(verdict, text, language, status_labels),
         _inputs_table(verdict, language),
-        _tracks_table(verdict, text),
+        _tracks_table(verdict, text, language),
         _plots(bundle, references, text),
         "</body></html>",
     ]
@@ -94,6 +94,8 @@ def _inputs_table(verdict: Verdict, language: str) -> str:
     workloads = workload_inputs(verdict.inputs, language)
     if not workloads:
         return ""
+    # NOTE: these labels, like those of agent.verdict_inputs, follow the process language rather than `language`.
+    # `agent check` sets both to the same language, so only a direct caller of write_report can see a mix.
     heads = (_("workload"), _("input"), _("vendor sha256"), _("reference sha256"), _("rule pack sha256"), _("equal"))
     head = "".join(f"<th>{_e(label)}</th>" for label in heads)
     rows = []
@@ -120,13 +122,13 @@ def _digest_cell(digest: str | None) -> str:
     return f"<code title=\"{_e(digest)}\">{_e(short_digest(digest))}</code>"
 
 
-def _tracks_table(verdict: Verdict, text: dict) -> str:
+def _tracks_table(verdict: Verdict, text: dict, language: str) -> str:
     rows = []
     for track, outcome in verdict.tracks.items():
         ran, unplanned = split_gap(outcome["gap"])
         gap = ", ".join(str(item.get("criterion") or item.get("requires_track")) for item in ran)
         if unplanned:
-            gap = "; ".join(part for part in (gap, unplanned_text(outcome["gap"][0]["level"], unplanned, verdict.rule_pack["name"])) if part)
+            gap = "; ".join(part for part in (gap, unplanned_text(outcome["gap"][0]["level"], unplanned, verdict.rule_pack["name"], language)) if part)
         rows.append(f"<tr><td>{_e(track)}</td><td>{outcome['level']}/{outcome['max_level']}</td><td>{_e(gap)}</td></tr>")
     head = f"<tr><th>{_e(text['track'])}</th><th>{_e(text['level'])}</th><th>{_e(text['gap'])}</th></tr>"
     return f"<h2>{_e(text['tracks'])}</h2><table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"

@@ -135,7 +135,7 @@ def format_verdict(verdict: Verdict, language: str) -> str:
         gap = ", ".join(format_gap_item(item, language) for item in ran)
         lines.append(f"{track}: {labels['level']} {outcome['level']}/{outcome['max_level']}" + (f"  {labels['gap']}: {gap}" if gap else ""))
         if unplanned:
-            lines.append("    " + unplanned_text(outcome["gap"][0]["level"], unplanned, verdict.rule_pack["name"]))
+            lines.append("    " + unplanned_text(outcome["gap"][0]["level"], unplanned, verdict.rule_pack["name"], language))
     for flag in verdict.flags:
         lines.append(f"! {flag['explanation'][language]} {labels['hint']}: {flag['hint'][language]}")
     return "\n".join(lines)

@@ -2,7 +2,14 @@
 
 import re
 
+import pytest
+
 from agent.cli import main
+from agent.commands.check import write_html
+from agent.i18n import set_language
+from certification.verdict import Reference, judge
+from tests.certification.runfolder import PACK
+from tests.certification.test_verdict import PEAKS, make_bundle
 from agent.errors import EXIT_OK, EXIT_VERDICT_FAILED
 from tests.agent.test_cmd_check_validate import make_bundles
 
@@ -59,3 +66,19 @@ def test_html_report_names_unplanned_workloads(tmp_path, capsys):
     page = (out / "index.html").read_text(encoding="utf-8")
     assert "level 2 needs workloads that this run did not plan: sd-sft-digits (profile demo-sd)" in page
     assert "sd-sft-digits.fixed_hyperparameters" not in page.split("<h2>")[-1]
+
+
+@pytest.mark.parametrize("process_language, language, expected", [
+    ("en", "zh", "第 2 级需要本次运行未计划的工作负载：sd-sft-digits（配置 demo-sd）"),
+    ("zh", "en", "level 2 needs workloads that this run did not plan: sd-sft-digits (profile demo-sd)"),
+])
+def test_html_unplanned_follows_language_argument(tmp_path, capsys, process_language, language, expected):
+    reference = make_bundle(tmp_path / "reference")
+    vendor = make_bundle(tmp_path / "vendor")
+    references = [Reference(reference, PEAKS)]
+    verdict = judge(vendor, references, PACK, PEAKS)
+    set_language(process_language)
+
+    write_html(tmp_path / "report", verdict, vendor, references, language)
+
+    assert expected in (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
