@@ -13,6 +13,9 @@ from certification.rulepack import RulePackError, RulePackIssue, validate_rule_p
 # The YAML types that a `top_level_not_mapping` problem names (certification.rulepack.TOP_LEVEL_KINDS).
 YAML_KINDS = (N_("string"), N_("list"), N_("number"), N_("boolean"))
 
+# The labels that certification.rulepack puts in place of a YAML path when a problem concerns no single key.
+PATH_LABELS = {"(top level)": N_("(top level)"), "(file)": N_("(file)"), "(file name)": N_("(file name)")}
+
 # certification.hyperparameters.EXPECTED_TEXTS, marked for translation: the same English strings.
 EXPECTED_TEXTS = {
     "boolean": N_("true or false"),
@@ -47,10 +50,17 @@ def check_rule_pack_file(path: Path, report: Callable[[str], None]) -> None:
     except RulePackError as error:
         raise from_coded_error(error) from None
     for issue in issues:
-        report(f"{path}: {issue.path}: {issue_message(issue)}")
+        report(f"{path}: {issue_path(issue)}: {issue_message(issue)}")
     if issues:
         raise AgentError("rule_pack_invalid", ngettext("{count} problem in {path}", "{count} problems in {path}", len(issues)).format(count=len(issues), path=path),
                          _("fix each path listed above"), EXIT_REJECTED)
+
+
+def issue_path(issue: RulePackIssue) -> str:
+    """Return the problem's YAML path, with a label such as "(file)" translated into the user's language."""
+    if issue.path in PATH_LABELS:
+        return _(PATH_LABELS[issue.path])
+    return issue.path
 
 
 def issue_message(issue: RulePackIssue) -> str:

@@ -70,12 +70,23 @@ def test_problems_in_chinese(tmp_path, capsys):
     main(["--lang", "zh", "validate-pack", str(renamed)])
     renamed_lines = capsys.readouterr().out.splitlines()
 
-    assert text_lines == [f"{text}: (file): 文件可以按 YAML 解析，但其顶层是字符串，不是映射；"
+    assert text_lines == [f"{text}: （文件）: 文件可以按 YAML 解析，但其顶层是字符串，不是映射；"
                           "规则包是一个 YAML 映射，包含 schema、id、version、status、tracks 等键"]
-    assert f"{renamed}: (file name): 文件名为 my-pack.yaml，但按其 id 和 version，规则包应为 demo-2026.1；" \
+    assert f"{renamed}: （文件名）: 文件名为 my-pack.yaml，但按其 id 和 version，规则包应为 demo-2026.1；" \
            "请把文件改名为 demo-2026.1.yaml，或修改 id 和 version" in renamed_lines
-    assert any(line.startswith(f"{renamed}: (file): 已发布的规则包 demo-2026.1 固定为 sha256 ") for line in renamed_lines)
+    assert any(line.startswith(f"{renamed}: （文件）: 已发布的规则包 demo-2026.1 固定为 sha256 ") for line in renamed_lines)
     assert f"{renamed}: schema: 应为 1，而不是 2" in renamed_lines
+
+
+@pytest.mark.parametrize("language, label", [("en", "(top level)"), ("zh", "（顶层）")])
+def test_top_level_label_in_language(tmp_path, capsys, language, label):
+    path = write_demo_pack(tmp_path, ("status: published\n", ""))
+
+    code = main(["--lang", language, "validate-pack", str(path)])
+
+    lines = capsys.readouterr().out.splitlines()
+    assert code == EXIT_REJECTED
+    assert any(line.startswith(f"{path}: {label}: ") for line in lines), lines
 
 
 def write_demo_pack(tmp_path, *replacements):
@@ -153,7 +164,7 @@ MC4CAQAwBQYDK2VwBCIEIDmLrBRl2Ns+Y6j2JHAlK6yQwLffG3dWKj2X2XhQeeGZ
 
 @pytest.mark.parametrize("language, expected", [
     ("en", "(file): the file looks like a PEM key or certificate, not a rule pack"),
-    ("zh", "(file): 该文件看起来是 PEM 密钥或证书，不是规则包"),
+    ("zh", "（文件）: 该文件看起来是 PEM 密钥或证书，不是规则包"),
 ])
 def test_key_file_not_echoed(tmp_path, capsys, language, expected):
     path = tmp_path / "vendor.key"

@@ -283,7 +283,8 @@ def test_validate_pack_yaml_error(tmp_path, capsys, text, chinese, english, lang
 
     output = capsys.readouterr().out
     assert code == EXIT_REJECTED
-    assert output.splitlines()[0] == f"{path}: (file): {chinese if language == 'zh' else english}"
+    expected = f"（文件）: {chinese}" if language == "zh" else f"(file): {english}"
+    assert output.splitlines()[0] == f"{path}: {expected}"
 
 
 @pytest.mark.parametrize("language, expected", [
