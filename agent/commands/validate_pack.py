@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Callable
 
 from agent.errors import EXIT_OK, EXIT_REJECTED, AgentError, from_coded_error, translate_core_message
-from agent.i18n import N_, _, ngettext
+from agent.i18n import LANGUAGES, N_, _, ngettext
 from certification.kind_hyperparameters import value_rule
 from certification.rulepack import RulePackError, RulePackIssue, validate_rule_pack_file
 
@@ -32,6 +32,8 @@ EXPECTED_TEXTS = {
 
 def add_arguments(parser):
     parser.add_argument("file", type=Path, metavar="FILE", help=_("rule pack YAML file, named <id>-<version>.yaml"))
+    # cli.main reads --lang from anywhere on the command line before it parses, so this option only has to be accepted here.
+    parser.add_argument("--lang", choices=LANGUAGES, help=_("language of the problems: zh or en (default: Chinese when LC_ALL, LC_MESSAGES or LANG starts with zh_, else English)"))
 
 
 def run(args) -> int:

@@ -89,6 +89,17 @@ def test_top_level_label_in_language(tmp_path, capsys, language, label):
     assert any(line.startswith(f"{path}: {label}: ") for line in lines), lines
 
 
+def test_lang_after_command(tmp_path, capsys):
+    path = tmp_path / "notes-2026.1.yaml"
+    path.write_text("hello world\n", encoding="utf-8")
+
+    code = main(["validate-pack", "--lang", "zh", str(path)])
+
+    lines = capsys.readouterr().out.splitlines()
+    assert code == EXIT_REJECTED
+    assert lines[0].startswith(f"{path}: （文件）: 文件可以按 YAML 解析")
+
+
 def write_demo_pack(tmp_path, *replacements):
     """Write the demo pack under its own name with each (old, new) text replaced once."""
     text = (RULEPACK_DIR / "demo-2026.1.yaml").read_text(encoding="utf-8")
