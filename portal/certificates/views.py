@@ -163,6 +163,9 @@ def _revoked_json(base_url: str) -> str:
 
 def certificate_verify(request):
     number = request.GET.get("number", "").strip()
+    if "/" in number:
+        # No certificate number contains a slash, and the detail URL cannot carry one.
+        return render(request, "certificates/verify.html", {"number": number, "not_found": True}, status=404)
     if number:
         return redirect("certificate-detail", number=number)
     return render(request, "certificates/verify.html")

@@ -34,6 +34,13 @@ def test_verify_unknown_number(client, db):
     assert response.status_code == 404
 
 
+def test_verify_number_with_slash(client, db):
+    response = client.get(reverse("certificate-verify"), {"number": "a/b"})
+
+    assert response.status_code == 404
+    assert "a/b" in response.content.decode()
+
+
 def test_revoked_certificate_shows_revocation(client, certificate, staff):
     revoke_certificate(certificate, reason="withdrawn", revoked_by=staff)
     page = client.get(reverse("certificate-detail", args=[certificate.number])).content.decode()
