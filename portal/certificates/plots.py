@@ -11,6 +11,9 @@ from portal.certificates.models import Track
 
 TRACK_ORDER = ["finetuning", "pretraining", "inference", "dpo"]
 LEVEL_COLOURS = {1: "#8fb3e8", 2: "#3f7bd1", 3: "#0b3d91"}
+# The system CJK fonts that portal.css names, then any sans-serif font. A chart served as its own file (an <img>)
+# cannot use the page's web font, so on a machine without these fonts its Chinese labels show as boxes.
+SVG_FONTS = "'Noto Sans CJK SC', 'WenQuanYi Micro Hei', 'PingFang SC', sans-serif"
 
 
 def levels_by_track_svg(certificates) -> str:
@@ -36,7 +39,7 @@ def levels_by_track_svg(certificates) -> str:
     description = quoteattr(gettext("Valid certificates per track and level"))
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-label={description} font-family="sans-serif">'
+        f'aria-label={description} font-family="{SVG_FONTS}">'
         f'<line x1="45" y1="{height - 30}" x2="{width - 10}" y2="{height - 30}" stroke="#55606b"/>{"".join(bars)}{legend}</svg>'
     )
 
@@ -64,6 +67,6 @@ def level_history_svg(events: list[dict]) -> str:
     description = quoteattr(gettext("level reached per submission"))
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-label={description} font-family="sans-serif">'
+        f'aria-label={description} font-family="{SVG_FONTS}">'
         f'<line x1="40" y1="140" x2="{width - 10}" y2="140" stroke="#55606b"/>{axis}{"".join(lines)}</svg>'
     )

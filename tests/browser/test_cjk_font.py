@@ -49,6 +49,23 @@ def test_chinese_page_loads_web_font(page):
     assert page.evaluate("getComputedStyle(document.querySelector('form.language select')).fontFamily").startswith('"Noto Sans CJK SC"')
 
 
+def test_inline_chart_uses_page_fonts(page):
+    page.goto("/")
+
+    # The card history chart is inline SVG that names system fonts in its font-family attribute.
+    family = page.evaluate("""() => {
+        const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+        svg.setAttribute("font-family", "sans-serif");
+        const text = document.createElementNS("http://www.w3.org/2000/svg", "text");
+        text.textContent = "调优";
+        svg.appendChild(text);
+        document.querySelector("main").prepend(svg);
+        return getComputedStyle(text).fontFamily;
+    }""")
+
+    assert WEB_FONT in family
+
+
 def test_english_page_does_not_link_web_font(page):
     page.goto("/")
     page.select_option("form.language select[name=language]", "en")
