@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import sys
+import tarfile
 import time
 import uuid
 from pathlib import Path
@@ -117,15 +118,32 @@ def check_arguments(args) -> str:
     if not is_web_address(args.portal):
         raise AgentError("portal_url_invalid", _("portal URL {value} is not an http:// or https:// address with a host name and a port from 1 to 65535").format(value=repr(args.portal)),
                          _("pass the portal's base URL with --portal or AGENT_PORTAL_URL, for example https://cert.example.com"), EXIT_USAGE)
+    address = urlsplit(args.portal)
+    if address.username is not None or address.password is not None:
+        # The URL is shown without its user part, so that a password never reaches the terminal or a log.
+        without_user = address._replace(netloc=address.netloc.rpartition("@")[2]).geturl()
+        raise AgentError("portal_url_credentials", _("portal URL {value} contains a user name or password").format(value=repr(without_user)),
+                         _("pass the portal's base URL without them; the agent signs in with the API token"), EXIT_USAGE)
+    check_range("--chunk-mib", args.chunk_mib, 1, MAX_CHUNK_MIB)
+    check_range("--retries", args.retries, 0, MAX_RETRIES)
+    check_bundle_file(args.bundle)
     if not args.token:
         raise AgentError("portal_token_missing", _("no API token given"),
                          _("pass --token TOKEN or set AGENT_PORTAL_TOKEN; the portal's staff give you one"), EXIT_USAGE)
-    check_range("--chunk-mib", args.chunk_mib, 1, MAX_CHUNK_MIB)
-    check_range("--retries", args.retries, 0, MAX_RETRIES)
-    if not args.bundle.is_file():
-        raise AgentError("bundle_not_found", _("bundle file not found: {path}").format(path=args.bundle),
-                         _("pass the .tar file that `python -m agent bundle` wrote"), EXIT_USAGE)
     return args.portal.rstrip("/") + UPLOAD_PATH
+
+
+def check_bundle_file(path: Path) -> None:
+    """Raise for a bundle path that is missing, empty or not a tar archive, before any request is sent."""
+    if not path.is_file():
+        raise AgentError("bundle_not_found", _("bundle file not found: {path}").format(path=path),
+                         _("pass the .tar file that `python -m agent bundle` wrote"), EXIT_USAGE)
+    if path.stat().st_size == 0:
+        raise AgentError("bundle_empty", _("bundle file {path} is empty").format(path=path),
+                         _("pass the .tar file that `python -m agent bundle` wrote, or run bundle again"), EXIT_USAGE)
+    if not tarfile.is_tarfile(path):
+        raise AgentError("bundle_not_archive", _("bundle file {path} is not a tar archive").format(path=path),
+                         _("pass the .tar file that `python -m agent bundle` wrote, or run bundle again"), EXIT_USAGE)
 
 
 def check_range(option: str, value: int, low: int, high: int) -> None:

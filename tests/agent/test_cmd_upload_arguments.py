@@ -46,3 +46,39 @@ def test_upload_option_out_of_range(tmp_path, capsys, option, value, accepted):
     assert f"error[option_out_of_range]: {option} {value} is out of range" in error
     assert f"pass {option} with a whole number {accepted}" in error
     assert "portal_unreachable" not in error
+
+
+def test_portal_url_with_password(tmp_path, capsys):
+    bundle = tmp_path / "run.bundle.tar"
+    bundle.write_bytes(b"")
+
+    code = main(["--lang", "en", "upload", str(bundle), "--portal", "http://user:secret@127.0.0.1:9", "--token", "t"])
+
+    error = capsys.readouterr().err
+    assert code == EXIT_USAGE
+    assert "error[portal_url_credentials]: portal URL 'http://127.0.0.1:9' contains a user name or password" in error
+    assert "secret" not in error
+
+
+@pytest.mark.parametrize(("content", "code_name"), [(b"", "bundle_empty"), (b"not a tar archive" * 100, "bundle_not_archive")])
+def test_bundle_checked_before_sending(tmp_path, capsys, content, code_name):
+    bundle = tmp_path / "run.bundle.tar"
+    bundle.write_bytes(content)
+
+    code = main(["--lang", "en", "upload", str(bundle), "--portal", "http://127.0.0.1:9", "--token", "t"])
+
+    error = capsys.readouterr().err
+    assert code == EXIT_USAGE
+    assert f"error[{code_name}]: bundle file {bundle}" in error
+    assert "portal_unreachable" not in error
+
+
+def test_option_checked_before_token(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("AGENT_PORTAL_TOKEN", raising=False)
+    bundle = tmp_path / "run.bundle.tar"
+    bundle.write_bytes(b"")
+
+    code = main(["--lang", "en", "upload", str(bundle), "--portal", "http://127.0.0.1:9", "--chunk-mib", "0"])
+
+    assert code == EXIT_USAGE
+    assert "error[option_out_of_range]" in capsys.readouterr().err
