@@ -372,7 +372,7 @@ def track_lines(report: dict, certificates: list[dict]) -> list[str]:
         else:
             line = "  " + tr("{track}: not certified").format(track=track)
         if unplanned:
-            line += tr("; ") + unplanned_text(outcome["gap"][0]["level"], unplanned, RULE_PACK)
+            line += tr("; ") + unplanned_text(outcome["gap"][0]["level"], unplanned, RULE_PACK, choose_language())
         lines.append(line)
     return lines
 

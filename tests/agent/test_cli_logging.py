@@ -4,6 +4,7 @@ import logging
 import os
 import subprocess
 import sys
+import tarfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -40,8 +41,12 @@ def test_formatter_time_is_the_record_time():
 
 
 def test_command_log_line_has_offset(tmp_path):
+    # A tar archive, because upload rejects any other file before it logs the request; it is sent only to a closed port.
+    payload = tmp_path / "payload.txt"
+    payload.write_text("not sent anywhere but a closed loopback port")
     bundle = tmp_path / "any.tar"
-    bundle.write_bytes(b"not sent anywhere but a closed loopback port")
+    with tarfile.open(bundle, "w") as archive:
+        archive.add(payload, arcname="payload.txt")
     command = [sys.executable, "-m", "agent", "-v", "upload", str(bundle), "--portal", "http://127.0.0.1:9",
                "--token", "t", "--single-request"]
 
