@@ -1,8 +1,5 @@
 import os
 import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -12,18 +9,6 @@ from agent.errors import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, AgentError
 from agent.runner.lock import lock_leader
 from certification.bundle import write_bundle
 from tests.certification.runfolder import build_run
-
-REPO = Path(__file__).resolve().parents[2]
-
-# Take the run-folder lock of sys.argv[1] the way `python -m agent run` does, print "locked" and sleep until killed.
-LOCK_HOLDER = """
-import sys, time
-from pathlib import Path
-from agent.runner.lock import lock_leader
-lock = lock_leader(Path(sys.argv[1]), launched=False)
-print("locked", flush=True)
-time.sleep(600)
-"""
 
 
 def make_key(tmp_path, name="vendor.key"):
@@ -170,30 +155,10 @@ def test_bundle_without_failures_has_no_warning(tmp_path, capsys):
     assert "warning" not in capsys.readouterr().err
 
 
-@pytest.fixture
-def lock_holder():
-    """Start a process that holds a run folder's lock, and kill it at the end if it still runs."""
-    started: list[subprocess.Popen] = []
-
-    def start(run_dir: Path) -> subprocess.Popen:
-        process = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(run_dir)], cwd=REPO,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        started.append(process)
-        line = process.stdout.readline()
-        assert line == "locked\n", process.stderr.read() if process.poll() is not None else line
-        return process
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=30)
-
-
-def test_bundle_rejects_locked_run(tmp_path, capsys, lock_holder):
+def test_bundle_rejects_locked_run(tmp_path, capsys, lock_holders):
     key = make_key(tmp_path)
     run_dir = build_run(tmp_path / "run", workloads=("sft-llama",))
-    holder = lock_holder(run_dir)
+    holder = lock_holders(run_dir, job=None)
 
     code = main(["bundle", str(run_dir), "--key", str(key)])
 
@@ -205,10 +170,10 @@ def test_bundle_rejects_locked_run(tmp_path, capsys, lock_holder):
     assert not (tmp_path / "run.bundle.tar").exists()
 
 
-def test_bundle_accepts_run_after_lock_ends(tmp_path, capsys, lock_holder):
+def test_bundle_accepts_run_after_lock_ends(tmp_path, capsys, lock_holders):
     key = make_key(tmp_path)
     run_dir = build_run(tmp_path / "run", workloads=("sft-llama",))
-    holder = lock_holder(run_dir)
+    holder = lock_holders(run_dir, job=None)
     holder.send_signal(signal.SIGKILL)
     holder.wait(timeout=30)
 

@@ -23,39 +23,6 @@ from tests.agent.launching import environment, launcher_command, run_arguments, 
 
 REPO = Path(__file__).resolve().parents[2]
 
-# Lock `folder` as rank RANK of job JOB, print "locked" and sleep until killed.
-HOLDER = """
-import sys, time
-from pathlib import Path
-from agent.runner.lock import lock_follower, lock_leader
-folder, rank = Path(sys.argv[1]), int(sys.argv[2])
-lock = lock_leader(folder, launched=True) if rank == 0 else lock_follower(folder, rank, timeout=30)
-print("locked", flush=True)
-time.sleep(600)
-"""
-
-
-@pytest.fixture
-def holders():
-    """Start processes that hold a run folder's lock; kill those still running at the end."""
-    started: list[subprocess.Popen] = []
-
-    def start(folder: Path, rank: int, job: str = "127.0.0.1:6170,127.0.0.1:6171") -> subprocess.Popen:
-        process = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder), str(rank)], cwd=REPO,
-                                   env={**os.environ, "PADDLE_TRAINER_ENDPOINTS": job},
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        started.append(process)
-        line = process.stdout.readline()
-        assert line == "locked\n", process.stderr.read() if process.poll() is not None else line
-        return process
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=30)
-
-
 def busy_error(action) -> AgentError:
     with pytest.raises(AgentError) as error:
         action()
@@ -63,8 +30,8 @@ def busy_error(action) -> AgentError:
     return error.value
 
 
-def test_second_leader_rejected(tmp_path, holders):
-    holder = holders(tmp_path, 0)
+def test_second_leader_rejected(tmp_path, lock_holders):
+    holder = lock_holders(tmp_path, 0)
 
     error = busy_error(lambda: lock_leader(tmp_path, launched=False))
 
@@ -73,9 +40,9 @@ def test_second_leader_rejected(tmp_path, holders):
     assert "stop" in error.hint
 
 
-def test_orphaned_worker_keeps_lock(tmp_path, holders):
-    leader = holders(tmp_path, 0)
-    worker = holders(tmp_path, 1)
+def test_orphaned_worker_keeps_lock(tmp_path, lock_holders):
+    leader = lock_holders(tmp_path, 0)
+    worker = lock_holders(tmp_path, 1)
     leader.send_signal(signal.SIGKILL)
     leader.wait(timeout=30)
 
@@ -86,9 +53,9 @@ def test_orphaned_worker_keeps_lock(tmp_path, holders):
     assert f"process {leader.pid} on " not in error.message
 
 
-def test_lock_free_after_holders_end(tmp_path, holders):
-    leader = holders(tmp_path, 0)
-    worker = holders(tmp_path, 1)
+def test_lock_free_after_holders_end(tmp_path, lock_holders):
+    leader = lock_holders(tmp_path, 0)
+    worker = lock_holders(tmp_path, 1)
     for process in (leader, worker):
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
@@ -100,9 +67,9 @@ def test_lock_free_after_holders_end(tmp_path, holders):
         lock.release()
 
 
-def test_worker_waits_for_own_job(tmp_path, holders, monkeypatch):
+def test_worker_waits_for_own_job(tmp_path, lock_holders, monkeypatch):
     # An orphaned leader of another launch holds the folder, so this job's rank 1 must not join its lock.
-    holders(tmp_path, 0, job="127.0.0.1:7000,127.0.0.1:7001")
+    lock_holders(tmp_path, 0, job="127.0.0.1:7000,127.0.0.1:7001")
     monkeypatch.setenv("PADDLE_TRAINER_ENDPOINTS", "127.0.0.1:8000,127.0.0.1:8001")
 
     error = busy_error(lambda: lock_follower(tmp_path, 1, timeout=1.0))
@@ -150,20 +117,20 @@ def test_worker_wait_setting_invalid(tmp_path, monkeypatch, value):
     assert f"AGENT_LOCK_WAIT_SECONDS={value!r}" in raised.value.message
 
 
-def test_new_run_check_rejects_busy_folder(tmp_path, holders):
+def test_new_run_check_rejects_busy_folder(tmp_path, lock_holders):
     (tmp_path / "run").mkdir()
-    holder = holders(tmp_path / "run", 0)
+    holder = lock_holders(tmp_path / "run", 0)
 
     error = busy_error(lambda: check_new_run_folder(tmp_path / "run"))
 
     assert str(holder.pid) in error.message
 
 
-def test_resume_rejected_while_run_holds_folder(tmp_path, holders):
+def test_resume_rejected_while_run_holds_folder(tmp_path, lock_holders):
     out = tmp_path / "run"
     out.mkdir()
     (out / "run.json").write_text(json.dumps({"run_id": "other", "profile": "smoke"}), encoding="utf-8")
-    holder = holders(out, 0)
+    holder = lock_holders(out, 0)
     # A data root without the data: the busy folder must be reported before any input is read.
     request = RunRequest(profile="smoke", out=out, resume=True, data_root=tmp_path)
 
