@@ -111,8 +111,8 @@ def command(*args: str | Path, capture: bool = False, secret_env: dict[str, str]
     which stay out of its command line (visible in ps) and out of the printed line.
     """
     argv = [str(arg) for arg in args]
-    shown = " ".join(f"{name}=…" for name in secret_env or {})
-    print("$ " + (shown + " " if shown else "") + " ".join(argv), flush=True)
+    hidden_values = " ".join(f"{name}=…" for name in secret_env or {})
+    print("$ " + (hidden_values + " " if hidden_values else "") + " ".join(argv), flush=True)
     env = {**os.environ, **secret_env} if secret_env else None
     result = subprocess.run(argv, cwd=ROOT, text=True, stdout=subprocess.PIPE if capture else None, env=env)
     if result.returncode != 0:

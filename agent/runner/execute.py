@@ -408,7 +408,7 @@ class Heartbeat:
     """Write a heartbeat event at most once per AGENT_HEARTBEAT_SECONDS while a workload trains or evaluates.
 
     Every phase shares the interval, so the first evaluation heartbeat comes
-    one interval after the last training heartbeat.
+    at least one interval after the last training heartbeat.
     """
 
     def __init__(self, folder: RunFolder):

@@ -182,7 +182,10 @@ def _cpu_model() -> str:
 
 
 def check_run_to_resume(path: Path) -> None:
-    """Reject --resume of a path that is a file or has no run.json; only the listing is read, so this runs before any input is hashed."""
+    """Reject --resume of a path that is a file or has no run.json.
+
+    Only the folder listing is read, so the check runs before any input is hashed.
+    """
     if path.exists() and not path.is_dir():
         raise AgentError("run_folder_not_a_folder", _("output path {path} is a file, not a folder").format(path=path),
                          _("pass --out with the folder of the run to resume"))

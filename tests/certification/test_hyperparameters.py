@@ -351,7 +351,8 @@ def test_key_in_wrong_section_rejected(workload_id, kind, key, section, expected
     ("pretrain-llama", "amp_master_grad", "fixed"),
 ])
 def test_key_read_from_both_sections(workload_id, key, section):
-    value = 0.0 if key == "dropout" else 4 if key in ("max_concurrency", "sharding_parallel_degree") else True
+    values = {"dropout": 0.0, "max_concurrency": 4, "sharding_parallel_degree": 4}
+    value = values.get(key, True)
 
     assert demo_workload_with(workload_id, section, key, value) == []
 
