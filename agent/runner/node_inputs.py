@@ -78,9 +78,15 @@ def check_result_folder() -> None:
 def remove_stale_results() -> None:
     """Delete the result files of this host whose process no longer runs, such as the error results of failed starts."""
     for path in RESULT_FOLDER.glob(f"inputs-{socket.gethostname()}-*.json"):
-        pid, _separator, started = path.stem.removeprefix(f"inputs-{socket.gethostname()}-").partition("-")
-        if pid.isdigit() and started.isdigit() and not process_running(int(pid), int(started)):
+        owner = _result_owner(path)
+        if owner is not None and not process_running(*owner):
             path.unlink(missing_ok=True)
+
+
+def _result_owner(path: Path) -> tuple[int, int] | None:
+    """Return the process id and start ticks that a result file's name gives, or None for a name of another form."""
+    pid, _separator, started = path.stem.removeprefix(f"inputs-{socket.gethostname()}-").partition("-")
+    return (int(pid), int(started)) if pid.isdigit() and started.isdigit() else None
 
 
 def _verify_and_share(verify: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -135,9 +141,9 @@ def _wait_for_local_rank_zero(verify: Callable[[], dict[str, Any]]) -> dict[str,
     leader, ended_result = find_local_rank_zero()
     if ended_result is not None:
         # Local rank 0 checked the inputs and ended (after a failed check) before this process looked for it.
-        logger.info(_("local rank 0 of this node (process {pid}) checked the inputs and ended; reading its result")
-                    .format(pid=_result_pid(ended_result)))
-        return _read_result(ended_result, _result_pid(ended_result))
+        leader = _result_owner(ended_result)[0]
+        logger.info(_("local rank 0 of this node (process {pid}) checked the inputs and ended; reading its result").format(pid=leader))
+        return _read_result(ended_result, leader)
     path = result_path(leader) if leader is not None else None
     if path is None:
         logger.warning(_("local rank 0 of this node was not found among the launcher's processes, so this process checks the inputs itself"))
@@ -199,10 +205,10 @@ def ended_sibling_result(parent: int, own_start: int | None) -> Path | None:
     launcher = [parent, process_start_ticks(parent)]
     window = SIBLING_START_SECONDS * os.sysconf("SC_CLK_TCK")
     for path in RESULT_FOLDER.glob(f"inputs-{socket.gethostname()}-*.json"):
-        pid, _separator, started = path.stem.removeprefix(f"inputs-{socket.gethostname()}-").partition("-")
-        if not (pid.isdigit() and started.isdigit()) or own_start is None or abs(int(started) - own_start) > window:
+        owner = _result_owner(path)
+        if owner is None or own_start is None or abs(owner[1] - own_start) > window:
             continue
-        if process_running(int(pid), int(started)):
+        if process_running(*owner):
             continue  # a live local rank 0 is found through the process list
         try:
             written_by = json.loads(path.read_text(encoding="utf-8")).get("launcher")
@@ -211,10 +217,6 @@ def ended_sibling_result(parent: int, own_start: int | None) -> Path | None:
         if written_by == launcher:
             return path
     return None
-
-
-def _result_pid(path: Path) -> int:
-    return int(path.stem.removeprefix(f"inputs-{socket.gethostname()}-").partition("-")[0])
 
 
 def child_processes(parent: int) -> list[int]:
