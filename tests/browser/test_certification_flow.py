@@ -86,7 +86,10 @@ def test_reviewer_judges_with_keyboard_and_signs_off(page, world, bundles):
     page.goto("/staff/evaluation/")
     page.click(f"a[href$='/staff/evaluation/sets/{evaluation_set.pk}/']")
     page.wait_for_url(re.compile(r"/staff/evaluation/sets/\d+/$"))
-    page.click("#start-review")
+    # The shortcut keys work once review.js has run, so wait for the page's
+    # load event, not only for the form: a key pressed before it is lost.
+    with page.expect_navigation():
+        page.click("#start-review")
     page.wait_for_selector("#judge-form")
     assert "Acme" not in page.inner_text("main")
 
