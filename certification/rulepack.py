@@ -13,7 +13,7 @@ import yaml
 
 from certification.errors import os_error_details
 from certification.kind_hyperparameters import hyperparameter_problem, training_length_problem
-from certification.rulepack_schema import schema_problem
+from certification.rulepack_schema import SchemaErrorLocations, schema_problem
 
 RULEPACK_DIR = Path(__file__).parent / "rulepacks"
 # Pack name -> sha256 of every published pack's bytes. A published pack never
@@ -267,12 +267,16 @@ def _file_issues(file_name: str, name: str, status: Any, sha256: str) -> list[Ru
 
 
 def validate_rule_pack(data: Any) -> list[RulePackIssue]:
-    """Return every schema and cross-reference problem in parsed rule pack data; an empty list means valid."""
+    """Return every schema and cross-reference problem in parsed rule pack data; an empty list means valid.
+
+    The cross-reference checks skip the parts that have schema errors, so one pass reports both kinds
+    of problem wherever the parts a check reads are well-formed.
+    """
     normalized = _string_keys(data)
     validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
-    issues = [_schema_issue(error) for error in validator.iter_errors(normalized)]
-    if not issues:
-        issues.extend(_reference_issues(normalized))
+    errors = list(validator.iter_errors(normalized))
+    issues = [_schema_issue(error) for error in errors]
+    issues.extend(_reference_issues(normalized, SchemaErrorLocations(normalized, errors)))
     return sorted(issues, key=lambda issue: issue.path)
 
 
@@ -317,17 +321,31 @@ def dataset_names(names: str | list[str] | None) -> list[str]:
     return [names] if isinstance(names, str) else list(names)
 
 
-def _reference_issues(data: dict) -> list[RulePackIssue]:
-    """Check that every name a pack uses is defined in it and that the settings agree with each other."""
+def _reference_issues(data: Any, shape: SchemaErrorLocations) -> list[RulePackIssue]:
+    """Check that every name a pack uses is defined in it and that the settings agree with each other.
+
+    Each check runs only where `shape` finds the parts it reads well-formed, so that it never meets a
+    value of the wrong type or a missing key.
+    """
+    if not shape.named_mappings(("workloads",), ("tracks",), ("models",), ("datasets",)):
+        return []
     issues = []
-    for workload_id, workload in data["workloads"].items():
+    interpretations_clean = shape.clean(("settings", "interpretations"))
+    workloads = {workload_id: workload for workload_id, workload in data["workloads"].items()
+                 if shape.clean(("workloads", workload_id)) and (interpretations_clean or "model_setting" not in workload)}
+    for workload_id, workload in workloads.items():
         issues.extend(_workload_issues(data, workload_id, workload))
     for track_name, track in data["tracks"].items():
-        issues.extend(_track_issues(data, track_name, track))
-    issues.extend(_settings_issues(data["settings"]))
-    issues.extend(_unset_digest_issues(data))
-    issues.extend(_sft_only_issues(data))
-    issues.extend(_duplicate_criterion_issues(data["workloads"]))
+        if shape.clean(("tracks", track_name)):
+            issues.extend(_track_issues(data, track_name, track))
+    if shape.clean(("settings", "loss_alignment"), ("settings", "throughput")):
+        issues.extend(_settings_issues(data["settings"]))
+    if shape.clean(("status",), ("datasets",), ("tokenizers",), ("models",)):
+        issues.extend(_unset_digest_issues(data))
+    if interpretations_clean:
+        issues.extend(_sft_only_issues(data, workloads))
+    issues.extend(_duplicate_criterion_issues({workload_id: workload for workload_id, workload in data["workloads"].items()
+                                               if shape.clean(("workloads", workload_id, "criteria"))}))
     return issues
 
 
@@ -420,7 +438,8 @@ def _model_setting_issues(data: dict, where: str, setting: str) -> list[RulePack
     if interpretation is None:
         return [_issue(f"{where}/model_setting", "unknown_interpretation", f"unknown interpretation setting {setting!r}", setting=setting)]
     choices = [interpretation["value"], *interpretation.get("options", [])]
-    unknown = [choice for choice in choices if choice not in data["models"]]
+    # A choice that is not a string, such as a list, names no model.
+    unknown = [choice for choice in choices if not isinstance(choice, str) or choice not in data["models"]]
     if unknown:
         models = ", ".join(map(str, unknown))
         return [_issue(f"settings/interpretations/{setting}", "interpretation_unknown_models", f"names models that the pack does not define: {models}", models=models)]
@@ -447,14 +466,14 @@ def _unset_digest_issues(data: dict) -> list[RulePackIssue]:
     return issues
 
 
-def _sft_only_issues(data: dict) -> list[RulePackIssue]:
-    """Models named by the `sft_only_models` interpretation may appear only in sft, sd_sft and inference workloads."""
+def _sft_only_issues(data: dict, workloads: dict) -> list[RulePackIssue]:
+    """Models named by the `sft_only_models` interpretation may appear only in sft, sd_sft and inference `workloads`."""
     interpretation = data["settings"].get("interpretations", {}).get("sft_only_models")
     if interpretation is None:
         return []
     sft_only = set(interpretation["value"])
     issues = []
-    for workload_id, workload in data["workloads"].items():
+    for workload_id, workload in workloads.items():
         model = _selected_model(data, workload)
         if model in sft_only and workload["kind"] in ("pretrain", "lora"):
             issues.append(_issue(f"workloads/{workload_id}/kind", "sft_only_model",
@@ -464,9 +483,13 @@ def _sft_only_issues(data: dict) -> list[RulePackIssue]:
 
 
 def _selected_model(data: dict, workload: dict) -> str | None:
-    """Return the model a workload uses: its `model`, or the value of the interpretation its `model_setting` names."""
+    """Return the model a workload uses: its `model`, or the value of the interpretation its `model_setting` names.
+
+    Returns None when that value is not a string, which _model_setting_issues reports.
+    """
     if "model_setting" in workload:
-        return data["settings"].get("interpretations", {}).get(workload["model_setting"], {}).get("value")
+        value = data["settings"].get("interpretations", {}).get(workload["model_setting"], {}).get("value")
+        return value if isinstance(value, str) else None
     return workload.get("model")
 
 

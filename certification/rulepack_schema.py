@@ -7,6 +7,9 @@ JSON type names, numbers, key names and values written as YAML scalars. An
 error of another keyword (oneOf, uniqueItems, ...) gets `schema_invalid` with
 only the keyword, so a translation can name the keyword and leave the English
 sentence out.
+
+`SchemaErrorLocations` tells which parts of a pack the schema found well-formed,
+so that the cross-reference checks can run on those parts in the same pass.
 """
 
 from __future__ import annotations
@@ -100,3 +103,51 @@ def _unexpected_keys(error: jsonschema.ValidationError) -> list[str]:
     instance = error.instance if isinstance(error.instance, dict) else {}
     return sorted(str(key) for key in instance
                   if key not in allowed and not any(re.search(pattern, str(key)) for pattern in patterns))
+
+
+class SchemaErrorLocations:
+    """The paths of a pack's schema errors, to tell which parts a cross-reference check may read.
+
+    A path is a tuple of mapping keys, such as ("workloads", "sft-llama"). A `required` error lies at the
+    missing key's path rather than at its parent, so that a part counts as ill-formed when a key it must
+    have is missing.
+    """
+
+    def __init__(self, data: Any, errors: list[jsonschema.ValidationError]):
+        self.data = data
+        self.paths = [path for error in errors for path in _error_paths(error)]
+
+    def clean(self, *paths: tuple[str, ...]) -> bool:
+        """True when each path's parents are mappings and no schema error lies at or under it; an optional key may be absent."""
+        return all(self._parent_is_mapping(path) and not any(error[:len(path)] == path for error in self.paths) for path in paths)
+
+    def named_mappings(self, *paths: tuple[str, ...]) -> bool:
+        """True when each path is a mapping of mappings, such as `models`, whatever errors lie deeper.
+
+        That is enough for a check that only looks names up in it or reads an entry's keys with `get`.
+        """
+        for path in paths:
+            value = self._value(path)
+            if not isinstance(value, dict) or not all(isinstance(entry, dict) for entry in value.values()):
+                return False
+        return True
+
+    def _parent_is_mapping(self, path: tuple[str, ...]) -> bool:
+        return isinstance(self._value(path[:-1]), dict)
+
+    def _value(self, path: tuple[str, ...]) -> Any:
+        value = self.data
+        for key in path:
+            if not isinstance(value, dict) or key not in value:
+                return None
+            value = value[key]
+        return value
+
+
+def _error_paths(error: jsonschema.ValidationError) -> list[tuple[Any, ...]]:
+    """Return where an error lies: its instance path, or for a `required` error the path of each missing key."""
+    path = tuple(error.absolute_path)
+    if error.validator == "required" and isinstance(error.instance, dict):
+        missing = [key for key in error.validator_value if key not in error.instance]
+        return [(*path, key) for key in missing] or [path]
+    return [path]

@@ -200,3 +200,20 @@ def test_secret_text_not_echoed(tmp_path, capsys):
     output = capsys.readouterr()
     assert code == EXIT_REJECTED
     assert "ghp_" not in output.out + output.err
+
+
+@pytest.mark.parametrize("language, expected", [
+    ("en", ["settings/loss_alignment/window: 'lots' is not of type 'integer'",
+            "workloads/sft-llama/model: unknown model 'gpt-5'"]),
+    ("zh", ['settings/loss_alignment/window: "lots" 的类型是 string，但必须是 integer',
+            "workloads/sft-llama/model: 未知模型 gpt-5：请在 models 下定义它"]),
+])
+def test_schema_and_reference_problems_in_one_pass(tmp_path, capsys, language, expected):
+    path = write_demo_pack(tmp_path, ("window: 20", "window: lots"), ("kind: sft\n    model: llama-tiny", "kind: sft\n    model: gpt-5"))
+
+    code = main(["--lang", language, "validate-pack", str(path)])
+
+    lines = capsys.readouterr().out.splitlines()
+    assert code == EXIT_REJECTED
+    for line in expected:
+        assert f"{path}: {line}" in lines

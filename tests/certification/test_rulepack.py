@@ -1,5 +1,9 @@
+import copy
+
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from certification.rulepack import available_rule_packs, load_rule_pack, validate_rule_pack
 
@@ -140,3 +144,89 @@ def test_train_role_takes_a_name_or_a_list(train):
     data["workloads"]["sft-llama"]["datasets"]["train"] = train
 
     assert validate_rule_pack(data) == []
+
+
+@pytest.mark.parametrize(("schema_error", "reference_error", "expected"), [
+    ((("settings", "loss_alignment", "window"), "lots"), (("workloads", "sft-llama", "model"), "gpt-5"),
+     {("settings/loss_alignment/window", "schema_type"), ("workloads/sft-llama/model", "unknown_model")}),
+    ((("status",), "wobbly"), (("tracks", "finetuning", "levels", 1, "workloads"), ["absent"]),
+     {("status", "schema_enum"), ("tracks/finetuning/levels/1/workloads", "unknown_workload")}),
+    ((("workloads", "sft-llama", "kind"), DELETE), (("workloads", "pretrain-llama", "datasets", "train"), "ghost"),
+     {("workloads/sft-llama", "schema_required"), ("workloads/pretrain-llama/datasets/train", "unknown_dataset")}),
+    ((("datasets", "lambada", "sha256"), "abc"), (("workloads", "pretrain-llama", "datasets", "validation"), "ghost"),
+     {("datasets/lambada/sha256", "schema_invalid"), ("workloads/pretrain-llama/datasets/validation", "unknown_dataset")}),
+    ((("models", "llama-tiny", "architecture"), 7), (("workloads", "lora-llama", "criteria", 0, "id"), "sft.rouge"),
+     {("models/llama-tiny/architecture", "schema_type"), ("workloads/lora-llama/criteria/0/id", "criterion_id_duplicate")}),
+    ((("tracks", "finetuning", "levels", 1, "workloads"), DELETE), (("settings", "throughput", "mean_steps"), [9, 3]),
+     {("tracks/finetuning/levels/1", "schema_required"), ("settings/throughput/mean_steps", "mean_steps_reversed")}),
+])
+def test_schema_and_reference_problems_together(schema_error, reference_error, expected):
+    data = pack_data()
+    set_path(data, *schema_error)
+    set_path(data, *reference_error)
+
+    issues = {(issue.path, issue.code) for issue in validate_rule_pack(data)}
+
+    assert issues == expected
+
+
+@pytest.mark.parametrize(("path", "value", "reported"), [
+    (("workloads", "sft-llama", "datasets"), "sft_zh_train", "workloads/sft-llama/datasets"),
+    (("workloads", "sft-llama", "criteria"), {"id": "sft.rouge"}, "workloads/sft-llama/criteria"),
+    (("workloads", "sft-llama", "hyperparameters"), DELETE, "workloads/sft-llama"),
+    (("settings", "loss_alignment"), [200, 20], "settings/loss_alignment"),
+    (("settings",), DELETE, "(top level)"),
+    (("models",), ["llama-tiny"], "models"),
+    (("tracks", "finetuning", "levels", 1), "sft-llama", "tracks/finetuning/levels/1"),
+])
+def test_reference_checks_skip_ill_formed_part(path, value, reported):
+    data = pack_data()
+    set_path(data, path, value)
+
+    issues = validate_rule_pack(data)
+
+    assert reported in [issue.path for issue in issues]
+    assert all(issue.code.startswith("schema_") for issue in issues), issues
+
+
+def value_paths(value, path=()):
+    """Yield the path of every value inside parsed YAML, containers included."""
+    yield path
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        items = ()
+    for key, item in items:
+        yield from value_paths(item, (*path, key))
+
+
+PACKS = {name: yaml.safe_load(load_rule_pack(name).text) for name in ("demo-2026.1", "standard-2024.1")}
+PACK_PATHS = [(name, path) for name, data in PACKS.items() for path in value_paths(data) if path]
+REPLACEMENTS = st.sampled_from([DELETE, None, "ghost", 7, -1.5, True, [], ["ghost"], [7], {}, {"ghost": 7}])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(PACK_PATHS), REPLACEMENTS), min_size=1, max_size=3))
+def test_any_change_gives_issues_not_exceptions(changes):
+    """The cross-reference checks read no value that the schema rejected, whatever a change breaks."""
+    data = copy.deepcopy(PACKS[changes[0][0][0]])
+    for (name, path), value in changes:
+        if name == changes[0][0][0]:
+            set_existing_path(data, path, value)
+
+    issues = validate_rule_pack(data)
+
+    assert all(issue.code for issue in issues)
+
+
+def set_existing_path(data, path, value):
+    """Set `path` like set_path, unless an earlier change removed or replaced one of its parents."""
+    *parents, last = path
+    for part in parents:
+        if not isinstance(data, (dict, list)) or part not in (data if isinstance(data, dict) else range(len(data))):
+            return
+        data = data[part]
+    if (last in data) if isinstance(data, dict) else (isinstance(data, list) and isinstance(last, int) and last < len(data)):
+        set_path(data, (last,), value)
