@@ -55,9 +55,9 @@ CHINESE = {
     "which skips the workloads it completed (delete {folder} to start that run again)":
         "演示：{folder} 中有之前的演示开始但尚未打包的运行；现用 --resume 继续，跳过已完成的工作负载（删除 {folder} 可重新开始该运行）",
     "demo: port {requested} is in use, so this portal runs on port {port}. Certificates issued by an earlier demo "
-    "keep, in their signed credentials, the links of the port they were issued on (such as {requested}); "
+    "keep, in their PDFs and signed credentials, the links of the port they were issued on (such as {requested}); "
     "the summary names them. Stop the other server and run the demo with --port {requested} to keep one address.":
-        "演示：端口 {requested} 已被占用，本次门户运行在端口 {port}。之前的演示签发的证书在其签名凭证中保留签发时端口"
+        "演示：端口 {requested} 已被占用，本次门户运行在端口 {port}。之前的演示签发的证书在其 PDF 和签名凭证中保留签发时端口"
         "（例如 {requested}）的链接，摘要会列出它们。停止另一个服务器并以 --port {requested} 运行演示，即可保持同一地址。",
     "demo: the portal exited early; see {path}": "演示：门户提前退出；请查看 {path}",
     "demo: the portal did not listen on port {port} within {seconds:.0f} s": "演示：门户未在 {seconds:.0f} 秒内监听端口 {port}",
@@ -90,7 +90,7 @@ CHINESE = {
     "certificate {number} ({track} level {level}):": "证书 {number}（{track} {level} 级）：",
     "page: {url}": "页面：{url}",
     "PDF:  {url}  (saved as {path})": "PDF：{url}（已保存为 {path}）",
-    "issued by an earlier demo: its signed credential keeps the link {url}": "由之前的演示签发：其签名凭证保留链接 {url}",
+    "issued by an earlier demo: its PDF and signed credential keep the link {url}": "由之前的演示签发：其 PDF 和签名凭证保留链接 {url}",
     "staff queue:    {url}  (log in as {user} / {password})": "工作人员队列：{url}（登录账号 {user} / {password}）",
 }
 
@@ -218,7 +218,7 @@ def choose_port(requested: int) -> int:
 def port_moved_note(requested: int, port: int) -> str:
     return tr(
         "demo: port {requested} is in use, so this portal runs on port {port}. Certificates issued by an earlier demo "
-        "keep, in their signed credentials, the links of the port they were issued on (such as {requested}); "
+        "keep, in their PDFs and signed credentials, the links of the port they were issued on (such as {requested}); "
         "the summary names them. Stop the other server and run the demo with --port {requested} to keep one address."
     ).format(requested=requested, port=port)
 
@@ -405,7 +405,7 @@ def print_summary(url: str, upload: dict, certificates: list[dict], setup: dict,
         print("      " + tr("PDF:  {url}  (saved as {path})").format(url=url + certificate["pdf_url"], path=certificate["pdf_path"]))
         signed = certificate.get("credential_url", "")
         if signed and not signed.startswith(url + "/"):
-            print("      " + tr("issued by an earlier demo: its signed credential keeps the link {url}").format(url=signed))
+            print("      " + tr("issued by an earlier demo: its PDF and signed credential keep the link {url}").format(url=signed))
     print("  " + tr("staff queue:    {url}  (log in as {user} / {password})").format(
         url=f"{url}/staff/queue/", user=setup["staff_user"], password=DEMO_PASSWORD))
 

@@ -56,7 +56,7 @@ def test_port_moves_with_a_note(demo, capsys):
     output = capsys.readouterr().out
     assert port != busy_port
     assert f"port {busy_port} is in use, so this portal runs on port {port}" in output
-    assert "keep, in their signed credentials, the links of the port they were issued on" in output
+    assert "keep, in their PDFs and signed credentials, the links of the port they were issued on" in output
 
 
 def test_free_port_is_kept_silently(demo, capsys):
@@ -100,7 +100,7 @@ def test_summary_names_earlier_signed_link(demo, capsys):
     fresh = {**earlier, "number": "PPLM-2026-00002", "credential_url": "http://127.0.0.1:8123/certificates/PPLM-2026-00002/"}
     demo.print_summary("http://127.0.0.1:8123", upload, [earlier, fresh], setup, 60.0)
     output = capsys.readouterr().out
-    assert "issued by an earlier demo: its signed credential keeps the link http://127.0.0.1:8000/certificates/PPLM-2026-00001/" in output
+    assert "issued by an earlier demo: its PDF and signed credential keep the link http://127.0.0.1:8000/certificates/PPLM-2026-00001/" in output
     assert output.count("issued by an earlier demo") == 1
 
 

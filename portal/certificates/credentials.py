@@ -18,7 +18,6 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
-from django.urls import reverse
 from django.utils import timezone
 
 from certification.credentials import CredentialError, sign_credential, signing_key_ids, verify_credential
@@ -26,7 +25,6 @@ from certification.signing import Keyring, PrivateKey, generate_key, load_privat
 from portal.audit.services import record
 from portal.certificates.errors import CertificateError
 from portal.certificates.models import CredentialKey
-from portal.links import public_url
 
 logger = logging.getLogger(__name__)
 _key_lock = threading.Lock()
@@ -132,8 +130,7 @@ def credential_claims(certificate) -> dict:
         "issued_at": certificate.issued_at.isoformat(),
         "submission_sha256": certificate.submission.sha256,
         "key_figures": certificate.key_figures,
-        # NOTE: with PORTAL_BASE_URL unset this is a root-relative path, because issuing has no request to take a host from.
-        "verification_url": public_url(reverse("certificate-detail", args=[certificate.number])),
+        "verification_url": certificate.verification_url,
     }
 
 

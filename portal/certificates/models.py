@@ -45,6 +45,10 @@ class Certificate(models.Model):
     revoked_reason = models.TextField(_("revocation reason"), blank=True)
     revoked_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     credential = models.JSONField(_("signed credential"), null=True, blank=True, help_text=_("DSSE envelope signed by the portal's credential key"))
+    # Set once at issue and signed into the credential. The PDF's QR code and link print it, so a later
+    # PORTAL_BASE_URL changes neither. It is root-relative when PORTAL_BASE_URL was unset at issue.
+    verification_url = models.CharField(_("verification link"), max_length=500, blank=True,
+                                        help_text=_("public link to this certificate, as signed into its credential"))
     needs_review = models.BooleanField(_("needs review"), default=False, help_text=_("set when the key that signed its bundle was revoked after a compromise"))
     review_reason = models.TextField(_("review reason"), blank=True)
 

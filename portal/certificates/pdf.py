@@ -54,7 +54,15 @@ class StaticFilesOnlyFetcher(URLFetcher):
 
 
 def verification_url(certificate: Certificate, request: HttpRequest | None = None) -> str:
-    return public_url(reverse("certificate-detail", args=[certificate.number]), request)
+    """Return the link signed into the certificate's credential, under the public address when it is root-relative.
+
+    An empty `verification_url`, left on a certificate that had no credential when the field was added,
+    gets the link built from the current address.
+    """
+    link = certificate.verification_url or reverse("certificate-detail", args=[certificate.number])
+    if link.startswith("/"):
+        return public_url(link, request)
+    return link
 
 
 def qr_data_uri(text: str) -> str:
@@ -65,7 +73,7 @@ def qr_data_uri(text: str) -> str:
 
 
 def render_certificate_pdf(certificate: Certificate, request: HttpRequest | None = None) -> bytes:
-    """Render the PDF; its QR code and link use PORTAL_BASE_URL, else the address `request` came to."""
+    """Render the PDF, whose QR code and link show the link signed into the credential (see verification_url)."""
     url = verification_url(certificate, request)
     html = render_to_string("certificates/pdf.html", {
         "certificate": certificate,

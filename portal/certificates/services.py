@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from django.db import IntegrityError, transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from portal.audit.services import record
@@ -13,6 +14,7 @@ from portal.certificates.credentials import sign_certificate
 from portal.certificates.figures import stored_figure
 from portal.certificates.models import Certificate, CertificateSequence, Track
 from portal.evaluation.services import effective_verdict
+from portal.links import public_url
 from portal.permissions import is_reviewer
 from portal.registry.models import Card
 from portal.submissions.models import Submission
@@ -77,10 +79,13 @@ def _issue_locked(submission_id: int, track: str, level: int, issued_by) -> Cert
         raise _already_certified(submission, track, level)
 
     now = timezone.now()
+    number = allocate_number(now.year)
     certificate = Certificate.objects.create(
-        number=allocate_number(now.year), card=submission.card, track=track, level=level,
+        number=number, card=submission.card, track=track, level=level,
         rule_pack=submission.rule_pack, submission=submission, key_figures=key_figures(submission, track, level),
         issued_at=now, issued_by=issued_by,
+        # NOTE: with PORTAL_BASE_URL unset this is a root-relative path, because issuing has no request to take a host from.
+        verification_url=public_url(reverse("certificate-detail", args=[number])),
     )
     certificate.credential = sign_certificate(certificate)
     certificate.save(update_fields=["credential"])
