@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from django.db import transaction
 from django.utils import timezone
 
@@ -11,18 +9,7 @@ from certification.signing import Keyring, SigningError, load_public_key
 from portal.audit.services import record
 from portal.registry.errors import RegistryError
 from portal.registry.models import Card, Membership, SigningKey, Vendor
-
-
-# PEM armour of any private key: PKCS#8 ("PRIVATE KEY", as `python -m agent keygen` writes it),
-# "ENCRYPTED PRIVATE KEY", and the RSA, EC and OpenSSH forms.
-PRIVATE_KEY_ARMOUR = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
-# The base64 start of a PKCS#8 Ed25519 private key, for a key pasted without its armour lines.
-PKCS8_ED25519_PREFIX = "MC4CAQAwBQYDK2Vw"
-
-
-def looks_like_private_key(text: str) -> bool:
-    """Return True when the text contains a private key, so that it is rejected before anything else reads it."""
-    return bool(PRIVATE_KEY_ARMOUR.search(text)) or "".join(text.split()).startswith(PKCS8_ED25519_PREFIX)
+from portal.registry.private_keys import looks_like_private_key
 
 
 @transaction.atomic

@@ -80,13 +80,16 @@ def test_vendor_registers_a_public_key(client, owner, vendor):
 def _private_key_texts() -> dict[str, str]:
     from certification.signing import generate_key
 
+    from .test_private_key_detection import PRIVATE, body
+
     pem = generate_key().private_pem().decode("ascii")
-    body = "".join(line for line in pem.splitlines() if not line.startswith("-----"))
+    unarmoured = "".join(line for line in pem.splitlines() if not line.startswith("-----"))
     openssh = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n-----END OPENSSH PRIVATE KEY-----\n"
-    return {"pkcs8": pem, "without armour": body, "openssh": openssh}
+    return {"pkcs8": pem, "without armour": unarmoured, "openssh": openssh,
+            "rsa pkcs1 without armour": body(PRIVATE["rsa pkcs1"]), "ec sec1 without armour": body(PRIVATE["ec sec1"])}
 
 
-@pytest.mark.parametrize("kind", ["pkcs8", "without armour", "openssh"])
+@pytest.mark.parametrize("kind", ["pkcs8", "without armour", "openssh", "rsa pkcs1 without armour", "ec sec1 without armour"])
 @pytest.mark.parametrize("language, words", [
     ("en", ["PRIVATE key", "must not be shared", ".pub file"]),
     ("zh-hans", ["私钥", "不得与任何人共享", ".pub 文件"]),
