@@ -29,6 +29,28 @@ def run_one_process(out: Path, workloads: str, *extra: str) -> subprocess.Comple
                           env=environment(), capture_output=True, text=True, timeout=600)
 
 
+# The fine-tuning workloads of the tiny profile that the launched fine-tuning tests compare with one
+# process, and the max_steps that rule pack tiny-2026.1 fixes for each of them.
+FINETUNE_WORKLOADS = ["sft-llama", "lora-llama"]
+FINETUNE_MAX_STEPS = 8
+
+
+def run_finetune_one_process(folder: Path) -> Path:
+    """Run FINETUNE_WORKLOADS in one process into `folder`/run, decoding in batches of 3 as the launched runs do."""
+    out = folder / "run"
+    completed = run_one_process(out, ",".join(FINETUNE_WORKLOADS), "--set", "eval_batch_size=3")
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return out
+
+
+def launch_finetune(folder: Path, *extra: str, timeout: float) -> None:
+    """Launch FINETUNE_WORKLOADS on two processes into `folder`/run, decoding in batches of 3, with the worker logs in `folder`/logs."""
+    command = [*launcher_command(folder / "logs", "--nproc_per_node", "2"),
+               *run_arguments(folder / "run", ",".join(FINETUNE_WORKLOADS), "--set", "eval_batch_size=3", *extra)]
+    completed = subprocess.run(command, cwd=REPO, env=environment(), capture_output=True, text=True, timeout=timeout)
+    assert completed.returncode == 0, launch_failure(completed, folder / "logs")
+
+
 def launcher_command(logs: Path, *launcher_options: str) -> list[str]:
     """Return the launcher's command line up to the script; the agent's arguments follow it."""
     return [sys.executable, "-m", "paddle.distributed.launch", *launcher_options, "--log_dir", str(logs),

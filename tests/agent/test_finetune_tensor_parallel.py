@@ -23,19 +23,18 @@ import pytest
 from certification.records import read_json, read_jsonl
 
 from tests.agent.launching import (
+    FINETUNE_MAX_STEPS,
+    FINETUNE_WORKLOADS,
     REPO,
     environment,
     launch_failure,
-    launcher_command,
+    launch_finetune,
     losses,
-    run_arguments,
-    run_one_process,
+    run_finetune_one_process,
 )
 
-WORKLOADS = ["sft-llama", "lora-llama"]
 # eval_samples_per_dataset is 4 in the tiny pack, so batches of 3 give 4 dev batches.
 DEV_BATCHES = 4
-MAX_STEPS = 8
 LAYOUTS = {
     "tensor-parallel": ("--set", "tensor_parallel_degree=2"),
     # Sharding ranks read their own micro-batches, so each takes 2 of the global batch of 4.
@@ -45,20 +44,9 @@ LAYOUTS = {
 slow = pytest.mark.slow
 
 
-def launch(folder, *extra: str) -> None:
-    command = [*launcher_command(folder / "logs", "--nproc_per_node", "2"),
-               *run_arguments(folder / "run", ",".join(WORKLOADS), "--set", "eval_batch_size=3", *extra)]
-    # The machine is shared with other launched runs, so the limit is generous: a run took 30 to 90 s.
-    completed = subprocess.run(command, cwd=REPO, env=environment(), capture_output=True, text=True, timeout=1200)
-    assert completed.returncode == 0, launch_failure(completed, folder / "logs")
-
-
 @pytest.fixture(scope="module")
 def one_process(tmp_path_factory):
-    out = tmp_path_factory.mktemp("finetune-one") / "run"
-    completed = run_one_process(out, ",".join(WORKLOADS), "--set", "eval_batch_size=3")
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    return out
+    return run_finetune_one_process(tmp_path_factory.mktemp("finetune-one"))
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +57,8 @@ def launched(tmp_path_factory):
     def folder_of(layout: str):
         if layout not in folders:
             folder = tmp_path_factory.mktemp(f"finetune-{layout}")
-            launch(folder, *LAYOUTS[layout])
+            # The machine is shared with other launched runs, so the limit is generous: a run took 30 to 90 s.
+            launch_finetune(folder, *LAYOUTS[layout], timeout=1200)
             folders[layout] = folder
         return folders[layout]
 
@@ -78,17 +67,17 @@ def launched(tmp_path_factory):
 
 @slow
 @pytest.mark.parametrize("layout", list(LAYOUTS))
-@pytest.mark.parametrize("workload", WORKLOADS)
+@pytest.mark.parametrize("workload", FINETUNE_WORKLOADS)
 def test_split_loss_matches_one_process(launched, one_process, layout, workload):
     two, one = losses(launched(layout) / "run", workload), losses(one_process, workload)
 
-    assert sorted(two) == list(range(1, MAX_STEPS + 1))
+    assert sorted(two) == list(range(1, FINETUNE_MAX_STEPS + 1))
     assert two == pytest.approx(one, rel=1e-5)
 
 
 @slow
 @pytest.mark.parametrize("layout", list(LAYOUTS))
-@pytest.mark.parametrize("workload", WORKLOADS)
+@pytest.mark.parametrize("workload", FINETUNE_WORKLOADS)
 def test_split_predictions_equal_one_process(launched, one_process, layout, workload):
     two = read_jsonl(launched(layout) / "run" / "workloads" / workload / "predictions.jsonl")
     one = read_jsonl(one_process / "workloads" / workload / "predictions.jsonl")
@@ -98,7 +87,7 @@ def test_split_predictions_equal_one_process(launched, one_process, layout, work
 
 
 @slow
-@pytest.mark.parametrize("workload", WORKLOADS)
+@pytest.mark.parametrize("workload", FINETUNE_WORKLOADS)
 def test_tensor_parallel_layout_recorded(launched, one_process, workload):
     folder = launched("tensor-parallel") / "run" / "workloads" / workload
     config = read_json(folder / "config.json")
@@ -115,7 +104,7 @@ def test_tensor_parallel_layout_recorded(launched, one_process, workload):
 
 
 @slow
-@pytest.mark.parametrize("workload", WORKLOADS)
+@pytest.mark.parametrize("workload", FINETUNE_WORKLOADS)
 def test_sharding_layout_recorded(launched, workload):
     config = read_json(launched("sharding-stage3") / "run" / "workloads" / workload / "config.json")
 
@@ -130,7 +119,7 @@ def test_ranks_decode_every_batch_together(launched, layout):
     logs = {path.name: path.read_text(errors="replace") for path in (launched(layout) / "logs").glob("workerlog.*")}
 
     assert sorted(logs) == ["workerlog.0", "workerlog.1"]
-    for workload in WORKLOADS:
+    for workload in FINETUNE_WORKLOADS:
         for log in logs.values():
             assert f"{workload}: decoded {DEV_BATCHES} of {DEV_BATCHES} dev batches on model copy 0 of 1" in log
 

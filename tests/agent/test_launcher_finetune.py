@@ -13,20 +13,10 @@ import pytest
 from certification.records import read_json, read_jsonl
 
 from agent.workloads.finetune import GlobalBatchTokens
-from tests.agent.launching import (
-    REPO,
-    environment,
-    launch_failure,
-    launcher_command,
-    losses,
-    run_arguments,
-    run_one_process,
-)
+from tests.agent.launching import FINETUNE_MAX_STEPS, FINETUNE_WORKLOADS, launch_finetune, losses, run_finetune_one_process
 
-WORKLOADS = ["sft-llama", "lora-llama"]
 # eval_samples_per_dataset is 4 in the tiny pack.
 DEV_ITEMS = [(name, index) for name in ("sft_zh_dev", "sft_en_dev") for index in range(4)]
-MAX_STEPS = 8
 GLOBAL_BATCH = 4
 
 slow = pytest.mark.slow
@@ -34,47 +24,38 @@ slow = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def one_process(tmp_path_factory):
-    out = tmp_path_factory.mktemp("finetune-one") / "run"
-    completed = run_one_process(out, ",".join(WORKLOADS), "--set", "eval_batch_size=3")
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    return out
+    return run_finetune_one_process(tmp_path_factory.mktemp("finetune-one"))
 
 
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory):
-    import subprocess
-
     folder = tmp_path_factory.mktemp("finetune-launch")
-    command = [*launcher_command(folder / "logs", "--nproc_per_node", "2"),
-               *run_arguments(folder / "run", ",".join(WORKLOADS), "--set", "per_device_train_batch_size=1",
-                              "--set", "eval_batch_size=3")]
-    completed = subprocess.run(command, cwd=REPO, env=environment(), capture_output=True, text=True, timeout=600)
-    assert completed.returncode == 0, launch_failure(completed, folder / "logs")
+    launch_finetune(folder, "--set", "per_device_train_batch_size=1", timeout=600)
     return folder
 
 
 @slow
-@pytest.mark.parametrize("workload", WORKLOADS)
+@pytest.mark.parametrize("workload", FINETUNE_WORKLOADS)
 def test_loss_matches_one_process(two_ranks, one_process, workload):
     two, one = losses(two_ranks / "run", workload), losses(one_process, workload)
 
-    assert sorted(two) == list(range(1, MAX_STEPS + 1))
+    assert sorted(two) == list(range(1, FINETUNE_MAX_STEPS + 1))
     assert two == pytest.approx(one, rel=1e-5)
 
 
 @slow
-@pytest.mark.parametrize("workload", WORKLOADS)
+@pytest.mark.parametrize("workload", FINETUNE_WORKLOADS)
 def test_step_records_sum_data_ranks(two_ranks, one_process, workload):
     two = read_jsonl(two_ranks / "run" / "workloads" / workload / "steps.jsonl")
     one = read_jsonl(one_process / "workloads" / workload / "steps.jsonl")
 
     assert [record["effective_tokens"] for record in two] == [record["effective_tokens"] for record in one]
     assert all(record["cards"] == 2 for record in two)
-    assert two[-1]["consumed_samples"] == MAX_STEPS * GLOBAL_BATCH
+    assert two[-1]["consumed_samples"] == FINETUNE_MAX_STEPS * GLOBAL_BATCH
 
 
 @slow
-@pytest.mark.parametrize("workload", WORKLOADS)
+@pytest.mark.parametrize("workload", FINETUNE_WORKLOADS)
 def test_trainer_layout_recorded(two_ranks, workload):
     config = read_json(two_ranks / "run" / "workloads" / workload / "config.json")
 
@@ -84,7 +65,7 @@ def test_trainer_layout_recorded(two_ranks, workload):
 
 
 @slow
-@pytest.mark.parametrize("workload", WORKLOADS)
+@pytest.mark.parametrize("workload", FINETUNE_WORKLOADS)
 def test_predictions_once_in_order(two_ranks, workload):
     predictions = read_jsonl(two_ranks / "run" / "workloads" / workload / "predictions.jsonl")
     result = read_json(two_ranks / "run" / "workloads" / workload / "result.json")
@@ -94,7 +75,7 @@ def test_predictions_once_in_order(two_ranks, workload):
 
 
 @slow
-@pytest.mark.parametrize("workload", WORKLOADS)
+@pytest.mark.parametrize("workload", FINETUNE_WORKLOADS)
 def test_predictions_equal_one_process(two_ranks, one_process, workload):
     two = read_jsonl(two_ranks / "run" / "workloads" / workload / "predictions.jsonl")
     one = read_jsonl(one_process / "workloads" / workload / "predictions.jsonl")
@@ -106,7 +87,7 @@ def test_predictions_equal_one_process(two_ranks, one_process, workload):
 def test_dev_batches_split_over_ranks(two_ranks):
     logs = {path.name: path.read_text(errors="replace") for path in (two_ranks / "logs").glob("workerlog.*")}
 
-    for workload in WORKLOADS:
+    for workload in FINETUNE_WORKLOADS:
         assert f"{workload}: decoded 2 of 4 dev batches on model copy 0 of 2" in logs["workerlog.0"]
         assert f"{workload}: decoded 2 of 4 dev batches on model copy 1 of 2" in logs["workerlog.1"]
 
