@@ -631,6 +631,9 @@ class TrialState:
     records: list[RequestRecord] = field(default_factory=list)
     stopped: bool = False
     stop_reason: str = ""
+    # The counts behind an early stop, for the log line in the user's language (stop_reason is the English record).
+    stop_misses: int = 0
+    stop_allowed: int = 0
 
 
 async def run_trial(endpoint: Endpoint, prompts: list[str], model: str, plan: TrialPlan) -> TrialState:
@@ -751,6 +754,7 @@ async def _watch(state: TrialState, origin: float) -> None:
         if misses > allowed:
             state.stopped = True
             state.stop_reason = f"{misses} measured requests missed the TTFT limit, more than the {allowed} allowed"
+            state.stop_misses, state.stop_allowed = misses, allowed
             return
 
 

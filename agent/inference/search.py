@@ -19,9 +19,13 @@ from typing import Any
 from certification.latency import TrialSummary, summarize_trial
 from certification.records import append_jsonl, write_json
 
+from agent.i18n import N_, _
 from agent.inference.loadgen import Endpoint, TrialPlan, TrialState, run_sync, run_trial
 
 logger = logging.getLogger(__name__)
+
+# The steps of the QPS search, as TrialPlan.role records them, with the words that the log uses for them.
+TRIAL_ROLES = {"search": N_("search"), "refine": N_("refine"), "confirm": N_("confirm")}
 
 LOAD_MODELS = ("poisson", "concurrency")
 # Rule pack names of settings.inference keys and load models, and the keys the search does not read.
@@ -131,15 +135,19 @@ class SearchRun:
 
 
 def _log_trial(plan: TrialPlan, summary: TrialSummary, state: TrialState) -> None:
-    unit = "req/s" if plan.load_model == "poisson" else "clients"
-    logger.info("trial %d (%s) at %g %s: %s, p%g TTFT %.3f s, QPS %.2f, %d requests, statuses %s%s",
-                plan.trial, plan.role, plan.level, unit, "pass" if summary.passed else "fail", plan.percentile,
-                summary.ttft_percentile, summary.qps, summary.requests, summary.statuses,
-                f" (stopped early: {state.stop_reason})" if state.stop_reason else "")
+    level = (_("{level:g} req/s") if plan.load_model == "poisson" else _("{level:g} clients")).format(level=plan.level)
+    line = _("trial {trial} ({role}) at {level}: {outcome}, p{percentile:g} TTFT {ttft:.3f} s, QPS {qps:.2f}, {requests} requests, "
+             "statuses {statuses}").format(
+        trial=plan.trial, role=_(TRIAL_ROLES.get(plan.role, plan.role)), level=level, outcome=_("pass") if summary.passed else _("fail"),
+        percentile=plan.percentile, ttft=summary.ttft_percentile, qps=summary.qps, requests=summary.requests, statuses=summary.statuses)
+    if state.stop_reason:
+        line += _(" (stopped early: {misses} measured requests missed the TTFT limit, more than the {allowed} allowed)").format(
+            misses=state.stop_misses, allowed=state.stop_allowed)
+    logger.info(line)
     if summary.failed:
         example = next(record for record in state.records if not record.warmup and record.status != "ok")
-        logger.warning("trial %d: %d requests failed, for example request %d: %s %s", plan.trial, summary.failed,
-                       example.index, example.status, example.error)
+        logger.warning(_("trial {trial}: {failed} requests failed, for example request {index}: {status} {error}").format(
+            trial=plan.trial, failed=summary.failed, index=example.index, status=example.status, error=example.error))
 
 
 def _raise_if_unreachable(endpoint: Endpoint, state: TrialState, summary: TrialSummary) -> None:
