@@ -43,6 +43,8 @@ from urllib.parse import urlsplit
 
 from certification.latency import OK, allowed_misses
 
+from agent.i18n import N_
+
 logger = logging.getLogger(__name__)
 
 clock = time.perf_counter
@@ -51,6 +53,9 @@ MAX_ERROR_TEXT = 300
 MAX_HEADER_BYTES = 64 * 1024
 SPIN_SECONDS = 0.0015
 CONNECT_AHEAD_SECONDS = 0.05
+# The error texts that requests.jsonl records for the requests of a trial that stopped early; the log translates them.
+NOT_SENT_ERROR = N_("the trial stopped before this request was due")
+ABORTED_ERROR = N_("the trial stopped before this request finished")
 
 
 class EndpointError(ValueError):
@@ -194,9 +199,9 @@ async def stream_completion(endpoint: Endpoint, spec: RequestSpec, record: Reque
         record.http_status = failure.http_status or record.http_status
     except asyncio.CancelledError:
         if record.sent is None:
-            record.status, record.error = "not_sent", "the trial stopped before this request was due"
+            record.status, record.error = "not_sent", NOT_SENT_ERROR
         else:
-            record.status, record.error = "aborted", "the trial stopped before this request finished"
+            record.status, record.error = "aborted", ABORTED_ERROR
         raise
     finally:
         if record.status != "not_sent":
@@ -721,7 +726,7 @@ async def _finish(tasks: list[asyncio.Task], state: TrialState, plan: TrialPlan)
     await asyncio.gather(*pending, return_exceptions=True)
     for record in state.records:
         if record.status == "not_sent" and state.stopped:
-            record.error = "the trial stopped before this request was due"
+            record.error = NOT_SENT_ERROR
 
 
 async def _watch(state: TrialState, origin: float) -> None:

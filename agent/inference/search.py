@@ -20,7 +20,7 @@ from certification.latency import TrialSummary, summarize_trial
 from certification.records import append_jsonl, write_json
 
 from agent.i18n import N_, _
-from agent.inference.loadgen import Endpoint, TrialPlan, TrialState, run_sync, run_trial
+from agent.inference.loadgen import ABORTED_ERROR, NOT_SENT_ERROR, Endpoint, TrialPlan, TrialState, run_sync, run_trial
 
 logger = logging.getLogger(__name__)
 
@@ -146,8 +146,9 @@ def _log_trial(plan: TrialPlan, summary: TrialSummary, state: TrialState) -> Non
     logger.info(line)
     if summary.failed:
         example = next(record for record in state.records if not record.warmup and record.status != "ok")
+        error = _(example.error) if example.error in (NOT_SENT_ERROR, ABORTED_ERROR) else example.error
         logger.warning(_("trial {trial}: {failed} requests failed, for example request {index}: {status} {error}").format(
-            trial=plan.trial, failed=summary.failed, index=example.index, status=example.status, error=example.error))
+            trial=plan.trial, failed=summary.failed, index=example.index, status=example.status, error=error))
 
 
 def _raise_if_unreachable(endpoint: Endpoint, state: TrialState, summary: TrialSummary) -> None:

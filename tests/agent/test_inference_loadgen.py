@@ -329,6 +329,9 @@ def test_early_stop_logged_in_chinese(caplog):
     assert line.startswith("第 2 次试验（确认），负载 30 req/s：未通过，p99 TTFT ")
     assert f"（提前停止：{state.stop_misses} 个计入测量的请求超出 TTFT 限值，多于允许的 {state.stop_allowed} 个）" in line
     assert state.stop_misses > state.stop_allowed
+    failures = caplog.records[1].getMessage()
+    assert failures.startswith("第 2 次试验：")
+    assert "试验在此请求应发出之前已停止" in failures or "试验在此请求完成之前已停止" in failures
 
 
 def test_kernel_stamp_ignores_busy_loop():
