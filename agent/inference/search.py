@@ -38,12 +38,21 @@ IGNORED_PACK_KEYS = {"note", "load_model_options", "peak_data_type", "input_toke
 
 
 class SearchError(Exception):
-    """The search cannot go on, such as an endpoint that is down or rejects every request."""
+    """The search cannot go on, such as an endpoint that is down or rejects every request.
 
-    def __init__(self, code: str, message: str, hint: str):
-        super().__init__(message)
+    The message and hint are English, as search.json records them; `localized()` returns them in the user's language.
+    """
+
+    def __init__(self, code: str, template: str, hint: str, **values: Any):
+        super().__init__(template.format(**values))
         self.code = code
+        self.template = template
         self.hint = hint
+        self.values = values
+
+    def localized(self) -> tuple[str, str]:
+        """Return the message and the hint in the user's language."""
+        return _(self.template).format(**self.values), _(self.hint)
 
 
 @dataclass(frozen=True)
@@ -162,10 +171,12 @@ def _raise_if_unreachable(endpoint: Endpoint, state: TrialState, summary: TrialS
     status = max(counts, key=counts.get)
     example = next(record for record in issued if record.status == status)
     if status == "connect_error":
-        raise SearchError("endpoint_unreachable", f"could not connect to {endpoint.url}: {example.error}",
-                          "start the server, or pass the URL of its completions endpoint with --endpoint")
-    raise SearchError(f"endpoint_{status}", f"every request to {endpoint.url} failed ({status}), for example: {example.error}",
-                      "check that the URL is the server's OpenAI-compatible /v1/completions and that it streams server-sent events")
+        raise SearchError("endpoint_unreachable", N_("could not connect to {url}: {error}"),
+                          N_("start the server, or pass the URL of its completions endpoint with --endpoint"),
+                          url=endpoint.url, error=example.error)
+    raise SearchError(f"endpoint_{status}", N_("every request to {url} failed ({status}), for example: {error}"),
+                      N_("check that the URL is the server's OpenAI-compatible /v1/completions and that it streams server-sent events"),
+                      url=endpoint.url, status=status, error=example.error)
 
 
 async def search(run: SearchRun) -> float | None:

@@ -294,6 +294,23 @@ def test_loadgen_command_down_endpoint(tmp_path):
     assert (tmp_path / "out" / "search.json").is_file()
 
 
+def test_loadgen_command_down_endpoint_in_chinese(tmp_path):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "hello"}\n')
+    url = f"http://127.0.0.1:{free_port()}/v1/completions"
+    completed = subprocess.run(
+        [sys.executable, "-m", "agent", "--lang", "zh", "loadgen", "--endpoint", url, "--model", "tiny", "--prompts", str(prompts),
+         "--settings", json.dumps(SETTINGS), "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=60,
+    )
+    recorded = json.loads((tmp_path / "out" / "search.json").read_text())["error"]
+    assert completed.returncode == 5
+    assert f"error[endpoint_unreachable]: 无法连接到 {url}：" in completed.stderr
+    assert "建议：请启动服务，或用 --endpoint 传入其 completions 端点的网址；已完成的试验记录在 " in completed.stderr
+    assert recorded["message"].startswith(f"could not connect to {url}: ")
+    assert recorded["hint"] == "start the server, or pass the URL of its completions endpoint with --endpoint"
+
+
 def test_loadgen_child_logs_in_run_language(tmp_path, monkeypatch, caplog):
     from agent.workloads.common import WorkloadContext
     from agent.workloads.inference import _run_loadgen
