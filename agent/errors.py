@@ -247,9 +247,12 @@ def _placeholders(template: str) -> set[str]:
 class WorkloadNotSupported(Exception):
     """A workload that the device cannot run, such as a data type without kernels.
 
-    The runner records it with status "not_supported" and `details`, not as a crash.
+    The runner records it with status "not_supported", the English `message` and `details`, not as a crash.
+    It logs `localized` after "not supported on this device:", so that text names what is not supported and
+    why, in the user's language (the English `message` when none is given).
     """
 
-    def __init__(self, message: str, details: dict | None = None):
+    def __init__(self, message: str, details: dict | None = None, localized: str | None = None):
         super().__init__(message)
         self.details = details or {}
+        self.localized = localized or message

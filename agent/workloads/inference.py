@@ -117,7 +117,7 @@ def run(context: WorkloadContext) -> dict[str, Any]:
             _write_scales(context, error.record["calibration"])
             details["calibration_scales_sha256"] = error.record["calibration"]["scales_sha256"]
         write_json(context.out_dir / "config.json", config)
-        raise WorkloadNotSupported(str(error), details) from error
+        raise WorkloadNotSupported(str(error), details, error.localized()) from error
     if "calibration" in config["data_type"]:
         _write_scales(context, config["data_type"]["calibration"])
     if "checkpoint" in config["model"]:
