@@ -53,14 +53,37 @@ def from_core_error(error, exit_code: int = EXIT_USAGE) -> AgentError:
     templates, hint = error.table[error.code]
     templates = (templates,) if isinstance(templates, str) else templates
     values = _with_os_reason({"value": error.value, **error.details})
+    schema_code, schema_values = _schema_problem(values)
+    if schema_code and values["value"] == "(top level)":
+        values["value"] = _("(top level)")
     if "problem" in values and choose_language() != "en":
-        # A problem outside JSON_PROBLEMS and TAR_PROBLEMS, such as a json message that quotes the invalid
-        # character, is left out, so that the position-only template is used instead of mixing in an English sentence.
-        problem = values.pop("problem")
-        if problem in JSON_PROBLEMS + TAR_PROBLEMS:
-            values["problem"] = _(problem)
+        problem = _localized_problem(values.pop("problem"), schema_code, schema_values)
+        if problem is not None:
+            values["problem"] = problem
     template = choose_template(tuple(_(template) for template in templates), set(values))
     return AgentError(error.code, template.format(**values), _(hint), exit_code)
+
+
+def _localized_problem(problem: str, schema_code: str | None, schema_values: dict[str, str]) -> str | None:
+    """Return the English `problem` of a core error in the user's language, or None when the catalogue has no sentence for it.
+
+    A JSON Schema problem is translated from its code and values, as validate-pack translates a rule pack's. Another
+    problem outside JSON_PROBLEMS and TAR_PROBLEMS (such as a json message that quotes the invalid character) gets None,
+    so that the caller's position-only template is used instead of mixing in an English sentence.
+    """
+    from agent.i18n import _
+
+    if schema_code:
+        translated = translate_core_message(schema_code, problem, schema_values)
+        return translated if translated != problem else None
+    return _(problem) if problem in JSON_PROBLEMS + TAR_PROBLEMS else None
+
+
+def _schema_problem(values: dict) -> tuple[str | None, dict[str, str]]:
+    """Remove the schema_code and schema_* details of a JSON Schema error from `values`; return the code and the values by their own names."""
+    code = values.pop("schema_code", None)
+    prefixed = [name for name in values if name.startswith("schema_")]
+    return code, {name.removeprefix("schema_"): str(values.pop(name)) for name in prefixed}
 
 
 # Messages of Python's json module (3.11) and of certification.bundle that `json_invalid` carries as {problem}.
@@ -224,9 +247,12 @@ def _placeholders(template: str) -> set[str]:
 class WorkloadNotSupported(Exception):
     """A workload that the device cannot run, such as a data type without kernels.
 
-    The runner records it with status "not_supported" and `details`, not as a crash.
+    The runner records it with status "not_supported", the English `message` and `details`, not as a crash.
+    It logs `localized` after "not supported on this device:", so that text names what is not supported and
+    why, in the user's language (the English `message` when none is given).
     """
 
-    def __init__(self, message: str, details: dict | None = None):
+    def __init__(self, message: str, details: dict | None = None, localized: str | None = None):
         super().__init__(message)
         self.details = details or {}
+        self.localized = localized or message

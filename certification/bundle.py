@@ -31,6 +31,7 @@ from securesystemslib.exceptions import FormatError, VerificationError
 from certification import records
 from certification.archive import ArchiveIndex, ArchiveWriter, Limits, Member, check_member_path, path_key, read_archive, read_member
 from certification.errors import BundleError, os_error_details
+from certification.rulepack_schema import schema_problem
 from certification.signing import Keyring, PrivateKey
 
 SCHEMA_VERSION = 1
@@ -448,10 +449,17 @@ def _parse_manifest(manifest_bytes: bytes) -> dict:
         raise BundleError("manifest_invalid", str(error)) from None
     error = jsonschema.exceptions.best_match(_manifest_validator().iter_errors(manifest))
     if error is not None:
-        where = "/".join(str(part) for part in error.absolute_path) or "(top level)"
-        raise BundleError("manifest_invalid", f"{where}: {error.message}")
+        raise _manifest_schema_error(error)
     _check_manifest_paths(manifest["files"])
     return manifest
+
+
+def _manifest_schema_error(error: jsonschema.ValidationError) -> BundleError:
+    """Build `manifest_invalid` with the path, jsonschema's English sentence, and the language-neutral code and values of the problem."""
+    where = "/".join(str(part) for part in error.absolute_path) or "(top level)"
+    code, values = schema_problem(error)
+    schema_values = {f"schema_{name}": value for name, value in values.items()}
+    return BundleError("manifest_invalid", where, problem=error.message, keyword=str(error.validator), schema_code=code, **schema_values)
 
 
 def _check_manifest_paths(entries: list[dict]) -> None:

@@ -21,7 +21,7 @@ from certification import metrics
 from certification.bundle import VerifiedBundle
 from certification.errors import BundleError
 from certification import records
-from certification.records import decode_float
+from certification.records import RecordsInvalid, decode_float
 from certification.verdict_messages import bundle_error_zh, render
 
 PASS, FAIL, PENDING, NOT_APPLICABLE, REFUSED = "pass", "fail", "pending", "not_applicable", "refused"
@@ -31,17 +31,6 @@ CRITERIA: dict[str, Callable[[CriterionContext], Outcome]] = {}
 HUMAN_METRICS: dict[str, str | None] = {}
 # The "step" key of one steps.jsonl line and its integer value.
 STEP_KEY = re.compile(rb'"step"\s*:\s*(-?\d+)')
-
-
-class RecordsInvalid(ValueError):
-    """A workload record that is missing or malformed; the criterion fails and names the problem.
-
-    `problem_zh` is the problem in Chinese, for the Chinese explanation; without one it shows the English text.
-    """
-
-    def __init__(self, problem: str, problem_zh: str | None = None):
-        super().__init__(problem)
-        self.problem_zh = problem_zh or problem
 
 
 @dataclass
@@ -546,8 +535,9 @@ def problem_zh(error: Exception) -> str:
     """Return the Chinese text of a problem that a record reader raised.
 
     A RecordsInvalid carries its own, a BundleError is described from its code and values, and a KeyError
-    names the missing key. NOTE: another error (a ValueError or TypeError of a malformed value) is named
-    only by its type, because its English message cannot be translated.
+    names the missing key. The metric functions and decode_float raise RecordsInvalid for a malformed value.
+    NOTE: another ValueError or TypeError, which no metric function raised, is named only by its type, because
+    its English message cannot be translated.
     """
     if isinstance(error, RecordsInvalid):
         return error.problem_zh

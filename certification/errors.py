@@ -83,7 +83,12 @@ BUNDLE_ERRORS: dict[str, tuple[str | tuple[str, ...], str]] = {
     "path_invalid": ("archive member path is invalid: {value}", "use non-empty relative paths without '.' parts or control characters"),
     "path_duplicate": ("two archive members have the same path after case folding and Unicode NFC: {value}", "rename one of the files in the run folder"),
     "manifest_missing": ("the bundle has no manifest.json", "pack the run with `python -m agent bundle`"),
-    "manifest_invalid": ("manifest.json is invalid: {value}", "pack the run again with this agent version"),
+    # A schema error's {value} is the path of the invalid part (such as files/0/size), {problem} is jsonschema's English
+    # sentence and {keyword} the schema keyword it breaks. Its schema_code and schema_* details are the code and values
+    # that certification.rulepack_schema gives the error, so that a translation can replace {problem}.
+    "manifest_invalid": (("manifest.json is invalid at {value}: {problem}",
+                          "manifest.json is invalid at {value}: it does not meet the schema keyword {keyword}",
+                          "manifest.json is invalid: {value}"), "pack the run again with this agent version"),
     "envelope_missing": ("the bundle has no envelope.dsse.json", "pack the run with `python -m agent bundle`"),
     "envelope_invalid": ("envelope.dsse.json is not a valid DSSE envelope: {value}", "pack the run again"),
     "envelope_not_canonical": ("envelope.dsse.json is not in the form the bundler writes", "the envelope was edited after signing; pack the run again"),

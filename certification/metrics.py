@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from rouge_score import rouge_scorer
 
-from certification.records import decode_float
+from certification.records import RecordsInvalid, decode_float
 
 METRICS: dict[str, Callable] = {}
 
@@ -145,7 +145,8 @@ def relative_errors(measured: Sequence[float], reference: Sequence[float]) -> Re
     too; any NaN makes the mean and max NaN.
     """
     if len(measured) != len(reference):
-        raise ValueError(f"{len(measured)} measured values for {len(reference)} reference values")
+        raise RecordsInvalid(f"{len(measured)} measured values for {len(reference)} reference values",
+                             f"测得值有 {len(measured)} 个，参考值有 {len(reference)} 个，数量不一致")
     values = [_relative_error(value, base) for value, base in zip(measured, reference)]
     if not values:
         return RelativeErrors([], math.nan, math.nan)
@@ -174,8 +175,9 @@ def validation_loss(record: dict) -> float:
     set. Without it the recorded token-level mean `loss` is used.
     """
     tokens = record.get("tokens")
-    if not isinstance(tokens, int) or tokens <= 0:
-        raise ValueError(f"validation record has no positive token count: {tokens!r}")
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens <= 0:
+        raise RecordsInvalid(f"validation.json has no positive integer `tokens`: {tokens!r}",
+                             f"validation.json 的 `tokens` 不是正整数：{tokens!r}")
     if "loss_sum" in record:
         return decode_float(record["loss_sum"]) / tokens
     return decode_float(record["loss"])
@@ -203,7 +205,7 @@ def lambada_accuracy(items: Iterable[dict], expected_items: int) -> LambadaResul
     correct_by_index: dict[int, bool] = {}
     duplicates = []
     for item in items:
-        index = int(item["index"])
+        index = _item_index(item)
         if index in correct_by_index:
             duplicates.append(index)
         correct_by_index[index] = item.get("correct") is True
@@ -212,10 +214,20 @@ def lambada_accuracy(items: Iterable[dict], expected_items: int) -> LambadaResul
     return LambadaResult(100.0 * correct / expected_items, correct, len(in_range), expected_items, duplicates)
 
 
+def _item_index(item: dict) -> int:
+    """Return the integer `index` of an evaluation record, or raise RecordsInvalid naming the record's value."""
+    value = item.get("index")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise RecordsInvalid(f"an evaluation record has the index {value!r}, not an integer",
+                             f"有一条评测记录的 index 是 {value!r}，不是整数") from None
+
+
 def correctness_vector(items: Iterable[dict], expected_items: int) -> np.ndarray:
     """Return 1.0 for each correct item index in 0..expected_items-1 and 0.0 otherwise."""
     vector = np.zeros(expected_items)
-    correct = [int(item["index"]) for item in items if item.get("correct") is True]
+    correct = [_item_index(item) for item in items if item.get("correct") is True]
     indices = np.array([index for index in correct if 0 <= index < expected_items], dtype=np.int64)
     vector[indices] = 1.0
     return vector
@@ -253,9 +265,9 @@ def throughput(rows: Sequence[dict], first_step: int, last_step: int, warmup_ste
     by the seconds of those steps: sum(rate * seconds) / sum(seconds).
     """
     selected = [row for row in rows if first_step <= row["step"] <= last_step]
-    rates = [float(row["tokens_per_second_per_card"]) for row in selected]
+    rates = [_step_number(row, "tokens_per_second_per_card") for row in selected]
     later = [rate for row, rate in zip(selected, rates) if row["step"] >= first_step + warmup_steps]
-    seconds = [float(row["step_seconds"]) for row in selected]
+    seconds = [_step_number(row, "step_seconds") for row in selected]
     total_seconds = math.fsum(seconds)
     weighted = math.fsum(rate * second for rate, second in zip(rates, seconds)) / total_seconds if total_seconds > 0 else math.nan
     return Throughput(_mean(rates), _mean(later), weighted, len(selected))
@@ -267,6 +279,19 @@ def per_tflops(tokens_per_second_per_card: float, peak_tflops: float) -> float:
     if not peak_tflops > 0:
         raise ValueError(f"peak TFLOPS must be positive, got {peak_tflops!r}")
     return tokens_per_second_per_card / peak_tflops
+
+
+def _step_number(row: dict, key: str) -> float:
+    """Return the number `key` of a steps.jsonl record, or raise RecordsInvalid naming the step and the value."""
+    value = row.get(key)
+    problem = f"step {row.get('step')} has {key} {value!r}, not a number"
+    problem_zh = f"第 {row.get('step')} 步的 {key} 是 {value!r}，不是数字"
+    if value is None:
+        raise RecordsInvalid(problem, problem_zh)
+    try:
+        return decode_float(value)
+    except RecordsInvalid:
+        raise RecordsInvalid(problem, problem_zh) from None
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -285,7 +310,8 @@ def paired_bootstrap(measured: np.ndarray, reference: np.ndarray, resamples: int
     The generator is seeded, so the same inputs always give the same interval.
     """
     if len(measured) != len(reference) or len(measured) == 0:
-        raise ValueError(f"paired bootstrap needs equal, non-zero lengths, got {len(measured)} and {len(reference)}")
+        raise RecordsInvalid(f"paired bootstrap needs as many measured as reference values, and at least one, got {len(measured)} and {len(reference)}",
+                             f"配对自助法需要数量相同且至少一个的测得值与参考值，实际为 {len(measured)} 个和 {len(reference)} 个")
     generator = np.random.default_rng(seed)
     differences = np.asarray(measured, dtype=float) - np.asarray(reference, dtype=float)
     values, counts = np.unique(differences, return_counts=True)

@@ -10,12 +10,24 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 NON_FINITE_NAMES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+class RecordsInvalid(ValueError):
+    """A workload record that is missing or malformed; the criterion fails and names the problem.
+
+    `problem_zh` is the problem in Chinese, for the Chinese explanation; without one it shows the English text.
+    """
+
+    def __init__(self, problem: str, problem_zh: str | None = None):
+        super().__init__(problem)
+        self.problem_zh = problem_zh or problem
 
 
 class NonFiniteNumberError(ValueError):
@@ -35,13 +47,17 @@ def encode_float(value: float | None) -> float | str | None:
 
 
 def decode_float(value: float | int | str | None) -> float | None:
-    """Return the float that `encode_float` encoded; None stays None."""
+    """Return the float that `encode_float` encoded; None stays None.
+
+    Raise RecordsInvalid, naming the value in English and Chinese, for any other string and for a value that is not a number.
+    """
     if value is None:
         return None
-    if isinstance(value, str):
-        if value not in NON_FINITE_NAMES:
-            raise ValueError(f"invalid number {value!r}: expected a number, 'NaN', 'Infinity' or '-Infinity'")
+    if isinstance(value, str) and value in NON_FINITE_NAMES:
         return NON_FINITE_NAMES[value]
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise RecordsInvalid(f"invalid number {value!r}: expected a number, 'NaN', 'Infinity' or '-Infinity'",
+                             f"无效的数值 {value!r}：应为数字、'NaN'、'Infinity' 或 '-Infinity'")
     return float(value)
 
 

@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         record = run_search(endpoint, args.model, prompts, settings, args.out)
     except SearchError as error:
-        raise AgentError(error.code, str(error), _("{hint}; the trials so far are in {path}").format(hint=error.hint, path=args.out / "search.json"),
+        message, hint = error.localized()
+        raise AgentError(error.code, message, _("{hint}; the trials so far are in {path}").format(hint=hint, path=args.out / "search.json"),
                          exit_code=EXIT_REMOTE)
     result = record["result"]
     if result["level"] is None:

@@ -30,6 +30,8 @@ from typing import Any, Callable
 
 import paddle
 
+from agent.i18n import N_, _
+
 logger = logging.getLogger(__name__)
 
 DATA_TYPES = ("fp32", "fp16", "bf16", "int8_weight_only", "int4_weight_only", "a8w8")
@@ -38,14 +40,22 @@ WEIGHT_ONLY = {"int8_weight_only": ("weight_only_int8", "int8"), "int4_weight_on
 
 
 class DataTypeNotSupported(Exception):
-    """The device has no Paddle kernel for a data type; `reason` quotes what Paddle reported."""
+    """The device has no Paddle kernel for a data type; `reason` quotes what Paddle reported.
 
-    def __init__(self, data_type: str, reason: str, record: dict[str, Any] | None = None):
+    `localized_reason` is the reason in the user's language, which keeps Paddle's own text as it is.
+    """
+
+    def __init__(self, data_type: str, reason: str, record: dict[str, Any] | None = None, localized_reason: str | None = None):
         super().__init__(f"{data_type} is not supported on this device: {reason}")
         self.data_type = data_type
         self.reason = reason
+        self.localized_reason = localized_reason or reason
         # What was done before the missing kernel showed, such as the A8W8 calibration.
         self.record = record or {}
+
+    def localized(self) -> str:
+        """Return the data type and the reason in the user's language, for the runner's "not supported on this device" log line."""
+        return _("{data_type}: {reason}").format(data_type=self.data_type, reason=self.localized_reason)
 
 
 def _missing_kernel(error: Exception) -> bool:
@@ -106,7 +116,9 @@ def _sixteen_bit(load: Callable[[str], Any], data_type: str, tokenizer) -> tuple
             return PADDLE_DTYPES[name], _load_in(load, data_type, PADDLE_DTYPES[name], tokenizer)
         except DataTypeNotSupported as error:
             reasons.append(f"{name}: {error.reason}")
-    raise DataTypeNotSupported(data_type, "its activations need bf16 or fp16 kernels, and neither runs here (" + "; ".join(reasons) + ")")
+    template = N_("its activations need bf16 or fp16 kernels, and neither runs here ({reasons})")
+    joined = "; ".join(reasons)
+    raise DataTypeNotSupported(data_type, template.format(reasons=joined), localized_reason=_(template).format(reasons=joined))
 
 
 def quantized_linears(model, observed: bool = False) -> list[tuple[Any, str, Any]]:
@@ -147,9 +159,9 @@ def _a8w8(load: Callable[[str], Any], tokenizer, calibration_texts: list[str]):
         raise ValueError("a8w8 needs a calibration set: name one under the workload's datasets.calibration")
     try:
         activations, model = _sixteen_bit(load, "a8w8", tokenizer)
-        sixteen_bit_missing = ""
+        sixteen_bit_missing = sixteen_bit_localized = ""
     except DataTypeNotSupported as error:
-        activations, sixteen_bit_missing = "float32", error.reason
+        activations, sixteen_bit_missing, sixteen_bit_localized = "float32", error.reason, error.localized_reason
         model = _load_in(load, "a8w8", activations, tokenizer)
     layers = quantized_linears(model)
     scales = calibrate(model, tokenizer, calibration_texts)
@@ -161,9 +173,9 @@ def _a8w8(load: Callable[[str], Any], tokenizer, calibration_texts: list[str]):
     try:
         _probe("a8w8", lambda: paddle.matmul(paddle.ones([2, 8], dtype="int8"), paddle.ones([8, 4], dtype="int8")).numpy())
         if sixteen_bit_missing:
-            raise DataTypeNotSupported("a8w8", sixteen_bit_missing)
+            raise DataTypeNotSupported("a8w8", sixteen_bit_missing, localized_reason=sixteen_bit_localized)
     except DataTypeNotSupported as error:
-        raise DataTypeNotSupported("a8w8", error.reason, record) from error
+        raise DataTypeNotSupported("a8w8", error.reason, record, error.localized_reason) from error
 
     # NOTE: like the weight-only path, this runs only where an int8 GEMM kernel exists.
     for parent, name, quanted in quantized_linears(model, observed=True):

@@ -43,6 +43,8 @@ from urllib.parse import urlsplit
 
 from certification.latency import OK, allowed_misses
 
+from agent.i18n import N_
+
 logger = logging.getLogger(__name__)
 
 clock = time.perf_counter
@@ -51,6 +53,9 @@ MAX_ERROR_TEXT = 300
 MAX_HEADER_BYTES = 64 * 1024
 SPIN_SECONDS = 0.0015
 CONNECT_AHEAD_SECONDS = 0.05
+# The error texts that requests.jsonl records for the requests of a trial that stopped early; the log translates them.
+NOT_SENT_ERROR = N_("the trial stopped before this request was due")
+ABORTED_ERROR = N_("the trial stopped before this request finished")
 
 
 class EndpointError(ValueError):
@@ -194,9 +199,9 @@ async def stream_completion(endpoint: Endpoint, spec: RequestSpec, record: Reque
         record.http_status = failure.http_status or record.http_status
     except asyncio.CancelledError:
         if record.sent is None:
-            record.status, record.error = "not_sent", "the trial stopped before this request was due"
+            record.status, record.error = "not_sent", NOT_SENT_ERROR
         else:
-            record.status, record.error = "aborted", "the trial stopped before this request finished"
+            record.status, record.error = "aborted", ABORTED_ERROR
         raise
     finally:
         if record.status != "not_sent":
@@ -631,6 +636,9 @@ class TrialState:
     records: list[RequestRecord] = field(default_factory=list)
     stopped: bool = False
     stop_reason: str = ""
+    # The counts behind an early stop, for the log line in the user's language (stop_reason is the English record).
+    stop_misses: int = 0
+    stop_allowed: int = 0
 
 
 async def run_trial(endpoint: Endpoint, prompts: list[str], model: str, plan: TrialPlan) -> TrialState:
@@ -718,7 +726,7 @@ async def _finish(tasks: list[asyncio.Task], state: TrialState, plan: TrialPlan)
     await asyncio.gather(*pending, return_exceptions=True)
     for record in state.records:
         if record.status == "not_sent" and state.stopped:
-            record.error = "the trial stopped before this request was due"
+            record.error = NOT_SENT_ERROR
 
 
 async def _watch(state: TrialState, origin: float) -> None:
@@ -751,6 +759,7 @@ async def _watch(state: TrialState, origin: float) -> None:
         if misses > allowed:
             state.stopped = True
             state.stop_reason = f"{misses} measured requests missed the TTFT limit, more than the {allowed} allowed"
+            state.stop_misses, state.stop_allowed = misses, allowed
             return
 
 

@@ -19,9 +19,13 @@ from typing import Any
 from certification.latency import TrialSummary, summarize_trial
 from certification.records import append_jsonl, write_json
 
-from agent.inference.loadgen import Endpoint, TrialPlan, TrialState, run_sync, run_trial
+from agent.i18n import N_, _
+from agent.inference.loadgen import ABORTED_ERROR, NOT_SENT_ERROR, Endpoint, TrialPlan, TrialState, run_sync, run_trial
 
 logger = logging.getLogger(__name__)
+
+# The steps of the QPS search, as TrialPlan.role records them, with the words that the log uses for them.
+TRIAL_ROLES = {"search": N_("search"), "refine": N_("refine"), "confirm": N_("confirm")}
 
 LOAD_MODELS = ("poisson", "concurrency")
 # Rule pack names of settings.inference keys and load models, and the keys the search does not read.
@@ -34,12 +38,21 @@ IGNORED_PACK_KEYS = {"note", "load_model_options", "peak_data_type", "input_toke
 
 
 class SearchError(Exception):
-    """The search cannot go on, such as an endpoint that is down or rejects every request."""
+    """The search cannot go on, such as an endpoint that is down or rejects every request.
 
-    def __init__(self, code: str, message: str, hint: str):
-        super().__init__(message)
+    The message and hint are English, as search.json records them; `localized()` returns them in the user's language.
+    """
+
+    def __init__(self, code: str, template: str, hint: str, **values: Any):
+        super().__init__(template.format(**values))
         self.code = code
+        self.template = template
         self.hint = hint
+        self.values = values
+
+    def localized(self) -> tuple[str, str]:
+        """Return the message and the hint in the user's language."""
+        return _(self.template).format(**self.values), _(self.hint)
 
 
 @dataclass(frozen=True)
@@ -131,15 +144,20 @@ class SearchRun:
 
 
 def _log_trial(plan: TrialPlan, summary: TrialSummary, state: TrialState) -> None:
-    unit = "req/s" if plan.load_model == "poisson" else "clients"
-    logger.info("trial %d (%s) at %g %s: %s, p%g TTFT %.3f s, QPS %.2f, %d requests, statuses %s%s",
-                plan.trial, plan.role, plan.level, unit, "pass" if summary.passed else "fail", plan.percentile,
-                summary.ttft_percentile, summary.qps, summary.requests, summary.statuses,
-                f" (stopped early: {state.stop_reason})" if state.stop_reason else "")
+    level = (_("{level:g} req/s") if plan.load_model == "poisson" else _("{level:g} clients")).format(level=plan.level)
+    line = _("trial {trial} ({role}) at {level}: {outcome}, p{percentile:g} TTFT {ttft:.3f} s, QPS {qps:.2f}, {requests} requests, "
+             "statuses {statuses}").format(
+        trial=plan.trial, role=_(TRIAL_ROLES.get(plan.role, plan.role)), level=level, outcome=_("pass") if summary.passed else _("fail"),
+        percentile=plan.percentile, ttft=summary.ttft_percentile, qps=summary.qps, requests=summary.requests, statuses=summary.statuses)
+    if state.stop_reason:
+        line += _(" (stopped early: {misses} measured requests missed the TTFT limit, more than the {allowed} allowed)").format(
+            misses=state.stop_misses, allowed=state.stop_allowed)
+    logger.info(line)
     if summary.failed:
         example = next(record for record in state.records if not record.warmup and record.status != "ok")
-        logger.warning("trial %d: %d requests failed, for example request %d: %s %s", plan.trial, summary.failed,
-                       example.index, example.status, example.error)
+        error = _(example.error) if example.error in (NOT_SENT_ERROR, ABORTED_ERROR) else example.error
+        logger.warning(_("trial {trial}: {failed} requests failed, for example request {index}: {status} {error}").format(
+            trial=plan.trial, failed=summary.failed, index=example.index, status=example.status, error=error))
 
 
 def _raise_if_unreachable(endpoint: Endpoint, state: TrialState, summary: TrialSummary) -> None:
@@ -153,10 +171,12 @@ def _raise_if_unreachable(endpoint: Endpoint, state: TrialState, summary: TrialS
     status = max(counts, key=counts.get)
     example = next(record for record in issued if record.status == status)
     if status == "connect_error":
-        raise SearchError("endpoint_unreachable", f"could not connect to {endpoint.url}: {example.error}",
-                          "start the server, or pass the URL of its completions endpoint with --endpoint")
-    raise SearchError(f"endpoint_{status}", f"every request to {endpoint.url} failed ({status}), for example: {example.error}",
-                      "check that the URL is the server's OpenAI-compatible /v1/completions and that it streams server-sent events")
+        raise SearchError("endpoint_unreachable", N_("could not connect to {url}: {error}"),
+                          N_("start the server, or pass the URL of its completions endpoint with --endpoint"),
+                          url=endpoint.url, error=example.error)
+    raise SearchError(f"endpoint_{status}", N_("every request to {url} failed ({status}), for example: {error}"),
+                      N_("check that the URL is the server's OpenAI-compatible /v1/completions and that it streams server-sent events"),
+                      url=endpoint.url, status=status, error=example.error)
 
 
 async def search(run: SearchRun) -> float | None:

@@ -33,6 +33,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from agent.i18n import _
 from agent.inference.decoding import RunningBatch
 
 logger = logging.getLogger(__name__)
@@ -223,8 +224,8 @@ class BatchingEngine:
             if joining is not None:
                 batch.add([completion for completion, kept in zip(arrived, keep) if kept], joining)
         except Exception as error:
-            logger.exception("admitting %d requests of %s prompt tokens failed", len(arrived),
-                             ", ".join(str(len(completion.prompt_ids)) for completion in arrived))
+            logger.exception(_("admitting {count} requests of {tokens} prompt tokens failed").format(
+                count=len(arrived), tokens=", ".join(str(len(completion.prompt_ids)) for completion in arrived)))
             for completion in arrived:
                 self.stream.fail(completion, error)
 
@@ -241,7 +242,7 @@ class BatchingEngine:
                 self.stream.deliver(completion, token)
             batch.remove([not (completion.done or completion.cancelled) for completion in batch.owners])
         except Exception as error:
-            logger.exception("decoding failed for a batch of %d requests", len(batch))
+            logger.exception(_("decoding failed for a batch of {count} requests").format(count=len(batch)))
             for completion in batch.owners:
                 self.stream.fail(completion, error)
             batch.clear()
@@ -290,7 +291,7 @@ class BatchingEngine:
                     use_cache=True, streamer=BatchStreamer(batch, self.stream),
                 )
         except Exception as error:
-            logger.exception("generation failed for a batch of %d requests", len(batch))
+            logger.exception(_("generation failed for a batch of {count} requests").format(count=len(batch)))
             for item in batch:
                 self.stream.fail(item, error)
 
@@ -422,7 +423,9 @@ class CompletionsHandler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _error(self, status: HTTPStatus, code: str, message: str) -> None:
-        logger.warning("%s %s from %s: %d %s: %s", self.command, self.path, self.address_string(), status, code, message)
+        # `message` is the English text of the API response, which OpenAI-compatible clients read.
+        logger.warning(_("{method} {path} from {client}: {status} {code}: {message}").format(
+            method=self.command, path=self.path, client=self.address_string(), status=int(status), code=code, message=message))
         self._json(status, {"error": {"message": message, "type": "invalid_request_error", "code": code}})
 
 
@@ -451,8 +454,9 @@ class CompletionsServer(ThreadingHTTPServer):
     def __enter__(self) -> CompletionsServer:
         self.engine.start()
         self.thread.start()
-        logger.info("serving %s at %s (%s batching of up to %d requests, static wait %.1f ms)", self.engine.model_name, self.url,
-                    self.engine.scheduler, self.engine.max_batch_size, 1e3 * self.engine.batch_wait_seconds)
+        logger.info(_("serving {model} at {url} ({scheduler} batching of up to {size} requests, static wait {wait:.1f} ms)").format(
+            model=self.engine.model_name, url=self.url, scheduler=self.engine.scheduler, size=self.engine.max_batch_size,
+            wait=1e3 * self.engine.batch_wait_seconds))
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -461,8 +465,9 @@ class CompletionsServer(ThreadingHTTPServer):
         self.engine.stop()
         engine = self.engine
         if engine.scheduler == "static":
-            logger.info("stopped the server at %s after %d batches, at most %d requests in one", self.url, engine.batches,
-                        engine.largest_batch)
+            logger.info(_("stopped the server at {url} after {batches} batches, at most {largest} requests in one").format(
+                url=self.url, batches=engine.batches, largest=engine.largest_batch))
         else:
-            logger.info("stopped the server at %s after %d decode steps of at most %d requests and %d prefills of at most %d",
-                        self.url, engine.batches, engine.largest_batch, engine.prefills, engine.largest_prefill)
+            logger.info(_("stopped the server at {url} after {steps} decode steps of at most {largest} requests and {prefills} prefills "
+                          "of at most {largest_prefill}").format(url=self.url, steps=engine.batches, largest=engine.largest_batch,
+                                                                   prefills=engine.prefills, largest_prefill=engine.largest_prefill))

@@ -103,7 +103,8 @@ def check_digest(label: str, where: Path, entries: list[dict[str, str]], pinned:
     """
     digest = manifest_sha256(entries)
     if pinned is None:
-        logger.warning("%s at %s is not pinned in draft rule pack %s; its digest is %s", label, where, pack.name, digest)
+        logger.warning(_("{label} at {path} is not pinned in draft rule pack {pack}; its digest is {digest}").format(
+            label=label, path=where, pack=pack.name, digest=digest))
     elif digest != pinned:
         if name_files:
             message = _("{label} at {path}: the digest of {files} is {digest}, but rule pack {pack} expects {expected}").format(

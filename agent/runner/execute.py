@@ -362,7 +362,7 @@ def run_one(folder: RunFolder, context, runner, resumed_from_step: int | None = 
     try:
         summary = runner(context)
     except WorkloadNotSupported as error:
-        logger.warning(_("{workload}: not supported on this device: {reason}").format(workload=workload_id, reason=error))
+        logger.warning(_("{workload}: not supported on this device: {reason}").format(workload=workload_id, reason=error.localized))
         folder.event("workload_end", workload=workload_id, status="not_supported")
         write_result(folder, workload_id, kind, "not_supported", {"reason": str(error), **error.details})
         return True

@@ -171,7 +171,8 @@ def verify_input_files(pack: RulePack, workload_ids: list[str], data_root: Path,
                              else _data_root_hint(data_root, entry["path"]))
         digest = sha256_file(path)
         if entry["sha256"] is None:
-            logger.warning("%s at %s is not pinned in draft rule pack %s; its sha256 is %s", label, path, pack.name, digest)
+            logger.warning(_("{label} at {path} is not pinned in draft rule pack {pack}; its sha256 is {digest}").format(
+                label=described, path=path, pack=pack.name, digest=digest))
         elif digest != entry["sha256"]:
             raise AgentError(
                 "data_checksum_mismatch",

@@ -13,6 +13,7 @@ import paddle
 
 from certification.records import append_jsonl, write_json
 
+from agent.i18n import _
 from agent.workloads.common import (
     IGNORE_INDEX,
     WorkloadContext,
@@ -203,7 +204,7 @@ def _run(context: WorkloadContext, kind: str) -> dict[str, Any]:
     fixed = context.fixed
     config = resolve_config(context, kind)
     config["determinism"] = apply_determinism(int(fixed["seed"]), context.device, float(fixed.get("dropout", 0.0)))
-    logger.info("%s: resolved config: %s", context.workload_id, config["hyperparameters"])
+    logger.info(_("{workload}: resolved config: {config}").format(workload=context.workload_id, config=config["hyperparameters"]))
     tokenizer = context.load_tokenizer()
 
     # Data: instruction pairs in a fixed order, epoch after epoch when the pack sets num_train_epochs.
@@ -227,7 +228,7 @@ def _run(context: WorkloadContext, kind: str) -> dict[str, Any]:
 
     # Training.
     collator = partial(collate_right_padded, pad_id=tokenizer.pad_token_id)
-    _, config["trainer"] = train(context, args, trained, dataset, collator, partial(TokenMeanTrainer, tokens=tokens))
+    _trainer, config["trainer"] = train(context, args, trained, dataset, collator, partial(TokenMeanTrainer, tokens=tokens))
     if context.is_writer:
         write_json(context.out_dir / "config.json", config)
 
@@ -356,14 +357,14 @@ def generate_predictions(context: WorkloadContext, model, tokenizer, args) -> di
             records[index] = [prediction_record(tokenizer, name, start + offset, pair, output)
                               for offset, (pair, output) in enumerate(zip(batch, outputs))]
             context.send_heartbeat("decoding", batch=index + 1, batches=len(batches))
-    logger.info("%s: decoded %d of %d dev batches on model copy %d of %d", context.workload_id, len(records),
-                len(batches), copy, copies)
+    logger.info(_("{workload}: decoded {decoded} of {batches} dev batches on model copy {copy} of {copies}").format(
+        workload=context.workload_id, decoded=len(records), batches=len(batches), copy=copy, copies=copies))
 
     ordered = gather_batches(records, len(batches), args)
     if context.is_writer:
         append_jsonl(context.out_dir / "predictions.jsonl", ordered)
     counts: dict[str, int] = {}
-    for name, _, batch in batches:
+    for name, _start, batch in batches:
         counts[name] = counts.get(name, 0) + len(batch)
     return counts
 

@@ -30,6 +30,8 @@ from paddle.distributed.fleet.meta_optimizers.dygraph_optimizer.hybrid_parallel_
 from paddle.distributed.fleet.meta_parallel.sharding.group_sharded_utils import GroupShardedClipGrad
 from paddle.nn import ClipGradByGlobalNorm
 
+from agent.i18n import _
+
 logger = logging.getLogger(__name__)
 
 LOW_PRECISION = (paddle.float16, paddle.bfloat16)
@@ -61,8 +63,8 @@ class GradientNormCapture:
             self._wrap_sharded_clip(clip)
             return "GroupShardedClipGrad"
         if clip is not None:
-            logger.warning("The gradient norm is computed by the agent, because the optimizer's clip %s does not "
-                           "expose it", type(clip).__name__)
+            logger.warning(_("the agent computes grad_norm itself, because the optimizer's gradient clip {clip} does not expose it").format(
+                clip=type(clip).__name__))
         return "agent"
 
     def _wrap_hybrid_reduction(self, clip: HybridParallelClipGrad) -> None:

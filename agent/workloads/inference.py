@@ -38,6 +38,7 @@ import paddle
 from certification.records import append_jsonl, read_json, write_json
 
 from agent.errors import WorkloadNotSupported
+from agent.i18n import _, choose_language, ngettext
 from agent.inference import ENDPOINT_VARIABLE, MODEL_VARIABLE, datatypes
 from agent.inference.search import SearchSettings
 from agent.inference.server import SCHEDULERS, BatchingEngine, CompletionsServer
@@ -116,13 +117,13 @@ def run(context: WorkloadContext) -> dict[str, Any]:
             _write_scales(context, error.record["calibration"])
             details["calibration_scales_sha256"] = error.record["calibration"]["scales_sha256"]
         write_json(context.out_dir / "config.json", config)
-        raise WorkloadNotSupported(str(error), details) from error
+        raise WorkloadNotSupported(str(error), details, error.localized()) from error
     if "calibration" in config["data_type"]:
         _write_scales(context, config["data_type"]["calibration"])
     if "checkpoint" in config["model"]:
         config["model"]["checkpoint"]["dtype"] = config["data_type"]["loaded_in"]
     write_json(context.out_dir / "config.json", config)
-    logger.info("%s: running in %s", context.workload_id, config["data_type"]["data_type"])
+    logger.info(_("{workload}: running in {data_type}").format(workload=context.workload_id, data_type=config["data_type"]["data_type"]))
 
     # LAMBADA, when the workload names the set (the standard's GPT-3 175B is run for performance only).
     accuracy = {}
@@ -199,7 +200,8 @@ def write_generations(context: WorkloadContext, model, tokenizer, prompts: list[
                      "prompt_tokens": len(ids), "prediction_tokens": len(output)})
         context.send_heartbeat("decoding", prompt=index + 1, prompts=len(prompts))
     append_jsonl(context.out_dir / "generations.jsonl", rows)
-    logger.info("%s: wrote greedy outputs for %d prompts", context.workload_id, len(rows))
+    logger.info(ngettext("{workload}: wrote the greedy output for {count} prompt", "{workload}: wrote greedy outputs for {count} prompts", len(rows)).format(
+        workload=context.workload_id, count=len(rows)))
 
 
 def measure_qps(context: WorkloadContext, model, tokenizer, prompts: list[dict[str, Any]], config: dict) -> dict:
@@ -231,7 +233,8 @@ def measure_qps(context: WorkloadContext, model, tokenizer, prompts: list[dict[s
 def _run_loadgen(context: WorkloadContext, endpoint: str, model_name: str, prompts: list[dict[str, Any]]) -> dict:
     prompt_file = context.out_dir / "load_prompts.jsonl"
     append_jsonl(prompt_file, ({"prompt": row["prompt"]} for row in prompts))
-    command = [sys.executable, "-m", "agent", "loadgen", "--endpoint", endpoint, "--model", model_name,
+    # The child logs in this run's language, which may come from --lang rather than the environment it inherits.
+    command = [sys.executable, "-m", "agent", "--lang", choose_language(), "loadgen", "--endpoint", endpoint, "--model", model_name,
                "--prompts", str(prompt_file), "--settings", json.dumps(context.pack.data["settings"]["inference"]),
                "--out", str(context.out_dir)]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
@@ -243,7 +246,7 @@ def _run_loadgen(context: WorkloadContext, endpoint: str, model_name: str, promp
             raise
     for line in stderr.splitlines():
         if " agent.inference." in line:
-            logger.info("loadgen: %s", line.split(": ", 1)[-1])
+            logger.info(_("loadgen: {line}").format(line=line.split(": ", 1)[-1]))
     # Exit status 1 with a completed search means no load level met the TTFT
     # limit: a measurement for the verdict to fail, not a failed workload.
     search_path = context.out_dir / "search.json"

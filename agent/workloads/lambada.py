@@ -21,6 +21,7 @@ import paddle
 
 from certification.records import append_jsonl
 
+from agent.i18n import _
 from agent.workloads import stage_forward
 from agent.workloads.common import encode
 from agent.workloads.models import decoder_and_head
@@ -154,8 +155,8 @@ def evaluate(model, tokenizer, path: Path, out_path: Path | None, limit: int | N
         append_jsonl(out_path, (lambada_record(item, correct[item.index]) for item in items))
     accuracy = sum(correct.values()) / len(items)
     mismatches = sum(item.prefix_mismatch for item in items)
-    logger.info("LAMBADA: %d of %d correct (accuracy %.4f), %d prefix mismatches",
-                sum(correct.values()), len(items), accuracy, mismatches)
+    logger.info(_("LAMBADA: {correct} of {items} correct (accuracy {accuracy:.4f}), {mismatches} prefix mismatches").format(
+        correct=sum(correct.values()), items=len(items), accuracy=accuracy, mismatches=mismatches))
     return {"lambada_accuracy": accuracy, "lambada_items": len(items), "lambada_prefix_mismatches": mismatches}
 
 

@@ -18,6 +18,7 @@ from paddle.distributed.fleet.meta_parallel import PipelineLayer
 
 from certification.records import encode_float, write_json
 
+from agent.i18n import _
 from agent.runner.checkpoints import MMAP_FORMAT
 from agent.workloads import lambada, stage_forward
 from agent.workloads.common import (
@@ -169,7 +170,7 @@ def run(context: WorkloadContext) -> dict[str, Any]:
     fixed = context.fixed
     config = resolve_config(context)
     config["determinism"] = apply_determinism(int(fixed["seed"]), context.device, float(fixed.get("dropout", 0.0)))
-    logger.info("%s: resolved config: %s", context.workload_id, config["hyperparameters"])
+    logger.info(_("{workload}: resolved config: {config}").format(workload=context.workload_id, config=config["hyperparameters"]))
     tokenizer = context.load_tokenizer()
     block_length = int(fixed["max_seq_length"]) + 1
 
@@ -196,7 +197,8 @@ def run(context: WorkloadContext) -> dict[str, Any]:
             validation = validation_loss(context, model, tokenizer, block_length)
             if context.is_writer:
                 write_json(context.out_dir / "validation.json", validation)
-            logger.info("%s: validation loss %s over %d tokens", context.workload_id, validation["loss"], validation["tokens"])
+            logger.info(_("{workload}: validation loss {loss} over {tokens} tokens").format(
+                workload=context.workload_id, loss=validation["loss"], tokens=validation["tokens"]))
             summary["validation_loss"] = validation["loss"]
 
         # LAMBADA, when a criterion of the workload reads it.

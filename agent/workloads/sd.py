@@ -20,6 +20,7 @@ import paddle
 
 from certification.records import write_json
 
+from agent.i18n import _
 from agent.runner.checkpoints import SD_CONFIG_FILES
 from agent.workloads import sd_checkpoint, sd_folder, sd_images
 from agent.workloads.common import WorkloadContext, apply_determinism
@@ -196,7 +197,7 @@ def run_sft(context: WorkloadContext) -> dict[str, Any]:
     model = resolve_model(context)
     config = resolve_config(context, "sd_sft", model)
     config["determinism"] = apply_determinism(int(fixed["seed"]), context.device)
-    logger.info("%s: resolved config: %s", context.workload_id, config["hyperparameters"])
+    logger.info(_("{workload}: resolved config: {config}").format(workload=context.workload_id, config=config["hyperparameters"]))
     encoder = _encoder(context, model)
 
     # Data: the captioned images in a fixed order; each stream position draws its noise from its own seed.
@@ -221,7 +222,7 @@ def run_infer(context: WorkloadContext) -> dict[str, Any]:
     model = resolve_model(context)
     config = resolve_config(context, "sd_infer", model)
     config["determinism"] = apply_determinism(int(fixed["seed"]), context.device)
-    logger.info("%s: resolved config: %s", context.workload_id, config["hyperparameters"])
+    logger.info(_("{workload}: resolved config: {config}").format(workload=context.workload_id, config=config["hyperparameters"]))
     if context.init_from is not None:
         parts = load_parts(context.init_from)
     elif model["folder"] is not None:

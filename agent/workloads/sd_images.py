@@ -20,6 +20,7 @@ import numpy as np
 
 from certification.records import append_jsonl
 
+from agent.i18n import ngettext
 from agent.workloads.common import synchronize
 from agent.workloads.sd_models import PromptEncoder
 
@@ -75,7 +76,8 @@ def generate_prompt_set(pipeline, encoder: PromptEncoder, prompts: list[dict[str
         append_jsonl(out_dir / "images.jsonl", [_write_png(image, prompt, out_dir, seconds)])
         if on_image is not None:
             on_image(prompt=number, prompts=len(prompts))
-    logger.info("generated %d images in %.2f s", len(prompts), total_seconds)
+    logger.info(ngettext("generated {count} image in {seconds:.2f} s", "generated {count} images in {seconds:.2f} s", len(prompts)).format(
+        count=len(prompts), seconds=total_seconds))
     return {"images": len(prompts), "generation_seconds": total_seconds, "images_per_second": len(prompts) / total_seconds}
 
 

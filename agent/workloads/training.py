@@ -24,6 +24,7 @@ from paddlenlp.utils.log import logger as paddlenlp_logger
 
 from certification.records import append_jsonl, encode_float
 
+from agent.i18n import _
 from agent.workloads import patches
 from agent.workloads.common import IGNORE_INDEX, WorkloadContext, barrier, synchronize
 from agent.workloads.grad_norm import GradientNormCapture
@@ -166,9 +167,9 @@ def sharding_used(context: WorkloadContext, args: TrainingArguments) -> dict[str
     requested = parallel_arguments(context.free)["sharding"]
     used = " ".join(str(getattr(option, "value", option)) for option in args.sharding)
     if used != requested:
-        logger.warning("%s: sharding %r was asked for, but PaddleNLP set up %s, because the sharding degree is %d",
-                       context.workload_id, requested, repr(used) if used else "none",
-                       max(1, int(args.sharding_parallel_degree)))
+        message = (_("{workload}: sharding {requested!r} was requested, but PaddleNLP set up {used!r}, because the sharding degree is {degree}")
+                   if used else _("{workload}: sharding {requested!r} was requested, but PaddleNLP set up no sharding, because the sharding degree is {degree}"))
+        logger.warning(message.format(workload=context.workload_id, requested=requested, used=used, degree=max(1, int(args.sharding_parallel_degree))))
     return {"sharding": used, "sharding_requested": requested}
 
 
@@ -272,7 +273,7 @@ def train(context: WorkloadContext, args: TrainingArguments, model, dataset, col
     )
     resume = str(context.resume_from) if context.resume_from else None
     if resume:
-        logger.info("%s: resuming from %s", context.workload_id, resume)
+        logger.info(_("{workload}: resuming from {checkpoint}").format(workload=context.workload_id, checkpoint=resume))
     trainer.train(resume_from_checkpoint=resume)
     return trainer, {
         "per_device_train_batch_size": args.per_device_train_batch_size,
@@ -396,8 +397,10 @@ class TimedStepRecorder(TrainerCallback):
     def on_train_begin(self, args, state, control, optimizer=None, **kwargs):
         # The Trainer has built and wrapped its optimizer by now, so the clip in use is the one it will run.
         self.gradient_norm = GradientNormCapture(optimizer)
-        logger.info("%s: grad_norm comes from %s", self.context.workload_id,
-                    "the agent's own computation" if self.gradient_norm.source == "agent" else self.gradient_norm.source)
+        source = self.gradient_norm.source
+        message = (_("{workload}: grad_norm is computed by the agent") if source == "agent"
+                   else _("{workload}: grad_norm comes from {source}"))
+        logger.info(message.format(workload=self.context.workload_id, source=source))
 
     def on_optimizer_begin(self, args, state, control, optimizer=None, model=None, **kwargs):
         self.learning_rate = float(optimizer.get_lr())
@@ -429,11 +432,9 @@ class TimedStepRecorder(TrainerCallback):
     def _report(self, record: dict[str, Any]) -> None:
         step = record["step"]
         if step == 1 or step % PROGRESS_EVERY_STEPS == 0 or step == self.max_steps:
-            logger.info(
-                "%s step %d/%d loss %s lr %.3g %.3f s/step",
-                self.context.workload_id, step, self.max_steps, record["loss"],
-                record["learning_rate"], record["step_seconds"],
-            )
+            logger.info(_("{workload} step {step}/{steps} loss {loss} lr {lr:.3g} {seconds:.3f} s/step").format(
+                workload=self.context.workload_id, step=step, steps=self.max_steps, loss=record["loss"],
+                lr=record["learning_rate"], seconds=record["step_seconds"]))
         self.context.send_heartbeat("training", step=step)
 
 

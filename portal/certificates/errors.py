@@ -49,8 +49,28 @@ CERTIFICATE_ERRORS = {
 }
 
 
+# The listing page drops an invalid filter and shows the other rows, so its sentences report the filter as ignored.
+# The JSON and CSV feeds reject the whole request with HTTP 400 and return no rows, and these sentences report that.
+FEED_FILTER_MESSAGES = {
+    "filter_invalid": _("The filter %(name)s=%(value)s is invalid, so the feed rejected the request and returned no rows. "
+                        "Use one of: %(allowed)s, or leave %(name)s out."),
+    "filter_text_invalid": _("The filter %(name)s=%(value)s contains control characters, so the feed rejected the request and returned no rows. "
+                             "Search with plain text."),
+    "filter_not_listed": _("No certificate matches the filter %(name)s=%(value)s, so the feed rejected the request and returned no rows. "
+                           "Use one of: %(known)s, or leave %(name)s out to get every certificate."),
+    "filter_not_listed_none_issued": _("No certificate matches the filter %(name)s=%(value)s, so the feed rejected the request and returned no rows. "
+                                       "No certificate has been issued yet, so leave %(name)s out."),
+}
+
+
 class CertificateError(PortalError):
     table = CERTIFICATE_ERRORS
+
+
+def feed_detail(error: PortalError) -> str:
+    """Return the sentence of `error` for a feed response, which reports a filter error as a rejected request, not an ignored filter."""
+    message = FEED_FILTER_MESSAGES.get(error.code)
+    return str(message % error.params) if message is not None else error.detail
 
 # The reasons a credential fails verification, keyed by CredentialError.reason. Each completes the sentence of `credential_invalid`.
 CREDENTIAL_REASONS = {

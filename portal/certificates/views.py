@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from certification.credentials import CredentialError, signing_key_ids
 from portal.certificates.credentials import CompromisedKeyError, check_credential, key_status, portal_key, published_keys, shown_time
-from portal.certificates.errors import CREDENTIAL_REASONS, CertificateError
+from portal.certificates.errors import CREDENTIAL_REASONS, CertificateError, feed_detail
 from portal.certificates.listing import (
     LISTING_PAGE_SIZE, ListingFilters, card_history, certificate_record, facets, feed_json, feed_records, listed_certificates, page_count,
     records_csv,
@@ -115,7 +115,7 @@ def _feed_request(request) -> tuple[ListingFilters, int | None, JsonResponse | N
 
 def _filter_error_response(errors: list[PortalError]) -> JsonResponse:
     """Return the first error's status naming every invalid parameter, because a script reading a feed must not get rows it did not ask for."""
-    body = {"code": errors[0].code, "detail": errors[0].detail, "errors": [{"code": error.code, "detail": error.detail} for error in errors]}
+    body = {"code": errors[0].code, "detail": feed_detail(errors[0]), "errors": [{"code": error.code, "detail": feed_detail(error)} for error in errors]}
     return JsonResponse(body, status=errors[0].status, json_dumps_params={"ensure_ascii": False})
 
 

@@ -60,7 +60,9 @@ REJECTION_MESSAGES = {
     "path_invalid": _("A file path in the archive is invalid: %(value)s. Rename the file in the run folder, pack again and upload."),
     "path_duplicate": _("Two files in the archive have the same path when case and Unicode form are ignored: %(value)s. Rename one of them in the run folder, pack again and upload."),
     "manifest_missing": _("The bundle has no manifest.json. %(pack_again)s"),
-    "manifest_invalid": _("The bundle's manifest.json is invalid: %(value)s. %(pack_again)s"),
+    # %(value)s of a schema error is the path of the invalid part, such as files/0/size.
+    "manifest_invalid": (_("The bundle's manifest.json is invalid at %(value)s: it does not meet the schema keyword %(keyword)s. %(pack_again)s"),
+                         _("The bundle's manifest.json is invalid: %(value)s. %(pack_again)s")),
     "envelope_missing": _("The bundle has no signature envelope (envelope.dsse.json). %(pack_again)s"),
     "envelope_invalid": _("The bundle's signature envelope is invalid: %(value)s. %(pack_again)s"),
     "envelope_not_canonical": _("The bundle's signature envelope was edited after signing. %(pack_again)s"),

@@ -14,12 +14,14 @@ from agent.commands._fields import display_width
 from agent.commands.upload import report
 from agent.errors import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, from_coded_error, from_core_error
 from agent.i18n import set_language
+from certification.bundle import open_bundle
 from certification.errors import BundleError, os_error_details
 from certification.tickets import MAX_TICKET_BYTES, PAYLOAD_TYPE, new_claims
 from certification.rulepack import RulePackError
 from certification.signing import SigningError
 from certification.verdict import VerdictInputError
 from tests.certification.runfolder import build_run
+from tests.certification.test_bundle import KEYRING, signed_members, write_canonical
 
 
 @pytest.fixture(autouse=True)
@@ -237,6 +239,28 @@ def test_unknown_json_problem_left_out_in_chinese():
 
     assert chinese.message == "a.json 第 3 行第 7 列的 JSON 无效"
     assert english.message == "invalid JSON in a.json at line 3, column 7: Invalid control character '\\x01' at"
+
+
+@pytest.mark.parametrize("edit, chinese, english", [
+    (lambda manifest: manifest["files"][0].update(size=-1),
+     "manifest.json 在 files/0/size 处无效：-1 小于最小值 0", "manifest.json is invalid at files/0/size: -1 is less than the minimum of 0"),
+    (lambda manifest: manifest.update(extra=1),
+     "manifest.json 在 （顶层） 处无效：模式不允许此处出现这些键：extra",
+     "manifest.json is invalid at (top level): Additional properties are not allowed ('extra' was unexpected)"),
+], ids=["minimum", "additional_properties"])
+def test_manifest_schema_error_in_language(tmp_path, edit, chinese, english):
+    path = write_canonical(tmp_path / "bundle.tar", signed_members({"run.json": b"[]"}, manifest_edit=edit))
+    with pytest.raises(BundleError) as caught:
+        open_bundle(path, KEYRING)
+
+    set_language("zh")
+    in_chinese = from_core_error(caught.value, EXIT_REJECTED)
+    set_language("en")
+    in_english = from_core_error(caught.value, EXIT_REJECTED)
+
+    assert in_chinese.code == "manifest_invalid"
+    assert in_chinese.message == chinese
+    assert in_english.message == english
 
 
 def test_subject_digest_mismatch_in_chinese():

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import socket
 import subprocess
 import sys
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 
 from agent.inference import loadgen
 from agent.inference.loadgen import Endpoint, run_sync, EndpointError, RequestRecord, RequestSpec, TrialPlan, poisson_arrivals, run_trial, stream_completion
-from agent.inference.search import SearchError, SearchSettings, run_search
+from agent.i18n import set_language
+from agent.inference.search import SearchError, SearchSettings, _log_trial, run_search
 from certification.latency import allowed_misses, nearest_rank, summarize_trial
 from tests.agent.inference_servers import StreamingServer
 
@@ -289,6 +292,63 @@ def test_loadgen_command_down_endpoint(tmp_path):
     assert completed.returncode == 5
     assert "error[endpoint_unreachable]" in completed.stderr
     assert (tmp_path / "out" / "search.json").is_file()
+
+
+def test_loadgen_command_down_endpoint_in_chinese(tmp_path):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "hello"}\n')
+    url = f"http://127.0.0.1:{free_port()}/v1/completions"
+    completed = subprocess.run(
+        [sys.executable, "-m", "agent", "--lang", "zh", "loadgen", "--endpoint", url, "--model", "tiny", "--prompts", str(prompts),
+         "--settings", json.dumps(SETTINGS), "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=60,
+    )
+    recorded = json.loads((tmp_path / "out" / "search.json").read_text())["error"]
+    assert completed.returncode == 5
+    assert f"error[endpoint_unreachable]: 无法连接到 {url}：" in completed.stderr
+    assert "建议：请启动服务，或用 --endpoint 传入其 completions 端点的网址；已完成的试验记录在 " in completed.stderr
+    assert recorded["message"].startswith(f"could not connect to {url}: ")
+    assert recorded["hint"] == "start the server, or pass the URL of its completions endpoint with --endpoint"
+
+
+def test_loadgen_child_logs_in_run_language(tmp_path, monkeypatch, caplog):
+    from agent.workloads.common import WorkloadContext
+    from agent.workloads.inference import _run_loadgen
+
+    for name in ("LC_ALL", "LC_MESSAGES"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LANG", "en_US.UTF-8")
+    set_language("zh")
+    context = WorkloadContext("infer-tiny", {}, SimpleNamespace(data={"settings": {"inference": SETTINGS}}), tmp_path, tmp_path / "run", "cpu")
+    context.out_dir.mkdir(parents=True)
+
+    with StreamingServer(delay=0.01) as server, caplog.at_level(logging.INFO, logger="agent"):
+        search = _run_loadgen(context, server.url, "tiny", [{"prompt": "a"}])
+
+    relayed = [record.getMessage() for record in caplog.records if record.getMessage().startswith("loadgen：")]
+    assert search["status"] == "completed"
+    assert [line for line in relayed if line.startswith("loadgen：第 0 次试验（搜索），负载 20 req/s：通过，p99 TTFT ")]
+    assert not [line for line in relayed if "trial" in line or "requests" in line]
+
+
+def test_early_stop_logged_in_chinese(caplog):
+    plan = TrialPlan(trial=2, load_model="poisson", level=30.0, warmup_seconds=0.0, duration_seconds=2.0, max_tokens=2,
+                     ttft_limit=0.1, percentile=99.0, request_timeout=5.0, seed=1, role="confirm")
+    with StreamingServer(delay=0.3) as server:
+        state = run_sync(run_trial(Endpoint.parse(server.url), ["p"], "tiny", plan))
+    summary = summarize_trial([record.to_dict() for record in state.records], 0.1, 99)
+    set_language("zh")
+
+    with caplog.at_level(logging.INFO, logger="agent"):
+        _log_trial(plan, summary, state)
+
+    line = caplog.records[0].getMessage()
+    assert line.startswith("第 2 次试验（确认），负载 30 req/s：未通过，p99 TTFT ")
+    assert f"（提前停止：{state.stop_misses} 个计入测量的请求超出 TTFT 限值，多于允许的 {state.stop_allowed} 个）" in line
+    assert state.stop_misses > state.stop_allowed
+    failures = caplog.records[1].getMessage()
+    assert failures.startswith("第 2 次试验：")
+    assert "试验在此请求应发出之前已停止" in failures or "试验在此请求完成之前已停止" in failures
 
 
 def test_kernel_stamp_ignores_busy_loop():

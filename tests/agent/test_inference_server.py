@@ -11,6 +11,7 @@ import pytest
 
 paddle = pytest.importorskip("paddle")
 
+from agent.i18n import set_language  # noqa: E402
 from agent.inference import datatypes  # noqa: E402
 from agent.inference.loadgen import Endpoint, run_sync, RequestRecord, RequestSpec, stream_completion  # noqa: E402
 from agent.inference.server import BatchingEngine, CompletionsServer  # noqa: E402
@@ -131,6 +132,16 @@ def test_workload_records_not_supported(model_dir, tmp_path):
     assert error.details["data_type"] == "int8_weight_only"
     assert read_json(context.out_dir / "config.json")["data_type"]["supported"] is False
     assert not (context.out_dir / "lambada.jsonl").exists()
+
+
+@pytest.mark.skipif(paddle.is_compiled_with_cuda(), reason="checks the CPU build, which has no weight-only kernels")
+def test_not_supported_reason_in_chinese(model_dir, tmp_path):
+    set_language("zh")
+
+    _context, error = run_unsupported_workload("infer-llama-int8wo", model_dir, tmp_path)
+
+    assert error.localized.startswith("int8_weight_only：其激活需要 bf16 或 fp16 内核，而这两种在此处都无法运行（bf16: ")
+    assert str(error).startswith("int8_weight_only is not supported on this device: its activations need bf16 or fp16 kernels")
 
 
 def sft_texts(name: str, count: int) -> list[str]:

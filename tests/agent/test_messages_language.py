@@ -173,6 +173,25 @@ def test_every_message_has_chinese():
     assert untranslated == [], "add these to agent.po with scripts/agent_messages.sh and write their Chinese"
 
 
+def untranslated_log_calls() -> list[str]:
+    """Return `path:line` of each logger call at info level or above in agent/ whose message is a bare string, not `_()` or `ngettext()`."""
+    found = []
+    for path in sorted((REPOSITORY / "agent").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name)
+                    and node.func.value.id == "logger" and node.func.attr in ("info", "warning", "error", "exception", "critical")):
+                continue
+            message = node.args[0] if node.args else None
+            if isinstance(message, (ast.Constant, ast.JoinedStr, ast.BinOp)):
+                found.append(f"{path.relative_to(REPOSITORY)}:{node.lineno}")
+    return found
+
+
+def test_log_lines_go_through_catalogue():
+    # Debug lines stay English, because only --verbose shows them and they are meant for developers.
+    assert untranslated_log_calls() == [], "wrap these log messages in _() with named placeholders"
+
+
 def test_compiled_catalogue_matches_po():
     compiled = gettext.translation(DOMAIN, localedir=str(LOCALE_DIR), languages=["zh_CN"])
     translations = read_po(PO_FILE)

@@ -341,7 +341,11 @@ def test_manifest_schema_violation_rejected(tmp_path):
 
     error = assert_rejected(path, "manifest_invalid")
 
-    assert "schema_version" in error.message
+    assert error.value == "schema_version"
+    assert error.details["keyword"] == "const"
+    assert error.details["schema_code"] == "schema_const"
+    assert error.details["schema_value"] == "2"
+    assert error.message == "manifest.json is invalid at schema_version: 1 was expected"
 
 
 def test_writer_rejects_bare_nan(tmp_path):

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from certification import metrics
+from certification.records import RecordsInvalid
 
 
 @pytest.mark.parametrize(
@@ -72,8 +73,36 @@ def test_validation_loss_prefers_loss_sum():
 
 
 def test_validation_loss_rejects_zero_tokens():
-    with pytest.raises(ValueError):
+    with pytest.raises(RecordsInvalid) as caught:
         metrics.validation_loss({"loss": 1.0, "tokens": 0})
+
+    assert str(caught.value) == "validation.json has no positive integer `tokens`: 0"
+    assert caught.value.problem_zh == "validation.json 的 `tokens` 不是正整数：0"
+
+
+@pytest.mark.parametrize("call, english, chinese", [
+    (lambda: metrics.relative_errors([1.0], [1.0, 2.0]), "1 measured values for 2 reference values", "测得值有 1 个，参考值有 2 个，数量不一致"),
+    (lambda: metrics.throughput([{"step": 3, "tokens_per_second_per_card": "fast", "step_seconds": 1.0}], 1, 10),
+     "step 3 has tokens_per_second_per_card 'fast', not a number", "第 3 步的 tokens_per_second_per_card 是 'fast'，不是数字"),
+    (lambda: metrics.throughput([{"step": 4, "tokens_per_second_per_card": 1.0}], 1, 10),
+     "step 4 has step_seconds None, not a number", "第 4 步的 step_seconds 是 None，不是数字"),
+    (lambda: metrics.lambada_accuracy([{"index": "first", "correct": True}], 10),
+     "an evaluation record has the index 'first', not an integer", "有一条评测记录的 index 是 'first'，不是整数"),
+    (lambda: metrics.correctness_vector([{"correct": True}], 10),
+     "an evaluation record has the index None, not an integer", "有一条评测记录的 index 是 None，不是整数"),
+    (lambda: metrics.validation_loss({"loss": {"mean": 1.0}, "tokens": 10}),
+     "invalid number {'mean': 1.0}: expected a number, 'NaN', 'Infinity' or '-Infinity'",
+     "无效的数值 {'mean': 1.0}：应为数字、'NaN'、'Infinity' 或 '-Infinity'"),
+    (lambda: metrics.paired_bootstrap([], []),
+     "paired bootstrap needs as many measured as reference values, and at least one, got 0 and 0",
+     "配对自助法需要数量相同且至少一个的测得值与参考值，实际为 0 个和 0 个"),
+], ids=["relative_errors", "throughput_rate", "throughput_seconds", "lambada_index", "correctness_index", "loss_object", "bootstrap"])
+def test_metric_input_problem_in_both_languages(call, english, chinese):
+    with pytest.raises(RecordsInvalid) as caught:
+        call()
+
+    assert str(caught.value) == english
+    assert caught.value.problem_zh == chinese
 
 
 def test_lambada_divides_by_expected_items():

@@ -319,6 +319,23 @@ def test_vendor_records_invalid_in_chinese(tmp_path, reference):
     assert "is missing" in result.explanation["en"]
 
 
+@pytest.mark.parametrize("options, criterion_id, chinese, english", [
+    ({"validation_loss": "low"}, "pretrain.validation_loss",
+     "工作负载 pretrain-llama 的记录无效：无效的数值 'low'：应为数字、'NaN'、'Infinity' 或 '-Infinity'。",
+     "The records of workload pretrain-llama are invalid: invalid number 'low': expected a number, 'NaN', 'Infinity' or '-Infinity'."),
+    ({"validation_loss": [3.0]}, "pretrain.validation_loss",
+     "工作负载 pretrain-llama 的记录无效：无效的数值 [3.0]：应为数字、'NaN'、'Infinity' 或 '-Infinity'。",
+     "The records of workload pretrain-llama are invalid: invalid number [3.0]: expected a number, 'NaN', 'Infinity' or '-Infinity'."),
+], ids=["string", "list"])
+def test_malformed_metric_value_named_in_both_languages(tmp_path, reference, options, criterion_id, chinese, english):
+    result = judged(tmp_path, reference, **options).criterion(criterion_id)
+
+    assert result.details["code"] == "records_invalid"
+    assert result.explanation["zh"] == chinese
+    assert result.explanation["en"] == english
+    assert result.hint["zh"] == "用本版本的 agent 重新运行该工作负载。"
+
+
 @pytest.mark.parametrize("error, chinese", [
     (RecordsInvalid("steps.jsonl is missing", "缺少 steps.jsonl"), "缺少 steps.jsonl"),
     (BundleError("json_invalid", "workloads/a/steps.jsonl", line=3, column=5, problem="Expecting value"), "workloads/a/steps.jsonl 第 3 行第 5 列的 JSON 无效"),

@@ -211,6 +211,38 @@ def test_feed_rejects_invalid_filter(client, listed, feed, params, code, named):
     assert named in body["detail"]
 
 
+@pytest.mark.parametrize("language, params, message", [
+    ("en", {"level": "abc"},
+     "The filter level='abc' is invalid, so the feed rejected the request and returned no rows. Use one of: 1, 2, 3, or leave level out."),
+    ("zh-hans", {"level": "abc"}, "筛选条件 level='abc' 无效，因此数据源拒绝了该请求，没有返回任何行。请使用以下取值之一：1, 2, 3，或去掉 level。"),
+    ("en", {"q": "a\x00b"},
+     "The filter q='a\\x00b' contains control characters, so the feed rejected the request and returned no rows. Search with plain text."),
+    ("zh-hans", {"q": "a\x00b"}, "筛选条件 q='a\\x00b' 含有控制字符，因此数据源拒绝了该请求，没有返回任何行。请用普通文字搜索。"),
+    ("en", {"vendor": "acme2"}, "No certificate matches the filter vendor='acme2', so the feed rejected the request and returned no rows. "
+                                "Use one of: acme, initech, or leave vendor out to get every certificate."),
+    ("zh-hans", {"vendor": "acme2"}, "没有证书与筛选条件 vendor='acme2' 匹配，因此数据源拒绝了该请求，没有返回任何行。"
+                                     "请使用以下取值之一：acme, initech，或去掉 vendor 以获取全部证书。"),
+], ids=["invalid-en", "invalid-zh", "text-en", "text-zh", "not-listed-en", "not-listed-zh"])
+def test_feed_says_filter_rejected(client, listed, language, params, message):
+    client.cookies["django_language"] = language
+    body = client.get(reverse("feed-json"), params).json()
+    assert body["detail"] == message
+    assert body["errors"][0]["detail"] == message
+
+
+@pytest.mark.parametrize("language, message", [
+    ("en", "No certificate matches the filter vendor='acme', so the feed rejected the request and returned no rows. "
+           "No certificate has been issued yet, so leave vendor out."),
+    ("zh-hans", "没有证书与筛选条件 vendor='acme' 匹配，因此数据源拒绝了该请求，没有返回任何行。目前尚未签发任何证书，请去掉 vendor。"),
+])
+def test_feed_filter_before_any_certificate(client, vendor, language, message):
+    client.cookies["django_language"] = language
+    response = client.get(reverse("feed-csv"), {"vendor": "acme"})
+    assert response.status_code == 400
+    assert response.json()["code"] == "filter_not_listed_none_issued"
+    assert response.json()["detail"] == message
+
+
 def test_feed_names_every_invalid_filter(client, listed):
     body = client.get(reverse("feed-json"), {"level": "nine", "track": "cooking"}).json()
     assert [error["code"] for error in body["errors"]] == ["filter_invalid", "filter_invalid"]

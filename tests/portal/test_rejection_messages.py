@@ -8,12 +8,14 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import translation
 
+from certification.bundle import open_bundle
 from certification.criteria import RecordsInvalid
 from certification.errors import BUNDLE_ERRORS, TICKET_ERRORS, BundleError, TicketError
 from certification.tickets import PAYLOAD_TYPE, parse_ticket
 from portal.submissions.models import Submission, ValidationReport
 from portal.submissions.pipeline import Rejection, _finish_rejected
 from portal.submissions.rejections import PLACEHOLDER, REJECTION_MESSAGES
+from tests.certification.test_bundle import KEYRING, signed_members, write_canonical
 
 from .conftest import login, upload_file
 
@@ -176,6 +178,23 @@ def test_ticket_from_bundle_named_by_claim(vendor):
     with translation.override("zh-hans"):
         assert "结果包中的运行票据缺少声明 $.ticket_version" in report.error_detail
         assert "required property" not in report.error_detail
+
+
+def test_manifest_schema_error_without_english(vendor, tmp_path):
+    def negative_size(manifest):
+        manifest["files"][0]["size"] = -1
+
+    path = write_canonical(tmp_path / "bundle.tar", signed_members({"run.json": b"[]"}, manifest_edit=negative_size))
+    with pytest.raises(BundleError) as caught:
+        open_bundle(path, KEYRING)
+
+    report = rejected_with(vendor, Rejection.from_bundle_error(caught.value)).report
+
+    with translation.override("en"):
+        assert "manifest.json is invalid at files/0/size: it does not meet the schema keyword minimum." in report.error_detail
+    with translation.override("zh-hans"):
+        assert "结果包的 manifest.json 在 files/0/size 处无效：不满足模式关键字 minimum。" in report.error_detail
+        assert "less than" not in report.error_detail
 
 
 def test_records_invalid_in_chinese(vendor):
