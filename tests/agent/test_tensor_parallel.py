@@ -158,7 +158,7 @@ args = TrainingArguments(output_dir=str(out / "trainer"), device="cpu", tensor_p
 rank = paddle.distributed.get_rank()
 pack = load_rule_pack("tiny-2026.1")
 preset = pack.data["models"]["llama-tiny"]
-model = models.build_model(preset, models.model_config(preset, {}, "cpu"), parallel_model_settings(args))
+model = models.build_model(preset, models.model_config(preset, {}, "cpu"), parallel_model_settings(args), seed=42)
 folder = RunFolder(out, writer=rank == 0)
 
 
