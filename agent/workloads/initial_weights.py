@@ -151,11 +151,14 @@ def set_initial_weights(model, parameters: dict[str, PlainParameter], seed: int,
         action = split_actions.get(parameter.name, split_actions.get(name))
         part = cut(whole, tuple(tensor.shape), action, name)
         del whole
-        tensor.set_value(paddle.to_tensor(part, place=paddle.CPUPlace()).astype(tensor.dtype))
+        # A Tensor passed to set_value replaces the parameter's storage, so it must already be on the parameter's device.
+        tensor.set_value(paddle.to_tensor(part, place=tensor.place).astype(tensor.dtype))
 
 
 def _check_constant(tensor, name: str) -> None:
     """Raise RuntimeError unless every value of `tensor` is the same, as PaddleNLP's constant inits give."""
-    if tensor.numel() and float(tensor.max()) != float(tensor.min()):
+    # The CPU has no max or min kernel for bfloat16 and float16.
+    values = tensor.astype("float32")
+    if values.numel() and float(values.max()) != float(values.min()):
         raise RuntimeError(f"parameter {name} is neither drawn by the initial-weights recipe nor a constant, so its "
                            "initial values would depend on the parallel layout")

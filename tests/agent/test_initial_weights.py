@@ -104,6 +104,24 @@ def test_value_is_the_named_draw(pack):
     np.testing.assert_array_equal(weights[key].numpy(), initial_weights.draw(SEED, parameter))
 
 
+def test_half_precision_build_keeps_dtype(pack):
+    # Inference builds a model without released weights in the dtype it serves.
+    import paddle
+    from paddlenlp.transformers.model_utils import dtype_guard
+
+    from agent.workloads.models import build_model
+
+    preset, config = preset_and_config(pack, "llama-tiny")
+    with dtype_guard("bfloat16"):
+        half = build_model(preset, config, seed=SEED).state_dict()
+    full = build_model(preset, config, seed=SEED).state_dict()
+
+    for key, value in half.items():
+        assert value.dtype == paddle.bfloat16, key
+        np.testing.assert_array_equal(value.astype("float32").numpy(), full[key].astype("bfloat16").astype("float32").numpy(),
+                                      err_msg=key)
+
+
 @pytest.mark.parametrize(("name", "changes", "tied"), [
     ("llama-tiny", {"tie_word_embeddings": True}, ("llama.embed_tokens.weight", "lm_head.weight")),
     ("gpt-tiny", {}, ("gpt.embeddings.word_embeddings.weight", "lm_head.weight")),
