@@ -328,7 +328,7 @@ def test_two_ranks_match_one_process(two_ranks, one_process):
 @pytest.mark.slow
 def test_two_ranks_gradient_norm_matches(two_ranks, one_process):
     # Each rank has half of the split layers' gradients, and the clip's all-reduce makes the norm the whole model's.
-    # The first steps start from equal weights. Later, the rounding differences of the row-parallel sums grow: with
+    # The first steps start from equal weights. Later the rounding differences of the row-parallel sums grow. With
     # the pack's seed, 6.5e-4 was the largest relative difference measured, at step 13, where the norm doubles.
     two, one = grad_norms(two_ranks, WORKLOAD), grad_norms(one_process, WORKLOAD)
 
@@ -366,7 +366,7 @@ def test_two_ranks_evaluations_match(two_ranks, one_process):
 def test_two_ranks_save_plain_model(two_ranks, one_process):
     # Each rank wrote its part, and rank 0 merged them into safetensors and a config of one process. So later
     # workloads load the folder as it is, and the parts are gone.
-    # Adam magnifies the rounding differences of the row-parallel sums: with the pack's seed, 7.1e-3 was the largest
+    # Adam magnifies the rounding differences of the row-parallel sums. With the pack's seed, 7.1e-3 was the largest
     # difference measured, in 55 embedding rows, and every other tensor differed by less than 6e-4. A part merged in
     # the wrong place would differ by the weights' own size: each tensor's largest value is above 0.05.
     config = check_merged_model(two_ranks, one_process, WORKLOAD, tolerance=1e-2)
