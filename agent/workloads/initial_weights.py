@@ -146,7 +146,7 @@ def set_initial_weights(model, parameters: dict[str, PlainParameter], seed: int,
             continue
 
         # NOTE: one CPU core draws every whole parameter, and every tensor-parallel rank of a stage draws the same
-        # values: an estimated 20 minutes per process for LLaMA3-70B under tensor degree 8.
+        # values: an estimated 15 to 30 minutes per process for LLaMA3-70B under tensor degree 8.
         whole = draw(seed, parameter)
         action = split_actions.get(parameter.name, split_actions.get(name))
         part = cut(whole, tuple(tensor.shape), action, name)
