@@ -73,10 +73,7 @@ def make_dataset(context: WorkloadContext) -> PackedSequences:
 
 
 def fresh_model(context: WorkloadContext):
-    import paddle
-
-    paddle.seed(int(context.fixed["seed"]))
-    return build_model(context.model_preset, context.model_config)
+    return build_model(context.model_preset, context.model_config, seed=int(context.fixed["seed"]))
 
 
 class StepClock(TrainerCallback):

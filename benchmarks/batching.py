@@ -44,13 +44,10 @@ PROMPTS = REPO / "data" / "prompts" / "inference_prompts_demo.jsonl"
 
 
 def build_llama(pack):
-    import paddle
-
     preset = pack.data["models"]["llama-tiny"]
     entry = pack.data["tokenizers"][preset["tokenizer"]]
     tokenizer = load_tokenizer(REPO / entry["path"], entry["kind"], entry.get("class"))
-    paddle.seed(7)
-    model = build_model(preset, model_config(preset, {"dropout": 0.0}, "cpu"))
+    model = build_model(preset, model_config(preset, {"dropout": 0.0}, "cpu"), seed=7)
     model.eval()
     return model, tokenizer
 

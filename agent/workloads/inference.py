@@ -153,12 +153,11 @@ def model_loader(context: WorkloadContext):
 
 
 def _build_in(context: WorkloadContext, dtype: str):
-    """Build a model without released weights (GPT-3-175B) from the pack's config, seeded with the pack's seed."""
+    """Build a model without released weights (GPT-3-175B) from the pack's config, with initial weights of the pack's seed."""
     from paddlenlp.transformers.model_utils import dtype_guard
 
-    paddle.seed(int(context.fixed["seed"]))
     with dtype_guard(dtype):
-        return models.build_model(context.model_preset, context.model_config)
+        return models.build_model(context.model_preset, context.model_config, seed=int(context.fixed["seed"]))
 
 
 def _calibration_texts(context: WorkloadContext) -> list[str]:

@@ -11,11 +11,11 @@ as a plain model by agent.workloads.rank_merge.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.workloads import patches
+from agent.workloads import initial_weights, patches
 
 
 @dataclass(frozen=True)
@@ -25,15 +25,21 @@ class Architecture:
     dropout_keys: tuple[str, ...]
     # The PaddleNLP PipelineLayer subclass that pipeline parallelism trains, or None where PaddleNLP has none.
     pipeline_class: str | None = None
+    # The layers whose initial weights PaddleNLP's `_init_weights` scales by 1/sqrt(2 * num_hidden_layers).
+    scaled_init_layers: tuple[str, ...] = field(kw_only=True)
 
 
+# PaddleNLP 3.0.0b4 scales the output projections of attention and MLP: o_proj and down_proj (LLaMA, Qwen2, and
+# Qwen2-MoE's experts and shared expert), out_proj and linear2 (GPT).
 ARCHITECTURES = {
-    "LlamaForCausalLM": Architecture("LlamaConfig", "LlamaForCausalLM", (), "LlamaForCausalLMPipe"),
-    "Qwen2ForCausalLM": Architecture("Qwen2Config", "Qwen2ForCausalLM", ("attention_dropout",), "Qwen2ForCausalLMPipe"),
+    "LlamaForCausalLM": Architecture("LlamaConfig", "LlamaForCausalLM", (), "LlamaForCausalLMPipe",
+                                     scaled_init_layers=("o_proj", "down_proj")),
+    "Qwen2ForCausalLM": Architecture("Qwen2Config", "Qwen2ForCausalLM", ("attention_dropout",), "Qwen2ForCausalLMPipe",
+                                     scaled_init_layers=("o_proj", "down_proj")),
     "Qwen2MoeForCausalLM": Architecture("Qwen2MoeConfig", "Qwen2MoeForCausalLM", ("attention_dropout",),
-                                        "Qwen2MoeForCausalLMPipe"),
+                                        "Qwen2MoeForCausalLMPipe", scaled_init_layers=("o_proj", "down_proj")),
     "GPTForCausalLM": Architecture("GPTConfig", "GPTForCausalLM", ("hidden_dropout_prob", "attention_probs_dropout_prob"),
-                                   "GPTForCausalLMPipe"),
+                                   "GPTForCausalLMPipe", scaled_init_layers=("out_proj", "linear2")),
 }
 
 
@@ -111,30 +117,32 @@ def _classes(name: str, pipelined: bool = False):
     return getattr(transformers, spec.config_class), getattr(transformers, model_class)
 
 
-def build_model(preset: dict[str, Any], config: dict[str, Any], parallel: dict[str, Any] | None = None):
-    """Build a freshly initialised model; `parallel` adds PaddleNLP's parallel and recompute settings.
+def build_model(preset: dict[str, Any], config: dict[str, Any], parallel: dict[str, Any] | None = None, *, seed: int):
+    """Build a model with the initial weights of agent.workloads.initial_weights; `parallel` adds PaddleNLP's parallel and recompute settings.
 
-    Under pipeline or tensor parallelism every process first builds the
-    plain model with the same seed, and the model of its stage or
-    tensor-parallel rank takes its part of that model's weights. So a run
-    starts from the same weights whatever its layout.
+    Under pipeline or tensor parallelism each process builds only its own
+    stage or tensor-parallel rank, and gets its part of the values that the
+    plain model of one process gets with the same seed. So a run starts from
+    the same weights whatever its layout.
     """
-    config_class, model_class = _classes(preset["architecture"])
-    plain = model_class(config_class(**config, **_unsplit(parallel)))
-    if not is_pipelined(parallel) and not is_tensor_parallel(parallel):
-        return plain
-    # NOTE: each process keeps the whole plain model in memory until this returns. Fine for presets built from
-    # config; the standard's large models start from a released checkpoint, which load_checkpoint reads per rank.
-    _, split_class = _classes(preset["architecture"], pipelined=is_pipelined(parallel))
-    model = split_class(config_class(**config, **parallel))
-    weights = plain.state_dict()
-    if is_tensor_parallel(parallel):
-        weights = _tensor_parallel_part(model_class, model.config, weights)
-    _load_weights(model, weights)
-    if is_pipelined(parallel):
-        # A weight shared by the first and the last stage (tied embeddings) was set on the first stage only above.
-        model._synchronize_shared_weights()
+    name = preset["architecture"]
+    config_class, model_class = _classes(name)
+    plain_config = config_class(**config, **_unsplit(parallel))
+    if is_pipelined(parallel) or is_tensor_parallel(parallel):
+        _, split_class = _classes(name, pipelined=is_pipelined(parallel))
+        model = split_class(config_class(**config, **parallel))
+    else:
+        model = model_class(plain_config)
+
+    parameters = initial_weights.plain_parameters(model_class, plain_config, architecture(name).scaled_init_layers)
+    actions = _split_actions(model_class, model.config, list(parameters)) if is_tensor_parallel(parallel) else {}
+    initial_weights.set_initial_weights(model, parameters, seed, actions)
     return model
+
+
+def _split_actions(model_class, config, names: list[str]) -> dict[str, Any]:
+    """Return PaddleNLP's split actions by plain parameter name for tensor-parallel rank `config.tensor_parallel_rank`."""
+    return model_class.get_tensor_parallel_convert_actions(config, names, is_split=True, ignore_error=True)
 
 
 def _tensor_parallel_part(model_class, config, weights: dict[str, Any]) -> dict[str, Any]:
@@ -145,27 +153,9 @@ def _tensor_parallel_part(model_class, config, weights: dict[str, Any]) -> dict[
     """
     import paddle
 
-    actions = model_class.get_tensor_parallel_convert_actions(config, list(weights), is_split=True, ignore_error=True)
+    actions = _split_actions(model_class, config, list(weights))
     return {name: paddle.to_tensor(actions[name](tensor.numpy())) if name in actions else tensor
             for name, tensor in weights.items()}
-
-
-def _load_weights(model, weights: dict[str, Any]) -> None:
-    """Set `model`'s parameters from `weights`, which are keyed by the plain model's parameter names.
-
-    Raise RuntimeError when a parameter of `model` gets no weight. A tied
-    parameter, listed under two names, needs its weight under one of them.
-    A `*Pipe` model's shared layers are exempt: build_model broadcasts them
-    from the first stage that has them.
-    """
-    state = model.state_dict()
-    given = {id(tensor) for name, tensor in state.items() if name in weights}
-    if "shared_layers" in model._sub_layers:
-        given |= {id(parameter) for parameter in model.shared_layers.parameters()}
-    missing = sorted(name for name, tensor in state.items() if name not in weights and id(tensor) not in given)
-    if missing:
-        raise RuntimeError(f"{type(model).__name__} got no weights for {missing}")
-    model.set_state_dict(dict(weights))
 
 
 def load_pretrained(preset: dict[str, Any], path: Path, parallel: dict[str, Any] | None = None):
@@ -224,7 +214,7 @@ def effective_model_config(context) -> dict[str, Any]:
 def start_model(context, parallel: dict[str, Any] | None = None):
     """Build a workload's model from the pack's config, or load the released checkpoint it starts from."""
     if context.checkpoint_model is None:
-        return build_model(context.model_preset, context.model_config, parallel)
+        return build_model(context.model_preset, context.model_config, parallel, seed=int(context.fixed["seed"]))
     dtype = weights_dtype({**context.fixed, **context.free})
     return load_checkpoint(context.model_preset, context.checkpoint(), context.model_config, dtype, parallel)
 
@@ -234,10 +224,13 @@ def model_record(context) -> dict[str, Any]:
 
     `checkpoint.stored_dtypes` are the dtypes of the weight files, and
     `checkpoint.dtype` is the one the run loads them in: from_pretrained
-    casts each tensor on load.
+    casts each tensor on load. A model built from the pack's config records
+    its `initial_weights` recipe and seed instead.
     """
     record = {"name": context.model_name, "architecture": context.model_preset["architecture"],
               "config": effective_model_config(context)}
+    if context.checkpoint_model is None and context.init_from is None:
+        record["initial_weights"] = initial_weights.record(int(context.fixed["seed"]))
     if context.checkpoint_model is not None:
         checkpoint = context.checkpoint()
         weights = checkpoint.get("weights", {})

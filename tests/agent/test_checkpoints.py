@@ -253,13 +253,10 @@ TRAIN_STEPS = 2
 
 def save_tiny_model(pack, model: str, folder: Path):
     """Save a tiny model with save_pretrained; a wide initializer gives it a loss far from a fresh model's."""
-    import paddle
-
     from agent.workloads.models import build_model, model_config
 
     preset = pack.data["models"][model]
-    paddle.seed(7)
-    saved = build_model(preset, {**model_config(preset, {"dropout": 0.0}, "cpu"), "initializer_range": 0.2})
+    saved = build_model(preset, {**model_config(preset, {"dropout": 0.0}, "cpu"), "initializer_range": 0.2}, seed=7)
     saved.save_pretrained(str(folder))
     saved.eval()
     return saved
@@ -292,13 +289,10 @@ def first_step_loss(context) -> float:
 
 def fresh_model_loss(pack, model: str, batch: dict) -> float:
     """The loss of a model built from the pack's config with the pack's seed, which the workload trains without a checkpoint."""
-    import paddle
-
     from agent.workloads.models import build_model, model_config
 
     preset = pack.data["models"][model]
-    paddle.seed(42)
-    fresh = build_model(preset, model_config(preset, {"dropout": 0.0}, "cpu"))
+    fresh = build_model(preset, model_config(preset, {"dropout": 0.0}, "cpu"), seed=42)
     fresh.eval()
     return batch_loss(fresh, batch)
 
@@ -374,13 +368,10 @@ def bf16_shards(tmp_path_factory):
     Returns the folders by format, the bfloat16 values as float32 arrays by
     parameter name, and the float32 values before the cast.
     """
-    import paddle
-
     from agent.workloads.models import build_model, model_config
 
     preset = load_rule_pack("tiny-2026.1").data["models"]["llama-tiny"]
-    paddle.seed(7)
-    model = build_model(preset, {**model_config(preset, {"dropout": 0.0}, "cpu"), "initializer_range": 0.2})
+    model = build_model(preset, {**model_config(preset, {"dropout": 0.0}, "cpu"), "initializer_range": 0.2}, seed=7)
     float32 = {name: value.numpy() for name, value in model.state_dict().items()}
     model.to(dtype="bfloat16")
     bfloat16 = {name: value.astype("float32").numpy() for name, value in model.state_dict().items()}
@@ -474,7 +465,7 @@ def bfloat16_model(bf16_shards):
     from agent.workloads.models import build_model, model_config
 
     preset = load_rule_pack("tiny-2026.1").data["models"]["llama-tiny"]
-    model = build_model(preset, model_config(preset, {"dropout": 0.0}, "cpu"))
+    model = build_model(preset, model_config(preset, {"dropout": 0.0}, "cpu"), seed=42)
     model.set_state_dict({name: paddle.to_tensor(value) for name, value in bf16_shards[1].items()})
     model.eval()
     return model

@@ -181,7 +181,7 @@ def test_tiny_run_records_gradient_norm(tmp_path, max_grad_norm):
     documents = interleave([read_text_documents(context.dataset_path(name)) for name in spec["datasets"]["train"]])
     blocks = pack_documents(context.load_tokenizer(), documents, int(fixed["max_seq_length"]) + 1, 4 * int(fixed["global_batch_size"]))
     paddle.seed(int(fixed["seed"]))
-    model = build_model(context.model_preset, context.model_config)
+    model = build_model(context.model_preset, context.model_config, seed=int(fixed["seed"]))
     norms = []
 
     trainer, settings = train(context, training_arguments(context), model, PackedSequences(blocks), collate_packed,

@@ -71,8 +71,6 @@ def test_inference_checkpoint_digest_checked(tmp_path):
 
 @pytest.mark.slow
 def test_inference_runs_the_saved_llama(tmp_path):
-    import paddle
-
     from agent.workloads import inference, lambada
     from agent.workloads.models import build_model, model_config
 
@@ -95,8 +93,7 @@ def test_inference_runs_the_saved_llama(tmp_path):
 
     # The comparison can fail: the model the pack's config builds with the pack's seed writes other text.
     preset = pack.data["models"]["llama-tiny"]
-    paddle.seed(42)
-    fresh = build_model(preset, model_config(preset, {}, "cpu"))
+    fresh = build_model(preset, model_config(preset, {}, "cpu"), seed=42)
     fresh.eval()
     inference.write_generations(infer_context(pack, tmp_path / "fresh"), fresh, tokenizer, prompts)
     fresh_predictions = [row["prediction"] for row in read_jsonl(tmp_path / "fresh" / "workloads" / "infer-llama" / "generations.jsonl")]
@@ -131,10 +128,8 @@ def test_model_without_checkpoint_built_from_config(tmp_path):
     ids = paddle.to_tensor([[1, 100, 200, 300]], dtype="int64")
 
     loaded = inference.model_loader(context)("float32")
-    paddle.seed(int(context.fixed["seed"]))
-    built = build_model(preset, model_config(preset, {}, "cpu"))
-    paddle.seed(7)
-    other = build_model(preset, model_config(preset, {}, "cpu"))
+    built = build_model(preset, model_config(preset, {}, "cpu"), seed=int(context.fixed["seed"]))
+    other = build_model(preset, model_config(preset, {}, "cpu"), seed=7)
 
     logits = []
     for model in (loaded, built, other):

@@ -55,10 +55,12 @@ def test_pipe_class_per_architecture(architecture, pipe_class):
 
 
 def test_architecture_without_pipe_class(monkeypatch):
+    import dataclasses
+
     from agent.workloads import models
 
     monkeypatch.setitem(models.ARCHITECTURES, "LlamaForCausalLM",
-                        models.Architecture("LlamaConfig", "LlamaForCausalLM", (), None))
+                        dataclasses.replace(models.ARCHITECTURES["LlamaForCausalLM"], pipeline_class=None))
 
     with pytest.raises(ValueError, match="pipeline_parallel_degree above 1 is not supported for LlamaForCausalLM.*"
                                          "set pipeline_parallel_degree to 1"):
