@@ -128,6 +128,8 @@ class _Params(dict):
 
 # A %(name)s placeholder of a sentence.
 PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+# The path that certification.bundle gives a schema error at the root of a JSON file, such as an unexpected key of the manifest.
+TOP_LEVEL_PATH = "(top level)"
 
 
 def rejection_message(code: str, params: dict) -> str | None:
@@ -138,6 +140,8 @@ def rejection_message(code: str, params: dict) -> str | None:
     params = dict(params)
     if "value_zh" in params and (get_language() or "").startswith("zh"):
         params["value"] = params["value_zh"]
+    if "keyword" in params and params.get("value") == TOP_LEVEL_PATH:
+        params["value"] = str(_("(top level)"))
     message = choose_sentence(messages if isinstance(messages, tuple) else (messages,), set(params))
     return message % _Params(params, pack_again=str(PACK_AGAIN))
 

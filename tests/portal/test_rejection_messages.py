@@ -197,6 +197,23 @@ def test_manifest_schema_error_without_english(vendor, tmp_path):
         assert "less than" not in report.error_detail
 
 
+def test_manifest_top_level_error_in_chinese(vendor, tmp_path):
+    def extra_key(manifest):
+        manifest["extra"] = 1
+
+    path = write_canonical(tmp_path / "bundle.tar", signed_members({"run.json": b"[]"}, manifest_edit=extra_key))
+    with pytest.raises(BundleError) as caught:
+        open_bundle(path, KEYRING)
+
+    report = rejected_with(vendor, Rejection.from_bundle_error(caught.value)).report
+
+    with translation.override("en"):
+        assert "manifest.json is invalid at (top level): it does not meet the schema keyword additionalProperties." in report.error_detail
+    with translation.override("zh-hans"):
+        assert "结果包的 manifest.json 在 （顶层） 处无效：不满足模式关键字 additionalProperties。" in report.error_detail
+        assert "top level" not in report.error_detail
+
+
 def test_records_invalid_in_chinese(vendor):
     error = RecordsInvalid("workloads/a/steps.jsonl is missing", "缺少 workloads/a/steps.jsonl")
     report = rejected_with(vendor, Rejection.from_records_error(error)).report
