@@ -27,6 +27,7 @@ from agent.runner.node_inputs import verify_once_per_node
 from agent.runner.settings import positive_seconds
 from agent.runner.plan import check_data_root, plan_workloads, verify_input_files
 from agent.runner.profiles import Profile, load_profile
+from agent.tracks import track_names
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ def start_run(request: RunRequest) -> tuple[Path, int]:
     check_rule_pack_file(rule_pack_path(profile.rule_pack), logger.error)
     workloads = plan_workloads(pack, profile.tracks, profile.level, request.workloads or profile.workloads)
     logger.info(_("profile {profile}: rule pack {pack}, tracks {tracks}, level {level}, workloads {workloads}").format(
-        profile=profile.name, pack=pack.name, tracks=", ".join(profile.tracks), level=profile.level, workloads=", ".join(workloads)))
+        profile=profile.name, pack=pack.name, tracks=track_names(profile.tracks), level=profile.level, workloads=", ".join(workloads)))
     launch = Launch.from_environment()
     device = request.device or profile.device
     # The checks that need no Paddle come first, so that bad input is rejected before Paddle's import (seconds).
