@@ -43,8 +43,9 @@ RESERVED_NAMES = frozenset({MANIFEST_NAME, ENVELOPE_NAME})
 # bundle leaves them out.
 UNPACKED_FOLDERS = frozenset({"models", "checkpoints"})
 # Top-level files of a run that are no result: the agent's run-folder lock
-# (the ids and hosts of the processes that ran).
-UNPACKED_FILES = frozenset({"run.lock"})
+# (the ids and hosts of the processes that ran) and its log of the run (the
+# terminal's lines with the tracebacks of failed workloads, for the lab).
+UNPACKED_FILES = frozenset({"run.lock", "agent.log"})
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 # The host is under the reserved .invalid domain (RFC 2606) because the
