@@ -31,7 +31,11 @@ class RecordsInvalid(ValueError):
 
 
 class NonFiniteNumberError(ValueError):
-    """A bare NaN or Infinity token in JSON text, which records must not contain."""
+    """A bare NaN or Infinity token in JSON text, which records must not contain; `token` is the token as written."""
+
+    def __init__(self, token: str):
+        super().__init__(f"bare {token} in JSON; write non-finite numbers as the string \"{token}\"")
+        self.token = token
 
 
 def encode_float(value: float | None) -> float | str | None:
@@ -62,7 +66,7 @@ def decode_float(value: float | int | str | None) -> float | None:
 
 
 def _reject_constant(name: str) -> Any:
-    raise NonFiniteNumberError(f"bare {name} in JSON; write non-finite numbers as the string \"{name}\"")
+    raise NonFiniteNumberError(name)
 
 
 def loads(text: str | bytes) -> Any:
