@@ -8,24 +8,14 @@ import logging
 import os
 import sys
 from contextlib import contextmanager
-from datetime import datetime, timezone
 
 from agent import __version__
 from agent.commands import COMMANDS
 from agent.errors import EXIT_FAILED, EXIT_INTERRUPTED, AgentError
 from agent.i18n import LANGUAGES, N_, _, language_in_argv, set_language
+from agent.log_format import LINE_FORMAT, LocalTimeFormatter
 
 logger = logging.getLogger("agent")
-
-
-class LocalTimeFormatter(logging.Formatter):
-    """Log formatter whose time is ISO 8601 local time with its UTC offset, such as 2026-12-05T10:13:23.123+08:00.
-
-    The offset makes the time unambiguous next to the portal's Asia/Shanghai times and the records' UTC times.
-    """
-
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        return datetime.fromtimestamp(record.created, timezone.utc).astimezone().isoformat(timespec="milliseconds")
 
 
 # argparse's own messages that the agent's commands can show, as Python 3.11's argparse.py writes them,
@@ -97,7 +87,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 
 def configure_logging(verbose: bool) -> None:
     handler = logging.StreamHandler()
-    handler.setFormatter(LocalTimeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(LocalTimeFormatter(LINE_FORMAT))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import string
 
 from agent.i18n import N_
 from agent.rulepack_problems import RULE_PACK_PROBLEMS
 from agent.yaml_problems import localize_yaml_values
-from certification.errors import OS_ERROR_REASONS, choose_template, os_error_details
+from certification.errors import BUNDLE_ERRORS, OS_ERROR_REASONS, BundleError, choose_template, os_error_details
 
 # Exit codes of `python -m agent`. Scripts may rely on them.
 EXIT_OK = 0
@@ -54,29 +55,53 @@ def from_core_error(error, exit_code: int = EXIT_USAGE) -> AgentError:
     templates = (templates,) if isinstance(templates, str) else templates
     values = _with_os_reason({"value": error.value, **error.details})
     schema_code, schema_values = _schema_problem(values)
+    path_error = _path_error(values)
     if schema_code and values["value"] == "(top level)":
         values["value"] = _("(top level)")
     if "problem" in values and choose_language() != "en":
-        problem = _localized_problem(values.pop("problem"), schema_code, schema_values)
+        problem = _localized_problem(values.pop("problem"), schema_code, schema_values, path_error)
         if problem is not None:
             values["problem"] = problem
     template = choose_template(tuple(_(template) for template in templates), set(values))
-    return AgentError(error.code, template.format(**values), _(hint), exit_code)
+    message = template.format(**values)
+    if choose_language() == "zh":
+        message = close_up_full_width_brackets(message)
+    return AgentError(error.code, message, _(hint), exit_code)
 
 
-def _localized_problem(problem: str, schema_code: str | None, schema_values: dict[str, str]) -> str | None:
+def close_up_full_width_brackets(text: str) -> str:
+    """Remove the spaces around full-width brackets, which Chinese text sets without them.
+
+    A Chinese template puts spaces around a placeholder for a Latin value, such as a path. A value in
+    full-width brackets, such as （顶层）, takes no spaces.
+    """
+    return re.sub(r" *([（）]) *", r"\1", text)
+
+
+def _localized_problem(problem: str, schema_code: str | None, schema_values: dict[str, str],
+                       path_error: BundleError | None = None) -> str | None:
     """Return the English `problem` of a core error in the user's language, or None when the catalogue has no sentence for it.
 
-    A JSON Schema problem is translated from its code and values, as validate-pack translates a rule pack's. Another
-    problem outside JSON_PROBLEMS and TAR_PROBLEMS (such as a json message that quotes the invalid character) gets None,
-    so that the caller's position-only template is used instead of mixing in an English sentence.
+    A JSON Schema problem is translated from its code and values, as validate-pack translates a rule pack's, and a
+    manifest's path problem from the path error it carries. Another problem outside JSON_PROBLEMS and TAR_PROBLEMS
+    (such as a json message that quotes the invalid character) gets None, so that the caller's position-only
+    template is used instead of mixing in an English sentence.
     """
     from agent.i18n import _
 
+    if path_error is not None:
+        return from_core_error(path_error).message
     if schema_code:
         translated = translate_core_message(schema_code, problem, schema_values)
         return translated if translated != problem else None
     return _(problem) if problem in JSON_PROBLEMS + TAR_PROBLEMS else None
+
+
+def _path_error(values: dict) -> BundleError | None:
+    """Remove the path_code and path details of a manifest's path problem from `values`; return the path error they name."""
+    if values.get("path_code") not in BUNDLE_ERRORS:
+        return None
+    return BundleError(values.pop("path_code"), values.pop("path", None))
 
 
 def _schema_problem(values: dict) -> tuple[str | None, dict[str, str]]:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from agent.gaps import split_gap, unplanned_text
 from agent.i18n import _
+from agent.tracks import track_name
 from agent.verdict_inputs import short_digest, workload_inputs
 from certification.records import decode_float
 from certification.verdict import Verdict
@@ -126,10 +127,10 @@ def _tracks_table(verdict: Verdict, text: dict, language: str) -> str:
     rows = []
     for track, outcome in verdict.tracks.items():
         ran, unplanned = split_gap(outcome["gap"])
-        gap = ", ".join(str(item.get("criterion") or item.get("requires_track")) for item in ran)
+        gap = ", ".join(str(item.get("criterion") or track_name(item.get("requires_track"), language)) for item in ran)
         if unplanned:
             gap = "; ".join(part for part in (gap, unplanned_text(outcome["gap"][0]["level"], unplanned, verdict.rule_pack["name"], language)) if part)
-        rows.append(f"<tr><td>{_e(track)}</td><td>{outcome['level']}/{outcome['max_level']}</td><td>{_e(gap)}</td></tr>")
+        rows.append(f"<tr><td>{_e(track_name(track, language))}</td><td>{outcome['level']}/{outcome['max_level']}</td><td>{_e(gap)}</td></tr>")
     head = f"<tr><th>{_e(text['track'])}</th><th>{_e(text['level'])}</th><th>{_e(text['gap'])}</th></tr>"
     return f"<h2>{_e(text['tracks'])}</h2><table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
 

@@ -246,7 +246,7 @@ class _Pass:
     def _check_unique(self, name: str) -> None:
         key = path_key(name)
         if key in self.seen:
-            raise BundleError("path_duplicate", f"{self.seen[key]!r} and {name!r}")
+            raise BundleError("path_duplicate", f"{self.seen[key]!r} / {name!r}")
         self.seen[key] = name
 
     def _check_header(self, info: tarfile.TarInfo) -> None:

@@ -43,8 +43,9 @@ RESERVED_NAMES = frozenset({MANIFEST_NAME, ENVELOPE_NAME})
 # bundle leaves them out.
 UNPACKED_FOLDERS = frozenset({"models", "checkpoints"})
 # Top-level files of a run that are no result: the agent's run-folder lock
-# (the ids and hosts of the processes that ran).
-UNPACKED_FILES = frozenset({"run.lock"})
+# (the ids and hosts of the processes that ran) and its log of the run (the
+# terminal's lines with the tracebacks of failed workloads, for the lab).
+UNPACKED_FILES = frozenset({"run.lock", "agent.log"})
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 # The host is under the reserved .invalid domain (RFC 2606) because the
@@ -224,7 +225,7 @@ def _check_run_path(relative: str, seen: dict[str, str]) -> None:
     check_member_path(relative)
     key = path_key(relative)
     if key in seen:
-        raise BundleError("path_duplicate", f"{seen[key]!r} and {relative!r}")
+        raise BundleError("path_duplicate", f"{seen[key]!r} / {relative!r}")
     seen[key] = relative
 
 
@@ -445,13 +446,21 @@ def _check_subject(statement: dict, manifest_bytes: bytes) -> None:
 def _parse_manifest(manifest_bytes: bytes) -> dict:
     try:
         manifest = records.loads(manifest_bytes)
-    except ValueError as error:
-        raise BundleError("manifest_invalid", str(error)) from None
+    except ValueError as error:  # UnicodeDecodeError, json.JSONDecodeError and NonFiniteNumberError are ValueErrors
+        raise _manifest_json_error(error) from None
     error = jsonschema.exceptions.best_match(_manifest_validator().iter_errors(manifest))
     if error is not None:
         raise _manifest_schema_error(error)
     _check_manifest_paths(manifest["files"])
     return manifest
+
+
+def _manifest_json_error(error: ValueError) -> BundleError:
+    """Build `manifest_invalid` for a manifest that is not strict JSON, with the position and problem, or the bare non-finite token."""
+    if isinstance(error, records.NonFiniteNumberError):
+        return BundleError("manifest_invalid", str(error), token=error.token)
+    line, column, problem = records.json_error_position(error)
+    return BundleError("manifest_invalid", str(error), line=line, column=column, problem=problem)
 
 
 def _manifest_schema_error(error: jsonschema.ValidationError) -> BundleError:
@@ -463,12 +472,14 @@ def _manifest_schema_error(error: jsonschema.ValidationError) -> BundleError:
 
 
 def _check_manifest_paths(entries: list[dict]) -> None:
+    """Reject a path in `files` that the bundler would not write, naming its entry, the path error's code and the path."""
     seen: dict[str, str] = {}
-    for entry in entries:
+    for index, entry in enumerate(entries):
         try:
             _check_run_path(entry["path"], seen)
         except BundleError as error:
-            raise BundleError("manifest_invalid", f"files: {error.message}") from None
+            raise BundleError("manifest_invalid", f"files/{index}/path", problem=error.message, path_code=error.code,
+                              path=error.value) from None
 
 
 _VALIDATOR: list[jsonschema.protocols.Validator] = []

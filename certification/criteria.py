@@ -33,6 +33,13 @@ HUMAN_METRICS: dict[str, str | None] = {}
 STEP_KEY = re.compile(rb'"step"\s*:\s*(-?\d+)')
 
 
+def step_loss(row: dict) -> float:
+    """Return the loss of a steps.jsonl record, or raise RecordsInvalid for a record without one."""
+    if row.get("loss") is None:
+        raise RecordsInvalid(f"step {row.get('step')} has no loss", f"第 {row.get('step')} 步没有 loss")
+    return decode_float(row["loss"])
+
+
 @dataclass
 class Outcome:
     """The result of one criterion before it is labelled with its id and workload."""
@@ -109,7 +116,7 @@ class WorkloadRecords:
     @cached_property
     def losses(self) -> Mapping[int, float]:
         """Loss by step; looking up single steps reads single lines (see StepLosses)."""
-        return StepLosses(self._steps_raw, lambda: {row["step"]: decode_float(row.get("loss")) for row in self.steps})
+        return StepLosses(self._steps_raw, lambda: {row["step"]: step_loss(row) for row in self.steps})
 
     # Step-log prefixes. A step log of 100,000 lines takes about half a second
     # to parse in full on one core, so the built-in criteria read only the
@@ -153,7 +160,7 @@ class WorkloadRecords:
 
     def losses_through(self, last: int) -> dict[int, float]:
         """Return {step: loss} for steps 1..`last` that the log holds."""
-        return {row["step"]: decode_float(row.get("loss")) for row in self.rows_through(last)}
+        return {row["step"]: step_loss(row) for row in self.rows_through(last)}
 
     def non_finite_loss_steps(self) -> list[int]:
         """Return every step whose loss is NaN or infinite, anywhere in the log.
@@ -235,7 +242,7 @@ class StepLosses(Mapping):
             except ValueError:
                 row = None
             if isinstance(row, dict) and row.get("step") == step:
-                return decode_float(row.get("loss"))
+                return step_loss(row)
         return self._full()[step]
 
     def _last_line_step(self) -> Any:
@@ -410,16 +417,38 @@ def rouge_difference(context: CriterionContext) -> Outcome:
 
 def _paired_predictions(context: CriterionContext) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """Pair both sides by (dataset, index) over the reference's samples; a sample the vendor lacks scores 0."""
-    vendor = {(row.get("dataset"), row.get("index")): row for row in context.vendor.predictions}
-    reference = {(row.get("dataset"), row.get("index")): row for row in _reference_value(lambda: context.reference.predictions)}
+    vendor = _predictions_by_sample(context.vendor.predictions)
+    reference = _reference_value(lambda: {key: (_prediction_text(row, "prediction"), _prediction_text(row, "reference"))
+                                          for key, row in _predictions_by_sample(context.reference.predictions).items()})
     if not reference:
         raise _ReferenceProblem("the reference has no predictions", "参考结果没有预测输出")
     vendor_pairs, reference_pairs = [], []
     for key in sorted(reference, key=str):
-        answer = reference[key].get("reference") or ""
-        vendor_pairs.append((vendor.get(key, {}).get("prediction") or "", answer))
-        reference_pairs.append((reference[key].get("prediction") or "", answer))
+        prediction, answer = reference[key]
+        vendor_pairs.append((_prediction_text(vendor[key], "prediction") if key in vendor else "", answer))
+        reference_pairs.append((prediction, answer))
     return vendor_pairs, reference_pairs
+
+
+def _predictions_by_sample(rows: list[dict]) -> dict[tuple, dict]:
+    """Key predictions.jsonl records by (dataset, index), or raise RecordsInvalid for a key that is a list or an object."""
+    by_sample = {}
+    for row in rows:
+        key = (row.get("dataset"), row.get("index"))
+        if any(isinstance(part, (list, dict)) for part in key):
+            raise RecordsInvalid(f"a record of predictions.jsonl has the dataset {key[0]!r} and index {key[1]!r}, not a name and a number",
+                                 f"predictions.jsonl 中有一条记录的 dataset 是 {key[0]!r}、index 是 {key[1]!r}，不是名称和编号")
+        by_sample[key] = row
+    return by_sample
+
+
+def _prediction_text(row: dict, key: str) -> str:
+    """Return the `prediction` or `reference` text of a predictions.jsonl record ("" for none), or raise RecordsInvalid for a value that is not text."""
+    value = row.get(key) or ""
+    if not isinstance(value, str):
+        raise RecordsInvalid(f"sample {row.get('index')} of {row.get('dataset')} in predictions.jsonl has the {key} {value!r}, not text",
+                             f"predictions.jsonl 中 {row.get('dataset')} 的样本 {row.get('index')} 的 {key} 是 {value!r}，不是文本")
+    return value
 
 
 @criterion("throughput_ratio")
@@ -535,9 +564,10 @@ def problem_zh(error: Exception) -> str:
     """Return the Chinese text of a problem that a record reader raised.
 
     A RecordsInvalid carries its own, a BundleError is described from its code and values, and a KeyError
-    names the missing key. The metric functions and decode_float raise RecordsInvalid for a malformed value.
-    NOTE: another ValueError or TypeError, which no metric function raised, is named only by its type, because
-    its English message cannot be translated.
+    names the missing key. The record readers, the metric functions and decode_float raise RecordsInvalid for a
+    malformed value. NOTE: a ValueError or TypeError from a reader that does not check its values is named only
+    by its type, because its English message cannot be translated. Setting each field of the demo pack's level-1
+    records to a string, null, list, object or boolean no longer raises one.
     """
     if isinstance(error, RecordsInvalid):
         return error.problem_zh

@@ -30,6 +30,7 @@ from certification.criteria import (
     peak_missing,
 )
 from certification.latency import TrialSummary, summarize_trial
+from certification.records import integer_field, number_field
 from certification.verdict_messages import MESSAGES, render
 
 LOAD_MODELS = {"open_loop_poisson": "poisson", "closed_loop_concurrency": "concurrency"}
@@ -116,7 +117,7 @@ def qps_from_records(records: WorkloadRecords, settings: dict[str, Any]) -> QpsR
     search = records._json("search.json")
     by_trial: dict[int, list[dict]] = defaultdict(list)
     for row in records._jsonl("requests.jsonl"):
-        by_trial[int(row["trial"])].append(row)
+        by_trial[integer_field(row, "trial", f"request {row.get('index')} in requests.jsonl", f"requests.jsonl 中的请求 {row.get('index')} ")].append(row)
 
     limit, percentile = float(settings["time_to_first_token_max_seconds"]), float(settings["time_to_first_token_percentile"])
     failed_max = int(settings.get("failed_requests_max", 0))
@@ -125,13 +126,13 @@ def qps_from_records(records: WorkloadRecords, settings: dict[str, Any]) -> QpsR
     summaries: dict[int, TrialSummary] = {}
     problems = []
     for trial in _trial_list(search):
-        number = int(trial["trial"])
+        number = integer_field(trial, "trial", "a trial in search.json", "search.json 中某个试验")
         summaries[number] = summarize_trial(by_trial.get(number, []), limit, percentile, failed_max)
         problem = _trial_problem(trial, settings, load_model)
         if problem:
             problems.append((number, *problem))
             summaries[number] = TrialSummary(**{**summaries[number].__dict__, "passed": False, "reason": _problem_text(*problem)})
-        levels[float(trial["level"])].append(number)
+        levels[number_field(trial, "level", f"trial {number} in search.json", f"search.json 中的试验 {number} ")].append(number)
     return _best_level(levels, summaries, int(settings.get("confirmations", 2)), problems)
 
 
@@ -153,7 +154,8 @@ def _trial_problem(trial: dict, settings: dict[str, Any], load_model: str) -> tu
     """Return the kind (a TRIAL_PROBLEMS key) and fields of what makes a trial invalid, or None for a valid trial."""
     if trial.get("load_model") != load_model:
         return "load_model", {"recorded": trial.get("load_model"), "required": load_model}
-    if float(trial.get("duration_seconds", 0)) < float(settings["min_duration_seconds"]):
+    duration = number_field({"duration_seconds": 0, **trial}, "duration_seconds", f"trial {trial['trial']} in search.json", f"search.json 中的试验 {trial['trial']} ")
+    if duration < float(settings["min_duration_seconds"]):
         return "too_short", {"recorded": trial.get("duration_seconds"), "required": settings["min_duration_seconds"]}
     return None
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 
 from certification import metrics
 from certification.bundle import VerifiedBundle
+from certification.records import number_field
 from certification.criteria import (
     FAIL,
     NOT_APPLICABLE,
@@ -168,7 +169,9 @@ def images_per_second_ratio(context: CriterionContext) -> Outcome:
 def images_per_second_per_card(records: WorkloadRecords) -> float:
     """Return images / sum of per-image seconds / cards from a workload's images.jsonl and config.json."""
     rows = list(image_records(records.bundle, records.workload_id).values())
-    seconds = math.fsum(float(row.get("seconds", math.nan)) for row in rows)
+    where = f"workloads/{records.workload_id}/{IMAGE_RECORDS}"
+    seconds = math.fsum(number_field({"seconds": math.nan, **row}, "seconds", f"the image of prompt {row['prompt_id']!r} in {where}",
+                                     f"{where} 中提示词 {row['prompt_id']!r} 的图像") for row in rows)
     cards = records.config.get("cards", 1) if isinstance(records.config, dict) else 1
     if not rows or not math.isfinite(seconds) or seconds <= 0 or not isinstance(cards, int) or cards < 1:
         raise RecordsInvalid(f"workloads/{records.workload_id}/{IMAGE_RECORDS} has no images with positive, finite seconds, or config.json has no card count",

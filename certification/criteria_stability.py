@@ -26,6 +26,7 @@ from typing import Any
 
 from certification.bundle import VerifiedBundle
 from certification.criteria import FAIL, PASS, CriterionContext, Outcome, RecordsInvalid, criterion
+from certification.records import integer_field
 from certification.verdict_messages import MESSAGES
 
 EVENTS = "events.jsonl"
@@ -135,7 +136,7 @@ def check_warm_start(losses: dict[int, float], step: int, settings: StabilitySet
 
 def warm_start_steps(events: list[dict], workload_id: str) -> list[int]:
     """Return the checkpoint step of each warm start of the workload, in event order."""
-    return [int(event["resumed_from_step"]) for event in events
+    return [integer_field(event, "resumed_from_step", "a workload_start event in events.jsonl", "events.jsonl 中某个 workload_start 事件") for event in events
             if event.get("event") == "workload_start" and event.get("workload") == workload_id
             and event.get("resumed_from_step") is not None]
 

@@ -83,10 +83,16 @@ BUNDLE_ERRORS: dict[str, tuple[str | tuple[str, ...], str]] = {
     "path_invalid": ("archive member path is invalid: {value}", "use non-empty relative paths without '.' parts or control characters"),
     "path_duplicate": ("two archive members have the same path after case folding and Unicode NFC: {value}", "rename one of the files in the run folder"),
     "manifest_missing": ("the bundle has no manifest.json", "pack the run with `python -m agent bundle`"),
-    # A schema error's {value} is the path of the invalid part (such as files/0/size), {problem} is jsonschema's English
-    # sentence and {keyword} the schema keyword it breaks. Its schema_code and schema_* details are the code and values
-    # that certification.rulepack_schema gives the error, so that a translation can replace {problem}.
-    "manifest_invalid": (("manifest.json is invalid at {value}: {problem}",
+    # Text that is not strict JSON has the {line}, {column} and {problem} of json_invalid, or the bare non-finite
+    # {token}. A schema error's {value} is the path of the invalid part (such as files/0/size), {problem} is jsonschema's
+    # English sentence and {keyword} the schema keyword it breaks. Its schema_code and schema_* details are the code
+    # and values that certification.rulepack_schema gives the error, so that a translation can replace {problem}.
+    # A path in `files` that the bundler would not write has the value files/<index>/path, and {problem} is the
+    # sentence of the path error whose code and value are the details path_code and path.
+    "manifest_invalid": (("manifest.json is not valid JSON at line {line}, column {column}: {problem}",
+                          "manifest.json is not valid JSON at line {line}, column {column}",
+                          "manifest.json contains a bare {token} token, which JSON does not allow",
+                          "manifest.json is invalid at {value}: {problem}",
                           "manifest.json is invalid at {value}: it does not meet the schema keyword {keyword}",
                           "manifest.json is invalid: {value}"), "pack the run again with this agent version"),
     "envelope_missing": ("the bundle has no envelope.dsse.json", "pack the run with `python -m agent bundle`"),

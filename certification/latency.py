@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from certification.records import number_field
+
 OK = "ok"
 
 
@@ -66,7 +68,14 @@ def time_to_first_token(record: dict) -> float:
     """Return first_token - sent in seconds, or math.inf for a request that failed or never produced text."""
     if record.get("status") != OK or record.get("first_token") is None or record.get("sent") is None:
         return math.inf
-    return float(record["first_token"]) - float(record["sent"])
+    return _seconds(record, "first_token") - _seconds(record, "sent")
+
+
+def _seconds(record: dict, key: str) -> float:
+    """Return a time of a requests.jsonl record, or raise RecordsInvalid naming the request, the key and the value."""
+    where = f"request {record.get('index')} of trial {record.get('trial')} in requests.jsonl"
+    where_zh = f"requests.jsonl 中试验 {record.get('trial')} 的请求 {record.get('index')} "
+    return number_field(record, key, where, where_zh)
 
 
 def summarize_trial(records: Iterable[dict], ttft_limit: float, percentile: float, failed_max: int = 0) -> TrialSummary:
@@ -96,8 +105,8 @@ def summarize_trial(records: Iterable[dict], ttft_limit: float, percentile: floa
 
 
 def _wall_seconds(measured: list[dict]) -> float:
-    sent = [float(record["sent"]) for record in measured if record.get("sent") is not None]
-    ends = [float(record["end"]) for record in measured if record.get("end") is not None]
+    sent = [_seconds(record, "sent") for record in measured if record.get("sent") is not None]
+    ends = [_seconds(record, "end") for record in measured if record.get("end") is not None]
     return max(ends) - min(sent) if sent and ends else 0.0
 
 

@@ -178,9 +178,11 @@ def validation_loss(record: dict) -> float:
     if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens <= 0:
         raise RecordsInvalid(f"validation.json has no positive integer `tokens`: {tokens!r}",
                              f"validation.json 的 `tokens` 不是正整数：{tokens!r}")
-    if "loss_sum" in record:
-        return decode_float(record["loss_sum"]) / tokens
-    return decode_float(record["loss"])
+    key = "loss_sum" if "loss_sum" in record else "loss"
+    if record.get(key) is None:
+        raise RecordsInvalid(f"validation.json has no {key}", f"validation.json 没有 {key}")
+    loss = decode_float(record[key])
+    return loss / tokens if key == "loss_sum" else loss
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,11 @@ class RecordsInvalid(ValueError):
 
 
 class NonFiniteNumberError(ValueError):
-    """A bare NaN or Infinity token in JSON text, which records must not contain."""
+    """A bare NaN or Infinity token in JSON text, which records must not contain; `token` is the token as written."""
+
+    def __init__(self, token: str):
+        super().__init__(f"bare {token} in JSON; write non-finite numbers as the string \"{token}\"")
+        self.token = token
 
 
 def encode_float(value: float | None) -> float | str | None:
@@ -61,8 +65,26 @@ def decode_float(value: float | int | str | None) -> float | None:
     return float(value)
 
 
+def number_field(record: dict, key: str, where: str, where_zh: str) -> float:
+    """Return `record[key]` as float() reads it, or raise RecordsInvalid naming the record (`where`, in English and Chinese), the key and the value."""
+    value = record.get(key)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise RecordsInvalid(f"{where} has {key} {value!r}, not a number", f"{where_zh}的 {key} 是 {value!r}，不是数字") from None
+
+
+def integer_field(record: dict, key: str, where: str, where_zh: str) -> int:
+    """Return `record[key]` as int() reads it, or raise RecordsInvalid naming the record (`where`, in English and Chinese), the key and the value."""
+    value = record.get(key)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise RecordsInvalid(f"{where} has {key} {value!r}, not an integer", f"{where_zh}的 {key} 是 {value!r}，不是整数") from None
+
+
 def _reject_constant(name: str) -> Any:
-    raise NonFiniteNumberError(f"bare {name} in JSON; write non-finite numbers as the string \"{name}\"")
+    raise NonFiniteNumberError(name)
 
 
 def loads(text: str | bytes) -> Any:

@@ -11,6 +11,7 @@ from agent.commands._verification import load_keyring, open_verified
 from agent.errors import EXIT_OK, EXIT_USAGE, EXIT_VERDICT_FAILED, AgentError, from_coded_error, os_error_reason
 from agent.gaps import split_gap, unplanned_text
 from agent.i18n import _, choose_language
+from agent.tracks import track_name
 from certification.bundle import VerifiedBundle
 from certification.rulepack import RulePack, RulePackError, load_rule_pack, parse_rule_pack
 
@@ -133,7 +134,7 @@ def format_verdict(verdict: Verdict, language: str) -> str:
     for track, outcome in verdict.tracks.items():
         ran, unplanned = split_gap(outcome["gap"])
         gap = ", ".join(format_gap_item(item, language) for item in ran)
-        lines.append(f"{track}: {labels['level']} {outcome['level']}/{outcome['max_level']}" + (f"  {labels['gap']}: {gap}" if gap else ""))
+        lines.append(f"{track_name(track, language)}: {labels['level']} {outcome['level']}/{outcome['max_level']}" + (f"  {labels['gap']}: {gap}" if gap else ""))
         if unplanned:
             lines.append("    " + unplanned_text(outcome["gap"][0]["level"], unplanned, verdict.rule_pack["name"], language))
     for flag in verdict.flags:
@@ -146,7 +147,7 @@ def format_gap_item(item: dict, language: str) -> str:
     if "status" in item:
         status = STATUS_LABELS[language].get(item["status"], item["status"])
         return f"{item.get('criterion')} ({status})"
-    return f"{item.get('requires_track')} ({FIELD_LABELS[language]['level']} {item.get('reached')})"
+    return f"{track_name(item.get('requires_track'), language)} ({FIELD_LABELS[language]['level']} {item.get('reached')})"
 
 
 def show_value(value: object) -> str:

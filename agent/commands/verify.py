@@ -9,6 +9,7 @@ from agent.commands._fields import format_fields
 from agent.commands._verification import load_keyring, open_verified
 from agent.errors import EXIT_OK, EXIT_REJECTED, from_core_error
 from agent.i18n import _
+from agent.tracks import track_name
 from certification.errors import TicketError
 from certification.tickets import check_fits, parse_ticket, verify_ticket
 
@@ -56,7 +57,7 @@ def describe_ticket(manifest: dict, portal_keys: list[Path]) -> str:
         raise from_core_error(error, EXIT_REJECTED) from None
     claims = ticket.claims
     text = _("{ticket} ({track} level {level}, card {serial}, expires {expires})").format(
-        ticket=claims["ticket_id"], track=claims["track"], level=claims["level"], serial=claims["card"]["serial"], expires=claims["expires_at"])
+        ticket=claims["ticket_id"], track=track_name(claims["track"]), level=claims["level"], serial=claims["card"]["serial"], expires=claims["expires_at"])
     if not portal_keys:
         return text + _("; signature not checked, pass --portal-key to check it")
     return text + _("; signed by the portal and fits the bundle (the portal also checks it is used once)")

@@ -27,6 +27,8 @@ from agent.runner.node_inputs import verify_once_per_node
 from agent.runner.settings import positive_seconds
 from agent.runner.plan import check_data_root, plan_workloads, verify_input_files
 from agent.runner.profiles import Profile, load_profile
+from agent.runner.run_log import LOG_NAME, log_traceback, run_log
+from agent.tracks import track_names
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +130,7 @@ def start_run(request: RunRequest) -> tuple[Path, int]:
     check_rule_pack_file(rule_pack_path(profile.rule_pack), logger.error)
     workloads = plan_workloads(pack, profile.tracks, profile.level, request.workloads or profile.workloads)
     logger.info(_("profile {profile}: rule pack {pack}, tracks {tracks}, level {level}, workloads {workloads}").format(
-        profile=profile.name, pack=pack.name, tracks=", ".join(profile.tracks), level=profile.level, workloads=", ".join(workloads)))
+        profile=profile.name, pack=pack.name, tracks=track_names(profile.tracks), level=profile.level, workloads=", ".join(workloads)))
     launch = Launch.from_environment()
     device = request.device or profile.device
     # The checks that need no Paddle come first, so that bad input is rejected before Paddle's import (seconds).
@@ -151,11 +153,16 @@ def start_run(request: RunRequest) -> tuple[Path, int]:
         logger.info(_("verified the digest of every input file"))
         run_lock = run_lock or lock_after_inputs(request, launch)
         folder = open_folder(request, profile, pack, workloads, launch, device)
-        failed = _run_workloads(folder, pack, workloads, request, device, launch, inputs, checkpoint_folders)
+        with run_log(folder):
+            failed = _run_workloads(folder, pack, workloads, request, device, launch, inputs, checkpoint_folders)
+            _log_outcome(folder, workloads, failed)
     finally:
         if run_lock is not None:
             run_lock.release()
+    return folder.path, EXIT_FAILED if failed else EXIT_OK
 
+
+def _log_outcome(folder: RunFolder, workloads: list[str], failed: list[str]) -> None:
     if failed:
         logger.warning(ngettext("run finished in {path}: {failed} of {total} workload failed: {names}",
                                 "run finished in {path}: {failed} of {total} workloads failed: {names}", len(workloads)).format(
@@ -163,7 +170,6 @@ def start_run(request: RunRequest) -> tuple[Path, int]:
     else:
         logger.info(ngettext("run finished in {path}: the {total} workload is done", "run finished in {path}: all {total} workloads are done",
                              len(workloads)).format(path=folder.path, total=len(workloads)))
-    return folder.path, EXIT_FAILED if failed else EXIT_OK
 
 
 def _run_workloads(folder: RunFolder, pack: RulePack, workloads: list[str], request: RunRequest, device: str,
@@ -371,7 +377,7 @@ def run_one(folder: RunFolder, context, runner, resumed_from_step: int | None = 
         if interrupt is not None:
             # The workload raised because a stop signal arrived, which the caller records as a stop, not a crash.
             raise interrupt from error
-        logger.exception(_("{workload}: the workload failed").format(workload=workload_id))
+        log_failure(folder, workload_id, error)
         folder.event("crash", workload=workload_id, error=f"{type(error).__name__}: {error}")
         write_result(folder, workload_id, kind, "failed", {"error": f"{type(error).__name__}: {error}"})
         return False
@@ -381,6 +387,25 @@ def run_one(folder: RunFolder, context, runner, resumed_from_step: int | None = 
     folder.event("workload_end", workload=workload_id, status="completed")
     logger.info(_("{workload}: completed in {seconds:.1f} s: {summary}").format(workload=workload_id, seconds=summary["wall_seconds"], summary=summary))
     return True
+
+
+def log_failure(folder: RunFolder, workload_id: str, error: Exception) -> None:
+    """Log a failed workload in one line that names it, the error and where the traceback is (and an AgentError's hint).
+
+    The traceback goes to the run log, and to the terminal only with --verbose. A rank that writes no run
+    folder logs it after the line, into the launcher's log of that rank (workerlog.N).
+    """
+    # An AgentError already states, in the user's language, what failed and what to do.
+    description = f"error[{error.code}]: {error.message}" if isinstance(error, AgentError) else type(error).__name__
+    hint = "\n  " + _("hint: {hint}").format(hint=error.hint) if isinstance(error, AgentError) and error.hint else ""
+    if not folder.writer:
+        message = _("{workload}: the workload failed: {error}; its traceback follows").format(workload=workload_id, error=description) + hint
+        logger.error(message, exc_info=error)
+        return
+    message = _("{workload}: the workload failed: {error}; read its traceback in {log}").format(
+        workload=workload_id, error=description, log=folder.path / LOG_NAME) + hint
+    logger.error(message)
+    log_traceback(logger, _("{workload}: traceback of the failure").format(workload=workload_id), error)
 
 
 def write_result(folder: RunFolder, workload_id: str, kind: str, status: str, summary: dict) -> None:

@@ -60,8 +60,12 @@ REJECTION_MESSAGES = {
     "path_invalid": _("A file path in the archive is invalid: %(value)s. Rename the file in the run folder, pack again and upload."),
     "path_duplicate": _("Two files in the archive have the same path when case and Unicode form are ignored: %(value)s. Rename one of them in the run folder, pack again and upload."),
     "manifest_missing": _("The bundle has no manifest.json. %(pack_again)s"),
-    # %(value)s of a schema error is the path of the invalid part, such as files/0/size.
-    "manifest_invalid": (_("The bundle's manifest.json is invalid at %(value)s: it does not meet the schema keyword %(keyword)s. %(pack_again)s"),
+    # %(value)s of a schema error is the path of the invalid part, such as files/0/size. An invalid file path has
+    # its entry as %(value)s (files/3/path) and the path itself as %(path)s.
+    "manifest_invalid": (_("The bundle's manifest.json is not valid JSON at line %(line)s, column %(column)s. %(pack_again)s"),
+                         _("The bundle's manifest.json contains a bare %(token)s token, which JSON does not allow. %(pack_again)s"),
+                         _("The bundle's manifest.json lists an invalid file path at %(value)s: %(path)s. %(pack_again)s"),
+                         _("The bundle's manifest.json is invalid at %(value)s: it does not meet the schema keyword %(keyword)s. %(pack_again)s"),
                          _("The bundle's manifest.json is invalid: %(value)s. %(pack_again)s")),
     "envelope_missing": _("The bundle has no signature envelope (envelope.dsse.json). %(pack_again)s"),
     "envelope_invalid": _("The bundle's signature envelope is invalid: %(value)s. %(pack_again)s"),

@@ -28,8 +28,8 @@ def test_check_names_unplanned_workloads(tmp_path):
 
     english = format_verdict(verdict, "en")
 
-    finetuning = next(line for line in english.splitlines() if line.startswith("finetuning:"))
-    assert finetuning == "finetuning: level 1/2"
+    finetuning = next(line for line in english.splitlines() if line.startswith("fine-tuning:"))
+    assert finetuning == "fine-tuning: level 1/2"
     assert "    level 2 needs workloads that this run did not plan: sd-sft-digits (profile demo-sd)" in english
     assert "    level 2 needs workloads that this run did not plan: sd-infer-digits (profile demo-sd)" in english
     assert "sd-sft-digits.fixed_hyperparameters (PENDING)" not in english

@@ -14,14 +14,14 @@ from agent.commands._fields import display_width
 from agent.commands.upload import report
 from agent.errors import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, from_coded_error, from_core_error
 from agent.i18n import set_language
-from certification.bundle import open_bundle
+from certification.bundle import ENVELOPE_NAME, MANIFEST_NAME, build_manifest, open_bundle, sign_manifest
 from certification.errors import BundleError, os_error_details
 from certification.tickets import MAX_TICKET_BYTES, PAYLOAD_TYPE, new_claims
 from certification.rulepack import RulePackError
 from certification.signing import SigningError
 from certification.verdict import VerdictInputError
 from tests.certification.runfolder import build_run
-from tests.certification.test_bundle import KEYRING, signed_members, write_canonical
+from tests.certification.test_bundle import KEY, KEYRING, signed_members, write_canonical
 
 
 @pytest.fixture(autouse=True)
@@ -245,7 +245,7 @@ def test_unknown_json_problem_left_out_in_chinese():
     (lambda manifest: manifest["files"][0].update(size=-1),
      "manifest.json 在 files/0/size 处无效：-1 小于最小值 0", "manifest.json is invalid at files/0/size: -1 is less than the minimum of 0"),
     (lambda manifest: manifest.update(extra=1),
-     "manifest.json 在 （顶层） 处无效：模式不允许此处出现这些键：extra",
+     "manifest.json 在（顶层）处无效：模式不允许此处出现这些键：extra",
      "manifest.json is invalid at (top level): Additional properties are not allowed ('extra' was unexpected)"),
 ], ids=["minimum", "additional_properties"])
 def test_manifest_schema_error_in_language(tmp_path, edit, chinese, english):
@@ -259,6 +259,73 @@ def test_manifest_schema_error_in_language(tmp_path, edit, chinese, english):
     in_english = from_core_error(caught.value, EXIT_REJECTED)
 
     assert in_chinese.code == "manifest_invalid"
+    assert in_chinese.message == chinese
+    assert in_english.message == english
+
+
+def signed_raw_manifest(manifest_bytes: bytes) -> list[tuple[str, bytes]]:
+    """Return the members of a bundle whose manifest.json is `manifest_bytes`, with a valid signature over those bytes."""
+    run = {"run_id": "r", "started_at": "2026-01-01T00:00:00Z", "rule_pack": {"name": "demo-2026.1", "sha256": "0" * 64}}
+    manifest = build_manifest(run, [])
+    return [(MANIFEST_NAME, manifest_bytes), (ENVELOPE_NAME, sign_manifest(manifest, manifest_bytes, KEY))]
+
+
+@pytest.mark.parametrize("manifest_bytes, chinese, english", [
+    (b'{"files": [}\n', "manifest.json 第 1 行第 12 列的 JSON 无效：此处应为一个值",
+     "manifest.json is not valid JSON at line 1, column 12: Expecting value"),
+    (b'{\n  "files": [],\n  "size": "\xff"\n}\n', "manifest.json 第 3 行第 12 列的 JSON 无效：不是 UTF-8 文本",
+     "manifest.json is not valid JSON at line 3, column 12: not UTF-8 text"),
+    (b'{"files": [], "a": "\x01"}', "manifest.json 第 1 行第 21 列的 JSON 无效：此处有无效的控制字符",
+     "manifest.json is not valid JSON at line 1, column 21: Invalid control character at"),
+    (b'{"files": [], "size": NaN}', "manifest.json 中有未加引号的 NaN，JSON 不允许这样写",
+     "manifest.json contains a bare NaN token, which JSON does not allow"),
+], ids=["syntax", "not_utf8", "control_character", "nan"])
+def test_manifest_json_error_in_language(tmp_path, manifest_bytes, chinese, english):
+    path = write_canonical(tmp_path / "bundle.tar", signed_raw_manifest(manifest_bytes))
+    with pytest.raises(BundleError) as caught:
+        open_bundle(path, KEYRING)
+
+    set_language("zh")
+    in_chinese = from_core_error(caught.value, EXIT_REJECTED)
+    set_language("en")
+    in_english = from_core_error(caught.value, EXIT_REJECTED)
+
+    assert caught.value.code == "manifest_invalid"
+    assert in_chinese.message == chinese
+    assert in_english.message == english
+
+
+def test_manifest_unknown_json_problem_left_out_in_chinese():
+    error = BundleError("manifest_invalid", "a problem: line 2 column 4 (char 9)", line=2, column=4, problem="a problem")
+
+    set_language("zh")
+
+    assert from_core_error(error, EXIT_REJECTED).message == "manifest.json 第 2 行第 4 列的 JSON 无效"
+
+
+@pytest.mark.parametrize("path, chinese, english", [
+    ("../outside.txt", "manifest.json 在 files/1/path 处无效：归档成员路径含有 '..'：../outside.txt",
+     "manifest.json is invalid at files/1/path: archive member path contains '..': ../outside.txt"),
+    ("/etc/passwd", "manifest.json 在 files/1/path 处无效：归档成员使用了绝对路径：/etc/passwd",
+     "manifest.json is invalid at files/1/path: archive member has an absolute path: /etc/passwd"),
+    ("RUN.JSON", "manifest.json 在 files/1/path 处无效：忽略大小写并做 Unicode NFC 规范化后，有两个归档成员路径相同：'run.json' / 'RUN.JSON'",
+     "manifest.json is invalid at files/1/path: two archive members have the same path after case folding and Unicode NFC: 'run.json' / 'RUN.JSON'"),
+], ids=["parent", "absolute", "duplicate"])
+def test_manifest_path_error_in_language(tmp_path, path, chinese, english):
+    def add_entry(manifest):
+        manifest["files"].append({"path": path, "size": 1, "sha256": "0" * 64})
+
+    bundle = write_canonical(tmp_path / "bundle.tar", signed_members({"run.json": b"[]"}, manifest_edit=add_entry))
+    with pytest.raises(BundleError) as caught:
+        open_bundle(bundle, KEYRING)
+
+    set_language("zh")
+    in_chinese = from_core_error(caught.value, EXIT_REJECTED)
+    set_language("en")
+    in_english = from_core_error(caught.value, EXIT_REJECTED)
+
+    assert caught.value.code == "manifest_invalid"
+    assert caught.value.details["path_code"] in ("path_parent", "path_absolute", "path_duplicate")
     assert in_chinese.message == chinese
     assert in_english.message == english
 

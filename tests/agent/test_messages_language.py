@@ -276,7 +276,7 @@ def test_check_gap_in_chinese(tmp_path, capsys):
     assert "    第 2 级需要本次运行未计划的工作负载：sd-sft-digits（配置 demo-sd）" in output
     for status, label in [("fail", "未通过"), ("refused", "无法比较"), ("pending", "待定")]:
         assert format_gap_item({"criterion": "sft.rouge", "status": status}, "zh") == f"sft.rouge ({label})"
-    assert format_gap_item({"requires_track": "finetuning", "reached": 0}, "zh") == "finetuning (级别 0)"
+    assert format_gap_item({"requires_track": "finetuning", "reached": 0}, "zh") == "调优 (级别 0)"
 
 
 @pytest.mark.parametrize("text, chinese, english", [

@@ -145,7 +145,7 @@ def test_sharding_stage_recorded_as_set_up(pack, tmp_path, caplog):
         recorded = sharding_used(context, training_arguments(context))
 
     assert recorded == {"sharding": "", "sharding_requested": "stage2"}
-    assert "sharding 'stage2' was asked for, but PaddleNLP set up none" in caplog.text
+    assert "sharding 'stage2' was requested, but PaddleNLP set up no sharding, because the sharding degree is 1" in caplog.text
 
 
 def test_cpu_sharding_stage3_offload_rejected():

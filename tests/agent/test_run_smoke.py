@@ -75,6 +75,16 @@ def test_events_in_order(run_dir):
     assert events == ["start"] + ["workload_start", "workload_end"] * 4 + ["stop"]
 
 
+def test_run_log(run_dir):
+    lines = (run_dir / "agent.log").read_text(encoding="utf-8").splitlines()
+
+    # The run's language follows the environment here, so the lines are checked by logger and run folder.
+    assert any(" INFO agent.runner.execute: pretrain-llama" in line for line in lines)
+    assert " INFO agent.runner.execute: " in lines[-1]
+    assert str(run_dir) in lines[-1]  # the "run finished" line
+    assert not any(line.startswith("Traceback") for line in lines)
+
+
 @pytest.mark.parametrize("workload", WORKLOADS)
 def test_steps_records(run_dir, pack, workload):
     records = read_jsonl(run_dir / "workloads" / workload / "steps.jsonl")

@@ -142,3 +142,11 @@ def test_image_pairs_missing_prompt(tmp_path, reference):
 
     with pytest.raises(RecordsInvalid, match="en-0"):
         image_pairs(vendor, reference, "sd-infer-digits")
+
+
+def test_image_seconds_not_number_in_chinese(tmp_path, reference):
+    result = judged(tmp_path, reference, seconds="fast").criterion("sd-infer.throughput")
+
+    assert result.details["code"] == "records_invalid"
+    assert result.explanation["zh"] == ("工作负载 sd-infer-digits 的记录无效：workloads/sd-infer-digits/images.jsonl 中提示词 'en-0' 的图像的 "
+                                        "seconds 是 'fast'，不是数字。")

@@ -6,13 +6,14 @@ import math
 import pytest
 
 from certification.bundle import open_bundle, write_bundle
-from certification.criteria import CriterionContext, WorkloadRecords, evaluate
+from certification.criteria import CriterionContext, RecordsInvalid, WorkloadRecords, evaluate, problem_zh
 from certification.criteria_stability import (
     StabilitySettings,
     check_warm_start,
     crash_events,
     judge_stability,
     longest_crash_free_days,
+    warm_start_steps,
 )
 from certification.rulepack import load_rule_pack
 from certification.signing import Keyring, generate_key
@@ -182,3 +183,13 @@ def test_bundle_spike_after_resume_fails(tmp_path):
     assert (outcome.status, outcome.code) == ("fail", "stability_warm_start_fail")
     assert outcome.details["warm_starts"][0]["spike_steps"] == [23]
     assert outcome.details["warm_starts"][0]["threshold"] < 12.0
+
+
+def test_resume_step_not_integer_in_chinese():
+    events = events_with_resume(300)
+    events[5]["resumed_from_step"] = "three hundred"
+
+    with pytest.raises(RecordsInvalid) as caught:
+        warm_start_steps(events, WORKLOAD)
+
+    assert problem_zh(caught.value) == "events.jsonl 中某个 workload_start 事件的 resumed_from_step 是 'three hundred'，不是整数"

@@ -336,6 +336,62 @@ def test_malformed_metric_value_named_in_both_languages(tmp_path, reference, opt
     assert result.hint["zh"] == "用本版本的 agent 重新运行该工作负载。"
 
 
+def bundle_edited(folder, relative, edit):
+    """Return a verified bundle of a run whose file `relative` went through `edit` (each line of a .jsonl file, or the whole .json object)."""
+    run_dir = build_run(folder / "run")
+    path = run_dir / relative
+    if path.suffix == ".jsonl":
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        for row in rows:
+            edit(row)
+        path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    else:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        edit(data)
+        path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    return open_bundle(write_bundle(run_dir, folder / "run.tar", KEY).path, KEYRING)
+
+
+# Values that the verdict engine reads outside the metric functions, where a bare ValueError or TypeError would be
+# named in Chinese only by its type.
+@pytest.mark.parametrize("relative, edit, criterion_id, chinese, english", [
+    ("workloads/infer-llama/requests.jsonl", lambda row: row.update(sent="soon"), "infer.qps",
+     "requests.jsonl 中试验 0 的请求 0 的 sent 是 'soon'，不是数字", "request 0 of trial 0 in requests.jsonl has sent 'soon', not a number"),
+    ("workloads/infer-llama/requests.jsonl", lambda row: row.update(trial="one"), "infer.qps",
+     "requests.jsonl 中的请求 0 的 trial 是 'one'，不是整数", "request 0 in requests.jsonl has trial 'one', not an integer"),
+    ("workloads/infer-llama/search.json", lambda search: search["trials"][0].update(level="high"), "infer.qps",
+     "search.json 中的试验 0 的 level 是 'high'，不是数字", "trial 0 in search.json has level 'high', not a number"),
+    ("workloads/infer-llama/search.json", lambda search: search["trials"][0].update(duration_seconds=None), "infer.qps",
+     "search.json 中的试验 0 的 duration_seconds 是 None，不是数字", "trial 0 in search.json has duration_seconds None, not a number"),
+    ("workloads/sft-llama/predictions.jsonl", lambda row: row.update(dataset=["a"]), "sft.rouge",
+     "predictions.jsonl 中有一条记录的 dataset 是 ['a']、index 是 0，不是名称和编号",
+     "a record of predictions.jsonl has the dataset ['a'] and index 0, not a name and a number"),
+    ("workloads/sft-llama/predictions.jsonl", lambda row: row.update(prediction=7), "sft.rouge",
+     "predictions.jsonl 中 sft_en_dev 的样本 2 的 prediction 是 7，不是文本", "sample 2 of sft_en_dev in predictions.jsonl has the prediction 7, not text"),
+    ("workloads/pretrain-llama/steps.jsonl", lambda row: row.update(loss=None), "pretrain.loss_alignment",
+     "第 1 步没有 loss", "step 1 has no loss"),
+    ("workloads/pretrain-llama/validation.json", lambda record: record.update(loss=None), "pretrain.validation_loss",
+     "validation.json 没有 loss", "validation.json has no loss"),
+], ids=["request_time", "request_trial", "trial_level", "trial_duration", "prediction_key", "prediction_text", "step_loss", "validation_loss"])
+def test_malformed_record_named_in_both_languages(tmp_path, reference, relative, edit, criterion_id, chinese, english):
+    vendor = bundle_edited(tmp_path, relative, edit)
+
+    result = judge(vendor, [Reference(reference, PEAKS)], PACK, PEAKS).criterion(criterion_id)
+
+    assert result.details["code"] == "records_invalid"
+    assert result.explanation["zh"] == f"工作负载 {relative.split('/')[1]} 的记录无效：{chinese}。"
+    assert result.explanation["en"] == f"The records of workload {relative.split('/')[1]} are invalid: {english}."
+
+
+def test_malformed_reference_prediction_in_chinese(tmp_path, reference):
+    broken_reference = bundle_edited(tmp_path / "reference", "workloads/sft-llama/predictions.jsonl", lambda row: row.update(reference=7))
+
+    result = judge(reference, [Reference(broken_reference, PEAKS)], PACK, PEAKS).criterion("sft.rouge")
+
+    assert result.details["code"] == "reference_unusable"
+    assert result.explanation["zh"] == "参考结果无法使用：predictions.jsonl 中 sft_zh_dev 的样本 0 的 reference 是 7，不是文本。"
+
+
 @pytest.mark.parametrize("error, chinese", [
     (RecordsInvalid("steps.jsonl is missing", "缺少 steps.jsonl"), "缺少 steps.jsonl"),
     (BundleError("json_invalid", "workloads/a/steps.jsonl", line=3, column=5, problem="Expecting value"), "workloads/a/steps.jsonl 第 3 行第 5 列的 JSON 无效"),

@@ -214,6 +214,25 @@ def test_manifest_top_level_error_in_chinese(vendor, tmp_path):
         assert "top level" not in report.error_detail
 
 
+@pytest.mark.parametrize("error, english, chinese", [
+    (BundleError("manifest_invalid", "Expecting value: line 1 column 12 (char 11)", line=1, column=12, problem="Expecting value"),
+     "manifest.json is not valid JSON at line 1, column 12.", "结果包的 manifest.json 第 1 行第 12 列的 JSON 无效。"),
+    (BundleError("manifest_invalid", "bare NaN in JSON", token="NaN"),
+     "manifest.json contains a bare NaN token, which JSON does not allow.", "结果包的 manifest.json 中有未加引号的 NaN，JSON 不允许这样写。"),
+    (BundleError("manifest_invalid", "files/1/path", problem="archive member path contains '..': ../x", path_code="path_parent", path="../x"),
+     "manifest.json lists an invalid file path at files/1/path: ../x.", "结果包的 manifest.json 在 files/1/path 处列出了无效的文件路径：../x。"),
+], ids=["json", "non_finite", "path"])
+def test_manifest_json_and_path_errors_without_english(vendor, error, english, chinese):
+    report = rejected_with(vendor, Rejection.from_bundle_error(error)).report
+
+    with translation.override("en"):
+        assert english in report.error_detail
+    with translation.override("zh-hans"):
+        assert chinese in report.error_detail
+        assert "Expecting" not in report.error_detail
+        assert "archive member" not in report.error_detail
+
+
 def test_records_invalid_in_chinese(vendor):
     error = RecordsInvalid("workloads/a/steps.jsonl is missing", "缺少 workloads/a/steps.jsonl")
     report = rejected_with(vendor, Rejection.from_records_error(error)).report
