@@ -210,7 +210,7 @@ def test_manifest_top_level_error_in_chinese(vendor, tmp_path):
     with translation.override("en"):
         assert "manifest.json is invalid at (top level): it does not meet the schema keyword additionalProperties." in report.error_detail
     with translation.override("zh-hans"):
-        assert "结果包的 manifest.json 在 （顶层） 处无效：不满足模式关键字 additionalProperties。" in report.error_detail
+        assert "结果包的 manifest.json 在（顶层）处无效：不满足模式关键字 additionalProperties。" in report.error_detail
         assert "top level" not in report.error_detail
 
 
