@@ -221,7 +221,7 @@ def _item_index(item: dict) -> int:
     value = item.get("index")
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # int() raises OverflowError for an infinite float
         raise RecordsInvalid(f"an evaluation record has the index {value!r}, not an integer",
                              f"有一条评测记录的 index 是 {value!r}，不是整数") from None
 
@@ -293,6 +293,8 @@ def _step_number(row: dict, key: str) -> float:
     try:
         return decode_float(value)
     except RecordsInvalid:
+        if isinstance(value, int) and not isinstance(value, bool):
+            raise  # an integer too large for a float, which decode_float names
         raise RecordsInvalid(problem, problem_zh) from None
 
 

@@ -326,7 +326,11 @@ def test_vendor_records_invalid_in_chinese(tmp_path, reference):
     ({"validation_loss": [3.0]}, "pretrain.validation_loss",
      "工作负载 pretrain-llama 的记录无效：无效的数值 [3.0]：应为数字、'NaN'、'Infinity' 或 '-Infinity'。",
      "The records of workload pretrain-llama are invalid: invalid number [3.0]: expected a number, 'NaN', 'Infinity' or '-Infinity'."),
-], ids=["string", "list"])
+    # An integer of 310 digits, which JSON allows but a float cannot hold.
+    ({"validation_loss": 10**309}, "pretrain.validation_loss",
+     f"工作负载 pretrain-llama 的记录无效：无效的数值 {10**309}：超出浮点数的范围。",
+     f"The records of workload pretrain-llama are invalid: invalid number {10**309}: it is outside the range of a float."),
+], ids=["string", "list", "out_of_range"])
 def test_malformed_metric_value_named_in_both_languages(tmp_path, reference, options, criterion_id, chinese, english):
     result = judged(tmp_path, reference, **options).criterion(criterion_id)
 
