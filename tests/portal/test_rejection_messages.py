@@ -180,38 +180,32 @@ def test_ticket_from_bundle_named_by_claim(vendor):
         assert "required property" not in report.error_detail
 
 
-def test_manifest_schema_error_without_english(vendor, tmp_path):
-    def negative_size(manifest):
-        manifest["files"][0]["size"] = -1
+def negative_size(manifest):
+    manifest["files"][0]["size"] = -1
 
-    path = write_canonical(tmp_path / "bundle.tar", signed_members({"run.json": b"[]"}, manifest_edit=negative_size))
+
+def extra_key(manifest):
+    manifest["extra"] = 1
+
+
+@pytest.mark.parametrize("edit, english, chinese, left_out", [
+    (negative_size, "manifest.json is invalid at files/0/size: it does not meet the schema keyword minimum.",
+     "结果包的 manifest.json 在 files/0/size 处无效：不满足模式关键字 minimum。", "less than"),
+    (extra_key, "manifest.json is invalid at (top level): it does not meet the schema keyword additionalProperties.",
+     "结果包的 manifest.json 在（顶层）处无效：不满足模式关键字 additionalProperties。", "top level"),
+], ids=["minimum", "top_level"])
+def test_manifest_schema_error_without_english(vendor, tmp_path, edit, english, chinese, left_out):
+    path = write_canonical(tmp_path / "bundle.tar", signed_members({"run.json": b"[]"}, manifest_edit=edit))
     with pytest.raises(BundleError) as caught:
         open_bundle(path, KEYRING)
 
     report = rejected_with(vendor, Rejection.from_bundle_error(caught.value)).report
 
     with translation.override("en"):
-        assert "manifest.json is invalid at files/0/size: it does not meet the schema keyword minimum." in report.error_detail
+        assert english in report.error_detail
     with translation.override("zh-hans"):
-        assert "结果包的 manifest.json 在 files/0/size 处无效：不满足模式关键字 minimum。" in report.error_detail
-        assert "less than" not in report.error_detail
-
-
-def test_manifest_top_level_error_in_chinese(vendor, tmp_path):
-    def extra_key(manifest):
-        manifest["extra"] = 1
-
-    path = write_canonical(tmp_path / "bundle.tar", signed_members({"run.json": b"[]"}, manifest_edit=extra_key))
-    with pytest.raises(BundleError) as caught:
-        open_bundle(path, KEYRING)
-
-    report = rejected_with(vendor, Rejection.from_bundle_error(caught.value)).report
-
-    with translation.override("en"):
-        assert "manifest.json is invalid at (top level): it does not meet the schema keyword additionalProperties." in report.error_detail
-    with translation.override("zh-hans"):
-        assert "结果包的 manifest.json 在（顶层）处无效：不满足模式关键字 additionalProperties。" in report.error_detail
-        assert "top level" not in report.error_detail
+        assert chinese in report.error_detail
+        assert left_out not in report.error_detail
 
 
 @pytest.mark.parametrize("error, english, chinese", [
