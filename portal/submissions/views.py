@@ -22,7 +22,7 @@ from portal.registry.services import vendors_of
 from portal.submissions import plots
 from portal.submissions.errors import SubmissionError
 from portal.submissions.models import Submission
-from portal.submissions.services import receive_bundle, request_revalidation
+from portal.submissions.services import notice_for_upload_again, receive_bundle, request_revalidation
 from portal.submissions.uploads import TOO_LARGE_FLAG
 
 logger = logging.getLogger(__name__)
@@ -73,9 +73,15 @@ def submission_detail(request, pk):
     context = {
         "submission": submission, "report": report, "issue_form": IssueForm(),
         "can_review": can_review, "plot_indexes": plot_indexes,
-        "earlier_reports": submission.superseded_reports.select_related("rule_pack", "superseded_by") if can_review else [],
+        "earlier_reports": _earlier_reports(submission, can_review),
     }
     return render(request, "submissions/detail.html", context)
+
+
+def _earlier_reports(submission, can_review: bool):
+    """Return the superseded reports shown on the page: all of them to staff, the earlier rejections to the vendor."""
+    reports = submission.superseded_reports.select_related("rule_pack", "superseded_by")
+    return reports if can_review else reports.filter(state=Submission.State.REJECTED)
 
 
 @login_required
@@ -107,7 +113,11 @@ def _receive_from_form(request, form, vendors):
     if upload is None:
         raise SubmissionError("bundle_missing")
     vendor = next(vendor for vendor in vendors if vendor.slug == form.cleaned_data["vendor"])
-    submission, _created = receive_bundle(vendor=vendor, upload=upload, actor=request.user, remote_addr=request.META.get("REMOTE_ADDR"))
+    remote_addr = request.META.get("REMOTE_ADDR")
+    submission, created = receive_bundle(vendor=vendor, upload=upload, actor=request.user, remote_addr=remote_addr)
+    if not created:
+        notice = notice_for_upload_again(submission.pk, actor=request.user, remote_addr=remote_addr)
+        messages.info(request, f"{notice['detail']} [{notice['code']}]")
     return submission
 
 
