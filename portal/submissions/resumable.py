@@ -41,7 +41,7 @@ RANGE_PATTERN = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
 def open_session(*, vendor, actor, size, sha256: str, name: str = "") -> tuple[UploadSession, bool]:
     """Return (upload, created): the open upload of this bundle for `vendor`, a completed one when it is already stored, or a new one."""
     sha256 = str(sha256).lower()
-    _check_declaration(size, sha256)
+    _check_declaration(size, sha256, name)
     existing = Submission.objects.filter(vendor=vendor, sha256=sha256).first()
     if existing is not None:
         with transaction.atomic():
@@ -73,7 +73,9 @@ def open_session(*, vendor, actor, size, sha256: str, name: str = "") -> tuple[U
     return session, created
 
 
-def _check_declaration(size, sha256: str) -> None:
+def _check_declaration(size, sha256: str, name: str) -> None:
+    if size == 0 and not isinstance(size, bool):
+        raise SubmissionError("bundle_empty", name=name or "-")
     if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
         raise SubmissionError("upload_size_invalid", size=size)
     if size > settings.BUNDLE_UPLOAD_MAX_BYTES:

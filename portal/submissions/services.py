@@ -65,6 +65,8 @@ def receive_bundle(*, vendor: Vendor, upload, actor, remote_addr: str | None = N
     Returns (submission, created). The same bytes uploaded again for the same
     vendor return the stored submission with created False.
     """
+    if not upload.size:
+        raise SubmissionError("bundle_empty", name=upload.name or "-")
     sha256 = getattr(upload, "sha256", None) or file_sha256(upload)
     existing = Submission.objects.filter(vendor=vendor, sha256=sha256).first()
     if existing is not None:

@@ -38,7 +38,8 @@ QUEUE_DEFAULT_STATES = (Submission.State.RECEIVED, Submission.State.VALIDATING, 
 
 class UploadForm(forms.Form):
     vendor = forms.ChoiceField(label=_("Vendor"))
-    bundle = forms.FileField(label=_("Bundle (.tar)"), required=False)
+    # An empty file goes on to receive_bundle, which rejects it with bundle_empty, naming the file to choose instead.
+    bundle = forms.FileField(label=_("Bundle (.tar)"), required=False, allow_empty_file=True)
 
     def __init__(self, *args, vendors, **kwargs):
         super().__init__(*args, **kwargs)
