@@ -33,6 +33,9 @@ SUBMISSION_ERRORS = {
     "upload_digest_invalid": ErrorSpec(
         400, _("The sha256 %(sha256)s is not 64 hexadecimal characters. Send the sha256 of the whole bundle file.")
     ),
+    "upload_name_invalid": ErrorSpec(
+        400, _("The file name %(name)s contains the control character %(character)s. Send the bundle's file name without control characters.")
+    ),
     "upload_size_invalid": ErrorSpec(
         400, _("The size %(size)s is not a positive number of bytes. Send the size of the bundle file.")
     ),

@@ -27,6 +27,8 @@ from django.http import UnreadablePostError
 from django.utils import timezone
 
 from portal.audit.services import record
+from portal.query_params import shown_value
+from portal.text import first_control_character
 
 from portal.submissions.errors import SubmissionError
 from portal.submissions.models import Submission, UploadSession
@@ -74,6 +76,9 @@ def open_session(*, vendor, actor, size, sha256: str, name: str = "") -> tuple[U
 
 
 def _check_declaration(size, sha256: str, name: str) -> None:
+    character = first_control_character(name)
+    if character is not None:
+        raise SubmissionError("upload_name_invalid", name=shown_value(name), character=character)
     if size == 0 and not isinstance(size, bool):
         raise SubmissionError("bundle_empty", name=name or "-")
     if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
