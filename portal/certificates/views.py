@@ -30,6 +30,7 @@ from portal.errors import PortalError
 from portal.links import public_base_url
 from portal.permissions import staff_required
 from portal.query_params import ParameterError, read_page, response_status
+from portal.text import first_control_character
 from portal.registry.models import Card
 from portal.submissions.models import Submission
 from portal.submissions.views import IssueForm
@@ -163,8 +164,8 @@ def _revoked_json(base_url: str) -> str:
 
 def certificate_verify(request):
     number = request.GET.get("number", "").strip()
-    if "/" in number:
-        # No certificate number contains a slash, and the detail URL cannot carry one.
+    if "/" in number or first_control_character(number):
+        # No certificate number contains a slash or a control character, and the detail URL cannot carry either.
         return render(request, "certificates/verify.html", {"number": number, "not_found": True}, status=404)
     if number:
         return redirect("certificate-detail", number=number)
