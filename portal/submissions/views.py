@@ -16,7 +16,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from portal.certificates.models import Track
 from portal.permissions import is_reviewer, reviewer_required
-from portal.query_params import read_choice, read_choices, read_paginated_page, response_status
+from portal.query_params import read_choice, read_choices, read_paginated_page, read_search, response_status
 from portal.registry.models import Vendor
 from portal.registry.services import vendors_of
 from portal.submissions import plots
@@ -137,7 +137,7 @@ def staff_queue(request):
     states = read_choices(request.GET, "state", tuple(Submission.State.values), errors) or list(QUEUE_DEFAULT_STATES)
     vendors = Vendor.objects.filter(is_reference_lab=False)
     vendor = read_choice(request.GET, "vendor", tuple(vendors.values_list("slug", flat=True)), errors)
-    query = request.GET.get("q", "").strip()
+    query = read_search(request.GET, "q", errors)
     page = read_paginated_page(Paginator(_queue_submissions(states, vendor, query), QUEUE_PAGE_SIZE), request.GET, errors)
     counts = dict(Submission.objects.values_list("state").annotate(count=Count("pk")))
     context = {
