@@ -76,7 +76,7 @@ def test_stored_json_error_without_position():
     (BundleError("file_digest_mismatch", "workloads/a/steps.jsonl"), "The file was changed after packing", "重新打包"),
     (TicketError("ticket_expired", "2026-01-01T00:00:00+00:00"), "Request a new ticket", "申请新票据"),
 ])
-def test_page_and_api_show_the_language(client, owner, owner_api, vendor, error, english, chinese):
+def test_page_shows_the_language(client, owner, vendor, error, english, chinese):
     submission = rejected_with(vendor, Rejection.from_bundle_error(error))
     assert submission.report.error_params == {"value": str(error.value)}
     login(client, owner)
@@ -93,11 +93,22 @@ def test_page_and_api_show_the_language(client, owner, owner_api, vendor, error,
     assert chinese in page
     assert str(error.value) in page
 
+
+# signature_key_unknown is left out: the same bytes again validate that submission again (see test_upload_again).
+@pytest.mark.parametrize("error, english, chinese", [
+    (BundleError("signature_key_revoked", "2026-01-01T00:00:00+00:00"), "after its signing key was revoked", "晚于其签名密钥被吊销的时间"),
+    (BundleError("file_digest_mismatch", "workloads/a/steps.jsonl"), "The file was changed after packing", "重新打包"),
+    (TicketError("ticket_expired", "2026-01-01T00:00:00+00:00"), "Request a new ticket", "申请新票据"),
+])
+def test_upload_again_shows_rejection_language(owner_api, vendor, error, english, chinese):
+    rejected_with(vendor, Rejection.from_bundle_error(error))
+
     for language, expected in (("en", english), ("zh-hans", chinese)):
         # The same bytes again return the stored submission with its report.
         reply = owner_api.post(reverse("api-bundle-upload"), {"bundle": upload_file(BUNDLE_BYTES)}, format="multipart", HTTP_ACCEPT_LANGUAGE=language)
         assert reply.status_code == 200
         assert reply.json()["error_code"] == error.code
+        assert reply.json()["notice_code"] == "bundle_already_uploaded"
         assert expected in reply.json()["error_detail"]
 
 
