@@ -123,7 +123,7 @@ REJECTION_MESSAGES = {
 }
 
 
-class _Params(dict):
+class StoredParams(dict):
     """Parameters of a stored rejection; a report stored before its parameters were recorded shows '-' in their place."""
 
     def __missing__(self, key):
@@ -143,7 +143,7 @@ def rejection_message(code: str, params: dict) -> str | None:
     if "value_zh" in params and (get_language() or "").startswith("zh"):
         params["value"] = params["value_zh"]
     message = choose_sentence(messages if isinstance(messages, tuple) else (messages,), set(params))
-    return message % _Params(params, pack_again=str(PACK_AGAIN))
+    return message % StoredParams(params, pack_again=str(PACK_AGAIN))
 
 
 def choose_sentence(sentences: tuple, names: set[str]) -> str:
