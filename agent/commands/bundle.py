@@ -23,8 +23,8 @@ def add_arguments(parser):
     parser.add_argument("--force", action="store_true", help=_("replace the bundle file when it already exists"))
     parser.add_argument("--partial", action="store_true",
                         help=_("pack the run even when workloads of its plan have not finished; the portal fails "
-                               "the criteria of those workloads, so the submission fails and its failed verdict "
-                               "appears in the card's public history"))
+                               "the criteria of those workloads, and the card's public history lists the submission "
+                               "with those failures"))
 
 
 def default_out_path(run_dir: Path) -> Path:
@@ -56,7 +56,7 @@ def run(args) -> int:
     ]))
     if unfinished:
         print(_("warning: packed a partial run: workloads that have not finished: {names}; the portal fails their "
-                "criteria, so this submission fails and shows as failed in the card's public history").format(
+                "criteria, and the card's public history lists this submission with those failures").format(
             names=", ".join(unfinished)), file=sys.stderr)
     failed = failed_workloads(args.run_dir)
     if failed:

@@ -268,7 +268,7 @@ def test_bundle_partial_packs_unfinished_run(tmp_path, capsys):
     assert code == EXIT_OK, err
     assert (tmp_path / "run.bundle.tar").is_file()
     assert "warning: packed a partial run: workloads that have not finished: infer-llama" in err
-    assert "public history" in err
+    assert "public history lists this submission" in err
 
 
 def test_bundle_accepts_run_of_workload_subset(tmp_path, capsys):
