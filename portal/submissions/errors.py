@@ -82,7 +82,9 @@ SUBMISSION_ERRORS = {
     # Reasons a stored bundle is rejected during validation, besides the codes of certification.bundle.
     "vendor_mismatch": ErrorSpec(
         422,
-        _("The bundle names the vendor %(bundle_vendor)s, but it was uploaded for %(vendor)s. Upload it with a token of %(bundle_vendor)s."),
+        _("The bundle names the vendor %(bundle_vendor)s, but it was uploaded for the vendor with the slug %(vendor)s and the name "
+          "%(vendor_name)s, and a bundle must name one of these. Start a new run with 'python -m agent run --vendor %(vendor)s', "
+          "pack it and upload that bundle, or upload this one for the vendor %(bundle_vendor)s."),
     ),
     "card_not_registered": ErrorSpec(
         422,

@@ -123,7 +123,7 @@ REJECTION_MESSAGES = {
 }
 
 
-class _Params(dict):
+class StoredParams(dict):
     """Parameters of a stored rejection; a report stored before its parameters were recorded shows '-' in their place."""
 
     def __missing__(self, key):
@@ -148,7 +148,7 @@ def rejection_message(code: str, params: dict) -> str | None:
     if top_level:
         params["value"] = str(_("(top level)"))
     message = choose_sentence(messages if isinstance(messages, tuple) else (messages,), set(params))
-    text = message % _Params(params, pack_again=str(PACK_AGAIN))
+    text = message % StoredParams(params, pack_again=str(PACK_AGAIN))
     if top_level and (get_language() or "").startswith("zh"):
         # The Chinese sentence spaces a Latin path, but the label is in full-width brackets, which take no spaces.
         text = text.replace(f" {params['value']} ", params["value"])
