@@ -215,3 +215,27 @@ def test_empty_workload_list(tmp_path, capsys, value):
     assert exit_code == EXIT_USAGE
     assert f"error[workloads_empty]: --workloads {value!r} names no workload" in error
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("level", ["-1", "99999999999999999999"])
+def test_profile_level_not_in_pack(tmp_path, capsys, level):
+    profile = (REPO / "agent" / "profiles" / "smoke.yaml").read_text(encoding="utf-8")
+    path = tmp_path / "levels.yaml"
+    path.write_text(profile.replace("level: 1", f"level: {level}"), encoding="utf-8")
+
+    exit_code = main(["run", "--profile", str(path), "--out", str(tmp_path / "run")])
+
+    assert exit_code == EXIT_USAGE
+    assert f"error[level_not_defined]: track 'pretraining' has no level {level}" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("content", [b"rule_pack: [\n", b"rule_pack: \xff\n"])
+def test_profile_file_invalid(tmp_path, capsys, content):
+    path = tmp_path / "broken.yaml"
+    path.write_bytes(content)
+
+    exit_code = main(["run", "--profile", str(path), "--out", str(tmp_path / "run")])
+
+    assert exit_code == EXIT_USAGE
+    assert "error[profile_invalid]" in capsys.readouterr().err
