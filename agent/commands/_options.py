@@ -24,8 +24,8 @@ def path_option(option: str, value: str | None, hint: str) -> Path | None:
 def name_option(option: str, value: str | None) -> str | None:
     """Return the name given to `option`, or None when the option is absent; raise AgentError for an empty one or one with control characters.
 
-    The names go into run.json and from there into the certificate, where a line break or an escape
-    sequence would change how they read.
+    The names go into run.json and the bundle, where a line break or an escape sequence would change
+    how they read.
     """
     if value is None:
         return None
