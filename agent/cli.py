@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 from agent import __version__
 from agent.commands import COMMANDS
-from agent.errors import EXIT_FAILED, EXIT_INTERRUPTED, AgentError
+from agent.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED, AgentError, Terminated
 from agent.i18n import LANGUAGES, N_, _, language_in_argv, set_language
 from agent.log_format import LINE_FORMAT, LocalTimeFormatter
 
@@ -102,9 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     except AgentError as error:
         print(error, file=sys.stderr)
         return error.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
+        # A stop while a run's workloads execute arrives as an AgentError that names the folder to resume
+        # (agent.runner.execute.run_stopped); this is a stop anywhere else.
         print(_("interrupted"), file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if isinstance(interrupt, Terminated) else EXIT_INTERRUPTED
     except Exception:
         if args.verbose:
             raise

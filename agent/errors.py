@@ -17,7 +17,12 @@ EXIT_USAGE = 2  # bad command line, unknown profile, missing file
 EXIT_REJECTED = 3  # a bundle, key or rule pack did not pass verification
 EXIT_VERDICT_FAILED = 4  # `check` ran and at least one criterion failed
 EXIT_REMOTE = 5  # the portal could not be reached or answered with an error
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT), 128 + 2 as shells report a process that SIGINT ended
+EXIT_TERMINATED = 143  # SIGTERM, 128 + 15 as shells report a process that SIGTERM ended
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: the run stops like on Ctrl-C and records why."""
 
 
 class AgentError(Exception):

@@ -26,6 +26,8 @@ RULE_PACK_PROBLEMS: dict[str, tuple[tuple[str, ...], str | None]] = {
     "schema_required": ((N_("the required key {key} is missing"),), None),
     "schema_additional_properties": ((N_("keys that the schema does not allow here: {keys}"),), None),
     "schema_pattern": ((N_("{value} does not match the pattern {pattern}"), N_("the value does not match the pattern {pattern}")), None),
+    "schema_sha256": ((N_("{value} is not a sha256 digest: write its 64 hexadecimal digits (0-9, a-f) in quotes, "
+                          "so that YAML does not read them as a number, or null in a draft pack"),), None),
     "schema_invalid": ((N_("the value does not meet the schema keyword {keyword}"),), None),
     # Cross-reference problems.
     "unknown_model": ((N_("unknown model {model}: define it under models"),), None),

@@ -42,6 +42,13 @@ YAML_TOKENS = {
     "'<scalar>'": N_("a scalar"),
 }
 
+# Phrases other than token names that PyYAML's parser and scanner write as the expected part of "expected X, but found Y".
+YAML_EXPECTED = {
+    "the node content": N_("the content of a node"),
+    "alphabetic or numeric character": N_("a letter or a digit"),
+    "a comment or a line break": N_("a comment or a line break"),
+}
+
 # Texts that PyYAML's scanner and parser name as the context of a problem.
 YAML_CONTEXTS = (
     N_("while parsing a block mapping"),
@@ -95,6 +102,8 @@ def translate_problem(problem: str) -> str | None:
 
 def _expected_tokens(text: str) -> str:
     """Translate PyYAML's expected part: one token name such as "<block end>", or two tokens such as "',' or ']'"."""
+    if text in YAML_EXPECTED:
+        return _(YAML_EXPECTED[text])
     if f"'{text}'" in YAML_TOKENS:
         return _(YAML_TOKENS[f"'{text}'"])
     tokens = text.split(" or ")

@@ -13,7 +13,7 @@ import yaml
 
 from certification.errors import os_error_details
 from certification.kind_hyperparameters import hyperparameter_problem, training_length_problem
-from certification.rulepack_schema import SchemaErrorLocations, schema_problem
+from certification.rulepack_schema import SchemaErrorLocations, schema_message, schema_problem
 
 RULEPACK_DIR = Path(__file__).parent / "rulepacks"
 # Pack name -> sha256 of every published pack's bytes. A published pack never
@@ -282,7 +282,7 @@ def validate_rule_pack(data: Any) -> list[RulePackIssue]:
 
 def _schema_issue(error: jsonschema.ValidationError) -> RulePackIssue:
     code, values = schema_problem(error)
-    return RulePackIssue(_path(error.absolute_path), error.message, code, tuple(values.items()))
+    return RulePackIssue(_path(error.absolute_path), schema_message(error, code, values), code, tuple(values.items()))
 
 
 def _issue(path: str, code: str, message: str, **values: Any) -> RulePackIssue:

@@ -32,6 +32,11 @@ LIMIT_CODES = {
     "minProperties": "schema_min_properties",
 }
 
+# The rule pack schema's `sha256_or_unset`: a digest, or null while a draft pack has not pinned the file yet.
+SHA256_OR_UNSET = [{"$ref": "#/$defs/sha256"}, {"type": "null"}]
+SHA256_MESSAGE = ("{value} is not a sha256 digest: write its 64 hexadecimal digits (0-9, a-f) in quotes, "
+                  "so that YAML does not read them as a number, or null in a draft pack")
+
 # jsonschema (4.26) names the missing key of a `required` error only in its message.
 REQUIRED_MESSAGE = re.compile(r"^(?P<key>'.*'|\".*\") is a required property$")
 
@@ -42,6 +47,9 @@ def schema_problem(error: jsonschema.ValidationError) -> tuple[str, dict[str, st
     instance = error.instance
     # A mapping or list is left out of the values, because its text could be long; templates without {value} fit it.
     value = {} if isinstance(instance, (dict, list)) else {"value": value_text(instance)}
+    if keyword == "anyOf" and error.validator_value == SHA256_OR_UNSET:
+        # jsonschema's anyOf message names no alternative; YAML reads unquoted digits such as 0000 as the integer 0.
+        return "schema_sha256", {"value": value_text(instance)}
     if keyword == "type":
         expected = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
         return "schema_type", {**value, "type": " / ".join(expected), "found": json_type(instance)}
@@ -58,6 +66,13 @@ def schema_problem(error: jsonschema.ValidationError) -> tuple[str, dict[str, st
     if keyword == "pattern":
         return "schema_pattern", {"value": value_text(instance), "pattern": str(error.validator_value)}
     return "schema_invalid", {"keyword": keyword}
+
+
+def schema_message(error: jsonschema.ValidationError, code: str, values: dict[str, str]) -> str:
+    """Return the English sentence of a schema error: jsonschema's own, except for a code that has a clearer one here."""
+    if code == "schema_sha256":
+        return SHA256_MESSAGE.format(**values)
+    return error.message
 
 
 def value_text(value: Any) -> str:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agent.commands._options import path_option
 from agent.commands._verification import load_keyring, open_verified
 from agent.errors import EXIT_OK, EXIT_USAGE, EXIT_VERDICT_FAILED, AgentError, from_coded_error, os_error_reason
 from agent.gaps import split_gap, unplanned_text
@@ -37,21 +39,24 @@ def add_arguments(parser):
     parser.add_argument("--rule-pack", type=Path, metavar="FILE", help=_("rule pack YAML file (default: the shipped pack that the bundle names)"))
     parser.add_argument("--lang", choices=("zh", "en"), help=_("language of the report: zh or en (default: Chinese when LC_ALL, LC_MESSAGES or LANG starts with zh_, else English)"))
     parser.add_argument("--json", action="store_true", help=_("print the verdict as JSON instead of text"))
-    parser.add_argument("--html", type=Path, metavar="DIR", help=_("also write the report with its plots as a static page, DIR/index.html, for labs without the portal"))
+    parser.add_argument("--html", metavar="DIR", help=_("also write the report with its plots as a static page, DIR/index.html, for labs without the portal"))
 
 
 def parse_peaks(values: list[str], option: str) -> dict[str, float]:
+    """Turn `TYPE=TFLOPS` strings into a dict of data type -> TFLOPS, raising AgentError for a number that is not finite and above 0."""
     peaks = {}
     for value in values:
         data_type, _separator, number = value.partition("=")
         try:
-            peaks[data_type.strip().lower()] = float(number)
+            peak = float(number)
         except ValueError:
             raise AgentError("peak_invalid", _("invalid {option} value {value}").format(option=option, value=repr(value)),
                              _("write {option} TYPE=TFLOPS, such as {option} bf16=312").format(option=option)) from None
-        if not peaks[data_type.strip().lower()] > 0:
-            raise AgentError("peak_invalid", _("{option} {value} is not a positive number").format(option=option, value=repr(value)),
+        # float() reads "inf", "nan" and a number too large for a double, such as 1e400, as infinity or NaN.
+        if not (math.isfinite(peak) and peak > 0):
+            raise AgentError("peak_invalid", _("{option} {value} is not a finite number above 0").format(option=option, value=repr(value)),
                              _("pass the card's registered peak dense TFLOPS"))
+        peaks[data_type.strip().lower()] = peak
     return peaks
 
 
@@ -73,6 +78,7 @@ def run(args) -> int:
     # which `check --help` and a command line that argparse rejects do not need.
     from certification.verdict import Reference, VerdictInputError, judge
 
+    report_folder = check_report_folder(args.html)
     keyring = load_keyring(args.public_keys)
     bundle = open_verified(args.bundle, keyring)
     reference_peaks = parse_peaks(args.reference_peak, "--reference-peak")
@@ -89,8 +95,8 @@ def run(args) -> int:
         print(json.dumps(verdict.to_dict(), ensure_ascii=False, indent=2, allow_nan=False))
     else:
         print(format_verdict(verdict, language))
-    if args.html:
-        write_html(args.html, verdict, bundle, references, language)
+    if report_folder is not None:
+        write_html(report_folder, verdict, bundle, references, language)
     return EXIT_VERDICT_FAILED if verdict.failed else EXIT_OK
 
 
@@ -103,6 +109,15 @@ def open_reference(path: Path, keyring) -> VerifiedBundle:
             error.hint = _("pass the reference lab's public key file (.pub) with another --public-key option, "
                            "next to the vendor's key; the reference lab or the portal's staff provide it")
         raise
+
+
+def check_report_folder(value: str | None) -> Path | None:
+    """Return the folder given to --html, or None without the option; raise AgentError for an empty path or a file, before any bundle is judged."""
+    folder = path_option("--html", value, _("pass the folder to write index.html into, such as --html report"))
+    if folder is not None and folder.exists() and not folder.is_dir():
+        raise AgentError("report_folder_is_file", _("--html {path} is a file, not a folder").format(path=folder),
+                         _("pass a folder to write index.html into, such as --html report; the agent creates it when it is missing"))
+    return folder
 
 
 def write_html(out_dir: Path, verdict: Verdict, bundle, references, language: str) -> None:

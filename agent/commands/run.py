@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from agent.commands._options import name_option, path_option
 from agent.runner import RunRequest, start_run
 from agent.i18n import _
 from agent.runner.overrides import parse_assignments
@@ -19,10 +20,10 @@ logger = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", required=True,
                         help=_("run profile: a name in agent/profiles (such as demo or standard-level1) or the path of a YAML file"))
-    parser.add_argument("--out", type=Path, help=_("run folder to create (default: runs/<profile>-<time>)"))
+    parser.add_argument("--out", help=_("run folder to create (default: runs/<profile>-<time>)"))
     parser.add_argument("--resume", action="store_true",
                         help=_("continue the run in --out, skipping workloads whose result.json says completed"))
-    parser.add_argument("--data-root", type=Path, default=REPO_ROOT,
+    parser.add_argument("--data-root", default=str(REPO_ROOT),
                         help=_("folder that the rule pack's data paths are relative to (default: the repository)"))
     parser.add_argument("--vendor", metavar="SLUG",
                         help=_("vendor recorded in run.json: the portal's slug of your vendor, such as demo-vendor, "
@@ -95,14 +96,23 @@ def parse_workload_ids(value: str | None) -> list[str] | None:
     return ids
 
 
+def check_names(args: argparse.Namespace) -> None:
+    """Raise for an empty --vendor, --card-model or --card-serial, or one with control characters; run.json records them."""
+    for option in ("--vendor", "--card-model", "--card-serial"):
+        name_option(option, getattr(args, option.removeprefix("--").replace("-", "_")))
+
+
 def run(args: argparse.Namespace) -> int:
+    out = path_option("--out", args.out, _("pass the run folder to create, or leave out --out to use runs/<profile>-<time>"))
+    data_root = path_option("--data-root", args.data_root, _("pass the folder that contains the rule pack's data paths, or leave out --data-root to use the repository"))
+    check_names(args)
     workloads = parse_workload_ids(args.workloads)
     ticket = apply_ticket(args)
     request = RunRequest(
         profile=args.profile,
-        out=args.out,
+        out=out,
         resume=args.resume,
-        data_root=args.data_root,
+        data_root=data_root,
         vendor=args.vendor,
         card_model=args.card_model,
         card_serial=args.card_serial,

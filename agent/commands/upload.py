@@ -16,7 +16,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
+import socket
 import sys
 import tarfile
 import time
@@ -43,6 +45,8 @@ READ_BLOCK_BYTES = 1024 * 1024
 # between retries grows to 30 s, so 100 retries already wait close to an hour.
 MAX_CHUNK_MIB = 1024
 MAX_RETRIES = 100
+# Upper bound of --timeout: one day. Python's socket timeouts reject values past the platform's time_t.
+MAX_TIMEOUT_SECONDS = 86400.0
 # The portal's submission states (portal.submissions.models.Submission.State), as upload prints them.
 SUBMISSION_STATES = {"received": N_("received"), "validating": N_("validating"), "judged": N_("judged"), "rejected": N_("rejected")}
 
@@ -54,7 +58,7 @@ def add_arguments(parser):
     parser.add_argument("--portal", default=os.environ.get("AGENT_PORTAL_URL"), help=_("portal base URL, for example https://cert.example.com (default: $AGENT_PORTAL_URL)"))
     parser.add_argument("--token", default=os.environ.get("AGENT_PORTAL_TOKEN"), help=_("API token of a member of your vendor (default: $AGENT_PORTAL_TOKEN)"))
     parser.add_argument("--vendor", help=_("vendor identifier; needed only when your account belongs to several vendors"))
-    parser.add_argument("--timeout", type=float, default=600.0, help=_("seconds to wait for the portal's reply (default: 600)"))
+    parser.add_argument("--timeout", type=float, default=600.0, help=_("seconds to wait for the portal's reply, above 0 and at most {max:g} (default: 600)").format(max=MAX_TIMEOUT_SECONDS))
     parser.add_argument("--json", action="store_true", help=_("print the portal's reply as one JSON line instead of text"))
     parser.add_argument("--chunk-mib", type=int, default=16, help=_("size of each byte range in MiB, from 1 to {max} (default: 16)").format(max=MAX_CHUNK_MIB))
     parser.add_argument("--retries", type=int, default=5, help=_("times to resume after a broken connection before giving up, from 0 to {max} (default: 5)").format(max=MAX_RETRIES))
@@ -126,6 +130,7 @@ def check_arguments(args) -> str:
                          _("pass the portal's base URL without them; the agent signs in with the API token"), EXIT_USAGE)
     check_range("--chunk-mib", args.chunk_mib, 1, MAX_CHUNK_MIB)
     check_range("--retries", args.retries, 0, MAX_RETRIES)
+    check_timeout(args.timeout)
     check_bundle_file(args.bundle)
     if not args.token:
         raise AgentError("portal_token_missing", _("no API token given"),
@@ -150,6 +155,14 @@ def check_range(option: str, value: int, low: int, high: int) -> None:
     if not low <= value <= high:
         raise AgentError("option_out_of_range", _("{option} {value} is out of range").format(option=option, value=value),
                          _("pass {option} with a whole number from {low} to {high}").format(option=option, low=low, high=high), EXIT_USAGE)
+
+
+def check_timeout(seconds: float) -> None:
+    """Raise for a --timeout that is not a finite number of seconds above 0 and at most MAX_TIMEOUT_SECONDS."""
+    if not (math.isfinite(seconds) and 0 < seconds <= MAX_TIMEOUT_SECONDS):
+        raise AgentError("option_out_of_range", _("--timeout {value} is out of range").format(value=seconds),
+                         _("pass --timeout with a number of seconds above 0 and at most {high:g}, such as 600").format(high=MAX_TIMEOUT_SECONDS),
+                         EXIT_USAGE)
 
 
 def is_web_address(text: str) -> bool:
@@ -183,8 +196,44 @@ def send(url: str, args) -> requests.Response:
 
 
 def unreachable(url: str, error: Exception) -> AgentError:
-    return AgentError("portal_unreachable", _("cannot reach the portal at {url}: {error}").format(url=url, error=type(error).__name__),
+    return AgentError("portal_unreachable", _("cannot reach the portal at {url}: {error}").format(url=url, error=connection_failure(error)),
                       _("check --portal and the network; a repeated upload is safe"), EXIT_REMOTE)
+
+
+def connection_failure(error: Exception) -> str:
+    """Describe why a request to the portal failed, in the user's language; the exception's class name when no reason is known.
+
+    requests 2.34 over urllib3 1.26 wraps the socket's error: a ConnectionError carries a MaxRetryError
+    whose `reason` is a NewConnectionError raised while handling the OSError.
+    """
+    if isinstance(error, requests.exceptions.SSLError):
+        return _("the TLS handshake failed")
+    if isinstance(error, requests.Timeout):
+        return _("the connection timed out")
+    for cause in _causes(error):
+        if isinstance(cause, ConnectionRefusedError):
+            return _("the connection was refused")
+        if isinstance(cause, socket.gaierror):
+            return _("the host name could not be resolved")
+        if isinstance(cause, ConnectionResetError):
+            return _("the portal reset the connection")
+        if isinstance(cause, TimeoutError):
+            return _("the connection timed out")
+    return type(error).__name__
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """Return `error` and the exceptions it wraps: its arguments, urllib3's `reason`, and its cause and context."""
+    found: list[BaseException] = []
+    pending = [error]
+    while pending:
+        current = pending.pop(0)
+        if current in found:
+            continue
+        found.append(current)
+        linked = [*current.args, getattr(current, "reason", None), current.__cause__, current.__context__]
+        pending.extend(item for item in linked if isinstance(item, BaseException))
+    return found
 
 
 def parse_reply(response: requests.Response, portal: str) -> dict:
@@ -356,11 +405,11 @@ class ResumableUpload:
             raise AgentError(
                 "portal_unreachable",
                 ngettext("cannot reach the portal at {url} after {retries} retry: {error}",
-                         "cannot reach the portal at {url} after {retries} retries: {error}", self.args.retries).format(url=url, retries=self.args.retries, error=type(error).__name__),
+                         "cannot reach the portal at {url} after {retries} retries: {error}", self.args.retries).format(url=url, retries=self.args.retries, error=connection_failure(error)),
                 _("check --portal and the network, then run the same command again: it continues the upload"), EXIT_REMOTE,
             )
         logger.warning(_("connection to the portal broke ({error}); retry {attempt} of {retries}").format(
-            error=type(error).__name__, attempt=self.breaks, retries=self.args.retries))
+            error=connection_failure(error), attempt=self.breaks, retries=self.args.retries))
         time.sleep(min(30.0, 0.5 * 2 ** (self.breaks - 1)))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shlex
 import signal
 import time
 from dataclasses import dataclass, field, replace
@@ -15,7 +16,8 @@ from certification.records import append_jsonl, read_json, read_jsonl, write_jso
 from certification.rulepack import RulePack, RulePackError, load_rule_pack, rule_pack_path
 
 from agent.commands.validate_pack import check_rule_pack_file
-from agent.errors import EXIT_FAILED, EXIT_OK, AgentError, WorkloadNotSupported, from_coded_error
+from agent.errors import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, AgentError, Terminated, WorkloadNotSupported,
+                          from_coded_error)
 from agent.i18n import _, ngettext
 from agent.runner.devices import check_device, device_record
 from agent.runner.folder import RunFolder, check_new_run_folder, check_run_to_resume, environment, make_run_folder, utc_now
@@ -32,15 +34,13 @@ from agent.tracks import track_names
 
 logger = logging.getLogger(__name__)
 
+REPO_ROOT = Path(__file__).resolve().parents[2]  # the default --data-root
+
 
 
 def _heartbeat_seconds() -> float:
     """Read AGENT_HEARTBEAT_SECONDS (default 60), the least time between two heartbeat events."""
     return positive_seconds("AGENT_HEARTBEAT_SECONDS", 60.0)
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM arrived: the run stops like on Ctrl-C and records why."""
 
 
 # The stop signals (SIGINT, SIGTERM) that arrived during the current run, in order.
@@ -183,16 +183,47 @@ def _run_workloads(folder: RunFolder, pack: RulePack, workloads: list[str], requ
             failed = execute(folder, pack, workloads, request, RunSettings(device, overrides, launch, checkpoints))
     except KeyboardInterrupt as interrupt:
         folder.event("stop", reason="terminated" if isinstance(interrupt, Terminated) else "interrupted")
-        raise
+        raise run_stopped(interrupt, folder, request, launch) from interrupt
     except Exception as error:
         interrupt = stop_requested()
         if interrupt is None:
             raise
         folder.event("stop", reason="terminated" if isinstance(interrupt, Terminated) else "interrupted")
-        raise interrupt from error
+        raise run_stopped(interrupt, folder, request, launch) from error
     folder.update_run(finished_at=utc_now())
     folder.event("stop", failed=failed)
     return failed
+
+
+def run_stopped(interrupt: KeyboardInterrupt, folder: RunFolder, request: RunRequest, launch: Launch) -> AgentError:
+    """Return the error that ends a run stopped by SIGINT or SIGTERM: which signal, and the command that resumes it in its folder."""
+    if isinstance(interrupt, Terminated):
+        code, exit_code = "run_terminated", EXIT_TERMINATED
+        message = _("the run in {path} was stopped by SIGTERM").format(path=folder.path)
+    else:
+        code, exit_code = "run_interrupted", EXIT_INTERRUPTED
+        message = _("the run in {path} was stopped by Ctrl-C (SIGINT)").format(path=folder.path)
+    if launch.world_size > 1:
+        hint = _("to continue it, start the same paddle.distributed.launch command again with --resume --out {path}").format(
+            path=shlex.quote(str(folder.path)))
+    else:
+        hint = _("to continue it, run {command}; workloads that completed are skipped").format(command=resume_command(request, folder.path))
+    return AgentError(code, message, hint, exit_code)
+
+
+def resume_command(request: RunRequest, out: Path) -> str:
+    """Return the shell command that resumes the run in `out` with the request's plan, device and data root.
+
+    --set and --checkpoint are left out because run.json records them and a resumed run reuses them.
+    """
+    words = ["python", "-m", "agent", "run", "--profile", request.profile, "--resume", "--out", str(out)]
+    if request.workloads:
+        words += ["--workloads", ",".join(request.workloads)]
+    if request.device:
+        words += ["--device", request.device]
+    if request.data_root.resolve() != REPO_ROOT:
+        words += ["--data-root", str(request.data_root)]
+    return shlex.join(words)
 
 
 def _with_default_out(request: RunRequest, profile: Profile, launch: Launch) -> RunRequest:

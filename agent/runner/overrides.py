@@ -25,6 +25,11 @@ def parse_assignments(assignments: list[str]) -> dict[str, Any]:
         if not separator or not key.strip():
             raise AgentError("set_invalid", _("--set {value} is not of the form KEY=VALUE").format(value=repr(assignment)),
                              _("write it as, for example, --set per_device_train_batch_size=2"))
+        if not text.strip():
+            # YAML reads an empty text as null, which the type check would report as "null is invalid".
+            raise AgentError("set_value_empty", _("--set {value} has no value after the equals sign").format(value=repr(assignment)),
+                             _("write the value after the equals sign, such as --set {key}=2, or leave out --set {key} to use the rule pack's value").format(
+                                 key=key.strip()))
         try:
             values[key.strip()] = yaml.safe_load(text)
         except yaml.YAMLError:

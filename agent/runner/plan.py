@@ -20,18 +20,17 @@ logger = logging.getLogger(__name__)
 def plan_workloads(pack: RulePack, tracks: list[str], level: int, only: list[str] | None = None) -> list[str]:
     """Return the workload ids that `tracks` at `level` require, each after the workload it starts from.
 
-    Levels are cumulative (level N needs levels 1..N), a track's
-    `requires_track` adds that track at the same level, and a workload's
-    `init_from` is planned even when no track names it. A level below `level`
-    that the pack does not define adds nothing. `only` keeps the named
-    workloads of that plan (with what they start from) and drops the rest.
+    Levels are cumulative (level N needs the levels the pack defines up to N),
+    a track's `requires_track` adds that track at the same level, and a
+    workload's `init_from` is planned even when no track names it. `level`
+    itself must be one the pack defines for every track. `only` keeps the
+    named workloads of that plan (with what they start from) and drops the rest.
     """
     wanted: list[str] = []
     for track in _with_required_tracks(pack, tracks):
-        for number in range(1, level + 1):
-            if number < level and number not in (pack.data["tracks"][track].get("levels") or {}):
-                continue
-            for workload_id in _level_entry(pack, track, number).get("workloads", []):
+        levels = _track_levels(pack, track, level)
+        for number in sorted(number for number in levels if number <= level):
+            for workload_id in levels[number].get("workloads", []):
                 _append_with_parents(pack, workload_id, wanted, [])
     return wanted if only is None else _keep_only(pack, wanted, only)
 
@@ -65,13 +64,15 @@ def _with_required_tracks(pack: RulePack, tracks: list[str]) -> list[str]:
     return ordered
 
 
-def _level_entry(pack: RulePack, track: str, number: int) -> dict:
+def _track_levels(pack: RulePack, track: str, level: int) -> dict:
+    """Return the levels of `track` by number, raising AgentError when `level` is not one of them."""
     levels = pack.data["tracks"][track].get("levels") or {}
-    if number not in levels:
+    if level not in levels:
+        defined = ", ".join(str(number) for number in sorted(levels)) or _("none")
         raise AgentError("level_not_defined", _("track {track} has no level {level} in rule pack {pack}").format(
-                             track=repr(track), level=number, pack=pack.name),
-                         _("choose a level the pack defines for {track}: {levels}").format(track=track, levels=sorted(levels) or _("none")))
-    return levels[number]
+                             track=repr(track), level=level, pack=pack.name),
+                         _("choose a level the pack defines for {track}: {levels}").format(track=track, levels=defined))
+    return levels
 
 
 def _append_with_parents(pack: RulePack, workload_id: str, wanted: list[str], chain: list[str]) -> None:

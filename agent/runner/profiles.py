@@ -8,7 +8,9 @@ from pathlib import Path
 
 import yaml
 
-from agent.errors import AgentError
+from certification.rulepack import _not_utf8_message, _yaml_error_message, _yaml_error_values
+
+from agent.errors import AgentError, os_error_reason, translate_core_message
 from agent.i18n import _
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
@@ -53,7 +55,7 @@ def load_profile(name: str) -> Profile:
             _("run profile {name} not found in {folder}").format(name=repr(name), folder=PROFILE_DIR),
             _("use one of: {names}").format(names=", ".join(available_profiles())),
         )
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data = _read_profile_data(path)
     problems = _profile_problems(data)
     if problems:
         raise AgentError("profile_invalid", _("run profile {path} is invalid: {problems}").format(path=path, problems=problems),
@@ -62,13 +64,35 @@ def load_profile(name: str) -> Profile:
         name=path.stem,
         rule_pack=data["rule_pack"],
         tracks=list(data["tracks"]),
-        level=int(data["level"]),
+        level=data["level"],
         device=data["device"],
         vendor=data["vendor"],
         card_model=data["card"]["model"],
         card_serial=data["card"]["serial"],
         workloads=list(data["workloads"]) if "workloads" in data else None,
     )
+
+
+def _read_profile_data(path: Path):
+    """Parse the profile file at `path` as YAML, raising AgentError for an unreadable file, bytes that are not UTF-8, or invalid YAML.
+
+    The problem is described as validate-pack describes it for a rule pack, with the line and column or the invalid byte.
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise AgentError("profile_unreadable", _("cannot read run profile {path}: {reason}").format(path=path, reason=os_error_reason(error)),
+                         _("check that the file can be read")) from None
+    try:
+        return yaml.safe_load(raw.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        values = {"byte": f"0x{raw[error.start]:02x}", "offset": str(error.start)}
+        problem = translate_core_message("file_not_utf8", _not_utf8_message(raw, error) + "; save the file as UTF-8", values)
+        hint = _("save the profile as UTF-8 text")
+    except yaml.YAMLError as error:
+        problem = translate_core_message("yaml_invalid", _yaml_error_message(error), _yaml_error_values(error))
+        hint = _("fix the YAML at that line and column")
+    raise AgentError("profile_invalid", _("run profile {path} is invalid: {problems}").format(path=path, problems=problem), hint)
 
 
 def _profile_problems(data) -> str:
@@ -84,6 +108,8 @@ def _profile_problems(data) -> str:
         problems.append(_("unknown keys: {keys}").format(keys=", ".join(sorted(str(key) for key in unknown))))
     if "card" in data and (not isinstance(data["card"], dict) or {"model", "serial"} - data["card"].keys()):
         problems.append(_("'card' needs 'model' and 'serial'"))
+    if "level" in data and (not isinstance(data["level"], int) or isinstance(data["level"], bool)):
+        problems.append(_("'level' must be a whole number, such as 1, but it is {value}").format(value=repr(data["level"])))
     if "workloads" in data and (not isinstance(data["workloads"], list) or not all(isinstance(item, str) for item in data["workloads"])):
         problems.append(_("'workloads' must be a list of workload ids"))
     return "; ".join(problems)

@@ -1,8 +1,11 @@
 import json
 import shutil
 
+import pytest
+
 from agent.cli import main
-from agent.errors import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_VERDICT_FAILED
+from agent.commands.check import parse_peaks
+from agent.errors import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_VERDICT_FAILED, AgentError
 from certification.bundle import write_bundle
 from certification.rulepack import RULEPACK_DIR
 from certification.signing import generate_key, save_public_key
@@ -104,3 +107,43 @@ def test_check_names_the_corrupt_reference(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == EXIT_REJECTED
     assert f"bundle {corrupt}:" in err
+
+
+@pytest.mark.parametrize("value", ["fp32=0", "fp32=-1", "fp32=nan", "fp32=inf", "fp32=1e400", "fp32=-inf"])
+def test_peak_not_finite_and_positive(value):
+    with pytest.raises(AgentError) as error:
+        parse_peaks([value], "--peak")
+
+    assert error.value.code == "peak_invalid"
+    assert error.value.message == f"--peak {value!r} is not a finite number above 0"
+
+
+def test_peak_infinite_on_command_line(tmp_path, capsys):
+    code = main(make_bundles(tmp_path) + ["--lang", "zh", "--peak", "fp32=1e400"])
+
+    error = capsys.readouterr().err
+    assert code == EXIT_USAGE
+    assert "error[peak_invalid]" in error
+    assert "1e400" in error
+
+
+@pytest.mark.parametrize(("language", "expected"), [("en", "is a file, not a folder"), ("zh", "是文件，不是文件夹")])
+def test_html_path_is_a_file(tmp_path, capsys, language, expected):
+    existing = tmp_path / "report.html"
+    existing.write_text("old report", encoding="utf-8")
+
+    code = main(make_bundles(tmp_path) + ["--lang", language, "--html", str(existing)])
+
+    captured = capsys.readouterr()
+    assert code == EXIT_USAGE
+    assert f"error[report_folder_is_file]: --html {existing} " in captured.err
+    assert expected in captured.err
+    assert captured.out == ""
+    assert existing.read_text(encoding="utf-8") == "old report"
+
+
+def test_html_path_empty(tmp_path, capsys):
+    code = main(make_bundles(tmp_path) + ["--lang", "en", "--html", ""])
+
+    assert code == EXIT_USAGE
+    assert "error[option_empty]: --html is empty" in capsys.readouterr().err

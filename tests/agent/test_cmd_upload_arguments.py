@@ -82,3 +82,28 @@ def test_option_checked_before_token(tmp_path, capsys, monkeypatch):
 
     assert code == EXIT_USAGE
     assert "error[option_out_of_range]" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["-5", "0", "nan", "inf", "1e400", "86401"])
+def test_timeout_out_of_range(tmp_path, capsys, value):
+    bundle = tmp_path / "run.bundle.tar"
+    bundle.write_bytes(b"")
+
+    code = main(["--lang", "en", "upload", str(bundle), "--portal", "http://127.0.0.1:9", "--token", "t", "--timeout", value])
+
+    error = capsys.readouterr().err
+    assert code == EXIT_USAGE
+    assert f"error[option_out_of_range]: --timeout {float(value)} is out of range" in error
+    assert "pass --timeout with a number of seconds above 0 and at most 86400" in error
+
+
+def test_timeout_out_of_range_in_chinese(tmp_path, capsys):
+    bundle = tmp_path / "run.bundle.tar"
+    bundle.write_bytes(b"")
+
+    code = main(["--lang", "zh", "upload", str(bundle), "--portal", "http://127.0.0.1:9", "--token", "t", "--timeout", "nan"])
+
+    error = capsys.readouterr().err
+    assert code == EXIT_USAGE
+    assert "--timeout nan 超出范围" in error
+    assert "86400" in error

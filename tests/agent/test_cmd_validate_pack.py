@@ -249,3 +249,20 @@ def test_draft_copy_of_demo_pack_valid(tmp_path, capsys):
     code = main(["--lang", "en", "validate-pack", str(path)])
 
     assert code == 0, capsys.readouterr()
+
+
+@pytest.mark.parametrize("language, expected", [
+    ("en", "datasets/{dataset}/sha256: 0 is not a sha256 digest: write its 64 hexadecimal digits (0-9, a-f) in quotes"),
+    ("zh", "datasets/{dataset}/sha256: 0 不是 sha256 摘要：请把 64 位十六进制数字（0-9、a-f）写在引号内"),
+])
+def test_unquoted_digest_explained(tmp_path, capsys, language, expected):
+    text = (RULEPACK_DIR / "demo-2026.1.yaml").read_text(encoding="utf-8")
+    dataset, entry = next(iter(yaml.safe_load(text)["datasets"].items()))
+    path = write_demo_pack(tmp_path, (f"sha256: {entry['sha256']}", "sha256: 0000"))
+
+    code = main(["--lang", language, "validate-pack", str(path)])
+
+    output = capsys.readouterr().out
+    assert code == EXIT_REJECTED
+    assert f"{path}: {expected.format(dataset=dataset)}" in output
+    assert "anyOf" not in output

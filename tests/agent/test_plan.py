@@ -44,3 +44,21 @@ def test_input_files_cover_tokenizer_and_data(demo_pack):
     assert "tokenizer llama2" in files
     assert "dataset lambada" in files
     assert "dataset sft_en_dev" in files
+
+
+@pytest.mark.parametrize("level", [0, -1, 3, 10**20])
+def test_undefined_level_rejected(demo_pack, level):
+    with pytest.raises(AgentError) as error:
+        plan_workloads(demo_pack, ["finetuning"], level)
+
+    assert error.value.code == "level_not_defined"
+    assert f"no level {level}" in error.value.message
+    assert error.value.hint.endswith("finetuning: 1, 2")
+
+
+def test_level_hint_lists_defined_levels(demo_pack):
+    with pytest.raises(AgentError) as error:
+        plan_workloads(demo_pack, ["pretraining"], 2)
+
+    assert error.value.code == "level_not_defined"
+    assert error.value.hint.endswith("pretraining: 1")

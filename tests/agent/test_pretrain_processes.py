@@ -147,20 +147,25 @@ def test_two_processes_records(two_processes):
     assert read_json(two_processes / "run.json")["overrides"] == {"per_device_train_batch_size": 2}
 
 
-def test_sigterm_records_stop(tmp_path):
+@pytest.mark.parametrize(("number", "exit_code", "code", "reason"), [(signal.SIGTERM, 143, "run_terminated", "terminated"),
+                                                                   (signal.SIGINT, 130, "run_interrupted", "interrupted")])
+def test_stop_signal_records_stop(tmp_path, number, exit_code, code, reason):
     out = tmp_path / "run"
-    process = subprocess.Popen(agent_command(out), cwd=REPO, env=environment(),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = agent_command(out)
+    process = subprocess.Popen([*command[:3], "--lang", "en", *command[3:]], cwd=REPO, env=environment(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         wait_for_checkpoint(process, out / "events.jsonl", 10)
-        process.send_signal(signal.SIGTERM)
-        exit_code = process.wait(timeout=120)
+        process.send_signal(number)
+        _output, error = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
             process.kill()
 
-    assert exit_code == 130
-    assert read_jsonl(out / "events.jsonl")[-1] == {**read_jsonl(out / "events.jsonl")[-1], "event": "stop", "reason": "terminated"}
+    assert process.returncode == exit_code
+    assert read_jsonl(out / "events.jsonl")[-1] == {**read_jsonl(out / "events.jsonl")[-1], "event": "stop", "reason": reason}
+    assert f"error[{code}]: the run in {out} was stopped by" in error
+    assert f"python -m agent run --profile tiny --resume --out {out} --workloads {WORKLOAD}" in error
 
 
 # Hybrid parallelism and --resume under the launcher, two CPU processes. What

@@ -89,3 +89,58 @@ def test_invalid_profile_lists_every_problem(tmp_path):
     assert "unknown keys: extra" in error.value.message
     assert "'card' needs 'model' and 'serial'" in error.value.message
     assert "'workloads' must be a list of workload ids" in error.value.message
+
+
+def load_in_language(path, language):
+    from agent.i18n import set_language
+
+    set_language(language)
+    try:
+        with pytest.raises(AgentError) as error:
+            load_profile(str(path))
+    finally:
+        set_language(None)
+    return error.value
+
+
+@pytest.mark.parametrize(("language", "expected", "hint"), [
+    ("en", "invalid YAML at line 2, column 1", "fix the YAML at that line and column"),
+    ("zh", "第 2 行第 1 列：此处应为节点的内容", "YAML"),
+])
+def test_profile_yaml_syntax_error(tmp_path, language, expected, hint):
+    path = tmp_path / "broken.yaml"
+    path.write_text("rule_pack: [\n", encoding="utf-8")
+
+    error = load_in_language(path, language)
+
+    assert error.code == "profile_invalid"
+    assert str(path) in error.message
+    assert expected in error.message
+    assert hint in error.hint
+
+
+@pytest.mark.parametrize(("language", "expected"), [
+    ("en", "byte 0xff at offset 11 is invalid"),
+    ("zh", "0xff"),
+])
+def test_profile_not_utf8(tmp_path, language, expected):
+    path = tmp_path / "latin.yaml"
+    path.write_bytes(b"rule_pack: \xff\n")
+
+    error = load_in_language(path, language)
+
+    assert error.code == "profile_invalid"
+    assert expected in error.message
+    assert "UTF-8" in error.hint
+
+
+@pytest.mark.parametrize("level", ["'2'", "1.5", "true", "abc"])
+def test_profile_level_not_integer(tmp_path, level):
+    data = yaml.safe_load((PROFILE_DIR / "demo.yaml").read_text(encoding="utf-8"))
+    path = tmp_path / "level.yaml"
+    path.write_text(yaml.safe_dump(data).replace("level: 1", f"level: {level}"), encoding="utf-8")
+
+    error = load_in_language(path, "en")
+
+    assert error.code == "profile_invalid"
+    assert "'level' must be a whole number" in error.message

@@ -33,6 +33,16 @@ def test_parse_assignments_rejects_malformed(assignment):
     assert error.value.code == "set_invalid"
 
 
+@pytest.mark.parametrize("assignment", ["per_device_train_batch_size=", "per_device_train_batch_size=  "])
+def test_parse_assignments_rejects_empty_value(assignment):
+    with pytest.raises(AgentError) as error:
+        parse_assignments([assignment])
+
+    assert error.value.code == "set_value_empty"
+    assert error.value.message == f"--set {assignment!r} has no value after the equals sign"
+    assert "--set per_device_train_batch_size=2" in error.value.hint
+
+
 def test_free_key_accepted(pack):
     check_overrides(pack, PLANNED, {"per_device_train_batch_size": 2, "recompute": True, "eval_batch_size": 2})
 

@@ -215,3 +215,57 @@ def test_empty_workload_list(tmp_path, capsys, value):
     assert exit_code == EXIT_USAGE
     assert f"error[workloads_empty]: --workloads {value!r} names no workload" in error
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("level", ["-1", "99999999999999999999"])
+def test_profile_level_not_in_pack(tmp_path, capsys, level):
+    profile = (REPO / "agent" / "profiles" / "smoke.yaml").read_text(encoding="utf-8")
+    path = tmp_path / "levels.yaml"
+    path.write_text(profile.replace("level: 1", f"level: {level}"), encoding="utf-8")
+
+    exit_code = main(["run", "--profile", str(path), "--out", str(tmp_path / "run")])
+
+    assert exit_code == EXIT_USAGE
+    assert f"error[level_not_defined]: track 'pretraining' has no level {level}" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("content", [b"rule_pack: [\n", b"rule_pack: \xff\n"])
+def test_profile_file_invalid(tmp_path, capsys, content):
+    path = tmp_path / "broken.yaml"
+    path.write_bytes(content)
+
+    exit_code = main(["run", "--profile", str(path), "--out", str(tmp_path / "run")])
+
+    assert exit_code == EXIT_USAGE
+    assert "error[profile_invalid]" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", ["--out", "--data-root"])
+def test_empty_path_option(tmp_path, capsys, monkeypatch, option):
+    monkeypatch.chdir(tmp_path)
+
+    exit_code = main(["--lang", "en", "run", "--profile", "smoke", option, ""])
+
+    assert exit_code == EXIT_USAGE
+    assert f"error[option_empty]: {option} is empty" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("option", ["--vendor", "--card-model", "--card-serial"])
+@pytest.mark.parametrize(("value", "code"), [("", "option_empty"), (" ", "option_empty"), ("a\nb", "option_control_character"),
+                                             ("a\x1b[31mb", "option_control_character"), ("a\tb", "option_control_character")])
+def test_name_option_rejected(tmp_path, capsys, option, value, code):
+    exit_code = main(["--lang", "en", "run", "--profile", "smoke", "--out", str(tmp_path / "run"), option, value])
+
+    error = capsys.readouterr().err
+    assert exit_code == EXIT_USAGE
+    assert f"error[{code}]: {option} " in error
+    assert not (tmp_path / "run").exists()
+
+
+def test_control_character_named_in_chinese(tmp_path, capsys):
+    exit_code = main(["--lang", "zh", "run", "--profile", "smoke", "--out", str(tmp_path / "run"), "--card-serial", "a\nb"])
+
+    assert exit_code == EXIT_USAGE
+    assert "--card-serial 'a\\nb' 含有控制字符 '\\n'" in capsys.readouterr().err

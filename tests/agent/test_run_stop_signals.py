@@ -2,15 +2,20 @@
 
 import os
 import signal
+from pathlib import Path
 
 import pytest
 
-from agent.runner.execute import Terminated, run_one, stop_signals_handled
+from agent.errors import EXIT_INTERRUPTED, EXIT_TERMINATED
+from agent.i18n import set_language
+from agent.runner import RunRequest
+from agent.runner.execute import Launch, Terminated, resume_command, run_one, run_stopped, stop_signals_handled
 from agent.runner.folder import RunFolder
 from agent.workloads.common import WorkloadContext
 from certification.records import read_jsonl
 
 WORKLOAD = "pretrain-llama"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def backward_with_signal(number: int):
@@ -66,3 +71,50 @@ def test_error_without_signal_is_crash(tmp_path):
         assert not run_one(folder, context(tmp_path), runner)
 
     assert [record["event"] for record in read_jsonl(tmp_path / "events.jsonl")] == ["workload_start", "crash"]
+
+
+def stop_request(tmp_path, **fields) -> RunRequest:
+    return RunRequest(**{"profile": "tiny", "out": tmp_path / "run", "resume": False, "data_root": REPO, **fields})
+
+
+@pytest.mark.parametrize(("interrupt", "code", "exit_code", "signal_name"), [
+    (Terminated(), "run_terminated", EXIT_TERMINATED, "SIGTERM"), (KeyboardInterrupt(), "run_interrupted", EXIT_INTERRUPTED, "SIGINT")])
+def test_stop_error_names_signal_and_resume(tmp_path, interrupt, code, exit_code, signal_name):
+    folder = RunFolder(tmp_path / "my run")
+
+    error = run_stopped(interrupt, folder, stop_request(tmp_path), Launch(rank=0, world_size=1, nodes=1))
+
+    assert (error.code, error.exit_code) == (code, exit_code)
+    assert error.message.startswith(f"the run in {tmp_path / 'my run'} was stopped by")
+    assert signal_name in error.message
+    assert f"python -m agent run --profile tiny --resume --out '{tmp_path / 'my run'}'" in error.hint
+
+
+def test_resume_command_keeps_plan_and_data_root(tmp_path):
+    request = stop_request(tmp_path, workloads=["sft-llama", "lora-llama"], device="gpu", data_root=tmp_path / "data root")
+
+    command = resume_command(request, tmp_path / "run")
+
+    assert command == (f"python -m agent run --profile tiny --resume --out {tmp_path / 'run'} --workloads sft-llama,lora-llama "
+                       f"--device gpu --data-root '{tmp_path / 'data root'}'")
+
+
+def test_launched_stop_names_launch_command(tmp_path):
+    folder = RunFolder(tmp_path / "run")
+
+    error = run_stopped(KeyboardInterrupt(), folder, stop_request(tmp_path), Launch(rank=1, world_size=2, nodes=1))
+
+    assert "paddle.distributed.launch" in error.hint
+    assert f"--resume --out {tmp_path / 'run'}" in error.hint
+
+
+def test_stop_message_in_chinese(tmp_path):
+    set_language("zh")
+    try:
+        error = run_stopped(Terminated(), RunFolder(tmp_path / "run"), stop_request(tmp_path), Launch(rank=0, world_size=1, nodes=1))
+    finally:
+        set_language(None)
+
+    assert "SIGTERM" in error.message
+    assert "python -m agent run --profile tiny --resume --out" in error.hint
+    assert "运行" in error.message
