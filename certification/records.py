@@ -62,7 +62,10 @@ def decode_float(value: float | int | str | None) -> float | None:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise RecordsInvalid(f"invalid number {value!r}: expected a number, 'NaN', 'Infinity' or '-Infinity'",
                              f"无效的数值 {value!r}：应为数字、'NaN'、'Infinity' 或 '-Infinity'")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an integer literal beyond the float range
+        raise RecordsInvalid(f"invalid number {value!r}: beyond the float range", f"无效的数值 {value!r}：超出浮点数范围") from None
 
 
 def number_field(record: dict, key: str, where: str, where_zh: str) -> float:
@@ -70,7 +73,7 @@ def number_field(record: dict, key: str, where: str, where_zh: str) -> float:
     value = record.get(key)
     try:
         return float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise RecordsInvalid(f"{where} has {key} {value!r}, not a number", f"{where_zh}的 {key} 是 {value!r}，不是数字") from None
 
 
