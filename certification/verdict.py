@@ -243,13 +243,27 @@ def peak_flags(bundles: list[VerifiedBundle], card_peaks: dict[str, float]) -> l
 
 
 def _stated_peaks(bundle: VerifiedBundle) -> dict[str, float]:
+    """Return the numbers of environment.json's peak_tflops by lower-case data type, leaving out anything that is not a number in the float range."""
     if not bundle.has("environment.json"):
         return {}
     try:
         stated = bundle.read_json("environment.json").get("peak_tflops") or {}
     except (BundleError, AttributeError):
         return {}
-    return {str(key).lower(): float(value) for key, value in stated.items() if isinstance(value, (int, float)) and not isinstance(value, bool)}
+    if not isinstance(stated, dict):
+        return {}
+    return {str(key).lower(): float(value) for key, value in stated.items() if _is_float(value)}
+
+
+def _is_float(value: Any) -> bool:
+    """Return whether `value` is an int or float that float() converts without overflow; booleans are not numbers here."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
 
 
 def _peak_flag(bundle_id: str, data_type: str, stated: float, registered: float | None) -> dict[str, Any]:

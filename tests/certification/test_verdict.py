@@ -474,3 +474,13 @@ def test_fixed_hyperparameter_beyond_float_range_differs(tmp_path, reference):
     assert result.status == "fail"
     assert result.details["code"] == "fixed_hyperparameters_fail"
     assert result.details["differences"] == [f"seed {10**400!r} / {PACK.workload('pretrain-llama')['hyperparameters']['fixed']['seed']!r}"]
+
+
+@pytest.mark.parametrize("stated", [[312.0], "312", 5, {"fp32": 10**400}], ids=["list", "string", "number", "huge_integer"])
+def test_malformed_stated_peaks_not_flagged(tmp_path, reference, stated):
+    vendor = bundle_edited(tmp_path, "environment.json", lambda environment: environment.update(peak_tflops=stated))
+
+    verdict = judge(vendor, [Reference(reference, PEAKS)], PACK, PEAKS)
+
+    assert verdict.flags == []
+    assert verdict.criterion("pretrain.throughput").details["code"] == "throughput_pass"
