@@ -7,8 +7,10 @@ the page loads nothing from the network.
 
 from __future__ import annotations
 
+import functools
 import html
 import io
+import logging
 from pathlib import Path
 
 from agent.gaps import split_gap, unplanned_text
@@ -35,6 +37,13 @@ TEXT = {
         "note": "Written by python -m agent check with the same verdict code as the portal; human evaluation is not part of it.",
     },
 }
+# WenQuanYi Micro Hei, the CJK font that the repository ships for the portal and its certificates. matplotlib's
+# DejaVu Sans has no CJK glyphs, and the plots draw text as paths, so Chinese labels need this font's glyphs.
+CJK_FONT_PATH = Path(__file__).resolve().parents[1] / "static" / "fonts" / "wqy-microhei.ttf"
+CJK_FONT_FAMILY = "WenQuanYi Micro Hei"
+
+logger = logging.getLogger(__name__)
+
 STYLE = """
 body{font-family:system-ui,"Noto Sans CJK SC","Microsoft YaHei",sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;vertical-align:top}
@@ -163,19 +172,38 @@ def _svg(title: str, series: dict[str, list[dict]], key: str, x_label: str) -> s
     matplotlib.use("svg")
     from matplotlib import pyplot
 
-    figure, axes = pyplot.subplots(figsize=(6, 3.4))
-    for label, rows in series.items():
-        points = [point for row in rows if (point := _point(row, key)) is not None]
-        axes.plot([step for step, _ in points], [value for _, value in points], label=label, linewidth=1.2)
-    axes.set_title(title)
-    axes.set_xlabel(x_label)
-    axes.legend()
-    figure.tight_layout()
-    buffer = io.StringIO()
-    figure.savefig(buffer, format="svg")
-    pyplot.close(figure)
+    # Latin text keeps DejaVu Sans, and matplotlib (3.6 and later) falls back to the CJK font for characters that it lacks.
+    with matplotlib.rc_context({"font.family": ["DejaVu Sans", *plot_cjk_families()]}):
+        figure, axes = pyplot.subplots(figsize=(6, 3.4))
+        for label, rows in series.items():
+            points = [point for row in rows if (point := _point(row, key)) is not None]
+            axes.plot([step for step, _ in points], [value for _, value in points], label=label, linewidth=1.2)
+        axes.set_title(title)
+        axes.set_xlabel(x_label)
+        axes.legend()
+        figure.tight_layout()
+        buffer = io.StringIO()
+        figure.savefig(buffer, format="svg")
+        pyplot.close(figure)
     svg = buffer.getvalue()
     return svg[svg.index("<svg"):]
+
+
+@functools.cache
+def plot_cjk_families() -> list[str]:
+    """Register the repository's CJK font file with matplotlib and return its family, or [] without the file.
+
+    The font is read from the file, so no system font is needed. An agent installed without the
+    repository's static/ folder has no such file, and matplotlib then warns about each missing glyph.
+    """
+    from matplotlib import font_manager
+
+    if not CJK_FONT_PATH.is_file():
+        logger.warning(_("CJK font {path} not found, so Chinese plot labels show as boxes").format(path=CJK_FONT_PATH))
+        return []
+    if not any(entry.fname == str(CJK_FONT_PATH) for entry in font_manager.fontManager.ttflist):
+        font_manager.fontManager.addfont(str(CJK_FONT_PATH))
+    return [CJK_FONT_FAMILY]
 
 
 def _point(row: dict, key: str) -> tuple[float, float] | None:

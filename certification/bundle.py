@@ -132,7 +132,7 @@ class VerifiedBundle:
 def write_bundle(run_dir: Path, out_path: Path, signer: PrivateKey) -> BundleInfo:
     """Pack `run_dir` into a signed archive at `out_path`, written atomically."""
     run_dir, out_path = Path(run_dir), Path(out_path)
-    run = _read_run_json(run_dir)
+    run = read_run_json(run_dir)
     paths = list_run_files(run_dir)
     partial = out_path.with_name(out_path.name + ".partial")
     try:
@@ -167,7 +167,8 @@ def _write_archive(run_dir: Path, paths: list[str], run: dict, out_path: Path, s
     return manifest
 
 
-def _read_run_json(run_dir: Path) -> dict:
+def read_run_json(run_dir: Path) -> dict:
+    """Read the run folder's run.json, raising BundleError when the folder or the file is missing or invalid."""
     if not run_dir.is_dir():
         raise BundleError("run_dir_missing", str(run_dir))
     path = run_dir / "run.json"

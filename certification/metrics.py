@@ -245,7 +245,7 @@ def _item_index(item: dict) -> int:
     value = item.get("index")
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # int() raises OverflowError for an infinite float
         raise RecordsInvalid(f"an evaluation record has the index {value!r}, not an integer",
                              f"有一条评测记录的 index 是 {value!r}，不是整数") from None
 
@@ -317,6 +317,8 @@ def _step_number(row: dict, key: str) -> float:
     try:
         number = decode_float(value)
     except RecordsInvalid:
+        if isinstance(value, int) and not isinstance(value, bool):
+            raise  # an integer too large for a float, which decode_float names
         raise RecordsInvalid(problem, problem_zh) from None
     if not math.isfinite(number):
         raise RecordsInvalid(f"step {row.get('step')} has {key} {value!r}, not a finite number",

@@ -53,7 +53,8 @@ def encode_float(value: float | None) -> float | str | None:
 def decode_float(value: float | int | str | None) -> float | None:
     """Return the float that `encode_float` encoded; None stays None.
 
-    Raise RecordsInvalid, naming the value in English and Chinese, for any other string and for a value that is not a number.
+    Raise RecordsInvalid, naming the value in English and Chinese, for any other string, for a value that is not a
+    number and for an integer too large for a float.
     """
     if value is None:
         return None
@@ -64,8 +65,8 @@ def decode_float(value: float | int | str | None) -> float | None:
                              f"无效的数值 {value!r}：应为数字、'NaN'、'Infinity' 或 '-Infinity'")
     try:
         return float(value)
-    except OverflowError:  # an integer literal beyond the float range
-        raise RecordsInvalid(f"invalid number {value!r}: beyond the float range", f"无效的数值 {value!r}：超出浮点数范围") from None
+    except OverflowError:
+        raise RecordsInvalid(f"invalid number {value!r}: it is outside the range of a float", f"无效的数值 {value!r}：超出浮点数的范围") from None
 
 
 def number_field(record: dict, key: str, where: str, where_zh: str) -> float:
@@ -73,8 +74,10 @@ def number_field(record: dict, key: str, where: str, where_zh: str) -> float:
     value = record.get(key)
     try:
         return float(value)
-    except (TypeError, ValueError, OverflowError):
+    except (TypeError, ValueError):
         raise RecordsInvalid(f"{where} has {key} {value!r}, not a number", f"{where_zh}的 {key} 是 {value!r}，不是数字") from None
+    except OverflowError:
+        raise RecordsInvalid(f"{where} has {key} {value!r}, outside the range of a float", f"{where_zh}的 {key} 是 {value!r}，超出浮点数的范围") from None
 
 
 def integer_field(record: dict, key: str, where: str, where_zh: str) -> int:
@@ -82,7 +85,7 @@ def integer_field(record: dict, key: str, where: str, where_zh: str) -> int:
     value = record.get(key)
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # int() raises OverflowError for an infinite float
         raise RecordsInvalid(f"{where} has {key} {value!r}, not an integer", f"{where_zh}的 {key} 是 {value!r}，不是整数") from None
 
 

@@ -335,9 +335,12 @@ def _reference_issues(data: Any, shape: SchemaErrorLocations) -> list[RulePackIs
                  if shape.clean(("workloads", workload_id)) and (interpretations_clean or "model_setting" not in workload)}
     for workload_id, workload in workloads.items():
         issues.extend(_workload_issues(data, workload_id, workload))
-    for track_name, track in data["tracks"].items():
-        if shape.clean(("tracks", track_name)):
-            issues.extend(_track_issues(data, track_name, track))
+    issues.extend(_init_from_cycle_issues(workloads))
+    tracks = {track_name: track for track_name, track in data["tracks"].items() if shape.clean(("tracks", track_name))}
+    for track_name, track in tracks.items():
+        issues.extend(_track_issues(data, track_name, track))
+        issues.extend(_level_gap_issues(track_name, track))
+        issues.extend(_required_level_issues(tracks, track_name, track))
     if shape.clean(("settings", "loss_alignment"), ("settings", "throughput")):
         issues.extend(_settings_issues(data["settings"]))
     if shape.clean(("status",), ("datasets",), ("tokenizers",), ("models",)):
@@ -503,6 +506,55 @@ def _track_issues(data: dict, track_name: str, track: dict) -> list[RulePackIssu
             if workload_id not in data["workloads"]:
                 issues.append(_issue(f"tracks/{track_name}/levels/{level}/workloads", "unknown_workload", f"unknown workload {workload_id!r}", workload=workload_id))
     return issues
+
+
+def _init_from_cycle_issues(workloads: dict) -> list[RulePackIssue]:
+    """Report each init_from chain that leads back to a workload it passed, once per loop, at its first workload in pack order.
+
+    No run can plan such a workload, because each workload must start after the one it names.
+    """
+    issues = []
+    reported: set[str] = set()
+    for workload_id in workloads:
+        chain = [workload_id]
+        parent = workloads[workload_id].get("init_from")
+        while parent in workloads and parent not in chain:
+            chain.append(parent)
+            parent = workloads[parent].get("init_from")
+        if parent != workload_id or workload_id in reported:
+            continue
+        reported.update(chain)
+        loop = " -> ".join([*chain, workload_id])
+        issues.append(_issue(f"workloads/{workload_id}/init_from", "init_from_cycle",
+                             f"workload {workload_id!r} starts from itself through init_from: {loop}", workload=workload_id, chain=loop))
+    return issues
+
+
+def _level_gap_issues(track_name: str, track: dict) -> list[RulePackIssue]:
+    """Report each level below a track's highest that the track does not define.
+
+    Levels are cumulative (level N needs levels 1 to N), so no run can reach a missing level, and the agent rejects a run planned at it.
+    """
+    levels = sorted(int(level) for level in track.get("levels") or {})
+    if not levels:
+        return []
+    defined = ", ".join(map(str, levels))
+    return [_issue(f"tracks/{track_name}/levels", "level_missing",
+                   f"track {track_name!r} defines levels {defined} but not level {level}; define every level from 1 to {levels[-1]}",
+                   track=track_name, levels=defined, level=level, highest=levels[-1])
+            for level in range(1, levels[-1]) if level not in levels]
+
+
+def _required_level_issues(tracks: dict, track_name: str, track: dict) -> list[RulePackIssue]:
+    """Report each level of a track that its `requires_track` does not define, because a run of the track plans both at the same level."""
+    required = track.get("requires_track")
+    if required not in tracks or required == track_name:
+        return []
+    required_levels = {int(level) for level in tracks[required].get("levels") or {}}
+    return [_issue(f"tracks/{track_name}/levels/{level}", "required_track_level_missing",
+                   f"track {track_name!r} requires track {required!r} at the same level, but {required!r} has no level {level}",
+                   track=track_name, required_track=required, level=level)
+            for level in sorted(int(level) for level in track.get("levels") or {}) if level not in required_levels]
 
 
 def _settings_issues(settings: dict) -> list[RulePackIssue]:

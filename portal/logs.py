@@ -22,12 +22,19 @@ class ClientErrorOneLine(logging.Filter):
     the exception that produced it. A vendor opening a staff page is ordinary,
     so the traceback only hides the real errors. Records of 5xx responses keep
     their traceback.
+
+    A record is shortened once even when the filter sits on the logger twice,
+    which happens when LOGGING is applied twice in one process: `runserver`
+    calls django.setup() and then loads the WSGI application, which calls it again.
     """
+
+    SHORTENED = "client_error_one_line"
 
     def filter(self, record: logging.LogRecord) -> bool:
         status = getattr(record, "status_code", None)
-        if status is None or status >= 500:
+        if status is None or status >= 500 or getattr(record, self.SHORTENED, False):
             return True
+        setattr(record, self.SHORTENED, True)
         request = getattr(record, "request", None)
         message = record.getMessage()
         record.msg = "%s (status %s, %s %s, user %s)"

@@ -12,12 +12,14 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext_lazy
 
 from portal.errors import ErrorSpec, PortalError
+from portal.text import first_control_character
 
 # Longer digit strings are out of range for any realistic listing and are not converted to int.
 PAGE_MAX_DIGITS = 9
 
 PARAMETER_ERRORS = {
     "filter_invalid": ErrorSpec(400, _("The filter %(name)s=%(value)s is invalid and was ignored. Use one of: %(allowed)s.")),
+    "search_invalid": ErrorSpec(400, _("The search %(name)s=%(value)s contains the control character %(character)s and was ignored. Type the text without it.")),
     "page_invalid": ErrorSpec(400, _("The page %(page)s is invalid. Use a whole number from 1 to %(last)s.")),
     "page_out_of_range": ErrorSpec(
         404,
@@ -45,6 +47,16 @@ def read_choice(params, name: str, allowed: tuple[str, ...], errors: list) -> st
     if value == "" or value in allowed:
         return value
     errors.append(ParameterError("filter_invalid", name=name, value=shown_value(value), allowed=", ".join(allowed)))
+    return ""
+
+
+def read_search(params, name: str, errors: list) -> str:
+    """Return parameter `name` stripped; a value with a control character appends `search_invalid` to `errors` and returns ""."""
+    value = params.get(name, "").strip()
+    character = first_control_character(value)
+    if character is None:
+        return value
+    errors.append(ParameterError("search_invalid", name=name, value=shown_value(value), character=character))
     return ""
 
 

@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, register_converter
 from drf_spectacular.views import SpectacularAPIView
 
 from portal.certificates import views as certificates
@@ -8,6 +8,25 @@ from portal.evaluation import views as evaluation
 from portal.submissions import views as submissions
 from portal.submissions.api import BundleUploadView
 from portal.tickets import views as tickets
+
+
+
+class NoControlCharactersConverter:
+    """A path segment like `str` that contains no control character, so a %00 in a certificate number or ticket id is a 404.
+
+    The views look the segment up in the database, and PostgreSQL text cannot hold NUL.
+    """
+
+    regex = r"[^/\x00-\x1f\x7f-\x9f]+"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+register_converter(NoControlCharactersConverter, "segment")
 
 urlpatterns = [
     path("", certificates.certificate_list, name="certificate-list"),
@@ -17,9 +36,9 @@ urlpatterns = [
     path("certificates/credential/verify/", certificates.credential_verify, name="credential-verify"),
     path("certificates/credential/key.pem", certificates.credential_public_key, name="credential-key"),
     path("certificates/credential/keys.json", certificates.credential_public_keys, name="credential-keys"),
-    path("certificates/<str:number>/", certificates.certificate_detail, name="certificate-detail"),
-    path("certificates/<str:number>/pdf/", certificates.certificate_pdf, name="certificate-pdf"),
-    path("certificates/<str:number>/credential.json", certificates.certificate_credential, name="certificate-credential"),
+    path("certificates/<segment:number>/", certificates.certificate_detail, name="certificate-detail"),
+    path("certificates/<segment:number>/pdf/", certificates.certificate_pdf, name="certificate-pdf"),
+    path("certificates/<segment:number>/credential.json", certificates.certificate_credential, name="certificate-credential"),
     path("feeds/certificates.json", certificates.certificate_feed_json, name="feed-json"),
     path("feeds/certificates.csv", certificates.certificate_feed_csv, name="feed-csv"),
     path("feeds/levels.svg", certificates.certificate_plot, name="feed-plot"),
@@ -29,10 +48,10 @@ urlpatterns = [
     path("submissions/upload/", submissions.submission_upload, name="submission-upload"),
     path("submissions/<int:pk>/", submissions.submission_detail, name="submission-detail"),
     path("tickets/", tickets.ticket_list, name="ticket-list"),
-    path("tickets/<str:ticket_id>/download/", tickets.ticket_download, name="ticket-download"),
+    path("tickets/<segment:ticket_id>/download/", tickets.ticket_download, name="ticket-download"),
     path("staff/queue/", submissions.staff_queue, name="staff-queue"),
     path("staff/submissions/<int:submission_pk>/issue/", certificates.certificate_issue, name="certificate-issue"),
-    path("staff/certificates/<str:number>/revoke/", certificates.certificate_revoke, name="certificate-revoke"),
+    path("staff/certificates/<segment:number>/revoke/", certificates.certificate_revoke, name="certificate-revoke"),
     path("staff/evaluation/", evaluation.evaluation_index, name="evaluation-index"),
     path("staff/evaluation/submissions/<int:submission_pk>/build/", evaluation.build_pairs, name="evaluation-build"),
     path("staff/evaluation/sets/<int:set_pk>/", evaluation.set_detail, name="evaluation-set"),

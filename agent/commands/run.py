@@ -24,7 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=_("continue the run in --out, skipping workloads whose result.json says completed"))
     parser.add_argument("--data-root", type=Path, default=REPO_ROOT,
                         help=_("folder that the rule pack's data paths are relative to (default: the repository)"))
-    parser.add_argument("--vendor", help=_("vendor name recorded in run.json (default: the profile's)"))
+    parser.add_argument("--vendor", metavar="SLUG",
+                        help=_("vendor recorded in run.json: the portal's slug of your vendor, such as demo-vendor, "
+                               "or its exact name there (default: the profile's)"))
     parser.add_argument("--card-model", help=_("card model recorded in run.json (default: the profile's)"))
     parser.add_argument("--card-serial", help=_("card serial number recorded in run.json (default: the profile's)"))
     parser.add_argument("--device", metavar="TYPE",

@@ -241,6 +241,9 @@ def report(body: dict, already_stored: bool, args) -> int:
         # On stderr with --json, so that stdout stays one JSON line.
         print(_("the portal already has this bundle as submission {id}, so it made no new submission").format(id=body["id"]),
               file=sys.stderr if args.json else sys.stdout)
+        if body.get("notice_code") == "bundle_revalidating":
+            # The portal's own sentence, in the language asked for with Accept-Language: it validates the submission again.
+            print(body.get("notice", ""), file=sys.stderr if args.json else sys.stdout)
     if args.json:
         print(json.dumps({**body, "already_stored": already_stored}, ensure_ascii=False))
         return exit_code

@@ -396,7 +396,7 @@ def log_failure(folder: RunFolder, workload_id: str, error: Exception) -> None:
     folder logs it after the line, into the launcher's log of that rank (workerlog.N).
     """
     # An AgentError already states, in the user's language, what failed and what to do.
-    description = f"error[{error.code}]: {error.message}" if isinstance(error, AgentError) else type(error).__name__
+    description = f"error[{error.code}]: {error.message}" if isinstance(error, AgentError) else _error_line(error)
     hint = "\n  " + _("hint: {hint}").format(hint=error.hint) if isinstance(error, AgentError) and error.hint else ""
     if not folder.writer:
         message = _("{workload}: the workload failed: {error}; its traceback follows").format(workload=workload_id, error=description) + hint
@@ -406,6 +406,12 @@ def log_failure(folder: RunFolder, workload_id: str, error: Exception) -> None:
         workload=workload_id, error=description, log=folder.path / LOG_NAME) + hint
     logger.error(message)
     log_traceback(logger, _("{workload}: traceback of the failure").format(workload=workload_id), error)
+
+
+def _error_line(error: Exception) -> str:
+    """Return the error's type and the first line of its text, as the last line of its traceback starts."""
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
 
 
 def write_result(folder: RunFolder, workload_id: str, kind: str, status: str, summary: dict) -> None:

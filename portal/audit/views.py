@@ -6,7 +6,7 @@ from django.shortcuts import render
 
 from portal.audit.models import AuditEntry
 from portal.permissions import reviewer_required
-from portal.query_params import read_paginated_page, response_status
+from portal.query_params import read_paginated_page, read_search, response_status
 
 PAGE_SIZE = 100
 
@@ -27,12 +27,12 @@ def audit_log(request):
 
     An invalid page is named above the rows, with status 400, or 404 past the last page.
     """
-    query = request.GET.get("q", "").strip()
-    action = request.GET.get("action", "").strip()
+    errors = []
+    query = read_search(request.GET, "q", errors)
+    action = read_search(request.GET, "action", errors)
     entries = search(AuditEntry.objects.select_related("actor"), query)
     if action:
         entries = entries.filter(action=action)
-    errors = []
     page = read_paginated_page(Paginator(entries, PAGE_SIZE), request.GET, errors)
     actions = AuditEntry.objects.order_by("action").values_list("action", flat=True).distinct()
     context = {"page": page, "query": query, "action": action, "actions": actions, "errors": errors}

@@ -25,6 +25,9 @@ CERTIFICATE_ERRORS = {
     "card_not_found": ErrorSpec(404, _("No card matches %(card)s. Give the card id, or the vendor and model as VENDOR/MODEL.")),
     "not_staff": ErrorSpec(403, _("Only certification staff can issue certificates; %(user)s is not staff.")),
     "reason_missing": ErrorSpec(400, _("The revocation reason is empty. Write why certificate %(number)s is revoked; the reason is public.")),
+    "reason_invalid": ErrorSpec(
+        400, _("The revocation reason contains the control character %(character)s. Write the reason as plain text; line breaks are allowed.")
+    ),
     "not_staff_revoke": ErrorSpec(403, _("Only certification staff can revoke certificates; %(user)s is not staff.")),
     "credential_invalid": ErrorSpec(400, _("The credential could not be verified: %(reason)s. Upload the JSON file downloaded from the certificate page.")),
     "filter_text_invalid": ErrorSpec(400, _("The filter %(name)s=%(value)s contains control characters and was ignored. Search with plain text.")),

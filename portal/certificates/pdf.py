@@ -17,6 +17,7 @@ import qrcode
 from django.conf import settings
 from django.http import HttpRequest
 from django.template.loader import render_to_string
+from django.utils import translation
 from django.urls import reverse
 from weasyprint import HTML
 from weasyprint.urls import URLFetcher, URLFetcherResponse
@@ -72,6 +73,21 @@ def qr_data_uri(text: str) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+FIGURE_TEXTS = ("measured", "reference", "bound")
+
+
+def bilingual_figures(certificate: Certificate) -> list[dict]:
+    """Return each key figure's id and its measured, reference and bound texts as {"zh", "en"}, with "en" empty where both read the same."""
+    with translation.override("zh-hans"):
+        chinese = certificate.figures()
+    with translation.override("en"):
+        english = certificate.figures()
+    return [
+        {"id": zh["id"], "texts": [{"zh": zh[key], "en": "" if en[key] == zh[key] else en[key]} for key in FIGURE_TEXTS]}
+        for zh, en in zip(chinese, english)
+    ]
+
+
 def render_certificate_pdf(certificate: Certificate, request: HttpRequest | None = None) -> bytes:
     """Render the PDF, whose QR code and link show the link signed into the credential (see verification_url)."""
     url = verification_url(certificate, request)
@@ -80,6 +96,7 @@ def render_certificate_pdf(certificate: Certificate, request: HttpRequest | None
         "verification_url": url,
         "qr_code": qr_data_uri(url),
         "reference_kind": certificate.rule_pack.reference_kind,
+        "figures": bilingual_figures(certificate),
     })
     document = HTML(string=html, base_url=static_dir().as_uri() + "/", url_fetcher=StaticFilesOnlyFetcher())
     return document.write_pdf()

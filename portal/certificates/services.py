@@ -18,6 +18,7 @@ from portal.links import public_url
 from portal.permissions import is_reviewer
 from portal.registry.models import Card
 from portal.submissions.models import Submission
+from portal.text import first_control_character
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +137,9 @@ def revoke_certificate(certificate: Certificate, *, reason: str, revoked_by) -> 
     reason = reason.strip()
     if not reason:
         raise CertificateError("reason_missing", number=certificate.number)
+    character = first_control_character(reason, allow_whitespace=True)
+    if character is not None:
+        raise CertificateError("reason_invalid", character=character)
     certificate = Certificate.objects.select_for_update().get(pk=certificate.pk)
     if certificate.revoked_at is not None:
         raise CertificateError("already_revoked", number=certificate.number, revoked_at=certificate.revoked_at.isoformat())

@@ -10,7 +10,7 @@ from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.utils import translation
-from django.utils.translation import get_language
+from django.utils.translation import get_language, pgettext
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -30,6 +30,7 @@ from portal.errors import PortalError
 from portal.links import public_base_url
 from portal.permissions import staff_required
 from portal.query_params import ParameterError, read_page, response_status
+from portal.text import first_control_character
 from portal.registry.models import Card
 from portal.submissions.models import Submission
 from portal.submissions.views import IssueForm
@@ -163,8 +164,8 @@ def _revoked_json(base_url: str) -> str:
 
 def certificate_verify(request):
     number = request.GET.get("number", "").strip()
-    if "/" in number:
-        # No certificate number contains a slash, and the detail URL cannot carry one.
+    if "/" in number or first_control_character(number):
+        # No certificate number contains a slash or a control character, and the detail URL cannot carry either.
         return render(request, "certificates/verify.html", {"number": number, "not_found": True}, status=404)
     if number:
         return redirect("certificate-detail", number=number)
@@ -268,13 +269,24 @@ def _compromised_result(key) -> dict:
     }
 
 
+def form_errors_text(form) -> str:
+    """Return a form's errors as one line of "Label: error" sentences in the active language, for a message."""
+    separator = pgettext("separator after a label", ": ")
+    parts = []
+    for name, errors in form.errors.items():
+        field = form.fields.get(name)
+        prefix = f"{field.label}{separator}" if field is not None else ""
+        parts.extend(prefix + str(error) for error in errors)
+    return " ".join(parts)
+
+
 @staff_required
 @require_POST
 def certificate_issue(request, submission_pk):
     submission = get_object_or_404(Submission, pk=submission_pk)
     form = IssueForm(request.POST)
     if not form.is_valid():
-        messages.error(request, form.errors.as_text())
+        messages.error(request, form_errors_text(form))
         return redirect("submission-detail", pk=submission.pk)
     try:
         certificate = issue_certificate(submission=submission, track=form.cleaned_data["track"], level=form.cleaned_data["level"], issued_by=request.user)

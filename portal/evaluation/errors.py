@@ -24,6 +24,12 @@ EVALUATION_ERRORS = {
     ),
     "not_staff": ErrorSpec(403, _("Only certification staff can do this; %(user)s is not staff.")),
     "password_invalid": ErrorSpec(403, _("The password of %(user)s is wrong. Re-enter your own password to sign off.")),
+    "statement_invalid": ErrorSpec(
+        400, _("The sign-off statement contains the control character %(character)s. Write it as plain text; line breaks are allowed.")
+    ),
+    "note_invalid": ErrorSpec(
+        400, _("The note contains the control character %(character)s. Write it as plain text; line breaks are allowed.")
+    ),
     "statement_missing": ErrorSpec(400, _("The sign-off statement is empty. Write what you checked and what you conclude.")),
     "set_incomplete": ErrorSpec(
         409, _("%(unjudged)s pairs are not judged and %(disputed)s disagreements are not adjudicated. Finish them before signing off.")

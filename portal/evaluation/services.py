@@ -17,6 +17,7 @@ from portal.evaluation.errors import EvaluationError
 from portal.evaluation.models import Adjudication, EvaluationSet, HumanVerdict, Judgement, Outcome, Pair, SignOff, vendor_side_for
 from portal.evaluation.pairs import PAIR_SOURCES
 from portal.submissions.models import ReferenceBundle, Submission
+from portal.text import first_control_character
 
 logger = logging.getLogger(__name__)
 
@@ -274,6 +275,9 @@ def adjudicate(pair: Pair, *, outcome: str, decided_by, note: str = "") -> Adjud
     _require_staff(decided_by)
     if outcome not in Outcome.values:
         raise EvaluationError("outcome_invalid", value=outcome)
+    character = first_control_character(note, allow_whitespace=True)
+    if character is not None:
+        raise EvaluationError("note_invalid", character=character)
     _require_open(pair.evaluation_set)
     if getattr(pair, "adjudication", None) is None and final_outcome(pair) != DISPUTED:
         raise EvaluationError("no_disagreement", position=pair.position)
@@ -293,6 +297,9 @@ def sign_off(evaluation_set: EvaluationSet, *, signer, password: str, statement:
         raise EvaluationError("password_invalid", user=signer.get_username())
     if not statement.strip():
         raise EvaluationError("statement_missing")
+    character = first_control_character(statement, allow_whitespace=True)
+    if character is not None:
+        raise EvaluationError("statement_invalid", character=character)
     counts = tally(evaluation_set)
     if not counts.complete:
         raise EvaluationError("set_incomplete", unjudged=counts.unjudged, disputed=len(counts.disputed))

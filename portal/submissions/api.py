@@ -12,7 +12,8 @@ from rest_framework.views import APIView
 
 from portal.registry.services import vendors_of
 from portal.submissions.errors import SubmissionError
-from portal.submissions.services import receive_bundle, uploader_vendor
+from portal.submissions.notices import NO_NOTICE
+from portal.submissions.services import notice_for_upload_again, receive_bundle, uploader_vendor
 from portal.submissions.resumable import complete_session, open_session, session_for, write_range
 from portal.submissions.uploads import TOO_LARGE_FLAG, declared_length
 
@@ -23,6 +24,14 @@ class SubmissionSerializer(serializers.Serializer):
     url = serializers.SerializerMethodField()
     error_code = serializers.SerializerMethodField()
     error_detail = serializers.SerializerMethodField()
+    notice_code = serializers.SerializerMethodField(help_text="bundle_already_uploaded or bundle_revalidating when the upload made no new submission, else empty")
+    notice = serializers.SerializerMethodField(help_text="the notice's sentence in the requested language, else empty")
+
+    def get_notice_code(self, submission) -> str:
+        return self.context.get("notice", NO_NOTICE)["code"]
+
+    def get_notice(self, submission) -> str:
+        return self.context.get("notice", NO_NOTICE)["detail"]
 
     def get_error_code(self, submission) -> str:
         report = getattr(submission, "report", None)
@@ -34,6 +43,14 @@ class SubmissionSerializer(serializers.Serializer):
 
     def get_url(self, submission) -> str:
         return self.context["request"].build_absolute_uri(reverse("submission-detail", args=[submission.pk]))
+
+
+def submission_response(request, submission, created: bool, notice: dict) -> Response:
+    """Reply 201 with a new submission, or 200 with the stored one and the notice of what the upload did."""
+    # With tasks run in-process the validation has already finished here, so reply with its outcome.
+    submission.refresh_from_db()
+    body = SubmissionSerializer(submission, context={"request": request, "notice": notice}).data
+    return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
 ERROR_SCHEMA = inline_serializer("Error", {"code": serializers.CharField(), "detail": serializers.CharField()})
@@ -52,7 +69,8 @@ class BundleUploadView(APIView):
             201: SubmissionSerializer, 200: SubmissionSerializer,
             400: ERROR_SCHEMA, 401: ERROR_SCHEMA, 403: ERROR_SCHEMA, 413: ERROR_SCHEMA,
         },
-        description="Store a bundle as a submission and queue its validation. The same bytes again return the stored submission with 200.",
+        description=("Store a bundle as a submission and queue its validation. The same bytes again return the stored submission with 200 "
+                     "and a notice; a submission rejected for a cause that may have been fixed since is validated again."),
     )
     def post(self, request):
         # Check membership before reading the body, so outsiders do not stream a large file first.
@@ -66,13 +84,10 @@ class BundleUploadView(APIView):
             raise SubmissionError("bundle_missing")
 
         vendor = uploader_vendor(request.user, request.data.get("vendor"))
-        submission, created = receive_bundle(
-            vendor=vendor, upload=upload, actor=request.user, remote_addr=request.META.get("REMOTE_ADDR")
-        )
-        # With tasks run in-process the validation has already finished here, so reply with its outcome.
-        submission.refresh_from_db()
-        body = SubmissionSerializer(submission, context={"request": request}).data
-        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        remote_addr = request.META.get("REMOTE_ADDR")
+        submission, created = receive_bundle(vendor=vendor, upload=upload, actor=request.user, remote_addr=remote_addr)
+        notice = NO_NOTICE if created else notice_for_upload_again(submission.pk, actor=request.user, remote_addr=remote_addr)
+        return submission_response(request, submission, created, notice)
 
 
 class UploadSessionSerializer(serializers.Serializer):
@@ -98,8 +113,8 @@ class UploadSessionSerializer(serializers.Serializer):
         return SubmissionSerializer(session.submission, context=self.context).data
 
 
-def session_body(session, request) -> dict:
-    return UploadSessionSerializer(session, context={"request": request}).data
+def session_body(session, request, notice: dict = NO_NOTICE) -> dict:
+    return UploadSessionSerializer(session, context={"request": request, "notice": notice}).data
 
 
 # The upload page uses the resumable endpoints with the browser's session, which DRF checks for a CSRF token.
@@ -128,7 +143,11 @@ class UploadSessionCreateView(APIView):
         vendor = uploader_vendor(request.user, request.data.get("vendor"))
         size, sha256 = request.data.get("size"), str(request.data.get("sha256", ""))
         session, created = open_session(vendor=vendor, actor=request.user, size=size, sha256=sha256, name=str(request.data.get("name", "")))
-        return Response(session_body(session, request), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        notice = NO_NOTICE
+        if session.submission is not None:
+            notice = notice_for_upload_again(session.submission.pk, actor=request.user, remote_addr=request.META.get("REMOTE_ADDR"))
+            session.submission.refresh_from_db()
+        return Response(session_body(session, request, notice), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
 class UploadSessionView(APIView):
@@ -167,8 +186,7 @@ class UploadSessionCompleteView(APIView):
                    description="Check size and sha256 and store the bundle as a submission; the same bundle again returns the stored one with 200.")
     def post(self, request, pk):
         session = session_for(request.user, pk)
-        submission, created = complete_session(session.pk, actor=request.user, remote_addr=request.META.get("REMOTE_ADDR"))
-        # With tasks run in-process the validation has already finished here, so reply with its outcome.
-        submission.refresh_from_db()
-        body = SubmissionSerializer(submission, context={"request": request}).data
-        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        remote_addr = request.META.get("REMOTE_ADDR")
+        submission, created = complete_session(session.pk, actor=request.user, remote_addr=remote_addr)
+        notice = NO_NOTICE if created else notice_for_upload_again(submission.pk, actor=request.user, remote_addr=remote_addr)
+        return submission_response(request, submission, created, notice)

@@ -8,6 +8,9 @@ SUBMISSION_ERRORS = {
     "bundle_missing": ErrorSpec(
         400, _("No file was sent in the multipart field 'bundle'. Attach the bundle file and send it again.")
     ),
+    "bundle_empty": ErrorSpec(
+        400, _("The file %(name)s is empty (0 bytes). Choose the .tar bundle that 'python -m agent bundle' wrote and upload it.")
+    ),
     "bundle_too_large": ErrorSpec(
         413,
         _("The upload is larger than the limit of %(limit)s bytes. Check that you are sending the bundle file, or ask the staff to raise the limit."),
@@ -29,6 +32,9 @@ SUBMISSION_ERRORS = {
     ),
     "upload_digest_invalid": ErrorSpec(
         400, _("The sha256 %(sha256)s is not 64 hexadecimal characters. Send the sha256 of the whole bundle file.")
+    ),
+    "upload_name_invalid": ErrorSpec(
+        400, _("The file name %(name)s contains the control character %(character)s. Send the bundle's file name without control characters.")
     ),
     "upload_size_invalid": ErrorSpec(
         400, _("The size %(size)s is not a positive number of bytes. Send the size of the bundle file.")
@@ -76,7 +82,9 @@ SUBMISSION_ERRORS = {
     # Reasons a stored bundle is rejected during validation, besides the codes of certification.bundle.
     "vendor_mismatch": ErrorSpec(
         422,
-        _("The bundle names the vendor %(bundle_vendor)s, but it was uploaded for %(vendor)s. Upload it with a token of %(bundle_vendor)s."),
+        _("The bundle names the vendor %(bundle_vendor)s, but it was uploaded for the vendor with the slug %(vendor)s and the name "
+          "%(vendor_name)s, and a bundle must name one of these. Start a new run with 'python -m agent run --vendor %(vendor)s', "
+          "pack it and upload that bundle, or upload this one for the vendor %(bundle_vendor)s."),
     ),
     "card_not_registered": ErrorSpec(
         422,

@@ -134,11 +134,11 @@ class ReportOutcome(models.Model):
     def error_detail(self) -> str:
         """Return the rejection reason in the active language: what failed, on which value, and what to do."""
         from portal.submissions.errors import SUBMISSION_ERRORS
-        from portal.submissions.rejections import rejection_message
+        from portal.submissions.rejections import StoredParams, rejection_message
 
         spec = SUBMISSION_ERRORS.get(self.error_code)
         if spec is not None:
-            return str(spec.message) % self.error_params
+            return str(spec.message) % StoredParams(self.error_params)
         return rejection_message(self.error_code, self.error_params) or self.error_message
 
     @property

@@ -160,7 +160,7 @@ def match_card(submission: Submission, manifest: dict) -> Card:
     vendor = submission.vendor
     named = manifest_vendor(manifest)
     if named not in {vendor.slug, vendor.name}:
-        raise SubmissionError("vendor_mismatch", bundle_vendor=named or "-", vendor=vendor.slug)
+        raise SubmissionError("vendor_mismatch", bundle_vendor=named or "-", vendor=vendor.slug, vendor_name=vendor.name)
 
     card_info = manifest.get("card") or {}
     model, serial = str(card_info.get("model", "")), str(card_info.get("serial", ""))

@@ -123,7 +123,7 @@ REJECTION_MESSAGES = {
 }
 
 
-class _Params(dict):
+class StoredParams(dict):
     """Parameters of a stored rejection; a report stored before its parameters were recorded shows '-' in their place."""
 
     def __missing__(self, key):
@@ -132,6 +132,8 @@ class _Params(dict):
 
 # A %(name)s placeholder of a sentence.
 PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+# The path that certification.bundle gives a schema error at the root of a JSON file, such as an unexpected key of the manifest.
+TOP_LEVEL_PATH = "(top level)"
 
 
 def rejection_message(code: str, params: dict) -> str | None:
@@ -142,8 +144,15 @@ def rejection_message(code: str, params: dict) -> str | None:
     params = dict(params)
     if "value_zh" in params and (get_language() or "").startswith("zh"):
         params["value"] = params["value_zh"]
+    top_level = "keyword" in params and params.get("value") == TOP_LEVEL_PATH
+    if top_level:
+        params["value"] = str(_("(top level)"))
     message = choose_sentence(messages if isinstance(messages, tuple) else (messages,), set(params))
-    return message % _Params(params, pack_again=str(PACK_AGAIN))
+    text = message % StoredParams(params, pack_again=str(PACK_AGAIN))
+    if top_level and (get_language() or "").startswith("zh"):
+        # The Chinese sentence spaces a Latin path, but the label is in full-width brackets, which take no spaces.
+        text = text.replace(f" {params['value']} ", params["value"])
+    return text
 
 
 def choose_sentence(sentences: tuple, names: set[str]) -> str:

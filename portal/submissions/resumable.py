@@ -27,6 +27,8 @@ from django.http import UnreadablePostError
 from django.utils import timezone
 
 from portal.audit.services import record
+from portal.query_params import shown_value
+from portal.text import first_control_character
 
 from portal.submissions.errors import SubmissionError
 from portal.submissions.models import Submission, UploadSession
@@ -41,7 +43,7 @@ RANGE_PATTERN = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
 def open_session(*, vendor, actor, size, sha256: str, name: str = "") -> tuple[UploadSession, bool]:
     """Return (upload, created): the open upload of this bundle for `vendor`, a completed one when it is already stored, or a new one."""
     sha256 = str(sha256).lower()
-    _check_declaration(size, sha256)
+    _check_declaration(size, sha256, name)
     existing = Submission.objects.filter(vendor=vendor, sha256=sha256).first()
     if existing is not None:
         with transaction.atomic():
@@ -73,7 +75,12 @@ def open_session(*, vendor, actor, size, sha256: str, name: str = "") -> tuple[U
     return session, created
 
 
-def _check_declaration(size, sha256: str) -> None:
+def _check_declaration(size, sha256: str, name: str) -> None:
+    character = first_control_character(name)
+    if character is not None:
+        raise SubmissionError("upload_name_invalid", name=shown_value(name), character=character)
+    if size == 0 and not isinstance(size, bool):
+        raise SubmissionError("bundle_empty", name=name or "-")
     if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
         raise SubmissionError("upload_size_invalid", size=size)
     if size > settings.BUNDLE_UPLOAD_MAX_BYTES:

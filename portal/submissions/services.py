@@ -17,6 +17,7 @@ from portal.registry.models import Vendor
 from portal.registry.services import vendors_of
 from portal.submissions.errors import SubmissionError
 from portal.submissions.models import ReferenceBundle, RulePack, Submission, SupersededReport, ValidationReport, reference_kind_label
+from portal.submissions.notices import upload_notice
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,8 @@ def receive_bundle(*, vendor: Vendor, upload, actor, remote_addr: str | None = N
     Returns (submission, created). The same bytes uploaded again for the same
     vendor return the stored submission with created False.
     """
+    if not upload.size:
+        raise SubmissionError("bundle_empty", name=upload.name or "-")
     sha256 = getattr(upload, "sha256", None) or file_sha256(upload)
     existing = Submission.objects.filter(vendor=vendor, sha256=sha256).first()
     if existing is not None:
@@ -113,15 +116,54 @@ def request_revalidation(submission_id: int, *, actor, remote_addr: str | None =
         certificate = submission.certificates.filter(revoked_at__isnull=True).first()
         if certificate is not None:
             raise SubmissionError("revalidation_certified", submission=submission.pk, certificate=certificate.number)
-        previous = _previous_outcome(submission)
-        superseded = _supersede_report(submission, actor)
-        submission.state = Submission.State.RECEIVED
-        submission.save(update_fields=["state", "updated_at"])
-        data = {**previous, "superseded_report": superseded.pk if superseded else None}
-        record("submission.revalidation_requested", submission, actor=actor, remote_addr=remote_addr, data=data)
-        transaction.on_commit(lambda: enqueue_validation(submission.pk))
+        _revalidate_locked(submission, actor, remote_addr, {})
     logger.info("submission %s sent to validation again by %s", submission_id, actor.get_username())
     return submission
+
+
+# Rejections whose cause lies outside the bundle, so the vendor or the staff can remove it without a new
+# bundle: a signing key or card registered or approved, a rule pack published, a reference added or
+# replaced, a stored file that could not be read. Uploading the same bundle again validates it again.
+# Every other rejection comes from the bundle's own bytes or its used or expired ticket and cannot change.
+# validation_timed_out is left to the staff, who decide whether to raise the limit.
+REVALIDATE_ON_UPLOAD_CODES = frozenset({
+    "signature_key_unknown", "card_not_registered", "card_not_approved", "rule_pack_unknown",
+    "reference_missing", "reference_invalid", "archive_unreadable",
+})
+
+
+def revalidate_on_upload(submission_id: int, *, actor, remote_addr: str | None = None) -> str:
+    """Validate a rejected submission again when its bundle is uploaded again and its rejection code is in REVALIDATE_ON_UPLOAD_CODES.
+
+    Returns the code of the rejection that was replaced, or "" when nothing
+    was queued. Like the staff's "validate again", the old report is kept as
+    a SupersededReport and the task runs after the commit. Any other
+    submission is left as it is.
+    """
+    with transaction.atomic():
+        submission = Submission.objects.select_for_update().get(pk=submission_id)
+        report = ValidationReport.objects.filter(submission=submission).first()
+        if submission.state != Submission.State.REJECTED or report is None or report.error_code not in REVALIDATE_ON_UPLOAD_CODES:
+            return ""
+        _revalidate_locked(submission, actor, remote_addr, {"reason": "uploaded_again"})
+    logger.info("submission %s uploaded again by %s after rejection %s; validating it again", submission_id, actor.get_username(), report.error_code)
+    return report.error_code
+
+
+def notice_for_upload_again(submission_id: int, *, actor, remote_addr: str | None = None) -> dict:
+    """Validate a submission whose bundle was uploaded again if the cause of its rejection may have been fixed; return the notice for the uploader."""
+    return upload_notice(submission_id, revalidate_on_upload(submission_id, actor=actor, remote_addr=remote_addr))
+
+
+def _revalidate_locked(submission: Submission, actor, remote_addr: str | None, extra: dict) -> None:
+    """Supersede the report of a locked submission, return it to `received`, audit it and queue its validation after the commit."""
+    previous = _previous_outcome(submission)
+    superseded = _supersede_report(submission, actor)
+    submission.state = Submission.State.RECEIVED
+    submission.save(update_fields=["state", "updated_at"])
+    data = {**previous, **extra, "superseded_report": superseded.pk if superseded else None}
+    record("submission.revalidation_requested", submission, actor=actor, remote_addr=remote_addr, data=data)
+    transaction.on_commit(lambda: enqueue_validation(submission.pk))
 
 
 def _supersede_report(submission: Submission, actor) -> SupersededReport | None:

@@ -16,13 +16,13 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from portal.certificates.models import Track
 from portal.permissions import is_reviewer, reviewer_required
-from portal.query_params import read_choice, read_choices, read_paginated_page, response_status
+from portal.query_params import read_choice, read_choices, read_paginated_page, read_search, response_status
 from portal.registry.models import Vendor
 from portal.registry.services import vendors_of
 from portal.submissions import plots
 from portal.submissions.errors import SubmissionError
 from portal.submissions.models import Submission
-from portal.submissions.services import receive_bundle, request_revalidation
+from portal.submissions.services import notice_for_upload_again, receive_bundle, request_revalidation
 from portal.submissions.uploads import TOO_LARGE_FLAG
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,8 @@ QUEUE_DEFAULT_STATES = (Submission.State.RECEIVED, Submission.State.VALIDATING, 
 
 class UploadForm(forms.Form):
     vendor = forms.ChoiceField(label=_("Vendor"))
-    bundle = forms.FileField(label=_("Bundle (.tar)"), required=False)
+    # An empty file goes on to receive_bundle, which rejects it with bundle_empty, naming the file to choose instead.
+    bundle = forms.FileField(label=_("Bundle (.tar)"), required=False, allow_empty_file=True)
 
     def __init__(self, *args, vendors, **kwargs):
         super().__init__(*args, **kwargs)
@@ -73,9 +74,15 @@ def submission_detail(request, pk):
     context = {
         "submission": submission, "report": report, "issue_form": IssueForm(),
         "can_review": can_review, "plot_indexes": plot_indexes,
-        "earlier_reports": submission.superseded_reports.select_related("rule_pack", "superseded_by") if can_review else [],
+        "earlier_reports": _earlier_reports(submission, can_review),
     }
     return render(request, "submissions/detail.html", context)
+
+
+def _earlier_reports(submission, can_review: bool):
+    """Return the superseded reports shown on the page: all of them to staff, the earlier rejections to the vendor."""
+    reports = submission.superseded_reports.select_related("rule_pack", "superseded_by")
+    return reports if can_review else reports.filter(state=Submission.State.REJECTED)
 
 
 @login_required
@@ -107,7 +114,11 @@ def _receive_from_form(request, form, vendors):
     if upload is None:
         raise SubmissionError("bundle_missing")
     vendor = next(vendor for vendor in vendors if vendor.slug == form.cleaned_data["vendor"])
-    submission, _created = receive_bundle(vendor=vendor, upload=upload, actor=request.user, remote_addr=request.META.get("REMOTE_ADDR"))
+    remote_addr = request.META.get("REMOTE_ADDR")
+    submission, created = receive_bundle(vendor=vendor, upload=upload, actor=request.user, remote_addr=remote_addr)
+    if not created:
+        notice = notice_for_upload_again(submission.pk, actor=request.user, remote_addr=remote_addr)
+        messages.info(request, f"{notice['detail']} [{notice['code']}]")
     return submission
 
 
@@ -126,7 +137,7 @@ def staff_queue(request):
     states = read_choices(request.GET, "state", tuple(Submission.State.values), errors) or list(QUEUE_DEFAULT_STATES)
     vendors = Vendor.objects.filter(is_reference_lab=False)
     vendor = read_choice(request.GET, "vendor", tuple(vendors.values_list("slug", flat=True)), errors)
-    query = request.GET.get("q", "").strip()
+    query = read_search(request.GET, "q", errors)
     page = read_paginated_page(Paginator(_queue_submissions(states, vendor, query), QUEUE_PAGE_SIZE), request.GET, errors)
     counts = dict(Submission.objects.values_list("state").annotate(count=Count("pk")))
     context = {

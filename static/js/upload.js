@@ -225,9 +225,11 @@
       if (session.submission && hashed.fromStoredState) {
         // The portal already stores a bundle with this digest and checks no bytes of this file,
         // so a stored state made from another file would go unnoticed: hash the whole file.
+        // The same digest again would get the same submission, so only another one is declared.
         forgetState(file);
+        var stored = hashed.sha256;
         hashed = await hashFile(file, running.signal);
-        session = await declare(file, hashed.sha256);
+        if (hashed.sha256 !== stored) { session = await declare(file, hashed.sha256); }
       }
       if (session.submission) { return session.submission; }
       show(form.dataset.sendingText);
@@ -239,6 +241,16 @@
         if (error.code !== "upload_session_expired" || attempt > 0) { throw error; }
       }
     }
+  }
+
+  // The upload made no new submission: say why, with the portal's notice, and link to the stored submission.
+  function showNotice(submission) {
+    progress.hidden = true;
+    show(submission.notice + " [" + submission.notice_code + "]");
+    var link = document.createElement("a");
+    link.href = submission.url;
+    link.textContent = form.dataset.openText.replace("%(number)s", submission.id);
+    notice.replaceChildren(link);
   }
 
   function finish() {
@@ -263,6 +275,11 @@
     notice.textContent = "";
     upload(file).then(function (submission) {
       forgetState(file);
+      if (submission.notice_code) {
+        showNotice(submission);
+        finish();
+        return;
+      }
       window.location.assign(submission.url);
     }).catch(function (error) {
       if (signal.aborted) {

@@ -16,7 +16,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def environment() -> dict[str, str]:
-    return {**os.environ, "AGENT_HEARTBEAT_SECONDS": "1"}
+    """Return this process's environment with English agent messages and a heartbeat every second.
+
+    The tests read the agent's English log lines. A module-scoped fixture launches its runs before the autouse
+    english_messages fixture sets LANG, so the locale is set here as well.
+    """
+    inherited = {name: value for name, value in os.environ.items() if name not in ("LC_ALL", "LC_MESSAGES")}
+    return {**inherited, "LANG": "C.UTF-8", "AGENT_HEARTBEAT_SECONDS": "1"}
 
 
 def run_arguments(out: Path, workloads: str, *extra: str) -> list[str]:

@@ -1,6 +1,7 @@
 """`python -m agent check --html`: the same report as a self-contained static page with SVG plots."""
 
 import re
+import warnings
 
 import pytest
 
@@ -82,3 +83,24 @@ def test_html_unplanned_follows_language_argument(tmp_path, capsys, process_lang
     write_html(tmp_path / "report", verdict, vendor, references, language)
 
     assert expected in (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
+
+
+def test_chinese_plots_use_cjk_font(tmp_path, capsys):
+    from matplotlib.ft2font import FT2Font
+
+    from agent.report_html import CJK_FONT_PATH
+
+    out = tmp_path / "report"
+    arguments = make_bundles(tmp_path) + ["--lang", "zh", "--html", str(out)]
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        main(arguments)
+
+    page = (out / "index.html").read_text(encoding="utf-8")
+    font = FT2Font(str(CJK_FONT_PATH))
+    missing = [str(warning.message) for warning in caught if "missing from font" in str(warning.message)]
+    assert missing == []
+    # The plots draw text as paths: each character is a <path> defined once under the font's name and glyph index.
+    for character in "训练损失待测卡":
+        assert f'id="WenQuanYiMicroHei-{font.get_char_index(ord(character)):x}"' in page, character

@@ -217,3 +217,35 @@ def test_schema_and_reference_problems_in_one_pass(tmp_path, capsys, language, e
     assert code == EXIT_REJECTED
     for line in expected:
         assert f"{path}: {line}" in lines
+
+
+def write_draft_pack(tmp_path, *replacements):
+    """Write the demo pack as the unpublished draft demo-2026.9, with each (old, new) text replaced once."""
+    path = write_demo_pack(tmp_path, ('version: "2026.1"\nstatus: published', 'version: "2026.9"\nstatus: draft'), *replacements)
+    return path.rename(tmp_path / "demo-2026.9.yaml")
+
+
+@pytest.mark.parametrize("language, expected", [
+    ("en", ["tracks/finetuning/levels: track 'finetuning' defines levels 1, 3 but not level 2; define every level from 1 to 3",
+            "workloads/sft-llama/init_from: workload 'sft-llama' starts from itself through init_from: sft-llama -> sft-llama"]),
+    ("zh", ["tracks/finetuning/levels: 认证方向 finetuning 定义了级别 1, 3，但没有级别 2；请定义从 1 到 3 的每个级别",
+            "workloads/sft-llama/init_from: 工作负载 sft-llama 通过 init_from 从自身开始：sft-llama -> sft-llama"]),
+])
+def test_plan_problems_rejected(tmp_path, capsys, language, expected):
+    path = write_draft_pack(tmp_path, ("init_from: pretrain-llama", "init_from: sft-llama"),
+                            ("      2:\n        workloads: [sd-sft-digits]", "      3:\n        workloads: [sd-sft-digits]"))
+
+    code = main(["--lang", language, "validate-pack", str(path)])
+
+    output = capsys.readouterr()
+    assert code == EXIT_REJECTED
+    assert output.out.splitlines() == [f"{path}: {line}" for line in expected]
+    assert "error[rule_pack_invalid]" in output.err
+
+
+def test_draft_copy_of_demo_pack_valid(tmp_path, capsys):
+    path = write_draft_pack(tmp_path)
+
+    code = main(["--lang", "en", "validate-pack", str(path)])
+
+    assert code == 0, capsys.readouterr()

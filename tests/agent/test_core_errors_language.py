@@ -49,7 +49,7 @@ def keygen_over_private_key(tmp_path):
      "公钥文件 {tmp}/bad.key：内容不是 PEM 格式的公钥", "public key file {tmp}/bad.key: the text is not a PEM public key"),
     (lambda tmp: ["verify", str(tmp / "x.tar"), "--public-key", str(tmp / "absent.pub")], "key_file_unreadable", EXIT_USAGE,
      "无法读取密钥文件 {tmp}/absent.pub：文件或文件夹不存在（ENOENT）", "cannot read public key file {tmp}/absent.pub: no such file or folder (ENOENT)"),
-    (lambda tmp: ["bundle", str(build_run(tmp / "run", workloads=())), "--key", str(write_bad_key(tmp))], "key_invalid", EXIT_REJECTED,
+    (lambda tmp: ["bundle", str(build_run(tmp / "run", workloads=(), planned=())), "--key", str(write_bad_key(tmp))], "key_invalid", EXIT_REJECTED,
      "{tmp}/bad.key 不是未加密的 PEM 私钥", "{tmp}/bad.key is not an unencrypted PEM private key"),
 ], ids=["rule_pack_unreadable", "key_file_exists", "public_key_invalid", "key_file_unreadable", "key_invalid"])
 @pytest.mark.parametrize("language", ["zh", "en"])
@@ -122,7 +122,7 @@ def aligned_fields(output: str) -> dict[str, str]:
 def test_bundle_and_verify_labels_in_chinese(tmp_path, capsys):
     key = tmp_path / "vendor.key"
     assert main(["keygen", "--out", str(key)]) == EXIT_OK
-    run_dir = build_run(tmp_path / "run", workloads=("sft-llama",))
+    run_dir = build_run(tmp_path / "run", workloads=("sft-llama",), planned=("sft-llama",))
     bundle = tmp_path / "run.tar"
     capsys.readouterr()
 
@@ -143,7 +143,7 @@ def test_verify_labels_in_english(tmp_path, capsys):
     key = tmp_path / "vendor.key"
     assert main(["keygen", "--out", str(key)]) == EXIT_OK
     bundle = tmp_path / "run.tar"
-    assert main(["bundle", str(build_run(tmp_path / "run", workloads=())), "--key", str(key), "--out", str(bundle)]) == EXIT_OK
+    assert main(["bundle", str(build_run(tmp_path / "run", workloads=(), planned=())), "--key", str(key), "--out", str(bundle)]) == EXIT_OK
     capsys.readouterr()
 
     assert main(["--lang", "en", "verify", str(bundle), "--public-key", f"{key}.pub"]) == EXIT_OK
@@ -197,7 +197,7 @@ def test_option_help_language(capsys, language, expected):
 
 def break_file(name: str, text: str):
     def arguments(tmp):
-        run_dir = build_run(tmp / "run", workloads=())
+        run_dir = build_run(tmp / "run", workloads=(), planned=())
         (run_dir / name).write_text(text, encoding="utf-8")
         key = tmp / "vendor.key"
         assert main(["keygen", "--out", str(key)]) == EXIT_OK

@@ -66,7 +66,7 @@ def test_failure_one_line_in_chinese(tmp_path, caplog, terminal, chinese):
 
     lines = terminal.getvalue().splitlines()
     assert lines == [f"INFO {WORKLOAD}：开始 pretrain 工作负载",
-                     f"ERROR {WORKLOAD}：工作负载失败：ValueError；请在 {tmp_path / LOG_NAME} 中查看回溯信息"]
+                     f"ERROR {WORKLOAD}：工作负载失败：ValueError: shapes [2, 3] and [4] do not match；请在 {tmp_path / LOG_NAME} 中查看回溯信息"]
 
 
 def test_failure_traceback_in_run_log(tmp_path, caplog, english):
@@ -76,7 +76,7 @@ def test_failure_traceback_in_run_log(tmp_path, caplog, english):
 
     log = (tmp_path / LOG_NAME).read_text(encoding="utf-8")
     assert f"{WORKLOAD}: starting the pretrain workload" in log
-    assert f"{WORKLOAD}: the workload failed: ValueError; read its traceback in {tmp_path / LOG_NAME}" in log
+    assert f"{WORKLOAD}: the workload failed: ValueError: shapes [2, 3] and [4] do not match; read its traceback in {tmp_path / LOG_NAME}" in log
     assert "Traceback (most recent call last):" in log
     assert "ValueError: shapes [2, 3] and [4] do not match" in log
 
@@ -110,7 +110,7 @@ def test_follower_rank_logs_traceback(tmp_path, caplog, terminal, english):
     run_failing(RunFolder(tmp_path, writer=False), tmp_path)
 
     text = terminal.getvalue()
-    assert f"ERROR {WORKLOAD}: the workload failed: ValueError; its traceback follows\nTraceback (most recent call last):" in text
+    assert f"ERROR {WORKLOAD}: the workload failed: ValueError: shapes [2, 3] and [4] do not match; its traceback follows\nTraceback (most recent call last):" in text
     assert not (tmp_path / LOG_NAME).exists()
 
 

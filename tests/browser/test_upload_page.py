@@ -10,8 +10,10 @@ import re
 import pytest
 from django.contrib.auth import get_user_model
 
+from certification.signing import generate_key
 from portal.audit.models import AuditEntry
 from portal.registry.models import Card, Membership, Vendor
+from portal.registry.services import register_signing_key
 from portal.submissions import views
 from portal.submissions.models import Submission, UploadSession
 from tests.portal.conftest import build_bundle, register_new_key, write_run_folder
@@ -442,3 +444,42 @@ def test_page_rejects_too_large_file_before_hashing(page, bundle, settings):
     assert str(settings.BUNDLE_UPLOAD_MAX_BYTES) in page.inner_text("#upload-status")
     assert page.evaluate("window.blobReads") == []
     assert UploadSession.objects.count() == 0
+
+
+def test_page_tells_bundle_validated_again(page, vendor_key, tmp_path):
+    """A bundle rejected for its unregistered key, uploaded again after the key is registered: the page says so and links the submission."""
+    key = generate_key()
+    path = build_bundle(tmp_path, key)
+    log_in(page, "owner", PASSWORD)
+    upload(page, path)
+    submission = Submission.objects.get()
+    assert submission.report.error_code == "signature_key_unknown"
+
+    register_signing_key(submission.vendor, key.public_pem())
+    page.goto("/submissions/upload/")
+    submit_file(page, path)
+    page.wait_for_selector("#upload-notice a")
+
+    assert "bundle_revalidating" in page.inner_text("#upload-status")
+    assert "signature_key_unknown" in page.inner_text("#upload-status")
+    assert page.get_attribute("#upload-notice a", "href").endswith(f"/submissions/{submission.pk}/")
+    assert page.url.endswith("/submissions/upload/")
+    assert Submission.objects.count() == 1
+    assert Submission.objects.get().report.error_code != "signature_key_unknown"
+
+
+def test_page_tells_bundle_already_uploaded(page, vendor_key, tmp_path):
+    """A bundle rejected for a cause in the bundle itself (it names another vendor): the page says it is already uploaded."""
+    path = build_bundle(tmp_path, vendor_key, vendor="globex")
+    log_in(page, "owner", PASSWORD)
+    upload(page, path)
+    submission = Submission.objects.get()
+    assert submission.report.error_code == "vendor_mismatch"
+
+    page.goto("/submissions/upload/")
+    submit_file(page, path)
+    page.wait_for_selector("#upload-notice a")
+
+    assert "bundle_already_uploaded" in page.inner_text("#upload-status")
+    assert f"{submission.pk}" in page.inner_text("#upload-notice a")
+    assert Submission.objects.count() == 1

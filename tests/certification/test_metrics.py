@@ -103,6 +103,10 @@ def test_validation_loss_rejects_zero_tokens():
     assert caught.value.problem_zh == "validation.json 的 `tokens` 不是正整数：0"
 
 
+# An integer of 310 digits, beyond the largest float (about 1.8e308).
+HUGE = 10**309
+
+
 @pytest.mark.parametrize("call, english, chinese", [
     (lambda: metrics.relative_errors([1.0], [1.0, 2.0]), "1 measured values for 2 reference values", "测得值有 1 个，参考值有 2 个，数量不一致"),
     (lambda: metrics.throughput([{"step": 3, "tokens_per_second_per_card": "fast", "step_seconds": 1.0}], 1, 10),
@@ -119,7 +123,15 @@ def test_validation_loss_rejects_zero_tokens():
     (lambda: metrics.paired_bootstrap([], []),
      "paired bootstrap needs as many measured as reference values, and at least one, got 0 and 0",
      "配对自助法需要数量相同且至少一个的测得值与参考值，实际为 0 个和 0 个"),
-], ids=["relative_errors", "throughput_rate", "throughput_seconds", "lambada_index", "correctness_index", "loss_object", "bootstrap"])
+    # JSON allows an integer too large for a float, and json reads 1e999 as infinity.
+    (lambda: metrics.throughput([{"step": 5, "tokens_per_second_per_card": HUGE, "step_seconds": 1.0}], 1, 10),
+     f"invalid number {HUGE}: it is outside the range of a float", f"无效的数值 {HUGE}：超出浮点数的范围"),
+    (lambda: metrics.validation_loss({"loss": HUGE, "tokens": 10}),
+     f"invalid number {HUGE}: it is outside the range of a float", f"无效的数值 {HUGE}：超出浮点数的范围"),
+    (lambda: metrics.lambada_accuracy([{"index": math.inf, "correct": True}], 10),
+     "an evaluation record has the index inf, not an integer", "有一条评测记录的 index 是 inf，不是整数"),
+], ids=["relative_errors", "throughput_rate", "throughput_seconds", "lambada_index", "correctness_index", "loss_object", "bootstrap",
+        "throughput_rate_out_of_range", "loss_out_of_range", "lambada_index_infinite"])
 def test_metric_input_problem_in_both_languages(call, english, chinese):
     with pytest.raises(RecordsInvalid) as caught:
         call()

@@ -102,6 +102,50 @@ def test_issue_code_and_values(path, value, reported, code, values):
     assert dict(issues[reported].values) == values
 
 
+@pytest.mark.parametrize(("init_from", "reported", "values"), [
+    ({"sft-llama": "sft-llama"}, "workloads/sft-llama/init_from", {"workload": "sft-llama", "chain": "sft-llama -> sft-llama"}),
+    ({"pretrain-llama": "sft-llama"}, "workloads/pretrain-llama/init_from",
+     {"workload": "pretrain-llama", "chain": "pretrain-llama -> sft-llama -> pretrain-llama"}),
+])
+def test_init_from_cycle_issue(init_from, reported, values):
+    data = pack_data()
+    for workload_id, parent in init_from.items():
+        data["workloads"][workload_id]["init_from"] = parent
+
+    issues = [issue for issue in validate_rule_pack(data) if issue.code == "init_from_cycle"]
+
+    assert [issue.path for issue in issues] == [reported]
+    assert dict(issues[0].values) == values
+
+
+@pytest.mark.parametrize(("levels", "expected"), [
+    ([1, 3], [{"track": "finetuning", "levels": "1, 3", "level": "2", "highest": "3"}]),
+    ([2], [{"track": "finetuning", "levels": "2", "level": "1", "highest": "2"}]),
+    ([3], [{"track": "finetuning", "levels": "3", "level": "1", "highest": "3"},
+           {"track": "finetuning", "levels": "3", "level": "2", "highest": "3"}]),
+])
+def test_level_gap_issue(levels, expected):
+    data = pack_data()
+    entries = list(data["tracks"]["finetuning"]["levels"].values())
+    data["tracks"]["finetuning"]["levels"] = {level: entries[index % len(entries)] for index, level in enumerate(levels)}
+
+    issues = [issue for issue in validate_rule_pack(data) if issue.code == "level_missing"]
+
+    assert [issue.path for issue in issues] == ["tracks/finetuning/levels"] * len(expected)
+    assert [dict(issue.values) for issue in issues] == expected
+
+
+def test_required_track_level_issue():
+    data = pack_data()
+    data["tracks"]["pretraining"]["levels"][3] = {"workloads": ["pretrain-llama"]}
+    data["tracks"]["pretraining"]["levels"][2] = {"workloads": []}
+
+    issues = [issue for issue in validate_rule_pack(data) if issue.code == "required_track_level_missing"]
+
+    assert [issue.path for issue in issues] == ["tracks/pretraining/levels/3"]
+    assert dict(issues[0].values) == {"track": "pretraining", "required_track": "finetuning", "level": "3"}
+
+
 def test_fixed_and_free_issue_code():
     data = pack_data()
     hyperparameters = data["workloads"]["infer-llama"]["hyperparameters"]

@@ -46,6 +46,27 @@ def test_upload_twice_returns_same_submission(live_server, token, bundle_file, c
     assert f"the portal already has this bundle as submission {submission.pk}, so it made no new submission" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("language, notice", [
+    ("en", "so the portal validates the submission again"),
+    ("zh", "因此门户重新验证该提交"),
+])
+def test_upload_again_after_fixable_rejection(live_server, owner, vendor, token, bundle_file, capsys, language, notice):
+    from portal.submissions.models import ValidationReport
+
+    main(["upload", str(bundle_file), "--portal", live_server.url, "--token", token])
+    submission = Submission.objects.get()
+    ValidationReport.objects.create(submission=submission, error_code="reference_missing", error_params={"name": "demo-2026.1"})
+    Submission.objects.filter(pk=submission.pk).update(state=Submission.State.REJECTED)
+    capsys.readouterr()
+
+    assert main(["--lang", language, "upload", str(bundle_file), "--portal", live_server.url, "--token", token]) == EXIT_OK
+
+    output = capsys.readouterr().out
+    assert notice in output
+    assert "reference_missing" in output
+    assert Submission.objects.get().state == Submission.State.RECEIVED
+
+
 def test_upload_stored_bundle_sends_nothing(live_server, token, bundle_file, capsys, caplog):
     main(["upload", str(bundle_file), "--portal", live_server.url, "--token", token, "--json"])
     capsys.readouterr()

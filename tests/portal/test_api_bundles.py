@@ -74,6 +74,14 @@ def test_upload_rejects_non_archive(owner_api, no_pipeline):
     assert Submission.objects.count() == 0
 
 
+def test_upload_rejects_empty_file(owner_api, no_pipeline):
+    response = post(owner_api, b"", name="empty.tar")
+    assert response.status_code == 400
+    assert response.json()["code"] == "bundle_empty"
+    assert "empty.tar" in response.json()["detail"]
+    assert Submission.objects.count() == 0
+
+
 def test_upload_rejects_missing_field(owner_api):
     response = owner_api.post(URL, {"other": upload_file(tar_bytes())}, format="multipart")
     assert response.status_code == 400

@@ -100,6 +100,21 @@ def test_staff_page_refuses_failing_level(client, passing, staff):
 
 
 @pytest.mark.parametrize("language, expected", [
+    ("en", "Level: Select a valid choice. 4 is not one of the available choices."),
+    ("zh-hans", "等级：选择一个有效的选项。 4 不在可用的选项中。"),
+])
+def test_invalid_issue_form_names_field_label(client, passing, staff, language, expected):
+    client.cookies["django_language"] = language
+
+    response = login(client, staff).post(reverse("certificate-issue", args=[passing.pk]), {"track": "pretraining", "level": 4}, follow=True)
+
+    page = response.content.decode()
+    assert expected in page
+    assert "* level" not in page
+    assert Certificate.objects.count() == 0
+
+
+@pytest.mark.parametrize("language, expected", [
     ("zh-hans", "提交 {pk} 的评判结果授予调优方向等级 0，而不是等级 1。"),
     ("en", "The verdict of submission {pk} grants fine-tuning level 0, not level 1."),
 ])

@@ -46,6 +46,18 @@ def test_demo_setup_is_idempotent(db, tmp_path, key_files):
     assert len(first["token"]) == 40
 
 
+@pytest.mark.parametrize("profile_name", ["demo", "smoke", "demo-sd", "smoke-sd", "tiny"])
+def test_demo_setup_registers_profile_card(db, tmp_path, profile_name):
+    # A bundle of a demo profile uploads to the demo portal without --vendor or --card-serial.
+    from agent.runner.profiles import load_profile
+
+    profile = load_profile(profile_name)
+    setup = run_demo_setup(tmp_path)
+
+    assert profile.vendor == setup["vendor"]["slug"]
+    assert (profile.card_model, profile.card_serial) == (setup["card"]["model"], setup["card"]["serial"])
+
+
 def test_demo_setup_rejects_bad_key_file(db, tmp_path):
     (tmp_path / "bad.pub").write_text("not a key")
     with pytest.raises(CommandError):

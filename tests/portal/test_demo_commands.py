@@ -43,8 +43,25 @@ def test_show_submission_table_in_chinese(submission, capsys):
     output = capsys.readouterr().out
 
     assert f"提交 {submission.pk}：已评判（" in output
-    assert "认证方向 预训练：级别 1" in output
+    assert "认证方向 预训练：等级 1" in output
+    assert "级别" not in output
     assert "track pretraining" not in output
+
+
+@pytest.mark.parametrize("language, expected, unexpected", [
+    ("en", "track dpo: no requirements in this rule pack", "track dpo: level"),
+    ("zh", "认证方向 DPO：本规则包对它没有要求", "认证方向 DPO：等级"),
+])
+def test_show_submission_track_without_requirements(vendor, card, rule_pack, capsys, language, expected, unexpected):
+    payload = verdict()
+    payload["tracks"]["dpo"] = {"level": 0, "max_level": 0, "gap": []}
+    submission = judged_submission(vendor, card, rule_pack, payload)
+
+    call_command("show_submission", str(submission.pk), "--lang", language)
+
+    output = capsys.readouterr().out
+    assert expected in output
+    assert unexpected not in output
 
 
 def test_show_submission_unknown_id(db):

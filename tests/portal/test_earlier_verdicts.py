@@ -81,13 +81,30 @@ def test_chinese_staff_page_heading(client, staff, card, rejected, django_captur
     assert "Earlier verdicts" not in page
 
 
-def test_vendor_page_hides_earlier_verdicts(client, staff, owner, card, rejected, django_capture_on_commit_callbacks):
+def test_vendor_page_shows_earlier_rejection_only(client, staff, owner, card, rejected, django_capture_on_commit_callbacks):
+    """The vendor sees why the submission was rejected before, without the staff's names and stored JSON."""
     judged = judged_after_approval(client, staff, card, rejected, django_capture_on_commit_callbacks)
     client.cookies["django_language"] = "en"
     login(client, owner)
 
     page = client.get(reverse("submission-detail", args=[judged.pk])).content.decode()
 
-    assert SupersededReport.objects.filter(submission=judged).exists()
-    assert "Earlier verdicts" not in page
-    assert "earlier-verdict-" not in page
+    earlier = SupersededReport.objects.get(submission=judged)
+    assert earlier.state == "rejected"
+    assert "Earlier verdicts" in page
+    assert f"earlier-verdict-{earlier.pk}" in page
+    assert "card_not_approved" in page
+    assert "Replaced by" not in page
+    assert "Stored JSON" not in page
+
+
+def test_vendor_page_hides_earlier_judged_verdict(client, staff, owner, card, rejected, django_capture_on_commit_callbacks):
+    judged = judged_after_approval(client, staff, card, rejected, django_capture_on_commit_callbacks)
+    revalidate(client, judged, django_capture_on_commit_callbacks)
+    client.cookies["django_language"] = "en"
+    login(client, owner)
+
+    page = client.get(reverse("submission-detail", args=[judged.pk])).content.decode()
+
+    judged_earlier = SupersededReport.objects.get(submission=judged, state="judged")
+    assert f"earlier-verdict-{judged_earlier.pk}" not in page

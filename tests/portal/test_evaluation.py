@@ -138,6 +138,23 @@ def test_disagreement_listed_then_adjudicated(evaluation_set, staff, second_revi
     assert (counts.good, counts.same, counts.bad) == (1, 5, 0)
 
 
+@pytest.mark.parametrize("note", ["a\x00b", "a\x07b"])
+def test_adjudication_note_control_character(evaluation_set, staff, second_reviewer, note):
+    judge_all(evaluation_set, staff, {3: "good", 4: "same", 5: "same"})
+    judge_all(evaluation_set, second_reviewer, {3: "bad", 4: "same", 5: "same"})
+    with pytest.raises(EvaluationError) as raised:
+        adjudicate(evaluation_set.pairs.get(position=3), outcome="good", decided_by=staff, note=note)
+    assert raised.value.code == "note_invalid"
+    assert not AuditEntry.objects.filter(action="evaluation.adjudicated").exists()
+
+
+def test_adjudication_note_keeps_line_breaks(evaluation_set, staff, second_reviewer):
+    judge_all(evaluation_set, staff, {3: "good", 4: "same", 5: "same"})
+    judge_all(evaluation_set, second_reviewer, {3: "bad", 4: "same", 5: "same"})
+    adjudication = adjudicate(evaluation_set.pairs.get(position=3), outcome="good", decided_by=staff, note="typo only\r\n\tline two")
+    assert adjudication.note == "typo only\r\n\tline two"
+
+
 def test_adjudication_only_for_disagreements(evaluation_set, staff):
     judge_all(evaluation_set, staff, {3: "good", 4: "same", 5: "same"})
     with pytest.raises(EvaluationError) as raised:
@@ -148,6 +165,8 @@ def test_adjudication_only_for_disagreements(evaluation_set, staff):
 @pytest.mark.parametrize("password, statement, code", [
     ("wrong-password", "checked", "password_invalid"),
     (PASSWORD, "   ", "statement_missing"),
+    (PASSWORD, "checked\x00", "statement_invalid"),
+    (PASSWORD, "checked\x1b[31m", "statement_invalid"),
 ])
 def test_sign_off_refusals(evaluation_set, staff, password, statement, code):
     judge_all(evaluation_set, staff, {3: "good", 4: "same", 5: "same"})

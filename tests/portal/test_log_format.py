@@ -12,6 +12,8 @@ from django.test import RequestFactory
 from django.urls import reverse
 from django.utils.log import log_response
 
+from portal.logs import ClientErrorOneLine
+
 from .conftest import login
 
 
@@ -67,3 +69,23 @@ def test_server_error_keeps_traceback(caplog):
     line = configured_formatter().format(records[0])
     assert "Traceback" in line
     assert "RuntimeError: database went away" in line
+
+
+def test_client_error_shortened_once_when_configured_twice(client, owner):
+    """runserver applies LOGGING twice (django.setup, then get_wsgi_application), so django.request gets two filters."""
+    logger = logging.getLogger("django.request")
+    extra = ClientErrorOneLine()
+    logger.addFilter(extra)
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger.addHandler(handler)
+    try:
+        login(client, owner)
+        assert client.get(reverse("staff-queue")).status_code == 403
+    finally:
+        logger.removeFilter(extra)
+        logger.removeHandler(handler)
+
+    message = records[0].getMessage()
+    assert message.count("(status 403, GET /staff/queue/, user owner)") == 1

@@ -156,3 +156,19 @@ def test_pdf_keeps_numbers_with_units(client, vendor, card, rule_pack, staff, tm
     assert "%" not in [line.strip() for line in lines]
     assert not any(line.endswith(("tokens/", "tokens/s/")) for line in lines)
     assert not any(line.endswith("pretrain-") for line in lines)
+
+
+def test_pdf_gives_figures_in_both_languages(client, vendor, card, rule_pack, staff, tmp_path):
+    payload = verdict()
+    payload["criteria"] = [
+        {"id": "pretrain.lambada", "workload": "pretrain-llama", "metric": "lambada_accuracy_difference", "status": "pass",
+         "measured": 41.5, "reference": 42.0, "bound": 1.0, "details": {}},
+    ]
+    certificate = issue_certificate(submission=judged_submission(vendor, card, rule_pack, payload), track="pretraining", level=1, issued_by=staff)
+    path = tmp_path / "certificate.pdf"
+    path.write_bytes(client.get(reverse("certificate-pdf", args=[certificate.number]), HTTP_ACCEPT_LANGUAGE="zh-hans").content)
+    text = " ".join(pdf_text(path).replace("\u00a0", " ").split())
+
+    assert "|Δ| ≤ 1.0 个百分点" in text
+    assert "|Δ| ≤ 1.0 pt" in text
+    assert text.count("41.50 %") == 1

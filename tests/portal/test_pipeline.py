@@ -167,6 +167,32 @@ def test_bundle_for_wrong_vendor_or_card_is_rejected(tmp_path, vendor, card, ven
     assert submission.report.error_detail
 
 
+@pytest.mark.parametrize("language, expected", [
+    ("en", ["The bundle names the vendor Acme Chips, but it was uploaded for the vendor with the slug acme and the name Acme <b>芯片</b>",
+            "'python -m agent run --vendor acme'"]),
+    ("zh-hans", ["结果包中的厂商是 Acme Chips，但它是为标识为 acme、名称为 Acme <b>芯片</b> 的厂商上传的",
+                 "'python -m agent run --vendor acme'"]),
+])
+def test_vendor_mismatch_names_slug_and_name(tmp_path, vendor, card, vendor_key, reference, recorded_judge, language, expected):
+    submission = validated_submission(tmp_path, vendor, vendor_key, vendor="Acme Chips")
+
+    with translation.override(language):
+        detail = submission.report.error_detail
+    assert submission.report.error_code == "vendor_mismatch"
+    for text in expected:
+        assert text in detail
+
+
+def test_vendor_mismatch_stored_without_name(vendor):
+    from portal.submissions.models import ValidationReport
+
+    report = ValidationReport(error_code="vendor_mismatch", error_params={"bundle_vendor": "Demo Vendor", "vendor": "demo-vendor"})
+
+    # A report stored before the name was recorded shows "-" in its place.
+    with translation.override("en"):
+        assert "the slug demo-vendor and the name -," in report.error_detail
+
+
 def test_unapproved_card_is_rejected(tmp_path, vendor, card, vendor_key, reference, recorded_judge):
     card.approved = False
     card.save()

@@ -14,6 +14,7 @@ from django.urls import reverse
 from certification.credentials import payload_of, signing_key_ids
 from portal.certificates.credentials import check_credential, mark_key_compromised, rotate_credential_key
 from portal.certificates.models import Certificate
+from portal.certificates.pdf import verification_url
 from portal.certificates.services import issue_certificate, revoke_certificate
 
 from .helpers_verdict import judged_submission, verdict
@@ -139,3 +140,17 @@ def test_migration_stores_signed_link(certificate):
 
     certificate.refresh_from_db()
     assert certificate.verification_url == signed
+
+
+def test_path_link_under_later_base_url(settings, vendor, card, rule_pack, staff, rf):
+    settings.PORTAL_BASE_URL = ""
+    issued = issue_certificate(submission=judged_submission(vendor, card, rule_pack, verdict(), label="b"), track="finetuning", level=1, issued_by=staff)
+    request = rf.get("/", HTTP_HOST="127.0.0.1:8765")
+
+    before = verification_url(issued, request)
+    settings.PORTAL_BASE_URL = "https://cert.example.org"
+    after = verification_url(issued, request)
+
+    assert issued.verification_url == f"/certificates/{issued.number}/"
+    assert before == f"http://127.0.0.1:8765/certificates/{issued.number}/"
+    assert after == f"https://cert.example.org/certificates/{issued.number}/"

@@ -76,7 +76,7 @@ def test_stored_json_error_without_position():
     (BundleError("file_digest_mismatch", "workloads/a/steps.jsonl"), "The file was changed after packing", "重新打包"),
     (TicketError("ticket_expired", "2026-01-01T00:00:00+00:00"), "Request a new ticket", "申请新票据"),
 ])
-def test_page_and_api_show_the_language(client, owner, owner_api, vendor, error, english, chinese):
+def test_page_shows_the_language(client, owner, vendor, error, english, chinese):
     submission = rejected_with(vendor, Rejection.from_bundle_error(error))
     assert submission.report.error_params == {"value": str(error.value)}
     login(client, owner)
@@ -93,11 +93,22 @@ def test_page_and_api_show_the_language(client, owner, owner_api, vendor, error,
     assert chinese in page
     assert str(error.value) in page
 
+
+# signature_key_unknown is left out: the same bytes again validate that submission again (see test_upload_again).
+@pytest.mark.parametrize("error, english, chinese", [
+    (BundleError("signature_key_revoked", "2026-01-01T00:00:00+00:00"), "after its signing key was revoked", "晚于其签名密钥被吊销的时间"),
+    (BundleError("file_digest_mismatch", "workloads/a/steps.jsonl"), "The file was changed after packing", "重新打包"),
+    (TicketError("ticket_expired", "2026-01-01T00:00:00+00:00"), "Request a new ticket", "申请新票据"),
+])
+def test_upload_again_shows_rejection_language(owner_api, vendor, error, english, chinese):
+    rejected_with(vendor, Rejection.from_bundle_error(error))
+
     for language, expected in (("en", english), ("zh-hans", chinese)):
         # The same bytes again return the stored submission with its report.
         reply = owner_api.post(reverse("api-bundle-upload"), {"bundle": upload_file(BUNDLE_BYTES)}, format="multipart", HTTP_ACCEPT_LANGUAGE=language)
         assert reply.status_code == 200
         assert reply.json()["error_code"] == error.code
+        assert reply.json()["notice_code"] == "bundle_already_uploaded"
         assert expected in reply.json()["error_detail"]
 
 
@@ -180,21 +191,32 @@ def test_ticket_from_bundle_named_by_claim(vendor):
         assert "required property" not in report.error_detail
 
 
-def test_manifest_schema_error_without_english(vendor, tmp_path):
-    def negative_size(manifest):
-        manifest["files"][0]["size"] = -1
+def negative_size(manifest):
+    manifest["files"][0]["size"] = -1
 
-    path = write_canonical(tmp_path / "bundle.tar", signed_members({"run.json": b"[]"}, manifest_edit=negative_size))
+
+def extra_key(manifest):
+    manifest["extra"] = 1
+
+
+@pytest.mark.parametrize("edit, english, chinese, left_out", [
+    (negative_size, "manifest.json is invalid at files/0/size: it does not meet the schema keyword minimum.",
+     "结果包的 manifest.json 在 files/0/size 处无效：不满足模式关键字 minimum。", "less than"),
+    (extra_key, "manifest.json is invalid at (top level): it does not meet the schema keyword additionalProperties.",
+     "结果包的 manifest.json 在（顶层）处无效：不满足模式关键字 additionalProperties。", "top level"),
+], ids=["minimum", "top_level"])
+def test_manifest_schema_error_without_english(vendor, tmp_path, edit, english, chinese, left_out):
+    path = write_canonical(tmp_path / "bundle.tar", signed_members({"run.json": b"[]"}, manifest_edit=edit))
     with pytest.raises(BundleError) as caught:
         open_bundle(path, KEYRING)
 
     report = rejected_with(vendor, Rejection.from_bundle_error(caught.value)).report
 
     with translation.override("en"):
-        assert "manifest.json is invalid at files/0/size: it does not meet the schema keyword minimum." in report.error_detail
+        assert english in report.error_detail
     with translation.override("zh-hans"):
-        assert "结果包的 manifest.json 在 files/0/size 处无效：不满足模式关键字 minimum。" in report.error_detail
-        assert "less than" not in report.error_detail
+        assert chinese in report.error_detail
+        assert left_out not in report.error_detail
 
 
 @pytest.mark.parametrize("error, english, chinese", [

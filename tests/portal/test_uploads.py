@@ -83,6 +83,31 @@ def test_browser_upload_of_a_wrong_file_stores_nothing(client, owner, vendor):
     assert Submission.objects.count() == 0
 
 
+@pytest.mark.parametrize("language, expected", [
+    ("en", "The file empty.tar is empty (0 bytes). Choose the .tar bundle"),
+    ("zh-hans", "文件 empty.tar 是空的（0 字节）。请选择"),
+])
+def test_browser_upload_of_empty_file(client, owner, vendor, language, expected):
+    login(client, owner)
+    response = client.post(reverse("submission-upload"), {"vendor": vendor.slug, "bundle": upload_file(b"", "empty.tar")},
+                           HTTP_ACCEPT_LANGUAGE=language)
+    page = response.content.decode()
+    assert response.status_code == 400
+    assert "bundle_empty" in page
+    assert expected in page
+    assert Submission.objects.count() == 0
+
+
+@pytest.mark.parametrize("language, expected", [("en", "is empty (0 bytes)"), ("zh-hans", "是空的（0 字节）")])
+def test_declaring_empty_file_says_empty(owner_api, language, expected):
+    reply = owner_api.post(reverse("api-upload-create"), {"size": 0, "sha256": "a" * 64, "name": "run.tar"}, format="json",
+                           HTTP_ACCEPT_LANGUAGE=language)
+    assert reply.status_code == 400
+    assert reply.json()["code"] == "bundle_empty"
+    assert expected in reply.json()["detail"]
+    assert "run.tar" in reply.json()["detail"]
+
+
 def test_duplicate_upload_is_one_submission(owner_api):
     data = tar_bytes()
     first = owner_api.post(reverse("api-bundle-upload"), {"bundle": upload_file(data)}, format="multipart")
@@ -219,7 +244,9 @@ def test_completing_a_bad_upload_discards_its_bytes(owner_api, payload, code):
 
 
 @pytest.mark.parametrize("fields, code", [
-    ({"size": 0, "sha256": "a" * 64}, "upload_size_invalid"),
+    ({"size": 0, "sha256": "a" * 64}, "bundle_empty"),
+    ({"size": -1, "sha256": "a" * 64}, "upload_size_invalid"),
+    ({"size": False, "sha256": "a" * 64}, "upload_size_invalid"),
     ({"size": "ten", "sha256": "a" * 64}, "upload_size_invalid"),
     ({"size": 10, "sha256": "xyz"}, "upload_digest_invalid"),
     ({"size": 10**15, "sha256": "a" * 64}, "bundle_too_large"),

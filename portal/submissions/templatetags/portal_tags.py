@@ -6,11 +6,17 @@ from django import template
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import ngettext_lazy
+from django.utils.translation import ngettext_lazy, pgettext
 
 from portal.certificates.models import LEVEL_NUMERALS, Track
 
 register = template.Library()
+
+
+@register.simple_tag
+def label_colon() -> str:
+    """Return the separator between a label and its value: ": " in English, the full-width "：" in Chinese."""
+    return pgettext("separator after a label", ": ")
 
 STATUS_LABELS = {
     "pass": _("pass"),

@@ -28,6 +28,13 @@ def submission_summary(submission: Submission) -> dict:
     }
 
 
+def track_line(track: str, outcome: dict) -> str:
+    """Return a track's line in the active language. A track whose highest level is 0, like DPO in the standard, has no requirements."""
+    if outcome.get("max_level", 1) == 0:
+        return _("track %(track)s: no requirements in this rule pack") % {"track": track}
+    return _("track %(track)s: level %(level)s") % {"track": track, "level": outcome.get("level", 0)}
+
+
 class Command(BaseCommand):
     help = "Print the state and validation report of one submission."
 
@@ -64,4 +71,4 @@ class Command(BaseCommand):
         for criterion in verdict.get("criteria", []):
             self.stdout.write(f"  {status_of(criterion['status']):>14}  {criterion['id']}: {criterion['explanation'][language]}")
         for track, outcome in verdict.get("tracks", {}).items():
-            self.stdout.write("  " + _("track %(track)s: level %(level)s") % {"track": track_of(track), "level": outcome.get("level", 0)})
+            self.stdout.write("  " + track_line(track_of(track), outcome))
