@@ -486,3 +486,27 @@ def test_malformed_stated_peaks_not_flagged(tmp_path, reference, stated):
 
     assert verdict.flags == []
     assert verdict.criterion("pretrain.throughput").details["code"] == "throughput_pass"
+
+
+@pytest.mark.parametrize("edit", [
+    lambda row: row.update(end="Infinity"),
+    lambda row: row.update(end=1e308) if row["index"] == 0 else row.update(sent=-1e308, first_token=-1e308) if row["index"] == 1 else None,
+], ids=["infinite_end", "wall_time_beyond_float_range"])
+def test_reference_request_times_refused(tmp_path, reference, edit):
+    broken_reference = bundle_edited(tmp_path / "reference", "workloads/infer-llama/requests.jsonl", edit)
+
+    result = judge(reference, [Reference(broken_reference, PEAKS)], PACK, PEAKS).criterion("infer.qps")
+
+    assert result.status == "refused"
+    assert result.details["code"] == "reference_unusable"
+
+
+def test_infinite_request_time_named(tmp_path, reference):
+    vendor = bundle_edited(tmp_path, "workloads/infer-llama/requests.jsonl", lambda row: row.update(end="Infinity"))
+
+    result = judge(vendor, [Reference(reference, PEAKS)], PACK, PEAKS).criterion("infer.qps")
+
+    assert result.details["code"] == "records_invalid"
+    assert result.explanation["en"] == ("The records of workload infer-llama are invalid: "
+                                        "request 0 of trial 0 in requests.jsonl has end 'Infinity', not a finite time.")
+    assert result.explanation["zh"] == "工作负载 infer-llama 的记录无效：requests.jsonl 中试验 0 的请求 0 的 end 是 'Infinity'，不是有限的时间。"
