@@ -303,3 +303,28 @@ def test_malformed_config_is_judged_with_problem(tmp_path, rule_pack, lab_key, d
     assert fixed["explanation"]["zh"] == "工作负载 pretrain-llama 的记录无效：config.json 的 hyperparameters 是 'fast'，不是 JSON 对象。"
     assert criteria["pretrain.loss_alignment"]["details"]["code"] == "records_invalid"
     assert submission.bundle.read() == vendor_path.read_bytes()
+
+
+@pytest.mark.skipif(not HAS_VERDICT_ENGINE, reason="certification.verdict has not landed yet")
+def test_load_level_beyond_float_range_costs_only_plots(tmp_path, rule_pack, lab_key, django_capture_on_commit_callbacks):
+    import json
+
+    from certification.bundle import write_bundle
+    from tests.certification.runfolder import build_run
+
+    vendor, member, vendor_key = vendor_with_key("Example Vendor", "example-vendor", "X100", "SN-1")
+    reference_path = write_bundle(build_run(tmp_path / "reference"), tmp_path / "reference.tar", lab_key).path
+    add_reference(reference_path, rule_pack=rule_pack, peak_tflops={"fp32": 1.5})
+    run_dir = build_run(tmp_path / "vendor")
+    search_path = run_dir / "workloads" / "infer-llama" / "search.json"
+    search = json.loads(search_path.read_text(encoding="utf-8"))
+    search["trials"][0]["level"] = 10**400
+    search_path.write_text(json.dumps(search), encoding="utf-8")
+    vendor_path = write_bundle(run_dir, tmp_path / "vendor.tar", vendor_key).path
+
+    submission = submit(vendor_path, vendor, member, django_capture_on_commit_callbacks)
+
+    assert submission.state == "judged"
+    qps = next(item for item in submission.report.verdict["criteria"] if item["id"] == "infer.qps")
+    assert qps["details"]["code"] == "records_invalid"
+    assert submission.report.series == {}
