@@ -194,6 +194,8 @@ def _check_run_keys(run: Any) -> None:
     for key in ("name", "sha256"):
         if not isinstance(rule_pack.get(key), str):
             raise BundleError("run_json_invalid", f"$.rule_pack.{key}")
+    if not isinstance(run.get("card", {}), (dict, type(None))):
+        raise BundleError("run_json_invalid", "$.card")
 
 
 def list_run_files(run_dir: Path) -> list[str]:

@@ -325,7 +325,7 @@ def loss_window_alignment(context: CriterionContext) -> Outcome:
     steps, window = settings["steps"], settings["window"]
     bound = {"mean_relative_error_max": settings["mean_relative_error_max"], "max_relative_error_max": settings["max_relative_error_max"]}
     vendor = metrics.loss_windows(context.vendor.losses_through(steps), steps, window)
-    reference = metrics.loss_windows(_reference_value(lambda: context.reference.losses_through(steps)), steps, window)
+    reference = _reference_value(lambda: metrics.loss_windows(context.reference.losses_through(steps), steps, window))
     if reference.missing_steps or reference.non_finite_steps:
         return _reference_unusable(f"reference loss curve is incomplete or not finite over steps 1-{steps}",
                                    f"参考损失曲线在第 1-{steps} 步不完整或含非有限值")
@@ -471,7 +471,7 @@ def throughput_ratio(context: CriterionContext) -> Outcome:
 
 def _throughput_outcome(context: CriterionContext, first: int, last: int, data_type: str, bound: float) -> Outcome:
     vendor = metrics.throughput(context.vendor.rows_through(last), first, last)
-    reference = metrics.throughput(_reference_value(lambda: context.reference.rows_through(last)), first, last)
+    reference = _reference_value(lambda: metrics.throughput(context.reference.rows_through(last), first, last))
     if reference.steps != last - first + 1 or not reference.mean > 0:
         return _reference_unusable(f"the reference lacks throughput for steps {first}-{last}", f"参考结果缺少第 {first}-{last} 步的吞吐")
     vendor_per_tflops = metrics.per_tflops(vendor.mean, context.vendor_peaks[data_type])

@@ -221,6 +221,9 @@ def _ratio_outcome(context: CriterionContext, vendor: QpsResult, reference: QpsR
                    common: dict[str, Any]) -> Outcome:
     vendor_per_tflops = metrics.per_tflops(vendor.qps, context.vendor_peaks[data_type])
     reference_per_tflops = metrics.per_tflops(reference.qps, context.reference_peaks[data_type])
+    if not reference_per_tflops > 0:  # a wall time beyond the float range gives a QPS of 0
+        fields = {"problem": f"the reference QPS is {reference.qps!r}, not a positive number", "problem_zh": f"参考结果的 QPS 是 {reference.qps!r}，不是正数"}
+        return Outcome(REFUSED, "reference_unusable", fields=fields)
     ratio = vendor_per_tflops / reference_per_tflops
     passed = ratio >= bound
     fields = {**common, "ratio": ratio, "bound": bound, "vendor_qps": vendor.qps, "vendor_level": f"{vendor.level:g}",

@@ -170,8 +170,12 @@ def images_per_second_per_card(records: WorkloadRecords) -> float:
     """Return images / sum of per-image seconds / cards from a workload's images.jsonl and config.json."""
     rows = list(image_records(records.bundle, records.workload_id).values())
     where = f"workloads/{records.workload_id}/{IMAGE_RECORDS}"
-    seconds = math.fsum(number_field({"seconds": math.nan, **row}, "seconds", f"the image of prompt {row['prompt_id']!r} in {where}",
-                                     f"{where} 中提示词 {row['prompt_id']!r} 的图像") for row in rows)
+    per_image = [number_field({"seconds": math.nan, **row}, "seconds", f"the image of prompt {row['prompt_id']!r} in {where}",
+                              f"{where} 中提示词 {row['prompt_id']!r} 的图像") for row in rows]
+    try:
+        seconds = math.fsum(per_image)
+    except (OverflowError, ValueError):  # a sum beyond the float range, or Infinity plus -Infinity
+        seconds = math.nan
     cards = records.config.get("cards", 1) if isinstance(records.config, dict) else 1
     if not rows or not math.isfinite(seconds) or seconds <= 0 or not isinstance(cards, int) or cards < 1:
         raise RecordsInvalid(f"workloads/{records.workload_id}/{IMAGE_RECORDS} has no images with positive, finite seconds, or config.json has no card count",

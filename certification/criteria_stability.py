@@ -26,6 +26,7 @@ from typing import Any
 
 from certification.bundle import VerifiedBundle
 from certification.criteria import FAIL, PASS, CriterionContext, Outcome, RecordsInvalid, criterion
+from certification.metrics import check_magnitude
 from certification.records import integer_field
 from certification.verdict_messages import MESSAGES
 
@@ -114,6 +115,9 @@ def check_warm_start(losses: dict[int, float], step: int, settings: StabilitySet
     if gaps:
         return WarmStart(step, ((f"steps {gaps[:5]} are missing after the warm start", f"热启动后缺少第 {gaps[:5]} 步"),))
 
+    for number in (*range(step - len(history) + 1, step + 1), *after_steps):
+        # Bounded losses keep the squares below from overflowing, which raises OverflowError for floats.
+        check_magnitude(losses[number], number, "loss")
     mean_before = sum(history) / len(history)
     std_before = math.sqrt(sum((value - mean_before) ** 2 for value in history) / len(history))
     threshold = mean_before + max(settings.sigma_multiple * std_before, settings.relative_margin * mean_before)

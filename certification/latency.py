@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from certification.records import number_field
+from certification.records import RecordsInvalid, number_field
 
 OK = "ok"
 
@@ -75,7 +75,10 @@ def _seconds(record: dict, key: str) -> float:
     """Return a time of a requests.jsonl record, or raise RecordsInvalid naming the request, the key and the value."""
     where = f"request {record.get('index')} of trial {record.get('trial')} in requests.jsonl"
     where_zh = f"requests.jsonl 中试验 {record.get('trial')} 的请求 {record.get('index')} "
-    return number_field(record, key, where, where_zh)
+    seconds = number_field(record, key, where, where_zh)
+    if not math.isfinite(seconds):
+        raise RecordsInvalid(f"{where} has {key} {record.get(key)!r}, not a finite time", f"{where_zh}的 {key} 是 {record.get(key)!r}，不是有限的时间")
+    return seconds
 
 
 def summarize_trial(records: Iterable[dict], ttft_limit: float, percentile: float, failed_max: int = 0) -> TrialSummary:

@@ -13,6 +13,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from rouge_score import rouge_scorer
@@ -124,8 +125,23 @@ def loss_windows(losses: dict[int, float], steps: int, window: int) -> LossWindo
     means = []
     for start in range(1, steps - window + 2, window):
         values = [losses.get(step, math.nan) for step in range(start, start + window)]
+        for step, value in zip(range(start, start + window), values):
+            check_magnitude(value, step, "loss")
         means.append(math.fsum(values) / window if all(math.isfinite(value) for value in values) else math.nan)
     return LossWindows(means, missing, non_finite)
+
+
+# The largest magnitude of a step record's number (loss, tokens per second, seconds), far above any real value.
+# A product of two such numbers is at most 1e200, so the sums below stay under the float maximum (about 1.8e308)
+# for any step count a run can have, and math.fsum never raises OverflowError.
+STEP_VALUE_MAX = 1e100
+
+
+def check_magnitude(value: float, step: Any, key: str) -> None:
+    """Raise RecordsInvalid, naming the step, the key and the value, for a finite number above STEP_VALUE_MAX in magnitude."""
+    if math.isfinite(value) and abs(value) > STEP_VALUE_MAX:
+        raise RecordsInvalid(f"step {step} has {key} {value!r}, larger in magnitude than {STEP_VALUE_MAX:g}",
+                             f"第 {step} 步的 {key} 是 {value!r}，绝对值大于 {STEP_VALUE_MAX:g}")
 
 
 @dataclass(frozen=True)
@@ -151,8 +167,16 @@ def relative_errors(measured: Sequence[float], reference: Sequence[float]) -> Re
     if not values:
         return RelativeErrors([], math.nan, math.nan)
     has_nan = any(math.isnan(value) for value in values)
-    mean = math.nan if has_nan else math.fsum(values) / len(values)
+    mean = math.nan if has_nan else _sum_of_non_negative(values) / len(values)
     return RelativeErrors(values, mean, math.nan if has_nan else max(values))
+
+
+def _sum_of_non_negative(values: Sequence[float]) -> float:
+    """Return math.fsum(values), or infinity where the exact sum is beyond the float range (no value is negative)."""
+    try:
+        return math.fsum(values)
+    except OverflowError:
+        return math.inf
 
 
 def _relative_error(value: float, base: float) -> float:
@@ -291,11 +315,16 @@ def _step_number(row: dict, key: str) -> float:
     if value is None:
         raise RecordsInvalid(problem, problem_zh)
     try:
-        return decode_float(value)
+        number = decode_float(value)
     except RecordsInvalid:
         if isinstance(value, int) and not isinstance(value, bool):
             raise  # an integer too large for a float, which decode_float names
         raise RecordsInvalid(problem, problem_zh) from None
+    if not math.isfinite(number):
+        raise RecordsInvalid(f"step {row.get('step')} has {key} {value!r}, not a finite number",
+                             f"第 {row.get('step')} 步的 {key} 是 {value!r}，不是有限数")
+    check_magnitude(number, row.get("step"), key)
+    return number
 
 
 def _mean(values: Sequence[float]) -> float:

@@ -243,13 +243,27 @@ def peak_flags(bundles: list[VerifiedBundle], card_peaks: dict[str, float]) -> l
 
 
 def _stated_peaks(bundle: VerifiedBundle) -> dict[str, float]:
+    """Return the numbers of environment.json's peak_tflops by lower-case data type, leaving out anything that is not a number in the float range."""
     if not bundle.has("environment.json"):
         return {}
     try:
         stated = bundle.read_json("environment.json").get("peak_tflops") or {}
     except (BundleError, AttributeError):
         return {}
-    return {str(key).lower(): float(value) for key, value in stated.items() if isinstance(value, (int, float)) and not isinstance(value, bool)}
+    if not isinstance(stated, dict):
+        return {}
+    return {str(key).lower(): float(value) for key, value in stated.items() if _is_float(value)}
+
+
+def _is_float(value: Any) -> bool:
+    """Return whether `value` is an int or float that float() converts without overflow; booleans are not numbers here."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
 
 
 def _peak_flag(bundle_id: str, data_type: str, stated: float, registered: float | None) -> dict[str, Any]:
@@ -410,7 +424,12 @@ def _pick_reference(references: list[Reference], pack: RulePack, workload_id: st
     blocker = input_outcome(entries, workload_id)
     if blocker is not None:
         return reference, blocker, compared
-    differences = compare_conditions(vendor, reference_records)
+    try:
+        differences = compare_conditions(vendor, reference_records)
+    except RecordsInvalid as error:
+        # The reference's config.json was read by _reference_problem above, so the invalid one is the vendor's.
+        fields = {"workload": workload_id, "problem": str(error), "problem_zh": error.problem_zh}
+        return reference, Outcome(FAIL, "records_invalid", fields=fields), compared
     if differences:
         return reference, Outcome(REFUSED, "reference_mismatch", fields={"differences": "; ".join(differences)}, details={"differences": differences}), compared
     return reference, epoch_batches_outcome(pack.workload(workload_id), vendor, reference_records), compared
@@ -517,18 +536,30 @@ def _shown(values: dict, key: str) -> str:
 def _resolved_hyperparameters(config: Any) -> dict:
     if not isinstance(config, dict):
         raise RecordsInvalid("config.json is not an object", "config.json 不是 JSON 对象")
-    hyperparameters = config.get("hyperparameters") or {}
+    hyperparameters = _config_section(config.get("hyperparameters"), "hyperparameters")
     merged = {key: value for key, value in hyperparameters.items() if key not in ("fixed", "free")}
-    merged.update(hyperparameters.get("free") or {})
-    merged.update(hyperparameters.get("fixed") or {})
+    merged.update(_config_section(hyperparameters.get("free"), "hyperparameters.free"))
+    merged.update(_config_section(hyperparameters.get("fixed"), "hyperparameters.fixed"))
     return merged
+
+
+def _config_section(value: Any, key: str) -> dict:
+    """Return a section of config.json: None is empty, and a value that is not an object raises RecordsInvalid naming `key` and the value."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise RecordsInvalid(f"config.json has {key} {value!r}, not an object", f"config.json 的 {key} 是 {value!r}，不是 JSON 对象")
+    return value
 
 
 def _same_value(found: Any, expected: Any) -> bool:
     if isinstance(found, bool) or isinstance(expected, bool):
         return found is expected
     if isinstance(found, (int, float)) and isinstance(expected, (int, float)):
-        return math.isclose(found, expected, rel_tol=1e-12, abs_tol=0.0)
+        try:
+            return math.isclose(found, expected, rel_tol=1e-12, abs_tol=0.0)
+        except OverflowError:  # an integer beyond the float range, which equals only the same integer
+            return found == expected
     return found == expected
 
 

@@ -128,7 +128,7 @@ def plot_series(bundle, rule_pack: RulePack) -> dict:
                 for reference in ReferenceBundle.objects.filter(rule_pack=rule_pack)
             ]
             return extract_series(bundle, references)
-    except (BundleError, SubmissionError, ValueError, KeyError, TypeError) as error:
+    except (BundleError, SubmissionError, ValueError, KeyError, TypeError, OverflowError) as error:
         logger.warning("no plot series for the submission's report: %s", error)
         return {}
 

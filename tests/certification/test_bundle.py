@@ -348,6 +348,19 @@ def test_manifest_schema_violation_rejected(tmp_path):
     assert error.message == "manifest.json is invalid at schema_version: 1 was expected"
 
 
+@pytest.mark.parametrize("card", ["X100", ["X100"], 7, True])
+def test_manifest_card_not_object_rejected(tmp_path, card):
+    def set_card(manifest):
+        manifest["card"] = card
+
+    path = write_canonical(tmp_path / "card.tar", signed_members({"run.json": b"[]"}, manifest_edit=set_card))
+
+    error = assert_rejected(path, "manifest_invalid")
+
+    assert error.value == "card"
+    assert error.message == f"manifest.json is invalid at card: {card!r} is not of type 'object', 'null'"
+
+
 def test_writer_rejects_bare_nan(tmp_path):
     run_dir = build_run(tmp_path / "run", workloads=("pretrain-llama",), steps=40, lambada_items=10)
     steps = run_dir / "workloads/pretrain-llama/steps.jsonl"
@@ -372,6 +385,7 @@ def test_writer_rejects_bare_nan(tmp_path):
         (lambda run: os.symlink("/etc/passwd", run / "link"), "run_file_link"),
         (lambda run: (run / "run.json").unlink(), "run_json_missing"),
         (lambda run: (run / "run.json").write_text('{"run_id": "x"}'), "run_json_invalid"),
+        (lambda run: (run / "run.json").write_text(json.dumps({**json.loads((run / "run.json").read_text()), "card": "X100"})), "run_json_invalid"),
     ],
 )
 def test_writer_rejects_bad_run_folder(tmp_path, edit, code):

@@ -150,3 +150,11 @@ def test_image_seconds_not_number_in_chinese(tmp_path, reference):
     assert result.details["code"] == "records_invalid"
     assert result.explanation["zh"] == ("工作负载 sd-infer-digits 的记录无效：workloads/sd-infer-digits/images.jsonl 中提示词 'en-0' 的图像的 "
                                         "seconds 是 'fast'，不是数字。")
+
+
+def test_image_seconds_sum_beyond_float_range(tmp_path, reference):
+    result = judged(tmp_path, reference, seconds=1e308).criterion("sd-infer.throughput")
+
+    assert result.status == "fail"
+    assert result.details["code"] == "records_invalid"
+    assert "has no images with positive, finite seconds" in result.explanation["en"]

@@ -185,6 +185,14 @@ def test_bundle_spike_after_resume_fails(tmp_path):
     assert outcome.details["warm_starts"][0]["threshold"] < 12.0
 
 
+def test_bundle_huge_loss_before_resume_named(tmp_path):
+    outcome = stability_outcome(tmp_path, spiked(decaying(40), 15, 1e200), events_with_resume(20))
+
+    assert (outcome.status, outcome.code) == ("fail", "records_invalid")
+    assert outcome.fields["problem"] == "step 15 has loss 1e+200, larger in magnitude than 1e+100"
+    assert outcome.fields["problem_zh"] == "第 15 步的 loss 是 1e+200，绝对值大于 1e+100"
+
+
 def test_resume_step_not_integer_in_chinese():
     events = events_with_resume(300)
     events[5]["resumed_from_step"] = "three hundred"

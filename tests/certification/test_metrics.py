@@ -67,6 +67,29 @@ def test_relative_errors_zero_reference():
     assert metrics.relative_errors([0.0], [0.0]).max == 0.0
 
 
+def test_relative_errors_mean_beyond_float_range():
+    errors = metrics.relative_errors([1e100, 1e100], [1e-208, 1e-208])
+
+    assert errors.values == [1e308, 1e308]
+    assert errors.mean == math.inf
+    assert errors.max == 1e308
+
+
+def test_loss_windows_reject_huge_loss():
+    losses = {step: 2.0 for step in range(1, 41)}
+    losses[23] = -1e300
+
+    with pytest.raises(RecordsInvalid, match=r"step 23 has loss -1e\+300, larger in magnitude than 1e\+100"):
+        metrics.loss_windows(losses, 40, 20)
+
+
+def test_loss_windows_keep_largest_allowed_loss_exact():
+    losses = {step: 1.0 for step in range(1, 21)}
+    losses[5] = 1e100
+
+    assert metrics.loss_windows(losses, 20, 20).means == [(1e100 + 19.0) / 20]
+
+
 def test_validation_loss_prefers_loss_sum():
     assert metrics.validation_loss({"loss": 9.0, "loss_sum": 300.0, "tokens": 100}) == 3.0
     assert metrics.validation_loss({"loss": "NaN", "tokens": 10}) != metrics.validation_loss({"loss": "NaN", "tokens": 10})

@@ -417,3 +417,96 @@ def test_missing_result_status_in_chinese(tmp_path, reference):
     assert result.details["code"] == "workload_not_completed"
     assert result.explanation["zh"] == "工作负载 pretrain-llama 未完成（状态：缺少 result.json）。"
     assert result.explanation["en"] == "Workload pretrain-llama has status missing result.json."
+
+
+# Record values of the wrong shape or beyond the float range, which once escaped judge() as an exception.
+@pytest.mark.parametrize("relative, edit, criterion_id, chinese, english", [
+    ("workloads/pretrain-llama/config.json", lambda config: config.update(hyperparameters="fast"), "pretrain-llama.fixed_hyperparameters",
+     "config.json 的 hyperparameters 是 'fast'，不是 JSON 对象", "config.json has hyperparameters 'fast', not an object"),
+    ("workloads/sft-llama/config.json", lambda config: config["hyperparameters"].update(fixed=[1]), "sft-llama.fixed_hyperparameters",
+     "config.json 的 hyperparameters.fixed 是 [1]，不是 JSON 对象", "config.json has hyperparameters.fixed [1], not an object"),
+    ("workloads/lora-llama/config.json", lambda config: config["hyperparameters"].update(free="x"), "lora.rouge",
+     "config.json 的 hyperparameters.free 是 'x'，不是 JSON 对象", "config.json has hyperparameters.free 'x', not an object"),
+    ("workloads/infer-llama/config.json", lambda config: config["hyperparameters"].update(fixed=True), "infer.qps",
+     "config.json 的 hyperparameters.fixed 是 True，不是 JSON 对象", "config.json has hyperparameters.fixed True, not an object"),
+    ("workloads/pretrain-llama/steps.jsonl", lambda row: row.update(loss=1e308), "pretrain.loss_alignment",
+     "第 1 步的 loss 是 1e+308，绝对值大于 1e+100", "step 1 has loss 1e+308, larger in magnitude than 1e+100"),
+    ("workloads/pretrain-llama/steps.jsonl", lambda row: row.update(step_seconds=1e308), "pretrain.throughput",
+     "第 1 步的 step_seconds 是 1e+308，绝对值大于 1e+100", "step 1 has step_seconds 1e+308, larger in magnitude than 1e+100"),
+    ("workloads/pretrain-llama/steps.jsonl", lambda row: row.update(tokens_per_second_per_card=-1e308), "pretrain.throughput",
+     "第 1 步的 tokens_per_second_per_card 是 -1e+308，绝对值大于 1e+100",
+     "step 1 has tokens_per_second_per_card -1e+308, larger in magnitude than 1e+100"),
+    ("workloads/pretrain-llama/steps.jsonl", lambda row: row.update(tokens_per_second_per_card="Infinity" if row["step"] % 2 else "-Infinity"),
+     "pretrain.throughput", "第 1 步的 tokens_per_second_per_card 是 'Infinity'，不是有限数",
+     "step 1 has tokens_per_second_per_card 'Infinity', not a finite number"),
+], ids=["hyperparameters", "fixed", "free", "fixed_inference", "loss", "step_seconds", "tokens_per_second", "infinite_rates"])
+def test_malformed_shape_or_magnitude_named(tmp_path, reference, relative, edit, criterion_id, chinese, english):
+    vendor = bundle_edited(tmp_path, relative, edit)
+
+    result = judge(vendor, [Reference(reference, PEAKS)], PACK, PEAKS).criterion(criterion_id)
+
+    workload = relative.split("/")[1]
+    assert result.status == "fail"
+    assert result.details["code"] == "records_invalid"
+    assert result.explanation["zh"] == f"工作负载 {workload} 的记录无效：{chinese}。"
+    assert result.explanation["en"] == f"The records of workload {workload} are invalid: {english}."
+    assert result.hint["en"] == "Run the workload again with this agent version."
+
+
+@pytest.mark.parametrize("relative, edit, criterion_id", [
+    ("workloads/pretrain-llama/config.json", lambda config: config.update(hyperparameters=["fast"]), "pretrain.loss_alignment"),
+    ("workloads/pretrain-llama/steps.jsonl", lambda row: row.update(loss=1e308), "pretrain.loss_alignment"),
+    ("workloads/pretrain-llama/steps.jsonl", lambda row: row.update(tokens_per_second_per_card=1e308), "pretrain.throughput"),
+], ids=["hyperparameters", "loss", "tokens_per_second"])
+def test_malformed_reference_shape_or_magnitude_refused(tmp_path, reference, relative, edit, criterion_id):
+    broken_reference = bundle_edited(tmp_path / "reference", relative, edit)
+
+    result = judge(reference, [Reference(broken_reference, PEAKS)], PACK, PEAKS).criterion(criterion_id)
+
+    assert result.status == "refused"
+    assert result.details["code"] == "reference_unusable"
+    assert "无法解析" not in result.explanation["zh"]
+
+
+def test_fixed_hyperparameter_beyond_float_range_differs(tmp_path, reference):
+    vendor = bundle_edited(tmp_path, "workloads/pretrain-llama/config.json", lambda config: config["hyperparameters"]["fixed"].update(seed=10**400))
+
+    result = judge(vendor, [Reference(reference, PEAKS)], PACK, PEAKS).criterion("pretrain-llama.fixed_hyperparameters")
+
+    assert result.status == "fail"
+    assert result.details["code"] == "fixed_hyperparameters_fail"
+    assert result.details["differences"] == [f"seed {10**400!r} / {PACK.workload('pretrain-llama')['hyperparameters']['fixed']['seed']!r}"]
+
+
+@pytest.mark.parametrize("stated", [[312.0], "312", 5, {"fp32": 10**400}], ids=["list", "string", "number", "huge_integer"])
+def test_malformed_stated_peaks_not_flagged(tmp_path, reference, stated):
+    vendor = bundle_edited(tmp_path, "environment.json", lambda environment: environment.update(peak_tflops=stated))
+
+    verdict = judge(vendor, [Reference(reference, PEAKS)], PACK, PEAKS)
+
+    assert verdict.flags == []
+    assert verdict.criterion("pretrain.throughput").details["code"] == "throughput_pass"
+
+
+@pytest.mark.parametrize("edit", [
+    lambda row: row.update(end="Infinity"),
+    lambda row: row.update(end=1e308) if row["index"] == 0 else row.update(sent=-1e308, first_token=-1e308) if row["index"] == 1 else None,
+], ids=["infinite_end", "wall_time_beyond_float_range"])
+def test_reference_request_times_refused(tmp_path, reference, edit):
+    broken_reference = bundle_edited(tmp_path / "reference", "workloads/infer-llama/requests.jsonl", edit)
+
+    result = judge(reference, [Reference(broken_reference, PEAKS)], PACK, PEAKS).criterion("infer.qps")
+
+    assert result.status == "refused"
+    assert result.details["code"] == "reference_unusable"
+
+
+def test_infinite_request_time_named(tmp_path, reference):
+    vendor = bundle_edited(tmp_path, "workloads/infer-llama/requests.jsonl", lambda row: row.update(end="Infinity"))
+
+    result = judge(vendor, [Reference(reference, PEAKS)], PACK, PEAKS).criterion("infer.qps")
+
+    assert result.details["code"] == "records_invalid"
+    assert result.explanation["en"] == ("The records of workload infer-llama are invalid: "
+                                        "request 0 of trial 0 in requests.jsonl has end 'Infinity', not a finite time.")
+    assert result.explanation["zh"] == "工作负载 infer-llama 的记录无效：requests.jsonl 中试验 0 的请求 0 的 end 是 'Infinity'，不是有限的时间。"

@@ -236,3 +236,95 @@ def test_reference_needs_lab_key(tmp_path, rule_pack, vendor_key, reference_lab)
 def test_cpu_demo_reference_label(reference):
     assert reference.label == "CPU demo reference"
     assert "A800" not in reference.label
+
+
+def signed_bundle_bytes(key, run: dict, files: dict[str, bytes]) -> bytes:
+    """Return a canonical archive of `files` with a manifest built from `run` as it is, signed with `key`; no run folder check applies."""
+    import hashlib
+    import io
+
+    from certification.archive import ArchiveWriter
+    from certification.bundle import ENVELOPE_NAME, MANIFEST_NAME, build_manifest, encode_manifest, sign_manifest
+
+    entries = [{"path": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()} for name, data in files.items()]
+    manifest = build_manifest(run, entries)
+    manifest_bytes = encode_manifest(manifest)
+    stream = io.BytesIO()
+    writer = ArchiveWriter(stream)
+    for name, data in [*files.items(), (MANIFEST_NAME, manifest_bytes), (ENVELOPE_NAME, sign_manifest(manifest, manifest_bytes, key))]:
+        writer.add(name, data)
+    writer.close()
+    return stream.getvalue()
+
+
+def test_card_not_object_is_rejected_readably(tmp_path, vendor, card, vendor_key, reference, rule_pack):
+    import json
+
+    run = {"run_id": "run-portal-test", "started_at": "2026-01-01T00:00:00+00:00", "vendor": "acme", "card": "X100",
+           "rule_pack": {"name": rule_pack.name, "sha256": rule_pack.sha256}}
+    data = signed_bundle_bytes(vendor_key, run, {"run.json": json.dumps(run).encode("utf-8")})
+    submission = stored_submission(vendor, data)
+
+    pipeline.validate_submission(submission.pk)
+
+    submission.refresh_from_db()
+    assert submission.state == "rejected"
+    assert submission.report.error_code == "manifest_invalid"
+    assert submission.report.error_params["value"] == "card"
+    with translation.override("en"):
+        assert submission.report.error_detail.startswith("The bundle's manifest.json is invalid at card: it does not meet the schema keyword type.")
+    with translation.override("zh-hans"):
+        assert submission.report.error_detail.startswith("结果包的 manifest.json 在 card 处无效：不满足模式关键字 type。")
+    assert submission.bundle.read() == data
+    assert actions_of(submission) == ["submission.rejected", "submission.validating"]
+
+
+@pytest.mark.skipif(not HAS_VERDICT_ENGINE, reason="certification.verdict has not landed yet")
+def test_malformed_config_is_judged_with_problem(tmp_path, rule_pack, lab_key, django_capture_on_commit_callbacks):
+    from certification.bundle import write_bundle
+    from tests.certification.runfolder import build_run
+
+    vendor, member, vendor_key = vendor_with_key("Example Vendor", "example-vendor", "X100", "SN-1")
+    reference_path = write_bundle(build_run(tmp_path / "reference"), tmp_path / "reference.tar", lab_key).path
+    add_reference(reference_path, rule_pack=rule_pack, peak_tflops={"fp32": 1.5})
+    run_dir = build_run(tmp_path / "vendor", **{"pretrain-llama": {"config_extra": {"hyperparameters": "fast"}}})
+    vendor_path = write_bundle(run_dir, tmp_path / "vendor.tar", vendor_key).path
+
+    submission = submit(vendor_path, vendor, member, django_capture_on_commit_callbacks)
+
+    assert submission.state == "judged"
+    assert submission.report.track_level("pretraining") == 0
+    criteria = {item["id"]: item for item in submission.report.verdict["criteria"]}
+    fixed = criteria["pretrain-llama.fixed_hyperparameters"]
+    assert fixed["status"] == "fail"
+    assert fixed["details"]["code"] == "records_invalid"
+    assert fixed["explanation"]["en"] == ("The records of workload pretrain-llama are invalid: "
+                                          "config.json has hyperparameters 'fast', not an object.")
+    assert fixed["explanation"]["zh"] == "工作负载 pretrain-llama 的记录无效：config.json 的 hyperparameters 是 'fast'，不是 JSON 对象。"
+    assert criteria["pretrain.loss_alignment"]["details"]["code"] == "records_invalid"
+    assert submission.bundle.read() == vendor_path.read_bytes()
+
+
+@pytest.mark.skipif(not HAS_VERDICT_ENGINE, reason="certification.verdict has not landed yet")
+def test_load_level_beyond_float_range_costs_only_plots(tmp_path, rule_pack, lab_key, django_capture_on_commit_callbacks):
+    import json
+
+    from certification.bundle import write_bundle
+    from tests.certification.runfolder import build_run
+
+    vendor, member, vendor_key = vendor_with_key("Example Vendor", "example-vendor", "X100", "SN-1")
+    reference_path = write_bundle(build_run(tmp_path / "reference"), tmp_path / "reference.tar", lab_key).path
+    add_reference(reference_path, rule_pack=rule_pack, peak_tflops={"fp32": 1.5})
+    run_dir = build_run(tmp_path / "vendor")
+    search_path = run_dir / "workloads" / "infer-llama" / "search.json"
+    search = json.loads(search_path.read_text(encoding="utf-8"))
+    search["trials"][0]["level"] = 10**400
+    search_path.write_text(json.dumps(search), encoding="utf-8")
+    vendor_path = write_bundle(run_dir, tmp_path / "vendor.tar", vendor_key).path
+
+    submission = submit(vendor_path, vendor, member, django_capture_on_commit_callbacks)
+
+    assert submission.state == "judged"
+    qps = next(item for item in submission.report.verdict["criteria"] if item["id"] == "infer.qps")
+    assert qps["details"]["code"] == "records_invalid"
+    assert submission.report.series == {}
