@@ -241,6 +241,18 @@ def test_unknown_json_problem_left_out_in_chinese():
     assert english.message == "invalid JSON in a.json at line 3, column 7: Invalid control character '\\x01' at"
 
 
+def rejection_in_both_languages(path):
+    """Open the bundle at `path`, which must be rejected, and return the error with its message in Chinese and in English."""
+    with pytest.raises(BundleError) as caught:
+        open_bundle(path, KEYRING)
+
+    set_language("zh")
+    in_chinese = from_core_error(caught.value, EXIT_REJECTED)
+    set_language("en")
+    in_english = from_core_error(caught.value, EXIT_REJECTED)
+    return caught.value, in_chinese, in_english
+
+
 @pytest.mark.parametrize("edit, chinese, english", [
     (lambda manifest: manifest["files"][0].update(size=-1),
      "manifest.json 在 files/0/size 处无效：-1 小于最小值 0", "manifest.json is invalid at files/0/size: -1 is less than the minimum of 0"),
@@ -250,13 +262,7 @@ def test_unknown_json_problem_left_out_in_chinese():
 ], ids=["minimum", "additional_properties"])
 def test_manifest_schema_error_in_language(tmp_path, edit, chinese, english):
     path = write_canonical(tmp_path / "bundle.tar", signed_members({"run.json": b"[]"}, manifest_edit=edit))
-    with pytest.raises(BundleError) as caught:
-        open_bundle(path, KEYRING)
-
-    set_language("zh")
-    in_chinese = from_core_error(caught.value, EXIT_REJECTED)
-    set_language("en")
-    in_english = from_core_error(caught.value, EXIT_REJECTED)
+    _, in_chinese, in_english = rejection_in_both_languages(path)
 
     assert in_chinese.code == "manifest_invalid"
     assert in_chinese.message == chinese
@@ -282,15 +288,9 @@ def signed_raw_manifest(manifest_bytes: bytes) -> list[tuple[str, bytes]]:
 ], ids=["syntax", "not_utf8", "control_character", "nan"])
 def test_manifest_json_error_in_language(tmp_path, manifest_bytes, chinese, english):
     path = write_canonical(tmp_path / "bundle.tar", signed_raw_manifest(manifest_bytes))
-    with pytest.raises(BundleError) as caught:
-        open_bundle(path, KEYRING)
+    caught, in_chinese, in_english = rejection_in_both_languages(path)
 
-    set_language("zh")
-    in_chinese = from_core_error(caught.value, EXIT_REJECTED)
-    set_language("en")
-    in_english = from_core_error(caught.value, EXIT_REJECTED)
-
-    assert caught.value.code == "manifest_invalid"
+    assert caught.code == "manifest_invalid"
     assert in_chinese.message == chinese
     assert in_english.message == english
 
@@ -316,16 +316,10 @@ def test_manifest_path_error_in_language(tmp_path, path, chinese, english):
         manifest["files"].append({"path": path, "size": 1, "sha256": "0" * 64})
 
     bundle = write_canonical(tmp_path / "bundle.tar", signed_members({"run.json": b"[]"}, manifest_edit=add_entry))
-    with pytest.raises(BundleError) as caught:
-        open_bundle(bundle, KEYRING)
+    caught, in_chinese, in_english = rejection_in_both_languages(bundle)
 
-    set_language("zh")
-    in_chinese = from_core_error(caught.value, EXIT_REJECTED)
-    set_language("en")
-    in_english = from_core_error(caught.value, EXIT_REJECTED)
-
-    assert caught.value.code == "manifest_invalid"
-    assert caught.value.details["path_code"] in ("path_parent", "path_absolute", "path_duplicate")
+    assert caught.code == "manifest_invalid"
+    assert caught.details["path_code"] in ("path_parent", "path_absolute", "path_duplicate")
     assert in_chinese.message == chinese
     assert in_english.message == english
 
