@@ -132,8 +132,8 @@ def loss_windows(losses: dict[int, float], steps: int, window: int) -> LossWindo
 
 
 # The largest magnitude of a step record's number (loss, tokens per second, seconds), far above any real value.
-# A product of two such numbers is at most 1e200, so the sums below stay under the float maximum (about 1.8e308)
-# for any step count a run can have, and math.fsum never raises OverflowError.
+# A product of two such numbers is at most 1e200, so sums of values that passed check_magnitude stay under the float
+# maximum (about 1.8e308) for any step count a run can have, and math.fsum of them cannot overflow.
 STEP_VALUE_MAX = 1e100
 
 

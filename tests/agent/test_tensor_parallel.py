@@ -226,8 +226,8 @@ def test_save_failure_reaches_every_rank(tmp_path):
         # A rank that waited for the collective timeout would take many minutes.
         assert results[rank]["merge-fails"]["seconds"] < 60, rank
         assert results[rank]["part-fails"]["seconds"] < 60, rank
-        # One line per failure names the workload and the error's text; the writing rank keeps the traceback in
-        # the run log, the other rank prints it after that line.
+        # One line per failure names the workload and the error's text. The writing rank keeps the traceback in
+        # the run log, and the other rank prints it after that line.
         assert logged[rank].count("the workload failed: SaveFailed: saving the split model to") == 2, rank
 
     merge = read_json(out / "workloads" / "merge-fails" / "result.json")
