@@ -173,7 +173,8 @@ def _svg(title: str, series: dict[str, list[dict]], key: str, x_label: str) -> s
     from matplotlib import pyplot
 
     # Latin text keeps DejaVu Sans, and matplotlib (3.6 and later) falls back to the CJK font for characters that it lacks.
-    with matplotlib.rc_context({"font.family": ["DejaVu Sans", *plot_cjk_families()]}):
+    # Text is drawn as paths, so the report shows the glyphs without any font on the reader's machine.
+    with matplotlib.rc_context({"font.family": ["DejaVu Sans", *plot_cjk_families()], "svg.fonttype": "path"}):
         figure, axes = pyplot.subplots(figsize=(6, 3.4))
         for label, rows in series.items():
             points = [point for row in rows if (point := _point(row, key)) is not None]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import math
+import threading
 from pathlib import Path
 from collections.abc import Callable
 
@@ -142,12 +143,17 @@ def plot_font_families() -> list[str]:
     return ["DejaVu Sans", "WenQuanYi Micro Hei"]
 
 
+RENDER_LOCK = threading.Lock()
+
+
 def render_svg(criterion: dict, series: dict, settings: dict) -> bytes:
     """Draw one criterion as an SVG document; text stays text so the browser's CJK fonts render it."""
     import matplotlib
     from matplotlib.figure import Figure
 
-    with matplotlib.rc_context({"svg.fonttype": "none", "font.size": 9, "font.family": plot_font_families()}):
+    # rc_context saves and restores the process-wide rcParams, so two threads inside it at once would leave one's
+    # settings behind for every later plot of the process. The lock lets one thread render at a time.
+    with RENDER_LOCK, matplotlib.rc_context({"svg.fonttype": "none", "font.size": 9, "font.family": plot_font_families()}):
         figure = Figure(figsize=(7.5, 4.2), layout="constrained")
         RENDERERS[criterion["metric"]](criterion, series.get(criterion.get("workload"), {}), settings, figure)
         buffer = io.BytesIO()
